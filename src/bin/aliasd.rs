@@ -1,0 +1,116 @@
+//! The aliasd daemon: parse arguments, set up logging, load the config, run, map the outcome to
+//! an exit code. All logic lives in the library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+use aliasd::config::Config;
+use aliasd::daemon;
+use aliasd::demo::{self, DemoOptions};
+
+#[derive(Parser)]
+#[command(
+    name = "aliasd",
+    version,
+    about = "Authoritative DNS for service aliases, with blue/green relinking"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve DNS and the control API with a config file.
+    Run {
+        /// The config file (TOML).
+        #[arg(long, short, env = "ALIASD_CONFIG")]
+        config: PathBuf,
+        /// Once serving, write the bound addresses here as JSON (for scripts and tests).
+        #[arg(long)]
+        ready_file: Option<PathBuf>,
+    },
+    /// Check a config file and its zone files, then exit; serves nothing.
+    Check {
+        #[arg(long, short, env = "ALIASD_CONFIG")]
+        config: PathBuf,
+    },
+    /// Run a self-contained demo on loopback: two web versions, DNS and the API.
+    Demo {
+        #[arg(long, default_value_t = 5353)]
+        dns_port: u16,
+        #[arg(long, default_value_t = 5380)]
+        api_port: u16,
+        /// Port of the two demo backends (on 127.0.0.11 and 127.0.0.12).
+        #[arg(long, default_value_t = 8080)]
+        backend_port: u16,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("aliasd: error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Check { config } => {
+            let loaded = Config::load(&config)?;
+            println!(
+                "{}: ok ({} zone(s), {} service(s), {} alias(es))",
+                config.display(),
+                loaded.zones.len(),
+                loaded.services.len(),
+                loaded.aliases.len()
+            );
+            Ok(())
+        }
+        Command::Run { config, ready_file } => {
+            let loaded = Config::load(&config)?;
+            runtime()?.block_on(async {
+                let shutdown =
+                    daemon::shutdown_on_signals().context("cannot install signal handlers")?;
+                daemon::run(loaded, ready_file.as_deref(), shutdown).await?;
+                Ok(())
+            })
+        }
+        Command::Demo {
+            dns_port,
+            api_port,
+            backend_port,
+        } => runtime()?.block_on(async {
+            let shutdown =
+                daemon::shutdown_on_signals().context("cannot install signal handlers")?;
+            let options = DemoOptions {
+                dns_port,
+                api_port,
+                backend_port,
+            };
+            demo::run(options, shutdown).await?;
+            Ok(())
+        }),
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}

@@ -1,0 +1,686 @@
+//! The configuration file: serde types that mirror the TOML, and validation into [`Config`].
+//!
+//! Every error names the file and the line and column (or the key) and says what is wrong.
+//! Validation collects all the problems it can find so an operator fixes them in one pass.
+//! Loading a config also loads and checks its zone files, so `aliasd check` covers both.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::model::{AliasName, Endpoint, ServiceName, parse_dns_name};
+use crate::zonefile::{StaticZone, ZoneError};
+
+/// Default TTL of alias answers: short, so clients follow a relink quickly.
+pub const DEFAULT_ALIAS_TTL: u32 = 5;
+/// Default TTL of negative answers (the SOA minimum), low for the same reason.
+pub const DEFAULT_NEGATIVE_TTL: u32 = 5;
+/// RFC 2181: TTLs are 31-bit values.
+const MAX_TTL: u32 = i32::MAX as u32;
+/// RFC 2308 section 5: negative caching above three hours is not useful.
+const MAX_NEGATIVE_TTL: u32 = 3 * 3600;
+const MIN_TOKEN_LEN: usize = 16;
+
+/// A validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file it came from.
+    pub source: PathBuf,
+    pub dns: DnsConfig,
+    pub zones: Vec<StaticZone>,
+    pub api: ApiConfig,
+    /// Where the durable state lives.
+    pub state_dir: PathBuf,
+    pub services: BTreeMap<ServiceName, ServiceConfig>,
+    pub aliases: BTreeMap<AliasName, AliasConfig>,
+}
+
+#[derive(Debug, Clone)]
+pub struct DnsConfig {
+    /// Each address is served over both UDP and TCP.
+    pub listen: Vec<SocketAddr>,
+    /// UDP sockets per address, bound with SO_REUSEPORT so every core serves.
+    pub udp_sockets: usize,
+    pub alias_ttl: u32,
+    pub negative_ttl: u32,
+    pub tcp_idle_timeout: Duration,
+    pub log_queries: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    pub listen: SocketAddr,
+    pub tokens: Vec<ApiToken>,
+}
+
+/// A named bearer token. The name is the actor recorded for changes made with it.
+#[derive(Clone)]
+pub struct ApiToken {
+    pub name: String,
+    pub secret: String,
+}
+
+impl fmt::Debug for ApiToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ApiToken")
+            .field("name", &self.name)
+            .field("secret", &"<redacted>")
+            .finish()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ServiceConfig {
+    pub endpoints: Vec<Endpoint>,
+}
+
+#[derive(Debug, Clone)]
+pub struct AliasConfig {
+    /// Index into [`Config::zones`] of the zone that holds the alias.
+    pub zone: usize,
+    /// The services linked when no stored state says otherwise.
+    pub targets: Vec<ServiceName>,
+    /// SRV records live at `_<port_name>._tcp.<alias>`.
+    pub port_name: String,
+}
+
+/// Everything wrong with a config, one problem a line.
+#[derive(Debug)]
+pub struct ConfigError {
+    pub problems: Vec<String>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.problems.join("\n"))
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl From<ZoneError> for ConfigError {
+    fn from(e: ZoneError) -> Self {
+        Self {
+            problems: vec![e.to_string()],
+        }
+    }
+}
+
+// ---- the TOML as written ----
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    dns: RawDns,
+    #[serde(rename = "zone")]
+    zones: Vec<RawZone>,
+    #[serde(default)]
+    api: RawApi,
+    state: RawState,
+    #[serde(default, rename = "service")]
+    services: Vec<RawService>,
+    #[serde(default, rename = "alias")]
+    aliases: Vec<RawAlias>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDns {
+    listen: Vec<Spanned<String>>,
+    #[serde(default)]
+    udp_sockets: Option<Spanned<u64>>,
+    #[serde(default)]
+    alias_ttl: Option<Spanned<RawDuration>>,
+    #[serde(default)]
+    negative_ttl: Option<Spanned<RawDuration>>,
+    #[serde(default)]
+    tcp_idle_timeout: Option<Spanned<RawDuration>>,
+    #[serde(default)]
+    log_queries: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawZone {
+    origin: Spanned<String>,
+    file: Spanned<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawApi {
+    #[serde(default = "default_api_listen")]
+    listen: Spanned<String>,
+    #[serde(default, rename = "token")]
+    tokens: Vec<RawToken>,
+}
+
+impl Default for RawApi {
+    fn default() -> Self {
+        Self {
+            listen: default_api_listen(),
+            tokens: Vec::new(),
+        }
+    }
+}
+
+fn default_api_listen() -> Spanned<String> {
+    Spanned::new(0..0, "127.0.0.1:5380".to_owned())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawToken {
+    name: Spanned<String>,
+    #[serde(default)]
+    secret: Option<Spanned<String>>,
+    #[serde(default)]
+    secret_env: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawState {
+    dir: Spanned<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawService {
+    name: Spanned<String>,
+    endpoints: Vec<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAlias {
+    name: Spanned<String>,
+    targets: Spanned<Vec<Spanned<String>>>,
+    #[serde(default)]
+    port_name: Option<Spanned<String>>,
+}
+
+/// A duration written as whole seconds (`5`) or a human string (`"5s"`, `"2m"`).
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawDuration {
+    Seconds(i64),
+    Text(String),
+}
+
+impl RawDuration {
+    fn to_duration(&self) -> Result<Duration, String> {
+        match self {
+            Self::Seconds(s) if *s >= 0 => Ok(Duration::from_secs(*s as u64)),
+            Self::Seconds(s) => Err(format!("{s} is negative")),
+            Self::Text(t) => parse_duration(t),
+        }
+    }
+}
+
+/// Parses a human duration such as `30s`, `2m` or `1h 30m`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text.trim())
+        .map_err(|e| format!("`{text}` is not a duration ({e}); write it like \"30s\" or \"2m\""))
+}
+
+// ---- loading and validation ----
+
+impl Config {
+    /// Reads, parses and validates the config at `path` and the zone files it names.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            problems: vec![format!("{}: cannot read config: {e}", path.display())],
+        })?;
+        Self::parse(&text, path, &|name| std::env::var(name).ok())
+    }
+
+    /// Parses config text. `path` names the file in messages and anchors relative paths;
+    /// `env` looks up environment variables (a parameter so tests need not mutate the process).
+    pub fn parse(
+        text: &str,
+        path: &Path,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| {
+            let at = Locator::new(path, text);
+            let message = e.message().trim_end_matches('\n').to_owned();
+            ConfigError {
+                problems: vec![match e.span() {
+                    Some(span) => at.at(&span, &message),
+                    None => format!("{}: {message}", path.display()),
+                }],
+            }
+        })?;
+        let mut v = Validator {
+            at: Locator::new(path, text),
+            base: path.parent().unwrap_or(Path::new(".")).to_owned(),
+            problems: Vec::new(),
+        };
+        let config = v.config(raw, env);
+        match config {
+            Some(config) if v.problems.is_empty() => Ok(config),
+            _ => Err(ConfigError {
+                problems: v.problems,
+            }),
+        }
+    }
+}
+
+/// Turns byte spans into `file:line:column` prefixes.
+struct Locator<'a> {
+    path: &'a Path,
+    text: &'a str,
+}
+
+impl<'a> Locator<'a> {
+    fn new(path: &'a Path, text: &'a str) -> Self {
+        Self { path, text }
+    }
+
+    fn at(&self, span: &Range<usize>, message: &str) -> String {
+        if span.start == 0 && span.end == 0 {
+            return format!("{}: {message}", self.path.display());
+        }
+        let before = &self.text[..span.start.min(self.text.len())];
+        let line = before.matches('\n').count() + 1;
+        let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+        format!("{}:{line}:{column}: {message}", self.path.display())
+    }
+}
+
+struct Validator<'a> {
+    at: Locator<'a>,
+    base: PathBuf,
+    problems: Vec<String>,
+}
+
+impl Validator<'_> {
+    fn err(&mut self, span: &Range<usize>, message: impl AsRef<str>) {
+        let line = self.at.at(span, message.as_ref());
+        self.problems.push(line);
+    }
+
+    fn path(&self, text: &str) -> PathBuf {
+        let p = Path::new(text);
+        if p.is_absolute() {
+            p.to_owned()
+        } else {
+            self.base.join(p)
+        }
+    }
+
+    fn config(&mut self, raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Option<Config> {
+        let dns = self.dns(&raw.dns);
+        let zones = self.zones(&raw.zones);
+        let api = self.api(&raw.api, env);
+        let state_dir = if raw.state.dir.get_ref().trim().is_empty() {
+            self.err(&raw.state.dir.span(), "state.dir must not be empty");
+            PathBuf::new()
+        } else {
+            self.path(raw.state.dir.get_ref())
+        };
+        let services = self.services(&raw.services);
+        let aliases = self.aliases(&raw.aliases, &zones, &services);
+        Some(Config {
+            source: self.at.path.to_owned(),
+            dns: dns?,
+            zones,
+            api: api?,
+            state_dir,
+            services,
+            aliases,
+        })
+    }
+
+    fn dns(&mut self, raw: &RawDns) -> Option<DnsConfig> {
+        let mut listen = Vec::new();
+        for addr in &raw.listen {
+            match addr.get_ref().parse::<SocketAddr>() {
+                Ok(a) if listen.contains(&a) => {
+                    self.err(&addr.span(), format!("dns.listen: `{a}` is listed twice"))
+                }
+                Ok(a) => listen.push(a),
+                Err(_) => self.err(
+                    &addr.span(),
+                    format!(
+                        "dns.listen: `{}` is not a socket address (IP:PORT, such as 127.0.0.1:5353)",
+                        addr.get_ref()
+                    ),
+                ),
+            }
+        }
+        if raw.listen.is_empty() {
+            self.problems.push(format!(
+                "{}: dns.listen must name at least one address",
+                self.at.path.display()
+            ));
+        }
+        let udp_sockets = match &raw.udp_sockets {
+            None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            Some(n) if (1..=64).contains(n.get_ref()) => *n.get_ref() as usize,
+            Some(n) => {
+                self.err(&n.span(), "dns.udp_sockets must be between 1 and 64");
+                1
+            }
+        };
+        let alias_ttl = self.ttl(&raw.alias_ttl, "dns.alias_ttl", DEFAULT_ALIAS_TTL, MAX_TTL);
+        let negative_ttl = self.ttl(
+            &raw.negative_ttl,
+            "dns.negative_ttl",
+            DEFAULT_NEGATIVE_TTL,
+            MAX_NEGATIVE_TTL,
+        );
+        let tcp_idle_timeout = match &raw.tcp_idle_timeout {
+            None => Duration::from_secs(10),
+            Some(d) => match d.get_ref().to_duration() {
+                Ok(t) if t >= Duration::from_millis(100) => t,
+                Ok(_) => {
+                    self.err(&d.span(), "dns.tcp_idle_timeout must be at least 100ms");
+                    Duration::from_secs(10)
+                }
+                Err(e) => {
+                    self.err(&d.span(), format!("dns.tcp_idle_timeout: {e}"));
+                    Duration::from_secs(10)
+                }
+            },
+        };
+        Some(DnsConfig {
+            listen,
+            udp_sockets,
+            alias_ttl,
+            negative_ttl,
+            tcp_idle_timeout,
+            log_queries: raw.log_queries,
+        })
+    }
+
+    fn ttl(
+        &mut self,
+        raw: &Option<Spanned<RawDuration>>,
+        key: &str,
+        default: u32,
+        max: u32,
+    ) -> u32 {
+        let Some(raw) = raw else { return default };
+        match raw.get_ref().to_duration() {
+            Ok(d) if d.subsec_nanos() != 0 => {
+                self.err(&raw.span(), format!("{key} must be whole seconds"));
+                default
+            }
+            Ok(d) if d.as_secs() > u64::from(max) => {
+                self.err(&raw.span(), format!("{key} must be at most {max} seconds"));
+                default
+            }
+            Ok(d) => d.as_secs() as u32,
+            Err(e) => {
+                self.err(&raw.span(), format!("{key}: {e}"));
+                default
+            }
+        }
+    }
+
+    fn zones(&mut self, raw: &[RawZone]) -> Vec<StaticZone> {
+        if raw.is_empty() {
+            self.problems.push(format!(
+                "{}: at least one [[zone]] is needed",
+                self.at.path.display()
+            ));
+        }
+        let mut zones: Vec<StaticZone> = Vec::new();
+        for z in raw {
+            let text = z.origin.get_ref();
+            let origin = match parse_dns_name(text) {
+                Ok(mut n) => {
+                    n.set_fqdn(true);
+                    n.to_lowercase()
+                }
+                Err(e) => {
+                    self.err(&z.origin.span(), format!("zone.origin: {e}"));
+                    continue;
+                }
+            };
+            if zones
+                .iter()
+                .any(|other| other.origin.zone_of(&origin) || origin.zone_of(&other.origin))
+            {
+                self.err(
+                    &z.origin.span(),
+                    format!("zone `{origin}` overlaps another [[zone]]; zones must be disjoint"),
+                );
+                continue;
+            }
+            match StaticZone::load(&self.path(z.file.get_ref()), &origin) {
+                Ok(zone) => zones.push(zone),
+                Err(e) => {
+                    let where_ = self.at.at(&z.file.span(), "zone.file");
+                    self.problems.push(format!("{where_}: {e}"));
+                }
+            }
+        }
+        zones
+    }
+
+    fn api(&mut self, raw: &RawApi, env: &dyn Fn(&str) -> Option<String>) -> Option<ApiConfig> {
+        let listen = match raw.listen.get_ref().parse::<SocketAddr>() {
+            Ok(a) => a,
+            Err(_) => {
+                self.err(
+                    &raw.listen.span(),
+                    format!(
+                        "api.listen: `{}` is not a socket address (IP:PORT, such as 127.0.0.1:5380)",
+                        raw.listen.get_ref()
+                    ),
+                );
+                return None;
+            }
+        };
+        let mut tokens: Vec<ApiToken> = Vec::new();
+        for t in &raw.tokens {
+            let name = t.name.get_ref().trim().to_owned();
+            if name.is_empty() {
+                self.err(&t.name.span(), "api.token.name must not be empty");
+                continue;
+            }
+            if tokens.iter().any(|o| o.name == name) {
+                self.err(
+                    &t.name.span(),
+                    format!("api.token `{name}` is defined twice"),
+                );
+                continue;
+            }
+            let secret = match (&t.secret, &t.secret_env) {
+                (Some(s), None) => s.get_ref().clone(),
+                (None, Some(var)) => match env(var.get_ref()) {
+                    Some(s) => s,
+                    None => {
+                        self.err(
+                            &var.span(),
+                            format!(
+                                "api.token `{name}`: environment variable `{}` is not set",
+                                var.get_ref()
+                            ),
+                        );
+                        continue;
+                    }
+                },
+                _ => {
+                    self.err(
+                        &t.name.span(),
+                        format!("api.token `{name}`: set exactly one of `secret` and `secret_env`"),
+                    );
+                    continue;
+                }
+            };
+            if secret.trim().len() < MIN_TOKEN_LEN {
+                self.err(
+                    &t.name.span(),
+                    format!(
+                        "api.token `{name}`: the secret must be at least {MIN_TOKEN_LEN} characters"
+                    ),
+                );
+                continue;
+            }
+            if tokens.iter().any(|o| o.secret == secret) {
+                self.err(
+                    &t.name.span(),
+                    format!("api.token `{name}` has the same secret as another token"),
+                );
+                continue;
+            }
+            tokens.push(ApiToken { name, secret });
+        }
+        Some(ApiConfig { listen, tokens })
+    }
+
+    fn services(&mut self, raw: &[RawService]) -> BTreeMap<ServiceName, ServiceConfig> {
+        let mut services = BTreeMap::new();
+        for s in raw {
+            let name = match s.name.get_ref().parse::<ServiceName>() {
+                Ok(n) => n,
+                Err(e) => {
+                    self.err(&s.name.span(), format!("service.name: {e}"));
+                    continue;
+                }
+            };
+            if services.contains_key(&name) {
+                self.err(&s.name.span(), format!("service `{name}` is defined twice"));
+                continue;
+            }
+            let mut endpoints = Vec::new();
+            for e in &s.endpoints {
+                match e.get_ref().parse::<Endpoint>() {
+                    Ok(ep) if endpoints.contains(&ep) => self.err(
+                        &e.span(),
+                        format!("service `{name}`: endpoint `{ep}` is listed twice"),
+                    ),
+                    Ok(ep) => endpoints.push(ep),
+                    Err(err) => self.err(&e.span(), format!("service `{name}`: {err}")),
+                }
+            }
+            services.insert(name, ServiceConfig { endpoints });
+        }
+        services
+    }
+
+    fn aliases(
+        &mut self,
+        raw: &[RawAlias],
+        zones: &[StaticZone],
+        services: &BTreeMap<ServiceName, ServiceConfig>,
+    ) -> BTreeMap<AliasName, AliasConfig> {
+        let mut aliases: BTreeMap<AliasName, AliasConfig> = BTreeMap::new();
+        let Some(first) = zones.first() else {
+            return aliases;
+        };
+        for a in raw {
+            let span = a.name.span();
+            let name = match AliasName::resolve(a.name.get_ref(), &first.origin) {
+                Ok(n) => n,
+                Err(e) => {
+                    self.err(&span, format!("alias.name: {e}"));
+                    continue;
+                }
+            };
+            let Some(zone) = zones.iter().position(|z| z.origin.zone_of(name.name())) else {
+                let origins: Vec<String> = zones.iter().map(|z| z.origin.to_string()).collect();
+                self.err(
+                    &span,
+                    format!(
+                        "alias `{name}` is outside every configured zone ({})",
+                        origins.join(", ")
+                    ),
+                );
+                continue;
+            };
+            let zone_data = &zones[zone];
+            if name.name() == &zone_data.origin {
+                self.err(&span, format!("alias `{name}` cannot be the zone apex"));
+                continue;
+            }
+            if aliases.contains_key(&name) {
+                self.err(&span, format!("alias `{name}` is defined twice"));
+                continue;
+            }
+            if let Some(other) = aliases
+                .keys()
+                .find(|o| o.name().zone_of(name.name()) || name.name().zone_of(o.name()))
+            {
+                self.err(
+                    &span,
+                    format!(
+                        "alias `{name}` is nested with alias `{other}`; aliases own every name below them"
+                    ),
+                );
+                continue;
+            }
+            let lower = name.lower();
+            if let Some(clash) = zone_data.names.iter().find(|n| lower.zone_of(n)) {
+                self.err(
+                    &span,
+                    format!(
+                        "alias `{name}` collides with the static name `{clash}` in {}",
+                        zone_data.path.display()
+                    ),
+                );
+                continue;
+            }
+            let mut targets = Vec::new();
+            for t in a.targets.get_ref() {
+                match t.get_ref().parse::<ServiceName>() {
+                    Ok(s) if !services.contains_key(&s) => self.err(
+                        &t.span(),
+                        format!("alias `{name}` links unknown service `{s}` (no [[service]] has that name)"),
+                    ),
+                    Ok(s) if targets.contains(&s) => self.err(
+                        &t.span(),
+                        format!("alias `{name}` lists service `{s}` twice"),
+                    ),
+                    Ok(s) => targets.push(s),
+                    Err(e) => self.err(&t.span(), format!("alias `{name}`: {e}")),
+                }
+            }
+            if a.targets.get_ref().is_empty() {
+                self.err(
+                    &a.targets.span(),
+                    format!("alias `{name}` must link at least one service"),
+                );
+            }
+            let port_name = match &a.port_name {
+                None => "http".to_owned(),
+                Some(p) => {
+                    let text = p.get_ref();
+                    let ok = (1..=62).contains(&text.len())
+                        && text
+                            .chars()
+                            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+                    if !ok {
+                        self.err(
+                            &p.span(),
+                            format!("alias `{name}`: port_name `{text}` must be 1 to 62 lower-case letters, digits or `-` (it becomes `_{text}._tcp`)"),
+                        );
+                    }
+                    text.clone()
+                }
+            };
+            aliases.insert(
+                name,
+                AliasConfig {
+                    zone,
+                    targets,
+                    port_name,
+                },
+            );
+        }
+        aliases
+    }
+}
+
+#[cfg(test)]
+mod tests;

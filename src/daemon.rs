@@ -1,0 +1,176 @@
+//! The shell around the core: opens the store, binds every listener, wires the tasks and stops
+//! them all on one `CancellationToken`.
+
+use std::io;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use hickory_proto::rr::LowerName;
+use serde::{Deserialize, Serialize};
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::api::{self, AppState, Auth};
+use crate::config::Config;
+use crate::controller::Controller;
+use crate::controller::store::{Store, StoreError};
+use crate::dns::DnsServer;
+use crate::snapshot::{SharedSnapshot, Topology};
+
+/// How long the tasks get to finish after shutdown is asked for.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    Bind(io::Error),
+    #[error("cannot bind the api on {addr}: {source}")]
+    BindApi { addr: SocketAddr, source: io::Error },
+    #[error("cannot write the ready file {path}: {source}")]
+    ReadyFile { path: PathBuf, source: io::Error },
+}
+
+/// The addresses actually bound, written to `--ready-file` once aliasd serves.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Ready {
+    pub pid: u32,
+    pub dns: Vec<SocketAddr>,
+    pub api: SocketAddr,
+}
+
+/// A started daemon: every listener is bound and serving.
+pub struct Daemon {
+    pub ready: Ready,
+    pub snapshots: SharedSnapshot,
+    tasks: JoinSet<()>,
+    dns: DnsServer,
+    shutdown: CancellationToken,
+}
+
+impl Daemon {
+    /// Loads the state, publishes the first snapshot and binds DNS and the API.
+    pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Self, DaemonError> {
+        let (store, stored) = Store::open(&config.state_dir)?;
+        info!(dir = %config.state_dir.display(), "state directory opened");
+        let topology = Arc::new(Topology::from_config(&config));
+        let file_serials: Vec<u32> = config.zones.iter().map(|z| z.serial).collect();
+        let (controller, control, snapshots) =
+            Controller::start(topology, store, stored, &file_serials)?;
+
+        let origins: Vec<LowerName> = config
+            .zones
+            .iter()
+            .map(|z| LowerName::new(&z.origin))
+            .collect();
+        let dns = DnsServer::start(&config.dns, &origins, snapshots.clone())
+            .await
+            .map_err(DaemonError::Bind)?;
+
+        let api_listener = TcpListener::bind(config.api.listen)
+            .await
+            .map_err(|source| DaemonError::BindApi {
+                addr: config.api.listen,
+                source,
+            })?;
+        let api_addr = api_listener.local_addr().map_err(DaemonError::Bind)?;
+        if !api_addr.ip().is_loopback() {
+            warn!(addr = %api_addr, "the control api listens beyond loopback; keep its tokens secret");
+        }
+        if config.api.tokens.is_empty() {
+            warn!("no api tokens are configured: every change through the api will be refused");
+        }
+        info!(addr = %api_addr, "api listening");
+
+        let mut tasks = JoinSet::new();
+        tasks.spawn(controller.run(shutdown.clone()));
+        let app = api::router(AppState {
+            snapshots: snapshots.clone(),
+            control,
+            auth: Arc::new(Auth::new(&config.api.tokens)),
+        });
+        let api_shutdown = shutdown.clone();
+        tasks.spawn(async move {
+            let serve = axum::serve(api_listener, app)
+                .with_graceful_shutdown(async move { api_shutdown.cancelled().await });
+            if let Err(error) = serve.await {
+                warn!(%error, "api server ended with an error");
+            }
+        });
+
+        Ok(Self {
+            ready: Ready {
+                pid: std::process::id(),
+                dns: dns.addrs.clone(),
+                api: api_addr,
+            },
+            snapshots,
+            tasks,
+            dns,
+            shutdown,
+        })
+    }
+
+    /// Waits for shutdown, then stops every task within [`DRAIN_TIMEOUT`].
+    pub async fn wait(mut self) {
+        self.shutdown.cancelled().await;
+        info!("shutting down");
+        let drain = async {
+            self.dns.shutdown().await;
+            while self.tasks.join_next().await.is_some() {}
+        };
+        if tokio::time::timeout(DRAIN_TIMEOUT, drain).await.is_err() {
+            warn!(
+                timeout_secs = DRAIN_TIMEOUT.as_secs(),
+                "tasks did not stop in time; exiting anyway"
+            );
+        }
+        info!("stopped");
+    }
+}
+
+/// Runs aliasd with `config` until `shutdown` is cancelled.
+pub async fn run(
+    config: Config,
+    ready_file: Option<&Path>,
+    shutdown: CancellationToken,
+) -> Result<(), DaemonError> {
+    let daemon = Daemon::start(config, shutdown).await?;
+    if let Some(path) = ready_file {
+        write_ready_file(path, &daemon.ready).map_err(|source| DaemonError::ReadyFile {
+            path: path.to_owned(),
+            source,
+        })?;
+    }
+    daemon.wait().await;
+    Ok(())
+}
+
+/// Writes the ready file atomically, so a reader never sees half of it.
+fn write_ready_file(path: &Path, ready: &Ready) -> io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, serde_json::to_vec(ready)?)?;
+    std::fs::rename(&tmp, path)
+}
+
+/// A token cancelled on SIGTERM (what `docker stop` sends) or SIGINT.
+pub fn shutdown_on_signals() -> io::Result<CancellationToken> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let token = CancellationToken::new();
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let cancel = token.clone();
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = term.recv() => info!("SIGTERM received"),
+            _ = int.recv() => info!("SIGINT received"),
+        }
+        cancel.cancel();
+    });
+    Ok(token)
+}

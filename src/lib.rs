@@ -1,0 +1,22 @@
+//! aliasd: an authoritative DNS server for service aliases, with blue/green relinking.
+//!
+//! Data flows one way (see ARCHITECTURE.md):
+//!
+//! - [`config`] and [`zonefile`] read and check what the operator wrote;
+//! - [`controller`] is the only writer: it checks each change, stores it durably
+//!   ([`controller::store`]) and only then publishes a new [`snapshot::Snapshot`];
+//! - [`dns`] and [`api`] only read snapshots, lock-free;
+//! - [`daemon`] binds the listeners and wires the tasks; [`demo`] runs it all on loopback;
+//! - [`client`] is the typed API client used by `aliasctl` and the tests.
+
+pub mod api;
+pub mod backend;
+pub mod client;
+pub mod config;
+pub mod controller;
+pub mod daemon;
+pub mod demo;
+pub mod dns;
+pub mod model;
+pub mod snapshot;
+pub mod zonefile;

@@ -1,0 +1,183 @@
+//! The domain vocabulary: alias names, service names and endpoints.
+//!
+//! Each newtype checks its invariants in its constructor, so code that holds one never has to
+//! check again. Nothing here does IO.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::str::FromStr;
+
+use hickory_proto::rr::{LowerName, Name};
+use serde::{Deserialize, Serialize};
+
+/// Why a name or address was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct InvalidName(pub String);
+
+/// A fully qualified, lower-case DNS name of an alias (for example `web.internal.`).
+///
+/// It is shown without the trailing dot (`web.internal`), which is how operators type it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct AliasName(Name);
+
+impl AliasName {
+    /// Resolves `text` to an alias name: a name that ends in a dot is absolute, any other is
+    /// taken relative to `origin` (as in a zone file), and a name that already ends in the
+    /// origin is accepted as written.
+    pub fn resolve(text: &str, origin: &Name) -> Result<Self, InvalidName> {
+        let name = parse_dns_name(text)?;
+        let mut absolute = name.clone();
+        absolute.set_fqdn(true);
+        let already_in_origin =
+            absolute.num_labels() > origin.num_labels() && origin.zone_of(&absolute);
+        let name = if text.ends_with('.') || already_in_origin {
+            absolute
+        } else {
+            name.append_domain(origin)
+                .map_err(|e| InvalidName(format!("`{text}` is not a valid DNS name: {e}")))?
+        };
+        Ok(Self(name.to_lowercase()))
+    }
+
+    /// Wraps an already absolute name.
+    pub fn from_fqdn(name: &Name) -> Self {
+        let mut name = name.to_lowercase();
+        name.set_fqdn(true);
+        Self(name)
+    }
+
+    pub fn name(&self) -> &Name {
+        &self.0
+    }
+
+    pub fn lower(&self) -> LowerName {
+        LowerName::new(&self.0)
+    }
+}
+
+impl fmt::Display for AliasName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let text = self.0.to_ascii();
+        f.write_str(text.strip_suffix('.').unwrap_or(&text))
+    }
+}
+
+impl Serialize for AliasName {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// Parses a DNS name in presentation form and checks that it is usable as an owner name.
+pub fn parse_dns_name(text: &str) -> Result<Name, InvalidName> {
+    if text.is_empty() || text == "." {
+        return Err(InvalidName("a name must not be empty".into()));
+    }
+    let name = Name::from_ascii(text)
+        .map_err(|e| InvalidName(format!("`{text}` is not a valid DNS name: {e}")))?;
+    for label in name.iter() {
+        if label.is_empty() {
+            return Err(InvalidName(format!("`{text}` has an empty label")));
+        }
+        if label == b"*" {
+            return Err(InvalidName(format!(
+                "`{text}`: wildcard names are not supported"
+            )));
+        }
+    }
+    Ok(name)
+}
+
+/// The name of a versioned service, such as `web-v1`.
+///
+/// Lower-case letters, digits, `-` and `_`, 1 to 63 characters, starting with a letter or digit:
+/// the same shape as a DNS label, so a service name can later become part of a name.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(transparent)]
+pub struct ServiceName(String);
+
+impl ServiceName {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for ServiceName {
+    type Err = InvalidName;
+
+    fn from_str(text: &str) -> Result<Self, InvalidName> {
+        let ok_len = (1..=63).contains(&text.len());
+        let ok_first = text
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+        let ok_chars = text
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+        if ok_len && ok_first && ok_chars {
+            Ok(Self(text.to_owned()))
+        } else {
+            Err(InvalidName(format!(
+                "`{text}` is not a valid service name: use 1 to 63 lower-case letters, digits, `-` or `_`, starting with a letter or digit"
+            )))
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for ServiceName {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+impl fmt::Display for ServiceName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// One reachable instance of a service: an IP address and a port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(transparent)]
+pub struct Endpoint(SocketAddr);
+
+impl Endpoint {
+    pub fn addr(&self) -> SocketAddr {
+        self.0
+    }
+}
+
+impl FromStr for Endpoint {
+    type Err = InvalidName;
+
+    fn from_str(text: &str) -> Result<Self, InvalidName> {
+        let addr: SocketAddr = text.parse().map_err(|_| {
+            InvalidName(format!(
+                "`{text}` is not an endpoint: expected IP:PORT, such as 10.0.0.5:8080 or [fd00::5]:8080"
+            ))
+        })?;
+        if addr.port() == 0 {
+            return Err(InvalidName(format!(
+                "`{text}`: port 0 is not a usable endpoint port"
+            )));
+        }
+        if addr.ip().is_unspecified() || addr.ip().is_multicast() {
+            return Err(InvalidName(format!(
+                "`{text}`: {} cannot be an endpoint address",
+                addr.ip()
+            )));
+        }
+        Ok(Self(addr))
+    }
+}
+
+impl fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,173 @@
+//! Static zone data: an RFC 1035 master file parsed with hickory's parser and checked for what
+//! aliasd can serve.
+//!
+//! aliasd answers these records itself from an immutable map (see `snapshot`), so the checks here
+//! reject what that map cannot express faithfully: records outside the origin, delegations below
+//! the apex, wildcards, and CNAMEs beside other data.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use hickory_proto::rr::{LowerName, Name, RData, RecordSet, RecordType, RrKey};
+use hickory_proto::serialize::txt::Parser;
+
+/// A zone file that could not be loaded, with the file and (where known) the line.
+#[derive(Debug, thiserror::Error)]
+pub enum ZoneError {
+    #[error("{path}: cannot read zone file: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}:{line}: {message}")]
+    Syntax {
+        path: PathBuf,
+        line: usize,
+        message: String,
+    },
+    #[error("{path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+}
+
+/// The records of one zone file, grouped by owner name and type.
+#[derive(Debug, Clone)]
+pub struct StaticZone {
+    pub origin: Name,
+    pub path: PathBuf,
+    /// The record sets of the file, SOA included.
+    pub rrsets: BTreeMap<RrKey, RecordSet>,
+    /// Every owner name in the file.
+    pub names: BTreeSet<LowerName>,
+    /// The serial of the SOA as written in the file.
+    pub serial: u32,
+}
+
+impl StaticZone {
+    /// Reads and checks the zone file at `path` for `origin`.
+    pub fn load(path: &Path, origin: &Name) -> Result<Self, ZoneError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ZoneError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(&text, path, origin)
+    }
+
+    /// Parses zone text; `path` is used for messages and `$INCLUDE`.
+    pub fn parse(text: &str, path: &Path, origin: &Name) -> Result<Self, ZoneError> {
+        let parse = |text: &str| {
+            Parser::new(text.to_owned(), Some(path.to_owned()), Some(origin.clone())).parse()
+        };
+        let (_, rrsets) = parse(text).map_err(|error| {
+            let message = error.to_string();
+            ZoneError::Syntax {
+                path: path.to_owned(),
+                line: error_line(text, &message, |prefix| {
+                    parse(prefix).err().map(|e| e.to_string())
+                }),
+                message,
+            }
+        })?;
+        let invalid = |message: String| ZoneError::Invalid {
+            path: path.to_owned(),
+            message,
+        };
+
+        let apex = LowerName::new(origin);
+        let mut names = BTreeSet::new();
+        for (key, rrset) in &rrsets {
+            let owner = rrset.name();
+            if !origin.zone_of(owner) {
+                return Err(invalid(format!(
+                    "record `{owner} {}` is outside the zone `{origin}`",
+                    key.record_type
+                )));
+            }
+            if owner.is_wildcard() {
+                return Err(invalid(format!(
+                    "record `{owner} {}`: wildcard names are not supported",
+                    key.record_type
+                )));
+            }
+            match key.record_type {
+                RecordType::NS if key.name != apex => {
+                    return Err(invalid(format!(
+                        "record `{owner} NS`: delegations below the apex are not supported"
+                    )));
+                }
+                RecordType::SOA if key.name != apex => {
+                    return Err(invalid(format!(
+                        "record `{owner} SOA`: an SOA belongs at the apex `{origin}` only"
+                    )));
+                }
+                RecordType::DNAME => {
+                    return Err(invalid(format!(
+                        "record `{owner} DNAME`: DNAME records are not supported"
+                    )));
+                }
+                _ => {}
+            }
+            names.insert(key.name.clone());
+        }
+        for name in &names {
+            let has_cname = rrsets.contains_key(&RrKey::new(name.clone(), RecordType::CNAME));
+            let types = rrsets.keys().filter(|k| &k.name == name).count();
+            if has_cname && types > 1 {
+                return Err(invalid(format!(
+                    "`{name}` has a CNAME and other records; a CNAME must stand alone"
+                )));
+            }
+        }
+
+        let soa = rrsets
+            .get(&RrKey::new(apex.clone(), RecordType::SOA))
+            .and_then(|set| set.records_without_rrsigs().next())
+            .and_then(|record| match &record.data {
+                RData::SOA(soa) => Some(soa.clone()),
+                _ => None,
+            })
+            .ok_or_else(|| invalid(format!("the zone has no SOA record at its apex `{origin}`")))?;
+        if !rrsets.contains_key(&RrKey::new(apex, RecordType::NS)) {
+            return Err(invalid(format!(
+                "the zone has no NS record at its apex `{origin}`"
+            )));
+        }
+
+        Ok(Self {
+            origin: origin.clone(),
+            path: path.to_owned(),
+            rrsets,
+            names,
+            serial: soa.serial,
+        })
+    }
+}
+
+/// Finds the line a parse error comes from.
+///
+/// hickory's parser does not report positions, so this looks for the shortest run of leading
+/// lines that fails with the same message: the parser stops at its first error, so every prefix
+/// that reaches the bad line fails the same way, and a binary search finds it in O(log n) parses.
+fn error_line(text: &str, message: &str, fails_with: impl Fn(&str) -> Option<String>) -> usize {
+    let ends: Vec<usize> = text
+        .match_indices('\n')
+        .map(|(i, _)| i + 1)
+        .chain(std::iter::once(text.len()))
+        .collect();
+    let same = |lines: usize| fails_with(&text[..ends[lines - 1]]).as_deref() == Some(message);
+    let (mut lo, mut hi) = (1, ends.len());
+    if !same(hi) {
+        return hi;
+    }
+    while lo < hi {
+        let mid = (lo + hi) / 2;
+        if same(mid) {
+            hi = mid;
+        } else {
+            lo = mid + 1;
+        }
+    }
+    lo
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,66 @@
+use super::*;
+
+fn origin() -> Name {
+    Name::from_ascii("internal.").unwrap()
+}
+
+const GOOD: &str = "\
+$TTL 300
+@   IN SOA ns1.internal. hostmaster.internal. ( 7 3600 600 86400 5 )
+    IN NS  ns1.internal.
+ns1 IN A   127.0.0.1
+db  IN A   10.0.0.9
+www IN CNAME db
+";
+
+fn parse(text: &str) -> Result<StaticZone, ZoneError> {
+    StaticZone::parse(text, Path::new("zones/test.zone"), &origin())
+}
+
+#[test]
+fn a_good_zone_loads_with_its_serial_and_names() {
+    let zone = parse(GOOD).unwrap();
+    assert_eq!(zone.serial, 7);
+    let names: Vec<String> = zone.names.iter().map(|n| n.to_string()).collect();
+    assert_eq!(
+        names,
+        [
+            "db.internal.",
+            "internal.",
+            "ns1.internal.",
+            "www.internal."
+        ]
+    );
+}
+
+#[test]
+fn a_syntax_error_names_the_file_and_line() {
+    let text = GOOD.replace("db  IN A   10.0.0.9", "db  IN A   10.0.0.999");
+    let err = parse(&text).unwrap_err().to_string();
+    assert!(err.starts_with("zones/test.zone:5: "), "{err}");
+}
+
+#[test]
+fn an_unknown_type_names_its_line() {
+    let text = format!("{GOOD}foo IN BOGUS 1\n");
+    let err = parse(&text).unwrap_err().to_string();
+    assert!(err.starts_with("zones/test.zone:7: "), "{err}");
+}
+
+#[test]
+fn semantic_errors_say_what_is_wrong() {
+    let cases = [
+        ("sub IN NS ns.elsewhere.\n", "delegations below the apex"),
+        ("other.example. IN A 10.0.0.1\n", "outside the zone"),
+        ("*.wild IN A 10.0.0.1\n", "wildcard"),
+        ("www IN A 10.0.0.1\n", "CNAME must stand alone"),
+    ];
+    for (extra, want) in cases {
+        let err = parse(&format!("{GOOD}{extra}")).unwrap_err().to_string();
+        assert!(err.contains(want), "{extra:?}: {err}");
+    }
+    let no_soa = "$TTL 300\n@ IN NS ns1.internal.\nns1 IN A 127.0.0.1\n";
+    assert!(parse(no_soa).unwrap_err().to_string().contains("no SOA"));
+    let no_ns = "$TTL 300\n@ IN SOA ns1 h ( 1 1 1 1 1 )\n";
+    assert!(parse(no_ns).unwrap_err().to_string().contains("no NS"));
+}
