@@ -85,6 +85,7 @@ pub enum ApiError {
     BadRequest(String),
     Unauthorized(&'static str),
     NotFound(String),
+    MethodNotAllowed,
     Unavailable(String),
     Internal(String),
 }
@@ -95,6 +96,10 @@ impl IntoResponse for ApiError {
             Self::BadRequest(m) => (StatusCode::BAD_REQUEST, m),
             Self::Unauthorized(m) => (StatusCode::UNAUTHORIZED, m.to_owned()),
             Self::NotFound(m) => (StatusCode::NOT_FOUND, m),
+            Self::MethodNotAllowed => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                "this endpoint does not take that method; see the README's API section".to_owned(),
+            ),
             Self::Unavailable(m) => (StatusCode::SERVICE_UNAVAILABLE, m),
             Self::Internal(m) => {
                 error!(error = %m, "internal error in the api");
@@ -139,11 +144,16 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/aliases/{alias}/targets", put(put_targets))
         .route("/v1/services", get(list_services))
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
 }
 
 async fn not_found() -> ApiError {
     ApiError::NotFound("no such endpoint; see the README's API section".into())
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed
 }
 
 async fn healthz(State(state): State<AppState>) -> Json<HealthDto> {

@@ -1,1 +1,9 @@
+//! One integration-test binary: it links once and runs every area against the real `aliasd` and
+//! `aliasctl` binaries on loopback sockets.
 
+mod api;
+mod cli;
+mod dns;
+mod files;
+mod persistence;
+mod support;

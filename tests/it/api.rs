@@ -1,0 +1,163 @@
+//! The control API over a real socket: reads, auth, validation and the JSON error bodies.
+
+use crate::support::{Fixture, TOKEN, TOKEN_NAME, http};
+
+#[tokio::test]
+async fn reads_need_no_token_and_show_the_aliases() {
+    let fixture = Fixture::new();
+    let daemon = fixture.start();
+
+    let (status, health) = http(&daemon, "GET", "/healthz", None, "").await;
+    assert_eq!((status, health["status"].as_str()), (200, Some("ok")));
+
+    let (status, list) = http(&daemon, "GET", "/v1/aliases", None, "").await;
+    assert_eq!(status, 200);
+    let names: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["api.internal", "big.internal", "web.internal"]);
+
+    for path in [
+        "/v1/aliases/web",
+        "/v1/aliases/web.internal",
+        "/v1/aliases/web.internal.",
+    ] {
+        let (status, web) = http(&daemon, "GET", path, None, "").await;
+        assert_eq!(status, 200, "{path}");
+        assert_eq!(web["targets"], serde_json::json!(["web-v1"]), "{path}");
+        assert_eq!(
+            web["endpoints"],
+            serde_json::json!(["127.0.0.11:8080", "127.0.0.12:8080"])
+        );
+        assert_eq!(web["srv"], "_http._tcp.web.internal.");
+        assert_eq!(web["changed_by"], "config");
+    }
+
+    let (status, services) = http(&daemon, "GET", "/v1/services", None, "").await;
+    assert_eq!(status, 200);
+    let v1 = services
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "web-v1")
+        .expect("web-v1 listed");
+    assert_eq!(v1["linked_by"], serde_json::json!(["web.internal"]));
+}
+
+#[tokio::test]
+async fn a_relink_needs_a_valid_token_and_records_its_name() {
+    let fixture = Fixture::new();
+    let daemon = fixture.start();
+    let body = r#"{"targets": ["web-v2"]}"#;
+    let path = "/v1/aliases/web/targets";
+
+    let (status, err) = http(&daemon, "PUT", path, None, body).await;
+    assert_eq!(status, 401);
+    assert!(
+        err["error"].as_str().unwrap().contains("Authorization"),
+        "{err}"
+    );
+    let (status, err) = http(&daemon, "PUT", path, Some("not-the-token-at-all"), body).await;
+    assert_eq!(status, 401);
+    assert!(
+        err["error"].as_str().unwrap().contains("not valid"),
+        "{err}"
+    );
+    // A refused change changed nothing.
+    let (_, web) = http(&daemon, "GET", "/v1/aliases/web", None, "").await;
+    assert_eq!(web["targets"], serde_json::json!(["web-v1"]));
+
+    let (status, web) = http(&daemon, "PUT", path, Some(TOKEN), body).await;
+    assert_eq!(status, 200, "{web}");
+    assert_eq!(web["targets"], serde_json::json!(["web-v2"]));
+    assert_eq!(web["changed_by"], TOKEN_NAME);
+    assert_eq!(web["revision"], 2);
+}
+
+#[tokio::test]
+async fn bad_requests_get_the_right_status_and_say_what_is_wrong() {
+    let fixture = Fixture::new();
+    let daemon = fixture.start();
+    let cases: [(&str, &str, u16, &str); 9] = [
+        ("/v1/aliases/web/targets", "{not json", 400, "JSON"),
+        ("/v1/aliases/web/targets", "", 400, "JSON"),
+        (
+            "/v1/aliases/web/targets",
+            r#"{"targets": []}"#,
+            400,
+            "at least one",
+        ),
+        (
+            "/v1/aliases/web/targets",
+            r#"{"targets": "web-v1"}"#,
+            400,
+            "sequence",
+        ),
+        (
+            "/v1/aliases/web/targets",
+            r#"{"targets": ["web-v1"], "x": 1}"#,
+            400,
+            "unknown field `x`",
+        ),
+        (
+            "/v1/aliases/web/targets",
+            r#"{"targets": ["Web V1"]}"#,
+            400,
+            "not a valid service name",
+        ),
+        (
+            "/v1/aliases/web/targets",
+            r#"{"targets": ["web-v1", "web-v1"]}"#,
+            400,
+            "twice",
+        ),
+        (
+            "/v1/aliases/web/targets",
+            r#"{"targets": ["web-v9"]}"#,
+            404,
+            "unknown service `web-v9`",
+        ),
+        (
+            "/v1/aliases/nope/targets",
+            r#"{"targets": ["web-v1"]}"#,
+            404,
+            "unknown alias `nope`",
+        ),
+    ];
+    for (path, body, want_status, want_text) in cases {
+        let (status, err) = http(&daemon, "PUT", path, Some(TOKEN), body).await;
+        assert_eq!(status, want_status, "{path} {body}: {err}");
+        let text = err["error"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no error field: {err}"));
+        assert!(text.contains(want_text), "{path} {body}: {text}");
+    }
+    let (status, err) = http(&daemon, "GET", "/v1/aliases/nope", None, "").await;
+    assert_eq!(status, 404);
+    assert!(
+        err["error"]
+            .as_str()
+            .unwrap()
+            .contains("known: api.internal"),
+        "{err}"
+    );
+    let (status, err) = http(&daemon, "GET", "/v2/whatever", None, "").await;
+    assert_eq!(status, 404);
+    assert!(err["error"].is_string());
+    let (status, err) = http(
+        &daemon,
+        "DELETE",
+        "/v1/aliases/web/targets",
+        Some(TOKEN),
+        "",
+    )
+    .await;
+    assert_eq!(status, 405, "{err}");
+
+    // After all that, nothing changed.
+    let (_, web) = http(&daemon, "GET", "/v1/aliases/web", None, "").await;
+    assert_eq!(web["revision"], 1);
+}

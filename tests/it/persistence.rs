@@ -1,0 +1,106 @@
+//! Durable state: restarts, SIGKILL right after an acknowledged change, and refusal of a damaged
+//! state file.
+
+use hickory_proto::rr::RecordType;
+
+use crate::support::{Fixture, Transport, addresses, query, soa_serial};
+
+#[tokio::test]
+async fn a_restart_keeps_the_links_and_the_serial_keeps_growing() {
+    let fixture = Fixture::new();
+    let daemon = fixture.start();
+    let linked = daemon
+        .client()
+        .link("web", &["web-v2".to_owned()])
+        .await
+        .expect("link");
+    let serial = soa_serial(&query(daemon.dns, "internal.", RecordType::SOA, Transport::Udp).await);
+    assert!(daemon.terminate().success(), "a clean stop exits 0");
+
+    let daemon = fixture.start();
+    let web = daemon.client().alias("web").await.expect("alias");
+    assert_eq!(web.targets, ["web-v2"]);
+    assert_eq!(web.revision, linked.revision);
+    assert_eq!(web.changed_by, linked.changed_by);
+    let m = query(daemon.dns, "web.internal.", RecordType::A, Transport::Udp).await;
+    assert_eq!(addresses(&m), ["127.0.0.21"]);
+    let after = soa_serial(&query(daemon.dns, "internal.", RecordType::SOA, Transport::Udp).await);
+    assert!(
+        after > serial,
+        "serial went from {serial} to {after} across a restart"
+    );
+}
+
+#[tokio::test]
+async fn sigkill_right_after_an_acknowledged_relink_loses_nothing() {
+    let fixture = Fixture::new();
+    let rounds: [&[&str]; 4] = [&["web-v2"], &["web-v1", "web-v2"], &["web-v1"], &["web-v2"]];
+    for targets in rounds {
+        let daemon = fixture.start();
+        let targets: Vec<String> = targets.iter().map(|s| s.to_string()).collect();
+        daemon.client().link("web", &targets).await.expect("link");
+        daemon.kill9();
+
+        let daemon = fixture.start();
+        let web = daemon.client().alias("web").await.expect("alias");
+        assert_eq!(
+            web.targets, targets,
+            "the acknowledged link survived kill -9"
+        );
+        daemon.kill9();
+    }
+}
+
+#[tokio::test]
+async fn a_damaged_state_file_is_refused_and_left_as_it_was() {
+    let fixture = Fixture::new();
+    let daemon = fixture.start();
+    daemon
+        .client()
+        .link("web", &["web-v2".to_owned()])
+        .await
+        .expect("link");
+    daemon.kill9();
+
+    let good = std::fs::read(fixture.state_file()).unwrap();
+    let truncated = &good[..good.len() / 2];
+    std::fs::write(fixture.state_file(), truncated).unwrap();
+    let (status, stderr) = fixture.start_failing();
+    assert!(!status.success());
+    assert!(
+        stderr.contains("state.json") && stderr.contains("corrupt"),
+        "{stderr}"
+    );
+    assert_eq!(
+        std::fs::read(fixture.state_file()).unwrap(),
+        truncated,
+        "left untouched"
+    );
+
+    let mut flipped = good.clone();
+    let last = flipped.len() - 5;
+    flipped[last] ^= 0x20;
+    std::fs::write(fixture.state_file(), &flipped).unwrap();
+    let (status, stderr) = fixture.start_failing();
+    assert!(!status.success());
+    assert!(stderr.contains("checksum mismatch"), "{stderr}");
+
+    std::fs::write(fixture.state_file(), &good).unwrap();
+    let daemon = fixture.start();
+    assert_eq!(
+        daemon.client().alias("web").await.unwrap().targets,
+        ["web-v2"]
+    );
+}
+
+#[tokio::test]
+async fn two_daemons_cannot_share_a_state_directory() {
+    let fixture = Fixture::new();
+    let _first = fixture.start();
+    let (status, stderr) = fixture.start_failing();
+    assert!(!status.success());
+    assert!(
+        stderr.contains("another aliasd holds this state directory"),
+        "{stderr}"
+    );
+}

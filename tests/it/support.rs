@@ -1,0 +1,425 @@
+//! Test support: a fixture directory with a config and a zone file, the real `aliasd` binary
+//! started on ports from the OS, and small real clients (DNS over UDP and TCP, `dig`, HTTP).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use aliasd::client::Client;
+use aliasd::daemon::Ready;
+use bytes::Bytes;
+use hickory_proto::op::{Edns, Message, Query};
+use hickory_proto::rr::{Name, RData, RecordType};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client as HyperClient;
+use hyper_util::rt::TokioExecutor;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpStream, UdpSocket};
+
+pub const TOKEN: &str = "test-token-0123456789";
+pub const TOKEN_NAME: &str = "ci";
+/// Endpoints of the `big` alias: enough that its answer cannot fit 512 bytes.
+pub const BIG_ENDPOINTS: usize = 60;
+
+pub const ZONE: &str = "\
+$ORIGIN internal.
+$TTL 300
+@       IN SOA  ns1.internal. hostmaster.internal. ( 100 3600 600 86400 300 )
+        IN NS   ns1.internal.
+@       IN TXT  \"static apex\"
+ns1     IN A    127.0.0.1
+db      IN A    10.9.0.1
+db      IN AAAA fd00::9:1
+cache   IN CNAME db
+mail    IN MX   10 db.internal.
+";
+
+/// A directory holding `aliasd.toml`, `internal.zone` and the state directory.
+pub struct Fixture {
+    pub dir: tempfile::TempDir,
+}
+
+impl Fixture {
+    pub fn new() -> Self {
+        Self::with_extra("")
+    }
+
+    /// The standard config with `extra` TOML appended (more services or aliases).
+    pub fn with_extra(extra: &str) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("internal.zone"), ZONE).expect("write zone");
+        let big: Vec<String> = (0..BIG_ENDPOINTS)
+            .map(|i| format!("\"10.1.{}.{}:8080\"", i / 200, i % 200 + 1))
+            .collect();
+        let config = format!(
+            r#"
+[dns]
+listen = ["127.0.0.1:0"]
+udp_sockets = 2
+alias_ttl = 5
+negative_ttl = 7
+
+[[zone]]
+origin = "internal."
+file = "internal.zone"
+
+[api]
+listen = "127.0.0.1:0"
+
+[[api.token]]
+name = "{TOKEN_NAME}"
+secret = "{TOKEN}"
+
+[state]
+dir = "state"
+
+[[service]]
+name = "web-v1"
+endpoints = ["127.0.0.11:8080", "127.0.0.12:8080"]
+
+[[service]]
+name = "web-v2"
+endpoints = ["127.0.0.21:8081"]
+
+[[service]]
+name = "api-v1"
+endpoints = ["[fd00::1:11]:9000", "127.0.0.31:9000"]
+
+[[service]]
+name = "empty"
+endpoints = []
+
+[[service]]
+name = "big-v1"
+endpoints = [{big}]
+
+[[alias]]
+name = "web"
+targets = ["web-v1"]
+
+[[alias]]
+name = "api.internal."
+targets = ["api-v1"]
+port_name = "grpc"
+
+[[alias]]
+name = "big"
+targets = ["big-v1"]
+{extra}
+"#,
+            big = big.join(", ")
+        );
+        std::fs::write(dir.path().join("aliasd.toml"), config).expect("write config");
+        Self { dir }
+    }
+
+    pub fn config(&self) -> PathBuf {
+        self.dir.path().join("aliasd.toml")
+    }
+
+    pub fn state_file(&self) -> PathBuf {
+        self.dir.path().join("state").join("state.json")
+    }
+
+    /// Starts aliasd on this fixture and waits until it serves.
+    pub fn start(&self) -> Daemon {
+        Daemon::start(&self.config(), self.dir.path())
+    }
+
+    /// Runs aliasd expecting it to fail at start; returns its exit status and stderr.
+    pub fn start_failing(&self) -> (std::process::ExitStatus, String) {
+        let ready = self.dir.path().join("ready-fail.json");
+        let output = Command::new(env!("CARGO_BIN_EXE_aliasd"))
+            .args(["run", "--config"])
+            .arg(self.config())
+            .arg("--ready-file")
+            .arg(&ready)
+            .env("RUST_LOG", "warn")
+            .output()
+            .expect("run aliasd");
+        assert!(!ready.exists(), "a failing aliasd wrote its ready file");
+        (
+            output.status,
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    }
+}
+
+/// A running `aliasd run` process.
+pub struct Daemon {
+    child: Child,
+    pub dns: SocketAddr,
+    pub api: SocketAddr,
+    log: PathBuf,
+}
+
+impl Daemon {
+    fn start(config: &Path, dir: &Path) -> Self {
+        let ready_path = dir.join("ready.json");
+        let _ = std::fs::remove_file(&ready_path);
+        let log = dir.join(format!("aliasd-{}.log", unique()));
+        let child = Command::new(env!("CARGO_BIN_EXE_aliasd"))
+            .args(["run", "--config"])
+            .arg(config)
+            .arg("--ready-file")
+            .arg(&ready_path)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("log file"))
+            .spawn()
+            .expect("spawn aliasd");
+        let mut daemon = Self {
+            child,
+            dns: "0.0.0.0:0".parse().unwrap(),
+            api: "0.0.0.0:0".parse().unwrap(),
+            log,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(bytes) = std::fs::read(&ready_path) {
+                let ready: Ready = serde_json::from_slice(&bytes).expect("ready file is JSON");
+                daemon.dns = ready.dns[0];
+                daemon.api = ready.api;
+                return daemon;
+            }
+            if let Ok(Some(status)) = daemon.child.try_wait() {
+                panic!(
+                    "aliasd exited with {status} before it was ready:\n{}",
+                    daemon.log()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "aliasd not ready in 30s:\n{}",
+                daemon.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn server_url(&self) -> String {
+        format!("http://{}", self.api)
+    }
+
+    /// An API client that carries the test token.
+    pub fn client(&self) -> Client {
+        Client::new(&self.server_url(), Some(TOKEN.to_owned())).expect("client")
+    }
+
+    /// SIGKILL: no chance to flush or clean up.
+    pub fn kill9(mut self) {
+        self.child.kill().expect("kill -9");
+        self.child.wait().expect("wait");
+    }
+
+    /// SIGTERM, then wait for a clean exit.
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .status()
+            .expect("kill -TERM");
+        assert!(status.success());
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "aliasd ignored SIGTERM:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn unique() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    Udp,
+    Tcp,
+}
+
+/// Builds a query; `edns` is the advertised UDP payload size, `None` for no EDNS.
+pub fn query_message(name: &str, rtype: RecordType, edns: Option<u16>) -> Message {
+    let mut message = Message::query();
+    message.metadata.id = (unique() as u16).wrapping_mul(7919).wrapping_add(1);
+    message.metadata.recursion_desired = true;
+    message.add_query(Query::query(Name::from_ascii(name).expect("name"), rtype));
+    if let Some(size) = edns {
+        let mut e = Edns::new();
+        e.set_max_payload(size);
+        message.set_edns(e);
+    }
+    message
+}
+
+/// Sends one query over `transport` and returns the decoded response.
+pub async fn query(
+    server: SocketAddr,
+    name: &str,
+    rtype: RecordType,
+    transport: Transport,
+) -> Message {
+    let message = query_message(name, rtype, Some(1232));
+    exchange(server, &message.to_vec().expect("encode"), transport).await
+}
+
+/// Sends raw bytes and decodes the answer.
+pub async fn exchange(server: SocketAddr, bytes: &[u8], transport: Transport) -> Message {
+    let raw = exchange_raw(server, bytes, transport)
+        .await
+        .expect("the server did not answer");
+    Message::from_vec(&raw).expect("the answer decodes")
+}
+
+/// Sends raw bytes; `None` if no answer came within a few seconds.
+pub async fn exchange_raw(
+    server: SocketAddr,
+    bytes: &[u8],
+    transport: Transport,
+) -> Option<Vec<u8>> {
+    let wait = Duration::from_secs(3);
+    match transport {
+        Transport::Udp => {
+            let socket = UdpSocket::bind("127.0.0.1:0").await.expect("bind udp");
+            socket.send_to(bytes, server).await.expect("send");
+            let mut buf = vec![0u8; 65535];
+            let (n, _) = tokio::time::timeout(wait, socket.recv_from(&mut buf))
+                .await
+                .ok()?
+                .ok()?;
+            buf.truncate(n);
+            Some(buf)
+        }
+        Transport::Tcp => {
+            let mut stream = TcpStream::connect(server).await.expect("connect tcp");
+            let mut framed = (bytes.len() as u16).to_be_bytes().to_vec();
+            framed.extend_from_slice(bytes);
+            stream.write_all(&framed).await.expect("write");
+            let mut len = [0u8; 2];
+            tokio::time::timeout(wait, stream.read_exact(&mut len))
+                .await
+                .ok()?
+                .ok()?;
+            let mut buf = vec![0u8; u16::from_be_bytes(len) as usize];
+            tokio::time::timeout(wait, stream.read_exact(&mut buf))
+                .await
+                .ok()?
+                .ok()?;
+            Some(buf)
+        }
+    }
+}
+
+/// The addresses in the answer section, sorted, as text.
+pub fn addresses(message: &Message) -> Vec<String> {
+    let mut out: Vec<String> = message
+        .answers
+        .iter()
+        .filter_map(|r| match &r.data {
+            RData::A(a) => Some(a.0.to_string()),
+            RData::AAAA(a) => Some(a.0.to_string()),
+            _ => None,
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// The serial of the SOA in the answer or authority section.
+pub fn soa_serial(message: &Message) -> u32 {
+    message
+        .answers
+        .iter()
+        .chain(&message.authorities)
+        .find_map(|r| match &r.data {
+            RData::SOA(soa) => Some(soa.serial),
+            _ => None,
+        })
+        .expect("an SOA in the message")
+}
+
+/// Runs the real `dig` against `server` with `args`.
+pub fn dig(server: SocketAddr, args: &[&str]) -> String {
+    let output = Command::new("dig")
+        .arg(format!("@{}", server.ip()))
+        .args(["-p", &server.port().to_string(), "+time=3", "+tries=2"])
+        .args(args)
+        .output()
+        .expect("`dig` must be installed (Debian: bind9-dnsutils; .ci/run installs it)");
+    assert!(output.status.success(), "dig failed: {output:?}");
+    String::from_utf8(output.stdout).expect("utf-8")
+}
+
+/// One HTTP request to the API without the typed client, for malformed input.
+pub async fn http(
+    daemon: &Daemon,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: &str,
+) -> (u16, serde_json::Value) {
+    let client = HyperClient::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let mut request = hyper::Request::builder()
+        .method(method)
+        .uri(format!("{}{path}", daemon.server_url()));
+    if let Some(token) = token {
+        request = request.header("authorization", format!("Bearer {token}"));
+    }
+    let request = request
+        .body(Full::new(Bytes::from(body.to_owned())))
+        .expect("request");
+    let response = client.request(request).await.expect("api answers");
+    let status = response.status().as_u16();
+    let bytes = response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes();
+    let json = serde_json::from_slice(&bytes).unwrap_or_else(|e| {
+        panic!(
+            "body is not JSON ({e}): {}",
+            String::from_utf8_lossy(&bytes)
+        )
+    });
+    (status, json)
+}
+
+/// Runs a binary of this package and captures its output.
+pub fn run_bin(bin: &str, args: &[&str], envs: &[(&str, &str)]) -> Output {
+    let mut command = Command::new(bin);
+    command
+        .args(args)
+        .env_remove("ALIASCTL_SERVER")
+        .env_remove("ALIASCTL_TOKEN");
+    for (k, v) in envs {
+        command.env(k, v);
+    }
+    command.output().expect("run binary")
+}
