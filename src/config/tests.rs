@@ -1,6 +1,25 @@
 use super::*;
 
-const ZONE: &str = "$TTL 300\n@ IN SOA ns1.internal. hostmaster.internal. ( 7 3600 600 86400 5 )\n  IN NS ns1.internal.\nns1 IN A 127.0.0.1\ndb IN A 10.0.0.9\n";
+use tempfile::TempDir;
+
+/// The zone of most tests: `db` and `host.rack1` are static names an alias must not take.
+const INTERNAL_ZONE: &str = "\
+$TTL 300
+@          IN SOA ns1.internal. hostmaster.internal. ( 7 3600 600 86400 5 )
+           IN NS  ns1.internal.
+ns1        IN A   127.0.0.1
+db         IN A   10.0.0.9
+host.rack1 IN A   10.0.0.10
+";
+
+const EXAMPLE_ZONE: &str = "\
+$TTL 300
+@   IN SOA ns1.example. hostmaster.example. ( 100 3600 600 86400 5 )
+    IN NS  ns1.example.
+ns1 IN A   127.0.0.1
+";
+
+/// A small valid config; error tests change one thing in it.
 const BASE: &str = r#"[dns]
 listen = ["127.0.0.1:5353"]
 
@@ -15,47 +34,825 @@ dir = "state"
 name = "web-v1"
 endpoints = ["10.0.0.1:8080"]
 
+[[service]]
+name = "web-v2"
+endpoints = ["10.0.0.2:8080"]
+
 [[alias]]
 name = "web"
 targets = ["web-v1"]
 "#;
 
-#[test]
-fn probe() {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("internal.zone"), ZONE).unwrap();
-    std::fs::write(
-        dir.path().join("bad.zone"),
-        ZONE.replace("10.0.0.9", "10.0.0.999"),
-    )
-    .unwrap();
-    let path = dir.path().join("aliasd.toml");
-    let cases = [
-        format!("foo = 1\n{BASE}"),
-        BASE.replace("[dns]\n", "[dns]\nbogus = 1\n"),
-        format!("{BASE}bogus = 2\n"),
-        BASE.replace("[[service]]\n", "[[service]]\nbogus = 3\n"),
-        BASE.replace("listen = [", "listen = [[["),
-        BASE.replace(
-            "[[zone]]\norigin = \"internal.\"\nfile = \"internal.zone\"\n",
-            "",
-        ),
-        BASE.replace("[dns]\n", "[dns]\nalias_ttl = 1.5\n"),
-        BASE.replace("[dns]\n", "[dns]\nalias_ttl = \"1500ms\"\n"),
-        BASE.replace("[dns]\n", "[dns]\nalias_ttl = \"five\"\n"),
-        BASE.replace("[dns]\n", "[dns]\nalias_ttl = \"1.5s\"\n"),
-        BASE.replace("[dns]\n", "[dns]\nudp_sockets = -1\n"),
-        BASE.replace("internal.zone", "bad.zone"),
-        BASE.replace("internal.zone", "missing.zone"),
-        format!(
-            "{BASE}\n[[api.token]]\nname = \"x\"\nsecret = \"0123456789abcdef\"\n[[alias]]\nname = \"y\"\ntargets = [\"web-v1\"]\n[[api.token]]\nname = \"z\"\nsecret = \"0123456789abcdefg\"\n"
-        ),
-    ];
-    for text in &cases {
-        match Config::parse(text, &path, &|_| None) {
-            Ok(c) => eprintln!("OK {:?}", c.api),
-            Err(e) => eprintln!("ERR {e}"),
+const TOKEN_SECRET: &str = "0123456789abcdef";
+
+/// A temporary directory holding the zone files; the config "lives" in it as `aliasd.toml`.
+struct Fixture {
+    dir: TempDir,
+}
+
+impl Fixture {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("internal.zone"), INTERNAL_ZONE).unwrap();
+        std::fs::write(dir.path().join("example.zone"), EXAMPLE_ZONE).unwrap();
+        Self { dir }
+    }
+
+    fn config_path(&self) -> PathBuf {
+        self.dir.path().join("aliasd.toml")
+    }
+
+    fn parse_with_env(
+        &self,
+        text: &str,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        Config::parse(text, &self.config_path(), env)
+    }
+
+    fn parse(&self, text: &str) -> Result<Config, ConfigError> {
+        self.parse_with_env(text, &|_| None)
+    }
+
+    fn problems(&self, text: &str) -> Vec<String> {
+        match self.parse(text) {
+            Ok(_) => panic!("the config was accepted:\n{text}"),
+            Err(e) => e.problems,
         }
     }
-    panic!();
+
+    /// Asserts that `text` is refused with exactly one problem, which starts with the config path
+    /// and the `line:column` of the first occurrence of `at` (or just the path when `at` is
+    /// `None`), and contains every one of `words`. Returns the problem.
+    fn refused(&self, text: &str, at: Option<&str>, words: &[&str]) -> String {
+        let problems = self.problems(text);
+        assert_eq!(problems.len(), 1, "{problems:#?}");
+        let problem = problems.into_iter().next().unwrap();
+        let prefix = match at {
+            Some(needle) => format!("{}:{}: ", self.config_path().display(), position(text, needle)),
+            None => format!("{}: ", self.config_path().display()),
+        };
+        assert!(
+            problem.starts_with(&prefix),
+            "expected the prefix {prefix:?} in:\n{problem}"
+        );
+        for word in words {
+            assert!(problem.contains(word), "expected {word:?} in:\n{problem}");
+        }
+        problem
+    }
+}
+
+/// `line:column` (both from 1) of the first occurrence of `needle` in `text`.
+fn position(text: &str, needle: &str) -> String {
+    let start = text
+        .find(needle)
+        .unwrap_or_else(|| panic!("{needle:?} is not in the config"));
+    let before = &text[..start];
+    let line = before.matches('\n').count() + 1;
+    let column = start - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+    format!("{line}:{column}")
+}
+
+/// `BASE` with `old` replaced by `new`; `old` must be there.
+fn base_with(old: &str, new: &str) -> String {
+    assert!(BASE.contains(old), "{old:?} is not in BASE");
+    BASE.replacen(old, new, 1)
+}
+
+/// `BASE` with `[dns]` settings added.
+fn base_with_dns(settings: &str) -> String {
+    base_with("[dns]\n", &format!("[dns]\n{settings}\n"))
+}
+
+/// `BASE` with more text after it (more `[[service]]`, `[[alias]]` or `[[api.token]]` tables).
+fn base_plus(extra: &str) -> String {
+    format!("{BASE}\n{extra}\n")
+}
+
+fn token(name: &str, secret: &str) -> String {
+    format!("[[api.token]]\nname = \"{name}\"\nsecret = \"{secret}\"\n")
+}
+
+fn alias(name: &str, targets: &str) -> String {
+    format!("[[alias]]\nname = \"{name}\"\ntargets = {targets}\n")
+}
+
+fn alias_names(config: &Config) -> Vec<String> {
+    config.aliases.keys().map(|a| a.name().to_ascii()).collect()
+}
+
+fn targets(config: &Config, alias: &str) -> Vec<String> {
+    let origin = &config.zones[0].origin;
+    let key = AliasName::resolve(alias, origin).unwrap();
+    config.aliases[&key]
+        .targets
+        .iter()
+        .map(|t| t.to_string())
+        .collect()
+}
+
+// ---- the TOML itself ----
+
+#[test]
+fn an_unknown_top_level_key_is_refused_with_its_position() {
+    let text = format!("bogus = 1\n{BASE}");
+    Fixture::new().refused(&text, Some("bogus"), &["unknown field `bogus`", "`dns`"]);
+}
+
+#[test]
+fn an_unknown_key_inside_a_table_is_refused_with_its_position() {
+    let fx = Fixture::new();
+    let cases = [
+        ("[dns]\n", "`listen`"),
+        ("[[service]]\n", "`endpoints`"),
+        ("[[alias]]\n", "`targets`"),
+    ];
+    for (table, expected_key) in cases {
+        let text = base_with(table, &format!("{table}bogus = 1\n"));
+        fx.refused(&text, Some("bogus"), &["unknown field `bogus`", expected_key]);
+    }
+}
+
+#[test]
+fn a_toml_syntax_error_is_refused_with_its_position() {
+    let text = base_with(r#"dir = "state""#, "dir = state");
+    let problem = Fixture::new().refused(&text, Some("state\n"), &[]);
+    assert!(problem.len() > format!("{}", position(&text, "state\n")).len());
+}
+
+// ---- [dns] ----
+
+#[test]
+fn a_bad_dns_listen_address_is_refused() {
+    let text = base_with(r#"["127.0.0.1:5353"]"#, r#"["localhost:53"]"#);
+    Fixture::new().refused(
+        &text,
+        Some(r#""localhost:53""#),
+        &["dns.listen", "`localhost:53`", "not a socket address"],
+    );
+}
+
+#[test]
+fn a_dns_listen_address_listed_twice_is_refused_at_the_second() {
+    let text = base_with(
+        r#"["127.0.0.1:5353"]"#,
+        r#"["127.0.0.1:5353", "127.0.0.1:5353"]"#,
+    );
+    Fixture::new().refused(
+        &text,
+        Some(r#""127.0.0.1:5353"]"#),
+        &["dns.listen", "`127.0.0.1:5353`", "listed twice"],
+    );
+}
+
+#[test]
+fn an_empty_dns_listen_is_refused() {
+    let text = base_with(r#"["127.0.0.1:5353"]"#, "[]");
+    Fixture::new().refused(&text, None, &["dns.listen", "at least one address"]);
+}
+
+#[test]
+fn udp_sockets_out_of_range_are_refused() {
+    let fx = Fixture::new();
+    for n in ["0", "65"] {
+        let text = base_with_dns(&format!("udp_sockets = {n}"));
+        fx.refused(&text, Some(n), &["dns.udp_sockets", "between 1 and 64"]);
+    }
+    for n in [1, 64] {
+        let config = fx.parse(&base_with_dns(&format!("udp_sockets = {n}"))).unwrap();
+        assert_eq!(config.dns.udp_sockets, n);
+    }
+}
+
+#[test]
+fn an_alias_ttl_that_is_not_a_duration_is_refused() {
+    let text = base_with_dns(r#"alias_ttl = "five""#);
+    Fixture::new().refused(
+        &text,
+        Some(r#""five""#),
+        &["dns.alias_ttl", "`five` is not a duration"],
+    );
+}
+
+#[test]
+fn a_negative_alias_ttl_is_refused() {
+    let text = base_with_dns("alias_ttl = -5");
+    Fixture::new().refused(&text, Some("-5"), &["dns.alias_ttl", "negative"]);
+}
+
+#[test]
+fn a_fractional_alias_ttl_is_refused() {
+    let fx = Fixture::new();
+    for value in [r#""1500ms""#, r#""1.5s""#] {
+        let text = base_with_dns(&format!("alias_ttl = {value}"));
+        fx.refused(&text, Some(value), &["dns.alias_ttl", "whole seconds"]);
+    }
+}
+
+#[test]
+fn an_alias_ttl_above_31_bits_is_refused() {
+    let fx = Fixture::new();
+    let text = base_with_dns("alias_ttl = 2147483648");
+    fx.refused(
+        &text,
+        Some("2147483648"),
+        &["dns.alias_ttl", "at most 2147483647 seconds"],
+    );
+    let config = fx.parse(&base_with_dns("alias_ttl = 2147483647")).unwrap();
+    assert_eq!(config.dns.alias_ttl, 2_147_483_647);
+}
+
+#[test]
+fn a_negative_ttl_over_three_hours_is_refused() {
+    let fx = Fixture::new();
+    let text = base_with_dns(r#"negative_ttl = "3h 1s""#);
+    fx.refused(
+        &text,
+        Some(r#""3h 1s""#),
+        &["dns.negative_ttl", "at most 10800 seconds"],
+    );
+    let config = fx.parse(&base_with_dns(r#"negative_ttl = "3h""#)).unwrap();
+    assert_eq!(config.dns.negative_ttl, 10_800);
+}
+
+#[test]
+fn a_tcp_idle_timeout_under_100ms_is_refused() {
+    let text = base_with_dns(r#"tcp_idle_timeout = "50ms""#);
+    Fixture::new().refused(
+        &text,
+        Some(r#""50ms""#),
+        &["dns.tcp_idle_timeout", "at least 100ms"],
+    );
+}
+
+// ---- [[zone]] ----
+
+#[test]
+fn a_config_without_zones_is_refused() {
+    let fx = Fixture::new();
+    let zone = "[[zone]]\norigin = \"internal.\"\nfile = \"internal.zone\"\n";
+    fx.refused(&base_with(zone, ""), None, &["missing field `zone`"]);
+    let text = format!("zone = []\n{}", base_with(zone, ""));
+    fx.refused(&text, None, &["at least one [[zone]]"]);
+}
+
+#[test]
+fn a_bad_zone_origin_is_refused() {
+    let text = base_with(r#"origin = "internal.""#, r#"origin = "bad..internal.""#);
+    Fixture::new().refused(
+        &text,
+        Some(r#""bad..internal.""#),
+        &["zone.origin", "`bad..internal.`"],
+    );
+}
+
+#[test]
+fn overlapping_zones_are_refused() {
+    let fx = Fixture::new();
+    for origin in ["sub.internal.", "internal.", "Internal"] {
+        let text = base_plus(&format!(
+            "[[zone]]\norigin = \"{origin}\"\nfile = \"example.zone\"\n"
+        ));
+        let at = format!("\"{origin}\"\nfile = \"example.zone\"");
+        fx.refused(&text, Some(&at), &["overlaps another [[zone]]", "disjoint"]);
+    }
+}
+
+#[test]
+fn a_missing_zone_file_is_refused_with_its_path() {
+    let fx = Fixture::new();
+    let text = base_with("internal.zone", "missing.zone");
+    let missing = fx.dir.path().join("missing.zone");
+    fx.refused(
+        &text,
+        Some(r#""missing.zone""#),
+        &[
+            "zone.file",
+            &format!("{}: cannot read zone file", missing.display()),
+        ],
+    );
+}
+
+#[test]
+fn a_zone_file_syntax_error_names_the_zone_file_and_its_line() {
+    let fx = Fixture::new();
+    let bad = fx.dir.path().join("bad.zone");
+    std::fs::write(&bad, INTERNAL_ZONE.replace("10.0.0.9", "10.0.0.999")).unwrap();
+    let text = base_with("internal.zone", "bad.zone");
+    fx.refused(
+        &text,
+        Some(r#""bad.zone""#),
+        &["zone.file", &format!("{}:5: ", bad.display())],
+    );
+}
+
+#[test]
+fn a_zone_file_path_may_be_absolute() {
+    let fx = Fixture::new();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let zone = elsewhere.path().join("internal.zone");
+    std::fs::write(&zone, INTERNAL_ZONE).unwrap();
+    let text = base_with(
+        r#"file = "internal.zone""#,
+        &format!("file = {:?}", zone.display().to_string()),
+    );
+    let config = fx.parse(&text).unwrap();
+    assert_eq!(config.zones[0].path, zone);
+}
+
+// ---- [api] ----
+
+#[test]
+fn a_bad_api_listen_address_is_refused() {
+    let text = base_plus("[api]\nlisten = \"127.0.0.1\"\n");
+    Fixture::new().refused(
+        &text,
+        Some("\"127.0.0.1\"\n"),
+        &["api.listen", "`127.0.0.1`", "not a socket address"],
+    );
+}
+
+#[test]
+fn a_token_needs_exactly_one_of_secret_and_secret_env() {
+    let fx = Fixture::new();
+    let both = format!("{}secret_env = \"TOKEN\"\n", token("deploy", TOKEN_SECRET));
+    let neither = "[[api.token]]\nname = \"deploy\"\n";
+    for table in [both.as_str(), neither] {
+        fx.refused(
+            &base_plus(table),
+            Some(r#""deploy""#),
+            &["api.token `deploy`", "exactly one of `secret` and `secret_env`"],
+        );
+    }
+}
+
+#[test]
+fn a_token_whose_environment_variable_is_unset_is_refused() {
+    let fx = Fixture::new();
+    let text = base_plus("[[api.token]]\nname = \"deploy\"\nsecret_env = \"DEPLOY_TOKEN\"\n");
+    let other_var = |name: &str| (name == "OTHER").then(|| TOKEN_SECRET.to_owned());
+    let problems = fx.parse_with_env(&text, &other_var).unwrap_err().problems;
+    assert_eq!(problems.len(), 1, "{problems:#?}");
+    let want = format!(
+        "{}:{}: api.token `deploy`: environment variable `DEPLOY_TOKEN` is not set",
+        fx.config_path().display(),
+        position(&text, r#""DEPLOY_TOKEN""#)
+    );
+    assert_eq!(problems[0], want);
+}
+
+#[test]
+fn a_short_token_secret_is_refused() {
+    let fx = Fixture::new();
+    let fifteen = &TOKEN_SECRET[..15];
+    for secret in [fifteen.to_owned(), format!("  {fifteen}  ")] {
+        fx.refused(
+            &base_plus(&token("deploy", &secret)),
+            Some(r#""deploy""#),
+            &["api.token `deploy`", "at least 16 characters"],
+        );
+    }
+}
+
+#[test]
+fn a_token_name_defined_twice_is_refused_at_the_second() {
+    let text = base_plus(&format!(
+        "{}{}",
+        token("deploy", TOKEN_SECRET),
+        token("deploy ", "another-secret-0123")
+    ));
+    Fixture::new().refused(
+        &text,
+        Some(r#""deploy ""#),
+        &["api.token `deploy` is defined twice"],
+    );
+}
+
+#[test]
+fn two_tokens_with_the_same_secret_are_refused() {
+    let text = base_plus(&format!(
+        "{}{}",
+        token("deploy", TOKEN_SECRET),
+        token("ci", TOKEN_SECRET)
+    ));
+    Fixture::new().refused(&text, Some(r#""ci""#), &["api.token `ci`", "same secret"]);
+}
+
+// ---- [[service]] ----
+
+#[test]
+fn a_bad_service_name_is_refused() {
+    let text = base_with(r#"name = "web-v2""#, r#"name = "Web V2""#);
+    Fixture::new().refused(
+        &text,
+        Some(r#""Web V2""#),
+        &["service.name", "`Web V2` is not a valid service name"],
+    );
+}
+
+#[test]
+fn a_service_defined_twice_is_refused_at_the_second() {
+    let text = base_with(r#"name = "web-v2""#, r#"name = "web-v1" "#);
+    Fixture::new().refused(
+        &text,
+        Some(r#""web-v1" "#),
+        &["service `web-v1` is defined twice"],
+    );
+}
+
+#[test]
+fn a_bad_endpoint_is_refused() {
+    let fx = Fixture::new();
+    for endpoint in ["10.0.0.2", "10.0.0.2:0", "0.0.0.0:8080", "web:8080"] {
+        let text = base_with(
+            r#"["10.0.0.2:8080"]"#,
+            &format!(r#"["10.0.0.3:80", "{endpoint}"]"#),
+        );
+        fx.refused(
+            &text,
+            Some(&format!("\"{endpoint}\"")),
+            &["service `web-v2`: ", &format!("`{endpoint}`")],
+        );
+    }
+}
+
+#[test]
+fn an_endpoint_listed_twice_is_refused_at_the_second() {
+    let text = base_with(
+        r#"["10.0.0.2:8080"]"#,
+        r#"["10.0.0.2:8080", "10.0.0.2:8080"]"#,
+    );
+    Fixture::new().refused(
+        &text,
+        Some(r#""10.0.0.2:8080"]"#),
+        &["service `web-v2`", "endpoint `10.0.0.2:8080` is listed twice"],
+    );
+}
+
+// ---- [[alias]] ----
+
+#[test]
+fn an_alias_linking_an_unknown_service_is_refused() {
+    let text = base_with(r#"["web-v1"]"#, r#"["web-v1", "web-v9"]"#);
+    Fixture::new().refused(
+        &text,
+        Some(r#""web-v9""#),
+        &["alias `web.internal`", "unknown service `web-v9`"],
+    );
+}
+
+#[test]
+fn an_alias_listing_a_service_twice_is_refused() {
+    let text = base_with(r#"["web-v1"]"#, r#"["web-v1", "web-v2", "web-v1"]"#);
+    Fixture::new().refused(
+        &text,
+        Some(r#""web-v1"]"#),
+        &["alias `web.internal`", "lists service `web-v1` twice"],
+    );
+}
+
+#[test]
+fn an_alias_without_targets_is_refused() {
+    let text = base_with(r#"["web-v1"]"#, "[]");
+    Fixture::new().refused(
+        &text,
+        Some("[]"),
+        &["alias `web.internal`", "at least one service"],
+    );
+}
+
+#[test]
+fn an_alias_outside_every_zone_is_refused() {
+    let text = base_with(r#"name = "web""#, r#"name = "web.example.""#);
+    Fixture::new().refused(
+        &text,
+        Some(r#""web.example.""#),
+        &["alias `web.example`", "outside every configured zone", "internal."],
+    );
+}
+
+#[test]
+fn an_alias_at_the_zone_apex_is_refused() {
+    let fx = Fixture::new();
+    for name in ["internal.", "internal"] {
+        let text = base_with(r#"name = "web""#, &format!("name = \"{name}\""));
+        fx.refused(
+            &text,
+            Some(&format!("\"{name}\"")),
+            &["alias `internal`", "cannot be the zone apex"],
+        );
+    }
+}
+
+#[test]
+fn an_alias_defined_twice_is_refused_at_the_second() {
+    let text = base_plus(&alias("web.internal.", r#"["web-v2"]"#));
+    Fixture::new().refused(
+        &text,
+        Some(r#""web.internal.""#),
+        &["alias `web.internal` is defined twice"],
+    );
+}
+
+#[test]
+fn nested_aliases_are_refused_in_either_order() {
+    let fx = Fixture::new();
+    let inner = base_plus(&alias("x.web", r#"["web-v2"]"#));
+    fx.refused(
+        &inner,
+        Some(r#""x.web""#),
+        &["alias `x.web.internal` is nested with alias `web.internal`"],
+    );
+    let outer_last = base_with(r#"name = "web""#, r#"name = "x.web""#) + &alias("web", r#"["web-v2"]"#);
+    fx.refused(
+        &outer_last,
+        Some("\"web\""),
+        &["alias `web.internal` is nested with alias `x.web.internal`"],
+    );
+}
+
+#[test]
+fn an_alias_colliding_with_a_static_name_is_refused() {
+    let fx = Fixture::new();
+    let zone = fx.dir.path().join("internal.zone");
+    // `db` is a static name; `rack1` is above the static `host.rack1`.
+    for (name, clash) in [("db", "db.internal."), ("rack1", "host.rack1.internal.")] {
+        let text = base_with(r#"name = "web""#, &format!("name = \"{name}\""));
+        fx.refused(
+            &text,
+            Some(&format!("\"{name}\"")),
+            &[
+                &format!("alias `{name}.internal` collides with the static name `{clash}`"),
+                &zone.display().to_string(),
+            ],
+        );
+    }
+}
+
+#[test]
+fn a_bad_port_name_is_refused() {
+    let fx = Fixture::new();
+    let too_long = "p".repeat(63);
+    for port_name in ["HTTP", "_http", "", "h p", too_long.as_str()] {
+        let text = base_with(
+            r#"targets = ["web-v1"]"#,
+            &format!("targets = [\"web-v1\"]\nport_name = \"{port_name}\""),
+        );
+        fx.refused(
+            &text,
+            Some(&format!("\"{port_name}\"\n")),
+            &["alias `web.internal`", &format!("port_name `{port_name}`")],
+        );
+    }
+    let longest = "p".repeat(62);
+    let text = base_with(
+        r#"targets = ["web-v1"]"#,
+        &format!("targets = [\"web-v1\"]\nport_name = \"{longest}\""),
+    );
+    let config = fx.parse(&text).unwrap();
+    assert_eq!(config.aliases.values().next().unwrap().port_name, longest);
+}
+
+// ---- several problems, and good configs ----
+
+#[test]
+fn every_problem_is_reported_at_once() {
+    let fx = Fixture::new();
+    let text = base_with(r#"["127.0.0.1:5353"]"#, r#"["nowhere"]"#)
+        .replacen(r#"["10.0.0.1:8080"]"#, r#"["10.0.0.1"]"#, 1)
+        .replacen(r#"["web-v1"]"#, r#"["web-v9"]"#, 1);
+    let problems = fx.problems(&text);
+    let path = fx.config_path().display().to_string();
+    let expected = [
+        (r#""nowhere""#, "dns.listen"),
+        (r#""10.0.0.1""#, "is not an endpoint"),
+        (r#""web-v9""#, "unknown service `web-v9`"),
+    ];
+    assert_eq!(problems.len(), expected.len(), "{problems:#?}");
+    for (problem, (needle, words)) in problems.iter().zip(expected) {
+        assert!(
+            problem.starts_with(&format!("{path}:{}: ", position(&text, needle))),
+            "{problem}"
+        );
+        assert!(problem.contains(words), "{problem}");
+    }
+    let display = ConfigError { problems }.to_string();
+    assert_eq!(display.lines().count(), 3, "{display}");
+}
+
+#[test]
+fn the_base_config_parses_with_the_defaults() {
+    let fx = Fixture::new();
+    let config = fx.parse(BASE).unwrap();
+    assert_eq!(config.source, fx.config_path());
+    assert_eq!(
+        config.dns.listen,
+        ["127.0.0.1:5353".parse::<SocketAddr>().unwrap()]
+    );
+    assert!(config.dns.udp_sockets >= 1);
+    assert_eq!(config.dns.alias_ttl, DEFAULT_ALIAS_TTL);
+    assert_eq!(config.dns.alias_ttl, 5);
+    assert_eq!(config.dns.negative_ttl, DEFAULT_NEGATIVE_TTL);
+    assert_eq!(config.dns.negative_ttl, 5);
+    assert_eq!(config.dns.tcp_idle_timeout, Duration::from_secs(10));
+    assert!(!config.dns.log_queries);
+    assert_eq!(config.api.listen, "127.0.0.1:5380".parse::<SocketAddr>().unwrap());
+    assert!(config.api.tokens.is_empty());
+    assert_eq!(config.state_dir, fx.dir.path().join("state"));
+    assert_eq!(config.zones.len(), 1);
+    assert_eq!(config.zones[0].origin.to_ascii(), "internal.");
+    assert_eq!(config.zones[0].path, fx.dir.path().join("internal.zone"));
+    assert_eq!(config.zones[0].serial, 7);
+    let services: Vec<&str> = config.services.keys().map(|s| s.as_str()).collect();
+    assert_eq!(services, ["web-v1", "web-v2"]);
+    let web_v2 = &config.services[&"web-v2".parse().unwrap()];
+    assert_eq!(web_v2.endpoints, ["10.0.0.2:8080".parse().unwrap()]);
+    assert_eq!(alias_names(&config), ["web.internal."]);
+    let web = config.aliases.values().next().unwrap();
+    assert_eq!(web.zone, 0);
+    assert_eq!(web.port_name, "http");
+    assert_eq!(targets(&config, "web"), ["web-v1"]);
+}
+
+#[test]
+fn a_full_config_parses_with_every_value() {
+    let fx = Fixture::new();
+    let text = r#"[dns]
+listen = ["127.0.0.1:5353", "[::1]:5353"]
+udp_sockets = 4
+alias_ttl = 30
+negative_ttl = "1m"
+tcp_idle_timeout = "2s"
+log_queries = true
+
+[[zone]]
+origin = "Internal"
+file = "internal.zone"
+
+[[zone]]
+origin = "example."
+file = "./example.zone"
+
+[api]
+listen = "[::1]:9000"
+
+[[api.token]]
+name = "deploy"
+secret = "0123456789abcdef"
+
+[[api.token]]
+name = "ci"
+secret_env = "ALIASD_CI_TOKEN"
+
+[state]
+dir = "/var/lib/aliasd"
+
+[[service]]
+name = "web-v1"
+endpoints = ["10.0.0.1:8080", "[fd00::1]:8080"]
+
+[[service]]
+name = "web-v2"
+endpoints = []
+
+[[alias]]
+name = "web"
+targets = ["web-v2", "web-v1"]
+
+[[alias]]
+name = "api.internal."
+targets = ["web-v1"]
+port_name = "grpc"
+
+[[alias]]
+name = "app.example."
+targets = ["web-v2"]
+"#;
+    let env = |name: &str| (name == "ALIASD_CI_TOKEN").then(|| "ci-secret-0123456789".to_owned());
+    let config = fx.parse_with_env(text, &env).unwrap();
+
+    let dns = &config.dns;
+    assert_eq!(
+        dns.listen,
+        [
+            "127.0.0.1:5353".parse::<SocketAddr>().unwrap(),
+            "[::1]:5353".parse().unwrap()
+        ]
+    );
+    assert_eq!(dns.udp_sockets, 4);
+    assert_eq!(dns.alias_ttl, 30);
+    assert_eq!(dns.negative_ttl, 60);
+    assert_eq!(dns.tcp_idle_timeout, Duration::from_secs(2));
+    assert!(dns.log_queries);
+
+    let origins: Vec<String> = config.zones.iter().map(|z| z.origin.to_ascii()).collect();
+    assert_eq!(origins, ["internal.", "example."]);
+    assert_eq!(config.zones[1].serial, 100);
+
+    assert_eq!(config.api.listen, "[::1]:9000".parse::<SocketAddr>().unwrap());
+    let tokens: Vec<(&str, &str)> = config
+        .api
+        .tokens
+        .iter()
+        .map(|t| (t.name.as_str(), t.secret.as_str()))
+        .collect();
+    assert_eq!(
+        tokens,
+        [("deploy", TOKEN_SECRET), ("ci", "ci-secret-0123456789")]
+    );
+    assert!(!format!("{:?}", config.api.tokens).contains(TOKEN_SECRET));
+    assert_eq!(config.state_dir, Path::new("/var/lib/aliasd"));
+
+    let web_v1 = &config.services[&"web-v1".parse().unwrap()];
+    assert_eq!(web_v1.endpoints.len(), 2);
+    assert!(config.services[&"web-v2".parse().unwrap()].endpoints.is_empty());
+
+    let mut names = alias_names(&config);
+    names.sort();
+    assert_eq!(names, ["api.internal.", "app.example.", "web.internal."]);
+    assert_eq!(targets(&config, "web"), ["web-v2", "web-v1"]);
+    let by_name = |n: &str| &config.aliases[&AliasName::resolve(n, &config.zones[0].origin).unwrap()];
+    assert_eq!(by_name("web").zone, 0);
+    assert_eq!(by_name("api").port_name, "grpc");
+    assert_eq!(by_name("api").zone, 0);
+    assert_eq!(by_name("app.example.").zone, 1);
+    assert_eq!(by_name("app.example.").port_name, "http");
+}
+
+#[test]
+fn durations_accept_integers_and_human_strings() {
+    let fx = Fixture::new();
+    let cases = [
+        ("10", 10),
+        (r#""10s""#, 10),
+        (r#""2m""#, 120),
+        (r#""1h 30m""#, 5400),
+        (r#"" 7s ""#, 7),
+        ("0", 0),
+    ];
+    for (written, seconds) in cases {
+        let text = base_with_dns(&format!("alias_ttl = {written}\nnegative_ttl = {written}"));
+        let config = fx.parse(&text).unwrap();
+        assert_eq!(config.dns.alias_ttl, seconds, "{written}");
+        assert_eq!(config.dns.negative_ttl, seconds, "{written}");
+    }
+    let config = fx.parse(&base_with_dns("tcp_idle_timeout = \"250ms\"")).unwrap();
+    assert_eq!(config.dns.tcp_idle_timeout, Duration::from_millis(250));
+}
+
+#[test]
+fn alias_names_resolve_against_the_first_zone() {
+    let fx = Fixture::new();
+    for (written, expected) in [
+        ("web", "web.internal."),
+        ("Web", "web.internal."),
+        ("web.internal", "web.internal."),
+        ("api.internal.", "api.internal."),
+        ("a.b", "a.b.internal."),
+    ] {
+        let text = base_with(r#"name = "web""#, &format!("name = \"{written}\""));
+        let config = fx.parse(&text).unwrap();
+        assert_eq!(alias_names(&config), [expected], "{written}");
+    }
+}
+
+#[test]
+fn secret_env_is_read_through_the_env_function() {
+    let fx = Fixture::new();
+    let text = base_plus("[[api.token]]\nname = \"deploy\"\nsecret_env = \"DEPLOY_TOKEN\"\n");
+    let asked = std::cell::RefCell::new(Vec::new());
+    let env = |name: &str| {
+        asked.borrow_mut().push(name.to_owned());
+        Some("from-the-environment-123".to_owned())
+    };
+    let config = fx.parse_with_env(&text, &env).unwrap();
+    assert_eq!(asked.into_inner(), ["DEPLOY_TOKEN"]);
+    assert_eq!(config.api.tokens.len(), 1);
+    assert_eq!(config.api.tokens[0].name, "deploy");
+    assert_eq!(config.api.tokens[0].secret, "from-the-environment-123");
+}
+
+#[test]
+fn load_reads_the_file_and_names_it_when_it_is_missing() {
+    let fx = Fixture::new();
+    let path = fx.config_path();
+    let err = Config::load(&path).unwrap_err();
+    assert_eq!(err.problems.len(), 1);
+    assert!(
+        err.problems[0].starts_with(&format!("{}: cannot read config", path.display())),
+        "{err}"
+    );
+    std::fs::write(&path, BASE).unwrap();
+    let config = Config::load(&path).unwrap();
+    assert_eq!(config.source, path);
+    assert_eq!(alias_names(&config), ["web.internal."]);
+}
+
+#[test]
+fn parse_duration_explains_the_expected_form() {
+    assert_eq!(parse_duration(" 90s ").unwrap(), Duration::from_secs(90));
+    let err = parse_duration("soon").unwrap_err();
+    assert!(err.contains("`soon` is not a duration"), "{err}");
+    assert!(err.contains("\"30s\""), "{err}");
 }
