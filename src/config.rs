@@ -207,11 +207,31 @@ struct RawAlias {
 }
 
 /// A duration written as whole seconds (`5`) or a human string (`"5s"`, `"2m"`).
-#[derive(Deserialize)]
-#[serde(untagged)]
 enum RawDuration {
     Seconds(i64),
     Text(String),
+}
+
+impl<'de> Deserialize<'de> for RawDuration {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = RawDuration;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("whole seconds (5) or a duration string (\"5s\", \"2m\")")
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<RawDuration, E> {
+                Ok(RawDuration::Seconds(v))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<RawDuration, E> {
+                Ok(RawDuration::Seconds(i64::try_from(v).unwrap_or(i64::MAX)))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<RawDuration, E> {
+                Ok(RawDuration::Text(v.to_owned()))
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
 }
 
 impl RawDuration {
@@ -290,7 +310,8 @@ impl<'a> Locator<'a> {
         }
         let before = &self.text[..span.start.min(self.text.len())];
         let line = before.matches('\n').count() + 1;
-        let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+        let column = before[line_start..].chars().count() + 1;
         format!("{}:{line}:{column}: {message}", self.path.display())
     }
 }
@@ -363,7 +384,7 @@ impl Validator<'_> {
             ));
         }
         let udp_sockets = match &raw.udp_sockets {
-            None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            None => std::thread::available_parallelism().map_or(1, |n| n.get().min(64)),
             Some(n) if (1..=64).contains(n.get_ref()) => *n.get_ref() as usize,
             Some(n) => {
                 self.err(&n.span(), "dns.udp_sockets must be between 1 and 64");

@@ -267,7 +267,14 @@ impl ZoneView {
                 _ => None,
             });
             match target {
-                Some(t) if self.origin.zone_of(&t) => current = t,
+                // A chain that comes back to a name already answered is a loop (a CNAME into an
+                // alias can close one): stop rather than repeat record sets.
+                Some(t)
+                    if self.origin.zone_of(&t)
+                        && !answers.iter().any(|a| LowerName::new(a.name()) == t) =>
+                {
+                    current = t
+                }
                 _ => break,
             }
         }

@@ -5,7 +5,7 @@
 //! reject what that map cannot express faithfully: records outside the origin, delegations below
 //! the apex, wildcards, and CNAMEs beside other data.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
 use hickory_proto::rr::{LowerName, Name, RData, RecordSet, RecordType, RrKey};
@@ -108,13 +108,35 @@ impl StaticZone {
             }
             names.insert(key.name.clone());
         }
-        for name in &names {
-            let has_cname = rrsets.contains_key(&RrKey::new(name.clone(), RecordType::CNAME));
-            let types = rrsets.keys().filter(|k| &k.name == name).count();
-            if has_cname && types > 1 {
+        let mut types_at: HashMap<&LowerName, usize> = HashMap::new();
+        for key in rrsets.keys() {
+            *types_at.entry(&key.name).or_default() += 1;
+        }
+        let cnames: HashMap<&LowerName, LowerName> = rrsets
+            .iter()
+            .filter(|(key, _)| key.record_type == RecordType::CNAME)
+            .filter_map(|(key, set)| {
+                set.records_without_rrsigs().find_map(|r| match &r.data {
+                    RData::CNAME(c) => Some((&key.name, LowerName::new(&c.0))),
+                    _ => None,
+                })
+            })
+            .collect();
+        for name in cnames.keys() {
+            if types_at.get(name).copied().unwrap_or(0) > 1 {
                 return Err(invalid(format!(
                     "`{name}` has a CNAME and other records; a CNAME must stand alone"
                 )));
+            }
+            // Follow the chain inside the file; coming back to a name already seen is a loop.
+            let mut seen = vec![*name];
+            let mut next = cnames.get(name);
+            while let Some(target) = next {
+                if seen.contains(&target) {
+                    return Err(invalid(format!("the CNAME chain from `{name}` loops")));
+                }
+                seen.push(target);
+                next = cnames.get(target);
             }
         }
 

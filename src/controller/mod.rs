@@ -282,8 +282,12 @@ pub fn initial_state(
                         "stored links of alias `{name}` name service `{t}`, which the config no longer defines; it is dropped"
                     ));
                 }
-                let targets: Vec<ServiceName> =
-                    known.iter().filter_map(|t| t.parse().ok()).collect();
+                let mut targets: Vec<ServiceName> = Vec::new();
+                for t in known.iter().filter_map(|t| t.parse::<ServiceName>().ok()) {
+                    if !targets.contains(&t) {
+                        targets.push(t);
+                    }
+                }
                 if targets.is_empty() {
                     notes.push(format!(
                         "alias `{name}`: none of its stored services exist any more; using the config's targets"

@@ -1,1 +1,457 @@
+use super::*;
 
+use hickory_proto::rr::Name;
+
+use crate::config::Config;
+
+const INTERNAL_ZONE: &str = "\
+$TTL 300
+@   IN SOA ns1.internal. hostmaster.internal. ( 7 3600 600 86400 5 )
+    IN NS  ns1.internal.
+ns1 IN A   127.0.0.1
+";
+
+const EXAMPLE_ZONE: &str = "\
+$TTL 300
+@   IN SOA ns1.example. hostmaster.example. ( 100 3600 600 86400 5 )
+    IN NS  ns1.example.
+ns1 IN A   127.0.0.1
+";
+
+const CONFIG: &str = r#"[dns]
+listen = ["127.0.0.1:5353"]
+
+[[zone]]
+origin = "internal."
+file = "internal.zone"
+
+[[zone]]
+origin = "example."
+file = "example.zone"
+
+[state]
+dir = "state"
+
+[[service]]
+name = "web-v1"
+endpoints = ["10.0.0.1:8080"]
+
+[[service]]
+name = "web-v2"
+endpoints = ["10.0.0.2:8080"]
+
+[[service]]
+name = "web-v3"
+endpoints = ["10.0.0.3:8080"]
+
+[[alias]]
+name = "web"
+targets = ["web-v1"]
+
+[[alias]]
+name = "app.example."
+targets = ["web-v2", "web-v3"]
+"#;
+
+/// The SOA serials written in the two zone files.
+const FILE_SERIALS: [u32; 2] = [7, 100];
+const STARTED_AT: u64 = 1_700_000_000_000;
+const LATER: u64 = STARTED_AT + 60_000;
+
+fn topology() -> Topology {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("internal.zone"), INTERNAL_ZONE).unwrap();
+    std::fs::write(dir.path().join("example.zone"), EXAMPLE_ZONE).unwrap();
+    let config = Config::parse(CONFIG, &dir.path().join("aliasd.toml"), &|_| None)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let file_serials: Vec<u32> = config.zones.iter().map(|z| z.serial).collect();
+    assert_eq!(file_serials, FILE_SERIALS);
+    Topology::from_config(&config)
+}
+
+fn alias(name: &str) -> AliasName {
+    AliasName::from_fqdn(&Name::from_ascii(name).unwrap())
+}
+
+fn services(names: &[&str]) -> Vec<ServiceName> {
+    names.iter().map(|n| n.parse().unwrap()).collect()
+}
+
+/// The state of a first start: no stored state.
+fn fresh(topology: &Topology) -> State {
+    let (state, notes) = initial_state(topology, None, &FILE_SERIALS, STARTED_AT);
+    assert!(notes.is_empty(), "{notes:?}");
+    state
+}
+
+fn link(
+    topology: &Topology,
+    state: &State,
+    name: &str,
+    targets: &[&str],
+) -> Result<Option<State>, ControlError> {
+    relink(
+        topology,
+        state,
+        &alias(name),
+        services(targets),
+        "deploy",
+        LATER,
+    )
+}
+
+fn stored_alias(targets: &[&str], revision: u64) -> StoredAlias {
+    StoredAlias {
+        targets: targets.iter().map(|t| t.to_string()).collect(),
+        revision,
+        changed_at_ms: 1_600_000_000_000,
+        changed_by: "ci".into(),
+    }
+}
+
+fn stored(aliases: &[(&str, StoredAlias)], serials: &[(&str, u32)]) -> StoredState {
+    StoredState {
+        serials: serials.iter().map(|(z, s)| (z.to_string(), *s)).collect(),
+        aliases: aliases
+            .iter()
+            .map(|(n, a)| (n.to_string(), a.clone()))
+            .collect(),
+    }
+}
+
+/// `initial_state` with `stored` and the file serials.
+fn restart(topology: &Topology, stored: &StoredState) -> (State, Vec<String>) {
+    initial_state(topology, Some(stored), &FILE_SERIALS, LATER)
+}
+
+fn targets_of(state: &State, name: &str) -> Vec<ServiceName> {
+    state.aliases[&alias(name)].targets.clone()
+}
+
+/// The serial `initial_state` starts the internal zone with, from a stored and a file serial.
+fn restarted_serial(stored_serial: u32, file_serial: u32) -> u32 {
+    let topology = topology();
+    let stored = stored(&[], &[("internal.", stored_serial)]);
+    let (state, _) = initial_state(&topology, Some(&stored), &[file_serial, 100], LATER);
+    state.serials[0]
+}
+
+// ---- relink ----
+
+#[test]
+fn relink_refuses_bad_requests_with_the_matching_error() {
+    let topology = topology();
+    let state = fresh(&topology);
+    let cases: [(&str, &[&str], ControlError); 5] = [
+        (
+            "nope.internal.",
+            &["web-v1"],
+            ControlError::UnknownAlias("nope.internal".into()),
+        ),
+        ("web.internal.", &[], ControlError::EmptyTargets),
+        (
+            "web.internal.",
+            &["web-v1", "web-v9"],
+            ControlError::UnknownService("web-v9".into()),
+        ),
+        (
+            "web.internal.",
+            &["web-v1", "web-v2", "web-v1"],
+            ControlError::DuplicateTarget("web-v1".into()),
+        ),
+        // The alias is checked first.
+        (
+            "nope.internal.",
+            &[],
+            ControlError::UnknownAlias("nope.internal".into()),
+        ),
+    ];
+    for (name, targets, want) in cases {
+        let got = link(&topology, &state, name, targets);
+        assert_eq!(got, Err(want), "{name} {targets:?}");
+    }
+}
+
+#[test]
+fn a_relink_bumps_the_revision_records_who_and_when_and_bumps_only_its_zone_serial() {
+    let topology = topology();
+    let before = fresh(&topology);
+    let after = link(&topology, &before, "web.internal.", &["web-v2", "web-v3"])
+        .unwrap()
+        .expect("a change");
+
+    assert_eq!(
+        after.aliases[&alias("web.internal.")],
+        AliasState {
+            targets: services(&["web-v2", "web-v3"]),
+            revision: 2,
+            changed_at_ms: LATER,
+            changed_by: "deploy".into(),
+        }
+    );
+    assert_eq!(after.serials, [before.serials[0] + 1, before.serials[1]]);
+    assert_eq!(
+        after.aliases[&alias("app.example.")],
+        before.aliases[&alias("app.example.")]
+    );
+    // Pure: the input state is untouched.
+    assert_eq!(before, fresh(&topology));
+}
+
+#[test]
+fn a_relink_in_the_second_zone_bumps_that_zone_serial_only() {
+    let topology = topology();
+    let before = fresh(&topology);
+    let after = link(&topology, &before, "app.example.", &["web-v1"])
+        .unwrap()
+        .expect("a change");
+    assert_eq!(after.serials, [before.serials[0], before.serials[1] + 1]);
+    assert_eq!(after.aliases[&alias("app.example.")].revision, 2);
+    assert_eq!(after.aliases[&alias("web.internal.")].revision, 1);
+}
+
+#[test]
+fn relinking_to_the_current_targets_changes_nothing() {
+    let topology = topology();
+    let state = fresh(&topology);
+    assert_eq!(
+        link(&topology, &state, "web.internal.", &["web-v1"]),
+        Ok(None)
+    );
+    assert_eq!(
+        link(&topology, &state, "app.example.", &["web-v2", "web-v3"]),
+        Ok(None)
+    );
+
+    let changed = link(&topology, &state, "web.internal.", &["web-v2"])
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        link(&topology, &changed, "web.internal.", &["web-v2"]),
+        Ok(None)
+    );
+}
+
+#[test]
+fn every_relink_counts_up_and_the_serial_wraps_around() {
+    let topology = topology();
+    let mut state = fresh(&topology);
+    state.serials[0] = u32::MAX - 1;
+    for (targets, revision, serial) in [
+        (&["web-v2"][..], 2, u32::MAX),
+        (&["web-v1", "web-v2"][..], 3, 0),
+        (&["web-v1"][..], 4, 1),
+    ] {
+        state = link(&topology, &state, "web.internal.", targets)
+            .unwrap()
+            .expect("a change");
+        assert_eq!(state.aliases[&alias("web.internal.")].revision, revision);
+        assert_eq!(state.serials[0], serial);
+        assert_eq!(targets_of(&state, "web.internal."), services(targets));
+    }
+}
+
+// ---- initial_state ----
+
+#[test]
+fn without_stored_state_the_config_targets_start_at_revision_one() {
+    let topology = topology();
+    let state = fresh(&topology);
+    assert_eq!(state.aliases.len(), 2);
+    assert_eq!(
+        state.aliases[&alias("web.internal.")],
+        AliasState {
+            targets: services(&["web-v1"]),
+            revision: 1,
+            changed_at_ms: STARTED_AT,
+            changed_by: "config".into(),
+        }
+    );
+    assert_eq!(
+        targets_of(&state, "app.example."),
+        services(&["web-v2", "web-v3"])
+    );
+    assert_eq!(state.serials, [FILE_SERIALS[0] + 1, FILE_SERIALS[1] + 1]);
+}
+
+#[test]
+fn stored_links_win_over_the_config() {
+    let topology = topology();
+    let stored = stored(
+        &[("web.internal.", stored_alias(&["web-v3", "web-v2"], 7))],
+        &[],
+    );
+    let (state, notes) = restart(&topology, &stored);
+    assert!(notes.is_empty(), "{notes:?}");
+    assert_eq!(
+        state.aliases[&alias("web.internal.")],
+        AliasState {
+            targets: services(&["web-v3", "web-v2"]),
+            revision: 7,
+            changed_at_ms: 1_600_000_000_000,
+            changed_by: "ci".into(),
+        }
+    );
+    // An alias the store does not know starts from the config.
+    let app = &state.aliases[&alias("app.example.")];
+    assert_eq!(app.targets, services(&["web-v2", "web-v3"]));
+    assert_eq!(app.revision, 1);
+    assert_eq!(app.changed_by, "config");
+}
+
+#[test]
+fn a_stored_service_the_config_no_longer_has_is_dropped_with_a_note() {
+    let topology = topology();
+    let stored = stored(
+        &[(
+            "web.internal.",
+            stored_alias(&["web-v2", "web-v9", "Not A Name"], 4),
+        )],
+        &[],
+    );
+    let (state, notes) = restart(&topology, &stored);
+    assert_eq!(
+        state.aliases[&alias("web.internal.")],
+        AliasState {
+            targets: services(&["web-v2"]),
+            revision: 5,
+            changed_at_ms: LATER,
+            changed_by: "config".into(),
+        }
+    );
+    assert_eq!(notes.len(), 2, "{notes:?}");
+    for (note, gone) in notes.iter().zip(["web-v9", "Not A Name"]) {
+        assert!(note.contains("`web.internal`"), "{note}");
+        assert!(note.contains(&format!("service `{gone}`")), "{note}");
+        assert!(note.contains("dropped"), "{note}");
+    }
+}
+
+#[test]
+fn when_every_stored_service_is_gone_the_config_targets_are_used_with_a_note() {
+    let topology = topology();
+    let stored = stored(
+        &[("web.internal.", stored_alias(&["web-v8", "web-v9"], 4))],
+        &[],
+    );
+    let (state, notes) = restart(&topology, &stored);
+    assert_eq!(
+        state.aliases[&alias("web.internal.")],
+        AliasState {
+            targets: services(&["web-v1"]),
+            revision: 5,
+            changed_at_ms: LATER,
+            changed_by: "config".into(),
+        }
+    );
+    assert_eq!(notes.len(), 3, "{notes:?}");
+    let last = notes.last().unwrap();
+    assert!(last.contains("alias `web.internal`"), "{last}");
+    assert!(last.contains("none of its stored services exist"), "{last}");
+    assert!(last.contains("config's targets"), "{last}");
+}
+
+#[test]
+fn a_stored_alias_the_config_no_longer_has_is_forgotten_with_a_note() {
+    let topology = topology();
+    let stored = stored(
+        &[
+            ("old.internal.", stored_alias(&["web-v1"], 3)),
+            ("web.internal.", stored_alias(&["web-v2"], 2)),
+        ],
+        &[],
+    );
+    let (state, notes) = restart(&topology, &stored);
+    assert_eq!(notes.len(), 1, "{notes:?}");
+    assert!(
+        notes[0].contains("stored alias `old.internal.`"),
+        "{}",
+        notes[0]
+    );
+    assert!(notes[0].contains("not in the config"), "{}", notes[0]);
+    let names: Vec<String> = state.aliases.keys().map(|a| a.to_string()).collect();
+    assert!(!names.contains(&"old.internal".to_owned()), "{names:?}");
+    assert_eq!(names.len(), 2);
+    assert_eq!(targets_of(&state, "web.internal."), services(&["web-v2"]));
+}
+
+#[test]
+fn a_stored_serial_after_the_file_serial_is_continued_from() {
+    assert_eq!(restarted_serial(50, 7), 51);
+    // RFC 1982: 5 comes after 4294967290 (the serial wrapped around).
+    assert_eq!(restarted_serial(5, 4_294_967_290), 6);
+    assert_eq!(restarted_serial(u32::MAX, 4_294_967_000), 0);
+}
+
+#[test]
+fn a_file_serial_after_the_stored_serial_wins() {
+    assert_eq!(restarted_serial(3, 7), 8);
+    assert_eq!(restarted_serial(7, 7), 8);
+    // RFC 1982: 4294967290 comes before 5.
+    assert_eq!(restarted_serial(4_294_967_290, 5), 6);
+    assert_eq!(restarted_serial(4_294_967_290, 2026010100), 2026010101);
+}
+
+#[test]
+fn stored_serials_apply_to_their_own_zone_only() {
+    let topology = topology();
+    let stored = stored(&[], &[("example.", 500), ("gone.", 9000)]);
+    let (state, notes) = restart(&topology, &stored);
+    assert_eq!(state.serials, [FILE_SERIALS[0] + 1, 501]);
+    assert!(notes.is_empty(), "{notes:?}");
+}
+
+// ---- to_stored ----
+
+#[test]
+fn to_stored_keys_zones_and_aliases_by_their_absolute_names() {
+    let topology = topology();
+    let state = link(
+        &topology,
+        &fresh(&topology),
+        "web.internal.",
+        &["web-v3", "web-v1"],
+    )
+    .unwrap()
+    .unwrap();
+    let stored = to_stored(&topology, &state);
+    let expected_serials = [
+        ("example.".to_owned(), FILE_SERIALS[1] + 1),
+        ("internal.".to_owned(), FILE_SERIALS[0] + 2),
+    ];
+    assert_eq!(stored.serials, expected_serials.into_iter().collect());
+    assert_eq!(
+        stored.aliases["web.internal."],
+        StoredAlias {
+            targets: vec!["web-v3".into(), "web-v1".into()],
+            revision: 2,
+            changed_at_ms: LATER,
+            changed_by: "deploy".into(),
+        }
+    );
+    let keys: Vec<&str> = stored.aliases.keys().map(String::as_str).collect();
+    assert_eq!(keys, ["app.example.", "web.internal."]);
+}
+
+#[test]
+fn a_stored_state_loads_back_with_its_links_and_a_later_serial() {
+    let topology = topology();
+    let state = link(
+        &topology,
+        &fresh(&topology),
+        "web.internal.",
+        &["web-v2", "web-v1"],
+    )
+    .unwrap()
+    .unwrap();
+    let stored = to_stored(&topology, &state);
+    let json = serde_json::to_string(&stored).unwrap();
+    let reloaded: StoredState = serde_json::from_str(&json).unwrap();
+    assert_eq!(reloaded, stored);
+
+    let (restarted, notes) = restart(&topology, &reloaded);
+    assert!(notes.is_empty(), "{notes:?}");
+    assert_eq!(restarted.aliases, state.aliases);
+    let next: Vec<u32> = state.serials.iter().map(|s| s + 1).collect();
+    assert_eq!(restarted.serials, next);
+}

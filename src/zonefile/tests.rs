@@ -24,9 +24,10 @@ fn a_good_zone_loads_with_its_serial_and_names() {
     let names: Vec<String> = zone.names.iter().map(|n| n.to_string()).collect();
     assert_eq!(
         names,
+        // DNS order: the apex sorts first.
         [
-            "db.internal.",
             "internal.",
+            "db.internal.",
             "ns1.internal.",
             "www.internal."
         ]
@@ -54,6 +55,8 @@ fn semantic_errors_say_what_is_wrong() {
         ("other.example. IN A 10.0.0.1\n", "outside the zone"),
         ("*.wild IN A 10.0.0.1\n", "wildcard"),
         ("www IN A 10.0.0.1\n", "CNAME must stand alone"),
+        ("a IN CNAME b\nb IN CNAME a\n", "loops"),
+        ("self IN CNAME self\n", "loops"),
     ];
     for (extra, want) in cases {
         let err = parse(&format!("{GOOD}{extra}")).unwrap_err().to_string();
