@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use aliasd::config::Config;
 use aliasd::controller::initial_state;
-use aliasd::snapshot::{Snapshot, Topology};
+use aliasd::snapshot::{HealthMap, LastGood, Snapshot, Topology};
 use hickory_proto::rr::{LowerName, Name, RecordType};
 
 fn snapshot(static_names: usize, aliases: usize) -> (Snapshot, tempfile::TempDir) {
@@ -41,7 +41,8 @@ fn snapshot(static_names: usize, aliases: usize) -> (Snapshot, tempfile::TempDir
     let config = Config::parse(&config, &path, &|_| None).expect("config");
     let topology = Arc::new(Topology::from_config(&config));
     let (state, _) = initial_state(&topology, None, &[1], 0);
-    (Snapshot::render(1, topology, &state), dir)
+    let snapshot = Snapshot::render(1, topology, &state, &HealthMap::new(), &LastGood::new());
+    (snapshot, dir)
 }
 
 fn time_per_op(iterations: u32, mut f: impl FnMut()) -> f64 {
@@ -108,7 +109,13 @@ fn main() {
     let (state, _) = initial_state(&topology, None, &[1], 0);
     let renders = if measuring { 50 } else { 2 };
     let per_render = time_per_op(renders, || {
-        black_box(Snapshot::render(2, topology.clone(), &state));
+        black_box(Snapshot::render(
+            2,
+            topology.clone(),
+            &state,
+            &HealthMap::new(),
+            &LastGood::new(),
+        ));
     });
     println!(
         "\nrender of a snapshot with 1000 aliases over {large_n} static names: {:.2} ms (static index built once in {:.0} ms)",

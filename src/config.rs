@@ -7,13 +7,14 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
-use std::ops::Range;
+use std::ops::{Range, RangeInclusive};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
 use toml::Spanned;
 
+use crate::health::{CheckConfig, CheckKind};
 use crate::model::{AliasName, Endpoint, ServiceName, parse_dns_name};
 use crate::zonefile::{StaticZone, ZoneError};
 
@@ -39,6 +40,42 @@ pub struct Config {
     pub state_dir: PathBuf,
     pub services: BTreeMap<ServiceName, ServiceConfig>,
     pub aliases: BTreeMap<AliasName, AliasConfig>,
+    /// How many health checks may run at once.
+    pub health_concurrency: usize,
+    pub promotion: PromotionDefaults,
+}
+
+/// Defaults for promotions that the request does not set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PromotionDefaults {
+    /// How long both versions answer before the old one starts draining.
+    pub observe: Duration,
+    /// How long the new version has to become healthy.
+    pub warm_timeout: Duration,
+    /// Added to the TTL window before the old version is declared safe to stop.
+    pub drain_grace: Duration,
+}
+
+impl Default for PromotionDefaults {
+    fn default() -> Self {
+        Self {
+            observe: Duration::from_secs(10),
+            warm_timeout: Duration::from_secs(120),
+            drain_grace: Duration::from_secs(2),
+        }
+    }
+}
+
+/// What an alias answers when none of its endpoints is healthy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum IfNoneHealthy {
+    /// Keep answering the last non-empty healthy set (the default).
+    LastKnownGood,
+    /// Answer every endpoint (fail open).
+    All,
+    /// Answer nothing (fail closed).
+    None,
 }
 
 #[derive(Debug, Clone)]
@@ -78,6 +115,7 @@ impl fmt::Debug for ApiToken {
 #[derive(Debug, Clone)]
 pub struct ServiceConfig {
     pub endpoints: Vec<Endpoint>,
+    pub check: CheckConfig,
 }
 
 #[derive(Debug, Clone)]
@@ -88,6 +126,7 @@ pub struct AliasConfig {
     pub targets: Vec<ServiceName>,
     /// SRV records live at `_<port_name>._tcp.<alias>`.
     pub port_name: String,
+    pub if_none_healthy: IfNoneHealthy,
 }
 
 /// Everything wrong with a config, one problem a line.
@@ -127,6 +166,54 @@ struct RawConfig {
     services: Vec<RawService>,
     #[serde(default, rename = "alias")]
     aliases: Vec<RawAlias>,
+    #[serde(default)]
+    health: RawHealth,
+    #[serde(default)]
+    promotion: RawPromotion,
+}
+
+/// Health-check settings: the defaults in `[health]`, overrides in `[service.health]`.
+#[derive(Deserialize, Default, Clone)]
+#[serde(deny_unknown_fields)]
+struct RawHealth {
+    kind: Option<Spanned<String>>,
+    path: Option<Spanned<String>>,
+    expect: Option<Spanned<String>>,
+    host: Option<Spanned<String>>,
+    interval: Option<Spanned<RawDuration>>,
+    timeout: Option<Spanned<RawDuration>>,
+    rise: Option<Spanned<u64>>,
+    fall: Option<Spanned<u64>>,
+    /// Only in `[health]`: how many checks run at once.
+    concurrency: Option<Spanned<u64>>,
+}
+
+impl RawHealth {
+    /// `self` with every unset field taken from `defaults`.
+    fn over(&self, defaults: &RawHealth) -> RawHealth {
+        fn pick<T: Clone>(a: &Option<T>, b: &Option<T>) -> Option<T> {
+            a.clone().or_else(|| b.clone())
+        }
+        RawHealth {
+            kind: pick(&self.kind, &defaults.kind),
+            path: pick(&self.path, &defaults.path),
+            expect: pick(&self.expect, &defaults.expect),
+            host: pick(&self.host, &defaults.host),
+            interval: pick(&self.interval, &defaults.interval),
+            timeout: pick(&self.timeout, &defaults.timeout),
+            rise: pick(&self.rise, &defaults.rise),
+            fall: pick(&self.fall, &defaults.fall),
+            concurrency: None,
+        }
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawPromotion {
+    observe: Option<Spanned<RawDuration>>,
+    warm_timeout: Option<Spanned<RawDuration>>,
+    drain_grace: Option<Spanned<RawDuration>>,
 }
 
 #[derive(Deserialize)]
@@ -195,6 +282,8 @@ struct RawState {
 struct RawService {
     name: Spanned<String>,
     endpoints: Vec<Spanned<String>>,
+    #[serde(default)]
+    health: Option<RawHealth>,
 }
 
 #[derive(Deserialize)]
@@ -204,9 +293,12 @@ struct RawAlias {
     targets: Spanned<Vec<Spanned<String>>>,
     #[serde(default)]
     port_name: Option<Spanned<String>>,
+    #[serde(default)]
+    if_none_healthy: Option<Spanned<String>>,
 }
 
 /// A duration written as whole seconds (`5`) or a human string (`"5s"`, `"2m"`).
+#[derive(Clone)]
 enum RawDuration {
     Seconds(i64),
     Text(String),
@@ -242,6 +334,13 @@ impl RawDuration {
             Self::Text(t) => parse_duration(t),
         }
     }
+}
+
+/// `"200"` or `"200-399"`.
+fn parse_status_range(text: &str) -> Option<RangeInclusive<u16>> {
+    let (lo, hi) = text.split_once('-').unwrap_or((text, text));
+    let (lo, hi): (u16, u16) = (lo.trim().parse().ok()?, hi.trim().parse().ok()?);
+    ((100..=599).contains(&lo) && (lo..=599).contains(&hi)).then_some(lo..=hi)
 }
 
 /// Parses a human duration such as `30s`, `2m` or `1h 30m`.
@@ -347,8 +446,17 @@ impl Validator<'_> {
         } else {
             self.path(raw.state.dir.get_ref())
         };
-        let services = self.services(&raw.services);
+        let services = self.services(&raw.services, &raw.health);
         let aliases = self.aliases(&raw.aliases, &zones, &services);
+        let health_concurrency = match &raw.health.concurrency {
+            None => 256,
+            Some(n) if (1..=65_536).contains(n.get_ref()) => *n.get_ref() as usize,
+            Some(n) => {
+                self.err(&n.span(), "health.concurrency must be between 1 and 65536");
+                256
+            }
+        };
+        let promotion = self.promotion(&raw.promotion);
         Some(Config {
             source: self.at.path.to_owned(),
             dns: dns?,
@@ -357,6 +465,8 @@ impl Validator<'_> {
             state_dir,
             services,
             aliases,
+            health_concurrency,
+            promotion,
         })
     }
 
@@ -560,7 +670,138 @@ impl Validator<'_> {
         Some(ApiConfig { listen, tokens })
     }
 
-    fn services(&mut self, raw: &[RawService]) -> BTreeMap<ServiceName, ServiceConfig> {
+    /// A duration setting, or `default` (with an error recorded) when it is absent or bad.
+    fn duration(
+        &mut self,
+        raw: &Option<Spanned<RawDuration>>,
+        key: &str,
+        default: Duration,
+        min: Duration,
+    ) -> Duration {
+        let Some(raw) = raw else { return default };
+        match raw.get_ref().to_duration() {
+            Ok(d) if d >= min => d,
+            Ok(_) => {
+                self.err(
+                    &raw.span(),
+                    format!("{key} must be at least {}", humantime::format_duration(min)),
+                );
+                default
+            }
+            Err(e) => {
+                self.err(&raw.span(), format!("{key}: {e}"));
+                default
+            }
+        }
+    }
+
+    fn promotion(&mut self, raw: &RawPromotion) -> PromotionDefaults {
+        let d = PromotionDefaults::default();
+        PromotionDefaults {
+            observe: self.duration(&raw.observe, "promotion.observe", d.observe, Duration::ZERO),
+            warm_timeout: self.duration(
+                &raw.warm_timeout,
+                "promotion.warm_timeout",
+                d.warm_timeout,
+                Duration::from_millis(100),
+            ),
+            drain_grace: self.duration(
+                &raw.drain_grace,
+                "promotion.drain_grace",
+                d.drain_grace,
+                Duration::ZERO,
+            ),
+        }
+    }
+
+    /// Validates a merged health section into a check; `key` prefixes messages.
+    fn check(&mut self, raw: &RawHealth, key: &str) -> CheckConfig {
+        let kind = raw.kind.as_ref().map_or("tcp", |k| k.get_ref().as_str());
+        let kind = match kind {
+            "tcp" => CheckKind::Tcp,
+            "none" => CheckKind::None,
+            "http" => {
+                let path = raw
+                    .path
+                    .as_ref()
+                    .map_or("/".to_owned(), |p| p.get_ref().clone());
+                if !path.starts_with('/') {
+                    let span = raw.path.as_ref().map(|p| p.span()).unwrap_or(0..0);
+                    self.err(&span, format!("{key}.path must start with `/`"));
+                }
+                let expect = match &raw.expect {
+                    None => 200..=399,
+                    Some(e) => {
+                        match parse_status_range(e.get_ref()) {
+                            Some(r) => r,
+                            None => {
+                                self.err(
+                                &e.span(),
+                                format!("{key}.expect: `{}` is not a status or range like \"200-399\"", e.get_ref()),
+                            );
+                                200..=399
+                            }
+                        }
+                    }
+                };
+                CheckKind::Http {
+                    path,
+                    expect,
+                    host: raw.host.as_ref().map(|h| h.get_ref().clone()),
+                }
+            }
+            other => {
+                let span = raw.kind.as_ref().map(|k| k.span()).unwrap_or(0..0);
+                self.err(
+                    &span,
+                    format!("{key}.kind: `{other}` is not one of http, tcp, none"),
+                );
+                CheckKind::Tcp
+            }
+        };
+        let interval = self.duration(
+            &raw.interval,
+            &format!("{key}.interval"),
+            Duration::from_secs(2),
+            Duration::from_millis(50),
+        );
+        let timeout = self.duration(
+            &raw.timeout,
+            &format!("{key}.timeout"),
+            Duration::from_secs(1),
+            Duration::from_millis(10),
+        );
+        if timeout > interval {
+            let span = raw.timeout.as_ref().map(|t| t.span()).unwrap_or(0..0);
+            self.err(
+                &span,
+                format!("{key}.timeout must not exceed {key}.interval"),
+            );
+        }
+        let mut count = |v: &Option<Spanned<u64>>, name: &str, default: u32| match v {
+            None => default,
+            Some(n) if (1..=100).contains(n.get_ref()) => *n.get_ref() as u32,
+            Some(n) => {
+                self.err(&n.span(), format!("{key}.{name} must be between 1 and 100"));
+                default
+            }
+        };
+        let rise = count(&raw.rise, "rise", 2);
+        let fall = count(&raw.fall, "fall", 3);
+        CheckConfig {
+            kind,
+            interval,
+            timeout,
+            rise,
+            fall,
+        }
+    }
+
+    fn services(
+        &mut self,
+        raw: &[RawService],
+        health_defaults: &RawHealth,
+    ) -> BTreeMap<ServiceName, ServiceConfig> {
         let mut services = BTreeMap::new();
         for s in raw {
             let name = match s.name.get_ref().parse::<ServiceName>() {
@@ -585,7 +826,18 @@ impl Validator<'_> {
                     Err(err) => self.err(&e.span(), format!("service `{name}`: {err}")),
                 }
             }
-            services.insert(name, ServiceConfig { endpoints });
+            if let Some(h) = s.health.as_ref().and_then(|h| h.concurrency.as_ref()) {
+                self.err(
+                    &h.span(),
+                    "health.concurrency belongs in the top-level [health] only",
+                );
+            }
+            let merged = s
+                .health
+                .as_ref()
+                .map_or_else(|| health_defaults.clone(), |h| h.over(health_defaults));
+            let check = self.check(&merged, &format!("service `{name}` health"));
+            services.insert(name, ServiceConfig { endpoints, check });
         }
         services
     }
@@ -690,12 +942,29 @@ impl Validator<'_> {
                     text.clone()
                 }
             };
+            let if_none_healthy = match a
+                .if_none_healthy
+                .as_ref()
+                .map(|p| (p.get_ref().as_str(), p.span()))
+            {
+                None | Some(("last-known-good", _)) => IfNoneHealthy::LastKnownGood,
+                Some(("all", _)) => IfNoneHealthy::All,
+                Some(("none", _)) => IfNoneHealthy::None,
+                Some((other, span)) => {
+                    self.err(
+                        &span,
+                        format!("alias `{name}`: if_none_healthy `{other}` is not one of last-known-good, all, none"),
+                    );
+                    IfNoneHealthy::LastKnownGood
+                }
+            };
             aliases.insert(
                 name,
                 AliasConfig {
                     zone,
                     targets,
                     port_name,
+                    if_none_healthy,
                 },
             );
         }

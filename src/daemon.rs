@@ -10,15 +10,17 @@ use std::time::Duration;
 use hickory_proto::rr::LowerName;
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
+use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::api::{self, AppState, Auth};
 use crate::config::Config;
-use crate::controller::Controller;
 use crate::controller::store::{Store, StoreError};
+use crate::controller::{Controller, StartParts};
 use crate::dns::DnsServer;
+use crate::health::{self, HealthBoard, Target};
 use crate::snapshot::{SharedSnapshot, Topology};
 
 /// How long the tasks get to finish after shutdown is asked for.
@@ -59,9 +61,40 @@ impl Daemon {
         let (store, stored) = Store::open(&config.state_dir)?;
         info!(dir = %config.state_dir.display(), "state directory opened");
         let topology = Arc::new(Topology::from_config(&config));
-        let file_serials: Vec<u32> = config.zones.iter().map(|z| z.serial).collect();
-        let (controller, control, snapshots) =
-            Controller::start(topology, store, stored, &file_serials)?;
+        let board = Arc::new(HealthBoard::new(
+            config
+                .services
+                .iter()
+                .map(|(name, s)| (name, s.endpoints.as_slice(), &s.check)),
+        ));
+        let (health_tx, health_rx) = mpsc::channel(1024);
+        let (controller, control, snapshots) = Controller::start(StartParts {
+            topology,
+            defaults: config.promotion.clone(),
+            store,
+            stored,
+            file_serials: config.zones.iter().map(|z| z.serial).collect(),
+            health: board.healths(),
+            health_rx,
+        })?;
+        let targets: Vec<Target> = config
+            .services
+            .iter()
+            .flat_map(|(name, s)| {
+                s.endpoints.iter().map(move |e| Target {
+                    service: name.clone(),
+                    endpoint: *e,
+                    check: s.check.clone(),
+                })
+            })
+            .collect();
+        let checks = health::spawn_checks(
+            targets,
+            board.clone(),
+            health_tx,
+            config.health_concurrency,
+            shutdown.clone(),
+        );
 
         let origins: Vec<LowerName> = config
             .zones
@@ -89,10 +122,16 @@ impl Daemon {
 
         let mut tasks = JoinSet::new();
         tasks.spawn(controller.run(shutdown.clone()));
+        tasks.spawn(async move {
+            let mut checks = checks;
+            while checks.join_next().await.is_some() {}
+        });
         let app = api::router(AppState {
             snapshots: snapshots.clone(),
             control,
             auth: Arc::new(Auth::new(&config.api.tokens)),
+            board,
+            defaults: config.promotion.clone(),
         });
         let api_shutdown = shutdown.clone();
         tasks.spawn(async move {

@@ -96,6 +96,20 @@ secret = "{DEMO_TOKEN}"
 [state]
 dir = "state"
 
+# Each backend answers GET /healthz; `curl -X POST http://ADDR/healthz/off` makes it fail.
+[health]
+kind = "http"
+path = "/healthz"
+interval = "1s"
+timeout = "500ms"
+rise = 2
+fall = 2
+
+[promotion]
+observe = "10s"
+warm_timeout = "1m"
+drain_grace = "2s"
+
 [[service]]
 name = "web-v1"
 endpoints = ["{V1}:{port}"]

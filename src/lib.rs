@@ -17,6 +17,7 @@ pub mod controller;
 pub mod daemon;
 pub mod demo;
 pub mod dns;
+pub mod health;
 pub mod model;
 pub mod snapshot;
 pub mod zonefile;

@@ -13,9 +13,16 @@ use arc_swap::ArcSwap;
 use hickory_proto::rr::rdata::{A, AAAA, SOA, SRV};
 use hickory_proto::rr::{LowerName, Name, RData, Record, RecordSet, RecordType};
 
-use crate::config::{AliasConfig, Config, ServiceConfig};
+use crate::config::{AliasConfig, Config, IfNoneHealthy, ServiceConfig};
+use crate::controller::machine::answering;
 use crate::controller::state::{AliasState, State};
+use crate::health::Health;
 use crate::model::{AliasName, Endpoint, ServiceName};
+
+/// The health of every endpoint, as the controller knows it.
+pub type HealthMap = HashMap<(ServiceName, Endpoint), Health>;
+/// Per alias, the last non-empty set of endpoints that passed the health filter.
+pub type LastGood = HashMap<AliasName, Vec<Endpoint>>;
 use crate::zonefile::StaticZone;
 
 /// The shared cell the writer publishes into and readers load from.
@@ -32,6 +39,11 @@ pub struct Topology {
 }
 
 impl Topology {
+    /// The TTL window of answers: what a client may cache, at most.
+    pub fn ttl_window_s(&self) -> u32 {
+        self.alias_ttl.max(self.negative_ttl)
+    }
+
     pub fn from_config(config: &Config) -> Self {
         Self {
             zones: config
@@ -173,8 +185,14 @@ pub struct AliasView {
     pub name: AliasName,
     pub zone: Name,
     pub state: AliasState,
-    /// The endpoints answered, in order, after de-duplication.
+    /// The services whose endpoints are in the answers (both versions while mixed).
+    pub answering: Vec<ServiceName>,
+    /// The endpoints answered, in order, after de-duplication and the health filter.
     pub endpoints: Vec<Endpoint>,
+    /// The endpoints that passed the health filter (empty when a policy chose the answer).
+    pub passing: Vec<Endpoint>,
+    /// Set when no endpoint passed and `if_none_healthy` chose the answer.
+    pub fallback: Option<IfNoneHealthy>,
     pub srv_name: Name,
 }
 
@@ -290,8 +308,15 @@ impl ZoneView {
 }
 
 impl Snapshot {
-    /// Renders a snapshot of `state` over `topology`.
-    pub fn render(generation: u64, topology: Arc<Topology>, state: &State) -> Self {
+    /// Renders a snapshot of `state` over `topology`, answering only endpoints that are not
+    /// known to be unhealthy; when none is left, the alias's `if_none_healthy` policy decides.
+    pub fn render(
+        generation: u64,
+        topology: Arc<Topology>,
+        state: &State,
+        health: &HealthMap,
+        last_good: &LastGood,
+    ) -> Self {
         let mut zones: Vec<ZoneView> = topology
             .zones
             .iter()
@@ -309,7 +334,47 @@ impl Snapshot {
             let Some(alias_state) = state.aliases.get(name) else {
                 continue;
             };
-            let endpoints = endpoints_of(&topology.services, &alias_state.targets);
+            let services = answering(alias_state);
+            let all = endpoints_of(&topology.services, &services);
+            let passing: Vec<Endpoint> = services
+                .iter()
+                .flat_map(|s| {
+                    let eps = topology.services.get(s).map_or(&[][..], |c| &c.endpoints);
+                    eps.iter()
+                        .filter(move |e| {
+                            health
+                                .get(&(s.clone(), **e))
+                                .copied()
+                                .unwrap_or(Health::Unknown)
+                                != Health::Unhealthy
+                        })
+                        .copied()
+                })
+                .fold(Vec::new(), |mut acc, e| {
+                    if !acc.contains(&e) {
+                        acc.push(e);
+                    }
+                    acc
+                });
+            let (endpoints, fallback) = if !passing.is_empty() || all.is_empty() {
+                (passing.clone(), None)
+            } else {
+                let policy = def.if_none_healthy;
+                let chosen = match policy {
+                    IfNoneHealthy::All => all.clone(),
+                    IfNoneHealthy::None => Vec::new(),
+                    // Only endpoints of the services answering now: a last good set from
+                    // before a switch must not bring back a version that left the answers.
+                    IfNoneHealthy::LastKnownGood => {
+                        let kept: Vec<Endpoint> = last_good
+                            .get(name)
+                            .map(|good| good.iter().filter(|e| all.contains(e)).copied().collect())
+                            .unwrap_or_default();
+                        if kept.is_empty() { all.clone() } else { kept }
+                    }
+                };
+                (chosen, Some(policy))
+            };
             let srv_name = srv_owner(name.name(), &def.port_name);
             if let Some(zone) = zones.get_mut(def.zone) {
                 add_alias_records(
@@ -327,7 +392,10 @@ impl Snapshot {
                     name: name.clone(),
                     zone: topology.zones[def.zone].origin.name.clone(),
                     state: alias_state.clone(),
+                    answering: services,
                     endpoints,
+                    passing,
+                    fallback,
                     srv_name,
                 },
             );

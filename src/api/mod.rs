@@ -8,21 +8,31 @@ pub mod dto;
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, put};
+use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use bytes::Bytes;
+use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use tracing::error;
 
-use crate::config::ApiToken;
-use crate::controller::{ControlError, ControlHandle};
+use crate::config::{ApiToken, PromotionDefaults, parse_duration};
+use crate::controller::machine::{self, Ctx, Input, OpKind, Outcome};
+use crate::controller::{ControlError, ControlHandle, Event, Gates, RollbackTo, Started, counts};
+use crate::health::HealthBoard;
 use crate::model::{AliasName, ServiceName};
-use crate::snapshot::{SharedSnapshot, Snapshot};
-use dto::{AliasDto, ErrorDto, HealthDto, LinkRequest, ServiceDto};
+use crate::snapshot::{SharedSnapshot, Snapshot, endpoints_of};
+use dto::{
+    AliasDto, ErrorDto, EventDto, HealthDto, HistoryDto, LinkRequest, OperationReply, PlanDto,
+    PlanStepDto, PromoteRequest, ReasonRequest, RetiredDto, RollbackRequest, ServiceDto,
+};
 
 /// What every handler can reach.
 #[derive(Clone)]
@@ -30,6 +40,8 @@ pub struct AppState {
     pub snapshots: SharedSnapshot,
     pub control: ControlHandle,
     pub auth: Arc<Auth>,
+    pub board: Arc<HealthBoard>,
+    pub defaults: PromotionDefaults,
 }
 
 /// The configured tokens, kept as SHA-256 digests so every comparison is over 32 bytes and
@@ -85,6 +97,7 @@ pub enum ApiError {
     BadRequest(String),
     Unauthorized(&'static str),
     NotFound(String),
+    Conflict(String),
     MethodNotAllowed,
     Unavailable(String),
     Internal(String),
@@ -96,6 +109,7 @@ impl IntoResponse for ApiError {
             Self::BadRequest(m) => (StatusCode::BAD_REQUEST, m),
             Self::Unauthorized(m) => (StatusCode::UNAUTHORIZED, m.to_owned()),
             Self::NotFound(m) => (StatusCode::NOT_FOUND, m),
+            Self::Conflict(m) => (StatusCode::CONFLICT, m),
             Self::MethodNotAllowed => (
                 StatusCode::METHOD_NOT_ALLOWED,
                 "this endpoint does not take that method; see the README's API section".to_owned(),
@@ -123,12 +137,13 @@ impl IntoResponse for ApiError {
 impl From<ControlError> for ApiError {
     fn from(e: ControlError) -> Self {
         match e {
-            ControlError::UnknownAlias(_) | ControlError::UnknownService(_) => {
-                Self::NotFound(e.to_string())
-            }
-            ControlError::EmptyTargets | ControlError::DuplicateTarget(_) => {
-                Self::BadRequest(e.to_string())
-            }
+            ControlError::UnknownAlias(_)
+            | ControlError::UnknownService(_)
+            | ControlError::NotFound(_) => Self::NotFound(e.to_string()),
+            ControlError::EmptyTargets
+            | ControlError::DuplicateTarget(_)
+            | ControlError::BadRequest(_) => Self::BadRequest(e.to_string()),
+            ControlError::Conflict(_) => Self::Conflict(e.to_string()),
             ControlError::Unavailable => Self::Unavailable(e.to_string()),
             ControlError::Storage(_) => Self::Internal(e.to_string()),
         }
@@ -142,7 +157,13 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/aliases", get(list_aliases))
         .route("/v1/aliases/{alias}", get(get_alias))
         .route("/v1/aliases/{alias}/targets", put(put_targets))
+        .route("/v1/aliases/{alias}/promote", post(promote))
+        .route("/v1/aliases/{alias}/rollback", post(rollback))
+        .route("/v1/aliases/{alias}/confirm", post(confirm))
+        .route("/v1/aliases/{alias}/abort", post(abort))
+        .route("/v1/aliases/{alias}/history", get(history))
         .route("/v1/services", get(list_services))
+        .route("/v1/events", get(events))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
@@ -169,7 +190,7 @@ async fn list_aliases(State(state): State<AppState>) -> Json<Vec<AliasDto>> {
         snapshot
             .aliases
             .values()
-            .map(|v| AliasDto::from_view(v, &snapshot))
+            .map(|v| AliasDto::from_view(v, &snapshot, &state.board))
             .collect(),
     )
 }
@@ -199,7 +220,7 @@ async fn get_alias(
         .aliases
         .get(&name)
         .ok_or_else(|| ApiError::NotFound(format!("unknown alias `{alias}`")))?;
-    Ok(Json(AliasDto::from_view(view, &snapshot)))
+    Ok(Json(AliasDto::from_view(view, &snapshot, &state.board)))
 }
 
 async fn put_targets(
@@ -210,26 +231,331 @@ async fn put_targets(
 ) -> Result<Json<AliasDto>, ApiError> {
     let actor = state.auth.check(&headers)?;
     let name = find_alias(&state.snapshots.load(), &alias)?;
-    let request: LinkRequest = serde_json::from_slice(&body).map_err(|e| {
-        ApiError::BadRequest(format!(
-            "the body must be JSON like {{\"targets\": [\"web-v1\"]}}: {e}"
-        ))
-    })?;
+    let request: LinkRequest = json_body(&body, r#"{"targets": ["web-v1"]}"#)?;
     if request.targets.is_empty() {
         return Err(ApiError::BadRequest(
             "`targets` must name at least one service".into(),
         ));
     }
-    let mut targets = Vec::with_capacity(request.targets.len());
-    for t in &request.targets {
-        let service: ServiceName = t.parse().map_err(|e: crate::model::InvalidName| {
-            ApiError::BadRequest(format!("targets: {e}"))
-        })?;
-        targets.push(service);
-    }
+    let targets = service_names("targets", &request.targets)?;
     let view = state.control.link(name, targets, actor).await?;
     let snapshot = state.snapshots.load();
-    Ok(Json(AliasDto::from_view(&view, &snapshot)))
+    Ok(Json(AliasDto::from_view(&view, &snapshot, &state.board)))
+}
+
+/// Parses a JSON body; an empty body is `{}` where `T` allows it.
+fn json_body<T: DeserializeOwned>(body: &[u8], example: &str) -> Result<T, ApiError> {
+    let body = if body.iter().all(u8::is_ascii_whitespace) {
+        &b"{}"[..]
+    } else {
+        body
+    };
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::BadRequest(format!("the body must be JSON like {example}: {e}")))
+}
+
+fn service_names(field: &str, names: &[String]) -> Result<Vec<ServiceName>, ApiError> {
+    names
+        .iter()
+        .map(|t| {
+            t.parse().map_err(|e: crate::model::InvalidName| {
+                ApiError::BadRequest(format!("{field}: {e}"))
+            })
+        })
+        .collect()
+}
+
+fn duration_field(field: &str, value: Option<&String>) -> Result<Option<Duration>, ApiError> {
+    value
+        .map(|v| {
+            parse_duration(v).map_err(|e| ApiError::BadRequest(format!("field `{field}`: {e}")))
+        })
+        .transpose()
+}
+
+#[derive(serde::Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct DryRun {
+    #[serde(default)]
+    dry_run: bool,
+}
+
+fn operation_reply(state: &AppState, started: &Started) -> Response {
+    let snapshot = state.snapshots.load();
+    let status = if started.started {
+        StatusCode::ACCEPTED
+    } else {
+        StatusCode::OK
+    };
+    let reply = OperationReply {
+        started: started.started,
+        alias: AliasDto::from_view(&started.view, &snapshot, &state.board),
+    };
+    (status, Json(reply)).into_response()
+}
+
+async fn promote(
+    State(state): State<AppState>,
+    Path(alias): Path<String>,
+    Query(query): Query<DryRun>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let actor = state.auth.check(&headers)?;
+    let snapshot = state.snapshots.load_full();
+    let name = find_alias(&snapshot, &alias)?;
+    let request: PromoteRequest = json_body(&body, r#"{"to": "web-v2", "observe": "30s"}"#)?;
+    let to = request
+        .to
+        .clone()
+        .map(dto::OneOrMany::into_vec)
+        .ok_or_else(|| {
+            ApiError::BadRequest("field `to` is required: the service to promote to".into())
+        })?;
+    if to.is_empty() {
+        return Err(ApiError::BadRequest(
+            "field `to` must name at least one service".into(),
+        ));
+    }
+    let to = service_names("to", &to)?;
+    let gates = Gates {
+        observe: duration_field("observe", request.observe.as_ref())?,
+        confirm: request.confirm,
+        min_healthy: request.min_healthy,
+        warm_timeout: duration_field("warm_timeout", request.warm_timeout.as_ref())?,
+    };
+    if query.dry_run {
+        return plan(&state, &snapshot, &name, to, &gates, actor, request.reason)
+            .map(|p| Json(p).into_response());
+    }
+    let started = state
+        .control
+        .promote(name, to, gates, request.reason, actor)
+        .await?;
+    Ok(operation_reply(&state, &started))
+}
+
+/// The plan of a promotion, computed by running the same pure machine on a copy of the state.
+fn plan(
+    state: &AppState,
+    snapshot: &Snapshot,
+    name: &AliasName,
+    to: Vec<ServiceName>,
+    gates: &Gates,
+    actor: String,
+    reason: Option<String>,
+) -> Result<PlanDto, ApiError> {
+    let topology = &snapshot.topology;
+    for t in &to {
+        if !topology.services.contains_key(t) {
+            return Err(ControlError::UnknownService(t.to_string()).into());
+        }
+    }
+    let view = snapshot
+        .aliases
+        .get(name)
+        .ok_or_else(|| ApiError::NotFound(format!("unknown alias `{name}`")))?;
+    let health = state.board.healths();
+    let count = |services: &[ServiceName]| counts(topology, &health, services);
+    let options = gates.resolve(&state.defaults);
+    let ctx = Ctx {
+        now: crate::controller::now_ms(),
+        ttl_window_s: topology.ttl_window_s(),
+        grace_ms: state.defaults.drain_grace.as_millis() as u64,
+        counts: &count,
+    };
+    let input = Input::Promote {
+        to: to.clone(),
+        options: options.clone(),
+        kind: OpKind::Promote,
+        actor,
+        reason,
+    };
+    let outcome = machine::step(&view.state, input, &ctx).map_err(ControlError::from)?;
+    let from = view.state.targets.clone();
+    let b = count(&to);
+    let window_ms = u64::from(view.state.ttl_served_s.max(ctx.ttl_window_s)) * 1000 + ctx.grace_ms;
+    let human = |ms: u64| humantime::format_duration(Duration::from_millis(ms)).to_string();
+    let names = |s: &[ServiceName]| s.iter().map(ToString::to_string).collect::<Vec<_>>();
+    let eps = |s: &[ServiceName]| {
+        endpoints_of(&topology.services, s)
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+    };
+    let mut both = from.clone();
+    both.extend(to.iter().filter(|s| !from.contains(s)).cloned());
+    let step = |phase: &str, services: &[ServiceName], until: String| PlanStepDto {
+        phase: phase.into(),
+        services: names(services),
+        endpoints: eps(services),
+        until,
+    };
+    let need = machine::required(&options, b);
+    let steps = vec![
+        step(
+            "warming",
+            &from,
+            format!(
+                "{need} endpoint(s) of {} healthy, at most {}",
+                names(&to).join("+"),
+                human(options.warm_timeout_ms)
+            ),
+        ),
+        step(
+            "mixed",
+            &both,
+            if options.confirm {
+                format!(
+                    "{} of observation, then an explicit confirm",
+                    human(options.observe_ms)
+                )
+            } else {
+                format!("{} of observation", human(options.observe_ms))
+            },
+        ),
+        step(
+            "draining",
+            &to,
+            format!(
+                "{} (the TTL window plus grace) for the old version's cached answers",
+                human(window_ms)
+            ),
+        ),
+        step("stable", &to, "the old version is safe to stop".into()),
+    ];
+    Ok(PlanDto {
+        alias: name.to_string(),
+        from: names(&from),
+        to: names(&to),
+        noop: outcome == Outcome::Unchanged,
+        steps,
+        ttl: topology.alias_ttl,
+        negative_ttl: topology.negative_ttl,
+        drain_window: human(window_ms),
+        observe: human(options.observe_ms),
+        confirm: options.confirm,
+        min_healthy: need,
+        warm_timeout: human(options.warm_timeout_ms),
+        healthy_now: b.healthy,
+        total: b.total,
+    })
+}
+
+async fn rollback(
+    State(state): State<AppState>,
+    Path(alias): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let actor = state.auth.check(&headers)?;
+    let name = find_alias(&state.snapshots.load(), &alias)?;
+    let request: RollbackRequest = json_body(&body, r#"{"to_revision": 3, "reason": "..."}"#)?;
+    let gates = Gates {
+        observe: duration_field("observe", request.observe.as_ref())?,
+        confirm: request.confirm,
+        min_healthy: request.min_healthy,
+        warm_timeout: duration_field("warm_timeout", request.warm_timeout.as_ref())?,
+    };
+    let to = request
+        .to_revision
+        .map_or(RollbackTo::Previous, RollbackTo::Revision);
+    let started = state
+        .control
+        .rollback(name, to, gates, request.reason, actor)
+        .await?;
+    Ok(operation_reply(&state, &started))
+}
+
+async fn confirm(
+    State(state): State<AppState>,
+    Path(alias): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let actor = state.auth.check(&headers)?;
+    let name = find_alias(&state.snapshots.load(), &alias)?;
+    let request: ReasonRequest = json_body(&body, r#"{"reason": "..."}"#)?;
+    let view = state.control.confirm(name, request.reason, actor).await?;
+    Ok(operation_reply(
+        &state,
+        &Started {
+            view,
+            started: true,
+        },
+    ))
+}
+
+async fn abort(
+    State(state): State<AppState>,
+    Path(alias): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let actor = state.auth.check(&headers)?;
+    let name = find_alias(&state.snapshots.load(), &alias)?;
+    let request: ReasonRequest = json_body(&body, r#"{"reason": "..."}"#)?;
+    let view = state.control.abort(name, request.reason, actor).await?;
+    Ok(operation_reply(
+        &state,
+        &Started {
+            view,
+            started: true,
+        },
+    ))
+}
+
+async fn history(
+    State(state): State<AppState>,
+    Path(alias): Path<String>,
+) -> Result<Json<Vec<HistoryDto>>, ApiError> {
+    let name = find_alias(&state.snapshots.load(), &alias)?;
+    let entries = state.control.history(name).await?;
+    Ok(Json(entries.iter().map(HistoryDto::from_entry).collect()))
+}
+
+/// Server-sent events: every alias change and every endpoint health change, as they happen.
+async fn events(
+    State(state): State<AppState>,
+) -> Sse<impl tokio_stream::Stream<Item = Result<SseEvent, Infallible>>> {
+    use tokio_stream::StreamExt;
+    use tokio_stream::wrappers::BroadcastStream;
+    use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
+
+    let stream = BroadcastStream::new(state.control.subscribe()).map(|item| {
+        let dto = match item {
+            Ok(event) => event_dto(event),
+            Err(BroadcastStreamRecvError::Lagged(skipped)) => EventDto::Lagged { skipped },
+        };
+        Ok(SseEvent::default().data(serde_json::to_string(&dto).unwrap_or_default()))
+    });
+    Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+}
+
+fn event_dto(event: Event) -> EventDto {
+    match event {
+        Event::Change {
+            entry,
+            state: alias,
+        } => EventDto::Change {
+            entry: HistoryDto::from_entry(&entry),
+            retired: alias.retired.as_ref().map(RetiredDto::from_retired),
+            drain_until: match &alias.phase {
+                machine::Phase::Draining { until_ms, .. } => Some(dto::rfc3339_ms(*until_ms)),
+                _ => None,
+            },
+        },
+        Event::Health { change, at_ms } => EventDto::Health {
+            service: change.service.to_string(),
+            endpoint: change.endpoint.to_string(),
+            health: serde_json::to_value(change.health)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default(),
+            error: change.error,
+            at: dto::rfc3339_ms(at_ms),
+        },
+    }
 }
 
 async fn list_services(State(state): State<AppState>) -> Json<Vec<ServiceDto>> {

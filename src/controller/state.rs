@@ -6,12 +6,21 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::machine::{Phase, Retired};
 use crate::model::{AliasName, ServiceName};
 
-/// The links of one alias and who set them last.
+/// The links of one alias, where it is in a promotion, and who changed it last.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AliasState {
+    /// The services the alias is linked to; during a promotion, the old ones (A).
     pub targets: Vec<ServiceName>,
+    pub phase: Phase,
+    /// The targets before the last completed change: what `rollback` returns to.
+    pub previous: Option<Vec<ServiceName>>,
+    /// What the last operation took out of the answers, and when it may be stopped.
+    pub retired: Option<Retired>,
+    /// The largest TTL (seconds) the current answers have been served with.
+    pub ttl_served_s: u32,
     /// Starts at 1 and grows by one on every change of this alias.
     pub revision: u64,
     /// Unix time in milliseconds of the last change.
@@ -46,4 +55,16 @@ pub struct StoredAlias {
     pub revision: u64,
     pub changed_at_ms: u64,
     pub changed_by: String,
+    #[serde(default = "stable")]
+    pub phase: Phase,
+    #[serde(default)]
+    pub previous: Option<Vec<String>>,
+    #[serde(default)]
+    pub retired: Option<Retired>,
+    #[serde(default)]
+    pub ttl_served_s: u32,
+}
+
+fn stable() -> Phase {
+    Phase::Stable
 }

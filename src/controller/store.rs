@@ -77,6 +77,10 @@ impl Store {
         Ok((store, state))
     }
 
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     pub fn state_path(&self) -> PathBuf {
         self.dir.join(STATE_FILE)
     }

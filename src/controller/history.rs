@@ -1,0 +1,178 @@
+//! The history: every change of every alias, appended durably to `history.jsonl`.
+//!
+//! Each line is `<crc32 hex> <json>`. An entry is appended (and fsynced) *before* the state file
+//! that commits it is written, so after a crash the file may end with entries whose revision the
+//! state never reached, or with a torn last line: both were never acknowledged, and loading drops
+//! them. A damaged line anywhere else is refused, like a damaged state file.
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use tracing::warn;
+
+use super::machine::ChangeKind;
+use super::store::StoreError;
+
+const HISTORY_FILE: &str = "history.jsonl";
+
+/// One change, as stored and as the API shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryEntry {
+    /// Absolute alias name, with the trailing dot.
+    pub alias: String,
+    pub revision: u64,
+    pub at_ms: u64,
+    pub actor: String,
+    pub change: ChangeKind,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The phase after the change.
+    pub phase: String,
+    /// The linked services after the change.
+    pub targets: Vec<String>,
+    /// The services answering after the change.
+    pub answering: Vec<String>,
+    /// The operation this change belongs to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub op: Option<u64>,
+}
+
+/// The open history file.
+#[derive(Debug)]
+pub struct History {
+    path: PathBuf,
+    file: File,
+    len: u64,
+}
+
+impl History {
+    /// Opens the history in `dir`, keeping only entries the state committed: `committed` maps an
+    /// alias to its stored revision. Returns the history and its entries, oldest first.
+    pub fn open(
+        dir: &Path,
+        committed: &HashMap<String, u64>,
+    ) -> Result<(Self, Vec<HistoryEntry>), StoreError> {
+        let path = dir.join(HISTORY_FILE);
+        let io_err = |source| StoreError::Io {
+            path: path.clone(),
+            source,
+        };
+        let bytes = match std::fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(io_err(e)),
+        };
+        let (entries, keep) = parse(&bytes, committed).map_err(|reason| StoreError::Corrupt {
+            path: path.clone(),
+            reason,
+        })?;
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(io_err)?;
+        if keep < bytes.len() {
+            warn!(
+                path = %path.display(),
+                dropped_bytes = bytes.len() - keep,
+                "dropping history entries that were never committed (a crash before their acknowledgement)"
+            );
+            file.set_len(keep as u64).map_err(io_err)?;
+            file.sync_all().map_err(io_err)?;
+        }
+        Ok((
+            Self {
+                path,
+                file,
+                len: keep as u64,
+            },
+            entries,
+        ))
+    }
+
+    /// Appends `entries` durably. Returns the length before, for [`History::truncate`].
+    pub fn append(&mut self, entries: &[HistoryEntry]) -> Result<u64, StoreError> {
+        let before = self.len;
+        let mut buf = Vec::new();
+        for e in entries {
+            // Serializing plain data cannot fail.
+            let json = serde_json::to_vec(e).unwrap_or_default();
+            buf.extend_from_slice(format!("{:08x} ", crc32fast::hash(&json)).as_bytes());
+            buf.extend_from_slice(&json);
+            buf.push(b'\n');
+        }
+        let io_err = |source| StoreError::Io {
+            path: self.path.clone(),
+            source,
+        };
+        self.file.write_all(&buf).map_err(io_err)?;
+        self.file.sync_data().map_err(io_err)?;
+        self.len += buf.len() as u64;
+        Ok(before)
+    }
+
+    /// Cuts the file back to `len`: used when the state write that would commit an append fails.
+    pub fn truncate(&mut self, len: u64) -> Result<(), StoreError> {
+        let io_err = |source| StoreError::Io {
+            path: self.path.clone(),
+            source,
+        };
+        self.file.set_len(len).map_err(io_err)?;
+        self.file.sync_all().map_err(io_err)?;
+        self.len = len;
+        Ok(())
+    }
+}
+
+/// Parses the file; returns the committed entries and how many bytes hold them.
+fn parse(
+    bytes: &[u8],
+    committed: &HashMap<String, u64>,
+) -> Result<(Vec<HistoryEntry>, usize), String> {
+    let mut entries = Vec::new();
+    let mut offset = 0;
+    let mut line_no = 0;
+    while offset < bytes.len() {
+        line_no += 1;
+        let Some(end) = bytes[offset..].iter().position(|b| *b == b'\n') else {
+            // A torn last line: the append never finished, so it was never acknowledged.
+            break;
+        };
+        let line = &bytes[offset..offset + end];
+        let is_last = offset + end + 1 == bytes.len();
+        match parse_line(line) {
+            Ok(entry) => {
+                let limit = committed.get(&entry.alias).copied().unwrap_or(u64::MAX);
+                if entry.revision > limit {
+                    // Appended, but the state write that commits it never happened. Every
+                    // later entry was written after it, so none of them is committed either.
+                    break;
+                }
+                entries.push(entry);
+            }
+            Err(_) if is_last => break,
+            Err(reason) => return Err(format!("line {line_no}: {reason}")),
+        }
+        offset += end + 1;
+    }
+    Ok((entries, offset))
+}
+
+fn parse_line(line: &[u8]) -> Result<HistoryEntry, String> {
+    let space = line.iter().position(|b| *b == b' ').ok_or("no checksum")?;
+    let crc = std::str::from_utf8(&line[..space])
+        .ok()
+        .and_then(|s| u32::from_str_radix(s, 16).ok())
+        .ok_or("bad checksum field")?;
+    let json = &line[space + 1..];
+    if crc32fast::hash(json) != crc {
+        return Err("checksum mismatch".into());
+    }
+    serde_json::from_slice(json).map_err(|e| format!("entry does not parse: {e}"))
+}
+
+#[cfg(test)]
+mod tests;
