@@ -280,13 +280,18 @@ struct DryRun {
     dry_run: bool,
 }
 
+/// 202 when an operation was started (it goes on after the answer), 200 otherwise.
 fn operation_reply(state: &AppState, started: &Started) -> Response {
-    let snapshot = state.snapshots.load();
     let status = if started.started {
         StatusCode::ACCEPTED
     } else {
         StatusCode::OK
     };
+    reply_with(state, started, status)
+}
+
+fn reply_with(state: &AppState, started: &Started, status: StatusCode) -> Response {
+    let snapshot = state.snapshots.load();
     let reply = OperationReply {
         started: started.started,
         alias: AliasDto::from_view(&started.view, &snapshot, &state.board),
@@ -477,13 +482,11 @@ async fn confirm(
     let name = find_alias(&state.snapshots.load(), &alias)?;
     let request: ReasonRequest = json_body(&body, r#"{"reason": "..."}"#)?;
     let view = state.control.confirm(name, request.reason, actor).await?;
-    Ok(operation_reply(
-        &state,
-        &Started {
-            view,
-            started: true,
-        },
-    ))
+    let done = Started {
+        view,
+        started: true,
+    };
+    Ok(reply_with(&state, &done, StatusCode::OK))
 }
 
 async fn abort(
@@ -496,13 +499,11 @@ async fn abort(
     let name = find_alias(&state.snapshots.load(), &alias)?;
     let request: ReasonRequest = json_body(&body, r#"{"reason": "..."}"#)?;
     let view = state.control.abort(name, request.reason, actor).await?;
-    Ok(operation_reply(
-        &state,
-        &Started {
-            view,
-            started: true,
-        },
-    ))
+    let done = Started {
+        view,
+        started: true,
+    };
+    Ok(reply_with(&state, &done, StatusCode::OK))
 }
 
 async fn history(

@@ -3,7 +3,9 @@
 
 mod api;
 mod cli;
+mod cli_promote;
 mod dns;
 mod files;
 mod persistence;
+mod promotion;
 mod support;
