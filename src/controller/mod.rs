@@ -301,6 +301,8 @@ pub struct Controller {
     rx: mpsc::Receiver<Command>,
     health_rx: mpsc::Receiver<HealthChange>,
     events: broadcast::Sender<Event>,
+    /// Health changed since the last render.
+    health_dirty: bool,
 }
 
 /// Current wall-clock time in Unix milliseconds; the controller's only clock.
@@ -403,6 +405,7 @@ impl Controller {
             rx,
             health_rx,
             events: events.clone(),
+            health_dirty: true,
         };
         Ok((controller, ControlHandle { tx, events }, shared))
     }
@@ -420,6 +423,7 @@ impl Controller {
                 },
                 Some(change) = self.health_rx.recv() => {
                     self.health.insert((change.service.clone(), change.endpoint), change.health);
+                    self.health_dirty = true;
                     let _ = self.events.send(Event::Health { change, at_ms: now_ms() });
                     self.settle().await;
                 }
@@ -623,6 +627,9 @@ impl Controller {
     /// Applies every transition that time and health have made due, and commits them.
     async fn settle(&mut self) {
         let changes = self.due_transitions(None);
+        if changes.is_empty() && !self.health_dirty {
+            return;
+        }
         if let Err(e) = self.commit(changes).await {
             error!(error = %e, "could not store a due transition; it will be retried");
         }
@@ -710,6 +717,7 @@ impl Controller {
                 .is_none_or(|b| b.fallback != view.fallback || b.passing != view.passing)
         });
         if changes.is_empty() && !bumped && !views_changed {
+            self.health_dirty = false;
             return Ok(());
         }
         if bumped {
@@ -721,10 +729,22 @@ impl Controller {
                 &self.last_good,
             );
         }
-        let entries: Vec<HistoryEntry> = changes
-            .iter()
-            .map(|(name, alias, change)| entry(name, alias, change))
-            .collect();
+        // A change that ends an operation belongs to it: take the operation from the state
+        // before the change when the state after has none.
+        let mut before: HashMap<&AliasName, &AliasState> = HashMap::new();
+        let mut entries: Vec<HistoryEntry> = Vec::with_capacity(changes.len());
+        for (name, alias, change) in &changes {
+            let prev = before
+                .get(name)
+                .copied()
+                .or_else(|| self.state.aliases.get(name));
+            let mut e = entry(name, alias, change);
+            if e.op.is_none() && change.kind != ChangeKind::Linked {
+                e.op = prev.and_then(|p| p.phase.operation()).map(|op| op.id);
+            }
+            entries.push(e);
+            before.insert(name, alias);
+        }
         if !changes.is_empty() || bumped {
             let stored = to_stored(&self.topology, &next);
             let durable = self.durable.clone();
@@ -746,6 +766,7 @@ impl Controller {
         }
 
         self.state = next;
+        self.health_dirty = false;
         self.generation += 1;
         for (name, view) in &snapshot.aliases {
             if !view.passing.is_empty() {
@@ -818,13 +839,7 @@ pub fn entry(alias: &AliasName, state: &AliasState, change: &Change) -> HistoryE
         phase: state.phase.name().to_owned(),
         targets: names(&state.targets),
         answering: names(&machine::answering(state)),
-        op: state.phase.operation().map(|op| op.id).or_else(|| {
-            state
-                .retired
-                .as_ref()
-                .filter(|_| change.kind != ChangeKind::Linked)
-                .map(|r| r.op)
-        }),
+        op: state.phase.operation().map(|op| op.id),
     }
 }
 
