@@ -20,6 +20,9 @@ pub struct DemoOptions {
     pub dns_port: u16,
     pub api_port: u16,
     pub backend_port: u16,
+    /// Keep the state here, across runs; by default it lives in the temporary directory and
+    /// every run starts fresh.
+    pub state_dir: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -94,7 +97,7 @@ name = "demo"
 secret = "{DEMO_TOKEN}"
 
 [state]
-dir = "state"
+dir = {state_dir}
 
 # Each backend answers GET /healthz; `curl -X POST http://ADDR/healthz/off` makes it fail.
 [health]
@@ -124,18 +127,24 @@ targets = ["web-v1"]
 "#,
         dns = options.dns_port,
         api = options.api_port,
+        // A TOML string, escaped by the TOML library; relative paths are taken from the
+        // directory the demo was started in.
+        state_dir = toml::Value::String(match &options.state_dir {
+            None => "state".to_owned(),
+            Some(p) => std::env::current_dir()?.join(p).display().to_string(),
+        }),
     );
     let path = dir.join("aliasd.toml");
     std::fs::write(&path, &text)?;
     Ok(Config::parse(&text, &path, &|_| None)?)
 }
 
-fn instructions(ready: &Ready, backend_port: u16, dir: &Path) -> String {
+fn instructions(ready: &Ready, backend_port: u16, dir: &Path, state: &Path) -> String {
     let dns = ready.dns[0];
     let api = ready.api;
     format!(
         r#"
-aliasd demo is running (config and state in {dir}).
+aliasd demo is running (config in {dir}, state in {state}).
 
   web-v1 answers on http://{V1}:{backend_port}/   web-v2 on http://{V2}:{backend_port}/
   DNS on {dns} (udp and tcp), control API on http://{api}
@@ -143,17 +152,21 @@ aliasd demo is running (config and state in {dir}).
 In another terminal:
 
   export ALIASCTL_SERVER=http://{api} ALIASCTL_TOKEN={DEMO_TOKEN}
+  alias aliasctl='cargo run -q --release --bin aliasctl --'
   dig @{ip} -p {port} web.internal +short          # 127.0.0.11: web-v1
   curl http://$(dig @{ip} -p {port} web.internal +short | head -n1):{backend_port}/
-  cargo run -q --bin aliasctl -- status
-  cargo run -q --bin aliasctl -- link web web-v1 web-v2   # both versions answer
-  dig @{ip} -p {port} web.internal +short
-  cargo run -q --bin aliasctl -- link web web-v2          # only v2 answers
-  dig @{ip} -p {port} _http._tcp.web.internal SRV +short
+  aliasctl status web
+
+By hand:      aliasctl link web web-v1 web-v2   then   aliasctl link web web-v2
+Health-gated: aliasctl promote web --to web-v2 --wait      (rollback: aliasctl rollback web --wait)
+Watch:        aliasctl watch web        and        while sleep 0.5; do dig @{ip} -p {port} web.internal +short | tr '\n' ' '; echo; done
+Fail v2:      curl -X POST http://{V2}:{backend_port}/healthz/off   (heal: /healthz/on)
+History:      aliasctl history web
 
 Press Ctrl-C to stop.
 "#,
         dir = dir.display(),
+        state = state.display(),
         ip = dns.ip(),
         port = dns.port(),
     )

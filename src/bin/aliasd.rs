@@ -48,6 +48,10 @@ enum Command {
         /// Port of the two demo backends (on 127.0.0.11 and 127.0.0.12).
         #[arg(long, default_value_t = 8080)]
         backend_port: u16,
+        /// Keep the demo's state (links, phases, history) here across runs; by default each
+        /// run starts fresh in a temporary directory.
+        #[arg(long)]
+        state_dir: Option<PathBuf>,
     },
 }
 
@@ -94,6 +98,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             dns_port,
             api_port,
             backend_port,
+            state_dir,
         } => runtime()?.block_on(async {
             let shutdown =
                 daemon::shutdown_on_signals().context("cannot install signal handlers")?;
@@ -101,6 +106,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 dns_port,
                 api_port,
                 backend_port,
+                state_dir,
             };
             demo::run(options, shutdown).await?;
             Ok(())
