@@ -59,10 +59,11 @@ pub async fn run(options: DemoOptions, shutdown: CancellationToken) -> Result<()
             .map_err(|source| DemoError::Backend { name, addr, source })?;
     }
     let config = write_config(dir.path(), &options)?;
+    let state_dir = config.state_dir.clone();
     let daemon = Daemon::start(config, shutdown).await?;
     println!(
         "{}",
-        instructions(&daemon.ready, options.backend_port, dir.path())
+        instructions(&daemon.ready, options.backend_port, dir.path(), &state_dir)
     );
     daemon.wait().await;
     Ok(())
