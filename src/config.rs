@@ -381,6 +381,7 @@ impl Config {
             at: Locator::new(path, text),
             base: path.parent().unwrap_or(Path::new(".")).to_owned(),
             problems: Vec::new(),
+            reported: Vec::new(),
         };
         let config = v.config(raw, env);
         match config {
@@ -419,12 +420,18 @@ struct Validator<'a> {
     at: Locator<'a>,
     base: PathBuf,
     problems: Vec<String>,
+    /// Where problems were reported, so a value inherited by many places is reported once.
+    reported: Vec<Range<usize>>,
 }
 
 impl Validator<'_> {
     fn err(&mut self, span: &Range<usize>, message: impl AsRef<str>) {
-        let line = self.at.at(span, message.as_ref());
-        self.problems.push(line);
+        let known = span.end > 0 && self.reported.contains(span);
+        if !known {
+            let line = self.at.at(span, message.as_ref());
+            self.problems.push(line);
+            self.reported.push(span.clone());
+        }
     }
 
     fn path(&self, text: &str) -> PathBuf {
@@ -446,7 +453,9 @@ impl Validator<'_> {
         } else {
             self.path(raw.state.dir.get_ref())
         };
-        let services = self.services(&raw.services, &raw.health);
+        // The defaults are checked once on their own; services inherit what they do not set.
+        let default_check = self.check(&raw.health, "health");
+        let services = self.services(&raw.services, &raw.health, &default_check);
         let aliases = self.aliases(&raw.aliases, &zones, &services);
         let health_concurrency = match &raw.health.concurrency {
             None => 256,
@@ -765,16 +774,18 @@ impl Validator<'_> {
             Duration::from_secs(2),
             Duration::from_millis(50),
         );
+        // The default timeout never exceeds the interval; a timeout written larger is an error.
         let timeout = self.duration(
             &raw.timeout,
             &format!("{key}.timeout"),
-            Duration::from_secs(1),
+            Duration::from_secs(1).min(interval),
             Duration::from_millis(10),
         );
-        if timeout > interval {
-            let span = raw.timeout.as_ref().map(|t| t.span()).unwrap_or(0..0);
+        if let Some(t) = &raw.timeout
+            && timeout > interval
+        {
             self.err(
-                &span,
+                &t.span(),
                 format!("{key}.timeout must not exceed {key}.interval"),
             );
         }
@@ -801,6 +812,7 @@ impl Validator<'_> {
         &mut self,
         raw: &[RawService],
         health_defaults: &RawHealth,
+        default_check: &CheckConfig,
     ) -> BTreeMap<ServiceName, ServiceConfig> {
         let mut services = BTreeMap::new();
         for s in raw {
@@ -832,11 +844,13 @@ impl Validator<'_> {
                     "health.concurrency belongs in the top-level [health] only",
                 );
             }
-            let merged = s
-                .health
-                .as_ref()
-                .map_or_else(|| health_defaults.clone(), |h| h.over(health_defaults));
-            let check = self.check(&merged, &format!("service `{name}` health"));
+            let check = match &s.health {
+                None => default_check.clone(),
+                Some(h) => self.check(
+                    &h.over(health_defaults),
+                    &format!("service `{name}` health"),
+                ),
+            };
             services.insert(name, ServiceConfig { endpoints, check });
         }
         services

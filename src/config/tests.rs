@@ -894,3 +894,410 @@ fn parse_duration_explains_the_expected_form() {
     assert!(err.contains("`soon` is not a duration"), "{err}");
     assert!(err.contains("\"30s\""), "{err}");
 }
+
+// ---- [health], [service.health], [promotion] and if_none_healthy ----
+
+/// The `web-v2` service of `BASE`.
+const WEB_V2: &str = "[[service]]\nname = \"web-v2\"\nendpoints = [\"10.0.0.2:8080\"]\n";
+
+/// `BASE` with `web-v1` as its only service and a `[health]` section of `settings`.
+fn with_health(settings: &str) -> String {
+    format!("{}\n[health]\n{settings}\n", base_with(WEB_V2, ""))
+}
+
+/// `BASE` with `[service.health]` of `settings` for `web-v2`.
+fn with_service_health(settings: &str) -> String {
+    base_with(WEB_V2, &format!("{WEB_V2}\n[service.health]\n{settings}\n"))
+}
+
+fn with_promotion(settings: &str) -> String {
+    base_plus(&format!("[promotion]\n{settings}"))
+}
+
+fn with_if_none_healthy(value: &str) -> String {
+    base_with(
+        r#"targets = ["web-v1"]"#,
+        &format!("targets = [\"web-v1\"]\nif_none_healthy = {value}"),
+    )
+}
+
+fn check_of<'a>(config: &'a Config, service: &str) -> &'a CheckConfig {
+    &config.services[&service.parse::<ServiceName>().unwrap()].check
+}
+
+fn http_check(path: &str, expect: RangeInclusive<u16>, host: Option<&str>) -> CheckKind {
+    CheckKind::Http {
+        path: path.into(),
+        expect,
+        host: host.map(str::to_owned),
+    }
+}
+
+fn default_check(kind: CheckKind) -> CheckConfig {
+    CheckConfig {
+        kind,
+        interval: Duration::from_secs(2),
+        timeout: Duration::from_secs(1),
+        rise: 2,
+        fall: 3,
+    }
+}
+
+#[test]
+fn without_health_and_promotion_sections_the_defaults_apply() {
+    let config = Fixture::new().parse(BASE).unwrap();
+    for service in ["web-v1", "web-v2"] {
+        assert_eq!(
+            check_of(&config, service),
+            &default_check(CheckKind::Tcp),
+            "{service}"
+        );
+    }
+    assert_eq!(config.health_concurrency, 256);
+    assert_eq!(
+        config.promotion,
+        PromotionDefaults {
+            observe: Duration::from_secs(10),
+            warm_timeout: Duration::from_secs(120),
+            drain_grace: Duration::from_secs(2),
+        }
+    );
+    assert_eq!(config.promotion, PromotionDefaults::default());
+    let web = config.aliases.values().next().unwrap();
+    assert_eq!(web.if_none_healthy, IfNoneHealthy::LastKnownGood);
+}
+
+#[test]
+fn an_http_check_defaults_to_slash_and_any_2xx_or_3xx() {
+    let config = Fixture::new()
+        .parse(&with_health(r#"kind = "http""#))
+        .unwrap();
+    assert_eq!(
+        check_of(&config, "web-v1"),
+        &default_check(http_check("/", 200..=399, None))
+    );
+}
+
+#[test]
+fn every_health_setting_is_read() {
+    let fx = Fixture::new();
+    let text = with_health(
+        r#"kind = "http"
+path = "/healthz"
+expect = "200"
+host = "web.example"
+interval = "5s"
+timeout = "500ms"
+rise = 1
+fall = 100
+concurrency = 65536"#,
+    );
+    let config = fx.parse(&text).unwrap();
+    assert_eq!(
+        check_of(&config, "web-v1"),
+        &CheckConfig {
+            kind: http_check("/healthz", 200..=200, Some("web.example")),
+            interval: Duration::from_secs(5),
+            timeout: Duration::from_millis(500),
+            rise: 1,
+            fall: 100,
+        }
+    );
+    assert_eq!(config.health_concurrency, 65_536);
+
+    for (settings, kind) in [
+        (r#"kind = "tcp""#, CheckKind::Tcp),
+        (r#"kind = "none""#, CheckKind::None),
+        (
+            "kind = \"http\"\nexpect = \"204-299\"",
+            http_check("/", 204..=299, None),
+        ),
+    ] {
+        let config = fx.parse(&with_health(settings)).unwrap();
+        assert_eq!(check_of(&config, "web-v1").kind, kind, "{settings}");
+    }
+}
+
+#[test]
+fn health_limits_are_inclusive() {
+    let fx = Fixture::new();
+    let accepted = [
+        "rise = 1\nfall = 1",
+        "rise = 100\nfall = 100",
+        "concurrency = 1",
+        "interval = \"50ms\"\ntimeout = \"10ms\"",
+        "interval = \"1s\"\ntimeout = \"1s\"",
+        "interval = \"1s\"\ntimeout = \"10ms\"",
+    ];
+    for settings in accepted {
+        fx.parse(&with_health(settings))
+            .unwrap_or_else(|e| panic!("{settings}: {e}"));
+    }
+}
+
+#[test]
+fn bad_health_settings_are_refused_with_their_position() {
+    let fx = Fixture::new();
+    let not_a_range = "is not a status or range like \"200-399\"";
+    // (settings, where the problem is, words of the problem)
+    let cases: [(&str, &str, &[&str]); 17] = [
+        (
+            r#"kind = "udp""#,
+            r#""udp""#,
+            &["health.kind", "`udp` is not one of http, tcp, none"],
+        ),
+        (
+            "kind = \"http\"\npath = \"healthz\"",
+            r#""healthz""#,
+            &["health.path must start with `/`"],
+        ),
+        (
+            "kind = \"http\"\nexpect = \"2xx\"",
+            r#""2xx""#,
+            &["health.expect", "`2xx`", not_a_range],
+        ),
+        (
+            "kind = \"http\"\nexpect = \"600\"",
+            r#""600""#,
+            &["health.expect", "`600`", not_a_range],
+        ),
+        (
+            "kind = \"http\"\nexpect = \"399-200\"",
+            r#""399-200""#,
+            &["health.expect", "`399-200`", not_a_range],
+        ),
+        (
+            r#"interval = "soon""#,
+            r#""soon""#,
+            &["health.interval", "`soon` is not a duration"],
+        ),
+        (
+            r#"interval = "10ms""#,
+            r#""10ms""#,
+            &["health.interval must be at least 50ms"],
+        ),
+        (
+            "interval = -2",
+            "-2",
+            &["health.interval", "-2 is negative"],
+        ),
+        (
+            "interval = \"2s\"\ntimeout = \"3s\"",
+            r#""3s""#,
+            &["health.timeout must not exceed", "health.interval"],
+        ),
+        (
+            "rise = 0",
+            "rise = |0",
+            &["health.rise must be between 1 and 100"],
+        ),
+        (
+            "rise = 101",
+            "101",
+            &["health.rise must be between 1 and 100"],
+        ),
+        (
+            "fall = 0",
+            "fall = |0",
+            &["health.fall must be between 1 and 100"],
+        ),
+        (
+            "fall = 101",
+            "101",
+            &["health.fall must be between 1 and 100"],
+        ),
+        (
+            "concurrency = 0",
+            "concurrency = |0",
+            &["health.concurrency must be between 1 and 65536"],
+        ),
+        (
+            "concurrency = 65537",
+            "65537",
+            &["health.concurrency must be between 1 and 65536"],
+        ),
+        ("bogus = 1", "bogus", &["unknown field `bogus`", "`kind`"]),
+        (r#"kind = 1"#, "kind = |1", &["invalid type"]),
+    ];
+    for (settings, at, words) in cases {
+        fx.refused(&with_health(settings), Some(at), words);
+    }
+}
+
+#[test]
+fn service_health_overrides_the_defaults_field_by_field() {
+    let text = base_plus(
+        r#"[health]
+kind = "http"
+path = "/healthz"
+interval = "5s"
+rise = 4"#,
+    )
+    .replacen(
+        WEB_V2,
+        &format!("{WEB_V2}\n[service.health]\npath = \"/ready\"\nfall = 7\n"),
+        1,
+    );
+    let config = Fixture::new().parse(&text).unwrap();
+    let defaults = CheckConfig {
+        kind: http_check("/healthz", 200..=399, None),
+        interval: Duration::from_secs(5),
+        timeout: Duration::from_secs(1),
+        rise: 4,
+        fall: 3,
+    };
+    assert_eq!(check_of(&config, "web-v1"), &defaults);
+    assert_eq!(
+        check_of(&config, "web-v2"),
+        &CheckConfig {
+            kind: http_check("/ready", 200..=399, None),
+            fall: 7,
+            ..defaults
+        }
+    );
+}
+
+#[test]
+fn a_service_can_turn_its_checks_off() {
+    let text = with_service_health(r#"kind = "none""#);
+    let config = Fixture::new().parse(&text).unwrap();
+    assert_eq!(check_of(&config, "web-v2").kind, CheckKind::None);
+    assert_eq!(check_of(&config, "web-v1").kind, CheckKind::Tcp);
+}
+
+#[test]
+fn bad_service_health_settings_are_refused_naming_the_service() {
+    let fx = Fixture::new();
+    let cases: [(&str, &str, &[&str]); 4] = [
+        (
+            r#"kind = "udp""#,
+            r#""udp""#,
+            &["service `web-v2` health.kind", "`udp` is not one of"],
+        ),
+        (
+            "kind = \"http\"\npath = \"ready\"",
+            r#""ready""#,
+            &["service `web-v2` health.path must start with `/`"],
+        ),
+        (
+            "concurrency = 4",
+            "concurrency = |4",
+            &["health.concurrency belongs in the top-level [health] only"],
+        ),
+        ("bogus = 1", "bogus", &["unknown field `bogus`"]),
+    ];
+    for (settings, at, words) in cases {
+        fx.refused(&with_service_health(settings), Some(at), words);
+    }
+}
+
+#[test]
+fn promotion_settings_are_read() {
+    let text = with_promotion("observe = \"30s\"\nwarm_timeout = \"100ms\"\ndrain_grace = 0");
+    let config = Fixture::new().parse(&text).unwrap();
+    assert_eq!(
+        config.promotion,
+        PromotionDefaults {
+            observe: Duration::from_secs(30),
+            warm_timeout: Duration::from_millis(100),
+            drain_grace: Duration::ZERO,
+        }
+    );
+    // Each one alone; the others keep their defaults.
+    let config = Fixture::new()
+        .parse(&with_promotion("observe = 0"))
+        .unwrap();
+    assert_eq!(
+        config.promotion,
+        PromotionDefaults {
+            observe: Duration::ZERO,
+            ..PromotionDefaults::default()
+        }
+    );
+}
+
+#[test]
+fn bad_promotion_settings_are_refused_with_their_position() {
+    let fx = Fixture::new();
+    let cases: [(&str, &str, &[&str]); 5] = [
+        (
+            r#"warm_timeout = "99ms""#,
+            r#""99ms""#,
+            &["promotion.warm_timeout must be at least 100ms"],
+        ),
+        (
+            r#"observe = "soon""#,
+            r#""soon""#,
+            &["promotion.observe", "`soon` is not a duration"],
+        ),
+        (
+            "drain_grace = -1",
+            "-1",
+            &["promotion.drain_grace", "-1 is negative"],
+        ),
+        (
+            "observe = -10",
+            "-10",
+            &["promotion.observe", "-10 is negative"],
+        ),
+        (
+            "bogus = 1",
+            "bogus",
+            &["unknown field `bogus`", "`observe`"],
+        ),
+    ];
+    for (settings, at, words) in cases {
+        fx.refused(&with_promotion(settings), Some(at), words);
+    }
+}
+
+#[test]
+fn if_none_healthy_takes_one_of_three_policies() {
+    let fx = Fixture::new();
+    for (written, policy) in [
+        (r#""last-known-good""#, IfNoneHealthy::LastKnownGood),
+        (r#""all""#, IfNoneHealthy::All),
+        (r#""none""#, IfNoneHealthy::None),
+    ] {
+        let config = fx.parse(&with_if_none_healthy(written)).unwrap();
+        let web = config.aliases.values().next().unwrap();
+        assert_eq!(web.if_none_healthy, policy, "{written}");
+    }
+    for bad in ["fail-open", "All", ""] {
+        let written = format!("\"{bad}\"");
+        fx.refused(
+            &with_if_none_healthy(&written),
+            Some(&format!("if_none_healthy = |{written}")),
+            &[
+                "alias `web.internal`",
+                &format!("if_none_healthy `{bad}` is not one of last-known-good, all, none"),
+            ],
+        );
+    }
+}
+
+// ---- the [health] defaults are checked once ----
+
+#[test]
+fn a_bad_health_default_is_reported_once_at_its_place_whatever_the_services() {
+    let f = Fixture::new();
+    let two_services = base_plus(
+        "[[service]]\nname = \"extra-v1\"\nendpoints = [\"10.0.0.77:80\"]\n[health]\nkind = \"udp\"\n",
+    );
+    f.refused(&two_services, Some("kind = |\"udp\""), &["health.kind", "udp"]);
+    let overridden = base_plus(
+        "[health]\nrise = 0\n[[service]]\nname = \"extra-v1\"\nendpoints = [\"10.0.0.77:80\"]\n[service.health]\nkind = \"tcp\"\n",
+    );
+    f.refused(&overridden, Some("rise = |0"), &["health.rise"]);
+}
+
+#[test]
+fn a_short_interval_without_a_timeout_takes_the_interval_as_its_timeout() {
+    let f = Fixture::new();
+    let config = f
+        .parse(&base_plus("[health]\ninterval = \"300ms\"\n"))
+        .expect("a short interval alone is valid");
+    let check = &config.services.values().next().unwrap().check;
+    assert_eq!(check.interval, Duration::from_millis(300));
+    assert_eq!(check.timeout, Duration::from_millis(300));
+}

@@ -282,6 +282,20 @@ pub fn step(state: &AliasState, input: Input, ctx: &Ctx<'_>) -> Result<Outcome, 
         next.changed_at_ms = ctx.now;
         next.changed_by = actor.to_owned();
         next.ttl_served_s = next.ttl_served_s.max(ctx.ttl_window_s);
+        // A retired service that answers again, or is being promoted to, is not safe to stop.
+        let mut in_use = answering(&next);
+        in_use.extend(
+            next.phase
+                .operation()
+                .map(|op| op.to.clone())
+                .unwrap_or_default(),
+        );
+        if let Some(r) = &mut next.retired {
+            r.services.retain(|s| !in_use.contains(s));
+            if r.services.is_empty() {
+                next.retired = None;
+            }
+        }
         Ok(Outcome::Changed(
             Box::new(next),
             Change {
@@ -501,7 +515,7 @@ fn tick(state: &AliasState, ctx: &Ctx<'_>) -> Option<(AliasState, ChangeKind, Op
             next.previous = Some(state.targets.clone());
             next.targets = op.to.clone();
             let leaving = minus(&op.from, &op.to);
-            next.retired = (!leaving.is_empty()).then(|| Retired {
+            next.retired = (!leaving.is_empty()).then_some(Retired {
                 services: leaving,
                 safe_to_stop_at_ms: ctx.now,
                 op: op.id,

@@ -106,6 +106,48 @@ fn stored_alias(targets: &[&str], revision: u64) -> StoredAlias {
         revision,
         changed_at_ms: 1_600_000_000_000,
         changed_by: "ci".into(),
+        phase: Phase::Stable,
+        previous: None,
+        retired: None,
+        ttl_served_s: 0,
+    }
+}
+
+/// A stable alias state with nothing before it.
+fn stable(targets: &[&str], revision: u64, changed_at_ms: u64, changed_by: &str) -> AliasState {
+    AliasState {
+        targets: services(targets),
+        phase: Phase::Stable,
+        previous: None,
+        retired: None,
+        ttl_served_s: 0,
+        revision,
+        changed_at_ms,
+        changed_by: changed_by.into(),
+    }
+}
+
+/// A promotion from `from` to `to` in phase Mixed, started at revision `id`.
+fn mixed(from: &[&str], to: &[&str], id: u64) -> Phase {
+    Phase::Mixed {
+        op: machine::Operation {
+            id,
+            kind: OpKind::Promote,
+            from: services(from),
+            to: services(to),
+            options: PromoteOptions {
+                observe_ms: 10_000,
+                confirm: false,
+                min_healthy: None,
+                warm_timeout_ms: 60_000,
+            },
+            actor: "deploy".into(),
+            reason: None,
+            started_at_ms: STARTED_AT,
+        },
+        since_ms: STARTED_AT,
+        observe_until_ms: STARTED_AT + 10_000,
+        confirmed: false,
     }
 }
 
@@ -173,7 +215,7 @@ fn relink_refuses_bad_requests_with_the_matching_error() {
 }
 
 #[test]
-fn a_relink_bumps_the_revision_records_who_and_when_and_bumps_only_its_zone_serial() {
+fn a_relink_bumps_the_revision_records_who_and_when_and_leaves_the_serials_alone() {
     let topology = topology();
     let before = fresh(&topology);
     let after = link(&topology, &before, "web.internal.", &["web-v2", "web-v3"])
@@ -183,13 +225,13 @@ fn a_relink_bumps_the_revision_records_who_and_when_and_bumps_only_its_zone_seri
     assert_eq!(
         after.aliases[&alias("web.internal.")],
         AliasState {
-            targets: services(&["web-v2", "web-v3"]),
-            revision: 2,
-            changed_at_ms: LATER,
-            changed_by: "deploy".into(),
+            previous: Some(services(&["web-v1"])),
+            ttl_served_s: topology.ttl_window_s(),
+            ..stable(&["web-v2", "web-v3"], 2, LATER, "deploy")
         }
     );
-    assert_eq!(after.serials, [before.serials[0] + 1, before.serials[1]]);
+    // The controller's commit bumps a serial when the answers change, not relink.
+    assert_eq!(after.serials, before.serials);
     assert_eq!(
         after.aliases[&alias("app.example.")],
         before.aliases[&alias("app.example.")]
@@ -199,13 +241,14 @@ fn a_relink_bumps_the_revision_records_who_and_when_and_bumps_only_its_zone_seri
 }
 
 #[test]
-fn a_relink_in_the_second_zone_bumps_that_zone_serial_only() {
+fn a_relink_in_the_second_zone_changes_that_alias_only() {
     let topology = topology();
     let before = fresh(&topology);
     let after = link(&topology, &before, "app.example.", &["web-v1"])
         .unwrap()
         .expect("a change");
-    assert_eq!(after.serials, [before.serials[0], before.serials[1] + 1]);
+    assert_eq!(after.serials, before.serials);
+    assert_eq!(targets_of(&after, "app.example."), services(&["web-v1"]));
     assert_eq!(after.aliases[&alias("app.example.")].revision, 2);
     assert_eq!(after.aliases[&alias("web.internal.")].revision, 1);
 }
@@ -233,21 +276,41 @@ fn relinking_to_the_current_targets_changes_nothing() {
 }
 
 #[test]
-fn every_relink_counts_up_and_the_serial_wraps_around() {
+fn every_relink_counts_up_and_remembers_the_targets_before_it() {
     let topology = topology();
     let mut state = fresh(&topology);
-    state.serials[0] = u32::MAX - 1;
-    for (targets, revision, serial) in [
-        (&["web-v2"][..], 2, u32::MAX),
-        (&["web-v1", "web-v2"][..], 3, 0),
-        (&["web-v1"][..], 4, 1),
+    let serials = state.serials.clone();
+    let mut before = services(&["web-v1"]);
+    for (targets, revision) in [
+        (&["web-v2"][..], 2),
+        (&["web-v1", "web-v2"][..], 3),
+        (&["web-v1"][..], 4),
     ] {
         state = link(&topology, &state, "web.internal.", targets)
             .unwrap()
             .expect("a change");
-        assert_eq!(state.aliases[&alias("web.internal.")].revision, revision);
-        assert_eq!(state.serials[0], serial);
-        assert_eq!(targets_of(&state, "web.internal."), services(targets));
+        let web = &state.aliases[&alias("web.internal.")];
+        assert_eq!(web.revision, revision);
+        assert_eq!(web.targets, services(targets));
+        assert_eq!(web.previous.as_ref(), Some(&before));
+        before = services(targets);
+    }
+    assert_eq!(state.serials, serials);
+}
+
+#[test]
+fn a_relink_while_a_promotion_runs_is_a_conflict_naming_it() {
+    let topology = topology();
+    let mut state = fresh(&topology);
+    let web = state.aliases.get_mut(&alias("web.internal.")).unwrap();
+    web.phase = mixed(&["web-v1"], &["web-v2"], 2);
+    web.revision = 2;
+    let err = link(&topology, &state, "web.internal.", &["web-v3"]).unwrap_err();
+    let ControlError::Conflict(message) = &err else {
+        panic!("{err:?}");
+    };
+    for word in ["promotion 2 of web-v2", "phase mixed", "started by deploy"] {
+        assert!(message.contains(word), "{word:?} not in {message:?}");
     }
 }
 
@@ -260,12 +323,7 @@ fn without_stored_state_the_config_targets_start_at_revision_one() {
     assert_eq!(state.aliases.len(), 2);
     assert_eq!(
         state.aliases[&alias("web.internal.")],
-        AliasState {
-            targets: services(&["web-v1"]),
-            revision: 1,
-            changed_at_ms: STARTED_AT,
-            changed_by: "config".into(),
-        }
+        stable(&["web-v1"], 1, STARTED_AT, "config")
     );
     assert_eq!(
         targets_of(&state, "app.example."),
@@ -285,12 +343,7 @@ fn stored_links_win_over_the_config() {
     assert!(notes.is_empty(), "{notes:?}");
     assert_eq!(
         state.aliases[&alias("web.internal.")],
-        AliasState {
-            targets: services(&["web-v3", "web-v2"]),
-            revision: 7,
-            changed_at_ms: 1_600_000_000_000,
-            changed_by: "ci".into(),
-        }
+        stable(&["web-v3", "web-v2"], 7, 1_600_000_000_000, "ci")
     );
     // An alias the store does not know starts from the config.
     let app = &state.aliases[&alias("app.example.")];
@@ -312,12 +365,7 @@ fn a_stored_service_the_config_no_longer_has_is_dropped_with_a_note() {
     let (state, notes) = restart(&topology, &stored);
     assert_eq!(
         state.aliases[&alias("web.internal.")],
-        AliasState {
-            targets: services(&["web-v2"]),
-            revision: 5,
-            changed_at_ms: LATER,
-            changed_by: "config".into(),
-        }
+        stable(&["web-v2"], 5, LATER, "config")
     );
     assert_eq!(notes.len(), 2, "{notes:?}");
     for (note, gone) in notes.iter().zip(["web-v9", "Not A Name"]) {
@@ -337,12 +385,7 @@ fn when_every_stored_service_is_gone_the_config_targets_are_used_with_a_note() {
     let (state, notes) = restart(&topology, &stored);
     assert_eq!(
         state.aliases[&alias("web.internal.")],
-        AliasState {
-            targets: services(&["web-v1"]),
-            revision: 5,
-            changed_at_ms: LATER,
-            changed_by: "config".into(),
-        }
+        stable(&["web-v1"], 5, LATER, "config")
     );
     assert_eq!(notes.len(), 3, "{notes:?}");
     let last = notes.last().unwrap();
@@ -417,7 +460,7 @@ fn to_stored_keys_zones_and_aliases_by_their_absolute_names() {
     let stored = to_stored(&topology, &state);
     let expected_serials = [
         ("example.".to_owned(), FILE_SERIALS[1] + 1),
-        ("internal.".to_owned(), FILE_SERIALS[0] + 2),
+        ("internal.".to_owned(), FILE_SERIALS[0] + 1),
     ];
     assert_eq!(stored.serials, expected_serials.into_iter().collect());
     assert_eq!(
@@ -427,6 +470,10 @@ fn to_stored_keys_zones_and_aliases_by_their_absolute_names() {
             revision: 2,
             changed_at_ms: LATER,
             changed_by: "deploy".into(),
+            phase: Phase::Stable,
+            previous: Some(vec!["web-v1".into()]),
+            retired: None,
+            ttl_served_s: topology.ttl_window_s(),
         }
     );
     let keys: Vec<&str> = stored.aliases.keys().map(String::as_str).collect();
@@ -454,4 +501,207 @@ fn a_stored_state_loads_back_with_its_links_and_a_later_serial() {
     assert_eq!(restarted.aliases, state.aliases);
     let next: Vec<u32> = state.serials.iter().map(|s| s + 1).collect();
     assert_eq!(restarted.serials, next);
+}
+
+// ---- promotions across a restart ----
+
+#[test]
+fn a_stored_promotion_is_picked_up_where_it_was() {
+    let topology = topology();
+    let retired = machine::Retired {
+        services: services(&["web-v3"]),
+        safe_to_stop_at_ms: STARTED_AT,
+        op: 3,
+    };
+    let stored = stored(
+        &[(
+            "web.internal.",
+            StoredAlias {
+                phase: mixed(&["web-v1"], &["web-v2"], 9),
+                previous: Some(vec!["web-v3".into(), "web-v9".into()]),
+                retired: Some(retired.clone()),
+                ttl_served_s: 30,
+                ..stored_alias(&["web-v1"], 9)
+            },
+        )],
+        &[],
+    );
+    let (state, notes) = restart(&topology, &stored);
+    assert!(notes.is_empty(), "{notes:?}");
+    assert_eq!(
+        state.aliases[&alias("web.internal.")],
+        AliasState {
+            phase: mixed(&["web-v1"], &["web-v2"], 9),
+            // A service the config no longer has cannot be rolled back to.
+            previous: Some(services(&["web-v3"])),
+            retired: Some(retired),
+            ttl_served_s: 30,
+            ..stable(&["web-v1"], 9, 1_600_000_000_000, "ci")
+        }
+    );
+}
+
+#[test]
+fn a_stored_promotion_naming_a_service_the_config_no_longer_has_is_dropped_with_a_note() {
+    let topology = topology();
+    for (from, to) in [(["web-v1"], ["web-v9"]), (["web-v8"], ["web-v2"])] {
+        let stored = stored(
+            &[(
+                "web.internal.",
+                StoredAlias {
+                    phase: mixed(&from, &to, 4),
+                    ..stored_alias(&["web-v1"], 4)
+                },
+            )],
+            &[],
+        );
+        let (state, notes) = restart(&topology, &stored);
+        assert_eq!(
+            state.aliases[&alias("web.internal.")],
+            stable(&["web-v1"], 5, LATER, "config"),
+            "{from:?} -> {to:?}"
+        );
+        assert_eq!(notes.len(), 1, "{notes:?}");
+        for word in ["alias `web.internal`", "stored mixed", "dropped"] {
+            assert!(notes[0].contains(word), "{word:?} not in {:?}", notes[0]);
+        }
+    }
+}
+
+#[test]
+fn to_stored_keeps_the_phase_and_a_restart_reads_it_back() {
+    let topology = topology();
+    let mut state = fresh(&topology);
+    let web = state.aliases.get_mut(&alias("web.internal.")).unwrap();
+    web.phase = mixed(&["web-v1"], &["web-v2", "web-v3"], 2);
+    web.previous = Some(services(&["web-v3"]));
+    web.ttl_served_s = 30;
+    web.revision = 2;
+    let stored = to_stored(&topology, &state);
+    let web_stored = &stored.aliases["web.internal."];
+    assert_eq!(
+        web_stored.phase,
+        state.aliases[&alias("web.internal.")].phase
+    );
+    assert_eq!(web_stored.previous, Some(vec!["web-v3".to_owned()]));
+    assert_eq!(web_stored.ttl_served_s, 30);
+
+    let json = serde_json::to_string(&stored).unwrap();
+    let (restarted, notes) = restart(&topology, &serde_json::from_str(&json).unwrap());
+    assert!(notes.is_empty(), "{notes:?}");
+    assert_eq!(restarted.aliases, state.aliases);
+}
+
+// ---- counts and history entries ----
+
+#[test]
+fn counts_add_up_the_endpoints_of_every_service_by_health() {
+    let topology = topology();
+    let endpoint = |s: &str| topology.services[&s.parse::<ServiceName>().unwrap()].endpoints[0];
+    let health: HealthMap = [
+        (
+            ("web-v1".parse().unwrap(), endpoint("web-v1")),
+            Health::Healthy,
+        ),
+        (
+            ("web-v2".parse().unwrap(), endpoint("web-v2")),
+            Health::Unhealthy,
+        ),
+        (
+            ("web-v3".parse().unwrap(), endpoint("web-v3")),
+            Health::Unknown,
+        ),
+    ]
+    .into_iter()
+    .collect();
+    let cases: [(&[&str], Counts); 5] = [
+        (
+            &["web-v1"],
+            Counts {
+                total: 1,
+                healthy: 1,
+                failed: 0,
+            },
+        ),
+        (
+            &["web-v2"],
+            Counts {
+                total: 1,
+                healthy: 0,
+                failed: 1,
+            },
+        ),
+        (
+            &["web-v3"],
+            Counts {
+                total: 1,
+                healthy: 0,
+                failed: 0,
+            },
+        ),
+        (
+            &["web-v1", "web-v2", "web-v3"],
+            Counts {
+                total: 3,
+                healthy: 1,
+                failed: 1,
+            },
+        ),
+        (&["web-v9"], Counts::default()),
+    ];
+    for (names, want) in cases {
+        assert_eq!(
+            counts(&topology, &health, &services(names)),
+            want,
+            "{names:?}"
+        );
+    }
+    // An endpoint the map does not know is unknown.
+    let got = counts(&topology, &HealthMap::new(), &services(&["web-v1"]));
+    assert_eq!(
+        got,
+        Counts {
+            total: 1,
+            healthy: 0,
+            failed: 0
+        }
+    );
+}
+
+#[test]
+fn a_history_entry_shows_the_state_after_the_change() {
+    let web = alias("web.internal.");
+    let change = |kind| Change {
+        kind,
+        actor: "deploy".into(),
+        reason: Some("why".into()),
+    };
+    let in_mixed = AliasState {
+        phase: mixed(&["web-v1"], &["web-v2"], 4),
+        ..stable(&["web-v1"], 5, LATER, "deploy")
+    };
+    assert_eq!(
+        entry(&web, &in_mixed, &change(ChangeKind::Mixed)),
+        HistoryEntry {
+            alias: "web.internal.".into(),
+            revision: 5,
+            at_ms: LATER,
+            actor: "deploy".into(),
+            change: ChangeKind::Mixed,
+            reason: Some("why".into()),
+            phase: "mixed".into(),
+            targets: vec!["web-v1".into()],
+            answering: vec!["web-v1".into(), "web-v2".into()],
+            op: Some(4),
+        }
+    );
+
+    // After the operation, the targets are the new ones and they alone answer.
+    let completed = stable(&["web-v2"], 8, LATER, "deploy");
+    let done = entry(&web, &completed, &change(ChangeKind::Completed));
+    assert_eq!(done.revision, 8);
+    assert_eq!(done.change, ChangeKind::Completed);
+    assert_eq!(done.phase, "stable");
+    assert_eq!(done.targets, ["web-v2"]);
+    assert_eq!(done.answering, ["web-v2"]);
 }

@@ -1,6 +1,7 @@
 use super::*;
 
 use crate::controller::initial_state;
+use crate::controller::machine::{OpKind, Operation, Phase, PromoteOptions};
 
 const INTERNAL_ZONE: &str = r#"$TTL 300
 @          IN SOA   ns1.internal. hostmaster.internal. ( 7 3600 600 86400 5 )
@@ -73,11 +74,15 @@ const NEGATIVE_TTL: u32 = 60;
 const SERIALS: [u32; 2] = [42, 4000];
 
 fn topology() -> Arc<Topology> {
+    topology_of(CONFIG)
+}
+
+fn topology_of(config: &str) -> Arc<Topology> {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("internal.zone"), INTERNAL_ZONE).unwrap();
     std::fs::write(dir.path().join("example.zone"), EXAMPLE_ZONE).unwrap();
     let path = dir.path().join("aliasd.toml");
-    let config = Config::parse(CONFIG, &path, &|_| None).unwrap_or_else(|e| panic!("{e}"));
+    let config = Config::parse(config, &path, &|_| None).unwrap_or_else(|e| panic!("{e}"));
     Arc::new(Topology::from_config(&config))
 }
 
@@ -89,10 +94,21 @@ fn config_state(topology: &Topology) -> State {
     state
 }
 
+/// Renders `state` with every endpoint unchecked (so answered) and no last good sets.
+fn render(generation: u64, topology: Arc<Topology>, state: &State) -> Snapshot {
+    Snapshot::render(
+        generation,
+        topology,
+        state,
+        &HealthMap::new(),
+        &LastGood::new(),
+    )
+}
+
 fn snapshot() -> Snapshot {
     let topology = topology();
     let state = config_state(&topology);
-    Snapshot::render(1, topology, &state)
+    render(1, topology, &state)
 }
 
 fn lower(name: &str) -> LowerName {
@@ -442,7 +458,7 @@ fn the_apex_soa_carries_the_state_serial_and_the_negative_ttl() {
 fn a_new_state_renders_a_new_serial_and_new_links_while_the_old_snapshot_stands() {
     let topology = topology();
     let old_state = config_state(&topology);
-    let old = Snapshot::render(1, topology.clone(), &old_state);
+    let old = render(1, topology.clone(), &old_state);
     let mut new_state = old_state.clone();
     new_state.serials[0] += 1;
     new_state
@@ -450,7 +466,7 @@ fn a_new_state_renders_a_new_serial_and_new_links_while_the_old_snapshot_stands(
         .get_mut(&alias("web.internal."))
         .unwrap()
         .targets = vec![service("idle"), service("web-v1")];
-    let new = Snapshot::render(2, topology, &new_state);
+    let new = render(2, topology, &new_state);
 
     assert_eq!(new.generation, 2);
     assert_eq!(soa_of(&new, 0).1.serial, SERIALS[0] + 1);
@@ -584,8 +600,292 @@ fn an_alias_missing_from_the_state_is_not_served() {
     let topology = topology();
     let mut state = config_state(&topology);
     state.aliases.remove(&alias("web.internal."));
-    let snap = Snapshot::render(1, topology, &state);
+    let snap = render(1, topology, &state);
     assert!(!snap.aliases.contains_key(&alias("web.internal.")));
     assert_nxdomain(&snap, "web.internal.", RecordType::A);
     assert_nxdomain(&snap, "_http._tcp.web.internal.", RecordType::SRV);
+}
+
+// ---- the health filter ----
+
+const APP: &str = "app.example.";
+
+fn endpoints(texts: &[&str]) -> Vec<Endpoint> {
+    texts.iter().map(|t| t.parse().unwrap()).collect()
+}
+
+fn health(entries: &[(&str, &str, Health)]) -> HealthMap {
+    entries
+        .iter()
+        .map(|(s, e, h)| ((service(s), e.parse().unwrap()), *h))
+        .collect()
+}
+
+/// Both endpoints of `web-v1`, which is all `app.example.` links, known unhealthy.
+fn web_v1_down() -> HealthMap {
+    health(&[
+        ("web-v1", "10.0.0.1:8080", Health::Unhealthy),
+        ("web-v1", "10.0.0.2:8080", Health::Unhealthy),
+    ])
+}
+
+fn last_good(good: &[&str]) -> LastGood {
+    [(alias(APP), endpoints(good))].into_iter().collect()
+}
+
+/// The config with `if_none_healthy = policy` on `app.example.`, its last `[[alias]]`.
+fn topology_with_policy(policy: &str) -> Arc<Topology> {
+    topology_of(&format!("{CONFIG}if_none_healthy = \"{policy}\"\n"))
+}
+
+/// The addresses `name` answers for A and AAAA, in order.
+fn addresses(snapshot: &Snapshot, name: &str) -> Vec<String> {
+    [RecordType::A, RecordType::AAAA]
+        .into_iter()
+        .flat_map(|rtype| match lookup(snapshot, name, rtype) {
+            Lookup::Found { answers, .. } => records(&answers),
+            Lookup::NoData => Vec::new(),
+            other => panic!("{name} {rtype}: {other:?}"),
+        })
+        .map(|r| r.rsplit(' ').next().unwrap().to_owned())
+        .collect()
+}
+
+/// The distinct addresses of `endpoints` as DNS answers them: IPv4 (A) first, then IPv6.
+fn ips(endpoints: &[Endpoint]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for v6 in [false, true] {
+        for e in endpoints.iter().filter(|e| e.addr().is_ipv6() == v6) {
+            let ip = e.addr().ip().to_string();
+            if !out.contains(&ip) {
+                out.push(ip);
+            }
+        }
+    }
+    out
+}
+
+/// Renders the config state (with `app.example.` in `phase`, if given) and returns the view
+/// of `app.example.`, after checking that DNS answers exactly the view's endpoints.
+fn app(
+    topology: Arc<Topology>,
+    phase: Option<Phase>,
+    health: &HealthMap,
+    last_good: &LastGood,
+) -> AliasView {
+    let mut state = config_state(&topology);
+    if let Some(phase) = phase {
+        state.aliases.get_mut(&alias(APP)).unwrap().phase = phase;
+    }
+    let snap = Snapshot::render(1, topology, &state, health, last_good);
+    let view = snap.aliases[&alias(APP)].clone();
+    assert_eq!(addresses(&snap, APP), ips(&view.endpoints));
+    view
+}
+
+/// `app.example.` in `phase` of a promotion from web-v1 to web-v2.
+fn promoting(phase: &str) -> Phase {
+    let op = Operation {
+        id: 2,
+        kind: OpKind::Promote,
+        from: vec![service("web-v1")],
+        to: vec![service("web-v2")],
+        options: PromoteOptions {
+            observe_ms: 10_000,
+            confirm: false,
+            min_healthy: None,
+            warm_timeout_ms: 60_000,
+        },
+        actor: "deploy".into(),
+        reason: None,
+        started_at_ms: 1,
+    };
+    match phase {
+        "warming" => Phase::Warming { op, deadline_ms: 2 },
+        "mixed" => Phase::Mixed {
+            op,
+            since_ms: 1,
+            observe_until_ms: 2,
+            confirmed: false,
+        },
+        "draining" => Phase::Draining {
+            op,
+            since_ms: 1,
+            until_ms: 2,
+        },
+        other => panic!("no phase {other}"),
+    }
+}
+
+#[test]
+fn an_unhealthy_endpoint_is_left_out_and_unknown_ones_are_answered() {
+    let down = health(&[("web-v1", "10.0.0.1:8080", Health::Unhealthy)]);
+    let up = health(&[
+        ("web-v1", "10.0.0.1:8080", Health::Unhealthy),
+        ("web-v1", "10.0.0.2:8080", Health::Healthy),
+    ]);
+    let unknown = health(&[
+        ("web-v1", "10.0.0.1:8080", Health::Unhealthy),
+        ("web-v1", "10.0.0.2:8080", Health::Unknown),
+    ]);
+    for health in [down, up, unknown] {
+        let view = app(topology(), None, &health, &LastGood::new());
+        assert_eq!(view.endpoints, endpoints(&["10.0.0.2:8080"]));
+        assert_eq!(view.passing, view.endpoints);
+        assert_eq!(view.fallback, None);
+    }
+}
+
+#[test]
+fn an_unhealthy_endpoint_is_left_out_of_the_srv_records_too() {
+    let topology = topology();
+    let state = config_state(&topology);
+    let health = health(&[("web-v2", "10.0.0.2:9090", Health::Unhealthy)]);
+    let snap = Snapshot::render(1, topology, &state, &health, &LastGood::new());
+    let (srv, _) = found(&snap, "_grpc._tcp.api.internal.", RecordType::SRV);
+    let ports: Vec<&str> = srv.iter().map(|r| r.split(' ').nth(6).unwrap()).collect();
+    assert_eq!(ports, ["8080", "8080"], "{srv:?}");
+}
+
+#[test]
+fn when_no_endpoint_is_healthy_the_alias_policy_decides() {
+    let both = ["10.0.0.1:8080", "10.0.0.2:8080"];
+    // (policy, last good, endpoints answered, the policy shown)
+    let cases: [(&str, &[&str], &[&str], IfNoneHealthy); 3] = [
+        ("all", &[], &both, IfNoneHealthy::All),
+        ("none", &both, &[], IfNoneHealthy::None),
+        (
+            "last-known-good",
+            &["10.0.0.2:8080"],
+            &["10.0.0.2:8080"],
+            IfNoneHealthy::LastKnownGood,
+        ),
+    ];
+    for (policy, good, want, want_fallback) in cases {
+        let view = app(
+            topology_with_policy(policy),
+            None,
+            &web_v1_down(),
+            &last_good(good),
+        );
+        assert_eq!(view.endpoints, endpoints(want), "{policy}");
+        assert_eq!(view.fallback, Some(want_fallback), "{policy}");
+        assert!(view.passing.is_empty(), "{policy}: {:?}", view.passing);
+    }
+}
+
+#[test]
+fn answering_nothing_leaves_the_alias_with_no_data() {
+    let topology = topology_with_policy("none");
+    let state = config_state(&topology);
+    let snap = Snapshot::render(1, topology, &state, &web_v1_down(), &LastGood::new());
+    for rtype in [RecordType::A, RecordType::AAAA, RecordType::SRV] {
+        assert_nodata(&snap, APP, rtype);
+    }
+    assert_nxdomain(&snap, "_http._tcp.app.example.", RecordType::SRV);
+}
+
+#[test]
+fn last_known_good_keeps_only_endpoints_of_the_services_answering_now() {
+    // [fd00::2]:8080 is web-v2's, which app.example. does not link.
+    let view = app(
+        topology(),
+        None,
+        &web_v1_down(),
+        &last_good(&["[fd00::2]:8080", "10.0.0.1:8080"]),
+    );
+    assert_eq!(view.endpoints, endpoints(&["10.0.0.1:8080"]));
+    assert_eq!(view.fallback, Some(IfNoneHealthy::LastKnownGood));
+}
+
+#[test]
+fn last_known_good_answers_every_endpoint_when_it_has_none_of_them() {
+    let other_services = last_good(&["[fd00::2]:8080", "10.0.0.2:9090"]);
+    for good in [LastGood::new(), last_good(&[]), other_services] {
+        let view = app(topology(), None, &web_v1_down(), &good);
+        assert_eq!(
+            view.endpoints,
+            endpoints(&["10.0.0.1:8080", "10.0.0.2:8080"]),
+            "{good:?}"
+        );
+        assert_eq!(view.fallback, Some(IfNoneHealthy::LastKnownGood));
+    }
+}
+
+#[test]
+fn an_alias_without_endpoints_needs_no_policy() {
+    let topology = topology();
+    let state = config_state(&topology);
+    let snap = Snapshot::render(1, topology, &state, &web_v1_down(), &LastGood::new());
+    let idle = &snap.aliases[&alias("idle.internal.")];
+    assert!(idle.endpoints.is_empty());
+    assert_eq!(idle.fallback, None);
+}
+
+#[test]
+fn a_promotion_answers_a_then_both_then_b() {
+    let a = ["10.0.0.1:8080", "10.0.0.2:8080"];
+    let both = [
+        "10.0.0.1:8080",
+        "10.0.0.2:8080",
+        "10.0.0.2:9090",
+        "[fd00::2]:8080",
+    ];
+    let b = ["10.0.0.2:8080", "10.0.0.2:9090", "[fd00::2]:8080"];
+    let cases: [(&str, &[&str], &[&str]); 3] = [
+        ("warming", &["web-v1"], &a),
+        ("mixed", &["web-v1", "web-v2"], &both),
+        ("draining", &["web-v2"], &b),
+    ];
+    for (phase, services, want) in cases {
+        let view = app(
+            topology(),
+            Some(promoting(phase)),
+            &HealthMap::new(),
+            &LastGood::new(),
+        );
+        let services: Vec<ServiceName> = services.iter().map(|s| service(s)).collect();
+        assert_eq!(view.answering, services, "{phase}");
+        assert_eq!(view.endpoints, endpoints(want), "{phase}");
+        assert_eq!(view.state.targets, [service("web-v1")], "{phase}");
+    }
+}
+
+#[test]
+fn while_mixed_the_health_filter_applies_to_both_versions() {
+    let health = health(&[
+        ("web-v1", "10.0.0.1:8080", Health::Unhealthy),
+        ("web-v2", "[fd00::2]:8080", Health::Unhealthy),
+    ]);
+    let view = app(
+        topology(),
+        Some(promoting("mixed")),
+        &health,
+        &LastGood::new(),
+    );
+    assert_eq!(
+        view.endpoints,
+        endpoints(&["10.0.0.2:8080", "10.0.0.2:9090"])
+    );
+}
+
+#[test]
+fn while_draining_last_known_good_does_not_bring_back_the_old_version() {
+    let health = health(&[
+        ("web-v2", "10.0.0.2:8080", Health::Unhealthy),
+        ("web-v2", "10.0.0.2:9090", Health::Unhealthy),
+        ("web-v2", "[fd00::2]:8080", Health::Unhealthy),
+    ]);
+    // The last good set is web-v1's only endpoint that web-v2 does not share.
+    let view = app(
+        topology(),
+        Some(promoting("draining")),
+        &health,
+        &last_good(&["10.0.0.1:8080"]),
+    );
+    assert_eq!(
+        view.endpoints,
+        endpoints(&["10.0.0.2:8080", "10.0.0.2:9090", "[fd00::2]:8080"])
+    );
+    assert_eq!(view.fallback, Some(IfNoneHealthy::LastKnownGood));
 }

@@ -45,7 +45,7 @@ impl Setup {
     /// `[promotion]` section.
     async fn new(net: u8, v1: usize, v2: usize, promotion: &str) -> Self {
         let stop = CancellationToken::new();
-        let mut spawn_all = async |name: &str, first: u8, n: usize| {
+        let spawn_all = async |name: &str, first: u8, n: usize| {
             let mut out = Vec::new();
             for i in 0..n {
                 let ip = IpAddr::V4(Ipv4Addr::new(127, 0, net, first + i as u8));

@@ -1,16 +1,63 @@
 use super::*;
+use crate::controller::machine::{OpKind, Operation, Phase, PromoteOptions, Retired};
 use crate::controller::state::StoredAlias;
 
+fn names(services: &[&str]) -> Vec<String> {
+    services.iter().map(|s| s.to_string()).collect()
+}
+
+/// `web` is stable after a completed promotion; `api` is in the middle of one.
 fn sample() -> StoredState {
     let mut s = StoredState::default();
     s.serials.insert("internal.".into(), 42);
     s.aliases.insert(
         "web.internal.".into(),
         StoredAlias {
-            targets: vec!["web-v2".into()],
+            targets: names(&["web-v2"]),
             revision: 3,
             changed_at_ms: 1_700_000_000_000,
             changed_by: "deploy".into(),
+            phase: Phase::Stable,
+            previous: Some(names(&["web-v1"])),
+            retired: Some(Retired {
+                services: vec!["web-v1".parse().unwrap()],
+                safe_to_stop_at_ms: 1_700_000_032_000,
+                op: 2,
+            }),
+            ttl_served_s: 30,
+        },
+    );
+    let op = Operation {
+        id: 5,
+        kind: OpKind::Rollback,
+        from: vec!["api-v2".parse().unwrap()],
+        to: vec!["api-v1".parse().unwrap()],
+        options: PromoteOptions {
+            observe_ms: 10_000,
+            confirm: true,
+            min_healthy: Some(1),
+            warm_timeout_ms: 120_000,
+        },
+        actor: "oncall".into(),
+        reason: Some("errors".into()),
+        started_at_ms: 1_700_000_100_000,
+    };
+    s.aliases.insert(
+        "api.internal.".into(),
+        StoredAlias {
+            targets: names(&["api-v2"]),
+            revision: 6,
+            changed_at_ms: 1_700_000_101_000,
+            changed_by: "oncall".into(),
+            phase: Phase::Mixed {
+                op,
+                since_ms: 1_700_000_101_000,
+                observe_until_ms: 1_700_000_111_000,
+                confirmed: false,
+            },
+            previous: None,
+            retired: None,
+            ttl_served_s: 5,
         },
     );
     s
@@ -62,4 +109,41 @@ fn truncated_and_corrupt_files_are_refused_and_left_alone() {
             "{what}: the file was changed"
         );
     }
+}
+
+#[test]
+fn a_state_file_written_before_promotions_loads_as_stable() {
+    let dir = tempfile::tempdir().unwrap();
+    let body = br#"{"serials":{"internal.":7},"aliases":{"web.internal.":{"targets":["web-v1"],"revision":2,"changed_at_ms":1600000000000,"changed_by":"ci"}}}"#;
+    let mut file = format!(
+        "{MAGIC} {VERSION} {} {:08x}\n",
+        body.len(),
+        crc32fast::hash(body)
+    )
+    .into_bytes();
+    file.extend_from_slice(body);
+    file.push(b'\n');
+    fs::write(dir.path().join(STATE_FILE), file).unwrap();
+    let (_, loaded) = Store::open(dir.path()).unwrap();
+    let web = &loaded.unwrap().aliases["web.internal."];
+    assert_eq!(web.phase, Phase::Stable);
+    assert_eq!(web.previous, None);
+    assert_eq!(web.retired, None);
+    assert_eq!(web.ttl_served_s, 0);
+    assert_eq!(web.targets, names(&["web-v1"]));
+}
+
+#[test]
+fn a_save_replaces_the_previous_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = Store::open(dir.path()).unwrap();
+    store.save(&sample()).unwrap();
+    let mut next = sample();
+    next.aliases.remove("api.internal.");
+    next.serials.insert("internal.".into(), 43);
+    store.save(&next).unwrap();
+    drop(store);
+    let (_, loaded) = Store::open(dir.path()).unwrap();
+    assert_eq!(loaded, Some(next));
+    assert!(!dir.path().join(format!("{STATE_FILE}.tmp")).exists());
 }
