@@ -76,6 +76,8 @@ impl Daemon {
             file_serials: config.zones.iter().map(|z| z.serial).collect(),
             health: board.healths(),
             health_rx,
+            busy: Arc::new(crate::controller::NoProxy),
+            drain_deadline: std::time::Duration::from_secs(30),
         })?;
         let targets: Vec<Target> = config
             .services

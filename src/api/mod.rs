@@ -368,6 +368,8 @@ fn plan(
         ttl_window_s: topology.ttl_window_s(),
         grace_ms: state.defaults.drain_grace.as_millis() as u64,
         counts: &count,
+        busy: &|_| 0,
+        drain_deadline_ms: 0,
     };
     let input = Input::Promote {
         to: to.clone(),

@@ -134,6 +134,10 @@ pub struct Ctx<'a> {
     pub ttl_window_s: u32,
     pub grace_ms: u64,
     pub counts: &'a dyn Fn(&[ServiceName]) -> Counts,
+    /// Requests and connections the front proxy still has open on these services' endpoints.
+    pub busy: &'a dyn Fn(&[ServiceName]) -> u64,
+    /// How long after the TTL window a drain waits for that work before it ends anyway.
+    pub drain_deadline_ms: u64,
 }
 
 /// What someone asked for.
@@ -507,7 +511,13 @@ fn tick(state: &AliasState, ctx: &Ctx<'_>) -> Option<(AliasState, ChangeKind, Op
                     Some(why),
                 ));
             }
+            // The old version is done when the TTL window is over and the proxy has no work
+            // left on it, or when the drain deadline after the window cuts that work off.
             if ctx.now < *until_ms {
+                return None;
+            }
+            let still_busy = (ctx.busy)(&minus(&op.from, &op.to));
+            if still_busy > 0 && ctx.now < until_ms + ctx.drain_deadline_ms {
                 return None;
             }
             let mut next = state.clone();

@@ -21,7 +21,7 @@ use tracing::{error, info, warn};
 
 use crate::config::PromotionDefaults;
 use crate::health::{Health, HealthChange};
-use crate::model::{AliasName, ServiceName};
+use crate::model::{AliasName, Endpoint, ServiceName};
 use crate::snapshot::{AliasView, HealthMap, LastGood, SharedSnapshot, Snapshot, Topology};
 use history::{History, HistoryEntry};
 use machine::{
@@ -69,6 +69,21 @@ impl From<MachineError> for ControlError {
 
 /// Who asked for a change, recorded with it.
 pub type Actor = String;
+
+/// Work the front proxy still has open (requests in flight, connections) on some endpoints.
+/// The drain of an old version waits for it.
+pub trait Busy: Send + Sync {
+    fn inflight(&self, endpoints: &[Endpoint]) -> u64;
+}
+
+/// No proxy: nothing is ever busy.
+pub struct NoProxy;
+
+impl Busy for NoProxy {
+    fn inflight(&self, _endpoints: &[Endpoint]) -> u64 {
+        0
+    }
+}
 
 /// The gates a promote or rollback asks for; unset ones come from the config's defaults.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -303,6 +318,8 @@ pub struct Controller {
     events: broadcast::Sender<Event>,
     /// Health changed since the last render.
     health_dirty: bool,
+    busy: Arc<dyn Busy>,
+    drain_deadline: Duration,
 }
 
 /// Current wall-clock time in Unix milliseconds; the controller's only clock.
@@ -321,6 +338,9 @@ pub struct StartParts {
     pub file_serials: Vec<u32>,
     pub health: HealthMap,
     pub health_rx: mpsc::Receiver<HealthChange>,
+    /// The proxy's open work, which a drain waits for, and how long it waits at most.
+    pub busy: Arc<dyn Busy>,
+    pub drain_deadline: Duration,
 }
 
 impl Controller {
@@ -335,6 +355,8 @@ impl Controller {
             file_serials,
             health,
             health_rx,
+            busy,
+            drain_deadline,
         } = parts;
         let committed: HashMap<String, u64> = stored
             .as_ref()
@@ -406,6 +428,8 @@ impl Controller {
             health_rx,
             events: events.clone(),
             health_dirty: true,
+            busy,
+            drain_deadline,
         };
         Ok((controller, ControlHandle { tx, events }, shared))
     }
@@ -434,10 +458,25 @@ impl Controller {
         info!("controller stopped");
     }
 
+    /// Open proxy work on the endpoints of `services`.
+    fn busy_on(&self, services: &[ServiceName]) -> u64 {
+        if services.is_empty() {
+            return 0;
+        }
+        self.busy
+            .inflight(&crate::snapshot::endpoints_of(&self.topology.services, services))
+    }
+
     /// How long until the next deadline of any alias (at most a second, so a wall-clock jump
-    /// is noticed soon).
+    /// is noticed soon; 100 ms while a drain waits for proxy work to end).
     fn next_wake(&self) -> Duration {
         let now = now_ms();
+        let waiting_on_work = self.state.aliases.values().any(|a| {
+            matches!(a.phase, Phase::Draining { until_ms, .. } if until_ms <= now)
+        });
+        if waiting_on_work {
+            return Duration::from_millis(100);
+        }
         let next = self
             .state
             .aliases
@@ -672,11 +711,14 @@ impl Controller {
     /// Runs `f` with the machine's view of now: the clock, the TTL window and health counts.
     fn with_ctx<R>(&self, f: impl FnOnce(&Ctx<'_>) -> R) -> R {
         let count = |services: &[ServiceName]| counts(&self.topology, &self.health, services);
+        let busy = |services: &[ServiceName]| self.busy_on(services);
         let ctx = Ctx {
             now: now_ms(),
             ttl_window_s: self.topology.ttl_window_s(),
             grace_ms: self.defaults.drain_grace.as_millis() as u64,
             counts: &count,
+            busy: &busy,
+            drain_deadline_ms: self.drain_deadline.as_millis() as u64,
         };
         f(&ctx)
     }
@@ -874,6 +916,8 @@ pub fn relink(
         ttl_window_s: topology.ttl_window_s(),
         grace_ms: 0,
         counts: &|_| Counts::default(),
+        busy: &|_| 0,
+        drain_deadline_ms: 0,
     };
     match machine::step(
         current,

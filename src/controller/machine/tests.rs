@@ -116,7 +116,12 @@ struct World {
     now: Ms,
     ttl_window_s: u32,
     health: BTreeMap<ServiceName, Counts>,
+    /// Proxy work still open per service.
+    busy: BTreeMap<ServiceName, u64>,
 }
+
+/// How long a drain waits for proxy work after the TTL window.
+const DRAIN_DEADLINE: u64 = 30_000;
 
 impl World {
     /// `v1` has two healthy endpoints; `v2` and `v3` have two each, not checked yet.
@@ -125,6 +130,7 @@ impl World {
             now: T0,
             ttl_window_s: TTL_WINDOW,
             health: BTreeMap::new(),
+            busy: BTreeMap::new(),
         };
         w.set("v1", counts(2, 2, 0));
         w.set("v2", counts(2, 0, 0));
@@ -163,6 +169,13 @@ impl World {
             ttl_window_s: self.ttl_window_s,
             grace_ms: GRACE,
             counts: &sum,
+            busy: &|services| {
+                services
+                    .iter()
+                    .filter_map(|s| self.busy.get(s))
+                    .sum()
+            },
+            drain_deadline_ms: DRAIN_DEADLINE,
         };
         step(state, input, &ctx)
     }
@@ -857,4 +870,34 @@ fn a_retired_service_that_comes_back_is_no_longer_safe_to_stop() {
     // Linking to something else keeps v1 retired.
     let (other, _) = w.change(&done, link(&["v3"]));
     assert_eq!(other.retired.map(|r| r.services), Some(svc(&["v1"])));
+}
+
+// ---- the drain waits for the proxy's work on the old version ----
+
+#[test]
+fn draining_waits_for_proxy_work_on_the_old_version_until_the_drain_deadline() {
+    let mut w = World::new();
+    let draining = w.draining();
+    w.busy.insert("v1".parse().unwrap(), 3);
+    w.advance(w.drained_at(draining.ttl_served_s) - w.now);
+    // The TTL window is over but three requests are still running on v1.
+    w.assert_unchanged(&draining, Input::Tick);
+    // Work on the new version does not hold the drain.
+    w.busy.insert("v2".parse().unwrap(), 9);
+    w.advance(DRAIN_DEADLINE - 1);
+    w.assert_unchanged(&draining, Input::Tick);
+    // At the drain deadline it ends anyway.
+    w.advance(1);
+    let (done, change) = w.tick(&draining);
+    assert_eq!(change.kind, ChangeKind::Completed);
+    assert_eq!(done.targets, svc(&["v2"]));
+
+    // And with no work left it ends as soon as the window is over.
+    let mut w = World::new();
+    let draining = w.draining();
+    w.busy.insert("v1".parse().unwrap(), 1);
+    w.advance(w.drained_at(draining.ttl_served_s) - w.now);
+    w.assert_unchanged(&draining, Input::Tick);
+    w.busy.insert("v1".parse().unwrap(), 0);
+    assert_eq!(w.tick(&draining).1.kind, ChangeKind::Completed);
 }
