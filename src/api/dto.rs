@@ -173,7 +173,10 @@ impl AliasDto {
             .map(|service| {
                 let role = if draining.contains(service) {
                     "draining"
-                } else if state.targets.contains(service) {
+                } else if state.targets.contains(service)
+                    || matches!(state.phase, Phase::Draining { .. })
+                {
+                    // While draining, the new version answers alone: it is the active one.
                     "active"
                 } else {
                     "incoming"
@@ -316,7 +319,8 @@ pub struct ReasonRequest {
 /// What a promote, rollback, confirm or abort answers.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct OperationReply {
-    /// False when nothing had to change (the alias already answered with those services).
+    /// Whether the request changed anything: false for a promote or rollback to the services
+    /// that already answer.
     pub started: bool,
     pub alias: AliasDto,
 }

@@ -351,11 +351,7 @@ fn plan(
     reason: Option<String>,
 ) -> Result<PlanDto, ApiError> {
     let topology = &snapshot.topology;
-    for t in &to {
-        if !topology.services.contains_key(t) {
-            return Err(ControlError::UnknownService(t.to_string()).into());
-        }
-    }
+    crate::controller::check_services(topology, &to)?;
     let view = snapshot
         .aliases
         .get(name)

@@ -1284,7 +1284,11 @@ fn a_bad_health_default_is_reported_once_at_its_place_whatever_the_services() {
     let two_services = base_plus(
         "[[service]]\nname = \"extra-v1\"\nendpoints = [\"10.0.0.77:80\"]\n[health]\nkind = \"udp\"\n",
     );
-    f.refused(&two_services, Some("kind = |\"udp\""), &["health.kind", "udp"]);
+    f.refused(
+        &two_services,
+        Some("kind = |\"udp\""),
+        &["health.kind", "udp"],
+    );
     let overridden = base_plus(
         "[health]\nrise = 0\n[[service]]\nname = \"extra-v1\"\nendpoints = [\"10.0.0.77:80\"]\n[service.health]\nkind = \"tcp\"\n",
     );

@@ -210,7 +210,7 @@ pub enum MachineError {
         op: Box<Operation>,
         phase: &'static str,
     },
-    #[error("no promotion is running")]
+    #[error("no promotion or rollback is running")]
     NothingRunning,
     #[error("the running promotion is in phase {phase}; confirm applies in phase mixed")]
     NotMixed { phase: &'static str },

@@ -463,17 +463,21 @@ impl Controller {
         if services.is_empty() {
             return 0;
         }
-        self.busy
-            .inflight(&crate::snapshot::endpoints_of(&self.topology.services, services))
+        self.busy.inflight(&crate::snapshot::endpoints_of(
+            &self.topology.services,
+            services,
+        ))
     }
 
     /// How long until the next deadline of any alias (at most a second, so a wall-clock jump
     /// is noticed soon; 100 ms while a drain waits for proxy work to end).
     fn next_wake(&self) -> Duration {
         let now = now_ms();
-        let waiting_on_work = self.state.aliases.values().any(|a| {
-            matches!(a.phase, Phase::Draining { until_ms, .. } if until_ms <= now)
-        });
+        let waiting_on_work = self
+            .state
+            .aliases
+            .values()
+            .any(|a| matches!(a.phase, Phase::Draining { until_ms, .. } if until_ms <= now));
         if waiting_on_work {
             return Duration::from_millis(100);
         }
@@ -553,15 +557,7 @@ impl Controller {
     }
 
     fn check_services(&self, targets: &[ServiceName]) -> Result<(), ControlError> {
-        for (i, t) in targets.iter().enumerate() {
-            if !self.topology.services.contains_key(t) {
-                return Err(ControlError::UnknownService(t.to_string()));
-            }
-            if targets[..i].contains(t) {
-                return Err(ControlError::DuplicateTarget(t.to_string()));
-            }
-        }
-        Ok(())
+        check_services(&self.topology, targets)
     }
 
     async fn link(
@@ -845,6 +841,19 @@ impl Controller {
     }
 }
 
+/// Checks that every service in `targets` exists and none is repeated.
+pub fn check_services(topology: &Topology, targets: &[ServiceName]) -> Result<(), ControlError> {
+    for (i, t) in targets.iter().enumerate() {
+        if !topology.services.contains_key(t) {
+            return Err(ControlError::UnknownService(t.to_string()));
+        }
+        if targets[..i].contains(t) {
+            return Err(ControlError::DuplicateTarget(t.to_string()));
+        }
+    }
+    Ok(())
+}
+
 /// Endpoint health counts over the union of `services`' endpoints.
 pub fn counts(topology: &Topology, health: &HealthMap, services: &[ServiceName]) -> Counts {
     let mut c = Counts::default();
@@ -902,14 +911,7 @@ pub fn relink(
     if targets.is_empty() {
         return Err(ControlError::EmptyTargets);
     }
-    for (i, t) in targets.iter().enumerate() {
-        if !topology.services.contains_key(t) {
-            return Err(ControlError::UnknownService(t.to_string()));
-        }
-        if targets[..i].contains(t) {
-            return Err(ControlError::DuplicateTarget(t.to_string()));
-        }
-    }
+    check_services(topology, &targets)?;
     let current = &state.aliases[alias];
     let ctx = Ctx {
         now: now_ms,

@@ -603,7 +603,7 @@ async fn conflicts_bad_input_and_dry_runs_are_refused_or_change_nothing() {
     let (status, err) = post(&daemon, "/v1/aliases/web/abort", json!({})).await;
     assert_eq!(
         (status, err["error"].as_str().unwrap()),
-        (409, "no promotion is running")
+        (409, "no promotion or rollback is running")
     );
     let (status, _) = http(&daemon, "POST", path, None, r#"{"to": "web-v2"}"#).await;
     assert_eq!(status, 401);
@@ -748,4 +748,23 @@ async fn the_events_stream_reports_each_phase_and_health_change() {
         ]
     );
     assert!(seen.contains(&"health:web-v1".to_owned()), "{seen:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dry_run_refuses_what_the_promotion_would_refuse() {
+    let setup = Setup::new(59, 1, 1, FAST).await;
+    let daemon = setup.fixture.start();
+    let url = "/v1/aliases/web/promote?dry_run=true";
+    for (body, want, text) in [
+        (r#"{"to": ["web-v2", "web-v2"]}"#, 400, "twice"),
+        (r#"{"to": "web-v9"}"#, 404, "unknown service"),
+        (r#"{"to": "web-v2", "min_healthy": 3}"#, 400, "min_healthy"),
+    ] {
+        let (status, err) = http(&daemon, "POST", url, Some(TOKEN), body).await;
+        assert_eq!(status, want, "{body}: {err}");
+        assert!(
+            err["error"].as_str().unwrap().contains(text),
+            "{body}: {err}"
+        );
+    }
 }

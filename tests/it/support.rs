@@ -427,3 +427,129 @@ pub fn run_bin(bin: &str, args: &[&str], envs: &[(&str, &str)]) -> Output {
     }
     command.output().expect("run binary")
 }
+
+impl Fixture {
+    /// A fixture whose `aliasd.toml` is exactly `config`, next to the standard zone file
+    /// (`internal.zone`, [`ZONE`]).
+    pub fn with_config_text(config: &str) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("internal.zone"), ZONE).expect("write zone");
+        std::fs::write(dir.path().join("aliasd.toml"), config).expect("write config");
+        Self { dir }
+    }
+
+    /// A fixture for real backends: `services` are `(name, endpoints)`, `aliases` are
+    /// `(name, targets)`. Health is checked over HTTP (`GET /healthz`, every 100ms, rise 1,
+    /// fall 2), TTLs are 1s and the promotion gates short (observe 300ms, drain grace 200ms), so
+    /// a whole promotion takes a couple of seconds. The API and DNS listen on 127.0.0.1:0.
+    pub fn for_backends(services: &[(&str, &[SocketAddr])], aliases: &[(&str, &[&str])]) -> Self {
+        let quoted = |items: Vec<String>| {
+            items
+                .iter()
+                .map(|i| format!("\"{i}\""))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let mut config = format!(
+            r#"
+[dns]
+listen = ["127.0.0.1:0"]
+udp_sockets = 1
+alias_ttl = 1
+negative_ttl = 1
+
+[[zone]]
+origin = "internal."
+file = "internal.zone"
+
+[api]
+listen = "127.0.0.1:0"
+
+[[api.token]]
+name = "{TOKEN_NAME}"
+secret = "{TOKEN}"
+
+[state]
+dir = "state"
+
+[health]
+kind = "http"
+path = "/healthz"
+interval = "100ms"
+timeout = "80ms"
+rise = 1
+fall = 2
+
+[promotion]
+observe = "300ms"
+drain_grace = "200ms"
+"#
+        );
+        for (name, endpoints) in services {
+            config.push_str(&format!(
+                "\n[[service]]\nname = \"{name}\"\nendpoints = [{}]\n",
+                quoted(endpoints.iter().map(ToString::to_string).collect())
+            ));
+        }
+        for (name, targets) in aliases {
+            config.push_str(&format!(
+                "\n[[alias]]\nname = \"{name}\"\ntargets = [{}]\n",
+                quoted(targets.iter().map(ToString::to_string).collect())
+            ));
+        }
+        Self::with_config_text(&config)
+    }
+}
+
+/// Like [`run_bin`], but kills the process and panics (showing its output) if it has not ended
+/// within `limit`. Blocking: call it from `spawn_blocking` when in-process servers must keep
+/// serving meanwhile.
+pub fn run_bin_within(bin: &str, args: &[&str], envs: &[(&str, &str)], limit: Duration) -> Output {
+    use std::io::Read;
+    let mut command = Command::new(bin);
+    command
+        .args(args)
+        .env_remove("ALIASCTL_SERVER")
+        .env_remove("ALIASCTL_TOKEN")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in envs {
+        command.env(k, v);
+    }
+    let mut child = command.spawn().expect("run binary");
+    let drain = |mut pipe: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            let _ = pipe.read_to_end(&mut bytes);
+            bytes
+        })
+    };
+    let stdout = drain(Box::new(child.stdout.take().expect("stdout")));
+    let stderr = drain(Box::new(child.stderr.take().expect("stderr")));
+    let deadline = Instant::now() + limit;
+    let (status, overran) = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break (status, false);
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            break (child.wait().expect("wait"), true);
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let output = Output {
+        status,
+        stdout: stdout.join().expect("stdout reader"),
+        stderr: stderr.join().expect("stderr reader"),
+    };
+    assert!(
+        !overran,
+        "`{} {}` still ran after {limit:?}\nstdout:\n{}\nstderr:\n{}",
+        bin,
+        args.join(" "),
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}

@@ -169,12 +169,7 @@ impl World {
             ttl_window_s: self.ttl_window_s,
             grace_ms: GRACE,
             counts: &sum,
-            busy: &|services| {
-                services
-                    .iter()
-                    .filter_map(|s| self.busy.get(s))
-                    .sum()
-            },
+            busy: &|services| services.iter().filter_map(|s| self.busy.get(s)).sum(),
             drain_deadline_ms: DRAIN_DEADLINE,
         };
         step(state, input, &ctx)
@@ -859,7 +854,10 @@ fn a_retired_service_that_comes_back_is_no_longer_safe_to_stop() {
     let draining = w.draining();
     w.advance(w.drained_at(draining.ttl_served_s) - w.now);
     let (done, _) = w.tick(&draining);
-    assert_eq!(done.retired.as_ref().map(|r| r.services.clone()), Some(svc(&["v1"])));
+    assert_eq!(
+        done.retired.as_ref().map(|r| r.services.clone()),
+        Some(svc(&["v1"]))
+    );
 
     // Promoting back to v1: v1 is about to get traffic again, so it is not retired any more.
     let (warming, _) = w.change(&done, promote(&["v1"], opts()));
