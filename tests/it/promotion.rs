@@ -170,6 +170,27 @@ fn phase_is(phase: &'static str) -> impl Fn(&Value) -> bool {
     move |a| a["phase"] == phase
 }
 
+/// Runs the real `dig +short` against the alias in a loop until stopped; returns its answers.
+fn dig_loop(
+    dns: SocketAddr,
+) -> (
+    Arc<AtomicBool>,
+    std::thread::JoinHandle<Vec<BTreeSet<String>>>,
+) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    let thread = std::thread::spawn(move || {
+        let mut seen = Vec::new();
+        while !flag.load(Ordering::SeqCst) && seen.len() < 2_000 {
+            let out = dig(dns, &["+short", "web.internal"]);
+            seen.push(out.lines().map(str::to_owned).collect());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        seen
+    });
+    (stop, thread)
+}
+
 /// Queries the alias every few milliseconds until stopped; returns every answer seen.
 fn watch_answers(dns: SocketAddr) -> (Arc<AtomicBool>, tokio::task::JoinHandle<Vec<Vec<String>>>) {
     let stop = Arc::new(AtomicBool::new(false));
@@ -197,6 +218,7 @@ async fn a_promotion_moves_through_every_phase_and_answers_are_never_empty() {
     .await;
 
     let (stop, answers) = watch_answers(daemon.dns);
+    let (dig_stop, digs) = dig_loop(daemon.dns);
     let (status, reply) = post(
         &daemon,
         "/v1/aliases/web/promote",
@@ -223,6 +245,19 @@ async fn a_promotion_moves_through_every_phase_and_answers_are_never_empty() {
     .await;
     stop.store(true, Ordering::SeqCst);
     let seen = answers.await.unwrap();
+    dig_stop.store(true, Ordering::SeqCst);
+    let digs = digs.join().unwrap();
+    assert!(digs.len() > 5, "dig ran {} times", digs.len());
+    for answer in &digs {
+        assert!(
+            !answer.is_empty(),
+            "dig saw an empty answer during the promotion"
+        );
+        assert!(
+            answer.is_subset(&v1.union(&v2).cloned().collect()),
+            "{answer:?}"
+        );
+    }
 
     assert!(!seen.is_empty());
     for answer in &seen {
