@@ -134,6 +134,7 @@ impl Daemon {
             auth: Arc::new(Auth::new(&config.api.tokens)),
             board,
             defaults: config.promotion.clone(),
+            metrics: Vec::new(),
         });
         let api_shutdown = shutdown.clone();
         tasks.spawn(async move {

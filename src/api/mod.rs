@@ -42,6 +42,13 @@ pub struct AppState {
     pub auth: Arc<Auth>,
     pub board: Arc<HealthBoard>,
     pub defaults: PromotionDefaults,
+    /// More metrics to append to `/metrics` (the front proxies').
+    pub metrics: Vec<Arc<dyn MetricsSource>>,
+}
+
+/// Something that writes Prometheus text-format metrics.
+pub trait MetricsSource: Send + Sync {
+    fn render_prometheus(&self, out: &mut String);
 }
 
 /// The configured tokens, kept as SHA-256 digests so every comparison is over 32 bytes and
@@ -164,6 +171,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/aliases/{alias}/history", get(history))
         .route("/v1/services", get(list_services))
         .route("/v1/events", get(events))
+        .route("/metrics", get(metrics))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
@@ -171,6 +179,80 @@ pub fn router(state: AppState) -> Router {
 
 async fn not_found() -> ApiError {
     ApiError::NotFound("no such endpoint; see the README's API section".into())
+}
+
+/// Prometheus text format: per alias its phase, revision and generation; per endpoint its
+/// health; then the front proxies' request metrics.
+async fn metrics(State(state): State<AppState>) -> Response {
+    use std::fmt::Write;
+    let snapshot = state.snapshots.load();
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "# HELP aliasd_generation The published snapshot generation."
+    );
+    let _ = writeln!(out, "# TYPE aliasd_generation gauge");
+    let _ = writeln!(out, "aliasd_generation {}", snapshot.generation);
+    let _ = writeln!(
+        out,
+        "# HELP aliasd_alias_phase 1 for the phase each alias is in."
+    );
+    let _ = writeln!(out, "# TYPE aliasd_alias_phase gauge");
+    for (name, view) in &snapshot.aliases {
+        for phase in ["stable", "warming", "mixed", "draining"] {
+            let on = u8::from(view.state.phase.name() == phase);
+            let _ = writeln!(
+                out,
+                "aliasd_alias_phase{{alias=\"{name}\",phase=\"{phase}\"}} {on}"
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
+        "# HELP aliasd_alias_revision The revision of each alias."
+    );
+    let _ = writeln!(out, "# TYPE aliasd_alias_revision gauge");
+    for (name, view) in &snapshot.aliases {
+        let _ = writeln!(
+            out,
+            "aliasd_alias_revision{{alias=\"{name}\"}} {}",
+            view.state.revision
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP aliasd_alias_answered_endpoints Endpoints in each alias's answers."
+    );
+    let _ = writeln!(out, "# TYPE aliasd_alias_answered_endpoints gauge");
+    for (name, view) in &snapshot.aliases {
+        let _ = writeln!(
+            out,
+            "aliasd_alias_answered_endpoints{{alias=\"{name}\"}} {}",
+            view.endpoints.len()
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP aliasd_endpoint_healthy 1 healthy, 0 unhealthy, -1 unknown."
+    );
+    let _ = writeln!(out, "# TYPE aliasd_endpoint_healthy gauge");
+    for (service, config) in &snapshot.topology.services {
+        for e in &config.endpoints {
+            let value = match state.board.get(service, e).map(|s| s.health) {
+                Some(crate::health::Health::Healthy) => 1,
+                Some(crate::health::Health::Unhealthy) => 0,
+                _ => -1,
+            };
+            let _ = writeln!(
+                out,
+                "aliasd_endpoint_healthy{{service=\"{service}\",endpoint=\"{e}\"}} {value}"
+            );
+        }
+    }
+    for source in &state.metrics {
+        source.render_prometheus(&mut out);
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
 }
 
 async fn method_not_allowed() -> ApiError {

@@ -161,3 +161,41 @@ async fn bad_requests_get_the_right_status_and_say_what_is_wrong() {
     let (_, web) = http(&daemon, "GET", "/v1/aliases/web", None, "").await;
     assert_eq!(web["revision"], 1);
 }
+
+#[tokio::test]
+async fn metrics_show_phases_revisions_and_endpoint_health_in_prometheus_text() {
+    use http_body_util::BodyExt;
+    let fixture = Fixture::new();
+    let daemon = fixture.start();
+    daemon
+        .client()
+        .link("web", &["web-v2".to_owned()])
+        .await
+        .expect("link");
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<http_body_util::Empty<bytes::Bytes>>();
+    let uri = format!("{}/metrics", daemon.server_url()).parse().unwrap();
+    let response = client.get(uri).await.expect("metrics");
+    assert_eq!(response.status(), 200);
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain")
+    );
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    let text = String::from_utf8(body.to_vec()).unwrap();
+    for line in [
+        "aliasd_alias_phase{alias=\"web.internal\",phase=\"stable\"} 1",
+        "aliasd_alias_phase{alias=\"web.internal\",phase=\"mixed\"} 0",
+        "aliasd_alias_revision{alias=\"web.internal\"} 2",
+        "aliasd_alias_answered_endpoints{alias=\"web.internal\"} 1",
+        "aliasd_endpoint_healthy{service=\"web-v1\",endpoint=\"127.0.0.11:8080\"} 1",
+        "# TYPE aliasd_generation gauge",
+    ] {
+        assert!(
+            text.lines().any(|l| l == line),
+            "missing {line:?} in:\n{text}"
+        );
+    }
+}
