@@ -355,6 +355,21 @@ fn duration_field(field: &str, value: Option<&String>) -> Result<Option<Duration
         .transpose()
 }
 
+/// The gates of a promote or rollback request, with durations parsed.
+fn gates(
+    observe: Option<&String>,
+    confirm: Option<bool>,
+    min_healthy: Option<u32>,
+    warm_timeout: Option<&String>,
+) -> Result<Gates, ApiError> {
+    Ok(Gates {
+        observe: duration_field("observe", observe)?,
+        confirm,
+        min_healthy,
+        warm_timeout: duration_field("warm_timeout", warm_timeout)?,
+    })
+}
+
 #[derive(serde::Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct DryRun {
@@ -405,12 +420,12 @@ async fn promote(
         ));
     }
     let to = service_names("to", &to)?;
-    let gates = Gates {
-        observe: duration_field("observe", request.observe.as_ref())?,
-        confirm: request.confirm,
-        min_healthy: request.min_healthy,
-        warm_timeout: duration_field("warm_timeout", request.warm_timeout.as_ref())?,
-    };
+    let gates = gates(
+        request.observe.as_ref(),
+        request.confirm,
+        request.min_healthy,
+        request.warm_timeout.as_ref(),
+    )?;
     if query.dry_run {
         return plan(&state, &snapshot, &name, to, &gates, actor, request.reason)
             .map(|p| Json(p).into_response());
@@ -536,12 +551,12 @@ async fn rollback(
     let actor = state.auth.check(&headers)?;
     let name = find_alias(&state.snapshots.load(), &alias)?;
     let request: RollbackRequest = json_body(&body, r#"{"to_revision": 3, "reason": "..."}"#)?;
-    let gates = Gates {
-        observe: duration_field("observe", request.observe.as_ref())?,
-        confirm: request.confirm,
-        min_healthy: request.min_healthy,
-        warm_timeout: duration_field("warm_timeout", request.warm_timeout.as_ref())?,
-    };
+    let gates = gates(
+        request.observe.as_ref(),
+        request.confirm,
+        request.min_healthy,
+        request.warm_timeout.as_ref(),
+    )?;
     let to = request
         .to_revision
         .map_or(RollbackTo::Previous, RollbackTo::Revision);
@@ -558,15 +573,16 @@ async fn confirm(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let actor = state.auth.check(&headers)?;
-    let name = find_alias(&state.snapshots.load(), &alias)?;
-    let request: ReasonRequest = json_body(&body, r#"{"reason": "..."}"#)?;
-    let view = state.control.confirm(name, request.reason, actor).await?;
-    let done = Started {
-        view,
-        started: true,
-    };
-    Ok(reply_with(&state, &done, StatusCode::OK))
+    let (name, reason, actor) = reasoned(&state, &alias, &headers, &body)?;
+    let view = state.control.confirm(name, reason, actor).await?;
+    Ok(reply_with(
+        &state,
+        &Started {
+            view,
+            started: true,
+        },
+        StatusCode::OK,
+    ))
 }
 
 async fn abort(
@@ -575,15 +591,29 @@ async fn abort(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let actor = state.auth.check(&headers)?;
-    let name = find_alias(&state.snapshots.load(), &alias)?;
-    let request: ReasonRequest = json_body(&body, r#"{"reason": "..."}"#)?;
-    let view = state.control.abort(name, request.reason, actor).await?;
-    let done = Started {
-        view,
-        started: true,
-    };
-    Ok(reply_with(&state, &done, StatusCode::OK))
+    let (name, reason, actor) = reasoned(&state, &alias, &headers, &body)?;
+    let view = state.control.abort(name, reason, actor).await?;
+    Ok(reply_with(
+        &state,
+        &Started {
+            view,
+            started: true,
+        },
+        StatusCode::OK,
+    ))
+}
+
+/// The checks `confirm` and `abort` share: the token, the alias and an optional reason.
+fn reasoned(
+    state: &AppState,
+    alias: &str,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<(AliasName, Option<String>, String), ApiError> {
+    let actor = state.auth.check(headers)?;
+    let name = find_alias(&state.snapshots.load(), alias)?;
+    let request: ReasonRequest = json_body(body, r#"{"reason": "..."}"#)?;
+    Ok((name, request.reason, actor))
 }
 
 async fn history(

@@ -13,16 +13,11 @@ use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
 use crate::support::{
-    Daemon, Fixture, TOKEN, TOKEN_NAME, Transport, ZONE, addresses, dig, http, query,
+    Daemon, FAST_PROMOTION, Fixture, TOKEN, TOKEN_NAME, Transport, addresses, dig, http, query,
 };
 
-/// Fast health checks and short gates, so a whole promotion takes a second or two.
-const FAST: &str = r#"
-[promotion]
-observe = "300ms"
-warm_timeout = "5s"
-drain_grace = "200ms"
-"#;
+/// Short gates, so a whole promotion takes a second or two.
+const FAST: &str = FAST_PROMOTION;
 
 /// Backends for `web-v1` and `web-v2` on their own loopback addresses, and a config for them.
 struct Setup {
@@ -58,62 +53,14 @@ impl Setup {
         };
         let v1 = spawn_all("web-v1", 1, v1).await;
         let v2 = spawn_all("web-v2", 101, v2).await;
-        let list = |bs: &[Backend]| {
-            bs.iter()
-                .map(|b| format!("\"{}\"", b.addr))
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
-        let config = format!(
-            r#"
-[dns]
-listen = ["127.0.0.1:0"]
-udp_sockets = 2
-alias_ttl = 1
-negative_ttl = 1
-
-[[zone]]
-origin = "internal."
-file = "internal.zone"
-
-[api]
-listen = "127.0.0.1:0"
-
-[[api.token]]
-name = "{TOKEN_NAME}"
-secret = "{TOKEN}"
-
-[state]
-dir = "state"
-
-[health]
-kind = "http"
-path = "/healthz"
-interval = "100ms"
-timeout = "80ms"
-rise = 1
-fall = 2
-{promotion}
-[[service]]
-name = "web-v1"
-endpoints = [{v1}]
-
-[[service]]
-name = "web-v2"
-endpoints = [{v2}]
-
-[[alias]]
-name = "web"
-targets = ["web-v1"]
-"#,
-            v1 = list(&v1),
-            v2 = list(&v2),
+        let addrs = |bs: &[Backend]| bs.iter().map(|b| b.addr).collect::<Vec<_>>();
+        let fixture = Fixture::for_backends_with(
+            &[("web-v1", &addrs(&v1)), ("web-v2", &addrs(&v2))],
+            &[("web", &["web-v1"])],
+            promotion,
         );
-        let dir = tempfile::tempdir().expect("tempdir");
-        std::fs::write(dir.path().join("internal.zone"), ZONE).unwrap();
-        std::fs::write(dir.path().join("aliasd.toml"), config).unwrap();
         Self {
-            fixture: Fixture { dir },
+            fixture,
             v1,
             v2,
             _stop: StopOnDrop(stop),

@@ -18,6 +18,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
 
 pub const TOKEN: &str = "test-token-0123456789";
+/// Short promotion gates, so a whole promotion takes a second or two.
+pub const FAST_PROMOTION: &str =
+    "[promotion]\nobserve = \"300ms\"\nwarm_timeout = \"5s\"\ndrain_grace = \"200ms\"\n";
 pub const TOKEN_NAME: &str = "ci";
 /// Endpoints of the `big` alias: enough that its answer cannot fit 512 bytes.
 pub const BIG_ENDPOINTS: usize = 60;
@@ -443,6 +446,15 @@ impl Fixture {
     /// fall 2), TTLs are 1s and the promotion gates short (observe 300ms, drain grace 200ms), so
     /// a whole promotion takes a couple of seconds. The API and DNS listen on 127.0.0.1:0.
     pub fn for_backends(services: &[(&str, &[SocketAddr])], aliases: &[(&str, &[&str])]) -> Self {
+        Self::for_backends_with(services, aliases, FAST_PROMOTION)
+    }
+
+    /// [`Fixture::for_backends`] with another `[promotion]` section.
+    pub fn for_backends_with(
+        services: &[(&str, &[SocketAddr])],
+        aliases: &[(&str, &[&str])],
+        promotion: &str,
+    ) -> Self {
         let quoted = |items: Vec<String>| {
             items
                 .iter()
@@ -479,10 +491,7 @@ interval = "100ms"
 timeout = "80ms"
 rise = 1
 fall = 2
-
-[promotion]
-observe = "300ms"
-drain_grace = "200ms"
+{promotion}
 "#
         );
         for (name, endpoints) in services {
