@@ -633,18 +633,24 @@ async fn events(
     use tokio_stream::wrappers::BroadcastStream;
     use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 
-    let stream = BroadcastStream::new(state.control.subscribe()).map(|item| {
-        let dto = match item {
-            Ok(event) => event_dto(event),
-            Err(BroadcastStreamRecvError::Lagged(skipped)) => EventDto::Lagged { skipped },
-        };
-        Ok(SseEvent::default().data(serde_json::to_string(&dto).unwrap_or_default()))
-    });
+    // The stream ends when aliasd stops, so a graceful shutdown does not wait on listeners.
+    let stream = BroadcastStream::new(state.control.subscribe())
+        .take_while(|item| !matches!(item, Ok(Event::Closing)))
+        .filter_map(|item| {
+            let dto = match item {
+                Ok(event) => event_dto(event)?,
+                Err(BroadcastStreamRecvError::Lagged(skipped)) => EventDto::Lagged { skipped },
+            };
+            Some(Ok(
+                SseEvent::default().data(serde_json::to_string(&dto).unwrap_or_default())
+            ))
+        });
     Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
 }
 
-fn event_dto(event: Event) -> EventDto {
-    match event {
+fn event_dto(event: Event) -> Option<EventDto> {
+    Some(match event {
+        Event::Closing => return None,
         Event::Change {
             entry,
             state: alias,
@@ -666,7 +672,7 @@ fn event_dto(event: Event) -> EventDto {
             error: change.error,
             at: dto::rfc3339_ms(at_ms),
         },
-    }
+    })
 }
 
 async fn list_services(State(state): State<AppState>) -> Json<Vec<ServiceDto>> {

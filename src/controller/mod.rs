@@ -135,6 +135,8 @@ pub enum Event {
     },
     /// An endpoint changed health.
     Health { change: HealthChange, at_ms: u64 },
+    /// aliasd is stopping: streams of events end here.
+    Closing,
 }
 
 type Reply<T> = oneshot::Sender<Result<T, ControlError>>;
@@ -455,6 +457,7 @@ impl Controller {
                 () = shutdown.cancelled() => break,
             }
         }
+        let _ = self.events.send(Event::Closing);
         info!("controller stopped");
     }
 

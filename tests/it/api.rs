@@ -199,3 +199,38 @@ async fn metrics_show_phases_revisions_and_endpoint_health_in_prometheus_text() 
         );
     }
 }
+
+#[tokio::test]
+async fn an_open_events_stream_ends_when_aliasd_stops_cleanly() {
+    use http_body_util::BodyExt;
+    let fixture = Fixture::new();
+    let daemon = fixture.start();
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<http_body_util::Empty<bytes::Bytes>>();
+    let uri = format!("{}/v1/events", daemon.server_url())
+        .parse()
+        .unwrap();
+    let mut body = client.get(uri).await.expect("events").into_body();
+    let log = daemon.log_path();
+    let status = tokio::task::spawn_blocking(move || daemon.terminate())
+        .await
+        .unwrap();
+    assert!(status.success(), "{status}");
+    // The stream was closed by the server, not left hanging.
+    let end = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+        while let Some(frame) = body.frame().await {
+            if frame.is_err() {
+                break;
+            }
+        }
+    })
+    .await;
+    assert!(
+        end.is_ok(),
+        "the events stream stayed open after aliasd stopped"
+    );
+    // The shutdown did not have to give up on a listener that never left.
+    let log = std::fs::read_to_string(log).unwrap();
+    assert!(log.contains("stopped"), "{log}");
+    assert!(!log.contains("did not stop in time"), "{log}");
+}

@@ -209,6 +209,11 @@ impl Daemon {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// Where its stderr goes; readable after it exits.
+    pub fn log_path(&self) -> PathBuf {
+        self.log.clone()
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
