@@ -96,7 +96,7 @@ RUST_LOG=warn "$BIN/aliasd" run --config "$WORK/aliasd.toml" --ready-file "$WORK
 
 cat > "$WORK/haproxy.cfg" <<EOF
 global
-  maxconn 20000
+  maxconn 4096
   nbthread 2
 defaults
   mode http

@@ -5,15 +5,21 @@
 //! a demo or a test can make a version fail its health checks without stopping it;
 //! `POST /healthz/off` and `POST /healthz/on` flip the switch from outside. Every other request
 //! gets the name in the body and in the `x-backend` header.
+//!
+//! A few paths exist for the proxy's tests: `/slow?ms=N` answers after N milliseconds (a request
+//! still in flight when its version is switched away); `POST /hang` reads the request and closes
+//! the connection without answering (a member dying under a request, which must not be
+//! replayed); `GET /stats` shows how many requests of each method it answered, as JSON
+//! `{"GET": n, "POST": n}`, health checks and `/stats` itself not counted.
 
-use std::convert::Infallible;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::Full;
+use http_body_util::{BodyExt, Full};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
@@ -28,7 +34,24 @@ pub struct Backend {
     pub addr: SocketAddr,
     pub name: Arc<str>,
     healthy: Arc<AtomicBool>,
+    counts: Arc<MethodCounts>,
 }
+
+/// Requests answered per method, for `GET /stats`.
+#[derive(Default)]
+struct MethodCounts {
+    get: AtomicU64,
+    post: AtomicU64,
+    other: AtomicU64,
+}
+
+/// Why a request was dropped on purpose (`POST /hang`): hyper closes the connection unanswered.
+#[derive(Debug, thiserror::Error)]
+#[error("closing the connection without an answer, as asked")]
+struct Hang;
+
+/// The longest `/slow` wait, so a typo cannot hold a connection for hours.
+const MAX_SLOW_MS: u64 = 60_000;
 
 impl Backend {
     /// Turns the health endpoint's answer to 200 (`true`) or 503 (`false`).
@@ -48,6 +71,7 @@ pub async fn spawn(
         addr: listener.local_addr()?,
         name: Arc::from(name),
         healthy: Arc::new(AtomicBool::new(true)),
+        counts: Arc::default(),
     };
     let served = backend.clone();
     tokio::spawn(async move {
@@ -65,7 +89,7 @@ pub async fn spawn(
             let this = served.clone();
             let service = service_fn(move |req: Request<hyper::body::Incoming>| {
                 let this = this.clone();
-                async move { Ok::<_, Infallible>(this.answer(&req)) }
+                async move { this.serve(req).await }
             });
             let conn_shutdown = shutdown.clone();
             tokio::spawn(async move {
@@ -82,6 +106,50 @@ pub async fn spawn(
 }
 
 impl Backend {
+    /// Answers one request; an error makes hyper close the connection without an answer.
+    async fn serve(
+        &self,
+        req: Request<hyper::body::Incoming>,
+    ) -> Result<Response<Full<Bytes>>, Hang> {
+        let path = req.uri().path();
+        if !path.starts_with("/healthz") && path != "/stats" {
+            let counter = match *req.method() {
+                hyper::Method::GET => &self.counts.get,
+                hyper::Method::POST => &self.counts.post,
+                _ => &self.counts.other,
+            };
+            counter.fetch_add(1, Ordering::SeqCst);
+        }
+        if path == "/hang" && req.method() == hyper::Method::POST {
+            // Read the whole request first, so the client has sent everything it will send.
+            let _ = req.into_body().collect().await;
+            return Err(Hang);
+        }
+        if path == "/slow" {
+            let ms = req
+                .uri()
+                .query()
+                .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("ms=")))
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0)
+                .min(MAX_SLOW_MS);
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+        }
+        if path == "/stats" {
+            let body = format!(
+                "{{\"GET\": {}, \"POST\": {}}}\n",
+                self.counts.get.load(Ordering::SeqCst),
+                self.counts.post.load(Ordering::SeqCst)
+            );
+            return Ok(Response::builder()
+                .header("x-backend", &*self.name)
+                .header("content-type", "application/json")
+                .body(Full::new(Bytes::from(body)))
+                .expect("static response"));
+        }
+        Ok(self.answer(&req))
+    }
+
     fn answer(&self, req: &Request<hyper::body::Incoming>) -> Response<Full<Bytes>> {
         let path = req.uri().path();
         if req.method() == hyper::Method::POST && (path == "/healthz/on" || path == "/healthz/off")

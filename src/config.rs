@@ -43,6 +43,49 @@ pub struct Config {
     /// How many health checks may run at once.
     pub health_concurrency: usize,
     pub promotion: PromotionDefaults,
+    /// The front proxies (`[[proxy]]`), in file order.
+    pub proxies: Vec<ProxyConfig>,
+}
+
+/// How a front proxy forwards what it accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProxyMode {
+    /// Per request, HTTP/1.1 and HTTP/2 from clients, HTTP/1.1 to the members.
+    Http,
+    /// Per connection, bytes copied both ways.
+    Tcp,
+}
+
+/// One `[[proxy]]`: a listener that forwards to the members an alias answers with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProxyConfig {
+    pub listen: SocketAddr,
+    pub alias: AliasName,
+    pub mode: ProxyMode,
+    /// How long a connect to a member may take before another member is tried.
+    pub connect_timeout: Duration,
+    /// Client connections with nothing in flight and no bytes moving are closed after this.
+    pub idle_timeout: Duration,
+    /// HTTP: how long a member may take to answer (the response head); then 504.
+    pub request_timeout: Duration,
+    /// HTTP: pooled member connections idle this long are closed, before the member's own
+    /// keep-alive timeout can close them under a request.
+    pub backend_idle_timeout: Duration,
+    /// TCP: connections to a member that left the answers are closed this long after it left.
+    pub drain_deadline: Duration,
+    /// Client connections open at once; further ones wait in the listen backlog.
+    pub max_connections: usize,
+}
+
+impl ProxyConfig {
+    pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+    pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+    pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+    /// Below the 5 s keep-alive timeout common in backends (nginx, Node), so the proxy closes
+    /// an idle connection before the member does.
+    pub const DEFAULT_BACKEND_IDLE_TIMEOUT: Duration = Duration::from_secs(4);
+    pub const DEFAULT_DRAIN_DEADLINE: Duration = Duration::from_secs(30);
+    pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 }
 
 /// Defaults for promotions that the request does not set.
@@ -170,6 +213,29 @@ struct RawConfig {
     health: RawHealth,
     #[serde(default)]
     promotion: RawPromotion,
+    #[serde(default, rename = "proxy")]
+    proxies: Vec<RawProxy>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawProxy {
+    listen: Spanned<String>,
+    alias: Spanned<String>,
+    #[serde(default)]
+    mode: Option<Spanned<String>>,
+    #[serde(default)]
+    connect_timeout: Option<Spanned<RawDuration>>,
+    #[serde(default)]
+    idle_timeout: Option<Spanned<RawDuration>>,
+    #[serde(default)]
+    request_timeout: Option<Spanned<RawDuration>>,
+    #[serde(default)]
+    backend_idle_timeout: Option<Spanned<RawDuration>>,
+    #[serde(default)]
+    drain_deadline: Option<Spanned<RawDuration>>,
+    #[serde(default)]
+    max_connections: Option<Spanned<u64>>,
 }
 
 /// Health-check settings: the defaults in `[health]`, overrides in `[service.health]`.
@@ -466,6 +532,14 @@ impl Validator<'_> {
             }
         };
         let promotion = self.promotion(&raw.promotion);
+        let mut taken: Vec<(SocketAddr, &str)> = Vec::new();
+        if let Some(a) = &api {
+            taken.push((a.listen, "api.listen"));
+        }
+        if let Some(d) = &dns {
+            taken.extend(d.listen.iter().map(|a| (*a, "dns.listen")));
+        }
+        let proxies = self.proxies(&raw.proxies, &zones, &aliases, &taken);
         Some(Config {
             source: self.at.path.to_owned(),
             dns: dns?,
@@ -476,6 +550,7 @@ impl Validator<'_> {
             aliases,
             health_concurrency,
             promotion,
+            proxies,
         })
     }
 
@@ -854,6 +929,131 @@ impl Validator<'_> {
             services.insert(name, ServiceConfig { endpoints, check });
         }
         services
+    }
+
+    fn proxies(
+        &mut self,
+        raw: &[RawProxy],
+        zones: &[StaticZone],
+        aliases: &BTreeMap<AliasName, AliasConfig>,
+        taken: &[(SocketAddr, &str)],
+    ) -> Vec<ProxyConfig> {
+        let mut proxies: Vec<ProxyConfig> = Vec::new();
+        for p in raw {
+            let Ok(listen) = p.listen.get_ref().parse::<SocketAddr>() else {
+                self.err(
+                    &p.listen.span(),
+                    format!(
+                        "proxy.listen: `{}` is not a socket address (IP:PORT, such as 127.0.0.1:8080)",
+                        p.listen.get_ref()
+                    ),
+                );
+                continue;
+            };
+            // Port 0 asks the OS for a free port, so it never clashes. DNS serves TCP on its
+            // port too, so a proxy cannot share that either.
+            if listen.port() != 0 {
+                if let Some((_, key)) = taken.iter().find(|(t, _)| *t == listen) {
+                    self.err(
+                        &p.listen.span(),
+                        format!("proxy.listen: `{listen}` is also {key}"),
+                    );
+                    continue;
+                }
+                if proxies.iter().any(|o| o.listen == listen) {
+                    self.err(
+                        &p.listen.span(),
+                        format!("proxy.listen: `{listen}` is listed twice"),
+                    );
+                    continue;
+                }
+            }
+            // Without a zone the alias cannot be resolved; the missing zone is reported already.
+            let Some(first) = zones.first() else {
+                continue;
+            };
+            let alias = match AliasName::resolve(p.alias.get_ref(), &first.origin) {
+                Ok(a) if aliases.contains_key(&a) => a,
+                Ok(a) => {
+                    self.err(
+                        &p.alias.span(),
+                        format!(
+                            "proxy on {listen}: unknown alias `{a}` (no [[alias]] has that name)"
+                        ),
+                    );
+                    continue;
+                }
+                Err(e) => {
+                    self.err(&p.alias.span(), format!("proxy.alias: {e}"));
+                    continue;
+                }
+            };
+            let mode = match p.mode.as_ref().map(|m| (m.get_ref().as_str(), m.span())) {
+                None | Some(("http", _)) => ProxyMode::Http,
+                Some(("tcp", _)) => ProxyMode::Tcp,
+                Some((other, span)) => {
+                    self.err(
+                        &span,
+                        format!("proxy on {listen}: mode `{other}` is not one of http, tcp"),
+                    );
+                    ProxyMode::Http
+                }
+            };
+            let ms = Duration::from_millis;
+            let connect_timeout = self.duration(
+                &p.connect_timeout,
+                "proxy.connect_timeout",
+                ProxyConfig::DEFAULT_CONNECT_TIMEOUT,
+                ms(10),
+            );
+            let idle_timeout = self.duration(
+                &p.idle_timeout,
+                "proxy.idle_timeout",
+                ProxyConfig::DEFAULT_IDLE_TIMEOUT,
+                ms(100),
+            );
+            let request_timeout = self.duration(
+                &p.request_timeout,
+                "proxy.request_timeout",
+                ProxyConfig::DEFAULT_REQUEST_TIMEOUT,
+                ms(10),
+            );
+            let backend_idle_timeout = self.duration(
+                &p.backend_idle_timeout,
+                "proxy.backend_idle_timeout",
+                ProxyConfig::DEFAULT_BACKEND_IDLE_TIMEOUT,
+                ms(10),
+            );
+            let drain_deadline = self.duration(
+                &p.drain_deadline,
+                "proxy.drain_deadline",
+                ProxyConfig::DEFAULT_DRAIN_DEADLINE,
+                Duration::ZERO,
+            );
+            let max_connections = match &p.max_connections {
+                None => ProxyConfig::DEFAULT_MAX_CONNECTIONS,
+                Some(n) if (1..=1_000_000).contains(n.get_ref()) => *n.get_ref() as usize,
+                Some(n) => {
+                    self.err(
+                        &n.span(),
+                        "proxy.max_connections must be between 1 and 1000000",
+                    );
+                    ProxyConfig::DEFAULT_MAX_CONNECTIONS
+                }
+            };
+            proxies.push(ProxyConfig {
+                listen,
+                alias,
+                mode,
+                connect_timeout,
+                idle_timeout,
+                request_timeout,
+                backend_idle_timeout,
+                drain_deadline,
+                max_connections,
+            });
+        }
+        proxies
     }
 
     fn aliases(

@@ -16,11 +16,12 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::api::{self, AppState, Auth};
-use crate::config::Config;
+use crate::config::{Config, ProxyConfig};
 use crate::controller::store::{Store, StoreError};
 use crate::controller::{Controller, StartParts};
 use crate::dns::DnsServer;
 use crate::health::{self, HealthBoard, Target};
+use crate::proxy::{self, ProxyStats};
 use crate::snapshot::{SharedSnapshot, Topology};
 
 /// How long the tasks get to finish after shutdown is asked for.
@@ -34,6 +35,8 @@ pub enum DaemonError {
     Bind(io::Error),
     #[error("cannot bind the api on {addr}: {source}")]
     BindApi { addr: SocketAddr, source: io::Error },
+    #[error(transparent)]
+    BindProxy(#[from] proxy::BindError),
     #[error("cannot write the ready file {path}: {source}")]
     ReadyFile { path: PathBuf, source: io::Error },
 }
@@ -44,19 +47,25 @@ pub struct Ready {
     pub pid: u32,
     pub dns: Vec<SocketAddr>,
     pub api: SocketAddr,
+    /// The `[[proxy]]` listeners, in config order.
+    #[serde(default)]
+    pub proxies: Vec<SocketAddr>,
 }
 
 /// A started daemon: every listener is bound and serving.
 pub struct Daemon {
     pub ready: Ready,
     pub snapshots: SharedSnapshot,
+    /// The proxies' counters: for a metrics route, and for holding a drain open while old
+    /// members still have work.
+    pub proxy_stats: Arc<ProxyStats>,
     tasks: JoinSet<()>,
     dns: DnsServer,
     shutdown: CancellationToken,
 }
 
 impl Daemon {
-    /// Loads the state, publishes the first snapshot and binds DNS and the API.
+    /// Loads the state, publishes the first snapshot and binds DNS, the API and the proxies.
     pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Self, DaemonError> {
         let (store, stored) = Store::open(&config.state_dir)?;
         info!(dir = %config.state_dir.display(), "state directory opened");
@@ -68,6 +77,10 @@ impl Daemon {
                 .map(|(name, s)| (name, s.endpoints.as_slice(), &s.check)),
         ));
         let (health_tx, health_rx) = mpsc::channel(1024);
+        // Bound before the controller starts, so their counters exist from the first moment.
+        let proxies = proxy::bind(&config.proxies).await?;
+        let proxy_stats = Arc::new(ProxyStats::new(&proxies, &topology));
+        let proxy_addrs: Vec<SocketAddr> = proxies.iter().map(|p| p.addr()).collect();
         let (controller, control, snapshots) = Controller::start(StartParts {
             topology,
             defaults: config.promotion.clone(),
@@ -76,8 +89,15 @@ impl Daemon {
             file_serials: config.zones.iter().map(|z| z.serial).collect(),
             health: board.healths(),
             health_rx,
-            busy: Arc::new(crate::controller::NoProxy),
-            drain_deadline: std::time::Duration::from_secs(30),
+            // A drain holds the old version while the proxies still have work on it, up to
+            // the longest drain deadline of any proxy.
+            busy: proxy_stats.clone(),
+            drain_deadline: config
+                .proxies
+                .iter()
+                .map(|p| p.drain_deadline)
+                .max()
+                .unwrap_or(ProxyConfig::DEFAULT_DRAIN_DEADLINE),
         })?;
         let targets: Vec<Target> = config
             .services
@@ -123,6 +143,14 @@ impl Daemon {
         info!(addr = %api_addr, "api listening");
 
         let mut tasks = JoinSet::new();
+        proxy::spawn(
+            proxies,
+            &proxy_stats,
+            snapshots.clone(),
+            board.clone(),
+            &shutdown,
+            &mut tasks,
+        );
         tasks.spawn(controller.run(shutdown.clone()));
         tasks.spawn(async move {
             let mut checks = checks;
@@ -134,7 +162,11 @@ impl Daemon {
             auth: Arc::new(Auth::new(&config.api.tokens)),
             board,
             defaults: config.promotion.clone(),
-            metrics: Vec::new(),
+            metrics: if config.proxies.is_empty() {
+                Vec::new()
+            } else {
+                vec![proxy_stats.clone() as Arc<dyn api::MetricsSource>]
+            },
         });
         let api_shutdown = shutdown.clone();
         tasks.spawn(async move {
@@ -150,8 +182,10 @@ impl Daemon {
                 pid: std::process::id(),
                 dns: dns.addrs.clone(),
                 api: api_addr,
+                proxies: proxy_addrs,
             },
             snapshots,
+            proxy_stats,
             tasks,
             dns,
             shutdown,

@@ -19,5 +19,6 @@ pub mod demo;
 pub mod dns;
 pub mod health;
 pub mod model;
+pub mod proxy;
 pub mod snapshot;
 pub mod zonefile;

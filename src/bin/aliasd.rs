@@ -1,6 +1,8 @@
 //! The aliasd daemon: parse arguments, set up logging, load the config, run, map the outcome to
 //! an exit code. All logic lives in the library.
 
+use std::io::Write;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -52,6 +54,17 @@ enum Command {
         /// run starts fresh in a temporary directory.
         #[arg(long)]
         state_dir: Option<PathBuf>,
+    },
+    /// Run one demo backend until SIGTERM (for tests that must SIGKILL a member). Prints the
+    /// bound address on a line of its own once it serves.
+    #[command(hide = true)]
+    Backend {
+        /// The address to serve on; port 0 picks a free port.
+        #[arg(long)]
+        listen: SocketAddr,
+        /// The name the backend answers with (`x-backend` header and body).
+        #[arg(long)]
+        name: String,
     },
 }
 
@@ -109,6 +122,21 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 state_dir,
             };
             demo::run(options, shutdown).await?;
+            Ok(())
+        }),
+        Command::Backend { listen, name } => runtime()?.block_on(async {
+            let shutdown =
+                daemon::shutdown_on_signals().context("cannot install signal handlers")?;
+            let backend = aliasd::backend::spawn(listen, &name, shutdown.clone())
+                .await
+                .with_context(|| format!("cannot serve backend {name} on {listen}"))?;
+            tracing::info!(addr = %backend.addr, name, "backend listening");
+            // The parent reads this line to learn the port when it asked for port 0.
+            let mut out = std::io::stdout().lock();
+            writeln!(out, "{}", backend.addr).context("cannot write to stdout")?;
+            out.flush().context("cannot write to stdout")?;
+            drop(out);
+            shutdown.cancelled().await;
             Ok(())
         }),
     }

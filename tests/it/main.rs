@@ -8,4 +8,5 @@ mod dns;
 mod files;
 mod persistence;
 mod promotion;
+mod proxy;
 mod support;

@@ -1,0 +1,568 @@
+//! HTTP mode: HTTP/1.1 (keep-alive) and HTTP/2 from clients, HTTP/1.1 to the members, one member
+//! chosen per request so that a keep-alive client moves to the new version at the switch.
+//!
+//! Retries follow one rule: a request is sent again only when the member cannot have acted on
+//! it. A failed connect is retried on another member before the request body is touched; a
+//! request hyper hands back unsent (the pooled connection was already dead) is sent again as
+//! it is; a request on a reused connection that closed before any answer is replayed once only
+//! when it is idempotent and had no body, rebuilt from its saved head. Nothing is retried after
+//! the answer started, and bodies stream both ways, never buffered whole.
+//!
+//! Each member has a small pool of idle HTTP/1 connections (`SendRequest` handles). A handle goes
+//! back when its answer's body ended; idle ones are closed after `backend_idle_timeout`, before a
+//! member's own keep-alive timeout can close them under a request.
+//!
+//! Protocol upgrades (WebSocket) and CONNECT are not proxied: `Upgrade` is dropped like every
+//! hop-by-hop header, and CONNECT is answered 501. Use a TCP-mode proxy for those.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use bytes::Bytes;
+use http_body_util::{Either, Empty, Full};
+use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper::client::conn::http1::SendRequest;
+use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode, Uri, Version};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use tokio::net::TcpStream;
+use tokio_util::sync::CancellationToken;
+use tracing::debug;
+
+use super::{Activity, BusyGuard, Choice, Flight, Member, Metered, Proxy, lock};
+use crate::model::Endpoint;
+
+/// What the proxy sends to a member: the client's body, or nothing for a replayed request.
+pub(super) type ReqBody = Either<Incoming, Empty<Bytes>>;
+type Sender = SendRequest<ReqBody>;
+
+/// Idle connections kept per member; more are closed when they come back.
+const MAX_IDLE_PER_MEMBER: usize = 64;
+/// A request hyper hands back unsent is sent again at most this often.
+const MAX_UNSENT_RESENDS: usize = 2;
+
+/// An idle pooled connection to a member.
+pub(super) struct Idle {
+    sender: Sender,
+    pub(super) since: Instant,
+}
+
+impl Idle {
+    pub(super) fn is_closed(&self) -> bool {
+        self.sender.is_closed()
+    }
+}
+
+/// Serves one client connection until it closes, goes idle, or the daemon stops.
+pub(super) async fn serve_connection(
+    proxy: Arc<Proxy>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    shutdown: CancellationToken,
+) {
+    let _ = stream.set_nodelay(true);
+    let activity = Activity::new();
+    let io = TokioIo::new(Metered {
+        inner: stream,
+        activity: activity.clone(),
+    });
+    let service = {
+        let (proxy, activity) = (proxy.clone(), activity.clone());
+        hyper::service::service_fn(move |req: Request<Incoming>| {
+            let busy = activity.begin();
+            let proxy = proxy.clone();
+            async move { Ok::<_, Infallible>(handle(proxy, req, peer, busy).await) }
+        })
+    };
+    let builder = auto::Builder::new(TokioExecutor::new());
+    let conn = builder.serve_connection(io, service);
+    tokio::pin!(conn);
+    tokio::select! {
+        result = conn.as_mut() => {
+            if let Err(error) = result {
+                debug!(proxy = %proxy.addr, %peer, %error, "client connection ended with an error");
+            }
+            return;
+        }
+        () = shutdown.cancelled() => {}
+        () = activity.idle(proxy.config.idle_timeout) => {
+            debug!(proxy = %proxy.addr, %peer, "closing an idle client connection");
+        }
+    }
+    // Requests in flight finish; HTTP/1 closes after them, HTTP/2 sends GOAWAY.
+    conn.as_mut().graceful_shutdown();
+    if let Err(error) = conn.await {
+        debug!(proxy = %proxy.addr, %peer, %error, "client connection ended with an error");
+    }
+}
+
+/// Answers one request: the member's answer, or the proxy's own 502/503/504.
+async fn handle(
+    proxy: Arc<Proxy>,
+    req: Request<Incoming>,
+    peer: SocketAddr,
+    busy: BusyGuard,
+) -> Response<ProxyBody> {
+    let limit = proxy.config.request_timeout;
+    let mut response = match tokio::time::timeout(limit, forward(&proxy, req, peer)).await {
+        Ok(response) => response,
+        Err(_) => {
+            proxy.entry.local.timeout.fetch_add(1, Ordering::Relaxed);
+            local(
+                StatusCode::GATEWAY_TIMEOUT,
+                &format!(
+                    "{} did not answer within {}",
+                    proxy.alias_host,
+                    humantime::format_duration(limit)
+                ),
+            )
+        }
+    };
+    response.body_mut().busy = Some(busy);
+    response
+}
+
+async fn forward(
+    proxy: &Arc<Proxy>,
+    req: Request<Incoming>,
+    peer: SocketAddr,
+) -> Response<ProxyBody> {
+    let choice = proxy.choice();
+    if choice.active.is_empty() {
+        proxy
+            .entry
+            .local
+            .unavailable
+            .fetch_add(1, Ordering::Relaxed);
+        return local(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &format!("{} has no active member", proxy.alias_host),
+        );
+    }
+    if req.method() == Method::CONNECT {
+        return local(StatusCode::NOT_IMPLEMENTED, "CONNECT is not supported");
+    }
+    let req = prepare(req, peer, &proxy.alias_host);
+    let replayable = is_idempotent(req.method()) && req.body().is_end_stream();
+    let mut pending: Request<ReqBody> = req.map(Either::Left);
+    // Members a replay should avoid if another one is there (soft: unlike failed connects).
+    let mut avoid: Vec<Endpoint> = Vec::new();
+    let mut fresh_only = false;
+    let mut unsent_left = MAX_UNSENT_RESENDS;
+    let mut replay_left = true;
+    loop {
+        let (member, mut sender, reused) = match checkout(proxy, &choice, &avoid, fresh_only).await
+        {
+            Ok(c) => c,
+            Err(error) => {
+                debug!(proxy = %proxy.addr, error, "no member could be reached");
+                proxy
+                    .entry
+                    .local
+                    .bad_gateway
+                    .fetch_add(1, Ordering::Relaxed);
+                return local(
+                    StatusCode::BAD_GATEWAY,
+                    &format!("no member of {} could be reached", proxy.alias_host),
+                );
+            }
+        };
+        let saved = (reused && replayable && replay_left).then(|| Head::of(&pending));
+        let mut flight = Flight::request(member.clone());
+        match sender.try_send_request(pending).await {
+            Ok(response) => {
+                flight.answered();
+                let (mut parts, body) = response.into_parts();
+                strip_hop_by_hop(&mut parts.headers);
+                let lease = Lease {
+                    flight,
+                    sender: Some(sender),
+                    member,
+                };
+                return Response::from_parts(parts, ProxyBody::member(body, lease));
+            }
+            Err(mut error) => match (error.take_message(), saved) {
+                (Some(back), _) if unsent_left > 0 => {
+                    // Never written: sending it again cannot repeat anything.
+                    debug!(proxy = %proxy.addr, member = %member.endpoint, error = %error.error(), "request came back unsent; sending it again");
+                    unsent_left -= 1;
+                    flight.unsent();
+                    pending = back;
+                    fresh_only = true;
+                }
+                (_, Some(head)) => {
+                    // A reused connection closed under an idempotent request without a body,
+                    // the keep-alive race: the member did not answer, so asking again is safe.
+                    debug!(proxy = %proxy.addr, member = %member.endpoint, error = %error.error(), "pooled connection closed before answering; replaying once");
+                    replay_left = false;
+                    pending = head.into_request();
+                    avoid.push(member.endpoint);
+                    fresh_only = true;
+                }
+                _ => {
+                    debug!(proxy = %proxy.addr, member = %member.endpoint, error = %error.error(), "member did not answer");
+                    proxy
+                        .entry
+                        .local
+                        .bad_gateway
+                        .fetch_add(1, Ordering::Relaxed);
+                    return local(
+                        StatusCode::BAD_GATEWAY,
+                        &format!(
+                            "a member of {} closed the connection before answering",
+                            proxy.alias_host
+                        ),
+                    );
+                }
+            },
+        }
+    }
+}
+
+/// A connection to a member: an idle pooled one (`true`) or a new one (`false`). Failed
+/// connects are retried on other members, up to [`super::MAX_CONNECT_TRIES`] in all.
+async fn checkout(
+    proxy: &Proxy,
+    choice: &Choice,
+    avoid: &[Endpoint],
+    fresh_only: bool,
+) -> Result<(Arc<Member>, Sender, bool), String> {
+    let mut failed: Vec<Endpoint> = Vec::new();
+    let mut last = "no member to try".to_owned();
+    for _ in 0..super::MAX_CONNECT_TRIES {
+        let mut exclude = failed.clone();
+        exclude.extend_from_slice(avoid);
+        let Some(member) = proxy
+            .pick(choice, &exclude)
+            .or_else(|| proxy.pick(choice, &failed))
+        else {
+            break;
+        };
+        if !fresh_only && let Some(sender) = take_idle(proxy, &member).await {
+            return Ok((member, sender, true));
+        }
+        match connect(proxy, &member).await {
+            Ok(sender) => return Ok((member, sender, false)),
+            Err(error) => {
+                proxy.connect_failed(&member, choice, &error);
+                failed.push(member.endpoint);
+                last = error;
+            }
+        }
+    }
+    Err(last)
+}
+
+/// The most recently used idle connection of `member` that is still open and ready.
+async fn take_idle(proxy: &Proxy, member: &Member) -> Option<Sender> {
+    loop {
+        let idle = lock(&member.idle).pop()?;
+        if idle.since.elapsed() >= proxy.config.backend_idle_timeout || idle.sender.is_closed() {
+            continue;
+        }
+        let mut sender = idle.sender;
+        // Normally at once; it waits only while hyper finishes the previous exchange.
+        match tokio::time::timeout(proxy.config.connect_timeout, sender.ready()).await {
+            Ok(Ok(())) => return Some(sender),
+            _ => continue,
+        }
+    }
+}
+
+/// A new HTTP/1.1 connection to `member`.
+async fn connect(proxy: &Proxy, member: &Member) -> Result<Sender, String> {
+    let stream = proxy.connect(member).await?;
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| format!("http handshake with {}: {e}", member.endpoint))?;
+    let endpoint = member.endpoint;
+    tokio::spawn(async move {
+        if let Err(error) = conn.await {
+            debug!(member = %endpoint, %error, "member connection ended with an error");
+        }
+    });
+    Ok(sender)
+}
+
+fn put_idle(member: &Member, sender: Sender) {
+    let mut idle = lock(&member.idle);
+    if idle.len() >= MAX_IDLE_PER_MEMBER {
+        idle.remove(0);
+    }
+    idle.push(Idle {
+        sender,
+        since: Instant::now(),
+    });
+}
+
+/// RFC 9110 section 9.2.2.
+fn is_idempotent(method: &Method) -> bool {
+    [
+        Method::GET,
+        Method::HEAD,
+        Method::OPTIONS,
+        Method::TRACE,
+        Method::PUT,
+        Method::DELETE,
+    ]
+    .contains(method)
+}
+
+/// What a replay needs: the head of a request without a body.
+struct Head {
+    method: Method,
+    uri: Uri,
+    version: Version,
+    headers: HeaderMap,
+}
+
+impl Head {
+    fn of(req: &Request<ReqBody>) -> Self {
+        Self {
+            method: req.method().clone(),
+            uri: req.uri().clone(),
+            version: req.version(),
+            headers: req.headers().clone(),
+        }
+    }
+
+    fn into_request(self) -> Request<ReqBody> {
+        let mut req = Request::new(Either::Right(Empty::new()));
+        *req.method_mut() = self.method;
+        *req.uri_mut() = self.uri;
+        *req.version_mut() = self.version;
+        *req.headers_mut() = self.headers;
+        req
+    }
+}
+
+/// Turns a client's request into the one sent to a member: origin-form target, HTTP/1.1, a
+/// `Host`, no hop-by-hop headers, and `X-Forwarded-For` and `Forwarded` saying who asked.
+fn prepare(req: Request<Incoming>, peer: SocketAddr, alias_host: &str) -> Request<Incoming> {
+    let (mut parts, body) = req.into_parts();
+    // HTTP/2 carries the host in the `:authority` pseudo-header, which hyper puts in the URI.
+    let host = parts
+        .headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_owned)
+        .or_else(|| parts.uri.authority().map(|a| a.to_string()));
+    strip_hop_by_hop(&mut parts.headers);
+    let target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    parts.uri = Uri::try_from(target).unwrap_or_else(|_| Uri::from_static("/"));
+    parts.version = Version::HTTP_11;
+    if !parts.headers.contains_key(header::HOST) {
+        let value = host.as_deref().unwrap_or(alias_host);
+        if let Ok(v) = HeaderValue::from_str(value) {
+            parts.headers.insert(header::HOST, v);
+        }
+    }
+
+    let ip = peer.ip().to_canonical();
+    append_list(&mut parts.headers, "x-forwarded-for", &ip.to_string());
+    let node = if ip.is_ipv6() {
+        format!("\"[{ip}]\"")
+    } else {
+        ip.to_string()
+    };
+    let mut element = format!("for={node};proto=http");
+    if let Some(host) = &host {
+        element.push_str(";host=");
+        element.push_str(&quote(host));
+    }
+    append_list(&mut parts.headers, "forwarded", &element);
+    Request::from_parts(parts, body)
+}
+
+/// Appends `item` to the comma-separated list header `name`, folding earlier lines into one.
+fn append_list(headers: &mut HeaderMap, name: &'static str, item: &str) {
+    let name = HeaderName::from_static(name);
+    let mut list: Vec<&str> = headers
+        .get_all(&name)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    list.push(item);
+    if let Ok(value) = HeaderValue::from_str(&list.join(", ")) {
+        headers.insert(name, value);
+    }
+}
+
+/// A `Forwarded` parameter value: a token as it is, anything else quoted (RFC 7239).
+fn quote(value: &str) -> String {
+    let token = !value.is_empty()
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+    if token {
+        value.to_owned()
+    } else {
+        format!("\"{}\"", value.replace('\\', "\\\\").replace('"', "\\\""))
+    }
+}
+
+/// Removes the headers that describe one connection rather than the message (RFC 9110
+/// section 7.6.1), including the ones `Connection` names.
+fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+    for name in [
+        header::CONNECTION,
+        HeaderName::from_static("keep-alive"),
+        HeaderName::from_static("proxy-connection"),
+        header::PROXY_AUTHENTICATE,
+        header::PROXY_AUTHORIZATION,
+        header::TE,
+        header::TRAILER,
+        header::TRANSFER_ENCODING,
+        header::UPGRADE,
+    ] {
+        headers.remove(name);
+    }
+}
+
+/// An answer of the proxy itself, with a short text body.
+fn local(status: StatusCode, text: &str) -> Response<ProxyBody> {
+    let body = format!(
+        "{} {}: {text}\n",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or("")
+    );
+    let mut response = Response::new(ProxyBody {
+        kind: Kind::Local(Full::new(Bytes::from(body))),
+        busy: None,
+    });
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
+
+/// A member's answer in flight: its connection goes back to the pool when the body ends.
+struct Lease {
+    flight: Flight,
+    sender: Option<Sender>,
+    member: Arc<Member>,
+}
+
+impl Lease {
+    /// The body ended cleanly: the connection may serve another request.
+    fn end(mut self) {
+        if let Some(sender) = self.sender.take()
+            && !sender.is_closed()
+        {
+            put_idle(&self.member, sender);
+        }
+    }
+
+    /// The body broke off: the connection is dropped (and so closed) with the lease.
+    fn fail(mut self) {
+        self.flight.fail();
+    }
+}
+
+/// The body sent to the client: a member's, streamed frame by frame, or the proxy's own.
+pub(super) struct ProxyBody {
+    kind: Kind,
+    /// Keeps the client connection from counting as idle until the body is done.
+    busy: Option<BusyGuard>,
+}
+
+enum Kind {
+    Member {
+        body: Incoming,
+        lease: Option<Lease>,
+    },
+    Local(Full<Bytes>),
+}
+
+impl ProxyBody {
+    fn member(body: Incoming, lease: Lease) -> Self {
+        Self {
+            kind: Kind::Member {
+                body,
+                lease: Some(lease),
+            },
+            busy: None,
+        }
+    }
+}
+
+impl Body for ProxyBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        match &mut self.get_mut().kind {
+            Kind::Local(full) => Pin::new(full)
+                .poll_frame(cx)
+                .map_err(|never: Infallible| match never {}),
+            Kind::Member { body, lease } => {
+                let polled = Pin::new(body).poll_frame(cx);
+                match &polled {
+                    Poll::Ready(None) => {
+                        if let Some(lease) = lease.take() {
+                            lease.end();
+                        }
+                    }
+                    Poll::Ready(Some(Err(_))) => {
+                        if let Some(lease) = lease.take() {
+                            lease.fail();
+                        }
+                    }
+                    _ => {}
+                }
+                polled
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.kind {
+            Kind::Local(full) => full.is_end_stream(),
+            Kind::Member { body, .. } => body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.kind {
+            Kind::Local(full) => full.size_hint(),
+            Kind::Member { body, .. } => body.size_hint(),
+        }
+    }
+}
+
+impl Drop for ProxyBody {
+    fn drop(&mut self) {
+        // An empty body (a 204, a HEAD answer) may never be polled: it ended all the same. A
+        // body dropped half-way means the client went away; the connection cannot be reused.
+        if let Kind::Member { body, lease } = &mut self.kind
+            && let Some(lease) = lease.take()
+            && body.is_end_stream()
+        {
+            lease.end();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

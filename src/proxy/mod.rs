@@ -1,0 +1,886 @@
+//! The front proxy: listeners that forward to the members an alias answers with, switched by the
+//! same published snapshot as DNS, so one publish moves both.
+//!
+//! Each `[[proxy]]` names an alias. Per request (HTTP mode, [`http`]) or per connection (TCP mode,
+//! [`tcp`]) the proxy loads the current snapshot (lock-free), takes the alias's answered
+//! endpoints as its active members, leaves out the draining services' endpoints, and picks one by
+//! the power of two choices on work in flight ([`balance`]). Draining members get nothing new;
+//! what they already have finishes (HTTP) or is closed `drain_deadline` after they left (TCP).
+//!
+//! Connect failures are retried on other members and counted per member: three in a row eject it
+//! from the proxy's choice until its active health check passes again ([`balance::Passive`]).
+//!
+//! [`ProxyStats`] holds every counter (atomics only), shared with the rest of the daemon: the
+//! controller can ask how much work old members still have ([`ProxyStats::inflight`]) and an
+//! HTTP route can serve [`ProxyStats::render_prometheus`].
+
+pub mod balance;
+mod http;
+mod tcp;
+
+use std::collections::{HashMap, HashSet};
+use std::fmt::Write as _;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::config::{ProxyConfig, ProxyMode};
+use crate::controller::machine::draining;
+use crate::controller::now_ms;
+use crate::health::{CheckKind, Health, HealthBoard};
+use crate::model::{Endpoint, ServiceName};
+use crate::snapshot::{SharedSnapshot, Topology, endpoints_of};
+
+/// Connect attempts per request or connection, each on another member.
+const MAX_CONNECT_TRIES: usize = 3;
+/// How often the proxy compares snapshots to close drained TCP connections and idle pools.
+const WATCH_EVERY: Duration = Duration::from_millis(100);
+/// At shutdown, connections get at most this long (and at most the request timeout or drain
+/// deadline) to finish before they are cut.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// An ejected member whose services have no active health check (`kind = "none"`) has nothing
+/// to pass; it is tried again after this long instead.
+const UNCHECKED_READMIT: Duration = Duration::from_secs(5);
+
+/// Upper bounds of the latency histogram, in milliseconds (then +Inf).
+pub const LATENCY_BUCKETS_MS: [u64; 11] = [1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000];
+
+// ---- statistics ----
+
+/// The counters of one member behind one proxy. Atomics only: every request updates them.
+#[derive(Debug, Default)]
+pub struct MemberStats {
+    requests: AtomicU64,
+    errors: AtomicU64,
+    inflight: AtomicU64,
+    /// One counter per bucket of [`LATENCY_BUCKETS_MS`] (not cumulative), then +Inf.
+    buckets: [AtomicU64; LATENCY_BUCKETS_MS.len() + 1],
+    latency_sum_us: AtomicU64,
+}
+
+/// The counters of one member at one moment.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MemberCounts {
+    /// HTTP requests sent to the member, or TCP connections opened to it.
+    pub requests: u64,
+    /// Failed connects, requests the member did not answer or broke off, timeouts.
+    pub errors: u64,
+    /// HTTP requests in flight, or TCP connections open.
+    pub inflight: u64,
+}
+
+impl MemberStats {
+    pub fn counts(&self) -> MemberCounts {
+        MemberCounts {
+            requests: self.requests.load(Ordering::Relaxed),
+            errors: self.errors.load(Ordering::Relaxed),
+            inflight: self.inflight.load(Ordering::Relaxed),
+        }
+    }
+
+    fn observe(&self, took: Duration) {
+        let ms = took.as_millis() as u64;
+        let slot = LATENCY_BUCKETS_MS
+            .iter()
+            .position(|&le| ms <= le)
+            .unwrap_or(LATENCY_BUCKETS_MS.len());
+        self.buckets[slot].fetch_add(1, Ordering::Relaxed);
+        self.latency_sum_us
+            .fetch_add(took.as_micros() as u64, Ordering::Relaxed);
+    }
+
+    fn error(&self) {
+        self.errors.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn seen(&self) -> bool {
+        let c = self.counts();
+        c.requests > 0 || c.errors > 0 || c.inflight > 0
+    }
+}
+
+/// Answers the proxy gave itself because no member did.
+#[derive(Debug, Default)]
+struct LocalCounts {
+    /// 502 (HTTP) or a closed connection (TCP): no member could be reached.
+    bad_gateway: AtomicU64,
+    /// 503 (HTTP) or a closed connection (TCP): the alias had no active member.
+    unavailable: AtomicU64,
+    /// 504: no answer within the request timeout.
+    timeout: AtomicU64,
+}
+
+/// One proxy's counters.
+#[derive(Debug)]
+struct ProxyEntry {
+    listen: SocketAddr,
+    alias: String,
+    mode: ProxyMode,
+    /// Every endpoint of every service (the alias may be linked to any of them), sorted.
+    members: Vec<(Endpoint, Arc<MemberStats>)>,
+    local: LocalCounts,
+}
+
+impl ProxyEntry {
+    fn stats_of(&self, endpoint: &Endpoint) -> Option<&MemberStats> {
+        let at = self
+            .members
+            .binary_search_by(|(e, _)| e.cmp(endpoint))
+            .ok()?;
+        Some(&self.members[at].1)
+    }
+}
+
+/// Every proxy's counters, per member. Shared with the daemon (metrics, drain coupling).
+#[derive(Debug, Default)]
+pub struct ProxyStats {
+    proxies: Vec<Arc<ProxyEntry>>,
+}
+
+impl ProxyStats {
+    /// Counters for `proxies`, each with a slot for every endpoint of `topology`.
+    pub fn new(proxies: &[BoundProxy], topology: &Topology) -> Self {
+        let mut endpoints: Vec<Endpoint> = topology
+            .services
+            .values()
+            .flat_map(|s| s.endpoints.iter().copied())
+            .collect();
+        endpoints.sort();
+        endpoints.dedup();
+        let proxies = proxies
+            .iter()
+            .map(|p| {
+                Arc::new(ProxyEntry {
+                    listen: p.addr,
+                    alias: p.config.alias.to_string(),
+                    mode: p.config.mode,
+                    members: endpoints
+                        .iter()
+                        .map(|e| (*e, Arc::new(MemberStats::default())))
+                        .collect(),
+                    local: LocalCounts::default(),
+                })
+            })
+            .collect();
+        Self { proxies }
+    }
+
+    /// Work still open on `endpoints`, over every proxy: HTTP requests in flight and TCP
+    /// connections open. A drain that waits for this lets old members finish their work.
+    pub fn inflight(&self, endpoints: &[Endpoint]) -> u64 {
+        self.proxies
+            .iter()
+            .flat_map(|p| endpoints.iter().filter_map(|e| p.stats_of(e)))
+            .map(|s| s.inflight.load(Ordering::Relaxed))
+            .sum()
+    }
+
+    /// The counters of `endpoint` behind the proxy bound on `proxy`.
+    pub fn member(&self, proxy: SocketAddr, endpoint: &Endpoint) -> Option<MemberCounts> {
+        let entry = self.proxies.iter().find(|p| p.listen == proxy)?;
+        Some(entry.stats_of(endpoint)?.counts())
+    }
+
+    /// Writes every counter in the Prometheus text format (version 0.0.4). Members that never
+    /// had any work are left out, so an alias that can link a thousand endpoints does not
+    /// print a thousand zeros.
+    pub fn render_prometheus(&self, out: &mut String) {
+        let seen: Vec<(&ProxyEntry, &Endpoint, &MemberStats)> = self
+            .proxies
+            .iter()
+            .flat_map(|p| {
+                p.members
+                    .iter()
+                    .filter(|(_, s)| s.seen())
+                    .map(move |(e, s)| (&**p, e, &**s))
+            })
+            .collect();
+        let labels = |p: &ProxyEntry, e: &Endpoint| {
+            format!(
+                "proxy=\"{}\",alias=\"{}\",member=\"{}\"",
+                escape(&p.listen.to_string()),
+                escape(&p.alias),
+                escape(&e.to_string())
+            )
+        };
+        let families: [Family; 3] = [
+            (
+                "aliasd_proxy_requests_total",
+                "counter",
+                "HTTP requests sent to a member, or TCP connections opened to it.",
+                |s| s.requests.load(Ordering::Relaxed),
+            ),
+            (
+                "aliasd_proxy_errors_total",
+                "counter",
+                "Failed connects, requests a member did not answer or broke off, and timeouts.",
+                |s| s.errors.load(Ordering::Relaxed),
+            ),
+            (
+                "aliasd_proxy_in_flight",
+                "gauge",
+                "HTTP requests in flight to a member, or TCP connections open to it.",
+                |s| s.inflight.load(Ordering::Relaxed),
+            ),
+        ];
+        for (name, kind, help, value) in families {
+            let _ = writeln!(out, "# HELP {name} {help}");
+            let _ = writeln!(out, "# TYPE {name} {kind}");
+            for (p, e, s) in &seen {
+                let _ = writeln!(out, "{name}{{{}}} {}", labels(p, e), value(s));
+            }
+        }
+
+        let name = "aliasd_proxy_request_duration_seconds";
+        let _ = writeln!(
+            out,
+            "# HELP {name} HTTP: time from sending a request to a member to the end of its answer. TCP: time to connect."
+        );
+        let _ = writeln!(out, "# TYPE {name} histogram");
+        for (p, e, s) in &seen {
+            let labels = labels(p, e);
+            let mut cumulative = 0;
+            for (i, bucket) in s.buckets.iter().enumerate() {
+                cumulative += bucket.load(Ordering::Relaxed);
+                let le = LATENCY_BUCKETS_MS
+                    .get(i)
+                    .map_or_else(|| "+Inf".to_owned(), |ms| (*ms as f64 / 1000.0).to_string());
+                let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{le}\"}} {cumulative}");
+            }
+            let sum = s.latency_sum_us.load(Ordering::Relaxed) as f64 / 1e6;
+            let _ = writeln!(out, "{name}_sum{{{labels}}} {sum}");
+            let _ = writeln!(out, "{name}_count{{{labels}}} {cumulative}");
+        }
+
+        let name = "aliasd_proxy_local_responses_total";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Answers the proxy gave itself: 502 no member reachable, 503 no active member, 504 timeout (TCP: connections closed for the same reasons)."
+        );
+        let _ = writeln!(out, "# TYPE {name} counter");
+        for p in &self.proxies {
+            let proxy = escape(&p.listen.to_string());
+            let alias = escape(&p.alias);
+            let mode = match p.mode {
+                ProxyMode::Http => "http",
+                ProxyMode::Tcp => "tcp",
+            };
+            for (code, counter) in [
+                ("502", &p.local.bad_gateway),
+                ("503", &p.local.unavailable),
+                ("504", &p.local.timeout),
+            ] {
+                let _ = writeln!(
+                    out,
+                    "{name}{{proxy=\"{proxy}\",alias=\"{alias}\",mode=\"{mode}\",code=\"{code}\"}} {}",
+                    counter.load(Ordering::Relaxed)
+                );
+            }
+        }
+    }
+}
+
+/// A metric family of one number per member: name, type, help, and how to read the number.
+type Family = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&MemberStats) -> u64,
+);
+
+/// Escapes a Prometheus label value.
+fn escape(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// The controller holds a drain open while old members still have work.
+impl crate::controller::Busy for ProxyStats {
+    fn inflight(&self, endpoints: &[Endpoint]) -> u64 {
+        ProxyStats::inflight(self, endpoints)
+    }
+}
+
+/// `GET /metrics` appends these.
+impl crate::api::MetricsSource for ProxyStats {
+    fn render_prometheus(&self, out: &mut String) {
+        ProxyStats::render_prometheus(self, out);
+    }
+}
+
+// ---- binding and starting ----
+
+/// A proxy whose listener is bound but that does not serve yet.
+#[derive(Debug)]
+pub struct BoundProxy {
+    config: ProxyConfig,
+    listener: TcpListener,
+    addr: SocketAddr,
+}
+
+impl BoundProxy {
+    /// The address actually bound (the OS's port when the config said 0).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("cannot bind the proxy on {addr}: {source}")]
+pub struct BindError {
+    pub addr: SocketAddr,
+    pub source: io::Error,
+}
+
+/// Binds every proxy's listener, in config order.
+pub async fn bind(configs: &[ProxyConfig]) -> Result<Vec<BoundProxy>, BindError> {
+    let mut bound = Vec::with_capacity(configs.len());
+    for config in configs {
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .map_err(|source| BindError {
+                addr: config.listen,
+                source,
+            })?;
+        let addr = listener.local_addr().map_err(|source| BindError {
+            addr: config.listen,
+            source,
+        })?;
+        info!(%addr, alias = %config.alias, mode = ?config.mode, "proxy listening");
+        bound.push(BoundProxy {
+            config: config.clone(),
+            listener,
+            addr,
+        });
+    }
+    Ok(bound)
+}
+
+/// Serves every bound proxy until `shutdown`; `stats` must have been made from the same list.
+pub fn spawn(
+    bound: Vec<BoundProxy>,
+    stats: &ProxyStats,
+    snapshots: SharedSnapshot,
+    board: Arc<HealthBoard>,
+    shutdown: &CancellationToken,
+    tasks: &mut JoinSet<()>,
+) {
+    let topology = snapshots.load().topology.clone();
+    for (bound, entry) in bound.into_iter().zip(&stats.proxies) {
+        let members = entry
+            .members
+            .iter()
+            .map(|(endpoint, stats)| {
+                let services = topology
+                    .services
+                    .iter()
+                    .filter(|(_, s)| s.endpoints.contains(endpoint))
+                    .map(|(name, s)| (name.clone(), s.check.kind != CheckKind::None))
+                    .collect();
+                let member = Member {
+                    endpoint: *endpoint,
+                    stats: stats.clone(),
+                    passive: balance::Passive::default(),
+                    services,
+                    idle: Mutex::new(Vec::new()),
+                    drain: Mutex::new(Drain::default()),
+                };
+                (*endpoint, Arc::new(member))
+            })
+            .collect();
+        let proxy = Arc::new(Proxy {
+            alias_host: bound.config.alias.to_string(),
+            config: bound.config,
+            addr: bound.addr,
+            snapshots: snapshots.clone(),
+            board: board.clone(),
+            members,
+            entry: entry.clone(),
+        });
+        tasks.spawn(proxy.run(bound.listener, shutdown.clone()));
+    }
+}
+
+// ---- the running proxy ----
+
+/// One member as one proxy sees it.
+struct Member {
+    endpoint: Endpoint,
+    stats: Arc<MemberStats>,
+    passive: balance::Passive,
+    /// The services that list this endpoint, and whether each is actively health-checked.
+    services: Vec<(ServiceName, bool)>,
+    /// HTTP: idle pooled connections, the most recently used last.
+    idle: Mutex<Vec<http::Idle>>,
+    /// TCP: what closes this member's connections once it has been out of the answers too long.
+    drain: Mutex<Drain>,
+}
+
+#[derive(Default)]
+struct Drain {
+    /// Every connection to the member holds a clone; cancelling it closes them all.
+    token: CancellationToken,
+    /// When the member was first seen out of the active set, if it is out.
+    left_at: Option<Instant>,
+}
+
+/// Locks a mutex whose holders never panic while holding it; a poisoned one is still usable
+/// because every critical section leaves the data consistent.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Member {
+    fn drain_token(&self) -> CancellationToken {
+        lock(&self.drain).token.clone()
+    }
+}
+
+/// The members to choose from at one moment.
+#[derive(Debug, Default)]
+struct Choice {
+    /// The alias's answered endpoints in the current snapshot (health-filtered, as DNS).
+    active: Vec<Endpoint>,
+    /// Endpoints of services that are draining (and of no answering service).
+    draining: Vec<Endpoint>,
+}
+
+struct Proxy {
+    config: ProxyConfig,
+    addr: SocketAddr,
+    /// The alias without its trailing dot, for messages and a missing `Host`.
+    alias_host: String,
+    snapshots: SharedSnapshot,
+    board: Arc<HealthBoard>,
+    members: HashMap<Endpoint, Arc<Member>>,
+    entry: Arc<ProxyEntry>,
+}
+
+impl Proxy {
+    /// Accepts until `shutdown`, then lets connections finish within a bound.
+    async fn run(self: Arc<Self>, listener: TcpListener, shutdown: CancellationToken) {
+        let limit = Arc::new(Semaphore::new(self.config.max_connections));
+        let mut conns = JoinSet::new();
+        let watcher = tokio::spawn(self.clone().watch(shutdown.clone()));
+        loop {
+            // A permit first: at the limit, new connections wait in the kernel's backlog.
+            let permit = tokio::select! {
+                permit = limit.clone().acquire_owned() => match permit {
+                    Ok(p) => p,
+                    Err(_) => break,
+                },
+                () = shutdown.cancelled() => break,
+            };
+            let (stream, peer) = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok(a) => a,
+                    Err(error) => {
+                        // Out of file descriptors and the like: back off rather than spin.
+                        warn!(proxy = %self.addr, %error, "proxy accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+                () = shutdown.cancelled() => break,
+            };
+            while conns.try_join_next().is_some() {}
+            let (proxy, shutdown) = (self.clone(), shutdown.clone());
+            conns.spawn(async move {
+                let _permit = permit;
+                match proxy.config.mode {
+                    ProxyMode::Http => http::serve_connection(proxy, stream, peer, shutdown).await,
+                    ProxyMode::Tcp => tcp::serve_connection(proxy, stream, peer).await,
+                }
+            });
+        }
+        drop(listener);
+        let grace = SHUTDOWN_GRACE.min(match self.config.mode {
+            ProxyMode::Http => self.config.request_timeout,
+            ProxyMode::Tcp => self.config.drain_deadline,
+        });
+        info!(proxy = %self.addr, open = conns.len(), "proxy stopping");
+        let drained = async { while conns.join_next().await.is_some() {} };
+        if tokio::time::timeout(grace, drained).await.is_err() {
+            warn!(
+                proxy = %self.addr,
+                open = conns.len(),
+                grace_ms = grace.as_millis() as u64,
+                "proxy connections still open at shutdown; closing them"
+            );
+            conns.shutdown().await;
+        }
+        let _ = watcher.await;
+    }
+
+    /// Every [`WATCH_EVERY`]: closes idle pooled connections that expired or lead to members
+    /// out of the answers, and (TCP) closes connections to members that left the answers more
+    /// than `drain_deadline` ago.
+    async fn watch(self: Arc<Self>, shutdown: CancellationToken) {
+        let mut tick = tokio::time::interval(WATCH_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                () = shutdown.cancelled() => return,
+            }
+            let choice = self.choice();
+            let active: HashSet<&Endpoint> = choice
+                .active
+                .iter()
+                .filter(|e| !choice.draining.contains(e))
+                .collect();
+            let now = Instant::now();
+            for (endpoint, member) in &self.members {
+                let active = active.contains(endpoint);
+                {
+                    let mut idle = lock(&member.idle);
+                    if active {
+                        let limit = self.config.backend_idle_timeout;
+                        idle.retain(|i| now.duration_since(i.since) < limit && !i.is_closed());
+                    } else {
+                        idle.clear();
+                    }
+                }
+                if self.config.mode == ProxyMode::Tcp {
+                    self.drain(member, active, now);
+                }
+            }
+        }
+    }
+
+    /// TCP: closes the connections of a member out of the answers since `drain_deadline`.
+    fn drain(&self, member: &Member, active: bool, now: Instant) {
+        let mut drain = lock(&member.drain);
+        if active {
+            drain.left_at = None;
+            return;
+        }
+        let left = *drain.left_at.get_or_insert(now);
+        let open = member.stats.inflight.load(Ordering::Relaxed);
+        if open > 0 && now.duration_since(left) >= self.config.drain_deadline {
+            info!(
+                proxy = %self.addr,
+                member = %member.endpoint,
+                open,
+                "closing connections to a member that left the answers {} ago",
+                humantime::format_duration(self.config.drain_deadline)
+            );
+            std::mem::take(&mut drain.token).cancel();
+        }
+    }
+
+    /// The member set now, from the current snapshot. The snapshot is not held any longer.
+    fn choice(&self) -> Choice {
+        let snapshot = self.snapshots.load();
+        let Some(view) = snapshot.aliases.get(&self.config.alias) else {
+            return Choice::default();
+        };
+        let old = draining(&view.state);
+        let draining = if old.is_empty() {
+            Vec::new()
+        } else {
+            let services = &snapshot.topology.services;
+            let answering = endpoints_of(services, &view.answering);
+            endpoints_of(services, &old)
+                .into_iter()
+                .filter(|e| !answering.contains(e))
+                .collect()
+        };
+        Choice {
+            active: view.endpoints.clone(),
+            draining,
+        }
+    }
+
+    /// Picks an active member not in `exclude` (see [`balance::pick`]).
+    fn pick(&self, choice: &Choice, exclude: &[Endpoint]) -> Option<Arc<Member>> {
+        let now = now_ms();
+        let picked = balance::pick(
+            &choice.active,
+            &choice.draining,
+            exclude,
+            |e| {
+                self.members
+                    .get(e)
+                    .map_or(u64::MAX, |m| m.stats.inflight.load(Ordering::Relaxed))
+            },
+            |e| self.members.get(e).is_none_or(|m| self.is_ejected(m, now)),
+            &mut balance::random_below,
+        )?;
+        self.members.get(&picked).cloned()
+    }
+
+    /// Whether `member` is ejected; readmits it once its active health check passed after the
+    /// ejection (or, unchecked, after [`UNCHECKED_READMIT`]).
+    fn is_ejected(&self, member: &Member, now_ms: u64) -> bool {
+        let Some(at) = member.passive.ejected_since() else {
+            return false;
+        };
+        let checked: Vec<&ServiceName> = member
+            .services
+            .iter()
+            .filter(|(_, checked)| *checked)
+            .map(|(s, _)| s)
+            .collect();
+        let back = if checked.is_empty() {
+            now_ms >= at.saturating_add(UNCHECKED_READMIT.as_millis() as u64)
+        } else {
+            checked.iter().any(|s| {
+                self.board.get(s, &member.endpoint).is_some_and(|st| {
+                    st.health == Health::Healthy
+                        && st.passes > 0
+                        && st.last_check_ms.is_some_and(|t| t > at)
+                })
+            })
+        };
+        if back {
+            member.passive.readmit();
+            info!(proxy = %self.addr, member = %member.endpoint, "member readmitted: its health check passed");
+        }
+        !back
+    }
+
+    /// Counts a failed connect, and ejects the member after too many in a row unless it is the
+    /// last usable one.
+    fn connect_failed(&self, member: &Member, choice: &Choice, error: &str) {
+        member.stats.error();
+        let now = now_ms();
+        let others_usable = choice.active.iter().any(|e| {
+            *e != member.endpoint
+                && !choice.draining.contains(e)
+                && self
+                    .members
+                    .get(e)
+                    .is_some_and(|m| !self.is_ejected(m, now))
+        });
+        debug!(proxy = %self.addr, member = %member.endpoint, error, "connect failed");
+        if member.passive.failure(now, others_usable) {
+            warn!(
+                proxy = %self.addr,
+                member = %member.endpoint,
+                error,
+                "member ejected after {} connect failures in a row, until its health check passes",
+                balance::EJECT_AFTER
+            );
+        }
+    }
+
+    /// Connects to `member` within the connect timeout.
+    async fn connect(&self, member: &Member) -> Result<TcpStream, String> {
+        let addr = member.endpoint.addr();
+        let stream =
+            match tokio::time::timeout(self.config.connect_timeout, TcpStream::connect(addr)).await
+            {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => return Err(format!("connect to {addr}: {e}")),
+                Err(_) => {
+                    return Err(format!(
+                        "connect to {addr}: no answer within {}",
+                        humantime::format_duration(self.config.connect_timeout)
+                    ));
+                }
+            };
+        // Requests and answers are small and latency-bound; Nagle would only delay them.
+        let _ = stream.set_nodelay(true);
+        member.passive.success();
+        Ok(stream)
+    }
+}
+
+/// One unit of work on a member (an HTTP request, a TCP connection): counted in flight while it
+/// lives.
+struct Flight {
+    member: Arc<Member>,
+    started: Instant,
+    /// Counted as an error when it ends; true until the member answers.
+    failed: bool,
+    /// Whether its duration goes into the latency histogram.
+    timed: bool,
+}
+
+impl Flight {
+    /// An HTTP request: timed, and an error unless the member answers ([`Flight::answered`]).
+    fn request(member: Arc<Member>) -> Self {
+        Self::start(member, true)
+    }
+
+    /// A TCP connection: open until it closes; its connect time was recorded already.
+    fn connection(member: Arc<Member>) -> Self {
+        Self::start(member, false)
+    }
+
+    fn start(member: Arc<Member>, timed: bool) -> Self {
+        member.stats.requests.fetch_add(1, Ordering::Relaxed);
+        member.stats.inflight.fetch_add(1, Ordering::Relaxed);
+        Self {
+            member,
+            started: Instant::now(),
+            failed: timed,
+            timed,
+        }
+    }
+
+    /// The member answered (the response head came).
+    fn answered(&mut self) {
+        self.failed = false;
+    }
+
+    /// The answer broke off.
+    fn fail(&mut self) {
+        self.failed = true;
+    }
+
+    /// The request never reached the member (hyper gave it back unsent): not counted.
+    fn unsent(mut self) {
+        self.member.stats.requests.fetch_sub(1, Ordering::Relaxed);
+        self.failed = false;
+        self.timed = false;
+    }
+}
+
+impl Drop for Flight {
+    fn drop(&mut self) {
+        self.member.stats.inflight.fetch_sub(1, Ordering::Relaxed);
+        if self.failed {
+            self.member.stats.error();
+        }
+        if self.timed {
+            self.member.stats.observe(self.started.elapsed());
+        }
+    }
+}
+
+// ---- client-side idle tracking ----
+
+/// When a client connection last moved bytes, and how many requests it has open: it is idle
+/// when nothing is open and nothing moved for the idle timeout.
+struct Activity {
+    epoch: Instant,
+    last_ms: AtomicU64,
+    busy: AtomicUsize,
+}
+
+impl Activity {
+    fn new() -> Arc<Self> {
+        Arc::new(Self {
+            epoch: Instant::now(),
+            last_ms: AtomicU64::new(0),
+            busy: AtomicUsize::new(0),
+        })
+    }
+
+    fn touch(&self) {
+        self.last_ms
+            .store(self.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
+    }
+
+    /// Marks a request open until the guard drops.
+    fn begin(self: &Arc<Self>) -> BusyGuard {
+        self.busy.fetch_add(1, Ordering::AcqRel);
+        BusyGuard(self.clone())
+    }
+
+    /// Completes once the connection has been idle for `limit`.
+    async fn idle(&self, limit: Duration) {
+        loop {
+            let now = self.epoch.elapsed();
+            let last = Duration::from_millis(self.last_ms.load(Ordering::Relaxed));
+            let wait = if self.busy.load(Ordering::Acquire) > 0 {
+                limit
+            } else if now >= last + limit {
+                return;
+            } else {
+                last + limit - now
+            };
+            tokio::time::sleep(wait).await;
+        }
+    }
+}
+
+/// An open request on a client connection.
+struct BusyGuard(Arc<Activity>);
+
+impl Drop for BusyGuard {
+    fn drop(&mut self) {
+        self.0.touch();
+        self.0.busy.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// A stream that records its activity: every read or write that moved bytes.
+struct Metered<S> {
+    inner: S,
+    activity: Arc<Activity>,
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Metered<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut this.inner).poll_read(cx, buf);
+        if matches!(polled, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            this.activity.touch();
+        }
+        polled
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Metered<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_write(cx, buf);
+        if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
+            this.activity.touch();
+        }
+        polled
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
+        if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
+            this.activity.touch();
+        }
+        polled
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests;
