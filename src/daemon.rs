@@ -167,6 +167,7 @@ impl Daemon {
             } else {
                 vec![proxy_stats.clone() as Arc<dyn api::MetricsSource>]
             },
+            busy: proxy_stats.clone(),
         });
         let api_shutdown = shutdown.clone();
         tasks.spawn(async move {

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::controller::history::HistoryEntry;
 use crate::controller::machine::{self, Operation, Phase, Retired};
-use crate::controller::now_ms;
+use crate::controller::{Busy, now_ms};
 use crate::health::HealthBoard;
 use crate::snapshot::{AliasView, Snapshot};
 
@@ -35,6 +35,9 @@ pub struct AliasDto {
     /// What the last operation took out of the answers and when it may be stopped.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retired: Option<RetiredDto>,
+    /// While draining: the TTL window and the proxy's open work on the old version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drain: Option<DrainDto>,
     /// The SRV owner name that carries the ports.
     pub srv: String,
     /// TTL of the alias's answers, in seconds.
@@ -54,7 +57,22 @@ pub struct MemberDto {
     /// `active` (linked), `incoming` (being promoted to) or `draining` (left the answers).
     pub role: String,
     pub answering: bool,
+    /// Requests and connections the front proxy has open on this service now.
+    #[serde(default)]
+    pub inflight: u64,
     pub endpoints: Vec<EndpointDto>,
+}
+
+/// Where a drain stands: it ends when the TTL window is over and the proxy's work on the old
+/// version is done (or the proxy's drain deadline cut it off).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct DrainDto {
+    pub services: Vec<String>,
+    /// When the TTL window (plus grace) ends.
+    pub ttl_window_until: String,
+    pub ttl_window_over: bool,
+    /// Requests and connections the front proxy still has open on the old version.
+    pub proxy_inflight: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -148,7 +166,13 @@ impl OperationDto {
 }
 
 impl AliasDto {
-    pub fn from_view(view: &AliasView, snapshot: &Snapshot, board: &HealthBoard) -> Self {
+    /// `busy` tells the front proxy's open work per endpoint.
+    pub fn from_view(
+        view: &AliasView,
+        snapshot: &Snapshot,
+        board: &HealthBoard,
+        busy: &dyn Busy,
+    ) -> Self {
         let serial = snapshot
             .zones
             .iter()
@@ -205,10 +229,16 @@ impl AliasDto {
                         }
                     })
                     .collect();
+                let mine = snapshot
+                    .topology
+                    .services
+                    .get(service)
+                    .map_or(&[][..], |c| &c.endpoints);
                 MemberDto {
                     service: service.to_string(),
                     role: role.into(),
                     answering: view.answering.contains(service),
+                    inflight: busy.inflight(mine),
                     endpoints,
                 }
             })
@@ -228,6 +258,18 @@ impl AliasDto {
             members,
             operation: OperationDto::from_phase(&state.phase),
             retired: state.retired.as_ref().map(RetiredDto::from_retired),
+            drain: match &state.phase {
+                Phase::Draining { until_ms, .. } => Some(DrainDto {
+                    services: draining.iter().map(ToString::to_string).collect(),
+                    ttl_window_until: rfc3339_ms(*until_ms),
+                    ttl_window_over: now_ms() >= *until_ms,
+                    proxy_inflight: busy.inflight(&crate::snapshot::endpoints_of(
+                        &snapshot.topology.services,
+                        &draining,
+                    )),
+                }),
+                _ => None,
+            },
             srv: view.srv_name.to_ascii(),
             ttl: snapshot.topology.alias_ttl,
             revision: state.revision,

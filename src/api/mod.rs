@@ -44,6 +44,8 @@ pub struct AppState {
     pub defaults: PromotionDefaults,
     /// More metrics to append to `/metrics` (the front proxies').
     pub metrics: Vec<Arc<dyn MetricsSource>>,
+    /// The front proxy's open work per endpoint, shown with each member.
+    pub busy: Arc<dyn crate::controller::Busy>,
 }
 
 /// Something that writes Prometheus text-format metrics.
@@ -272,7 +274,7 @@ async fn list_aliases(State(state): State<AppState>) -> Json<Vec<AliasDto>> {
         snapshot
             .aliases
             .values()
-            .map(|v| AliasDto::from_view(v, &snapshot, &state.board))
+            .map(|v| AliasDto::from_view(v, &snapshot, &state.board, &*state.busy))
             .collect(),
     )
 }
@@ -302,7 +304,12 @@ async fn get_alias(
         .aliases
         .get(&name)
         .ok_or_else(|| ApiError::NotFound(format!("unknown alias `{alias}`")))?;
-    Ok(Json(AliasDto::from_view(view, &snapshot, &state.board)))
+    Ok(Json(AliasDto::from_view(
+        view,
+        &snapshot,
+        &state.board,
+        &*state.busy,
+    )))
 }
 
 async fn put_targets(
@@ -322,7 +329,12 @@ async fn put_targets(
     let targets = service_names("targets", &request.targets)?;
     let view = state.control.link(name, targets, actor).await?;
     let snapshot = state.snapshots.load();
-    Ok(Json(AliasDto::from_view(&view, &snapshot, &state.board)))
+    Ok(Json(AliasDto::from_view(
+        &view,
+        &snapshot,
+        &state.board,
+        &*state.busy,
+    )))
 }
 
 /// Parses a JSON body; an empty body is `{}` where `T` allows it.
@@ -391,7 +403,7 @@ fn reply_with(state: &AppState, started: &Started, status: StatusCode) -> Respon
     let snapshot = state.snapshots.load();
     let reply = OperationReply {
         started: started.started,
-        alias: AliasDto::from_view(&started.view, &snapshot, &state.board),
+        alias: AliasDto::from_view(&started.view, &snapshot, &state.board, &*state.busy),
     };
     (status, Json(reply)).into_response()
 }

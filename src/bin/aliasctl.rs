@@ -1222,10 +1222,15 @@ fn alias_detail(a: &AliasDto) -> String {
     }
     for m in &a.members {
         s.push_str(&format!(
-            "  {} ({}{})\n",
+            "  {} ({}{}{})\n",
             m.service,
             m.role,
-            if m.answering { ", answering" } else { "" }
+            if m.answering { ", answering" } else { "" },
+            if m.inflight > 0 {
+                format!(", {} in flight through the proxy", m.inflight)
+            } else {
+                String::new()
+            }
         ));
         if m.endpoints.is_empty() {
             s.push_str("    (no endpoints)\n");
@@ -1240,6 +1245,15 @@ fn alias_detail(a: &AliasDto) -> String {
             }
             s.push('\n');
         }
+    }
+    if let Some(d) = &a.drain {
+        s.push_str(&format!(
+            "drain:      {}: TTL window {} {}; {} request(s)/connection(s) still open through the proxy\n",
+            d.services.join(", "),
+            if d.ttl_window_over { "ended" } else { "ends" },
+            d.ttl_window_until,
+            d.proxy_inflight
+        ));
     }
     if let Some(r) = &a.retired {
         s.push_str(&format!(

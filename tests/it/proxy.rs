@@ -543,6 +543,22 @@ async fn slow_requests_in_flight_at_the_switch_complete_on_v1_and_hold_the_drain
         "no `{line}` in:\n{metrics}"
     );
 
+    // ...and in the alias, with the drain waiting for it...
+    let draining = alias(&daemon).await;
+    assert_eq!(draining["phase"], "draining", "{draining}");
+    assert_eq!(draining["drain"]["proxy_inflight"], 4, "{draining}");
+    assert_eq!(draining["drain"]["services"], json!(["web-v1"]));
+    let v1_member = draining["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["service"] == "web-v1")
+        .unwrap();
+    assert_eq!(
+        (v1_member["role"].as_str(), v1_member["inflight"].as_u64()),
+        (Some("draining"), Some(4))
+    );
+
     // ...and holds the drain open past its TTL window (1.2 s) until the requests are done.
     let mut last_draining = None;
     let deadline = Instant::now() + Duration::from_secs(10);
