@@ -147,28 +147,43 @@ printf "%-10s %12.0f %10.3f %10.3f\n" haproxy "$h_rps" "$h_p50" "$h_p99"
 awk -v a="$a_rps" -v h="$h_rps" -v d="$d_rps" 'BEGIN {
   printf "throughput ratio aliasd/haproxy: %.2f   aliasd/direct: %.2f\n", a / h, a / d }'
 
-# Zero downtime: constant load through the proxy while the alias moves back and forth.
+# Zero downtime: constant load through the proxy while the alias moves back and forth:
+# promotions, aborts in the middle of a promotion, and rollbacks, in turn.
 echo
-echo "zero-downtime run: $PROMOTIONS promotions under wrk load through aliasd's proxy"
+echo "zero-downtime run: $PROMOTIONS operations (promote, abort, rollback in turn) under wrk load through aliasd's proxy"
 export ALIASCTL_SERVER="http://$API" ALIASCTL_TOKEN="$TOKEN"
 LOAD_SECS=$((PROMOTIONS * 6 + 30))
 wrk -t2 -c32 -d"${LOAD_SECS}s" "http://$PROXY/" > "$WORK/wrk-zero.txt" 2>&1 & WRK=$!
 PIDS+=("$WRK")
 sleep 1
-done_count=0
+other() {
+  if "$BIN/aliasctl" status web | grep -qE '^targets: +web-v1$'; then echo web-v2; else echo web-v1; fi
+}
+ok=0; promotes=0; aborts=0; rollbacks=0
 for i in $(seq "$PROMOTIONS"); do
-  if [ $((i % 2)) -eq 1 ]; then to=web-v2; else to=web-v1; fi
-  if "$BIN/aliasctl" promote web --to "$to" --wait --timeout 60s >/dev/null; then
-    done_count=$((done_count + 1))
-  else
-    echo "promotion $i to $to did not complete (exit $?)"
-  fi
+  case $((i % 3)) in
+    1)
+      if "$BIN/aliasctl" promote web --to "$(other)" --wait --timeout 60s >/dev/null; then ok=$((ok + 1)); fi
+      promotes=$((promotes + 1)) ;;
+    2)
+      "$BIN/aliasctl" promote web --to "$(other)" --observe 5s >/dev/null
+      for _ in $(seq 100); do
+        "$BIN/aliasctl" status web | grep -qE '^phase: +mixed' && break
+        sleep 0.05
+      done
+      if "$BIN/aliasctl" abort web --reason "bench abort" >/dev/null; then ok=$((ok + 1)); fi
+      aborts=$((aborts + 1))
+      sleep 1.5 ;; # let the aborted version's answers age out before the next operation
+    0)
+      if "$BIN/aliasctl" rollback web --wait --timeout 60s >/dev/null; then ok=$((ok + 1)); fi
+      rollbacks=$((rollbacks + 1)) ;;
+  esac
 done
 kill -INT "$WRK" 2>/dev/null || true
 wait "$WRK" 2>/dev/null || true
 total=$(awk '/requests in/ {print $1}' "$WORK/wrk-zero.txt")
 non2xx=$(awk '/Non-2xx or 3xx responses/ {print $5}' "$WORK/wrk-zero.txt")
 sockerr=$(awk '/Socket errors/ { for (i = 1; i <= NF; i++) { v = $i; sub(/,$/, "", v); if (v ~ /^[0-9]+$/) s += v } } END { print s + 0 }' "$WORK/wrk-zero.txt")
-echo "promotions completed: $done_count/$PROMOTIONS"
+echo "operations: $promotes promotions, $aborts aborts, $rollbacks rollbacks; $ok/$PROMOTIONS ended as asked"
 echo "requests: ${total:-0}, non-2xx: ${non2xx:-0}, socket errors: ${sockerr:-0}"
 echo "failed requests: $(( ${non2xx:-0} + ${sockerr:-0} ))"

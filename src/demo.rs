@@ -19,6 +19,8 @@ pub const DEMO_TOKEN: &str = "demo-token-not-a-secret";
 pub struct DemoOptions {
     pub dns_port: u16,
     pub api_port: u16,
+    /// The public HTTP proxy for `web`, on 127.0.0.1.
+    pub proxy_port: u16,
     pub backend_port: u16,
     /// Keep the state here, across runs; by default it lives in the temporary directory and
     /// every run starts fresh.
@@ -125,9 +127,16 @@ endpoints = ["{V2}:{port}"]
 [[alias]]
 name = "web"
 targets = ["web-v1"]
+
+# The public entrance: HTTP through aliasd's proxy follows the alias like DNS does.
+[[proxy]]
+listen = "127.0.0.1:{proxy}"
+alias = "web"
+mode = "http"
 "#,
         dns = options.dns_port,
         api = options.api_port,
+        proxy = options.proxy_port,
         // A TOML string, escaped by the TOML library; relative paths are taken from the
         // directory the demo was started in.
         state_dir = toml::Value::String(match &options.state_dir {
@@ -149,6 +158,7 @@ aliasd demo is running (config in {dir}, state in {state}).
 
   web-v1 answers on http://{V1}:{backend_port}/   web-v2 on http://{V2}:{backend_port}/
   DNS on {dns} (udp and tcp), control API on http://{api}
+  the public proxy for web.internal on http://{proxy}/
 
 In another terminal:
 
@@ -156,11 +166,13 @@ In another terminal:
   alias aliasctl='cargo run -q --release --bin aliasctl --'
   dig @{ip} -p {port} web.internal +short          # 127.0.0.11: web-v1
   curl http://$(dig @{ip} -p {port} web.internal +short | head -n1):{backend_port}/
+  curl http://{proxy}/                             # web-v1, through the proxy
   aliasctl status web
 
 By hand:      aliasctl link web web-v1 web-v2   then   aliasctl link web web-v2
 Health-gated: aliasctl promote web --to web-v2 --wait      (rollback: aliasctl rollback web --wait)
 Watch:        aliasctl watch web        and        while sleep 0.5; do dig @{ip} -p {port} web.internal +short | tr '\n' ' '; echo; done
+              while sleep 0.2; do curl -s http://{proxy}/; done     (the proxy follows, no request fails)
 Fail v2:      curl -X POST http://{V2}:{backend_port}/healthz/off   (heal: /healthz/on)
 History:      aliasctl history web
 
@@ -168,6 +180,10 @@ Press Ctrl-C to stop.
 "#,
         dir = dir.display(),
         state = state.display(),
+        proxy = ready
+            .proxies
+            .first()
+            .map_or_else(|| "-".to_owned(), ToString::to_string),
         ip = dns.ip(),
         port = dns.port(),
     )

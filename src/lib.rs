@@ -5,7 +5,8 @@
 //! - [`config`] and [`zonefile`] read and check what the operator wrote;
 //! - [`controller`] is the only writer: it checks each change, stores it durably
 //!   ([`controller::store`]) and only then publishes a new [`snapshot::Snapshot`];
-//! - [`dns`] and [`api`] only read snapshots, lock-free;
+//! - [`dns`], [`proxy`] and [`api`] only read snapshots, lock-free;
+//! - [`health`] checks endpoints and tells the controller when their health changes;
 //! - [`daemon`] binds the listeners and wires the tasks; [`demo`] runs it all on loopback;
 //! - [`client`] is the typed API client used by `aliasctl` and the tests.
 

@@ -47,6 +47,9 @@ enum Command {
         dns_port: u16,
         #[arg(long, default_value_t = 5380)]
         api_port: u16,
+        /// Port of the public HTTP proxy for `web`, on 127.0.0.1.
+        #[arg(long, default_value_t = 8000)]
+        proxy_port: u16,
         /// Port of the two demo backends (on 127.0.0.11 and 127.0.0.12).
         #[arg(long, default_value_t = 8080)]
         backend_port: u16,
@@ -110,6 +113,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Demo {
             dns_port,
             api_port,
+            proxy_port,
             backend_port,
             state_dir,
         } => runtime()?.block_on(async {
@@ -118,6 +122,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let options = DemoOptions {
                 dns_port,
                 api_port,
+                proxy_port,
                 backend_port,
                 state_dir,
             };
