@@ -11,7 +11,7 @@ use aliasd::backend::{self, Backend};
 use aliasd::client::Client;
 use tokio_util::sync::CancellationToken;
 
-use crate::support::{Daemon, Fixture, TOKEN, run_bin_within};
+use crate::support::{Daemon, Fixture, StopOnDrop, TOKEN, run_bin_within};
 
 const ALIASCTL: &str = env!("CARGO_BIN_EXE_aliasctl");
 /// The longest any one aliasctl run may take here.
@@ -25,14 +25,6 @@ struct Setup {
     v2: Backend,
     _fixture: Fixture,
     _stop: StopOnDrop,
-}
-
-struct StopOnDrop(CancellationToken);
-
-impl Drop for StopOnDrop {
-    fn drop(&mut self) {
-        self.0.cancel();
-    }
 }
 
 impl Setup {

@@ -2,18 +2,19 @@
 //! the test switches, DNS queried all along, and SIGKILL at many points.
 
 use std::collections::BTreeSet;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use aliasd::backend::{self, Backend};
+use aliasd::backend::Backend;
 use hickory_proto::rr::RecordType;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
 use crate::support::{
-    Daemon, FAST_PROMOTION, Fixture, TOKEN, TOKEN_NAME, Transport, addresses, dig, http, query,
+    Daemon, FAST_PROMOTION, Fixture, StopOnDrop, TOKEN, TOKEN_NAME, Transport, addresses, alias,
+    dig, http, post, query, spawn_backends, wait_for,
 };
 
 /// Short gates, so a whole promotion takes a second or two.
@@ -27,32 +28,13 @@ struct Setup {
     _stop: StopOnDrop,
 }
 
-struct StopOnDrop(CancellationToken);
-
-impl Drop for StopOnDrop {
-    fn drop(&mut self) {
-        self.0.cancel();
-    }
-}
-
 impl Setup {
     /// `net` picks the addresses (127.0.<net>.x), distinct per test; `promotion` is the
     /// `[promotion]` section.
     async fn new(net: u8, v1: usize, v2: usize, promotion: &str) -> Self {
         let stop = CancellationToken::new();
-        let spawn_all = async |name: &str, first: u8, n: usize| {
-            let mut out = Vec::new();
-            for i in 0..n {
-                let ip = IpAddr::V4(Ipv4Addr::new(127, 0, net, first + i as u8));
-                let b = backend::spawn(SocketAddr::new(ip, 0), name, stop.clone())
-                    .await
-                    .expect("backend binds");
-                out.push(b);
-            }
-            out
-        };
-        let v1 = spawn_all("web-v1", 1, v1).await;
-        let v2 = spawn_all("web-v2", 101, v2).await;
+        let v1 = spawn_backends(net, 1, v1, "web-v1", &stop).await;
+        let v2 = spawn_backends(net, 101, v2, "web-v2", &stop).await;
         let addrs = |bs: &[Backend]| bs.iter().map(|b| b.addr).collect::<Vec<_>>();
         let fixture = Fixture::for_backends_with(
             &[("web-v1", &addrs(&v1)), ("web-v2", &addrs(&v2))],
@@ -72,16 +54,6 @@ impl Setup {
     }
 }
 
-async fn post(daemon: &Daemon, path: &str, body: Value) -> (u16, Value) {
-    http(daemon, "POST", path, Some(TOKEN), &body.to_string()).await
-}
-
-async fn alias(daemon: &Daemon) -> Value {
-    let (status, body) = http(daemon, "GET", "/v1/aliases/web", None, "").await;
-    assert_eq!(status, 200, "{body}");
-    body
-}
-
 async fn history(daemon: &Daemon) -> Vec<Value> {
     let (status, body) = http(daemon, "GET", "/v1/aliases/web/history", None, "").await;
     assert_eq!(status, 200, "{body}");
@@ -93,24 +65,6 @@ fn changes(history: &[Value]) -> Vec<String> {
         .iter()
         .map(|e| e["change"].as_str().unwrap().to_owned())
         .collect()
-}
-
-/// Polls the alias until `done` holds, or panics after `limit`.
-async fn wait_for(
-    daemon: &Daemon,
-    limit: Duration,
-    what: &str,
-    done: impl Fn(&Value) -> bool,
-) -> Value {
-    let deadline = Instant::now() + limit;
-    loop {
-        let a = alias(daemon).await;
-        if done(&a) {
-            return a;
-        }
-        assert!(Instant::now() < deadline, "not {what} after {limit:?}: {a}");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
 }
 
 fn phase_is(phase: &'static str) -> impl Fn(&Value) -> bool {

@@ -4,13 +4,13 @@
 
 use std::collections::BTreeSet;
 use std::io::BufRead;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use aliasd::backend::{self, Backend};
+use aliasd::backend::Backend;
 use aliasd::daemon::Ready;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty, Full};
@@ -23,81 +23,12 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::support::{Daemon, Fixture, TOKEN, TOKEN_NAME, http};
-
-/// Health checked every 100 ms (rise 1, fall 2), TTLs of 1 s and short gates: a whole
-/// promotion takes about two seconds.
-fn config(v1: &[SocketAddr], v2: &[SocketAddr], extra: &str) -> String {
-    let list = |addrs: &[SocketAddr]| {
-        addrs
-            .iter()
-            .map(|a| format!("\"{a}\""))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    format!(
-        r#"
-[dns]
-listen = ["127.0.0.1:0"]
-udp_sockets = 1
-alias_ttl = 1
-negative_ttl = 1
-
-[[zone]]
-origin = "internal."
-file = "internal.zone"
-
-[api]
-listen = "127.0.0.1:0"
-
-[[api.token]]
-name = "{TOKEN_NAME}"
-secret = "{TOKEN}"
-
-[state]
-dir = "state"
-
-[health]
-kind = "http"
-path = "/healthz"
-interval = "100ms"
-timeout = "80ms"
-rise = 1
-fall = 2
-
-[promotion]
-observe = "300ms"
-warm_timeout = "5s"
-drain_grace = "200ms"
-
-[[service]]
-name = "web-v1"
-endpoints = [{v1}]
-
-[[service]]
-name = "web-v2"
-endpoints = [{v2}]
-
-[[alias]]
-name = "web"
-targets = ["web-v1"]
-{extra}
-"#,
-        v1 = list(v1),
-        v2 = list(v2),
-    )
-}
+use crate::support::{
+    Daemon, FAST_PROMOTION, Fixture, StopOnDrop, alias, post, spawn_backends, wait_for,
+};
 
 /// An HTTP proxy for `web` on a free port.
 const HTTP_PROXY: &str = "\n[[proxy]]\nlisten = \"127.0.0.1:0\"\nalias = \"web\"\n";
-
-struct StopOnDrop(CancellationToken);
-
-impl Drop for StopOnDrop {
-    fn drop(&mut self) {
-        self.0.cancel();
-    }
-}
 
 /// In-process backends for `web-v1` and `web-v2` on 127.0.`net`.x, and aliasd for them.
 struct Setup {
@@ -111,24 +42,16 @@ impl Setup {
     /// `v1_extra` are more `web-v1` endpoints (backends run elsewhere); `extra` is more TOML.
     async fn new(net: u8, v1: usize, v2: usize, v1_extra: &[SocketAddr], extra: &str) -> Self {
         let stop = CancellationToken::new();
-        let spawn = async |name: &str, first: u8, n: usize| {
-            let mut out = Vec::new();
-            for i in 0..n {
-                let ip = IpAddr::V4(Ipv4Addr::new(127, 0, net, first + i as u8));
-                out.push(
-                    backend::spawn(SocketAddr::new(ip, 0), name, stop.clone())
-                        .await
-                        .expect("backend binds"),
-                );
-            }
-            out
-        };
-        let v1 = spawn("web-v1", 1, v1).await;
-        let v2 = spawn("web-v2", 101, v2).await;
+        let v1 = spawn_backends(net, 1, v1, "web-v1", &stop).await;
+        let v2 = spawn_backends(net, 101, v2, "web-v2", &stop).await;
         let mut v1_addrs: Vec<SocketAddr> = v1.iter().map(|b| b.addr).collect();
         v1_addrs.extend_from_slice(v1_extra);
         let v2_addrs: Vec<SocketAddr> = v2.iter().map(|b| b.addr).collect();
-        let fixture = Fixture::with_config_text(&config(&v1_addrs, &v2_addrs, extra));
+        let fixture = Fixture::for_backends_with(
+            &[("web-v1", &v1_addrs), ("web-v2", &v2_addrs)],
+            &[("web", &["web-v1"])],
+            &format!("{FAST_PROMOTION}{extra}"),
+        );
         Self {
             fixture,
             v1,
@@ -143,34 +66,6 @@ impl Setup {
         let ready: Ready = serde_json::from_slice(&bytes).expect("ready file is JSON");
         assert_eq!(ready.api, daemon.api);
         (daemon, ready.proxies)
-    }
-}
-
-async fn post(daemon: &Daemon, path: &str, body: Value) -> (u16, Value) {
-    http(daemon, "POST", path, Some(TOKEN), &body.to_string()).await
-}
-
-async fn alias(daemon: &Daemon) -> Value {
-    let (status, body) = http(daemon, "GET", "/v1/aliases/web", None, "").await;
-    assert_eq!(status, 200, "{body}");
-    body
-}
-
-/// Polls the alias until `done` holds, or panics after `limit`.
-async fn wait_for(
-    daemon: &Daemon,
-    limit: Duration,
-    what: &str,
-    done: impl Fn(&Value) -> bool,
-) -> Value {
-    let deadline = Instant::now() + limit;
-    loop {
-        let a = alias(daemon).await;
-        if done(&a) {
-            return a;
-        }
-        assert!(Instant::now() < deadline, "not {what} after {limit:?}: {a}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 

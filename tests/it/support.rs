@@ -567,3 +567,67 @@ pub fn run_bin_within(bin: &str, args: &[&str], envs: &[(&str, &str)], limit: Du
     );
     output
 }
+
+/// `POST` with the test token and a JSON body.
+pub async fn post(
+    daemon: &Daemon,
+    path: &str,
+    body: serde_json::Value,
+) -> (u16, serde_json::Value) {
+    http(daemon, "POST", path, Some(TOKEN), &body.to_string()).await
+}
+
+/// `GET /v1/aliases/web`.
+pub async fn alias(daemon: &Daemon) -> serde_json::Value {
+    let (status, body) = http(daemon, "GET", "/v1/aliases/web", None, "").await;
+    assert_eq!(status, 200, "{body}");
+    body
+}
+
+/// Polls `web` until `done` holds, or panics after `limit` saying `what` was awaited.
+pub async fn wait_for(
+    daemon: &Daemon,
+    limit: Duration,
+    what: &str,
+    done: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = Instant::now() + limit;
+    loop {
+        let a = alias(daemon).await;
+        if done(&a) {
+            return a;
+        }
+        assert!(Instant::now() < deadline, "not {what} after {limit:?}: {a}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Cancels a token when dropped: stops a test's in-process backends with the test.
+pub struct StopOnDrop(pub tokio_util::sync::CancellationToken);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.cancel();
+    }
+}
+
+/// `n` in-process backends named `name` on 127.0.`net`.`first`, `first + 1`, ... (port 0).
+pub async fn spawn_backends(
+    net: u8,
+    first: u8,
+    n: usize,
+    name: &str,
+    stop: &tokio_util::sync::CancellationToken,
+) -> Vec<aliasd::backend::Backend> {
+    let mut out = Vec::new();
+    for i in 0..n {
+        let ip = std::net::Ipv4Addr::new(127, 0, net, first + i as u8);
+        let addr = SocketAddr::new(ip.into(), 0);
+        out.push(
+            aliasd::backend::spawn(addr, name, stop.clone())
+                .await
+                .expect("backend binds"),
+        );
+    }
+    out
+}
