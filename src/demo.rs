@@ -43,6 +43,8 @@ pub enum DemoError {
     Io(#[from] std::io::Error),
     #[error(transparent)]
     Daemon(#[from] crate::daemon::DaemonError),
+    #[error("{0} (another program has that port: try --dns-port, --api-port or --proxy-port)")]
+    Port(crate::daemon::DaemonError),
 }
 
 const V1: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 11);
@@ -62,7 +64,12 @@ pub async fn run(options: DemoOptions, shutdown: CancellationToken) -> Result<()
     }
     let config = write_config(dir.path(), &options)?;
     let state_dir = config.state_dir.clone();
-    let daemon = Daemon::start(config, shutdown).await?;
+    let daemon = Daemon::start(config, shutdown).await.map_err(|e| match e {
+        crate::daemon::DaemonError::Bind(_)
+        | crate::daemon::DaemonError::BindApi { .. }
+        | crate::daemon::DaemonError::BindProxy(_) => DemoError::Port(e),
+        other => DemoError::Daemon(other),
+    })?;
     println!(
         "{}",
         instructions(&daemon.ready, options.backend_port, dir.path(), &state_dir)
