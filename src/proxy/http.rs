@@ -262,7 +262,7 @@ async fn checkout(
 /// The most recently used idle connection of `member` that is still open and ready.
 async fn take_idle(proxy: &Proxy, member: &Member) -> Option<Sender> {
     loop {
-        let idle = lock(&member.idle).pop()?;
+        let idle = lock(member.idle()).pop()?;
         if idle.since.elapsed() >= proxy.config.backend_idle_timeout || idle.sender.is_closed() {
             continue;
         }
@@ -291,7 +291,7 @@ async fn connect(proxy: &Proxy, member: &Member) -> Result<Sender, String> {
 }
 
 fn put_idle(member: &Member, sender: Sender) {
-    let mut idle = lock(&member.idle);
+    let mut idle = lock(member.idle());
     if idle.len() >= MAX_IDLE_PER_MEMBER {
         idle.remove(0);
     }

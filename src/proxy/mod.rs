@@ -44,6 +44,18 @@ use crate::snapshot::{SharedSnapshot, Topology, endpoints_of};
 
 /// Connect attempts per request or connection, each on another member.
 const MAX_CONNECT_TRIES: usize = 3;
+
+thread_local! {
+    /// Which proxy worker thread this is (0 elsewhere), to pick its member pool.
+    static WORKER: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// Proxy worker threads: one per core.
+fn workers() -> usize {
+    std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, 64)
+}
 /// How often the proxy compares snapshots to close drained TCP connections and idle pools.
 const WATCH_EVERY: Duration = Duration::from_millis(100);
 /// At shutdown, connections get at most this long (and at most the request timeout or drain
@@ -395,7 +407,7 @@ pub fn spawn(
                     stats: stats.clone(),
                     passive: balance::Passive::default(),
                     services,
-                    idle: Mutex::new(Vec::new()),
+                    idle: (0..workers()).map(|_| Mutex::new(Vec::new())).collect(),
                     drain: Mutex::new(Drain::default()),
                 };
                 (*endpoint, Arc::new(member))
@@ -424,7 +436,9 @@ struct Member {
     /// The services that list this endpoint, and whether each is actively health-checked.
     services: Vec<(ServiceName, bool)>,
     /// HTTP: idle pooled connections, the most recently used last.
-    idle: Mutex<Vec<http::Idle>>,
+    /// One pool per worker thread: a connection is driven by the thread that opened it, so a
+    /// request never has to wake another thread to use it.
+    idle: Vec<Mutex<Vec<http::Idle>>>,
     /// TCP: what closes this member's connections once it has been out of the answers too long.
     drain: Mutex<Drain>,
 }
@@ -444,6 +458,11 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Member {
+    /// The idle pool of the worker thread this runs on.
+    fn idle(&self) -> &Mutex<Vec<http::Idle>> {
+        &self.idle[WORKER.get() % self.idle.len()]
+    }
+
     fn drain_token(&self) -> CancellationToken {
         lock(&self.drain).token.clone()
     }
@@ -471,10 +490,73 @@ struct Proxy {
 
 impl Proxy {
     /// Accepts until `shutdown`, then lets connections finish within a bound.
+    /// Serves until `shutdown`: one accept loop per worker thread, each on its own
+    /// single-threaded runtime, so a connection, its requests and the member connections they
+    /// use all stay on one thread (the profile showed cross-thread wake-ups dominating).
     async fn run(self: Arc<Self>, listener: TcpListener, shutdown: CancellationToken) {
-        let limit = Arc::new(Semaphore::new(self.config.max_connections));
-        let mut conns = JoinSet::new();
         let watcher = tokio::spawn(self.clone().watch(shutdown.clone()));
+        let limit = Arc::new(Semaphore::new(self.config.max_connections));
+        let listener = match listener.into_std() {
+            Ok(l) => l,
+            Err(error) => {
+                warn!(proxy = %self.addr, %error, "proxy listener unusable");
+                return;
+            }
+        };
+        let mut done = Vec::new();
+        for worker in 0..workers() {
+            let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+            done.push(rx);
+            let cloned = match listener.try_clone() {
+                Ok(l) => l,
+                Err(error) => {
+                    warn!(proxy = %self.addr, %error, "cannot share the proxy listener");
+                    break;
+                }
+            };
+            let (proxy, shutdown, limit) = (self.clone(), shutdown.clone(), limit.clone());
+            let spawned = std::thread::Builder::new()
+                .name(format!("proxy-{worker}"))
+                .spawn(move || {
+                    WORKER.set(worker);
+                    let runtime = match tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                    {
+                        Ok(r) => r,
+                        Err(error) => {
+                            warn!(%error, "cannot start a proxy worker runtime");
+                            return;
+                        }
+                    };
+                    runtime.block_on(async move {
+                        match TcpListener::from_std(cloned) {
+                            Ok(l) => proxy.accept_loop(l, limit, shutdown).await,
+                            Err(error) => warn!(%error, "cannot register the proxy listener"),
+                        }
+                    });
+                    let _ = tx.send(());
+                });
+            if let Err(error) = spawned {
+                warn!(proxy = %self.addr, %error, "cannot start a proxy worker thread");
+            }
+        }
+        drop(listener);
+        for rx in done {
+            let _ = rx.await;
+        }
+        let _ = watcher.await;
+    }
+
+    /// Accepts and serves connections on this worker thread until `shutdown`, then gives open
+    /// connections a bounded grace.
+    async fn accept_loop(
+        self: Arc<Self>,
+        listener: TcpListener,
+        limit: Arc<Semaphore>,
+        shutdown: CancellationToken,
+    ) {
+        let mut conns = JoinSet::new();
         loop {
             // A permit first: at the limit, new connections wait in the kernel's backlog.
             let permit = tokio::select! {
@@ -522,7 +604,6 @@ impl Proxy {
             );
             conns.shutdown().await;
         }
-        let _ = watcher.await;
     }
 
     /// Every [`WATCH_EVERY`]: closes idle pooled connections that expired or lead to members
@@ -545,8 +626,8 @@ impl Proxy {
             let now = Instant::now();
             for (endpoint, member) in &self.members {
                 let active = active.contains(endpoint);
-                {
-                    let mut idle = lock(&member.idle);
+                for pool in &member.idle {
+                    let mut idle = lock(pool);
                     if active {
                         let limit = self.config.backend_idle_timeout;
                         idle.retain(|i| now.duration_since(i.since) < limit && !i.is_closed());
