@@ -136,15 +136,26 @@ to_ms() {
     printf "%.3f", n }'
 }
 
-echo "wrk -t2 -c$CONNS -d${SECS}s, one backend, all on loopback ($(nproc) cores)"
-read -r d_rps d_p50 d_p99 < <(measure "$V1" direct)
-read -r a_rps a_p50 a_p99 < <(measure "$PROXY" aliasd)
-read -r h_rps h_p50 h_p99 < <(measure "$HAPROXY" haproxy)
+ROUNDS=${ROUNDS:-3}
+echo "wrk -t2 -c$CONNS -d${SECS}s, one backend, all on loopback ($(nproc) cores); $ROUNDS rounds, the three targets in turn"
+printf "%-6s %-10s %12s %10s %10s\n" round target "req/s" "p50 ms" "p99 ms"
+: > "$WORK/rounds.txt"
+for round in $(seq "$ROUNDS"); do
+  for target in direct aliasd haproxy; do
+    case $target in direct) addr=$V1 ;; aliasd) addr=$PROXY ;; haproxy) addr=$HAPROXY ;; esac
+    read -r rps p50 p99 < <(measure "$addr" "$target-$round")
+    printf "%-6s %-10s %12.0f %10.3f %10.3f\n" "$round" "$target" "$rps" "$p50" "$p99"
+    echo "$round $target $rps $p50 $p99" >> "$WORK/rounds.txt"
+  done
+done
+# Medians over the rounds, and the ratios of the medians.
+median() { awk -v t="$1" -v c="$2" '$2 == t {print $c}' "$WORK/rounds.txt" | sort -g | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
+echo "median of $ROUNDS rounds:"
 printf "%-10s %12s %10s %10s\n" target "req/s" "p50 ms" "p99 ms"
-printf "%-10s %12.0f %10.3f %10.3f\n" direct "$d_rps" "$d_p50" "$d_p99"
-printf "%-10s %12.0f %10.3f %10.3f\n" aliasd "$a_rps" "$a_p50" "$a_p99"
-printf "%-10s %12.0f %10.3f %10.3f\n" haproxy "$h_rps" "$h_p50" "$h_p99"
-awk -v a="$a_rps" -v h="$h_rps" -v d="$d_rps" 'BEGIN {
+for target in direct aliasd haproxy; do
+  printf "%-10s %12.0f %10.3f %10.3f\n" "$target" "$(median "$target" 3)" "$(median "$target" 4)" "$(median "$target" 5)"
+done
+awk -v a="$(median aliasd 3)" -v h="$(median haproxy 3)" -v d="$(median direct 3)" 'BEGIN {
   printf "throughput ratio aliasd/haproxy: %.2f   aliasd/direct: %.2f\n", a / h, a / d }'
 
 # Zero downtime: constant load through the proxy while the alias moves back and forth:
