@@ -91,6 +91,11 @@ impl Setup {
     /// Runs aliasctl against this daemon with the test token, off the async threads so the
     /// backends keep serving meanwhile.
     async fn ctl(&self, args: &[&str]) -> Output {
+        self.ctl_in_background(args).await.expect("aliasctl ran")
+    }
+
+    /// Starts aliasctl with `args` and returns at once; await the handle for its output.
+    fn ctl_in_background(&self, args: &[&str]) -> tokio::task::JoinHandle<Output> {
         let server = self.daemon.server_url();
         let args: Vec<String> = args.iter().map(ToString::to_string).collect();
         tokio::task::spawn_blocking(move || {
@@ -105,8 +110,6 @@ impl Setup {
                 RUN_LIMIT,
             )
         })
-        .await
-        .expect("aliasctl ran")
     }
 
     async fn history(&self) -> Vec<HistoryDto> {
@@ -255,28 +258,17 @@ async fn an_unhealthy_v2_times_out_warming_and_exits_3() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn v2_failing_while_mixed_rolls_back_and_exits_3() {
     let setup = Setup::new(45, 46, true).await;
-    let server = setup.daemon.server_url();
-    let run = tokio::task::spawn_blocking(move || {
-        run_bin_within(
-            ALIASCTL,
-            &[
-                "promote",
-                "web",
-                "--to",
-                "web-v2",
-                "--observe",
-                "5s",
-                "--wait",
-                "--timeout",
-                "20s",
-            ],
-            &[
-                ("ALIASCTL_SERVER", server.as_str()),
-                ("ALIASCTL_TOKEN", TOKEN),
-            ],
-            RUN_LIMIT,
-        )
-    });
+    let run = setup.ctl_in_background(&[
+        "promote",
+        "web",
+        "--to",
+        "web-v2",
+        "--observe",
+        "5s",
+        "--wait",
+        "--timeout",
+        "20s",
+    ]);
     setup.wait_for("mixed", |a| a.phase == "mixed").await;
     setup.v2.set_healthy(false);
     let out = run.await.expect("aliasctl ran");
@@ -669,28 +661,17 @@ async fn watch_until_stable_prints_plain_lines_and_exits_0() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn losing_aliasd_while_waiting_exits_1_with_one_line() {
     let setup = Setup::new(57, 58, true).await;
-    let server = setup.daemon.server_url();
-    let run = tokio::task::spawn_blocking(move || {
-        run_bin_within(
-            ALIASCTL,
-            &[
-                "promote",
-                "web",
-                "--to",
-                "web-v2",
-                "--observe",
-                "20s",
-                "--wait",
-                "--timeout",
-                "20s",
-            ],
-            &[
-                ("ALIASCTL_SERVER", server.as_str()),
-                ("ALIASCTL_TOKEN", TOKEN),
-            ],
-            RUN_LIMIT,
-        )
-    });
+    let run = setup.ctl_in_background(&[
+        "promote",
+        "web",
+        "--to",
+        "web-v2",
+        "--observe",
+        "20s",
+        "--wait",
+        "--timeout",
+        "20s",
+    ]);
     setup.wait_for("mixed", |a| a.phase == "mixed").await;
     // Give aliasctl the time to print the mixed change, then take the daemon away.
     tokio::time::sleep(Duration::from_millis(200)).await;
