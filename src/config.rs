@@ -7,16 +7,19 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
-use std::ops::{Range, RangeInclusive};
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::health::{CheckConfig, CheckKind};
+use crate::check::{CheckConfig, CheckKind, parse_status_range};
 use crate::model::{AliasName, Endpoint, ServiceName, parse_dns_name};
+use crate::registry::{check_port_name, place_alias};
 use crate::zonefile::{StaticZone, ZoneError};
+
+pub use crate::check::parse_duration;
 
 /// Default TTL of alias answers: short, so clients follow a relink quickly.
 pub const DEFAULT_ALIAS_TTL: u32 = 5;
@@ -45,6 +48,42 @@ pub struct Config {
     pub promotion: PromotionDefaults,
     /// The front proxies (`[[proxy]]`), in file order.
     pub proxies: Vec<ProxyConfig>,
+    /// The `[health]` defaults, as a check: what a service without its own settings gets.
+    pub default_check: CheckConfig,
+    /// Docker discovery, when `[docker] enabled = true`.
+    pub docker: Option<DockerConfig>,
+}
+
+/// `[docker]`: where the daemon is and how containers are read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DockerConfig {
+    pub host: DockerHost,
+    /// Labels are `<prefix>service`, `<prefix>port`, ...
+    pub label_prefix: String,
+    /// The container network whose address is used; `None` means the container's only one.
+    pub network: Option<String>,
+}
+
+/// How to reach the Docker API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DockerHost {
+    Unix(PathBuf),
+    /// `tcp://host:port` or `http://host:port`, as an `http://` URL.
+    Http(String),
+}
+
+impl fmt::Display for DockerHost {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Unix(p) => write!(f, "unix://{}", p.display()),
+            Self::Http(u) => f.write_str(u),
+        }
+    }
+}
+
+impl DockerConfig {
+    pub const DEFAULT_SOCKET: &str = "/var/run/docker.sock";
+    pub const DEFAULT_LABEL_PREFIX: &str = "aliasd.";
 }
 
 /// How a front proxy forwards what it accepts.
@@ -110,7 +149,7 @@ impl Default for PromotionDefaults {
 }
 
 /// What an alias answers when none of its endpoints is healthy.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum IfNoneHealthy {
     /// Keep answering the last non-empty healthy set (the default).
@@ -119,6 +158,27 @@ pub enum IfNoneHealthy {
     All,
     /// Answer nothing (fail closed).
     None,
+}
+
+impl IfNoneHealthy {
+    pub const CHOICES: &str = "last-known-good, all, none";
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "last-known-good" => Some(Self::LastKnownGood),
+            "all" => Some(Self::All),
+            "none" => Some(Self::None),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::LastKnownGood => "last-known-good",
+            Self::All => "all",
+            Self::None => "none",
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -215,6 +275,21 @@ struct RawConfig {
     promotion: RawPromotion,
     #[serde(default, rename = "proxy")]
     proxies: Vec<RawProxy>,
+    #[serde(default)]
+    docker: Option<RawDocker>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDocker {
+    #[serde(default)]
+    enabled: bool,
+    #[serde(default)]
+    socket: Option<Spanned<String>>,
+    #[serde(default)]
+    label_prefix: Option<Spanned<String>>,
+    #[serde(default)]
+    network: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -402,19 +477,6 @@ impl RawDuration {
     }
 }
 
-/// `"200"` or `"200-399"`.
-fn parse_status_range(text: &str) -> Option<RangeInclusive<u16>> {
-    let (lo, hi) = text.split_once('-').unwrap_or((text, text));
-    let (lo, hi): (u16, u16) = (lo.trim().parse().ok()?, hi.trim().parse().ok()?);
-    ((100..=599).contains(&lo) && (lo..=599).contains(&hi)).then_some(lo..=hi)
-}
-
-/// Parses a human duration such as `30s`, `2m` or `1h 30m`.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    humantime::parse_duration(text.trim())
-        .map_err(|e| format!("`{text}` is not a duration ({e}); write it like \"30s\" or \"2m\""))
-}
-
 // ---- loading and validation ----
 
 impl Config {
@@ -456,6 +518,40 @@ impl Config {
                 problems: v.problems,
             }),
         }
+    }
+}
+
+impl Config {
+    /// What differs between `self` (running) and `new` that a reload cannot apply: listeners,
+    /// the set of zones, the state directory, the proxies, Docker discovery, check concurrency.
+    pub fn restart_needed(&self, new: &Config) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut differs = |what: &str, same: bool| {
+            if !same {
+                out.push(format!(
+                    "{}: {what} changed, which takes a restart; nothing was applied",
+                    new.source.display()
+                ));
+            }
+        };
+        differs("dns.listen", self.dns.listen == new.dns.listen);
+        differs("dns.udp_sockets", self.dns.udp_sockets == new.dns.udp_sockets);
+        differs(
+            "dns.tcp_idle_timeout",
+            self.dns.tcp_idle_timeout == new.dns.tcp_idle_timeout,
+        );
+        differs("dns.log_queries", self.dns.log_queries == new.dns.log_queries);
+        let origins = |c: &Config| c.zones.iter().map(|z| z.origin.clone()).collect::<Vec<_>>();
+        differs("the list of [[zone]] origins", origins(self) == origins(new));
+        differs("api.listen", self.api.listen == new.api.listen);
+        differs("state.dir", self.state_dir == new.state_dir);
+        differs("[[proxy]]", self.proxies == new.proxies);
+        differs("[docker]", self.docker == new.docker);
+        differs(
+            "health.concurrency",
+            self.health_concurrency == new.health_concurrency,
+        );
+        out
     }
 }
 
@@ -522,7 +618,8 @@ impl Validator<'_> {
         // The defaults are checked once on their own; services inherit what they do not set.
         let default_check = self.check(&raw.health, "health");
         let services = self.services(&raw.services, &raw.health, &default_check);
-        let aliases = self.aliases(&raw.aliases, &zones, &services);
+        let docker = raw.docker.as_ref().and_then(|d| self.docker(d, env));
+        let aliases = self.aliases(&raw.aliases, &zones, &services, docker.is_some());
         let health_concurrency = match &raw.health.concurrency {
             None => 256,
             Some(n) if (1..=65_536).contains(n.get_ref()) => *n.get_ref() as usize,
@@ -551,6 +648,72 @@ impl Validator<'_> {
             health_concurrency,
             promotion,
             proxies,
+            default_check,
+            docker,
+        })
+    }
+
+    fn docker(
+        &mut self,
+        raw: &RawDocker,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Option<DockerConfig> {
+        let host = match &raw.socket {
+            Some(s) => match docker_host(s.get_ref()) {
+                Ok(h) => h,
+                Err(e) => {
+                    self.err(&s.span(), format!("docker.socket: {e}"));
+                    DockerHost::Unix(DockerConfig::DEFAULT_SOCKET.into())
+                }
+            },
+            None => match env("DOCKER_HOST").filter(|h| !h.trim().is_empty()) {
+                Some(h) => match docker_host(&h) {
+                    Ok(h) => h,
+                    Err(e) => {
+                        self.problems.push(format!(
+                            "{}: docker: the environment's DOCKER_HOST: {e}",
+                            self.at.path.display()
+                        ));
+                        DockerHost::Unix(DockerConfig::DEFAULT_SOCKET.into())
+                    }
+                },
+                None => DockerHost::Unix(DockerConfig::DEFAULT_SOCKET.into()),
+            },
+        };
+        let label_prefix = match &raw.label_prefix {
+            None => DockerConfig::DEFAULT_LABEL_PREFIX.to_owned(),
+            Some(p) => {
+                let text = p.get_ref();
+                let ok = (1..=64).contains(&text.len())
+                    && text
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | '/'));
+                if !ok {
+                    self.err(
+                        &p.span(),
+                        format!("docker.label_prefix `{text}` must be 1 to 64 letters, digits, `.`, `-`, `_` or `/`"),
+                    );
+                }
+                text.clone()
+            }
+        };
+        let network = match &raw.network {
+            None => None,
+            Some(n) => {
+                let text = n.get_ref().trim();
+                if text.is_empty() || text.len() > 128 || text.chars().any(char::is_control) {
+                    self.err(
+                        &n.span(),
+                        "docker.network must be a network name of 1 to 128 characters",
+                    );
+                }
+                Some(text.to_owned())
+            }
+        };
+        raw.enabled.then_some(DockerConfig {
+            host,
+            label_prefix,
+            network,
         })
     }
 
@@ -1061,6 +1224,7 @@ impl Validator<'_> {
         raw: &[RawAlias],
         zones: &[StaticZone],
         services: &BTreeMap<ServiceName, ServiceConfig>,
+        docker: bool,
     ) -> BTreeMap<AliasName, AliasConfig> {
         let mut aliases: BTreeMap<AliasName, AliasConfig> = BTreeMap::new();
         let Some(first) = zones.first() else {
@@ -1075,53 +1239,18 @@ impl Validator<'_> {
                     continue;
                 }
             };
-            let Some(zone) = zones.iter().position(|z| z.origin.zone_of(name.name())) else {
-                let origins: Vec<String> = zones.iter().map(|z| z.origin.to_string()).collect();
-                self.err(
-                    &span,
-                    format!(
-                        "alias `{name}` is outside every configured zone ({})",
-                        origins.join(", ")
-                    ),
-                );
-                continue;
+            let zone = match place_alias(&name, zones, aliases.keys()) {
+                Ok(z) => z,
+                Err(e) => {
+                    self.err(&span, e);
+                    continue;
+                }
             };
-            let zone_data = &zones[zone];
-            if name.name() == &zone_data.origin {
-                self.err(&span, format!("alias `{name}` cannot be the zone apex"));
-                continue;
-            }
-            if aliases.contains_key(&name) {
-                self.err(&span, format!("alias `{name}` is defined twice"));
-                continue;
-            }
-            if let Some(other) = aliases
-                .keys()
-                .find(|o| o.name().zone_of(name.name()) || name.name().zone_of(o.name()))
-            {
-                self.err(
-                    &span,
-                    format!(
-                        "alias `{name}` is nested with alias `{other}`; aliases own every name below them"
-                    ),
-                );
-                continue;
-            }
-            let lower = name.lower();
-            if let Some(clash) = zone_data.names.iter().find(|n| lower.zone_of(n)) {
-                self.err(
-                    &span,
-                    format!(
-                        "alias `{name}` collides with the static name `{clash}` in {}",
-                        zone_data.path.display()
-                    ),
-                );
-                continue;
-            }
             let mut targets = Vec::new();
             for t in a.targets.get_ref() {
                 match t.get_ref().parse::<ServiceName>() {
-                    Ok(s) if !services.contains_key(&s) => self.err(
+                    // With Docker on, a service may have no entry: its containers define it.
+                    Ok(s) if !docker && !services.contains_key(&s) => self.err(
                         &t.span(),
                         format!("alias `{name}` links unknown service `{s}` (no [[service]] has that name)"),
                     ),
@@ -1142,35 +1271,25 @@ impl Validator<'_> {
             let port_name = match &a.port_name {
                 None => "http".to_owned(),
                 Some(p) => {
-                    let text = p.get_ref();
-                    let ok = (1..=62).contains(&text.len())
-                        && text
-                            .chars()
-                            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
-                    if !ok {
-                        self.err(
-                            &p.span(),
-                            format!("alias `{name}`: port_name `{text}` must be 1 to 62 lower-case letters, digits or `-` (it becomes `_{text}._tcp`)"),
-                        );
+                    if let Err(e) = check_port_name(p.get_ref()) {
+                        self.err(&p.span(), format!("alias `{name}`: {e}"));
                     }
-                    text.clone()
+                    p.get_ref().clone()
                 }
             };
-            let if_none_healthy = match a
-                .if_none_healthy
-                .as_ref()
-                .map(|p| (p.get_ref().as_str(), p.span()))
-            {
-                None | Some(("last-known-good", _)) => IfNoneHealthy::LastKnownGood,
-                Some(("all", _)) => IfNoneHealthy::All,
-                Some(("none", _)) => IfNoneHealthy::None,
-                Some((other, span)) => {
+            let if_none_healthy = match &a.if_none_healthy {
+                None => IfNoneHealthy::LastKnownGood,
+                Some(p) => IfNoneHealthy::parse(p.get_ref()).unwrap_or_else(|| {
                     self.err(
-                        &span,
-                        format!("alias `{name}`: if_none_healthy `{other}` is not one of last-known-good, all, none"),
+                        &p.span(),
+                        format!(
+                            "alias `{name}`: if_none_healthy `{}` is not one of {}",
+                            p.get_ref(),
+                            IfNoneHealthy::CHOICES
+                        ),
                     );
                     IfNoneHealthy::LastKnownGood
-                }
+                }),
             };
             aliases.insert(
                 name,
@@ -1184,6 +1303,37 @@ impl Validator<'_> {
         }
         aliases
     }
+}
+
+/// `/path`, `unix:///path`, `tcp://host:port` or `http://host:port`.
+fn docker_host(text: &str) -> Result<DockerHost, String> {
+    let text = text.trim();
+    if let Some(path) = text.strip_prefix("unix://") {
+        return if path.starts_with('/') {
+            Ok(DockerHost::Unix(path.into()))
+        } else {
+            Err(format!("`{text}`: a unix socket needs an absolute path (unix:///var/run/docker.sock)"))
+        };
+    }
+    if text.starts_with('/') {
+        return Ok(DockerHost::Unix(text.into()));
+    }
+    for scheme in ["tcp://", "http://"] {
+        if let Some(rest) = text.strip_prefix(scheme) {
+            let hostport = rest.trim_end_matches('/');
+            let ok = hostport.rsplit_once(':').is_some_and(|(h, p)| {
+                !h.is_empty() && p.parse::<u16>().is_ok_and(|p| p > 0)
+            });
+            return if ok {
+                Ok(DockerHost::Http(format!("http://{hostport}")))
+            } else {
+                Err(format!("`{text}` is not {scheme}HOST:PORT"))
+            };
+        }
+    }
+    Err(format!(
+        "`{text}` is not a Docker address: use /var/run/docker.sock, unix:///PATH or tcp://HOST:PORT (TLS is not supported)"
+    ))
 }
 
 #[cfg(test)]

@@ -15,14 +15,19 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use arc_swap::ArcSwap;
+use tokio::sync::oneshot;
+
 use crate::api::{self, AppState, Auth};
 use crate::config::{Config, ProxyConfig};
+use crate::controller::changes::ReloadSummary;
 use crate::controller::store::{Store, StoreError};
-use crate::controller::{Controller, StartParts};
+use crate::controller::{ControlError, ControlHandle, Controller, StartParts};
 use crate::dns::DnsServer;
-use crate::health::{self, HealthBoard, Target};
+use crate::health::{Checker, HealthBoard};
 use crate::proxy::{self, ProxyStats};
-use crate::snapshot::{SharedSnapshot, Topology};
+use crate::registry::Base;
+use crate::snapshot::SharedSnapshot;
 
 /// How long the tasks get to finish after shutdown is asked for.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -69,26 +74,43 @@ impl Daemon {
     pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Self, DaemonError> {
         let (store, stored) = Store::open(&config.state_dir)?;
         info!(dir = %config.state_dir.display(), "state directory opened");
-        let topology = Arc::new(Topology::from_config(&config));
-        let board = Arc::new(HealthBoard::new(
-            config
-                .services
-                .iter()
-                .map(|(name, s)| (name, s.endpoints.as_slice(), &s.check)),
-        ));
+        let base = Arc::new(Base::from_config(&config));
+        let board = Arc::new(HealthBoard::default());
         let (health_tx, health_rx) = mpsc::channel(1024);
+        let checker = Checker::new(
+            board.clone(),
+            health_tx,
+            config.health_concurrency,
+            shutdown.clone(),
+        );
+        let (sources_tx, sources_rx) = mpsc::channel(64);
+        let mut tasks = JoinSet::new();
+        let docker_tx = config.docker.as_ref().map(|docker| {
+            let (tx, rx) = mpsc::channel(64);
+            info!(docker = %docker.host, prefix = %docker.label_prefix, "Docker discovery on");
+            tasks.spawn(crate::discovery::docker::run(
+                docker.clone(),
+                config.default_check.clone(),
+                sources_tx.clone(),
+                rx,
+                shutdown.clone(),
+            ));
+            tx
+        });
         // Bound before the controller starts, so their counters exist from the first moment.
         let proxies = proxy::bind(&config.proxies).await?;
-        let proxy_stats = Arc::new(ProxyStats::new(&proxies, &topology));
+        let proxy_stats = Arc::new(ProxyStats::new(&proxies));
         let proxy_addrs: Vec<SocketAddr> = proxies.iter().map(|p| p.addr()).collect();
         let (controller, control, snapshots) = Controller::start(StartParts {
-            topology,
-            defaults: config.promotion.clone(),
+            base,
             store,
             stored,
-            file_serials: config.zones.iter().map(|z| z.serial).collect(),
-            health: board.healths(),
+            board: board.clone(),
+            checker,
             health_rx,
+            sources_rx,
+            docker_tx,
+            docker_endpoint: config.docker.as_ref().map(|d| d.host.to_string()),
             // A drain holds the old version while the proxies still have work on it, up to
             // the longest drain deadline of any proxy.
             busy: proxy_stats.clone(),
@@ -99,24 +121,6 @@ impl Daemon {
                 .max()
                 .unwrap_or(ProxyConfig::DEFAULT_DRAIN_DEADLINE),
         })?;
-        let targets: Vec<Target> = config
-            .services
-            .iter()
-            .flat_map(|(name, s)| {
-                s.endpoints.iter().map(move |e| Target {
-                    service: name.clone(),
-                    endpoint: *e,
-                    check: s.check.clone(),
-                })
-            })
-            .collect();
-        let checks = health::spawn_checks(
-            targets,
-            board.clone(),
-            health_tx,
-            config.health_concurrency,
-            shutdown.clone(),
-        );
 
         let origins: Vec<LowerName> = config
             .zones
@@ -142,7 +146,6 @@ impl Daemon {
         }
         info!(addr = %api_addr, "api listening");
 
-        let mut tasks = JoinSet::new();
         proxy::spawn(
             proxies,
             &proxy_stats,
@@ -152,16 +155,15 @@ impl Daemon {
             &mut tasks,
         );
         tasks.spawn(controller.run(shutdown.clone()));
-        tasks.spawn(async move {
-            let mut checks = checks;
-            while checks.join_next().await.is_some() {}
-        });
+        let auth = Arc::new(ArcSwap::from_pointee(Auth::new(&config.api.tokens)));
+        let reloads = Reloader::spawn(config.clone(), control.clone(), auth.clone(), &shutdown, &mut tasks)
+            .map_err(DaemonError::Bind)?;
         let app = api::router(AppState {
             snapshots: snapshots.clone(),
             control,
-            auth: Arc::new(Auth::new(&config.api.tokens)),
+            auth,
             board,
-            defaults: config.promotion.clone(),
+            reloads,
             metrics: if config.proxies.is_empty() {
                 Vec::new()
             } else {
@@ -233,6 +235,77 @@ fn write_ready_file(path: &Path, ready: &Ready) -> io::Result<()> {
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, serde_json::to_vec(ready)?)?;
     std::fs::rename(&tmp, path)
+}
+
+/// A request to reload the config: who asked, and where the outcome goes.
+pub type ReloadRequest = (String, oneshot::Sender<Result<ReloadSummary, ControlError>>);
+
+/// Re-reads the config file and its zone files on SIGHUP, `POST /v1/reload` or `aliasctl
+/// reload`: all checked first, then applied as one change by the controller, or refused whole
+/// while aliasd keeps serving what it had.
+struct Reloader {
+    current: Config,
+    control: ControlHandle,
+    auth: Arc<ArcSwap<Auth>>,
+}
+
+impl Reloader {
+    /// Starts the reloader; returns where the API sends reload requests.
+    fn spawn(
+        current: Config,
+        control: ControlHandle,
+        auth: Arc<ArcSwap<Auth>>,
+        shutdown: &CancellationToken,
+        tasks: &mut JoinSet<()>,
+    ) -> io::Result<mpsc::Sender<ReloadRequest>> {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut hup = signal(SignalKind::hangup())?;
+        let (tx, mut rx) = mpsc::channel::<ReloadRequest>(8);
+        let mut reloader = Self {
+            current,
+            control,
+            auth,
+        };
+        let shutdown = shutdown.clone();
+        tasks.spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = hup.recv() => {
+                        info!("SIGHUP received: reloading the config");
+                        if let Err(e) = reloader.reload("sighup").await {
+                            warn!(error = %e, "the reload was refused; aliasd keeps serving what it had");
+                        }
+                    }
+                    Some((actor, reply)) = rx.recv() => {
+                        let result = reloader.reload(&actor).await;
+                        if let Err(e) = &result {
+                            warn!(error = %e, actor, "the reload was refused; aliasd keeps serving what it had");
+                        }
+                        let _ = reply.send(result);
+                    }
+                    () = shutdown.cancelled() => return,
+                }
+            }
+        });
+        Ok(tx)
+    }
+
+    async fn reload(&mut self, actor: &str) -> Result<ReloadSummary, ControlError> {
+        let path = self.current.source.clone();
+        let loaded = tokio::task::spawn_blocking(move || Config::load(&path))
+            .await
+            .map_err(|e| ControlError::Storage(e.to_string()))?
+            .map_err(|e| ControlError::Invalid(e.problems))?;
+        let restart = self.current.restart_needed(&loaded);
+        if !restart.is_empty() {
+            return Err(ControlError::Invalid(restart));
+        }
+        let base = Arc::new(Base::from_config(&loaded));
+        let summary = self.control.reload(base, actor.to_owned()).await?;
+        self.auth.store(Arc::new(Auth::new(&loaded.api.tokens)));
+        self.current = loaded;
+        Ok(summary)
+    }
 }
 
 /// A token cancelled on SIGTERM (what `docker stop` sends) or SIGINT.

@@ -11,56 +11,20 @@ use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
 use std::ops::RangeInclusive;
 use std::sync::Arc;
-use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http_body_util::Empty;
 use hyper::Request;
 use hyper_util::rt::TokioIo;
-use serde::{Deserialize, Serialize};
 use tokio::net::TcpStream;
 use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
 
+use crate::check::{CheckConfig, CheckKind, Health};
+use crate::clock::now_ms;
 use crate::model::{Endpoint, ServiceName};
-
-/// What is known of an endpoint.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Health {
-    /// Not checked enough yet (just started). Answered, like a server HAProxy assumes up.
-    Unknown,
-    Healthy,
-    Unhealthy,
-}
-
-/// How one service is checked.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CheckConfig {
-    pub kind: CheckKind,
-    pub interval: Duration,
-    pub timeout: Duration,
-    /// Consecutive passes to become healthy.
-    pub rise: u32,
-    /// Consecutive failures to become unhealthy.
-    pub fall: u32,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CheckKind {
-    /// `GET path`; healthy when the status is in `expect`.
-    Http {
-        path: String,
-        expect: RangeInclusive<u16>,
-        host: Option<String>,
-    },
-    /// A TCP connect.
-    Tcp,
-    /// Not checked: always healthy.
-    None,
-}
 
 /// The latest of one endpoint, as the API shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -99,8 +63,8 @@ pub fn observe(
     let health = match status.health {
         Health::Healthy if failures >= fall => Health::Unhealthy,
         Health::Unhealthy if passes >= rise => Health::Healthy,
-        Health::Unknown if passes >= rise => Health::Healthy,
-        Health::Unknown if failures >= fall => Health::Unhealthy,
+        Health::Unknown | Health::Starting if passes >= rise => Health::Healthy,
+        Health::Unknown | Health::Starting if failures >= fall => Health::Unhealthy,
         h => h,
     };
     EndpointStatus {
@@ -119,54 +83,153 @@ pub struct HealthChange {
     pub endpoint: Endpoint,
     pub health: Health,
     pub error: Option<String>,
+    /// Which run of the endpoint's checker saw it: a change from a checker that was stopped
+    /// since (the endpoint left and came back) is stale.
+    pub epoch: u64,
 }
 
-/// Every endpoint's latest status, readable without a lock.
+/// An endpoint of a service: what a check and its status belong to.
+pub type Key = (ServiceName, Endpoint);
+
+/// One endpoint's latest status, written by its checker.
+#[derive(Debug)]
+struct Slot {
+    epoch: u64,
+    status: ArcSwap<EndpointStatus>,
+}
+
+/// Every endpoint's latest status, readable without a lock. The set of endpoints changes with
+/// the registry: the [`Checker`] swaps in a new map, and each checker writes its own slot.
 #[derive(Debug, Default)]
 pub struct HealthBoard {
-    entries: HashMap<(ServiceName, Endpoint), ArcSwap<EndpointStatus>>,
+    slots: ArcSwap<HashMap<Key, Arc<Slot>>>,
 }
 
 impl HealthBoard {
-    /// A board for these services, each endpoint starting Unknown (or Healthy when unchecked).
-    pub fn new<'a>(
-        services: impl Iterator<Item = (&'a ServiceName, &'a [Endpoint], &'a CheckConfig)>,
-    ) -> Self {
-        let mut entries = HashMap::new();
-        for (service, endpoints, check) in services {
-            let start = if check.kind == CheckKind::None {
-                Health::Healthy
-            } else {
-                Health::Unknown
-            };
-            for e in endpoints {
-                entries.insert(
-                    (service.clone(), *e),
-                    ArcSwap::from_pointee(EndpointStatus::new(start)),
-                );
-            }
-        }
-        Self { entries }
-    }
-
     pub fn get(&self, service: &ServiceName, endpoint: &Endpoint) -> Option<Arc<EndpointStatus>> {
-        self.entries
+        self.slots
+            .load()
             .get(&(service.clone(), *endpoint))
-            .map(|s| s.load_full())
+            .map(|s| s.status.load_full())
     }
 
-    /// The health of every endpoint, for the controller's first state.
-    pub fn healths(&self) -> HashMap<(ServiceName, Endpoint), Health> {
-        self.entries
+    /// The run of the endpoint's checker now, if it is checked.
+    pub fn epoch(&self, key: &Key) -> Option<u64> {
+        self.slots.load().get(key).map(|s| s.epoch)
+    }
+
+    /// The health of every endpoint.
+    pub fn healths(&self) -> HashMap<Key, Health> {
+        self.slots
+            .load()
             .iter()
-            .map(|(k, v)| (k.clone(), v.load().health))
+            .map(|(k, v)| (k.clone(), v.status.load().health))
             .collect()
     }
+}
 
-    fn store(&self, service: &ServiceName, endpoint: &Endpoint, status: EndpointStatus) {
-        if let Some(slot) = self.entries.get(&(service.clone(), *endpoint)) {
-            slot.store(Arc::new(status));
+/// The health an endpoint starts with before its first checks: unchecked ones are healthy.
+/// Those known when aliasd starts are answered until checked, so a restart answers at once;
+/// those that appear while it runs wait for their checks to pass (`Starting`), so a container
+/// that is still booting gets no traffic.
+pub fn starting_health(check: &CheckConfig, at_start: bool) -> Health {
+    if check.kind == CheckKind::None {
+        Health::Healthy
+    } else if at_start {
+        Health::Unknown
+    } else {
+        Health::Starting
+    }
+}
+
+/// A running checker.
+struct Running {
+    check: CheckConfig,
+    stop: CancellationToken,
+}
+
+/// Runs one checker per endpoint and keeps that set equal to the registry's, at most
+/// `concurrency` checks at a time. Owned by the controller, which reconciles it after every
+/// change of the registry.
+pub struct Checker {
+    board: Arc<HealthBoard>,
+    running: HashMap<Key, Running>,
+    changes: mpsc::Sender<HealthChange>,
+    limit: Arc<Semaphore>,
+    shutdown: CancellationToken,
+    seed: RandomState,
+    next_epoch: u64,
+}
+
+impl Checker {
+    pub fn new(
+        board: Arc<HealthBoard>,
+        changes: mpsc::Sender<HealthChange>,
+        concurrency: usize,
+        shutdown: CancellationToken,
+    ) -> Self {
+        Self {
+            board,
+            running: HashMap::new(),
+            changes,
+            limit: Arc::new(Semaphore::new(concurrency.max(1))),
+            shutdown,
+            seed: RandomState::new(),
+            next_epoch: 1,
         }
+    }
+
+    /// Makes the checkers match `targets` (each endpoint with its check and the health to
+    /// start from): starts the new ones, stops those that left, and restarts those whose check
+    /// changed, from the health they had.
+    pub fn reconcile(&mut self, targets: impl IntoIterator<Item = (Key, CheckConfig, Health)>) {
+        let wanted: HashMap<Key, (CheckConfig, Health)> = targets
+            .into_iter()
+            .map(|(k, c, h)| (k, (c, h)))
+            .collect();
+        let current = self.board.slots.load_full();
+        let mut slots: HashMap<Key, Arc<Slot>> = HashMap::with_capacity(wanted.len());
+        self.running.retain(|key, run| {
+            let keep = wanted.get(key).is_some_and(|(c, _)| *c == run.check);
+            if !keep {
+                run.stop.cancel();
+            }
+            keep
+        });
+        for (key, (check, health)) in wanted {
+            if self.running.contains_key(&key)
+                && let Some(slot) = current.get(&key)
+            {
+                slots.insert(key, slot.clone());
+                continue;
+            }
+            let epoch = self.next_epoch;
+            self.next_epoch += 1;
+            let slot = Arc::new(Slot {
+                epoch,
+                status: ArcSwap::from_pointee(EndpointStatus::new(health)),
+            });
+            slots.insert(key.clone(), slot.clone());
+            let stop = self.shutdown.child_token();
+            if check.kind != CheckKind::None {
+                let salt = self.seed.hash_one(&key);
+                let target = Target {
+                    service: key.0.clone(),
+                    endpoint: key.1,
+                    check: check.clone(),
+                };
+                tokio::spawn(check_loop(
+                    target,
+                    slot,
+                    self.changes.clone(),
+                    self.limit.clone(),
+                    stop.clone(),
+                    salt,
+                ));
+            }
+            self.running.insert(key, Running { check, stop });
+        }
+        self.board.slots.store(Arc::new(slots));
     }
 }
 
@@ -177,33 +240,6 @@ pub struct Target {
     pub check: CheckConfig,
 }
 
-/// Checks every target until `shutdown`, at most `concurrency` at a time.
-pub fn spawn_checks(
-    targets: Vec<Target>,
-    board: Arc<HealthBoard>,
-    changes: mpsc::Sender<HealthChange>,
-    concurrency: usize,
-    shutdown: CancellationToken,
-) -> tokio::task::JoinSet<()> {
-    let limit = Arc::new(Semaphore::new(concurrency.max(1)));
-    let seed = RandomState::new();
-    let mut tasks = tokio::task::JoinSet::new();
-    for target in targets {
-        if target.check.kind == CheckKind::None {
-            continue;
-        }
-        let (board, changes, limit, shutdown) = (
-            board.clone(),
-            changes.clone(),
-            limit.clone(),
-            shutdown.clone(),
-        );
-        let salt = seed.hash_one((&target.service, target.endpoint));
-        tasks.spawn(check_loop(target, board, changes, limit, shutdown, salt));
-    }
-    tasks
-}
-
 /// A fraction in [0, 1) from a salt and a counter: enough randomness to spread checks.
 fn jitter(salt: u64, n: u64) -> f64 {
     let x = RandomState::new().hash_one((salt, n));
@@ -212,7 +248,7 @@ fn jitter(salt: u64, n: u64) -> f64 {
 
 async fn check_loop(
     target: Target,
-    board: Arc<HealthBoard>,
+    slot: Arc<Slot>,
     changes: mpsc::Sender<HealthChange>,
     limit: Arc<Semaphore>,
     shutdown: CancellationToken,
@@ -233,16 +269,17 @@ async fn check_loop(
         let Ok(_permit) = limit.acquire().await else {
             return;
         };
-        let result = run_check(&target.check, target.endpoint).await;
-        let before = board
-            .get(&target.service, &target.endpoint)
-            .unwrap_or_else(|| Arc::new(EndpointStatus::new(Health::Unknown)));
+        let result = tokio::select! {
+            r = run_check(&target.check, target.endpoint) => r,
+            () = shutdown.cancelled() => return,
+        };
+        let before = slot.status.load_full();
         let after = observe(
             &before,
             result,
             target.check.rise,
             target.check.fall,
-            crate::controller::now_ms(),
+            now_ms(),
         );
         let changed = after.health != before.health;
         if changed {
@@ -259,8 +296,9 @@ async fn check_loop(
             endpoint: target.endpoint,
             health: after.health,
             error: after.last_error.clone(),
+            epoch: slot.epoch,
         };
-        board.store(&target.service, &target.endpoint, after);
+        slot.status.store(Arc::new(after));
         if changed && changes.send(change).await.is_err() {
             return;
         }

@@ -3,23 +3,33 @@
 //! Data flows one way (see ARCHITECTURE.md):
 //!
 //! - [`config`] and [`zonefile`] read and check what the operator wrote;
+//! - [`discovery`] follows Docker and sends whole endpoint sets; the API defines services and
+//!   aliases too; [`registry`] merges these sources into one [`registry::Topology`];
 //! - [`controller`] is the only writer: it checks each change, stores it durably
 //!   ([`controller::store`]) and only then publishes a new [`snapshot::Snapshot`];
 //! - [`dns`], [`proxy`] and [`api`] only read snapshots, lock-free;
 //! - [`health`] checks endpoints and tells the controller when their health changes;
 //! - [`daemon`] binds the listeners and wires the tasks; [`demo`] runs it all on loopback;
 //! - [`client`] is the typed API client used by `aliasctl` and the tests.
+//!
+//! The vocabulary shared by all of them has no IO: [`model`] (names, endpoints), [`check`]
+//! (health-check settings and health), [`clock`] (the one place the wall clock is read).
 
 pub mod api;
 pub mod backend;
+pub mod check;
 pub mod client;
+pub mod clock;
 pub mod config;
 pub mod controller;
 pub mod daemon;
 pub mod demo;
+pub mod discovery;
 pub mod dns;
 pub mod health;
 pub mod model;
 pub mod proxy;
+pub mod registry;
 pub mod snapshot;
 pub mod zonefile;
+pub mod zoneindex;

@@ -5,168 +5,38 @@
 //! a lock (arc-swap), so a query never waits on the writer and sees either the old or the new
 //! generation, never a mix. Every lookup is a hash-map probe: NXDOMAIN costs the same as a hit.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use hickory_proto::rr::rdata::{A, AAAA, SOA, SRV};
+use hickory_proto::rr::rdata::{A, AAAA, SRV};
 use hickory_proto::rr::{LowerName, Name, RData, Record, RecordSet, RecordType};
 
-use crate::config::{AliasConfig, Config, IfNoneHealthy, ServiceConfig};
+use crate::check::Health;
+use crate::config::IfNoneHealthy;
 use crate::controller::machine::answering;
 use crate::controller::state::{AliasState, State};
-use crate::health::Health;
 use crate::model::{AliasName, Endpoint, ServiceName};
+use crate::registry::{EndpointInfo, Sources, Topology};
+use crate::zoneindex::{NameIndex, Node, ZoneStatics};
 
-/// The health of every endpoint, as the controller knows it.
+/// The health of every endpoint as aliasd's own checks see it.
 pub type HealthMap = HashMap<(ServiceName, Endpoint), Health>;
 /// Per alias, the last non-empty set of endpoints that passed the health filter.
 pub type LastGood = HashMap<AliasName, Vec<Endpoint>>;
-use crate::zonefile::StaticZone;
 
 /// The shared cell the writer publishes into and readers load from.
 pub type SharedSnapshot = Arc<ArcSwap<Snapshot>>;
 
-/// What does not change while the daemon runs: zones, services and alias definitions.
-#[derive(Debug)]
-pub struct Topology {
-    pub zones: Vec<ZoneStatics>,
-    pub services: BTreeMap<ServiceName, ServiceConfig>,
-    pub aliases: BTreeMap<AliasName, AliasConfig>,
-    pub alias_ttl: u32,
-    pub negative_ttl: u32,
-}
-
-impl Topology {
-    /// The TTL window of answers: what a client may cache, at most.
-    pub fn ttl_window_s(&self) -> u32 {
-        self.alias_ttl.max(self.negative_ttl)
-    }
-
-    pub fn from_config(config: &Config) -> Self {
-        Self {
-            zones: config
-                .zones
-                .iter()
-                .map(|z| ZoneStatics::new(z, config.dns.negative_ttl))
-                .collect(),
-            services: config.services.clone(),
-            aliases: config.aliases.clone(),
-            alias_ttl: config.dns.alias_ttl,
-            negative_ttl: config.dns.negative_ttl,
-        }
-    }
-
-    /// Finds an alias from text a user typed (`web`, `web.internal`, `web.internal.`).
-    pub fn find_alias(&self, text: &str) -> Option<&AliasName> {
-        let origin = &self.zones.first()?.origin;
-        let wanted = AliasName::resolve(text, origin.name()).ok()?;
-        self.aliases.get_key_value(&wanted).map(|(k, _)| k)
-    }
-}
-
-/// The static part of a zone, indexed once at start.
-#[derive(Debug)]
-pub struct ZoneStatics {
-    pub origin: Origin,
-    /// The SOA from the file; the serial and minimum are replaced in each snapshot.
-    soa: SOA,
-    soa_ttl: u32,
-    index: Arc<NameIndex>,
-}
-
-/// A zone origin in both forms hickory uses.
-#[derive(Debug, Clone)]
-pub struct Origin {
-    name: Name,
-    lower: LowerName,
-}
-
-impl Origin {
-    pub fn name(&self) -> &Name {
-        &self.name
-    }
-    pub fn lower(&self) -> &LowerName {
-        &self.lower
-    }
-}
-
-impl ZoneStatics {
-    fn new(zone: &StaticZone, negative_ttl: u32) -> Self {
-        let mut index = NameIndex::default();
-        let apex = LowerName::new(&zone.origin);
-        let mut soa = None;
-        for (key, rrset) in &zone.rrsets {
-            if key.record_type == RecordType::SOA {
-                if let Some(RData::SOA(data)) =
-                    rrset.records_without_rrsigs().next().map(|r| &r.data)
-                {
-                    soa = Some((data.clone(), rrset.ttl()));
-                }
-                continue;
-            }
-            index.add(key.name.clone(), Arc::new(rrset.clone()), &apex);
-        }
-        // The zone file loader guarantees an SOA; an empty default only guards the type.
-        let (soa, soa_ttl) = soa.unwrap_or_else(|| {
-            (
-                SOA::new(zone.origin.clone(), zone.origin.clone(), 0, 0, 0, 0, 0),
-                negative_ttl,
-            )
-        });
-        index.ensure(apex.clone(), &apex);
-        Self {
-            origin: Origin {
-                name: zone.origin.clone(),
-                lower: apex,
-            },
-            soa,
-            soa_ttl,
-            index: Arc::new(index),
-        }
-    }
-}
-
-/// Names to record sets, plus the empty non-terminals between them and the apex.
-#[derive(Debug, Default)]
-struct NameIndex {
-    nodes: HashMap<LowerName, Node>,
-    /// Names that own no records but have descendants that do (RFC 8020: NODATA, not NXDOMAIN).
-    empty_non_terminals: HashSet<LowerName>,
-}
-
-#[derive(Debug, Default)]
-struct Node {
-    rrsets: Vec<Arc<RecordSet>>,
-    /// The addresses of this node's SRV targets, sent in the additional section of SRV answers.
-    srv_additionals: Vec<Arc<RecordSet>>,
-}
-
-impl Node {
-    fn get(&self, rtype: RecordType) -> Option<&Arc<RecordSet>> {
-        self.rrsets.iter().find(|s| s.record_type() == rtype)
-    }
-}
-
-impl NameIndex {
-    fn ensure(&mut self, name: LowerName, apex: &LowerName) -> &mut Node {
-        let mut parent = name.base_name();
-        while parent.num_labels() > apex.num_labels() && !self.nodes.contains_key(&parent) {
-            self.empty_non_terminals.insert(parent.clone());
-            parent = parent.base_name();
-        }
-        self.empty_non_terminals.remove(&name);
-        self.nodes.entry(name).or_default()
-    }
-
-    fn add(&mut self, name: LowerName, rrset: Arc<RecordSet>, apex: &LowerName) {
-        self.ensure(name, apex).rrsets.push(rrset);
-    }
-
-    fn exists(&self, name: &LowerName) -> bool {
-        self.nodes.contains_key(name) || self.empty_non_terminals.contains(name)
-    }
+/// The health to answer `info` of `service` by: aliasd's check with the container's own.
+pub fn health_of(health: &HealthMap, service: &ServiceName, info: &EndpointInfo) -> Health {
+    info.effective(
+        health
+            .get(&(service.clone(), info.endpoint))
+            .copied()
+            .unwrap_or(Health::Unknown),
+    )
 }
 
 /// One published generation of everything.
@@ -177,6 +47,8 @@ pub struct Snapshot {
     pub zones: Vec<ZoneView>,
     pub aliases: BTreeMap<AliasName, AliasView>,
     pub topology: Arc<Topology>,
+    /// How the sources stand (Docker reachable or not, containers with bad labels).
+    pub sources: Arc<Sources>,
 }
 
 /// What an API reader sees of an alias.
@@ -194,6 +66,8 @@ pub struct AliasView {
     /// Set when no endpoint passed and `if_none_healthy` chose the answer.
     pub fallback: Option<IfNoneHealthy>,
     pub srv_name: Name,
+    /// What an operator should know: an answering service with no endpoints, Docker away.
+    pub warnings: Vec<String>,
 }
 
 /// One zone as DNS serves it in this generation.
@@ -316,46 +190,62 @@ impl Snapshot {
         state: &State,
         health: &HealthMap,
         last_good: &LastGood,
+        sources: Arc<Sources>,
     ) -> Self {
         let mut zones: Vec<ZoneView> = topology
             .zones
             .iter()
             .zip(&state.serials)
             .map(|(z, serial)| ZoneView {
-                origin: z.origin.lower.clone(),
+                origin: z.origin.lower().clone(),
                 serial: *serial,
                 soa: Arc::new(soa_rrset(z, *serial, topology.negative_ttl)),
                 statics: z.index.clone(),
                 aliases: NameIndex::default(),
             })
             .collect();
+        let docker_away = sources.docker.as_ref().is_some_and(|d| !d.status.connected);
         let mut aliases = BTreeMap::new();
         for (name, def) in &topology.aliases {
             let Some(alias_state) = state.aliases.get(name) else {
                 continue;
             };
             let services = answering(alias_state);
-            let all = endpoints_of(&topology.services, &services);
-            let passing: Vec<Endpoint> = services
+            let mut warnings = Vec::new();
+            let infos: Vec<(&ServiceName, &EndpointInfo)> = services
                 .iter()
-                .flat_map(|s| {
-                    let eps = topology.services.get(s).map_or(&[][..], |c| &c.endpoints);
-                    eps.iter()
-                        .filter(move |e| {
-                            health
-                                .get(&(s.clone(), **e))
-                                .copied()
-                                .unwrap_or(Health::Unknown)
-                                != Health::Unhealthy
-                        })
-                        .copied()
-                })
-                .fold(Vec::new(), |mut acc, e| {
-                    if !acc.contains(&e) {
-                        acc.push(e);
+                .flat_map(|s| match topology.services.get(s) {
+                    Some(svc) => {
+                        if svc.endpoints.is_empty() {
+                            warnings.push(format!(
+                                "service `{s}` has no endpoints{}",
+                                if topology.docker {
+                                    " (no container of it runs)"
+                                } else {
+                                    ""
+                                }
+                            ));
+                        }
+                        svc.endpoints.iter().map(move |e| (s, e)).collect::<Vec<_>>()
                     }
-                    acc
-                });
+                    None => {
+                        warnings.push(format!("service `{s}` is not defined"));
+                        Vec::new()
+                    }
+                })
+                .collect();
+            if docker_away && infos.iter().any(|(_, e)| e.container.is_some()) {
+                warnings.push(
+                    "Docker is unreachable: the answers keep the containers last seen".into(),
+                );
+            }
+            let all = unique(infos.iter().filter(|(_, e)| !e.is_dead()).map(|(_, e)| e.endpoint));
+            let passing = unique(
+                infos
+                    .iter()
+                    .filter(|(s, e)| health_of(health, s, e).passes())
+                    .map(|(_, e)| e.endpoint),
+            );
             let (endpoints, fallback) = if !passing.is_empty() || all.is_empty() {
                 (passing.clone(), None)
             } else {
@@ -376,13 +266,32 @@ impl Snapshot {
                 (chosen, Some(policy))
             };
             let srv_name = srv_owner(name.name(), &def.port_name);
+            // Endpoints whose container names its port get an SRV owner of that name too.
+            let mut named: BTreeMap<&str, Vec<Endpoint>> = BTreeMap::new();
+            for (_, info) in &infos {
+                if let Some(port) = info.port_name.as_deref()
+                    && port != def.port_name
+                    && endpoints.contains(&info.endpoint)
+                {
+                    let list = named.entry(port).or_default();
+                    if !list.contains(&info.endpoint) {
+                        list.push(info.endpoint);
+                    }
+                }
+            }
+            let named: Vec<(Name, Vec<Endpoint>)> = named
+                .into_iter()
+                .map(|(port, eps)| (srv_owner(name.name(), port), eps))
+                .collect();
             if let Some(zone) = zones.get_mut(def.zone) {
+                let apex = zone.origin.clone();
                 add_alias_records(
                     &mut zone.aliases,
-                    &zone.origin.clone(),
+                    &apex,
                     name.name(),
                     &srv_name,
                     &endpoints,
+                    &named,
                     topology.alias_ttl,
                 );
             }
@@ -390,13 +299,14 @@ impl Snapshot {
                 name.clone(),
                 AliasView {
                     name: name.clone(),
-                    zone: topology.zones[def.zone].origin.name.clone(),
+                    zone: topology.zones[def.zone].origin.name().clone(),
                     state: alias_state.clone(),
                     answering: services,
                     endpoints,
                     passing,
                     fallback,
                     srv_name,
+                    warnings,
                 },
             );
         }
@@ -405,6 +315,7 @@ impl Snapshot {
             zones,
             aliases,
             topology,
+            sources,
         }
     }
 
@@ -414,24 +325,25 @@ impl Snapshot {
     }
 }
 
-/// The union of the endpoints of `targets`, in target order, without repeats.
-pub fn endpoints_of(
-    services: &BTreeMap<ServiceName, ServiceConfig>,
-    targets: &[ServiceName],
-) -> Vec<Endpoint> {
+/// `items` in order, without repeats.
+fn unique(items: impl Iterator<Item = Endpoint>) -> Vec<Endpoint> {
     let mut out: Vec<Endpoint> = Vec::new();
-    for t in targets {
-        for e in services
-            .get(t)
-            .map(|s| s.endpoints.as_slice())
-            .unwrap_or(&[])
-        {
-            if !out.contains(e) {
-                out.push(*e);
-            }
+    for e in items {
+        if !out.contains(&e) {
+            out.push(e);
         }
     }
     out
+}
+
+/// The union of the endpoints of `targets`, in target order, without repeats.
+pub fn endpoints_of(topology: &Topology, targets: &[ServiceName]) -> Vec<Endpoint> {
+    unique(
+        targets
+            .iter()
+            .filter_map(|t| topology.services.get(t))
+            .flat_map(|s| s.addrs()),
+    )
 }
 
 /// `_<port_name>._tcp.<alias>`.
@@ -457,9 +369,10 @@ fn soa_rrset(zone: &ZoneStatics, serial: u32, negative_ttl: u32) -> RecordSet {
     // both are held to the configured negative TTL.
     soa.minimum = negative_ttl;
     let ttl = zone.soa_ttl.min(negative_ttl);
-    let mut set = RecordSet::with_ttl(zone.origin.name.clone(), RecordType::SOA, ttl);
+    let origin = zone.origin.name();
+    let mut set = RecordSet::with_ttl(origin.clone(), RecordType::SOA, ttl);
     set.insert(
-        Record::from_rdata(zone.origin.name.clone(), ttl, RData::SOA(soa)),
+        Record::from_rdata(origin.clone(), ttl, RData::SOA(soa)),
         serial,
     );
     set
@@ -471,6 +384,7 @@ fn add_alias_records(
     alias: &Name,
     srv_name: &Name,
     endpoints: &[Endpoint],
+    named_ports: &[(Name, Vec<Endpoint>)],
     ttl: u32,
 ) {
     let mut a = RecordSet::with_ttl(alias.clone(), RecordType::A, ttl);
@@ -516,6 +430,21 @@ fn add_alias_records(
         let srv_node = index.ensure(LowerName::new(srv_name), apex);
         srv_node.rrsets.push(Arc::new(srv));
         srv_node.srv_additionals = hosts.clone();
+    }
+    for (owner, eps) in named_ports {
+        let mut set = RecordSet::with_ttl(owner.clone(), RecordType::SRV, ttl);
+        for ep in eps {
+            let host = endpoint_host(alias, ep.addr().ip());
+            let data = RData::SRV(SRV::new(0, 1, ep.addr().port(), host));
+            set.insert(Record::from_rdata(owner.clone(), ttl, data), 0);
+        }
+        let node = index.ensure(LowerName::new(owner), apex);
+        node.rrsets.push(Arc::new(set));
+        node.srv_additionals = hosts
+            .iter()
+            .filter(|h| eps.iter().any(|e| h.name() == &endpoint_host(alias, e.addr().ip())))
+            .cloned()
+            .collect();
     }
     for set in hosts {
         index.add(LowerName::new(set.name()), set, apex);

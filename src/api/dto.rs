@@ -5,11 +5,16 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
+use crate::check::HealthSpec;
+use crate::clock::now_ms;
+use crate::controller::changes::ReloadSummary;
 use crate::controller::history::HistoryEntry;
 use crate::controller::machine::{self, Operation, Phase, Retired};
-use crate::controller::{Busy, now_ms};
+use crate::controller::Busy;
 use crate::health::HealthBoard;
-use crate::snapshot::{AliasView, Snapshot};
+use crate::model::ServiceName;
+use crate::registry::{ContainerRef, EndpointInfo, Problem, Service, SourceStatus};
+use crate::snapshot::{AliasView, Snapshot, endpoints_of};
 
 /// An alias as `GET /v1/aliases/{alias}` shows it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -49,6 +54,12 @@ pub struct AliasDto {
     /// The snapshot generation and zone serial this view belongs to.
     pub generation: u64,
     pub serial: u32,
+    /// `config` or `api`: where the alias is defined.
+    #[serde(default)]
+    pub source: String,
+    /// What an operator should know: a service with no endpoints, Docker unreachable.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -78,12 +89,65 @@ pub struct DrainDto {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct EndpointDto {
     pub addr: String,
-    /// `unknown`, `healthy` or `unhealthy`.
+    /// `unknown`, `starting`, `healthy` or `unhealthy`: aliasd's check together with the
+    /// container's own HEALTHCHECK.
     pub health: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_check: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
+    /// `config`, `api` or `docker`.
+    #[serde(default)]
+    pub source: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<ContainerDto>,
+    /// The container's HEALTHCHECK: `starting`, `healthy`, `unhealthy`, or `died`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub docker_health: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ContainerDto {
+    pub id: String,
+    /// The 12-character id Docker shows.
+    pub short_id: String,
+    pub name: String,
+}
+
+impl ContainerDto {
+    pub fn from_ref(c: &ContainerRef) -> Self {
+        Self {
+            id: c.id.clone(),
+            short_id: c.short_id().to_owned(),
+            name: c.name.clone(),
+        }
+    }
+}
+
+impl EndpointDto {
+    /// `info` of `service` as the API shows it, with its checker's latest status.
+    pub fn from_info(service: &ServiceName, info: &EndpointInfo, board: &HealthBoard) -> Self {
+        let status = board.get(service, &info.endpoint);
+        let checked = status
+            .as_ref()
+            .map_or(crate::check::Health::Unknown, |s| s.health);
+        let died = match &info.docker_health {
+            Some(crate::registry::DockerHealth::Died(why)) => Some(why.clone()),
+            _ => None,
+        };
+        Self {
+            addr: info.endpoint.to_string(),
+            health: info.effective(checked).as_str().to_owned(),
+            last_check: status
+                .as_ref()
+                .and_then(|s| s.last_check_ms)
+                .map(rfc3339_ms),
+            last_error: died.or_else(|| status.as_ref().and_then(|s| s.last_error.clone())),
+            source: info.source.as_str().to_owned(),
+            container: info.container.as_ref().map(ContainerDto::from_ref),
+            docker_health: info.docker_health.as_ref().map(|h| h.as_str().to_owned()),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -103,6 +167,9 @@ pub struct OperationDto {
     /// `null` means every endpoint of the new version.
     pub min_healthy: Option<u32>,
     pub warm_timeout: String,
+    /// Whether the old version's containers are stopped once it is safe to stop.
+    #[serde(default)]
+    pub stop_old: bool,
     /// When the current phase ends on its own: the warm deadline, the end of observe, or the
     /// end of the drain.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -118,6 +185,12 @@ pub struct RetiredDto {
     /// Whether that time has come.
     pub safe_to_stop: bool,
     pub op: u64,
+    /// aliasd stops their containers (`stop_old`).
+    #[serde(default)]
+    pub stop_old: bool,
+    /// When it stopped them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopped_at: Option<String>,
 }
 
 impl RetiredDto {
@@ -127,6 +200,8 @@ impl RetiredDto {
             safe_to_stop_at: rfc3339_ms(r.safe_to_stop_at_ms),
             safe_to_stop: now_ms() >= r.safe_to_stop_at_ms,
             op: r.op,
+            stop_old: r.stop_old,
+            stopped_at: r.stopped_at_ms.map(rfc3339_ms),
         }
     }
 }
@@ -159,6 +234,7 @@ impl OperationDto {
             confirmed,
             min_healthy: op.options.min_healthy,
             warm_timeout: human(op.options.warm_timeout_ms),
+            stop_old: op.options.stop_old,
             phase_deadline: phase.deadline().map(rfc3339_ms),
             drain_until,
         })
@@ -205,40 +281,20 @@ impl AliasDto {
                 } else {
                     "incoming"
                 };
-                let endpoints = snapshot
-                    .topology
-                    .services
-                    .get(service)
-                    .map_or(&[][..], |c| &c.endpoints)
-                    .iter()
-                    .map(|e| {
-                        let status = board.get(service, e);
-                        EndpointDto {
-                            addr: e.to_string(),
-                            health: status.as_ref().map_or("unknown".into(), |s| {
-                                serde_json::to_value(s.health)
-                                    .ok()
-                                    .and_then(|v| v.as_str().map(str::to_owned))
-                                    .unwrap_or_default()
-                            }),
-                            last_check: status
-                                .as_ref()
-                                .and_then(|s| s.last_check_ms)
-                                .map(rfc3339_ms),
-                            last_error: status.as_ref().and_then(|s| s.last_error.clone()),
-                        }
-                    })
-                    .collect();
-                let mine = snapshot
+                let infos = snapshot
                     .topology
                     .services
                     .get(service)
                     .map_or(&[][..], |c| &c.endpoints);
+                let endpoints = infos
+                    .iter()
+                    .map(|e| EndpointDto::from_info(service, e, board))
+                    .collect();
                 MemberDto {
                     service: service.to_string(),
                     role: role.into(),
                     answering: view.answering.contains(service),
-                    inflight: busy.inflight(mine),
+                    inflight: busy.inflight(&snapshot.topology.addrs(service)),
                     endpoints,
                 }
             })
@@ -263,10 +319,7 @@ impl AliasDto {
                     services: draining.iter().map(ToString::to_string).collect(),
                     ttl_window_until: rfc3339_ms(*until_ms),
                     ttl_window_over: now_ms() >= *until_ms,
-                    proxy_inflight: busy.inflight(&crate::snapshot::endpoints_of(
-                        &snapshot.topology.services,
-                        &draining,
-                    )),
+                    proxy_inflight: busy.inflight(&endpoints_of(&snapshot.topology, &draining)),
                 }),
                 _ => None,
             },
@@ -277,6 +330,13 @@ impl AliasDto {
             changed_by: state.changed_by.clone(),
             generation: snapshot.generation,
             serial,
+            source: snapshot
+                .topology
+                .aliases
+                .get(&view.name)
+                .map_or("config", |d| d.source.as_str())
+                .to_owned(),
+            warnings: view.warnings.clone(),
         }
     }
 }
@@ -285,9 +345,171 @@ impl AliasDto {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct ServiceDto {
     pub name: String,
-    pub endpoints: Vec<String>,
+    /// Where it is defined: `config`, `api`, or `docker` for one seen only in containers (or
+    /// only named by an alias so far).
+    pub source: String,
+    pub endpoints: Vec<EndpointDto>,
     /// The aliases that link it now.
     pub linked_by: Vec<String>,
+    /// How its endpoints are checked (`http /healthz`, `tcp`, `none`), before labels.
+    pub check: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+}
+
+impl ServiceDto {
+    pub fn from_service(
+        name: &ServiceName,
+        service: &Service,
+        snapshot: &Snapshot,
+        board: &HealthBoard,
+    ) -> Self {
+        let mut warnings = Vec::new();
+        if service.endpoints.is_empty() {
+            warnings.push(if snapshot.topology.docker {
+                "no endpoints: no container of it runs".to_owned()
+            } else {
+                "no endpoints".to_owned()
+            });
+        }
+        Self {
+            name: name.to_string(),
+            source: service
+                .defined_by
+                .map_or("docker", |s| s.as_str())
+                .to_owned(),
+            endpoints: service
+                .endpoints
+                .iter()
+                .map(|e| EndpointDto::from_info(name, e, board))
+                .collect(),
+            linked_by: snapshot
+                .aliases
+                .values()
+                .filter(|a| a.state.targets.contains(name))
+                .map(|a| a.name.to_string())
+                .collect(),
+            check: match &service.check.kind {
+                crate::check::CheckKind::Http { path, .. } => format!("http {path}"),
+                crate::check::CheckKind::Tcp => "tcp".into(),
+                crate::check::CheckKind::None => "none".into(),
+            },
+            warnings,
+        }
+    }
+}
+
+/// A container discovery skipped.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ProblemDto {
+    pub container: ContainerDto,
+    pub problem: String,
+}
+
+impl ProblemDto {
+    pub fn from_problem(p: &Problem) -> Self {
+        Self {
+            container: ContainerDto::from_ref(&p.container),
+            problem: p.message.clone(),
+        }
+    }
+}
+
+/// Docker discovery's state.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct DockerDto {
+    /// `unix:///var/run/docker.sock` or `http://host:port`.
+    pub endpoint: String,
+    pub connected: bool,
+    /// Since when it is (dis)connected.
+    pub since: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_sync: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+}
+
+impl DockerDto {
+    pub fn from_status(s: &SourceStatus) -> Self {
+        Self {
+            endpoint: s.endpoint.clone(),
+            connected: s.connected,
+            since: rfc3339_ms(s.since_ms),
+            last_sync: s.last_sync_ms.map(rfc3339_ms),
+            error: s.error.clone(),
+            version: s.version.clone(),
+        }
+    }
+}
+
+/// `GET /v1/services`: every service, and how discovery stands.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ServicesDto {
+    pub services: Vec<ServiceDto>,
+    /// Containers skipped for their labels or networks.
+    #[serde(default)]
+    pub problems: Vec<ProblemDto>,
+    /// `null` when Docker discovery is off.
+    #[serde(default)]
+    pub docker: Option<DockerDto>,
+}
+
+/// The body of `PUT /v1/services/{name}`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PutServiceRequest {
+    pub endpoints: Vec<String>,
+    /// Health settings over `[health]`: kind, path, expect, host, interval, timeout, rise, fall.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<HealthSpec>,
+}
+
+/// The body of `PUT /v1/aliases/{alias}`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PutAliasRequest {
+    /// The services it answers with: required to create, a relink when it changes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub targets: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port_name: Option<String>,
+    /// `last-known-good`, `all` or `none`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub if_none_healthy: Option<String>,
+}
+
+/// What `DELETE` answers.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct DeletedDto {
+    pub deleted: String,
+}
+
+/// `POST /v1/reload`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ReloadDto {
+    pub summary: String,
+    pub aliases_added: Vec<String>,
+    pub aliases_removed: Vec<String>,
+    pub services_added: Vec<String>,
+    pub services_removed: Vec<String>,
+    pub services_changed: Vec<String>,
+    pub zones: Vec<String>,
+}
+
+impl ReloadDto {
+    pub fn from_summary(s: &ReloadSummary) -> Self {
+        Self {
+            summary: s.text(),
+            aliases_added: s.aliases_added.clone(),
+            aliases_removed: s.aliases_removed.clone(),
+            services_added: s.services_added.clone(),
+            services_removed: s.services_removed.clone(),
+            services_changed: s.services_changed.clone(),
+            zones: s.zones.clone(),
+        }
+    }
 }
 
 /// The body of `PUT /v1/aliases/{alias}/targets`.
@@ -329,6 +551,9 @@ pub struct PromoteRequest {
     pub warm_timeout: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// Stop the old version's Docker containers once it is safe to stop.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_old: Option<bool>,
 }
 
 /// The body of `POST /v1/aliases/{alias}/rollback`: the same gates as a promote.
@@ -403,12 +628,18 @@ pub struct PlanDto {
 /// One history entry.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct HistoryDto {
+    /// Empty for an entry about a service or the config.
+    #[serde(default)]
     pub alias: String,
+    /// The service an entry is about.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
     pub revision: u64,
     pub at: String,
     pub actor: String,
     /// `linked`, `started`, `mixed`, `confirmed`, `draining`, `completed`, `aborted`,
-    /// `warm_timeout` or `auto_rollback`.
+    /// `warm_timeout`, `auto_rollback`, `stopped`, `created`, `updated`, `removed`,
+    /// `service_set`, `service_deleted` or `reloaded`.
     pub change: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
@@ -423,6 +654,7 @@ impl HistoryDto {
     pub fn from_entry(e: &HistoryEntry) -> Self {
         Self {
             alias: e.alias.trim_end_matches('.').to_owned(),
+            service: e.service.clone(),
             revision: e.revision,
             at: rfc3339_ms(e.at_ms),
             actor: e.actor.clone(),
@@ -461,6 +693,24 @@ pub enum EventDto {
         error: Option<String>,
         at: String,
     },
+    /// A service or the config changed (defined, deleted, reloaded).
+    Registry {
+        #[serde(flatten)]
+        entry: HistoryDto,
+    },
+    /// The endpoints of a service changed (any source).
+    Endpoints {
+        service: String,
+        endpoints: Vec<String>,
+        at: String,
+    },
+    /// Docker discovery connected or lost the daemon.
+    Docker {
+        connected: bool,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+        at: String,
+    },
     /// The stream fell behind and skipped this many events; re-read state with GET.
     Lagged { skipped: u64 },
 }
@@ -469,6 +719,9 @@ pub enum EventDto {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ErrorDto {
     pub error: String,
+    /// A refused reload: every problem, each naming the file and position.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub problems: Vec<String>,
 }
 
 /// `GET /healthz`.

@@ -1,4 +1,5 @@
-//! The control API (axum): read aliases and services, relink an alias.
+//! The control API (axum): read aliases and services; relink, promote and roll back aliases;
+//! define services and aliases; reload the config.
 //!
 //! Reads come straight from the current snapshot. Mutations need a bearer token and go through
 //! the controller, which answers once the change is durable and published. Every error is one
@@ -15,23 +16,31 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
+use arc_swap::ArcSwap;
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use bytes::Bytes;
 use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
+use tokio::sync::{mpsc, oneshot};
 use tracing::error;
 
-use crate::config::{ApiToken, PromotionDefaults, parse_duration};
+use crate::check::Health;
+use crate::clock::now_ms;
+use crate::config::{ApiToken, IfNoneHealthy, parse_duration};
+use crate::controller::changes::AliasPut;
 use crate::controller::machine::{self, Ctx, Input, OpKind, Outcome};
 use crate::controller::{ControlError, ControlHandle, Event, Gates, RollbackTo, Started, counts};
+use crate::daemon::ReloadRequest;
 use crate::health::HealthBoard;
-use crate::model::{AliasName, ServiceName};
-use crate::snapshot::{SharedSnapshot, Snapshot, endpoints_of};
+use crate::model::{AliasName, Endpoint, ServiceName};
+use crate::snapshot::{SharedSnapshot, Snapshot, endpoints_of, health_of};
 use dto::{
-    AliasDto, ErrorDto, EventDto, HealthDto, HistoryDto, LinkRequest, OperationReply, PlanDto,
-    PlanStepDto, PromoteRequest, ReasonRequest, RetiredDto, RollbackRequest, ServiceDto,
+    AliasDto, DeletedDto, DockerDto, ErrorDto, EventDto, HealthDto, HistoryDto, LinkRequest,
+    OperationReply, PlanDto, PlanStepDto, ProblemDto, PromoteRequest, PutAliasRequest,
+    PutServiceRequest, ReasonRequest, ReloadDto, RetiredDto, RollbackRequest, ServiceDto,
+    ServicesDto,
 };
 
 /// What every handler can reach.
@@ -39,9 +48,11 @@ use dto::{
 pub struct AppState {
     pub snapshots: SharedSnapshot,
     pub control: ControlHandle,
-    pub auth: Arc<Auth>,
+    /// The tokens; a reload swaps in new ones.
+    pub auth: Arc<ArcSwap<Auth>>,
     pub board: Arc<HealthBoard>,
-    pub defaults: PromotionDefaults,
+    /// Where `POST /v1/reload` asks for a reload.
+    pub reloads: mpsc::Sender<ReloadRequest>,
     /// More metrics to append to `/metrics` (the front proxies').
     pub metrics: Vec<Arc<dyn MetricsSource>>,
     /// The front proxy's open work per endpoint, shown with each member.
@@ -104,6 +115,8 @@ fn digest(secret: &str) -> [u8; 32] {
 #[derive(Debug)]
 pub enum ApiError {
     BadRequest(String),
+    /// A 400 with every problem listed (a refused reload).
+    Invalid(Vec<String>),
     Unauthorized(&'static str),
     NotFound(String),
     Conflict(String),
@@ -114,8 +127,17 @@ pub enum ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        let mut problems = Vec::new();
         let (status, message) = match self {
             Self::BadRequest(m) => (StatusCode::BAD_REQUEST, m),
+            Self::Invalid(list) => {
+                let message = format!(
+                    "refused; nothing was changed:\n{}",
+                    list.join("\n")
+                );
+                problems = list;
+                (StatusCode::BAD_REQUEST, message)
+            }
             Self::Unauthorized(m) => (StatusCode::UNAUTHORIZED, m.to_owned()),
             Self::NotFound(m) => (StatusCode::NOT_FOUND, m),
             Self::Conflict(m) => (StatusCode::CONFLICT, m),
@@ -132,7 +154,14 @@ impl IntoResponse for ApiError {
                 )
             }
         };
-        let mut response = (status, Json(ErrorDto { error: message })).into_response();
+        let mut response = (
+            status,
+            Json(ErrorDto {
+                error: message,
+                problems,
+            }),
+        )
+            .into_response();
         if status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
@@ -153,6 +182,7 @@ impl From<ControlError> for ApiError {
             | ControlError::DuplicateTarget(_)
             | ControlError::BadRequest(_) => Self::BadRequest(e.to_string()),
             ControlError::Conflict(_) => Self::Conflict(e.to_string()),
+            ControlError::Invalid(list) => Self::Invalid(list),
             ControlError::Unavailable => Self::Unavailable(e.to_string()),
             ControlError::Storage(_) => Self::Internal(e.to_string()),
         }
@@ -164,7 +194,10 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/v1/aliases", get(list_aliases))
-        .route("/v1/aliases/{alias}", get(get_alias))
+        .route(
+            "/v1/aliases/{alias}",
+            get(get_alias).put(put_alias).delete(delete_alias),
+        )
         .route("/v1/aliases/{alias}/targets", put(put_targets))
         .route("/v1/aliases/{alias}/promote", post(promote))
         .route("/v1/aliases/{alias}/rollback", post(rollback))
@@ -172,6 +205,12 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/aliases/{alias}/abort", post(abort))
         .route("/v1/aliases/{alias}/history", get(history))
         .route("/v1/services", get(list_services))
+        .route(
+            "/v1/services/{service}",
+            get(get_service).put(put_service).delete(delete_service),
+        )
+        .route("/v1/services/{service}/history", get(service_history))
+        .route("/v1/reload", post(reload))
         .route("/v1/events", get(events))
         .route("/metrics", get(metrics))
         .fallback(not_found)
@@ -238,18 +277,48 @@ async fn metrics(State(state): State<AppState>) -> Response {
         "# HELP aliasd_endpoint_healthy 1 healthy, 0 unhealthy, -1 unknown."
     );
     let _ = writeln!(out, "# TYPE aliasd_endpoint_healthy gauge");
+    let health = state.board.healths();
     for (service, config) in &snapshot.topology.services {
         for e in &config.endpoints {
-            let value = match state.board.get(service, e).map(|s| s.health) {
-                Some(crate::health::Health::Healthy) => 1,
-                Some(crate::health::Health::Unhealthy) => 0,
-                _ => -1,
+            let value = match health_of(&health, service, e) {
+                Health::Healthy => 1,
+                Health::Unhealthy => 0,
+                Health::Unknown | Health::Starting => -1,
             };
             let _ = writeln!(
                 out,
-                "aliasd_endpoint_healthy{{service=\"{service}\",endpoint=\"{e}\"}} {value}"
+                "aliasd_endpoint_healthy{{service=\"{service}\",endpoint=\"{}\",source=\"{}\"}} {value}",
+                e.endpoint, e.source
             );
         }
+    }
+    if let Some(docker) = &snapshot.sources.docker {
+        let _ = writeln!(
+            out,
+            "# HELP aliasd_docker_connected 1 while the Docker API answers; 0 while aliasd keeps the endpoints it last saw."
+        );
+        let _ = writeln!(out, "# TYPE aliasd_docker_connected gauge");
+        let _ = writeln!(
+            out,
+            "aliasd_docker_connected {}",
+            u8::from(docker.status.connected)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP aliasd_docker_last_sync_timestamp_seconds When Docker last sent a whole view."
+        );
+        let _ = writeln!(out, "# TYPE aliasd_docker_last_sync_timestamp_seconds gauge");
+        let _ = writeln!(
+            out,
+            "aliasd_docker_last_sync_timestamp_seconds {}",
+            docker.status.last_sync_ms.map_or(0.0, |ms| ms as f64 / 1000.0)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP aliasd_docker_problems Labelled containers skipped for bad labels or networks."
+        );
+        let _ = writeln!(out, "# TYPE aliasd_docker_problems gauge");
+        let _ = writeln!(out, "aliasd_docker_problems {}", docker.problems.len());
     }
     for source in &state.metrics {
         source.render_prometheus(&mut out);
@@ -318,7 +387,7 @@ async fn put_targets(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<AliasDto>, ApiError> {
-    let actor = state.auth.check(&headers)?;
+    let actor = state.auth.load().check(&headers)?;
     let name = find_alias(&state.snapshots.load(), &alias)?;
     let request: LinkRequest = json_body(&body, r#"{"targets": ["web-v1"]}"#)?;
     if request.targets.is_empty() {
@@ -379,6 +448,7 @@ fn gates(
         confirm,
         min_healthy,
         warm_timeout: duration_field("warm_timeout", warm_timeout)?,
+        stop_old: None,
     })
 }
 
@@ -415,7 +485,7 @@ async fn promote(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let actor = state.auth.check(&headers)?;
+    let actor = state.auth.load().check(&headers)?;
     let snapshot = state.snapshots.load_full();
     let name = find_alias(&snapshot, &alias)?;
     let request: PromoteRequest = json_body(&body, r#"{"to": "web-v2", "observe": "30s"}"#)?;
@@ -432,12 +502,13 @@ async fn promote(
         ));
     }
     let to = service_names("to", &to)?;
-    let gates = gates(
+    let mut gates = gates(
         request.observe.as_ref(),
         request.confirm,
         request.min_healthy,
         request.warm_timeout.as_ref(),
     )?;
+    gates.stop_old = request.stop_old;
     if query.dry_run {
         return plan(&state, &snapshot, &name, to, &gates, actor, request.reason)
             .map(|p| Json(p).into_response());
@@ -467,11 +538,11 @@ fn plan(
         .ok_or_else(|| ApiError::NotFound(format!("unknown alias `{name}`")))?;
     let health = state.board.healths();
     let count = |services: &[ServiceName]| counts(topology, &health, services);
-    let options = gates.resolve(&state.defaults);
+    let options = gates.resolve(&topology.defaults);
     let ctx = Ctx {
-        now: crate::controller::now_ms(),
+        now: now_ms(),
         ttl_window_s: topology.ttl_window_s(),
-        grace_ms: state.defaults.drain_grace.as_millis() as u64,
+        grace_ms: topology.defaults.drain_grace.as_millis() as u64,
         counts: &count,
         busy: &|_| 0,
         drain_deadline_ms: 0,
@@ -490,7 +561,7 @@ fn plan(
     let human = |ms: u64| humantime::format_duration(Duration::from_millis(ms)).to_string();
     let names = |s: &[ServiceName]| s.iter().map(ToString::to_string).collect::<Vec<_>>();
     let eps = |s: &[ServiceName]| {
-        endpoints_of(&topology.services, s)
+        endpoints_of(topology, s)
             .iter()
             .map(ToString::to_string)
             .collect::<Vec<_>>()
@@ -560,7 +631,7 @@ async fn rollback(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let actor = state.auth.check(&headers)?;
+    let actor = state.auth.load().check(&headers)?;
     let name = find_alias(&state.snapshots.load(), &alias)?;
     let request: RollbackRequest = json_body(&body, r#"{"to_revision": 3, "reason": "..."}"#)?;
     let gates = gates(
@@ -622,7 +693,7 @@ fn reasoned(
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<(AliasName, Option<String>, String), ApiError> {
-    let actor = state.auth.check(headers)?;
+    let actor = state.auth.load().check(headers)?;
     let name = find_alias(&state.snapshots.load(), alias)?;
     let request: ReasonRequest = json_body(body, r#"{"reason": "..."}"#)?;
     Ok((name, request.reason, actor))
@@ -663,6 +734,23 @@ async fn events(
 fn event_dto(event: Event) -> Option<EventDto> {
     Some(match event {
         Event::Closing => return None,
+        Event::Registry { entry } => EventDto::Registry {
+            entry: HistoryDto::from_entry(&entry),
+        },
+        Event::Endpoints {
+            service,
+            endpoints,
+            at_ms,
+        } => EventDto::Endpoints {
+            service: service.to_string(),
+            endpoints: endpoints.iter().map(ToString::to_string).collect(),
+            at: dto::rfc3339_ms(at_ms),
+        },
+        Event::Docker { status } => EventDto::Docker {
+            connected: status.connected,
+            error: status.error,
+            at: dto::rfc3339_ms(status.since_ms),
+        },
         Event::Change {
             entry,
             state: alias,
@@ -677,33 +765,201 @@ fn event_dto(event: Event) -> Option<EventDto> {
         Event::Health { change, at_ms } => EventDto::Health {
             service: change.service.to_string(),
             endpoint: change.endpoint.to_string(),
-            health: serde_json::to_value(change.health)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_owned))
-                .unwrap_or_default(),
+            health: change.health.as_str().to_owned(),
             error: change.error,
             at: dto::rfc3339_ms(at_ms),
         },
     })
 }
 
-async fn list_services(State(state): State<AppState>) -> Json<Vec<ServiceDto>> {
+async fn list_services(State(state): State<AppState>) -> Json<ServicesDto> {
     let snapshot = state.snapshots.load();
-    Json(
-        snapshot
+    let docker = snapshot.sources.docker.as_ref();
+    Json(ServicesDto {
+        services: snapshot
             .topology
             .services
             .iter()
-            .map(|(name, service)| ServiceDto {
-                name: name.to_string(),
-                endpoints: service.endpoints.iter().map(|e| e.to_string()).collect(),
-                linked_by: snapshot
-                    .aliases
-                    .values()
-                    .filter(|a| a.state.targets.contains(name))
-                    .map(|a| a.name.to_string())
-                    .collect(),
-            })
+            .map(|(name, service)| ServiceDto::from_service(name, service, &snapshot, &state.board))
             .collect(),
-    )
+        problems: docker
+            .map(|d| d.problems.iter().map(ProblemDto::from_problem).collect())
+            .unwrap_or_default(),
+        docker: docker.map(|d| DockerDto::from_status(&d.status)),
+    })
+}
+
+fn service_name(text: &str) -> Result<ServiceName, ApiError> {
+    text.parse()
+        .map_err(|e: crate::model::InvalidName| ApiError::BadRequest(e.0))
+}
+
+async fn get_service(
+    State(state): State<AppState>,
+    Path(service): Path<String>,
+) -> Result<Json<ServiceDto>, ApiError> {
+    let name = service_name(&service)?;
+    let snapshot = state.snapshots.load();
+    let found = snapshot
+        .topology
+        .services
+        .get(&name)
+        .ok_or_else(|| ApiError::NotFound(format!("unknown service `{name}`")))?;
+    Ok(Json(ServiceDto::from_service(
+        &name,
+        found,
+        &snapshot,
+        &state.board,
+    )))
+}
+
+/// `PUT /v1/services/{name}`: defines a service through the API (201) or replaces its
+/// definition (200).
+async fn put_service(
+    State(state): State<AppState>,
+    Path(service): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let actor = state.auth.load().check(&headers)?;
+    let name = service_name(&service)?;
+    let request: PutServiceRequest = json_body(
+        &body,
+        r#"{"endpoints": ["10.0.0.5:8080"], "health": {"kind": "http", "path": "/healthz"}}"#,
+    )?;
+    let endpoints = request
+        .endpoints
+        .iter()
+        .map(|e| {
+            e.parse::<Endpoint>()
+                .map_err(|err| ApiError::BadRequest(format!("endpoints: {err}")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let created = state
+        .control
+        .put_service(
+            name.clone(),
+            endpoints,
+            request.health.unwrap_or_default(),
+            actor,
+        )
+        .await?;
+    let snapshot = state.snapshots.load();
+    let found = snapshot
+        .topology
+        .services
+        .get(&name)
+        .ok_or_else(|| ApiError::Internal(format!("service `{name}` vanished after its change")))?;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    let dto = ServiceDto::from_service(&name, found, &snapshot, &state.board);
+    Ok((status, Json(dto)).into_response())
+}
+
+async fn delete_service(
+    State(state): State<AppState>,
+    Path(service): Path<String>,
+    headers: HeaderMap,
+) -> Result<Json<DeletedDto>, ApiError> {
+    let actor = state.auth.load().check(&headers)?;
+    let name = service_name(&service)?;
+    state.control.delete_service(name.clone(), actor).await?;
+    Ok(Json(DeletedDto {
+        deleted: name.to_string(),
+    }))
+}
+
+async fn service_history(
+    State(state): State<AppState>,
+    Path(service): Path<String>,
+) -> Result<Json<Vec<HistoryDto>>, ApiError> {
+    let name = service_name(&service)?;
+    let entries = state.control.service_history(name).await?;
+    Ok(Json(entries.iter().map(HistoryDto::from_entry).collect()))
+}
+
+/// `PUT /v1/aliases/{alias}`: creates an alias through the API (201) or changes it (200).
+async fn put_alias(
+    State(state): State<AppState>,
+    Path(alias): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let actor = state.auth.load().check(&headers)?;
+    let name = state
+        .snapshots
+        .load()
+        .topology
+        .resolve_alias(&alias)
+        .map_err(|e| ApiError::BadRequest(format!("alias: {e}")))?;
+    let request: PutAliasRequest = json_body(
+        &body,
+        r#"{"targets": ["web-v1"], "port_name": "http", "if_none_healthy": "last-known-good"}"#,
+    )?;
+    let targets = request
+        .targets
+        .as_deref()
+        .map(|t| service_names("targets", t))
+        .transpose()?;
+    let if_none_healthy = request
+        .if_none_healthy
+        .as_deref()
+        .map(|p| {
+            IfNoneHealthy::parse(p).ok_or_else(|| {
+                ApiError::BadRequest(format!(
+                    "if_none_healthy: `{p}` is not one of {}",
+                    IfNoneHealthy::CHOICES
+                ))
+            })
+        })
+        .transpose()?;
+    let put = AliasPut {
+        targets,
+        port_name: request.port_name,
+        if_none_healthy,
+    };
+    let (view, created) = state.control.put_alias(name, put, actor).await?;
+    let snapshot = state.snapshots.load();
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    let dto = AliasDto::from_view(&view, &snapshot, &state.board, &*state.busy);
+    Ok((status, Json(dto)).into_response())
+}
+
+async fn delete_alias(
+    State(state): State<AppState>,
+    Path(alias): Path<String>,
+    headers: HeaderMap,
+) -> Result<Json<DeletedDto>, ApiError> {
+    let actor = state.auth.load().check(&headers)?;
+    let name = find_alias(&state.snapshots.load(), &alias)?;
+    state.control.delete_alias(name.clone(), actor).await?;
+    Ok(Json(DeletedDto {
+        deleted: name.to_string(),
+    }))
+}
+
+/// `POST /v1/reload`: re-reads the config and its zone files, and applies them as one change or
+/// refuses them whole (400, with every problem).
+async fn reload(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<ReloadDto>, ApiError> {
+    let actor = state.auth.load().check(&headers)?;
+    let (reply, rx) = oneshot::channel();
+    state
+        .reloads
+        .send((actor, reply))
+        .await
+        .map_err(|_| ApiError::Unavailable("aliasd is shutting down".into()))?;
+    let summary = rx
+        .await
+        .map_err(|_| ApiError::Unavailable("aliasd is shutting down".into()))??;
+    Ok(Json(ReloadDto::from_summary(&summary)))
 }

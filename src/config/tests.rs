@@ -1,3 +1,4 @@
+use std::ops::RangeInclusive;
 use super::*;
 
 use tempfile::TempDir;

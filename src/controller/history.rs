@@ -21,8 +21,17 @@ const HISTORY_FILE: &str = "history.jsonl";
 /// One change, as stored and as the API shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HistoryEntry {
-    /// Absolute alias name, with the trailing dot.
+    /// Grows by one with every entry; the state stores the last one it commits. 0 in entries
+    /// written before entries had one.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub seq: u64,
+    /// Absolute alias name, with the trailing dot; empty for an entry about a service or the
+    /// whole config.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub alias: String,
+    /// The service an entry is about (`service_set`, `service_deleted`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
     pub revision: u64,
     pub at_ms: u64,
     pub actor: String,
@@ -40,6 +49,10 @@ pub struct HistoryEntry {
     pub op: Option<u64>,
 }
 
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
 /// The open history file.
 #[derive(Debug)]
 pub struct History {
@@ -49,11 +62,14 @@ pub struct History {
 }
 
 impl History {
-    /// Opens the history in `dir`, keeping only entries the state committed: `committed` maps an
-    /// alias to its stored revision. Returns the history and its entries, oldest first.
+    /// Opens the history in `dir`, keeping only entries the state committed: those numbered up
+    /// to `committed_seq`, and of older unnumbered ones those within `committed` (alias to its
+    /// stored revision). Without a stored state (`None`) every entry is kept. Returns the
+    /// history and its entries, oldest first.
     pub fn open(
         dir: &Path,
         committed: &HashMap<String, u64>,
+        committed_seq: Option<u64>,
     ) -> Result<(Self, Vec<HistoryEntry>), StoreError> {
         let path = dir.join(HISTORY_FILE);
         let io_err = |source| StoreError::Io {
@@ -65,7 +81,7 @@ impl History {
             Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
             Err(e) => return Err(io_err(e)),
         };
-        let (entries, keep) = parse(&bytes, committed).map_err(|reason| StoreError::Corrupt {
+        let (entries, keep) = parse(&bytes, committed, committed_seq).map_err(|reason| StoreError::Corrupt {
             path: path.clone(),
             reason,
         })?;
@@ -131,6 +147,7 @@ impl History {
 fn parse(
     bytes: &[u8],
     committed: &HashMap<String, u64>,
+    committed_seq: Option<u64>,
 ) -> Result<(Vec<HistoryEntry>, usize), String> {
     let mut entries = Vec::new();
     let mut offset = 0;
@@ -145,8 +162,14 @@ fn parse(
         let is_last = offset + end + 1 == bytes.len();
         match parse_line(line) {
             Ok(entry) => {
-                let limit = committed.get(&entry.alias).copied().unwrap_or(u64::MAX);
-                if entry.revision > limit {
+                let beyond = if entry.seq > 0 {
+                    committed_seq.is_some_and(|c| entry.seq > c)
+                } else {
+                    committed
+                        .get(&entry.alias)
+                        .is_some_and(|limit| entry.revision > *limit)
+                };
+                if beyond {
                     // Appended, but the state write that commits it never happened. Every
                     // later entry was written after it, so none of them is committed either.
                     break;

@@ -30,6 +30,9 @@ pub struct PromoteOptions {
     pub min_healthy: Option<u32>,
     /// How long the new version has to become healthy.
     pub warm_timeout_ms: u64,
+    /// Once the old version is safe to stop, stop its Docker containers.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stop_old: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -116,6 +119,19 @@ pub struct Retired {
     pub safe_to_stop_at_ms: Ms,
     /// The operation that retired them.
     pub op: u64,
+    /// Their containers are to be stopped once they are safe to stop (`--stop-old`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stop_old: bool,
+    /// When aliasd stopped them (or found nothing to stop).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopped_at_ms: Option<Ms>,
+}
+
+impl Retired {
+    /// Whether containers are still to be stopped for it.
+    pub fn stop_pending(&self) -> bool {
+        self.stop_old && self.stopped_at_ms.is_none()
+    }
 }
 
 /// Endpoint counts over a set of services.
@@ -162,6 +178,12 @@ pub enum Input {
         actor: String,
         reason: Option<String>,
     },
+    /// The retired services' containers of operation `op` were stopped (`reason` says which).
+    Stopped {
+        op: u64,
+        actor: String,
+        reason: String,
+    },
     /// Time passed or health changed.
     Tick,
 }
@@ -179,6 +201,20 @@ pub enum ChangeKind {
     Aborted,
     WarmTimeout,
     AutoRollback,
+    /// The old version's containers were stopped after it became safe to stop.
+    Stopped,
+    /// The alias was created (through the API, or a config reload added it).
+    Created,
+    /// The alias's settings (port name, `if_none_healthy`) changed.
+    Updated,
+    /// The alias was removed.
+    Removed,
+    /// A service was defined or changed through the API.
+    ServiceSet,
+    /// A service defined through the API was deleted.
+    ServiceDeleted,
+    /// The config and its zone files were reloaded.
+    Reloaded,
 }
 
 impl ChangeKind {
@@ -406,6 +442,17 @@ pub fn step(state: &AliasState, input: Input, ctx: &Ctx<'_>) -> Result<Outcome, 
                 .and_then(|next| changed(next, ChangeKind::Aborted, &actor, reason))
         }
 
+        Input::Stopped { op, actor, reason } => match &state.retired {
+            Some(r) if r.op == op && r.stop_pending() => {
+                let mut next = state.clone();
+                if let Some(r) = &mut next.retired {
+                    r.stopped_at_ms = Some(ctx.now);
+                }
+                changed(next, ChangeKind::Stopped, &actor, Some(reason))
+            }
+            _ => Ok(Outcome::Unchanged),
+        },
+
         Input::Tick => tick(state, ctx).map_or(Ok(Outcome::Unchanged), |(next, kind, why)| {
             let actor = state
                 .phase
@@ -435,6 +482,8 @@ fn back_to_a(
             ctx.now
         },
         op: op.id,
+        stop_old: false,
+        stopped_at_ms: None,
     });
     next
 }
@@ -529,6 +578,8 @@ fn tick(state: &AliasState, ctx: &Ctx<'_>) -> Option<(AliasState, ChangeKind, Op
                 services: leaving,
                 safe_to_stop_at_ms: ctx.now,
                 op: op.id,
+                stop_old: op.options.stop_old,
+                stopped_at_ms: None,
             });
             // The new answers start a new TTL history.
             next.ttl_served_s = ctx.ttl_window_s;

@@ -1,28 +1,38 @@
 //! The controller: the only writer.
 //!
-//! Commands from the API, health changes from the checkers and the passing of time arrive in one
-//! task and are handled one at a time. Each alias's promotion is the pure machine in `machine`;
-//! this shell feeds it, and for every transition appends the history and writes the state
-//! durably, and only then publishes the new snapshot, emits the event and answers the caller.
-//! A caller never sees a change that a crash could lose, and DNS never serves one.
+//! Commands from the API, health changes from the checkers, whole endpoint sets from Docker
+//! discovery and the passing of time arrive in one task and are handled one at a time. Each
+//! alias's promotion is the pure machine in `machine`; registry changes (services, alias
+//! definitions, reloads) are the pure functions in `changes`. This shell feeds them, and for
+//! every batch of changes appends the history and writes the state durably, and only then
+//! publishes the new snapshot, emits the events and answers the caller. A caller never sees a
+//! change that a crash could lose, and DNS never serves one.
 
+pub mod changes;
 pub mod history;
 pub mod machine;
 pub mod state;
 pub mod store;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
+use crate::check::{Health, HealthSpec};
+use crate::clock::now_ms;
 use crate::config::PromotionDefaults;
-use crate::health::{Health, HealthChange};
+use crate::health::{Checker, HealthBoard, HealthChange, starting_health};
 use crate::model::{AliasName, Endpoint, ServiceName};
-use crate::snapshot::{AliasView, HealthMap, LastGood, SharedSnapshot, Snapshot, Topology};
+use crate::registry::{
+    Base, ContainerRef, DockerEndpoint, DockerState, Problem, Registry, SourceStatus,
+    Sources, Topology,
+};
+use crate::snapshot::{AliasView, HealthMap, LastGood, SharedSnapshot, Snapshot, health_of};
+use changes::{AliasPut, ReloadSummary};
 use history::{History, HistoryEntry};
 use machine::{
     Change, ChangeKind, Counts, Ctx, Input, MachineError, OpKind, Outcome, Phase, PromoteOptions,
@@ -46,6 +56,9 @@ pub enum ControlError {
     Conflict(String),
     #[error("{0}")]
     BadRequest(String),
+    /// A reload refused whole: every problem, one a line.
+    #[error("{}", .0.join("\n"))]
+    Invalid(Vec<String>),
     #[error("{0}")]
     NotFound(String),
     #[error("the change could not be stored, nothing was changed: {0}")]
@@ -92,6 +105,7 @@ pub struct Gates {
     pub confirm: Option<bool>,
     pub min_healthy: Option<u32>,
     pub warm_timeout: Option<Duration>,
+    pub stop_old: Option<bool>,
 }
 
 impl Gates {
@@ -104,6 +118,7 @@ impl Gates {
                 .warm_timeout
                 .unwrap_or(defaults.warm_timeout)
                 .as_millis() as u64,
+            stop_old: self.stop_old.unwrap_or(false),
         }
     }
 }
@@ -133,10 +148,51 @@ pub enum Event {
         entry: HistoryEntry,
         state: Box<AliasState>,
     },
+    /// A change of a service or of the config, as recorded in the history.
+    Registry { entry: HistoryEntry },
+    /// The endpoints of a service changed (any source).
+    Endpoints {
+        service: ServiceName,
+        endpoints: Vec<Endpoint>,
+        at_ms: u64,
+    },
     /// An endpoint changed health.
     Health { change: HealthChange, at_ms: u64 },
+    /// Docker discovery connected or lost the daemon.
+    Docker { status: SourceStatus },
     /// aliasd is stopping: streams of events end here.
     Closing,
+}
+
+/// What discovery sends the controller.
+#[derive(Debug, Clone)]
+pub enum SourceUpdate {
+    /// Docker's whole view: every service's endpoints and the containers it skipped.
+    Docker {
+        services: BTreeMap<ServiceName, Vec<DockerEndpoint>>,
+        problems: Vec<Problem>,
+    },
+    /// Docker became reachable or unreachable. The endpoints stay as they were.
+    DockerStatus(SourceStatus),
+    /// The containers of a retired version were stopped; `report` says which and how.
+    Stopped {
+        alias: AliasName,
+        op: u64,
+        report: String,
+    },
+}
+
+/// What the controller asks of Docker discovery.
+#[derive(Debug, Clone)]
+pub enum DockerCommand {
+    /// Stop these containers (each with its own stop timeout): the retired services of
+    /// operation `op` of `alias` are safe to stop. `notes` are reasons some were left running.
+    Stop {
+        alias: AliasName,
+        op: u64,
+        containers: Vec<ContainerRef>,
+        notes: Vec<String>,
+    },
 }
 
 type Reply<T> = oneshot::Sender<Result<T, ControlError>>;
@@ -179,6 +235,38 @@ enum Command {
     History {
         alias: AliasName,
         reply: oneshot::Sender<Vec<HistoryEntry>>,
+    },
+    ServiceHistory {
+        service: ServiceName,
+        reply: oneshot::Sender<Vec<HistoryEntry>>,
+    },
+    PutService {
+        service: ServiceName,
+        endpoints: Vec<Endpoint>,
+        health: HealthSpec,
+        actor: Actor,
+        reply: Reply<bool>,
+    },
+    DeleteService {
+        service: ServiceName,
+        actor: Actor,
+        reply: Reply<()>,
+    },
+    PutAlias {
+        alias: AliasName,
+        put: AliasPut,
+        actor: Actor,
+        reply: Reply<(AliasView, bool)>,
+    },
+    DeleteAlias {
+        alias: AliasName,
+        actor: Actor,
+        reply: Reply<()>,
+    },
+    Reload {
+        base: Arc<Base>,
+        actor: Actor,
+        reply: Reply<ReloadSummary>,
     },
 }
 
@@ -292,6 +380,86 @@ impl ControlHandle {
         rx.await.map_err(|_| ControlError::Unavailable)
     }
 
+    /// The history entries of a service defined through the API.
+    pub async fn service_history(
+        &self,
+        service: ServiceName,
+    ) -> Result<Vec<HistoryEntry>, ControlError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Command::ServiceHistory { service, reply })
+            .await
+            .map_err(|_| ControlError::Unavailable)?;
+        rx.await.map_err(|_| ControlError::Unavailable)
+    }
+
+    /// Defines `service` through the API, or replaces its definition. Returns whether it was
+    /// created.
+    pub async fn put_service(
+        &self,
+        service: ServiceName,
+        endpoints: Vec<Endpoint>,
+        health: HealthSpec,
+        actor: Actor,
+    ) -> Result<bool, ControlError> {
+        self.ask(|reply| Command::PutService {
+            service,
+            endpoints,
+            health,
+            actor,
+            reply,
+        })
+        .await
+    }
+
+    pub async fn delete_service(
+        &self,
+        service: ServiceName,
+        actor: Actor,
+    ) -> Result<(), ControlError> {
+        self.ask(|reply| Command::DeleteService {
+            service,
+            actor,
+            reply,
+        })
+        .await
+    }
+
+    /// Creates the API alias `alias`, or changes it. Returns its view and whether it was created.
+    pub async fn put_alias(
+        &self,
+        alias: AliasName,
+        put: AliasPut,
+        actor: Actor,
+    ) -> Result<(AliasView, bool), ControlError> {
+        self.ask(|reply| Command::PutAlias {
+            alias,
+            put,
+            actor,
+            reply,
+        })
+        .await
+    }
+
+    pub async fn delete_alias(&self, alias: AliasName, actor: Actor) -> Result<(), ControlError> {
+        self.ask(|reply| Command::DeleteAlias {
+            alias,
+            actor,
+            reply,
+        })
+        .await
+    }
+
+    /// Applies a reloaded config (already loaded and checked) as one change.
+    pub async fn reload(
+        &self,
+        base: Arc<Base>,
+        actor: Actor,
+    ) -> Result<ReloadSummary, ControlError> {
+        self.ask(|reply| Command::Reload { base, actor, reply })
+            .await
+    }
+
     /// A receiver of every event from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {
         self.events.subscribe()
@@ -304,42 +472,76 @@ struct Durable {
     history: History,
 }
 
+/// One batch of changes to commit together.
+#[derive(Default)]
+struct Batch {
+    /// The next state, when the registry, the alias set or the serials change; `None` keeps
+    /// the current one (alias transitions still apply).
+    state: Option<State>,
+    /// A reload's new config part.
+    base: Option<Arc<Base>>,
+    /// Alias transitions, applied over the state.
+    changes: Vec<(AliasName, AliasState, Change)>,
+    /// Entries not tied to an alias transition: services, removals, reloads.
+    entries: Vec<HistoryEntry>,
+    /// The serials were set by the change itself (a reload): do not bump them again.
+    serials_set: bool,
+    /// The sources' status changed: publish even if nothing else did.
+    sources_changed: bool,
+}
+
+impl Batch {
+    fn of(changes: Vec<(AliasName, AliasState, Change)>) -> Self {
+        Self {
+            changes,
+            ..Self::default()
+        }
+    }
+}
+
 /// The writer task's state.
 pub struct Controller {
+    base: Arc<Base>,
     topology: Arc<Topology>,
-    defaults: PromotionDefaults,
     state: State,
     durable: Arc<Mutex<Durable>>,
     history: HashMap<AliasName, Vec<HistoryEntry>>,
+    service_history: HashMap<ServiceName, Vec<HistoryEntry>>,
     health: HealthMap,
     last_good: LastGood,
+    sources: Arc<Sources>,
     shared: SharedSnapshot,
     generation: u64,
     rx: mpsc::Receiver<Command>,
     health_rx: mpsc::Receiver<HealthChange>,
+    sources_rx: mpsc::Receiver<SourceUpdate>,
+    docker_tx: Option<mpsc::Sender<DockerCommand>>,
+    /// Stops asked of Docker and not answered yet, per alias and operation.
+    stops_asked: HashSet<(AliasName, u64)>,
     events: broadcast::Sender<Event>,
+    board: Arc<HealthBoard>,
+    checker: Checker,
     /// Health changed since the last render.
     health_dirty: bool,
     busy: Arc<dyn Busy>,
     drain_deadline: Duration,
 }
 
-/// Current wall-clock time in Unix milliseconds; the controller's only clock.
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
 /// What the controller starts from.
 pub struct StartParts {
-    pub topology: Arc<Topology>,
-    pub defaults: PromotionDefaults,
+    pub base: Arc<Base>,
     pub store: Store,
     pub stored: Option<StoredState>,
-    pub file_serials: Vec<u32>,
-    pub health: HealthMap,
+    /// The checkers' board, and the checker the controller keeps matching the registry.
+    pub board: Arc<HealthBoard>,
+    pub checker: Checker,
     pub health_rx: mpsc::Receiver<HealthChange>,
+    /// Whole endpoint sets and status from discovery.
+    pub sources_rx: mpsc::Receiver<SourceUpdate>,
+    /// Where to send container stops, when Docker discovery runs.
+    pub docker_tx: Option<mpsc::Sender<DockerCommand>>,
+    /// Where Docker is, for the status shown before it is first reached.
+    pub docker_endpoint: Option<String>,
     /// The proxy's open work, which a drain waits for, and how long it waits at most.
     pub busy: Arc<dyn Busy>,
     pub drain_deadline: Duration,
@@ -350,13 +552,15 @@ impl Controller {
     /// generation 1. Returns the controller, its handle and the shared snapshot cell.
     pub fn start(parts: StartParts) -> Result<(Self, ControlHandle, SharedSnapshot), StoreError> {
         let StartParts {
-            topology,
-            defaults,
+            base,
             store,
             stored,
-            file_serials,
-            health,
+            board,
+            mut checker,
             health_rx,
+            sources_rx,
+            docker_tx,
+            docker_endpoint,
             busy,
             drain_deadline,
         } = parts;
@@ -369,17 +573,27 @@ impl Controller {
                     .collect()
             })
             .unwrap_or_default();
-        let (mut history_file, entries) = History::open(store.dir(), &committed)?;
+        let committed_seq = stored.as_ref().map(|s| s.history_seq);
+        let (mut history_file, entries) = History::open(store.dir(), &committed, committed_seq)?;
         let now = now_ms();
-        let (mut state, notes) = initial_state(&topology, stored.as_ref(), &file_serials, now);
+        let (mut state, notes) = initial_state(&base, stored.as_ref(), now);
         for note in notes {
             warn!("{note}");
         }
+        // Entries of older files may carry higher numbers than a state that was moved away.
+        state.history_seq = state
+            .history_seq
+            .max(entries.iter().map(|e| e.seq).max().unwrap_or(0));
+        let topology = Arc::new(Topology::build(
+            &base,
+            &state.registry,
+            state.named_services(),
+        ));
         for alias in state.aliases.values_mut() {
             alias.ttl_served_s = alias.ttl_served_s.max(topology.ttl_window_s());
         }
         // Changes made at start (first start, or the config overruling stored links) are history too.
-        let started: Vec<HistoryEntry> = state
+        let mut started: Vec<HistoryEntry> = state
             .aliases
             .iter()
             .filter(|(name, a)| committed.get(&name.name().to_ascii()) != Some(&a.revision))
@@ -395,40 +609,90 @@ impl Controller {
                 )
             })
             .collect();
+        for e in &mut started {
+            state.history_seq += 1;
+            e.seq = state.history_seq;
+        }
         history_file.append(&started)?;
         store.save(&to_stored(&topology, &state))?;
 
         let mut history: HashMap<AliasName, Vec<HistoryEntry>> = HashMap::new();
+        let mut service_history: HashMap<ServiceName, Vec<HistoryEntry>> = HashMap::new();
+        let alias_names: HashMap<String, AliasName> = state
+            .aliases
+            .keys()
+            .map(|a| (a.name().to_ascii(), a.clone()))
+            .collect();
         for e in entries.into_iter().chain(started) {
-            if let Some(name) = state
-                .aliases
-                .keys()
-                .find(|a| a.name().to_ascii() == e.alias)
-            {
+            if let Some(service) = e.service.as_ref().and_then(|s| s.parse().ok()) {
+                service_history.entry(service).or_default().push(e);
+            } else if let Some(name) = alias_names.get(&e.alias) {
                 history.entry(name.clone()).or_default().push(e);
+            } else if let Ok(name) = AliasName::resolve(&e.alias, &hickory_proto::rr::Name::root())
+                && !e.alias.is_empty()
+            {
+                // A removed alias keeps its history, so a re-created one continues it.
+                history.entry(name).or_default().push(e);
             }
         }
+        let targets = check_targets(&topology);
+        let mut health = HealthMap::new();
+        let started_health: Vec<_> = targets
+            .iter()
+            .map(|(k, c)| (k.clone(), c.clone(), starting_health(c, true)))
+            .collect();
+        for (key, _, h) in &started_health {
+            health.insert(key.clone(), *h);
+        }
+        checker.reconcile(started_health);
+        let sources = Arc::new(Sources {
+            docker: docker_endpoint.map(|endpoint| DockerState {
+                status: SourceStatus {
+                    connected: false,
+                    since_ms: now,
+                    last_sync_ms: None,
+                    error: Some("not connected yet".into()),
+                    endpoint,
+                    version: None,
+                },
+                problems: Vec::new(),
+            }),
+        });
         let last_good = LastGood::new();
-        let snapshot = Snapshot::render(1, topology.clone(), &state, &health, &last_good);
+        let snapshot = Snapshot::render(
+            1,
+            topology.clone(),
+            &state,
+            &health,
+            &last_good,
+            sources.clone(),
+        );
         let shared: SharedSnapshot = Arc::new(arc_swap::ArcSwap::from_pointee(snapshot));
         let (tx, rx) = mpsc::channel(64);
         let (events, _) = broadcast::channel(1024);
         let controller = Self {
+            base,
             topology,
-            defaults,
             state,
             durable: Arc::new(Mutex::new(Durable {
                 store,
                 history: history_file,
             })),
             history,
+            service_history,
             health,
             last_good,
+            sources,
             shared: shared.clone(),
             generation: 1,
             rx,
             health_rx,
+            sources_rx,
+            docker_tx,
+            stops_asked: HashSet::new(),
             events: events.clone(),
+            board,
+            checker,
             health_dirty: true,
             busy,
             drain_deadline,
@@ -436,7 +700,7 @@ impl Controller {
         Ok((controller, ControlHandle { tx, events }, shared))
     }
 
-    /// Handles commands, health changes and deadlines until `shutdown` is cancelled.
+    /// Handles commands, health changes, discovery and deadlines until `shutdown` is cancelled.
     pub async fn run(mut self, shutdown: CancellationToken) {
         // Deadlines may have passed while aliasd was down: settle them first.
         self.settle().await;
@@ -448,11 +712,17 @@ impl Controller {
                     None => break,
                 },
                 Some(change) = self.health_rx.recv() => {
-                    self.health.insert((change.service.clone(), change.endpoint), change.health);
+                    let key = (change.service.clone(), change.endpoint);
+                    // A checker stopped since (its endpoint left, or its check changed) is stale.
+                    if self.board.epoch(&key) != Some(change.epoch) {
+                        continue;
+                    }
+                    self.health.insert(key, change.health);
                     self.health_dirty = true;
                     let _ = self.events.send(Event::Health { change, at_ms: now_ms() });
                     self.settle().await;
                 }
+                Some(update) = self.sources_rx.recv() => self.source(update).await,
                 () = tokio::time::sleep(wait) => self.settle().await,
                 () = shutdown.cancelled() => break,
             }
@@ -466,10 +736,8 @@ impl Controller {
         if services.is_empty() {
             return 0;
         }
-        self.busy.inflight(&crate::snapshot::endpoints_of(
-            &self.topology.services,
-            services,
-        ))
+        self.busy
+            .inflight(&crate::snapshot::endpoints_of(&self.topology, services))
     }
 
     /// How long until the next deadline of any alias (at most a second, so a wall-clock jump
@@ -556,6 +824,303 @@ impl Controller {
             Command::History { alias, reply } => {
                 let _ = reply.send(self.history.get(&alias).cloned().unwrap_or_default());
             }
+            Command::ServiceHistory { service, reply } => {
+                let _ = reply.send(
+                    self.service_history
+                        .get(&service)
+                        .cloned()
+                        .unwrap_or_default(),
+                );
+            }
+            Command::PutService {
+                service,
+                endpoints,
+                health,
+                actor,
+                reply,
+            } => {
+                let result = match changes::put_service(
+                    &self.base,
+                    &self.state,
+                    &service,
+                    endpoints,
+                    health,
+                    &actor,
+                    now_ms(),
+                ) {
+                    Ok(Some((state, entry, created))) => self
+                        .commit(Batch {
+                            state: Some(state),
+                            entries: vec![entry],
+                            ..Batch::default()
+                        })
+                        .await
+                        .map(|()| created),
+                    Ok(None) => Ok(false),
+                    Err(e) => Err(e),
+                };
+                let _ = reply.send(result);
+            }
+            Command::DeleteService {
+                service,
+                actor,
+                reply,
+            } => {
+                let result = match changes::delete_service(
+                    &self.base,
+                    &self.state,
+                    &self.topology,
+                    &service,
+                    &actor,
+                    now_ms(),
+                ) {
+                    Ok((state, entry)) => {
+                        self.commit(Batch {
+                            state: Some(state),
+                            entries: vec![entry],
+                            ..Batch::default()
+                        })
+                        .await
+                    }
+                    Err(e) => Err(e),
+                };
+                let _ = reply.send(result);
+            }
+            Command::PutAlias {
+                alias,
+                put,
+                actor,
+                reply,
+            } => {
+                let result = self.put_alias(&alias, put, actor).await;
+                let _ = reply.send(result);
+            }
+            Command::DeleteAlias {
+                alias,
+                actor,
+                reply,
+            } => {
+                let result = match changes::delete_alias(
+                    &self.base,
+                    &self.state,
+                    &alias,
+                    &actor,
+                    now_ms(),
+                ) {
+                    Ok((state, entry)) => {
+                        self.commit(Batch {
+                            state: Some(state),
+                            entries: vec![entry],
+                            ..Batch::default()
+                        })
+                        .await
+                    }
+                    Err(e) => Err(e),
+                };
+                let _ = reply.send(result);
+            }
+            Command::Reload { base, actor, reply } => {
+                let result = self.reload(base, actor).await;
+                let _ = reply.send(result);
+            }
+        }
+    }
+
+    async fn put_alias(
+        &mut self,
+        alias: &AliasName,
+        put: AliasPut,
+        actor: Actor,
+    ) -> Result<(AliasView, bool), ControlError> {
+        let last = changes::next_revision_after(self.history.get(alias));
+        let change = changes::put_alias(
+            &self.base,
+            &self.state,
+            &self.topology,
+            alias,
+            put,
+            last.max(self.state.aliases.get(alias).map_or(0, |a| a.revision)),
+            &actor,
+            now_ms(),
+        )?;
+        let Some(change) = change else {
+            return Ok((self.view(alias)?, false));
+        };
+        let created = change.created;
+        self.commit(Batch {
+            state: Some(change.state),
+            changes: vec![(alias.clone(), change.alias, change.change)],
+            ..Batch::default()
+        })
+        .await?;
+        Ok((self.view(alias)?, created))
+    }
+
+    async fn reload(
+        &mut self,
+        base: Arc<Base>,
+        actor: Actor,
+    ) -> Result<ReloadSummary, ControlError> {
+        let (state, created, entries, summary) =
+            changes::reload(&self.base, &base, &self.state, &actor, now_ms())
+                .map_err(ControlError::Invalid)?;
+        self.commit(Batch {
+            state: Some(state),
+            base: Some(base),
+            changes: created,
+            entries,
+            serials_set: true,
+            ..Batch::default()
+        })
+        .await?;
+        info!(actor = %actor, summary = %summary.text(), "config reloaded");
+        Ok(summary)
+    }
+
+    /// What discovery sent.
+    async fn source(&mut self, update: SourceUpdate) {
+        match update {
+            SourceUpdate::Docker { services, problems } => {
+                let mut sources = (*self.sources).clone();
+                let mut sources_changed = false;
+                if let Some(d) = &mut sources.docker {
+                    if d.problems != problems {
+                        for p in problems.iter().filter(|p| !d.problems.contains(p)) {
+                            warn!(
+                                container = %p.container.name,
+                                id = %p.container.short_id(),
+                                problem = %p.message,
+                                "container skipped"
+                            );
+                        }
+                        d.problems = problems;
+                        sources_changed = true;
+                    }
+                    d.status.last_sync_ms = Some(now_ms());
+                }
+                self.sources = Arc::new(sources);
+                let state = (self.state.registry.docker != services).then(|| {
+                    let mut next = self.state.clone();
+                    next.registry.docker = services;
+                    next
+                });
+                if state.is_none() && !sources_changed {
+                    return;
+                }
+                let batch = Batch {
+                    state,
+                    sources_changed: true,
+                    ..Batch::default()
+                };
+                if let Err(e) = self.commit(batch).await {
+                    error!(error = %e, "could not store Docker's endpoints; they apply at the next change");
+                }
+            }
+            SourceUpdate::DockerStatus(status) => {
+                let mut sources = (*self.sources).clone();
+                if let Some(d) = &mut sources.docker {
+                    if d.status.connected != status.connected {
+                        if status.connected {
+                            info!(docker = %status.endpoint, version = status.version.as_deref().unwrap_or(""), "Docker connected");
+                        } else {
+                            warn!(
+                                docker = %status.endpoint,
+                                error = status.error.as_deref().unwrap_or(""),
+                                "Docker unreachable: keeping the endpoints last seen"
+                            );
+                        }
+                    }
+                    let last_sync_ms = d.status.last_sync_ms;
+                    d.status = SourceStatus {
+                        last_sync_ms,
+                        ..status.clone()
+                    };
+                }
+                self.sources = Arc::new(sources);
+                let _ = self.events.send(Event::Docker { status });
+                let batch = Batch {
+                    sources_changed: true,
+                    ..Batch::default()
+                };
+                if let Err(e) = self.commit(batch).await {
+                    error!(error = %e, "could not publish Docker's status");
+                }
+                self.ask_stops();
+            }
+            SourceUpdate::Stopped { alias, op, report } => {
+                self.stops_asked.remove(&(alias.clone(), op));
+                let input = Input::Stopped {
+                    op,
+                    actor: "aliasd".into(),
+                    reason: report,
+                };
+                if let Err(e) = self.apply(&alias, input).await {
+                    error!(alias = %alias, error = %e, "could not record the stopped containers");
+                }
+            }
+        }
+    }
+
+    /// Asks Docker to stop the containers of every retired version whose operation asked for
+    /// it (`stop_old`) and that is safe to stop, once per operation. Services still used by
+    /// some alias are left running, with a note.
+    fn ask_stops(&mut self) {
+        let Some(tx) = &self.docker_tx else { return };
+        let connected = self
+            .sources
+            .docker
+            .as_ref()
+            .is_some_and(|d| d.status.connected);
+        if !connected {
+            return;
+        }
+        let mut in_use: HashMap<ServiceName, AliasName> = HashMap::new();
+        for (name, a) in &self.state.aliases {
+            let op = a.phase.operation();
+            for s in machine::answering(a)
+                .into_iter()
+                .chain(a.targets.iter().cloned())
+                .chain(op.into_iter().flat_map(|o| o.to.iter().cloned()))
+            {
+                in_use.entry(s).or_insert_with(|| name.clone());
+            }
+        }
+        let now = now_ms();
+        for (name, alias) in &self.state.aliases {
+            let Some(r) = &alias.retired else { continue };
+            if !r.stop_pending() || now < r.safe_to_stop_at_ms {
+                continue;
+            }
+            let key = (name.clone(), r.op);
+            if self.stops_asked.contains(&key) {
+                continue;
+            }
+            let mut containers = Vec::new();
+            let mut notes = Vec::new();
+            for s in &r.services {
+                if let Some(user) = in_use.get(s) {
+                    notes.push(format!("{s} is still used by alias {user}, so it was left running"));
+                    continue;
+                }
+                containers.extend(
+                    self.topology
+                        .services
+                        .get(s)
+                        .into_iter()
+                        .flat_map(|svc| &svc.endpoints)
+                        .filter(|e| !e.is_dead())
+                        .filter_map(|e| e.container.clone()),
+                );
+            }
+            let command = DockerCommand::Stop {
+                alias: name.clone(),
+                op: r.op,
+                containers,
+                notes,
+            };
+            if tx.try_send(command).is_ok() {
+                self.stops_asked.insert(key);
+            }
         }
     }
 
@@ -584,9 +1149,14 @@ impl Controller {
         actor: Actor,
     ) -> Result<Started, ControlError> {
         self.check_services(&to)?;
+        if gates.stop_old == Some(true) && self.docker_tx.is_none() {
+            return Err(ControlError::BadRequest(
+                "stop_old stops the old version's Docker containers, but Docker discovery is off ([docker] enabled = false)".into(),
+            ));
+        }
         let input = Input::Promote {
             to,
-            options: gates.resolve(&self.defaults),
+            options: gates.resolve(&self.base.defaults),
             kind,
             actor,
             reason,
@@ -637,7 +1207,7 @@ impl Controller {
                     .filter(|s| self.topology.services.contains_key(s))
                     .ok_or_else(|| {
                         ControlError::Conflict(format!(
-                            "cannot roll back to service `{t}`: the config no longer defines it"
+                            "cannot roll back to service `{t}`: it no longer exists"
                         ))
                     })
             })
@@ -658,7 +1228,7 @@ impl Controller {
         };
         let mut changes = vec![(alias.clone(), *next, change)];
         changes.extend(self.due_transitions(Some(&changes)));
-        self.commit(changes).await?;
+        self.commit(Batch::of(changes)).await?;
         Ok(true)
     }
 
@@ -668,7 +1238,7 @@ impl Controller {
         if changes.is_empty() && !self.health_dirty {
             return;
         }
-        if let Err(e) = self.commit(changes).await {
+        if let Err(e) = self.commit(Batch::of(changes)).await {
             error!(error = %e, "could not store a due transition; it will be retried");
         }
     }
@@ -714,7 +1284,7 @@ impl Controller {
         let ctx = Ctx {
             now: now_ms(),
             ttl_window_s: self.topology.ttl_window_s(),
-            grace_ms: self.defaults.drain_grace.as_millis() as u64,
+            grace_ms: self.base.defaults.drain_grace.as_millis() as u64,
             counts: &count,
             busy: &busy,
             drain_deadline_ms: self.drain_deadline.as_millis() as u64,
@@ -722,58 +1292,113 @@ impl Controller {
         f(&ctx)
     }
 
-    /// Makes `changes` durable (history, then state), then publishes and emits them. Also
+    /// Makes a batch durable (history, then state), then publishes and emits it. Also
     /// republishes when health alone changed the answers, bumping the zone serial.
-    async fn commit(
-        &mut self,
-        changes: Vec<(AliasName, AliasState, Change)>,
-    ) -> Result<(), ControlError> {
-        let mut next = self.state.clone();
+    async fn commit(&mut self, batch: Batch) -> Result<(), ControlError> {
+        let Batch {
+            state,
+            base,
+            changes,
+            entries: other_entries,
+            serials_set,
+            sources_changed,
+        } = batch;
+        let registry_changed = state.is_some();
+        let mut next = state.unwrap_or_else(|| self.state.clone());
         for (name, alias, _) in &changes {
             next.aliases.insert(name.clone(), alias.clone());
         }
+        let base_next = base.clone().unwrap_or_else(|| self.base.clone());
+        // The topology follows the registry, the alias set and the config; a change of an alias
+        // phase alone can only add placeholders for services it names, which exist already.
+        let topology = if registry_changed || base.is_some() {
+            Arc::new(Topology::build(
+                &base_next,
+                &next.registry,
+                next.named_services(),
+            ))
+        } else {
+            self.topology.clone()
+        };
+        let topology_changed = !Arc::ptr_eq(&topology, &self.topology);
+        // Endpoints that are new start with their starting health; those gone are forgotten.
+        let (health, check_targets) = if topology_changed {
+            let targets = check_targets(&topology);
+            let mut health = HealthMap::with_capacity(targets.len());
+            let mut with_start = Vec::with_capacity(targets.len());
+            for (key, check) in targets {
+                let h = self
+                    .health
+                    .get(&key)
+                    .copied()
+                    .unwrap_or_else(|| starting_health(&check, false));
+                health.insert(key.clone(), h);
+                with_start.push((key, check, h));
+            }
+            (Some(health), Some(with_start))
+        } else {
+            (None, None)
+        };
+        let health_now = health.as_ref().unwrap_or(&self.health);
         let current = self.shared.load_full();
-        let mut snapshot = Snapshot::render(
-            self.generation + 1,
-            self.topology.clone(),
-            &next,
-            &self.health,
-            &self.last_good,
-        );
+        let render = |next: &State| {
+            Snapshot::render(
+                self.generation + 1,
+                topology.clone(),
+                next,
+                health_now,
+                &self.last_good,
+                self.sources.clone(),
+            )
+        };
+        let mut snapshot = render(&next);
         let mut bumped = false;
-        for (name, view) in &snapshot.aliases {
-            let before = current.aliases.get(name);
-            if before.is_none_or(|b| b.endpoints != view.endpoints) {
-                let zone = self.topology.aliases[name].zone;
+        if !serials_set {
+            let mut zones: Vec<usize> = Vec::new();
+            for (name, view) in &snapshot.aliases {
+                let before = current.aliases.get(name);
+                if before.is_none_or(|b| b.endpoints != view.endpoints) {
+                    zones.push(topology.aliases[name].zone);
+                }
+            }
+            for name in current.aliases.keys() {
+                if !snapshot.aliases.contains_key(name)
+                    && let Some(def) = self.topology.aliases.get(name)
+                {
+                    zones.push(def.zone);
+                }
+            }
+            for zone in zones {
                 if next.serials[zone] == self.state.serials[zone] {
                     next.serials[zone] = next.serials[zone].wrapping_add(1);
                     bumped = true;
                 }
             }
         }
-        let views_changed = snapshot.aliases.iter().any(|(name, view)| {
-            current
-                .aliases
-                .get(name)
-                .is_none_or(|b| b.fallback != view.fallback || b.passing != view.passing)
-        });
-        if changes.is_empty() && !bumped && !views_changed {
+        let views_changed = snapshot.aliases.len() != current.aliases.len()
+            || snapshot.aliases.iter().any(|(name, view)| {
+                current.aliases.get(name).is_none_or(|b| {
+                    b.fallback != view.fallback
+                        || b.passing != view.passing
+                        || b.warnings != view.warnings
+                })
+            });
+        let durable_change = !changes.is_empty()
+            || !other_entries.is_empty()
+            || bumped
+            || registry_changed
+            || serials_set;
+        if !durable_change && !views_changed && !sources_changed && !topology_changed {
             self.health_dirty = false;
             return Ok(());
         }
         if bumped {
-            snapshot = Snapshot::render(
-                self.generation + 1,
-                self.topology.clone(),
-                &next,
-                &self.health,
-                &self.last_good,
-            );
+            snapshot = render(&next);
         }
         // A change that ends an operation belongs to it: take the operation from the state
         // before the change when the state after has none.
         let mut before: HashMap<&AliasName, &AliasState> = HashMap::new();
-        let mut entries: Vec<HistoryEntry> = Vec::with_capacity(changes.len());
+        let mut alias_entries: Vec<HistoryEntry> = Vec::with_capacity(changes.len());
         for (name, alias, change) in &changes {
             let prev = before
                 .get(name)
@@ -783,13 +1408,22 @@ impl Controller {
             if e.op.is_none() && change.kind != ChangeKind::Linked {
                 e.op = prev.and_then(|p| p.phase.operation()).map(|op| op.id);
             }
-            entries.push(e);
+            alias_entries.push(e);
             before.insert(name, alias);
         }
-        if !changes.is_empty() || bumped {
-            let stored = to_stored(&self.topology, &next);
+        let mut other_entries = other_entries;
+        for e in alias_entries.iter_mut().chain(other_entries.iter_mut()) {
+            next.history_seq += 1;
+            e.seq = next.history_seq;
+        }
+        if durable_change {
+            let stored = to_stored(&topology, &next);
             let durable = self.durable.clone();
-            let batch = entries.clone();
+            let batch: Vec<HistoryEntry> = other_entries
+                .iter()
+                .chain(&alias_entries)
+                .cloned()
+                .collect();
             tokio::task::spawn_blocking(move || {
                 let mut d = durable.lock().unwrap_or_else(|p| p.into_inner());
                 let before = d.history.append(&batch)?;
@@ -806,7 +1440,22 @@ impl Controller {
             .map_err(|e| ControlError::Storage(e.to_string()))?;
         }
 
+        let endpoint_events = if topology_changed {
+            changed_endpoints(&self.topology, &topology)
+        } else {
+            Vec::new()
+        };
         self.state = next;
+        if let Some(base) = base {
+            self.base = base;
+        }
+        self.topology = topology;
+        if let Some(health) = health {
+            self.health = health;
+        }
+        if let Some(targets) = check_targets {
+            self.checker.reconcile(targets);
+        }
         self.health_dirty = false;
         self.generation += 1;
         for (name, view) in &snapshot.aliases {
@@ -814,8 +1463,40 @@ impl Controller {
                 self.last_good.insert(name.clone(), view.passing.clone());
             }
         }
+        self.last_good
+            .retain(|name, _| snapshot.aliases.contains_key(name));
         self.shared.store(Arc::new(snapshot));
-        for ((name, alias, change), entry) in changes.into_iter().zip(entries) {
+        let now = now_ms();
+        for (service, endpoints) in endpoint_events {
+            info!(service = %service, endpoints = endpoints.len(), "service endpoints changed");
+            let _ = self.events.send(Event::Endpoints {
+                service,
+                endpoints,
+                at_ms: now,
+            });
+        }
+        for e in other_entries {
+            info!(
+                change = ?e.change,
+                alias = %e.alias,
+                service = e.service.as_deref().unwrap_or(""),
+                actor = %e.actor,
+                reason = e.reason.as_deref().unwrap_or(""),
+                "registry changed"
+            );
+            if let Some(service) = e.service.as_ref().and_then(|s| s.parse().ok()) {
+                self.service_history
+                    .entry(service)
+                    .or_default()
+                    .push(e.clone());
+            } else if let Ok(name) = AliasName::resolve(&e.alias, &hickory_proto::rr::Name::root())
+                && !e.alias.is_empty()
+            {
+                self.history.entry(name).or_default().push(e.clone());
+            }
+            let _ = self.events.send(Event::Registry { entry: e });
+        }
+        for ((name, alias, change), entry) in changes.into_iter().zip(alias_entries) {
             info!(
                 alias = %name,
                 change = ?change.kind,
@@ -831,6 +1512,7 @@ impl Controller {
                 state: Box::new(alias),
             });
         }
+        self.ask_stops();
         Ok(())
     }
 
@@ -842,6 +1524,81 @@ impl Controller {
             .cloned()
             .ok_or_else(|| ControlError::UnknownAlias(alias.to_string()))
     }
+}
+
+/// Every endpoint to check, with its check; dead containers are not checked.
+fn check_targets(topology: &Topology) -> Vec<((ServiceName, Endpoint), crate::check::CheckConfig)> {
+    topology
+        .services
+        .iter()
+        .flat_map(|(name, s)| {
+            s.endpoints
+                .iter()
+                .filter(|e| !e.is_dead())
+                .map(move |e| ((name.clone(), e.endpoint), e.check.clone()))
+        })
+        .collect()
+}
+
+/// The services whose endpoint addresses differ between two topologies, with their new ones.
+fn changed_endpoints(old: &Topology, new: &Topology) -> Vec<(ServiceName, Vec<Endpoint>)> {
+    let mut out = Vec::new();
+    for (name, s) in &new.services {
+        let now: Vec<Endpoint> = s.addrs().collect();
+        if old.services.get(name).is_none_or(|o| o.addrs().ne(now.iter().copied())) {
+            out.push((name.clone(), now));
+        }
+    }
+    for name in old.services.keys() {
+        if !new.services.contains_key(name) {
+            out.push((name.clone(), Vec::new()));
+        }
+    }
+    out
+}
+
+/// Parses the API-defined parts of a stored state; notes name what could not be kept.
+fn stored_registry(base: &Base, stored: &StoredState, notes: &mut Vec<String>) -> Registry {
+    let mut registry = Registry::default();
+    for (name, service) in &stored.services {
+        match name.parse::<ServiceName>() {
+            Ok(n) if base.services.contains_key(&n) => notes.push(format!(
+                "service `{n}` was defined through the API and is now in the config; the config's definition is used"
+            )),
+            Ok(n) => {
+                registry.api_services.insert(n, service.clone());
+            }
+            Err(e) => notes.push(format!("stored service `{name}` is dropped: {e}")),
+        }
+    }
+    for (name, endpoints) in &stored.docker {
+        match name.parse::<ServiceName>() {
+            Ok(n) => {
+                registry.docker.insert(n, endpoints.clone());
+            }
+            Err(e) => notes.push(format!("stored Docker service `{name}` is dropped: {e}")),
+        }
+    }
+    let mut placed: Vec<AliasName> = base.aliases.keys().cloned().collect();
+    for (name, spec) in &stored.alias_specs {
+        let alias = match AliasName::resolve(name, &hickory_proto::rr::Name::root()) {
+            Ok(a) => a,
+            Err(e) => {
+                notes.push(format!("stored alias `{name}` is dropped: {e}"));
+                continue;
+            }
+        };
+        match crate::registry::place_alias(&alias, &base.zones, placed.iter()) {
+            Ok(_) => {
+                placed.push(alias.clone());
+                registry.api_aliases.insert(alias, spec.clone());
+            }
+            Err(e) => notes.push(format!(
+                "alias `{alias}` (defined through the API) no longer fits the config and is dropped: {e}"
+            )),
+        }
+    }
+    registry
 }
 
 /// Checks that every service in `targets` exists and none is repeated.
@@ -863,14 +1620,10 @@ pub fn counts(topology: &Topology, health: &HealthMap, services: &[ServiceName])
     for s in services {
         for e in topology.services.get(s).map_or(&[][..], |c| &c.endpoints) {
             c.total += 1;
-            match health
-                .get(&(s.clone(), *e))
-                .copied()
-                .unwrap_or(Health::Unknown)
-            {
+            match health_of(health, s, e) {
                 Health::Healthy => c.healthy += 1,
                 Health::Unhealthy => c.failed += 1,
-                Health::Unknown => {}
+                Health::Unknown | Health::Starting => {}
             }
         }
     }
@@ -884,7 +1637,9 @@ fn names(services: &[ServiceName]) -> Vec<String> {
 /// The history entry for `change`, which left `alias` in `state`.
 pub fn entry(alias: &AliasName, state: &AliasState, change: &Change) -> HistoryEntry {
     HistoryEntry {
+        seq: 0,
         alias: alias.name().to_ascii(),
+        service: None,
         revision: state.revision,
         at_ms: state.changed_at_ms,
         actor: change.actor.clone(),
@@ -942,7 +1697,7 @@ pub fn relink(
 }
 
 /// A fresh alias state linked to `targets`.
-fn fresh(targets: Vec<ServiceName>, revision: u64, now_ms: u64, by: &str) -> AliasState {
+pub(crate) fn fresh(targets: Vec<ServiceName>, revision: u64, now_ms: u64, by: &str) -> AliasState {
     AliasState {
         targets,
         phase: Phase::Stable,
@@ -956,23 +1711,33 @@ fn fresh(targets: Vec<ServiceName>, revision: u64, now_ms: u64, by: &str) -> Ali
 }
 
 /// The state to start with: stored links and phases win over the config's for aliases that
-/// still exist.
+/// still exist, and the services and aliases defined through the API come back.
 ///
 /// Returns notes for the operator about stored data that no longer fits the config. Serials
 /// continue from the larger of the stored and the file serial, plus one, because the answers
 /// may differ from what was served before the restart.
 pub fn initial_state(
-    topology: &Topology,
+    base: &Base,
     stored: Option<&StoredState>,
-    file_serials: &[u32],
     now_ms: u64,
 ) -> (State, Vec<String>) {
     let mut notes = Vec::new();
+    let registry = stored
+        .map(|s| stored_registry(base, s, &mut notes))
+        .unwrap_or_default();
+    let topology = Topology::build(base, &registry, []);
     let mut aliases = BTreeMap::new();
-    let known = |t: &ServiceName| topology.services.contains_key(t);
+    // With Docker on, a service no source has now may be one whose containers come back.
+    let known = |t: &ServiceName| base.docker || topology.services.contains_key(t);
     for (name, def) in &topology.aliases {
         let key = name.name().to_ascii();
         let alias_state = match stored.and_then(|s| s.aliases.get(&key)) {
+            None if def.source == crate::registry::Source::Api => {
+                notes.push(format!(
+                    "alias `{name}` (defined through the API) has no stored links; it is dropped"
+                ));
+                continue;
+            }
             None => fresh(def.targets.clone(), 1, now_ms, "config"),
             Some(s) => {
                 let mut targets: Vec<ServiceName> = Vec::new();
@@ -984,7 +1749,7 @@ pub fn initial_state(
                             }
                         }
                         _ => notes.push(format!(
-                            "stored links of alias `{name}` name service `{t}`, which the config no longer defines; it is dropped"
+                            "stored links of alias `{name}` name service `{t}`, which no longer exists; it is dropped"
                         )),
                     }
                 }
@@ -994,11 +1759,16 @@ pub fn initial_state(
                     .is_none_or(|op| op.to.iter().chain(&op.from).all(known));
                 if !op_services_known {
                     notes.push(format!(
-                        "alias `{name}`: the stored {} names a service the config no longer defines; it is dropped",
+                        "alias `{name}`: the stored {} names a service that no longer exists; it is dropped",
                         s.phase.name()
                     ));
                 }
-                if targets.is_empty() {
+                if targets.is_empty() && def.targets.is_empty() {
+                    notes.push(format!(
+                        "alias `{name}`: none of its stored services exist any more; it answers nothing until it is linked again"
+                    ));
+                    fresh(targets, s.revision + 1, now_ms, "config")
+                } else if targets.is_empty() {
                     notes.push(format!(
                         "alias `{name}`: none of its stored services exist any more; using the config's targets"
                     ));
@@ -1025,6 +1795,10 @@ pub fn initial_state(
         };
         aliases.insert(name.clone(), alias_state);
     }
+    let mut registry = registry;
+    registry
+        .api_aliases
+        .retain(|name, _| aliases.contains_key(name));
     if let Some(stored) = stored {
         for key in stored.aliases.keys() {
             if !aliases.keys().any(|a| a.name().to_ascii() == *key) {
@@ -1034,24 +1808,32 @@ pub fn initial_state(
             }
         }
     }
-    let serials = topology
+    let serials = base
         .zones
         .iter()
-        .zip(file_serials)
-        .map(|(zone, file_serial)| {
+        .map(|zone| {
             let stored_serial = stored.and_then(|s| s.serials.get(&zone.origin.name().to_ascii()));
-            let base = match stored_serial {
-                Some(s) if serial_gt(*s, *file_serial) => *s,
-                _ => *file_serial,
+            let file_serial = zone.file_serial;
+            let start = match stored_serial {
+                Some(s) if serial_gt(*s, file_serial) => *s,
+                _ => file_serial,
             };
-            base.wrapping_add(1)
+            start.wrapping_add(1)
         })
         .collect();
-    (State { aliases, serials }, notes)
+    (
+        State {
+            aliases,
+            serials,
+            registry,
+            history_seq: stored.map_or(0, |s| s.history_seq),
+        },
+        notes,
+    )
 }
 
 /// RFC 1982 serial number comparison: is `a` after `b`?
-fn serial_gt(a: u32, b: u32) -> bool {
+pub(crate) fn serial_gt(a: u32, b: u32) -> bool {
     a != b && a.wrapping_sub(b) < (1 << 31)
 }
 
@@ -1083,6 +1865,25 @@ pub fn to_stored(topology: &Topology, state: &State) -> StoredState {
                 )
             })
             .collect(),
+        services: state
+            .registry
+            .api_services
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect(),
+        alias_specs: state
+            .registry
+            .api_aliases
+            .iter()
+            .map(|(k, v)| (k.name().to_ascii(), v.clone()))
+            .collect(),
+        docker: state
+            .registry
+            .docker
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect(),
+        history_seq: state.history_seq,
     }
 }
 

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::machine::{Phase, Retired};
 use crate::model::{AliasName, ServiceName};
+use crate::registry::{AliasSpec, ApiService, DockerEndpoint, Registry};
 
 /// The links of one alias, where it is in a promotion, and who changed it last.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,6 +36,24 @@ pub struct State {
     pub aliases: BTreeMap<AliasName, AliasState>,
     /// SOA serial per zone, in the order of the config's zones.
     pub serials: Vec<u32>,
+    /// The services and alias definitions from the API, and Docker's last endpoint sets.
+    pub registry: Registry,
+    /// The sequence number of the last history entry this state commits.
+    pub history_seq: u64,
+}
+
+impl State {
+    /// Every service an alias state refers to: its targets, what it was before, what an
+    /// operation moves between, and what it retired.
+    pub fn named_services(&self) -> impl Iterator<Item = &ServiceName> {
+        self.aliases.values().flat_map(|a| {
+            let op = a.phase.operation();
+            a.targets
+                .iter()
+                .chain(op.into_iter().flat_map(|o| o.from.iter().chain(&o.to)))
+                .chain(a.previous.iter().flatten())
+        })
+    }
 }
 
 /// The on-disk form of [`State`], keyed by strings so a file stays readable by people and
@@ -46,6 +65,19 @@ pub struct StoredState {
     pub serials: BTreeMap<String, u32>,
     /// Alias name (with trailing dot) to its links.
     pub aliases: BTreeMap<String, StoredAlias>,
+    /// Services defined through the API.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub services: BTreeMap<String, ApiService>,
+    /// Aliases defined through the API (name with trailing dot): how they answer.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub alias_specs: BTreeMap<String, AliasSpec>,
+    /// The last endpoints Docker discovery reported, per service.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub docker: BTreeMap<String, Vec<DockerEndpoint>>,
+    /// The sequence number of the last history entry this state commits; 0 in files written
+    /// before entries had one.
+    #[serde(default)]
+    pub history_seq: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]

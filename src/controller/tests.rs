@@ -3,6 +3,7 @@ use super::*;
 use hickory_proto::rr::Name;
 
 use crate::config::Config;
+use crate::registry::{Base, Registry};
 
 const INTERNAL_ZONE: &str = "\
 $TTL 300
@@ -59,6 +60,11 @@ const STARTED_AT: u64 = 1_700_000_000_000;
 const LATER: u64 = STARTED_AT + 60_000;
 
 fn topology() -> Topology {
+    Topology::build(&base(), &Registry::default(), [])
+}
+
+/// The config part of the test config.
+fn base() -> Base {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("internal.zone"), INTERNAL_ZONE).unwrap();
     std::fs::write(dir.path().join("example.zone"), EXAMPLE_ZONE).unwrap();
@@ -66,7 +72,7 @@ fn topology() -> Topology {
         .unwrap_or_else(|e| panic!("{e}"));
     let file_serials: Vec<u32> = config.zones.iter().map(|z| z.serial).collect();
     assert_eq!(file_serials, FILE_SERIALS);
-    Topology::from_config(&config)
+    Base::from_config(&config)
 }
 
 fn alias(name: &str) -> AliasName {
@@ -78,8 +84,8 @@ fn services(names: &[&str]) -> Vec<ServiceName> {
 }
 
 /// The state of a first start: no stored state.
-fn fresh(topology: &Topology) -> State {
-    let (state, notes) = initial_state(topology, None, &FILE_SERIALS, STARTED_AT);
+fn fresh(_topology: &Topology) -> State {
+    let (state, notes) = initial_state(&base(), None, STARTED_AT);
     assert!(notes.is_empty(), "{notes:?}");
     state
 }
@@ -136,6 +142,7 @@ fn mixed(from: &[&str], to: &[&str], id: u64) -> Phase {
             from: services(from),
             to: services(to),
             options: PromoteOptions {
+                stop_old: false,
                 observe_ms: 10_000,
                 confirm: false,
                 min_healthy: None,
@@ -158,12 +165,13 @@ fn stored(aliases: &[(&str, StoredAlias)], serials: &[(&str, u32)]) -> StoredSta
             .iter()
             .map(|(n, a)| (n.to_string(), a.clone()))
             .collect(),
+        ..StoredState::default()
     }
 }
 
 /// `initial_state` with `stored` and the file serials.
-fn restart(topology: &Topology, stored: &StoredState) -> (State, Vec<String>) {
-    initial_state(topology, Some(stored), &FILE_SERIALS, LATER)
+fn restart(_topology: &Topology, stored: &StoredState) -> (State, Vec<String>) {
+    initial_state(&base(), Some(stored), LATER)
 }
 
 fn targets_of(state: &State, name: &str) -> Vec<ServiceName> {
@@ -172,9 +180,10 @@ fn targets_of(state: &State, name: &str) -> Vec<ServiceName> {
 
 /// The serial `initial_state` starts the internal zone with, from a stored and a file serial.
 fn restarted_serial(stored_serial: u32, file_serial: u32) -> u32 {
-    let topology = topology();
+    let mut base = base();
+    Arc::get_mut(&mut base.zones).unwrap()[0].file_serial = file_serial;
     let stored = stored(&[], &[("internal.", stored_serial)]);
-    let (state, _) = initial_state(&topology, Some(&stored), &[file_serial, 100], LATER);
+    let (state, _) = initial_state(&base, Some(&stored), LATER);
     state.serials[0]
 }
 
@@ -509,6 +518,8 @@ fn a_stored_state_loads_back_with_its_links_and_a_later_serial() {
 fn a_stored_promotion_is_picked_up_where_it_was() {
     let topology = topology();
     let retired = machine::Retired {
+        stop_old: false,
+        stopped_at_ms: None,
         services: services(&["web-v3"]),
         safe_to_stop_at_ms: STARTED_AT,
         op: 3,
@@ -597,7 +608,9 @@ fn to_stored_keeps_the_phase_and_a_restart_reads_it_back() {
 #[test]
 fn counts_add_up_the_endpoints_of_every_service_by_health() {
     let topology = topology();
-    let endpoint = |s: &str| topology.services[&s.parse::<ServiceName>().unwrap()].endpoints[0];
+    let endpoint = |s: &str| {
+        topology.services[&s.parse::<ServiceName>().unwrap()].endpoints[0].endpoint
+    };
     let health: HealthMap = [
         (
             ("web-v1".parse().unwrap(), endpoint("web-v1")),
@@ -683,6 +696,8 @@ fn a_history_entry_shows_the_state_after_the_change() {
     assert_eq!(
         entry(&web, &in_mixed, &change(ChangeKind::Mixed)),
         HistoryEntry {
+            seq: 0,
+            service: None,
             alias: "web.internal.".into(),
             revision: 5,
             at_ms: LATER,

@@ -1,5 +1,7 @@
 use super::*;
 
+use std::time::Duration;
+
 use std::net::SocketAddr;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -242,41 +244,98 @@ async fn a_check_that_gets_no_answer_times_out() {
     holder.abort();
 }
 
-// ---- the board ----
+// ---- the checker: one per endpoint, matching the registry ----
+
+fn key(service: &str, endpoint: &str) -> Key {
+    (service.parse().unwrap(), endpoint.parse().unwrap())
+}
+
+/// A checker whose checks run every 50 ms against real sockets.
+fn checker() -> (Checker, Arc<HealthBoard>, mpsc::Receiver<HealthChange>, CancellationToken) {
+    let board = Arc::new(HealthBoard::default());
+    let (tx, rx) = mpsc::channel(16);
+    let stop = CancellationToken::new();
+    (Checker::new(board.clone(), tx, 4, stop.clone()), board, rx, stop)
+}
+
+fn fast_tcp() -> CheckConfig {
+    CheckConfig {
+        interval: Duration::from_millis(50),
+        timeout: Duration::from_millis(50),
+        rise: 1,
+        fall: 1,
+        kind: CheckKind::Tcp,
+    }
+}
 
 #[test]
-fn a_board_starts_unchecked_endpoints_healthy_and_the_others_unknown() {
-    let svc = |n: &str| n.parse::<ServiceName>().unwrap();
-    let eps =
-        |list: &[&str]| -> Vec<Endpoint> { list.iter().map(|e| e.parse().unwrap()).collect() };
-    let (checked, unchecked) = (svc("web-v1"), svc("static"));
-    let (checked_eps, unchecked_eps) =
-        (eps(&["10.0.0.1:80", "10.0.0.2:80"]), eps(&["10.0.0.9:80"]));
-    let (tcp, none) = (tcp(), check(CheckKind::None, Duration::from_secs(1)));
-    let board = HealthBoard::new(
-        [
-            (&checked, checked_eps.as_slice(), &tcp),
-            (&unchecked, unchecked_eps.as_slice(), &none),
-        ]
-        .into_iter(),
-    );
+fn starting_health_answers_known_endpoints_and_holds_back_new_ones() {
+    let none = check(CheckKind::None, Duration::from_secs(1));
+    assert_eq!(starting_health(&none, true), Health::Healthy);
+    assert_eq!(starting_health(&none, false), Health::Healthy);
+    assert_eq!(starting_health(&tcp(), true), Health::Unknown);
+    assert_eq!(starting_health(&tcp(), false), Health::Starting);
+}
 
-    for e in &checked_eps {
-        let status = board.get(&checked, e).unwrap();
-        assert_eq!(*status, EndpointStatus::new(Health::Unknown));
-    }
-    assert_eq!(
-        *board.get(&unchecked, &unchecked_eps[0]).unwrap(),
-        EndpointStatus::new(Health::Healthy)
-    );
-    // Endpoints are per service.
-    assert!(board.get(&unchecked, &checked_eps[0]).is_none());
+#[tokio::test]
+async fn the_checker_follows_the_targets_and_reports_each_run_with_its_epoch() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let up = listener.local_addr().unwrap().to_string();
+    let (mut checker, board, mut changes, stop) = checker();
+    let web = key("web-v1", &up);
+    let other = key("static", "10.0.0.9:80");
+    let none = check(CheckKind::None, Duration::from_secs(1));
+    checker.reconcile([
+        (web.clone(), fast_tcp(), Health::Starting),
+        (other.clone(), none.clone(), Health::Healthy),
+    ]);
+    assert_eq!(board.get(&web.0, &web.1).unwrap().health, Health::Starting);
+    assert_eq!(board.get(&other.0, &other.1).unwrap().health, Health::Healthy);
+    let first_epoch = board.epoch(&web).unwrap();
 
-    let healths = board.healths();
-    assert_eq!(healths.len(), 3);
-    assert_eq!(healths[&(checked.clone(), checked_eps[1])], Health::Unknown);
-    assert_eq!(
-        healths[&(unchecked.clone(), unchecked_eps[0])],
-        Health::Healthy
+    // The real listener accepts: one pass (rise 1) makes it healthy, reported with its epoch.
+    let change = tokio::time::timeout(Duration::from_secs(5), changes.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((change.service.clone(), change.endpoint), web);
+    assert_eq!(change.health, Health::Healthy);
+    assert_eq!(change.epoch, first_epoch);
+    assert_eq!(board.get(&web.0, &web.1).unwrap().health, Health::Healthy);
+
+    // Unchanged targets keep their checker (and its status); a changed check restarts it from
+    // the health given, under a new epoch.
+    checker.reconcile([
+        (web.clone(), fast_tcp(), Health::Healthy),
+        (other.clone(), none.clone(), Health::Healthy),
+    ]);
+    assert_eq!(board.epoch(&web), Some(first_epoch));
+    let mut slower = fast_tcp();
+    slower.interval = Duration::from_millis(60);
+    checker.reconcile([(web.clone(), slower, Health::Healthy)]);
+    let second_epoch = board.epoch(&web).unwrap();
+    assert_ne!(second_epoch, first_epoch);
+    assert_eq!(board.get(&web.0, &web.1).unwrap().health, Health::Healthy);
+    // An endpoint that left is no longer on the board.
+    assert!(board.get(&other.0, &other.1).is_none());
+    assert_eq!(board.healths().len(), 1);
+
+    // The listener goes: the restarted checker sees it fail (fall 1) under its new epoch.
+    drop(listener);
+    let change = tokio::time::timeout(Duration::from_secs(5), changes.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(change.health, Health::Unhealthy);
+    assert_eq!(change.epoch, second_epoch);
+
+    // Removing every target stops every checker: nothing more is reported.
+    checker.reconcile([]);
+    assert!(board.healths().is_empty());
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), changes.recv())
+            .await
+            .is_err()
     );
+    stop.cancel();
 }

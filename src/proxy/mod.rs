@@ -35,12 +35,15 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+use arc_swap::ArcSwap;
+
+use crate::check::{CheckKind, Health};
+use crate::clock::now_ms;
 use crate::config::{ProxyConfig, ProxyMode};
 use crate::controller::machine::draining;
-use crate::controller::now_ms;
-use crate::health::{CheckKind, Health, HealthBoard};
+use crate::health::HealthBoard;
 use crate::model::{Endpoint, ServiceName};
-use crate::snapshot::{SharedSnapshot, Topology, endpoints_of};
+use crate::snapshot::{SharedSnapshot, endpoints_of};
 
 /// Connect attempts per request or connection, each on another member.
 const MAX_CONNECT_TRIES: usize = 3;
@@ -139,18 +142,75 @@ struct ProxyEntry {
     listen: SocketAddr,
     alias: String,
     mode: ProxyMode,
-    /// Every endpoint of every service (the alias may be linked to any of them), sorted.
-    members: Vec<(Endpoint, Arc<MemberStats>)>,
+    /// The counters of every member that has had work. Endpoints come and go with the
+    /// registry: a member's counters are made on its first request and dropped once it is
+    /// gone from every service with nothing left in flight.
+    members: Grow<Arc<MemberStats>>,
     local: LocalCounts,
 }
 
 impl ProxyEntry {
-    fn stats_of(&self, endpoint: &Endpoint) -> Option<&MemberStats> {
-        let at = self
-            .members
-            .binary_search_by(|(e, _)| e.cmp(endpoint))
-            .ok()?;
-        Some(&self.members[at].1)
+    fn stats_of(&self, endpoint: &Endpoint) -> Option<Arc<MemberStats>> {
+        self.members.get(endpoint)
+    }
+}
+
+/// A map from endpoint to `T` that readers load without a lock and that grows on demand: the
+/// rare insert copies the map under a mutex and swaps it in.
+#[derive(Debug)]
+struct Grow<T> {
+    map: ArcSwap<HashMap<Endpoint, T>>,
+    writer: Mutex<()>,
+}
+
+impl<T> Default for Grow<T> {
+    fn default() -> Self {
+        Self {
+            map: ArcSwap::from_pointee(HashMap::new()),
+            writer: Mutex::new(()),
+        }
+    }
+}
+
+impl<T: Clone> Grow<T> {
+    fn get(&self, endpoint: &Endpoint) -> Option<T> {
+        self.map.load().get(endpoint).cloned()
+    }
+
+    fn get_or_insert(&self, endpoint: &Endpoint, make: impl FnOnce() -> T) -> T {
+        if let Some(found) = self.get(endpoint) {
+            return found;
+        }
+        let _writer = lock(&self.writer);
+        let current = self.map.load_full();
+        if let Some(found) = current.get(endpoint) {
+            return found.clone();
+        }
+        let value = make();
+        let mut next = (*current).clone();
+        next.insert(*endpoint, value.clone());
+        self.map.store(Arc::new(next));
+        value
+    }
+
+    /// Drops the entries `keep` says no to.
+    fn retain(&self, keep: impl Fn(&Endpoint, &T) -> bool) {
+        let current = self.map.load_full();
+        if current.iter().all(|(e, v)| keep(e, v)) {
+            return;
+        }
+        let _writer = lock(&self.writer);
+        let current = self.map.load_full();
+        let next: HashMap<Endpoint, T> = current
+            .iter()
+            .filter(|(e, v)| keep(e, v))
+            .map(|(e, v)| (*e, v.clone()))
+            .collect();
+        self.map.store(Arc::new(next));
+    }
+
+    fn snapshot(&self) -> Arc<HashMap<Endpoint, T>> {
+        self.map.load_full()
     }
 }
 
@@ -161,15 +221,8 @@ pub struct ProxyStats {
 }
 
 impl ProxyStats {
-    /// Counters for `proxies`, each with a slot for every endpoint of `topology`.
-    pub fn new(proxies: &[BoundProxy], topology: &Topology) -> Self {
-        let mut endpoints: Vec<Endpoint> = topology
-            .services
-            .values()
-            .flat_map(|s| s.endpoints.iter().copied())
-            .collect();
-        endpoints.sort();
-        endpoints.dedup();
+    /// Counters for `proxies`.
+    pub fn new(proxies: &[BoundProxy]) -> Self {
         let proxies = proxies
             .iter()
             .map(|p| {
@@ -177,10 +230,7 @@ impl ProxyStats {
                     listen: p.addr,
                     alias: p.config.alias.to_string(),
                     mode: p.config.mode,
-                    members: endpoints
-                        .iter()
-                        .map(|e| (*e, Arc::new(MemberStats::default())))
-                        .collect(),
+                    members: Grow::default(),
                     local: LocalCounts::default(),
                 })
             })
@@ -201,23 +251,28 @@ impl ProxyStats {
     /// The counters of `endpoint` behind the proxy bound on `proxy`.
     pub fn member(&self, proxy: SocketAddr, endpoint: &Endpoint) -> Option<MemberCounts> {
         let entry = self.proxies.iter().find(|p| p.listen == proxy)?;
-        Some(entry.stats_of(endpoint)?.counts())
+        Some(entry.stats_of(endpoint).map_or_else(MemberCounts::default, |s| s.counts()))
     }
 
     /// Writes every counter in the Prometheus text format (version 0.0.4). Members that never
     /// had any work are left out, so an alias that can link a thousand endpoints does not
     /// print a thousand zeros.
     pub fn render_prometheus(&self, out: &mut String) {
-        let seen: Vec<(&ProxyEntry, &Endpoint, &MemberStats)> = self
+        let maps: Vec<(&ProxyEntry, Arc<HashMap<Endpoint, Arc<MemberStats>>>)> = self
             .proxies
             .iter()
-            .flat_map(|p| {
-                p.members
+            .map(|p| (&**p, p.members.snapshot()))
+            .collect();
+        let mut seen: Vec<(&ProxyEntry, &Endpoint, &MemberStats)> = maps
+            .iter()
+            .flat_map(|(p, members)| {
+                members
                     .iter()
                     .filter(|(_, s)| s.seen())
-                    .map(move |(e, s)| (&**p, e, &**s))
+                    .map(move |(e, s)| (*p, e, &**s))
             })
             .collect();
+        seen.sort_by(|a, b| (a.0.listen, a.1).cmp(&(b.0.listen, b.1)));
         let labels = |p: &ProxyEntry, e: &Endpoint| {
             format!(
                 "proxy=\"{}\",alias=\"{}\",member=\"{}\"",
@@ -390,36 +445,14 @@ pub fn spawn(
     shutdown: &CancellationToken,
     tasks: &mut JoinSet<()>,
 ) {
-    let topology = snapshots.load().topology.clone();
     for (bound, entry) in bound.into_iter().zip(&stats.proxies) {
-        let members = entry
-            .members
-            .iter()
-            .map(|(endpoint, stats)| {
-                let services = topology
-                    .services
-                    .iter()
-                    .filter(|(_, s)| s.endpoints.contains(endpoint))
-                    .map(|(name, s)| (name.clone(), s.check.kind != CheckKind::None))
-                    .collect();
-                let member = Member {
-                    endpoint: *endpoint,
-                    stats: stats.clone(),
-                    passive: balance::Passive::default(),
-                    services,
-                    idle: (0..workers()).map(|_| Mutex::new(Vec::new())).collect(),
-                    drain: Mutex::new(Drain::default()),
-                };
-                (*endpoint, Arc::new(member))
-            })
-            .collect();
         let proxy = Arc::new(Proxy {
             alias_host: bound.config.alias.to_string(),
             config: bound.config,
             addr: bound.addr,
             snapshots: snapshots.clone(),
             board: board.clone(),
-            members,
+            members: Grow::default(),
             entry: entry.clone(),
         });
         tasks.spawn(proxy.run(bound.listener, shutdown.clone()));
@@ -433,8 +466,6 @@ struct Member {
     endpoint: Endpoint,
     stats: Arc<MemberStats>,
     passive: balance::Passive,
-    /// The services that list this endpoint, and whether each is actively health-checked.
-    services: Vec<(ServiceName, bool)>,
     /// HTTP: idle pooled connections, the most recently used last.
     /// One pool per worker thread: a connection is driven by the thread that opened it, so a
     /// request never has to wake another thread to use it.
@@ -484,7 +515,8 @@ struct Proxy {
     alias_host: String,
     snapshots: SharedSnapshot,
     board: Arc<HealthBoard>,
-    members: HashMap<Endpoint, Arc<Member>>,
+    /// Members are made on their first request and dropped once gone from every service.
+    members: Grow<Arc<Member>>,
     entry: Arc<ProxyEntry>,
 }
 
@@ -624,7 +656,8 @@ impl Proxy {
                 .filter(|e| !choice.draining.contains(e))
                 .collect();
             let now = Instant::now();
-            for (endpoint, member) in &self.members {
+            let members = self.members.snapshot();
+            for (endpoint, member) in members.iter() {
                 let active = active.contains(endpoint);
                 for pool in &member.idle {
                     let mut idle = lock(pool);
@@ -639,6 +672,20 @@ impl Proxy {
                     self.drain(member, active, now);
                 }
             }
+            // Members whose endpoint no service lists any more, with nothing left in flight,
+            // are forgotten, so churning containers do not grow the maps without end.
+            let snapshot = self.snapshots.load();
+            let listed = |e: &Endpoint| {
+                snapshot
+                    .topology
+                    .services
+                    .values()
+                    .any(|s| s.find(e).is_some())
+            };
+            let idle = |stats: &MemberStats| stats.inflight.load(Ordering::Relaxed) == 0;
+            self.members
+                .retain(|e, m| listed(e) || !idle(&m.stats));
+            self.entry.members.retain(|e, s| listed(e) || !idle(s));
         }
     }
 
@@ -673,9 +720,8 @@ impl Proxy {
         let draining = if old.is_empty() {
             Vec::new()
         } else {
-            let services = &snapshot.topology.services;
-            let answering = endpoints_of(services, &view.answering);
-            endpoints_of(services, &old)
+            let answering = endpoints_of(&snapshot.topology, &view.answering);
+            endpoints_of(&snapshot.topology, &old)
                 .into_iter()
                 .filter(|e| !answering.contains(e))
                 .collect()
@@ -693,15 +739,32 @@ impl Proxy {
             &choice.active,
             &choice.draining,
             exclude,
+            // A member not made yet has had no work: nothing in flight, never ejected.
             |e| {
                 self.members
                     .get(e)
-                    .map_or(u64::MAX, |m| m.stats.inflight.load(Ordering::Relaxed))
+                    .map_or(0, |m| m.stats.inflight.load(Ordering::Relaxed))
             },
-            |e| self.members.get(e).is_none_or(|m| self.is_ejected(m, now)),
+            |e| self.members.get(e).is_some_and(|m| self.is_ejected(&m, now)),
             &mut balance::random_below,
         )?;
-        self.members.get(&picked).cloned()
+        Some(self.member(&picked))
+    }
+
+    /// The member for `endpoint`, made on its first use.
+    fn member(&self, endpoint: &Endpoint) -> Arc<Member> {
+        self.members.get_or_insert(endpoint, || {
+            Arc::new(Member {
+                endpoint: *endpoint,
+                stats: self
+                    .entry
+                    .members
+                    .get_or_insert(endpoint, || Arc::new(MemberStats::default())),
+                passive: balance::Passive::default(),
+                idle: (0..workers()).map(|_| Mutex::new(Vec::new())).collect(),
+                drain: Mutex::new(Drain::default()),
+            })
+        })
     }
 
     /// Whether `member` is ejected; readmits it once its active health check passed after the
@@ -710,11 +773,17 @@ impl Proxy {
         let Some(at) = member.passive.ejected_since() else {
             return false;
         };
-        let checked: Vec<&ServiceName> = member
+        // The services that list this endpoint with an active check, as the registry is now.
+        let snapshot = self.snapshots.load();
+        let checked: Vec<&ServiceName> = snapshot
+            .topology
             .services
             .iter()
-            .filter(|(_, checked)| *checked)
-            .map(|(s, _)| s)
+            .filter(|(_, s)| {
+                s.find(&member.endpoint)
+                    .is_some_and(|e| e.check.kind != CheckKind::None)
+            })
+            .map(|(name, _)| name)
             .collect();
         let back = if checked.is_empty() {
             now_ms >= at.saturating_add(UNCHECKED_READMIT.as_millis() as u64)
@@ -745,7 +814,7 @@ impl Proxy {
                 && self
                     .members
                     .get(e)
-                    .is_some_and(|m| !self.is_ejected(m, now))
+                    .is_some_and(|m| !self.is_ejected(&m, now))
         });
         debug!(proxy = %self.addr, member = %member.endpoint, error, "connect failed");
         if member.passive.failure(now, others_usable) {

@@ -1,5 +1,10 @@
 use super::*;
 
+use hickory_proto::rr::rdata::SOA;
+
+use crate::config::Config;
+use crate::registry::Base;
+
 use crate::controller::initial_state;
 use crate::controller::machine::{OpKind, Operation, Phase, PromoteOptions};
 
@@ -86,9 +91,18 @@ fn topology_of(config: &str) -> Arc<Topology> {
     Arc::new(Topology::from_config(&config))
 }
 
+fn base_of(config: &str) -> Base {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("internal.zone"), INTERNAL_ZONE).unwrap();
+    std::fs::write(dir.path().join("example.zone"), EXAMPLE_ZONE).unwrap();
+    let path = dir.path().join("aliasd.toml");
+    let config = Config::parse(config, &path, &|_| None).unwrap_or_else(|e| panic!("{e}"));
+    Base::from_config(&config)
+}
+
 /// The state the config describes, with [`SERIALS`].
-fn config_state(topology: &Topology) -> State {
-    let (mut state, notes) = initial_state(topology, None, &[7, 100], 1);
+fn config_state(_topology: &Topology) -> State {
+    let (mut state, notes) = initial_state(&base_of(CONFIG), None, 1);
     assert!(notes.is_empty(), "{notes:?}");
     state.serials = SERIALS.to_vec();
     state
@@ -102,6 +116,7 @@ fn render(generation: u64, topology: Arc<Topology>, state: &State) -> Snapshot {
         state,
         &HealthMap::new(),
         &LastGood::new(),
+        Arc::default(),
     )
 }
 
@@ -561,7 +576,7 @@ fn alias_views_show_the_state_endpoints_and_srv_name() {
 fn endpoints_of_keeps_target_order_and_drops_repeats_and_unknown_services() {
     let topology = topology();
     let got = endpoints_of(
-        &topology.services,
+        &topology,
         &[service("web-v2"), service("gone"), service("web-v1")],
     );
     let got: Vec<String> = got.iter().map(|e| e.to_string()).collect();
@@ -677,7 +692,7 @@ fn app(
     if let Some(phase) = phase {
         state.aliases.get_mut(&alias(APP)).unwrap().phase = phase;
     }
-    let snap = Snapshot::render(1, topology, &state, health, last_good);
+    let snap = Snapshot::render(1, topology, &state, health, last_good, Arc::default());
     let view = snap.aliases[&alias(APP)].clone();
     assert_eq!(addresses(&snap, APP), ips(&view.endpoints));
     view
@@ -691,6 +706,7 @@ fn promoting(phase: &str) -> Phase {
         from: vec![service("web-v1")],
         to: vec![service("web-v2")],
         options: PromoteOptions {
+            stop_old: false,
             observe_ms: 10_000,
             confirm: false,
             min_healthy: None,
@@ -741,7 +757,7 @@ fn an_unhealthy_endpoint_is_left_out_of_the_srv_records_too() {
     let topology = topology();
     let state = config_state(&topology);
     let health = health(&[("web-v2", "10.0.0.2:9090", Health::Unhealthy)]);
-    let snap = Snapshot::render(1, topology, &state, &health, &LastGood::new());
+    let snap = Snapshot::render(1, topology, &state, &health, &LastGood::new(), Arc::default());
     let (srv, _) = found(&snap, "_grpc._tcp.api.internal.", RecordType::SRV);
     let ports: Vec<&str> = srv.iter().map(|r| r.split(' ').nth(6).unwrap()).collect();
     assert_eq!(ports, ["8080", "8080"], "{srv:?}");
@@ -778,7 +794,7 @@ fn when_no_endpoint_is_healthy_the_alias_policy_decides() {
 fn answering_nothing_leaves_the_alias_with_no_data() {
     let topology = topology_with_policy("none");
     let state = config_state(&topology);
-    let snap = Snapshot::render(1, topology, &state, &web_v1_down(), &LastGood::new());
+    let snap = Snapshot::render(1, topology, &state, &web_v1_down(), &LastGood::new(), Arc::default());
     for rtype in [RecordType::A, RecordType::AAAA, RecordType::SRV] {
         assert_nodata(&snap, APP, rtype);
     }
@@ -816,7 +832,7 @@ fn last_known_good_answers_every_endpoint_when_it_has_none_of_them() {
 fn an_alias_without_endpoints_needs_no_policy() {
     let topology = topology();
     let state = config_state(&topology);
-    let snap = Snapshot::render(1, topology, &state, &web_v1_down(), &LastGood::new());
+    let snap = Snapshot::render(1, topology, &state, &web_v1_down(), &LastGood::new(), Arc::default());
     let idle = &snap.aliases[&alias("idle.internal.")];
     assert!(idle.endpoints.is_empty());
     assert_eq!(idle.fallback, None);

@@ -5,6 +5,8 @@ const API: &str = "api.internal.";
 
 fn entry(alias: &str, revision: u64) -> HistoryEntry {
     HistoryEntry {
+        seq: 0,
+        service: None,
         alias: alias.into(),
         revision,
         at_ms: 1_700_000_000_000 + revision,
@@ -35,12 +37,12 @@ fn file_len(dir: &Path) -> u64 {
 /// Opens the history in `dir` (every alias committed) and appends `entries` in one go.
 /// Returns the file length before the append.
 fn write(dir: &Path, entries: &[HistoryEntry]) -> u64 {
-    let (mut history, _) = History::open(dir, &HashMap::new()).unwrap();
+    let (mut history, _) = History::open(dir, &HashMap::new(), None).unwrap();
     history.append(entries).unwrap()
 }
 
 fn reopen(dir: &Path, committed: &HashMap<String, u64>) -> Vec<HistoryEntry> {
-    History::open(dir, committed).unwrap().1
+    History::open(dir, committed, Some(0)).unwrap().1
 }
 
 /// Where each line of the file starts, and the file's bytes.
@@ -60,7 +62,7 @@ fn lines(dir: &Path) -> (Vec<usize>, Vec<u8>) {
 #[test]
 fn a_missing_file_is_an_empty_history() {
     let dir = tempfile::tempdir().unwrap();
-    let (_, entries) = History::open(dir.path(), &HashMap::new()).unwrap();
+    let (_, entries) = History::open(dir.path(), &HashMap::new(), None).unwrap();
     assert!(entries.is_empty());
     assert_eq!(file_len(dir.path()), 0);
 }
@@ -69,7 +71,7 @@ fn a_missing_file_is_an_empty_history() {
 fn appended_entries_read_back_in_order_after_a_reopen() {
     let dir = tempfile::tempdir().unwrap();
     let all = [entry(WEB, 1), entry(API, 1), entry(WEB, 2), entry(WEB, 3)];
-    let (mut history, _) = History::open(dir.path(), &HashMap::new()).unwrap();
+    let (mut history, _) = History::open(dir.path(), &HashMap::new(), None).unwrap();
     assert_eq!(history.append(&all[..2]).unwrap(), 0);
     let before = history.append(&all[2..]).unwrap();
     assert!(before > 0 && before < file_len(dir.path()));
@@ -161,7 +163,7 @@ fn a_damaged_line_before_the_last_is_refused_and_the_file_left_alone() {
     bytes[starts[1] + 20] ^= 0x01;
     std::fs::write(file(dir.path()), &bytes).unwrap();
 
-    let err = History::open(dir.path(), &committed(&[(WEB, 3)])).unwrap_err();
+    let err = History::open(dir.path(), &committed(&[(WEB, 3)]), Some(0)).unwrap_err();
     let StoreError::Corrupt { path, reason } = &err else {
         panic!("{err:?}");
     };
@@ -175,7 +177,7 @@ fn a_damaged_line_before_the_last_is_refused_and_the_file_left_alone() {
 #[test]
 fn truncate_cuts_back_an_append() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut history, _) = History::open(dir.path(), &HashMap::new()).unwrap();
+    let (mut history, _) = History::open(dir.path(), &HashMap::new(), None).unwrap();
     history.append(&[entry(WEB, 1)]).unwrap();
     let before = history.append(&[entry(WEB, 2), entry(WEB, 3)]).unwrap();
     history.truncate(before).unwrap();

@@ -27,6 +27,7 @@ const fn counts(total: u32, healthy: u32, failed: u32) -> Counts {
 
 fn opts() -> PromoteOptions {
     PromoteOptions {
+        stop_old: false,
         observe_ms: OBSERVE,
         confirm: false,
         min_healthy: None,
@@ -105,6 +106,8 @@ fn op(state: &AliasState) -> &Operation {
 
 fn retired(services: &[&str], safe_to_stop_at_ms: Ms, op: u64) -> Option<Retired> {
     Some(Retired {
+        stop_old: false,
+        stopped_at_ms: None,
         services: svc(services),
         safe_to_stop_at_ms,
         op,

@@ -20,6 +20,8 @@ fn sample() -> StoredState {
             phase: Phase::Stable,
             previous: Some(names(&["web-v1"])),
             retired: Some(Retired {
+                stop_old: false,
+                stopped_at_ms: None,
                 services: vec!["web-v1".parse().unwrap()],
                 safe_to_stop_at_ms: 1_700_000_032_000,
                 op: 2,
@@ -33,6 +35,7 @@ fn sample() -> StoredState {
         from: vec!["api-v2".parse().unwrap()],
         to: vec!["api-v1".parse().unwrap()],
         options: PromoteOptions {
+            stop_old: false,
             observe_ms: 10_000,
             confirm: true,
             min_healthy: Some(1),
