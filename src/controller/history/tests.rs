@@ -190,3 +190,43 @@ fn truncate_cuts_back_an_append() {
         [entry(WEB, 1), entry(API, 1)]
     );
 }
+
+#[test]
+fn numbered_entries_are_kept_up_to_the_committed_sequence_number() {
+    let dir = tempfile::tempdir().unwrap();
+    let numbered = |seq: u64, e: HistoryEntry| HistoryEntry { seq, ..e };
+    let service = HistoryEntry {
+        alias: String::new(),
+        service: Some("vm".into()),
+        revision: 0,
+        ..entry(WEB, 1)
+    };
+    // An old unnumbered entry, then numbered ones: one for a service, one for an alias.
+    write(
+        dir.path(),
+        &[
+            entry(API, 1),
+            numbered(1, service.clone()),
+            numbered(2, entry(WEB, 2)),
+            numbered(3, entry(WEB, 3)),
+        ],
+    );
+    let kept = History::open(dir.path(), &committed(&[(API, 1)]), Some(2))
+        .unwrap()
+        .1;
+    assert_eq!(kept.len(), 3);
+    assert_eq!(kept[1].service.as_deref(), Some("vm"));
+    assert_eq!(kept[2].seq, 2);
+    // Entry 3 was never committed: it is gone from the file as well.
+    let again = History::open(dir.path(), &HashMap::new(), Some(3)).unwrap().1;
+    assert_eq!(again.len(), 3);
+    // Without a stored state, nothing is dropped.
+    write(dir.path(), &[numbered(9, entry(WEB, 9))]);
+    assert_eq!(
+        History::open(dir.path(), &HashMap::new(), None)
+            .unwrap()
+            .1
+            .len(),
+        4
+    );
+}

@@ -902,3 +902,53 @@ fn draining_waits_for_proxy_work_on_the_old_version_until_the_drain_deadline() {
     w.busy.insert("v1".parse().unwrap(), 0);
     assert_eq!(w.tick(&draining).1.kind, ChangeKind::Completed);
 }
+
+#[test]
+fn with_stop_old_the_completed_promotion_asks_for_the_old_containers_to_stop_once() {
+    let mut w = World::new();
+    let stop_old = PromoteOptions {
+        stop_old: true,
+        ..opts()
+    };
+    let mixed = w.mixed(stop_old);
+    w.advance(OBSERVE);
+    let (draining, _) = w.tick(&mixed);
+    let Phase::Draining { until_ms, .. } = draining.phase else {
+        unreachable!()
+    };
+    w.now = until_ms;
+    let (done, _) = w.tick(&draining);
+    let r = done.retired.clone().unwrap();
+    assert!(r.stop_old && r.stop_pending());
+    assert_eq!(r.safe_to_stop_at_ms, until_ms);
+
+    // A report for another operation changes nothing; the right one records the stop.
+    let stopped = |op: u64| Input::Stopped {
+        op,
+        actor: "aliasd".into(),
+        reason: "stopped web-v1-a (0123456789ab)".into(),
+    };
+    w.assert_unchanged(&done, stopped(r.op + 1));
+    w.advance(500);
+    let (after, change) = w.change(&done, stopped(r.op));
+    assert_eq!(change.kind, ChangeKind::Stopped);
+    assert_eq!(change.reason.as_deref(), Some("stopped web-v1-a (0123456789ab)"));
+    let r = after.retired.clone().unwrap();
+    assert_eq!(r.stopped_at_ms, Some(w.now));
+    assert!(!r.stop_pending());
+    // Reported twice, it is recorded once.
+    w.assert_unchanged(&after, stopped(r.op));
+}
+
+#[test]
+fn an_aborted_promotion_never_stops_anything() {
+    let mut w = World::new();
+    let mixed = w.mixed(PromoteOptions {
+        stop_old: true,
+        ..opts()
+    });
+    let (aborted, _) = w.change(&mixed, abort());
+    let r = aborted.retired.unwrap();
+    assert_eq!(r.services, svc(&["v2"]));
+    assert!(!r.stop_old && !r.stop_pending());
+}

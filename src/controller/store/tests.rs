@@ -1,6 +1,8 @@
 use super::*;
 use crate::controller::machine::{OpKind, Operation, Phase, PromoteOptions, Retired};
+use crate::check::HealthSpec;
 use crate::controller::state::StoredAlias;
+use crate::registry::{AliasSpec, ApiService, ContainerRef, DockerEndpoint, DockerHealth};
 
 fn names(services: &[&str]) -> Vec<String> {
     services.iter().map(|s| s.to_string()).collect()
@@ -63,6 +65,39 @@ fn sample() -> StoredState {
             ttl_served_s: 5,
         },
     );
+    // What the API and Docker defined.
+    s.services.insert(
+        "vm".into(),
+        ApiService {
+            endpoints: vec!["10.1.0.1:9000".parse().unwrap()],
+            health: HealthSpec::from_pairs(["kind=http", "path=/ready"]).unwrap(),
+            changed_by: "deploy".into(),
+            changed_at_ms: 1_700_000_000_500,
+        },
+    );
+    s.alias_specs.insert(
+        "api.internal.".into(),
+        AliasSpec {
+            port_name: "grpc".into(),
+            if_none_healthy: crate::config::IfNoneHealthy::All,
+            created_by: "deploy".into(),
+            created_at_ms: 1_700_000_000_600,
+        },
+    );
+    s.docker.insert(
+        "web-v2".into(),
+        vec![DockerEndpoint {
+            endpoint: "172.30.0.5:8080".parse().unwrap(),
+            container: ContainerRef {
+                id: "0123456789abcdef".into(),
+                name: "web-v2-1".into(),
+            },
+            health: HealthSpec::default(),
+            port_name: Some("http-alt".into()),
+            docker_health: Some(DockerHealth::Died("exited with code 137".into())),
+        }],
+    );
+    s.history_seq = 12;
     s
 }
 
