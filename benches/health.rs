@@ -14,7 +14,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aliasd::backend;
-use aliasd::health::{CheckConfig, CheckKind, HealthBoard, Target, spawn_checks};
+use aliasd::check::{CheckConfig, CheckKind, Health};
+use aliasd::health::{Checker, HealthBoard};
 use aliasd::model::{Endpoint, ServiceName};
 use tokio_util::sync::CancellationToken;
 
@@ -112,22 +113,13 @@ fn main() {
             .map(|a| a.to_string().parse().unwrap())
             .collect();
         let (checks, cpu) = rt.block_on(async {
-            let board = Arc::new(HealthBoard::new(std::iter::once((
-                &service,
-                endpoints.as_slice(),
-                &check,
-            ))));
+            let board = Arc::new(HealthBoard::default());
             let (tx, mut rx) = tokio::sync::mpsc::channel(1024);
             tokio::spawn(async move { while rx.recv().await.is_some() {} });
             let stop = CancellationToken::new();
             let targets = endpoints
                 .iter()
-                .map(|e| Target {
-                    service: service.clone(),
-                    endpoint: *e,
-                    check: check.clone(),
-                })
-                .collect();
+                .map(|e| ((service.clone(), *e), check.clone(), Health::Unknown));
             let passes = |board: &HealthBoard| -> u64 {
                 endpoints
                     .iter()
@@ -135,14 +127,15 @@ fn main() {
                     .map(|s| u64::from(s.passes) + u64::from(s.failures))
                     .sum()
             };
-            let tasks = spawn_checks(targets, board.clone(), tx, 256, stop.clone());
+            let mut checker = Checker::new(board.clone(), tx, 256, stop.clone());
+            checker.reconcile(targets);
             // Let the first round spread out before measuring.
             tokio::time::sleep(Duration::from_secs(1)).await;
             let (checks0, cpu0, t0) = (passes(&board), cpu_seconds(), Instant::now());
             tokio::time::sleep(Duration::from_secs(seconds)).await;
             let (checks1, cpu1, elapsed) = (passes(&board), cpu_seconds(), t0.elapsed());
             stop.cancel();
-            drop(tasks);
+            drop(checker);
             (
                 (checks1 - checks0) as f64 / elapsed.as_secs_f64(),
                 (cpu1 - cpu0) / elapsed.as_secs_f64(),

@@ -11,10 +11,12 @@ use std::time::Instant;
 
 use aliasd::config::Config;
 use aliasd::controller::initial_state;
-use aliasd::snapshot::{HealthMap, LastGood, Snapshot, Topology};
+use aliasd::controller::state::State;
+use aliasd::registry::{Base, Topology};
+use aliasd::snapshot::{HealthMap, LastGood, Snapshot};
 use hickory_proto::rr::{LowerName, Name, RecordType};
 
-fn snapshot(static_names: usize, aliases: usize) -> (Snapshot, tempfile::TempDir) {
+fn snapshot(static_names: usize, aliases: usize) -> (Snapshot, State, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut zone = String::from(
         "$TTL 300\n@ IN SOA ns1 hostmaster ( 1 3600 600 86400 5 )\n  IN NS ns1\nns1 IN A 10.0.0.1\n",
@@ -39,10 +41,18 @@ fn snapshot(static_names: usize, aliases: usize) -> (Snapshot, tempfile::TempDir
     }
     let path = dir.path().join("aliasd.toml");
     let config = Config::parse(&config, &path, &|_| None).expect("config");
-    let topology = Arc::new(Topology::from_config(&config));
-    let (state, _) = initial_state(&topology, None, &[1], 0);
-    let snapshot = Snapshot::render(1, topology, &state, &HealthMap::new(), &LastGood::new());
-    (snapshot, dir)
+    let base = Base::from_config(&config);
+    let (state, _) = initial_state(&base, None, 0);
+    let topology = Arc::new(Topology::build(&base, &state.registry, state.named_services()));
+    let snapshot = Snapshot::render(
+        1,
+        topology,
+        &state,
+        &HealthMap::new(),
+        &LastGood::new(),
+        Arc::default(),
+    );
+    (snapshot, state, dir)
 }
 
 fn time_per_op(iterations: u32, mut f: impl FnMut()) -> f64 {
@@ -73,9 +83,9 @@ fn main() {
             RecordType::SRV,
         ),
     ];
-    let (small, _d1) = snapshot(small_n, 10);
+    let (small, _, _d1) = snapshot(small_n, 10);
     let build = Instant::now();
-    let (large, _d2) = snapshot(large_n, 10);
+    let (large, _, _d2) = snapshot(large_n, 10);
     let build_large = build.elapsed();
 
     println!("lookup cost, {iterations} lookups each (ns per lookup)");
@@ -104,9 +114,8 @@ fn main() {
     }
 
     // Rendering a snapshot is the writer's cost per change; it grows with aliases, not static names.
-    let (snap, _d3) = snapshot(large_n, 1_000);
+    let (snap, state, _d3) = snapshot(large_n, 1_000);
     let topology = snap.topology.clone();
-    let (state, _) = initial_state(&topology, None, &[1], 0);
     let renders = if measuring { 50 } else { 2 };
     let per_render = time_per_op(renders, || {
         black_box(Snapshot::render(
@@ -115,6 +124,7 @@ fn main() {
             &state,
             &HealthMap::new(),
             &LastGood::new(),
+            Arc::default(),
         ));
     });
     println!(

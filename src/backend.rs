@@ -11,6 +11,10 @@
 //! the connection without answering (a member dying under a request, which must not be
 //! replayed); `GET /stats` shows how many requests of each method it answered, as JSON
 //! `{"GET": n, "POST": n}`, health checks and `/stats` itself not counted.
+//!
+//! On shutdown (SIGTERM, what `docker stop` sends) it behaves like a careful app: it keeps
+//! serving for its stop delay (the time its deregistration takes to reach clients), then stops
+//! accepting, lets open requests finish and closes idle keep-alive connections.
 
 use std::io;
 use std::net::SocketAddr;
@@ -26,6 +30,7 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tracing::debug;
 
 /// A running backend.
@@ -35,6 +40,8 @@ pub struct Backend {
     pub name: Arc<str>,
     healthy: Arc<AtomicBool>,
     counts: Arc<MethodCounts>,
+    /// The accept loop and every connection.
+    tasks: TaskTracker,
 }
 
 /// Requests answered per method, for `GET /stats`.
@@ -54,6 +61,11 @@ struct Hang;
 const MAX_SLOW_MS: u64 = 60_000;
 
 impl Backend {
+    /// Completes once the backend stopped accepting and its last connection ended.
+    pub async fn closed(&self) {
+        self.tasks.wait().await;
+    }
+
     /// Turns the health endpoint's answer to 200 (`true`) or 503 (`false`).
     pub fn set_healthy(&self, healthy: bool) {
         self.healthy.store(healthy, Ordering::SeqCst);
@@ -66,15 +78,37 @@ pub async fn spawn(
     name: &str,
     shutdown: CancellationToken,
 ) -> io::Result<Backend> {
+    spawn_with(addr, name, shutdown, Duration::ZERO).await
+}
+
+/// Like [`spawn`], but after `shutdown` it goes on serving for `stop_delay` before it stops
+/// accepting; [`Backend::closed`] completes once its last connection has ended.
+pub async fn spawn_with(
+    addr: SocketAddr,
+    name: &str,
+    shutdown: CancellationToken,
+    stop_delay: Duration,
+) -> io::Result<Backend> {
     let listener = TcpListener::bind(addr).await?;
     let backend = Backend {
         addr: listener.local_addr()?,
         name: Arc::from(name),
         healthy: Arc::new(AtomicBool::new(true)),
         counts: Arc::default(),
+        tasks: TaskTracker::new(),
     };
     let served = backend.clone();
-    tokio::spawn(async move {
+    let tasks = backend.tasks.clone();
+    // Connections close (gracefully) once the accept loop has ended.
+    let closing = CancellationToken::new();
+    let shutdown_closing = closing.clone();
+    backend.tasks.spawn(async move {
+        let _closing = shutdown_closing.drop_guard();
+        let stop_at = async {
+            shutdown.cancelled().await;
+            tokio::time::sleep(stop_delay).await;
+        };
+        tokio::pin!(stop_at);
         loop {
             let (stream, _) = tokio::select! {
                 accepted = listener.accept() => match accepted {
@@ -84,15 +118,15 @@ pub async fn spawn(
                         continue;
                     }
                 },
-                () = shutdown.cancelled() => break,
+                () = &mut stop_at => break,
             };
             let this = served.clone();
             let service = service_fn(move |req: Request<hyper::body::Incoming>| {
                 let this = this.clone();
                 async move { this.serve(req).await }
             });
-            let conn_shutdown = shutdown.clone();
-            tokio::spawn(async move {
+            let conn_shutdown = closing.clone();
+            tasks.spawn(async move {
                 let conn = http1::Builder::new().serve_connection(TokioIo::new(stream), service);
                 tokio::pin!(conn);
                 tokio::select! {
@@ -102,6 +136,7 @@ pub async fn spawn(
             });
         }
     });
+    backend.tasks.close();
     Ok(backend)
 }
 

@@ -28,6 +28,7 @@ pub mod discovery;
 pub mod dns;
 pub mod health;
 pub mod model;
+pub mod probe;
 pub mod proxy;
 pub mod registry;
 pub mod snapshot;

@@ -272,6 +272,7 @@ async fn run(cli: Cli) -> Result<u8> {
                 min_healthy: gates.min_healthy,
                 warm_timeout: gates.warm_timeout,
                 reason,
+                stop_old: None,
             };
             if dry_run {
                 match client.promote(&alias, &request, true).await? {
@@ -634,6 +635,7 @@ impl<'a> Follow<'a> {
                             return Ok(code);
                         }
                     }
+                    Some(Ok(_)) => {}
                     // One message that is not an event; the next ones may be fine.
                     Some(Err(ClientError::Protocol { .. })) => {}
                     Some(Err(e)) => break e.to_string(),
@@ -922,6 +924,7 @@ async fn watch(
                 a.members.iter().any(|m| &m.service == service)
             }
             Some(Ok(EventDto::Lagged { .. })) => true,
+            Some(Ok(_)) => false,
             Some(Err(ClientError::Protocol { .. })) => false,
             Some(Err(e)) => {
                 view.finish();
@@ -1041,6 +1044,7 @@ fn event_text(event: &EventDto) -> String {
                 .unwrap_or_default()
         ),
         EventDto::Lagged { skipped } => format!("{skipped} events skipped; state re-read"),
+        _ => String::new(),
     }
 }
 
@@ -1301,7 +1305,7 @@ fn history_table(history: &[HistoryDto]) -> String {
 fn service_table(services: &[ServiceDto]) -> String {
     let rows: Vec<Vec<String>> = services
         .iter()
-        .map(|s| vec![s.name.clone(), s.endpoints.join(","), s.linked_by.join(",")])
+        .map(|s| vec![s.name.clone(), s.endpoints.iter().map(|e| e.addr.clone()).collect::<Vec<_>>().join(","), s.linked_by.join(",")])
         .collect();
     table(&["SERVICE", "ENDPOINTS", "LINKED BY"], &rows)
 }

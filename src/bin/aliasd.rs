@@ -68,6 +68,26 @@ enum Command {
         /// The name the backend answers with (`x-backend` header and body).
         #[arg(long)]
         name: String,
+        /// After SIGTERM, go on serving this long before no longer accepting ("2s").
+        #[arg(long, value_parser = aliasd::check::parse_duration, default_value = "0s")]
+        stop_delay: std::time::Duration,
+    },
+    /// Use an alias the way an app does until SIGTERM: resolve it with the system resolver
+    /// before every request, GET, count failures; then print a JSON report.
+    #[command(hide = true)]
+    Probe {
+        /// HOST:PORT to resolve and connect to, such as web.internal:8080.
+        #[arg(long)]
+        target: String,
+        #[arg(long, default_value = "/")]
+        path: String,
+        #[arg(long, value_parser = aliasd::check::parse_duration, default_value = "20ms")]
+        interval: std::time::Duration,
+        #[arg(long, value_parser = aliasd::check::parse_duration, default_value = "2s")]
+        timeout: std::time::Duration,
+        /// Stop after this long without SIGTERM.
+        #[arg(long, value_parser = aliasd::check::parse_duration, default_value = "10m")]
+        duration: std::time::Duration,
     },
 }
 
@@ -129,10 +149,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             demo::run(options, shutdown).await?;
             Ok(())
         }),
-        Command::Backend { listen, name } => runtime()?.block_on(async {
+        Command::Backend {
+            listen,
+            name,
+            stop_delay,
+        } => runtime()?.block_on(async {
             let shutdown =
                 daemon::shutdown_on_signals().context("cannot install signal handlers")?;
-            let backend = aliasd::backend::spawn(listen, &name, shutdown.clone())
+            let backend = aliasd::backend::spawn_with(listen, &name, shutdown.clone(), stop_delay)
                 .await
                 .with_context(|| format!("cannot serve backend {name} on {listen}"))?;
             tracing::info!(addr = %backend.addr, name, "backend listening");
@@ -142,6 +166,31 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             out.flush().context("cannot write to stdout")?;
             drop(out);
             shutdown.cancelled().await;
+            // Open requests finish; a bound keeps a stuck client from holding the exit.
+            let drained = tokio::time::timeout(stop_delay + std::time::Duration::from_secs(10), backend.closed()).await;
+            if drained.is_err() {
+                tracing::warn!(name, "connections still open at exit");
+            }
+            Ok(())
+        }),
+        Command::Probe {
+            target,
+            path,
+            interval,
+            timeout,
+            duration,
+        } => runtime()?.block_on(async {
+            let shutdown =
+                daemon::shutdown_on_signals().context("cannot install signal handlers")?;
+            let options = aliasd::probe::ProbeOptions {
+                target,
+                path,
+                interval,
+                timeout,
+                duration,
+            };
+            let report = aliasd::probe::run(&options, shutdown).await;
+            println!("{}", serde_json::to_string(&report)?);
             Ok(())
         }),
     }

@@ -38,13 +38,17 @@ async fn reads_need_no_token_and_show_the_aliases() {
 
     let (status, services) = http(&daemon, "GET", "/v1/services", None, "").await;
     assert_eq!(status, 200);
-    let v1 = services
+    assert_eq!(services["docker"], serde_json::Value::Null);
+    let v1 = services["services"]
         .as_array()
         .unwrap()
         .iter()
         .find(|s| s["name"] == "web-v1")
         .expect("web-v1 listed");
     assert_eq!(v1["linked_by"], serde_json::json!(["web.internal"]));
+    assert_eq!(v1["source"], "config");
+    assert_eq!(v1["endpoints"][0]["addr"], "127.0.0.11:8080");
+    assert_eq!(v1["endpoints"][0]["source"], "config");
 }
 
 #[tokio::test]
@@ -190,7 +194,7 @@ async fn metrics_show_phases_revisions_and_endpoint_health_in_prometheus_text() 
         "aliasd_alias_phase{alias=\"web.internal\",phase=\"mixed\"} 0",
         "aliasd_alias_revision{alias=\"web.internal\"} 2",
         "aliasd_alias_answered_endpoints{alias=\"web.internal\"} 1",
-        "aliasd_endpoint_healthy{service=\"web-v1\",endpoint=\"127.0.0.11:8080\"} 1",
+        "aliasd_endpoint_healthy{service=\"web-v1\",endpoint=\"127.0.0.11:8080\",source=\"config\"} 1",
         "# TYPE aliasd_generation gauge",
     ] {
         assert!(

@@ -57,9 +57,9 @@ fn aliasctl_shows_links_and_relinks() {
     assert_eq!(dto.changed_by, "ci");
 
     let services = run_bin(ALIASCTL, &["services", "--json"], &env);
-    let list: Vec<aliasd::api::dto::ServiceDto> =
+    let list: aliasd::api::dto::ServicesDto =
         serde_json::from_slice(&services.stdout).expect("JSON");
-    let v2 = list.iter().find(|s| s.name == "web-v2").unwrap();
+    let v2 = list.services.iter().find(|s| s.name == "web-v2").unwrap();
     assert_eq!(v2.linked_by, ["web.internal"]);
     let table = run_bin(ALIASCTL, &["services"], &env);
     assert!(

@@ -9,4 +9,5 @@ mod files;
 mod persistence;
 mod promotion;
 mod proxy;
+mod registry;
 mod support;
