@@ -8,10 +8,12 @@
 //! - [`dns`], [`proxy`] and [`api`] only read snapshots, lock-free;
 //! - [`health`] checks endpoints and tells the controller when their health changes;
 //! - [`daemon`] binds the listeners and wires the tasks; [`demo`] runs it all on loopback;
-//! - [`client`] is the typed API client used by `aliasctl` and the tests.
+//! - [`client`] is the typed API client used by `aliasctl` and the tests;
+//! - [`cli`] is `aliasctl` itself: its commands, the `--wait` follower, `watch` and the tables.
 
 pub mod api;
 pub mod backend;
+pub mod cli;
 pub mod client;
 pub mod config;
 pub mod controller;
