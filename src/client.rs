@@ -16,8 +16,9 @@ use serde::de::DeserializeOwned;
 use tokio_stream::Stream;
 
 use crate::api::dto::{
-    AliasDto, ErrorDto, EventDto, HealthDto, HistoryDto, LinkRequest, OperationReply, PlanDto,
-    PromoteRequest, ReasonRequest, RollbackRequest, ServiceDto,
+    AliasDto, DeletedDto, ErrorDto, EventDto, HealthDto, HistoryDto, LinkRequest, OperationReply,
+    PlanDto, PromoteRequest, PutAliasRequest, PutServiceRequest, ReasonRequest, ReloadDto,
+    RollbackRequest, ServiceDto, ServicesDto,
 };
 
 /// How long one API call may take before it is given up.
@@ -101,8 +102,59 @@ impl Client {
         self.call(Method::GET, &alias_path(alias, ""), None).await
     }
 
-    pub async fn services(&self) -> Result<Vec<ServiceDto>, ClientError> {
+    /// Every service, and how discovery stands.
+    pub async fn services(&self) -> Result<ServicesDto, ClientError> {
         self.call(Method::GET, "/v1/services", None).await
+    }
+
+    pub async fn service(&self, service: &str) -> Result<ServiceDto, ClientError> {
+        self.call(Method::GET, &service_path(service, ""), None)
+            .await
+    }
+
+    /// Defines `service` through the API, or replaces its definition.
+    pub async fn put_service(
+        &self,
+        service: &str,
+        request: &PutServiceRequest,
+    ) -> Result<ServiceDto, ClientError> {
+        let body = self.encode(request)?;
+        self.call(Method::PUT, &service_path(service, ""), Some(body))
+            .await
+    }
+
+    /// Deletes a service defined through the API.
+    pub async fn delete_service(&self, service: &str) -> Result<DeletedDto, ClientError> {
+        self.call(Method::DELETE, &service_path(service, ""), None)
+            .await
+    }
+
+    pub async fn service_history(&self, service: &str) -> Result<Vec<HistoryDto>, ClientError> {
+        self.call(Method::GET, &service_path(service, "/history"), None)
+            .await
+    }
+
+    /// Creates an alias through the API, or changes it.
+    pub async fn put_alias(
+        &self,
+        alias: &str,
+        request: &PutAliasRequest,
+    ) -> Result<AliasDto, ClientError> {
+        let body = self.encode(request)?;
+        self.call(Method::PUT, &alias_path(alias, ""), Some(body))
+            .await
+    }
+
+    /// Removes an alias created through the API.
+    pub async fn delete_alias(&self, alias: &str) -> Result<DeletedDto, ClientError> {
+        self.call(Method::DELETE, &alias_path(alias, ""), None)
+            .await
+    }
+
+    /// Re-reads the config and its zone files: applied whole, or refused whole.
+    pub async fn reload(&self) -> Result<ReloadDto, ClientError> {
+        self.call(Method::POST, "/v1/reload", Some(b"{}".to_vec()))
+            .await
     }
 
     /// Links `alias` to exactly `targets`.
@@ -285,6 +337,11 @@ fn api_error(status: StatusCode, bytes: &[u8]) -> ClientError {
         .map(|e| e.error)
         .unwrap_or_else(|_| String::from_utf8_lossy(bytes).trim().to_owned());
     ClientError::Api { status, message }
+}
+
+/// `/v1/services/{service}{rest}` with the name percent-encoded.
+fn service_path(service: &str, rest: &str) -> String {
+    format!("/v1/services/{}{rest}", path_segment(service))
 }
 
 /// `/v1/aliases/{alias}{rest}` with the alias percent-encoded.

@@ -10,7 +10,8 @@
 //! - [`dns`], [`proxy`] and [`api`] only read snapshots, lock-free;
 //! - [`health`] checks endpoints and tells the controller when their health changes;
 //! - [`daemon`] binds the listeners and wires the tasks; [`demo`] runs it all on loopback;
-//! - [`client`] is the typed API client used by `aliasctl` and the tests.
+//! - [`client`] is the typed API client used by `aliasctl` and the tests;
+//! - [`cli`] is `aliasctl` itself: its commands, the `--wait` follower, `watch` and the tables.
 //!
 //! The vocabulary shared by all of them has no IO: [`model`] (names, endpoints), [`check`]
 //! (health-check settings and health), [`clock`] (the one place the wall clock is read).
@@ -18,6 +19,7 @@
 pub mod api;
 pub mod backend;
 pub mod check;
+pub mod cli;
 pub mod client;
 pub mod clock;
 pub mod config;

@@ -1648,7 +1648,12 @@ pub fn entry(alias: &AliasName, state: &AliasState, change: &Change) -> HistoryE
         phase: state.phase.name().to_owned(),
         targets: names(&state.targets),
         answering: names(&machine::answering(state)),
-        op: state.phase.operation().map(|op| op.id),
+        // A stop of retired containers belongs to the operation that retired them.
+        op: state.phase.operation().map(|op| op.id).or_else(|| {
+            (change.kind == ChangeKind::Stopped)
+                .then(|| state.retired.as_ref().map(|r| r.op))
+                .flatten()
+        }),
     }
 }
 

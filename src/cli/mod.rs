@@ -1,0 +1,503 @@
+//! aliasctl: the operator's command line for the aliasd control API. The binary
+//! (`src/bin/aliasctl.rs`) only parses the arguments into [`Cli`], runs [`run`] and maps the
+//! result to an exit code; everything else is here.
+//!
+//! Tables for people, `--json` for scripts. Exit 0 on success, 1 with a one-line error otherwise,
+//! 2 for a usage error. `promote --wait` and `rollback --wait` follow the operation to its end:
+//! 0 when it completed (or nothing had to change), 3 when it ended without completing (aborted,
+//! warm timeout, automatic rollback), 4 when `--timeout` expired first.
+//!
+//! `render` turns the API's DTOs into text (pure); `follow` is the `--wait` follower and
+//! `watch`.
+
+use std::io::Write;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::api::dto::{
+    OneOrMany, PromoteRequest, PutAliasRequest, PutServiceRequest, RollbackRequest,
+};
+use crate::check::HealthSpec;
+use crate::client::{Client, ClientError, Promotion};
+
+mod follow;
+mod render;
+#[cfg(test)]
+mod tests;
+
+use follow::{operation, watch};
+use render::{
+    aborted_text, alias_detail, alias_table, confirmed_text, history_table, link_text, plan_text,
+    reload_text, service_table, service_text,
+};
+
+/// The operation completed: the alias is stable on the new services (or nothing had to change).
+pub const EXIT_OK: u8 = 0;
+/// Any other error: unreachable, refused (4xx), the state could not be read.
+pub const EXIT_ERROR: u8 = 1;
+/// The operation ended without completing: aborted, warm timeout or automatic rollback.
+pub const EXIT_FAILED: u8 = 3;
+/// `--timeout` expired before the operation ended; it goes on in aliasd.
+pub const EXIT_TIMEOUT: u8 = 4;
+/// `watch` stopped by Ctrl-C (128 + SIGINT, as a shell reports it).
+pub const EXIT_INTERRUPTED: u8 = 130;
+
+/// The command line: global options and one command. Parse it with [`Parser::parse`].
+#[derive(Parser)]
+#[command(
+    name = "aliasctl",
+    version,
+    about = "Control aliasd: inspect, relink and promote DNS aliases"
+)]
+pub struct Cli {
+    /// The aliasd API base URL.
+    #[arg(
+        long,
+        global = true,
+        env = "ALIASCTL_SERVER",
+        default_value = "http://127.0.0.1:5380"
+    )]
+    server: String,
+    /// Bearer token for changes.
+    #[arg(long, global = true, env = "ALIASCTL_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Print JSON instead of tables.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Show every alias, or one alias in detail.
+    Status { alias: Option<String> },
+    /// Link ALIAS to exactly the SERVICEs given (web web-v1 web-v2).
+    Link {
+        alias: String,
+        #[arg(required = true)]
+        services: Vec<String>,
+    },
+    /// List every service: each endpoint with its source (config, api, docker), container and
+    /// health, the aliases that link it, and the containers Docker discovery skipped.
+    Services,
+    /// Define, change or delete a service through the API (for VMs and anything not in Docker).
+    #[command(subcommand)]
+    Service(ServiceCommand),
+    /// Create, change or remove an alias through the API.
+    #[command(subcommand)]
+    Alias(AliasCommand),
+    /// Re-read aliasd's config and zone files: applied as one change, or refused whole.
+    Reload,
+    /// Promote ALIAS to new services: warm, mixed, draining, then stable on the new ones.
+    Promote {
+        alias: String,
+        /// A service to promote to; repeat for several.
+        #[arg(long = "to", value_name = "SERVICE", required = true)]
+        to: Vec<String>,
+        #[command(flatten)]
+        gates: GateArgs,
+        /// Why, recorded in the history.
+        #[arg(long, value_name = "TEXT")]
+        reason: Option<String>,
+        /// Once the old services are safe to stop, stop their Docker containers (never removes
+        /// them; endpoints not from Docker are left alone).
+        #[arg(long)]
+        stop_old: bool,
+        /// Show the plan and change nothing.
+        #[arg(long, conflicts_with_all = ["wait", "timeout"])]
+        dry_run: bool,
+        #[command(flatten)]
+        wait: WaitArgs,
+    },
+    /// Confirm the running promotion of ALIAS (one started with --confirm-gate).
+    Confirm {
+        alias: String,
+        /// Why, recorded in the history.
+        #[arg(long, value_name = "TEXT")]
+        reason: Option<String>,
+    },
+    /// Abort the running promotion or rollback of ALIAS: it answers with its old services again.
+    Abort {
+        alias: String,
+        /// Why, recorded in the history.
+        #[arg(long, value_name = "TEXT")]
+        reason: Option<String>,
+    },
+    /// Roll ALIAS back to an earlier revision (by default the targets before the last change),
+    /// through the same gates as a promotion.
+    Rollback {
+        alias: String,
+        /// The revision (from `aliasctl history`) whose services to return to.
+        #[arg(long = "to", value_name = "REV")]
+        to: Option<u64>,
+        #[command(flatten)]
+        gates: GateArgs,
+        /// Why, recorded in the history.
+        #[arg(long, value_name = "TEXT")]
+        reason: Option<String>,
+        #[command(flatten)]
+        wait: WaitArgs,
+    },
+    /// Every change of ALIAS, oldest first.
+    History { alias: String },
+    /// Follow ALIAS live: its phase and the health of its members, until Ctrl-C.
+    Watch {
+        alias: String,
+        /// Exit (0) as soon as the alias is stable with no operation running.
+        #[arg(long)]
+        until_stable: bool,
+        /// Give up (exit 4) after this long.
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+        timeout: Option<Duration>,
+    },
+}
+
+#[derive(Subcommand)]
+enum ServiceCommand {
+    /// Define SERVICE with exactly these ENDPOINTs (IP:PORT), or replace its endpoints.
+    Set {
+        service: String,
+        endpoints: Vec<String>,
+        /// A health setting over the config's [health]: kind, path, expect, host, interval,
+        /// timeout, rise or fall; repeat for several (--health kind=http --health path=/ready).
+        #[arg(long = "health", value_name = "KEY=VALUE")]
+        health: Vec<String>,
+    },
+    /// Delete SERVICE (defined through the API); refused while an alias links it.
+    Delete { service: String },
+    /// Every change of SERVICE made through the API.
+    History { service: String },
+}
+
+#[derive(Subcommand)]
+enum AliasCommand {
+    /// Create ALIAS answering with the services given by --to.
+    Create {
+        alias: String,
+        #[arg(long = "to", value_name = "SERVICE", required = true)]
+        to: Vec<String>,
+        #[command(flatten)]
+        settings: AliasSettings,
+    },
+    /// Change how ALIAS answers.
+    Set {
+        alias: String,
+        #[command(flatten)]
+        settings: AliasSettings,
+    },
+    /// Remove ALIAS (created through the API); refused during a promotion.
+    Delete { alias: String },
+}
+
+#[derive(Args)]
+struct AliasSettings {
+    /// SRV records at _<NAME>._tcp.<alias> [default: http].
+    #[arg(long, value_name = "NAME")]
+    port_name: Option<String>,
+    /// When no endpoint is healthy: last-known-good, all or none.
+    #[arg(long, value_name = "POLICY")]
+    if_none_healthy: Option<String>,
+}
+
+impl AliasSettings {
+    fn request(self, targets: Option<Vec<String>>) -> PutAliasRequest {
+        PutAliasRequest {
+            targets,
+            port_name: self.port_name,
+            if_none_healthy: self.if_none_healthy,
+        }
+    }
+}
+
+/// The gates of a promotion or rollback; unset ones come from the server's defaults.
+#[derive(Args)]
+struct GateArgs {
+    /// How long both versions answer before the old one drains ("30s").
+    #[arg(long, value_name = "DURATION")]
+    observe: Option<String>,
+    /// After observing, wait in phase mixed for `aliasctl confirm`.
+    #[arg(long)]
+    confirm_gate: bool,
+    /// Healthy endpoints the new services need (default: all of them).
+    #[arg(long, value_name = "N")]
+    min_healthy: Option<u32>,
+    /// How long the new services have to become healthy ("2m").
+    #[arg(long, value_name = "DURATION")]
+    warm_timeout: Option<String>,
+}
+
+#[derive(Args)]
+struct WaitArgs {
+    /// Follow the operation to its end; the exit status says how it ended (0, 3 or 4).
+    #[arg(long)]
+    wait: bool,
+    /// With --wait: give up waiting after this long (exit 4) [default: 5m].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, requires = "wait")]
+    timeout: Option<Duration>,
+}
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    crate::config::parse_duration(text)
+}
+
+/// Why a command failed: one line, exit 1.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// The API could not be reached, refused the request or answered nonsense.
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    #[error("asked for a dry run but aliasd started an operation on {alias}")]
+    DryRunStarted { alias: String },
+    #[error("aliasd answered with a plan, not an operation")]
+    PlanNotOperation,
+    #[error("{alias}: the operation started, but its start is not in the history")]
+    StartNotInHistory { alias: String },
+    /// `--wait` lost the events stream (`gone` says why) and then the history too. The client
+    /// error is part of the message, not a source, so it is printed once.
+    #[error(
+        "lost track of {kind} {op} of {alias} ({gone}, and the history cannot be read): {error}"
+    )]
+    LostTrack {
+        kind: &'static str,
+        op: u64,
+        alias: String,
+        gone: String,
+        error: ClientError,
+    },
+    #[error("the events stream from {server} ended (aliasd stopped?)")]
+    EventsEnded { server: String },
+    /// An argument was wrong before anything was sent.
+    #[error("{0}")]
+    Usage(String),
+}
+
+type Result<T, E = CliError> = std::result::Result<T, E>;
+
+/// Writes `text` to stdout at once. A closed stdout (`aliasctl watch | head`) ends the program.
+///
+/// It exits here rather than returning an error because a closed pipe can happen in the middle
+/// of `watch` or a follower, where there is nobody left to tell and nothing left to do.
+fn out(text: &str) {
+    let mut stdout = std::io::stdout().lock();
+    if stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+        .is_err()
+    {
+        std::process::exit(i32::from(EXIT_ERROR));
+    }
+}
+
+/// Writes one line to stdout.
+fn say(line: &str) {
+    out(&format!("{line}\n"));
+}
+
+/// Runs one command and returns its exit status (see the module docs); an `Err` is exit 1
+/// ([`EXIT_ERROR`]) with its one-line message.
+pub async fn run(cli: Cli) -> Result<u8> {
+    let client = Client::new(&cli.server, cli.token.clone())?;
+    let json = cli.json;
+    let text = match cli.command {
+        Command::Status { alias: None } => {
+            let aliases = client.aliases().await?;
+            if json {
+                to_json(&aliases)
+            } else {
+                alias_table(&aliases)
+            }
+        }
+        Command::Status { alias: Some(a) } => {
+            let alias = client.alias(&a).await?;
+            if json {
+                to_json(&alias)
+            } else {
+                alias_detail(&alias)
+            }
+        }
+        Command::Link { alias, services } => {
+            let alias = client.link(&alias, &services).await?;
+            if json {
+                to_json(&alias)
+            } else {
+                link_text(&alias)
+            }
+        }
+        Command::Services => {
+            let services = client.services().await?;
+            if json {
+                to_json(&services)
+            } else {
+                service_table(&services)
+            }
+        }
+        Command::Service(ServiceCommand::Set {
+            service,
+            endpoints,
+            health,
+        }) => {
+            let health = HealthSpec::from_pairs(health.iter().map(String::as_str))
+                .map_err(CliError::Usage)?;
+            let request = PutServiceRequest {
+                endpoints,
+                health: (!health.is_empty()).then_some(health),
+            };
+            let dto = client.put_service(&service, &request).await?;
+            if json {
+                to_json(&dto)
+            } else {
+                service_text(&dto)
+            }
+        }
+        Command::Service(ServiceCommand::Delete { service }) => {
+            let deleted = client.delete_service(&service).await?;
+            if json {
+                to_json(&deleted)
+            } else {
+                format!("service {} deleted\n", deleted.deleted)
+            }
+        }
+        Command::Service(ServiceCommand::History { service }) => {
+            let history = client.service_history(&service).await?;
+            if json {
+                to_json(&history)
+            } else {
+                history_table(&history)
+            }
+        }
+        Command::Alias(AliasCommand::Delete { alias }) => {
+            let deleted = client.delete_alias(&alias).await?;
+            if json {
+                to_json(&deleted)
+            } else {
+                format!("alias {} removed\n", deleted.deleted)
+            }
+        }
+        Command::Alias(AliasCommand::Create {
+            alias,
+            to,
+            settings,
+        }) => put_alias(&client, &alias, settings.request(Some(to)), json).await?,
+        Command::Alias(AliasCommand::Set { alias, settings }) => {
+            put_alias(&client, &alias, settings.request(None), json).await?
+        }
+        Command::Reload => {
+            let summary = client.reload().await?;
+            if json {
+                to_json(&summary)
+            } else {
+                reload_text(&summary)
+            }
+        }
+        Command::Promote {
+            alias,
+            to,
+            gates,
+            reason,
+            stop_old,
+            dry_run,
+            wait,
+        } => {
+            let request = PromoteRequest {
+                to: Some(OneOrMany::Many(to)),
+                observe: gates.observe,
+                confirm: gates.confirm_gate.then_some(true),
+                min_healthy: gates.min_healthy,
+                warm_timeout: gates.warm_timeout,
+                reason,
+                stop_old: stop_old.then_some(true),
+            };
+            if dry_run {
+                match client.promote(&alias, &request, true).await? {
+                    Promotion::Planned(plan) if json => to_json(&plan),
+                    Promotion::Planned(plan) => plan_text(&plan),
+                    Promotion::Operation(reply) => {
+                        return Err(CliError::DryRunStarted {
+                            alias: reply.alias.name.clone(),
+                        });
+                    }
+                }
+            } else {
+                let send = async {
+                    match client.promote(&alias, &request, false).await? {
+                        Promotion::Operation(reply) => Ok(*reply),
+                        Promotion::Planned(_) => Err(CliError::PlanNotOperation),
+                    }
+                };
+                return operation(&client, json, &wait, send).await;
+            }
+        }
+        Command::Rollback {
+            alias,
+            to,
+            gates,
+            reason,
+            wait,
+        } => {
+            let request = RollbackRequest {
+                to_revision: to,
+                observe: gates.observe,
+                confirm: gates.confirm_gate.then_some(true),
+                min_healthy: gates.min_healthy,
+                warm_timeout: gates.warm_timeout,
+                reason,
+            };
+            let send = async { Ok::<_, CliError>(client.rollback(&alias, &request).await?) };
+            return operation(&client, json, &wait, send).await;
+        }
+        Command::Confirm { alias, reason } => {
+            let reply = client.confirm(&alias, reason).await?;
+            if json {
+                to_json(&reply)
+            } else {
+                confirmed_text(&reply)
+            }
+        }
+        Command::Abort { alias, reason } => {
+            let reply = client.abort(&alias, reason).await?;
+            if json {
+                to_json(&reply)
+            } else {
+                aborted_text(&reply)
+            }
+        }
+        Command::History { alias } => {
+            let history = client.history(&alias).await?;
+            if json {
+                to_json(&history)
+            } else {
+                history_table(&history)
+            }
+        }
+        Command::Watch {
+            alias,
+            until_stable,
+            timeout,
+        } => return watch(&client, &alias, until_stable, timeout, json).await,
+    };
+    out(&text);
+    Ok(EXIT_OK)
+}
+
+/// `PUT /v1/aliases/{alias}` and what to print for it.
+async fn put_alias(
+    client: &Client,
+    alias: &str,
+    request: PutAliasRequest,
+    json: bool,
+) -> Result<String> {
+    let dto = client.put_alias(alias, &request).await?;
+    Ok(if json { to_json(&dto) } else { link_text(&dto) })
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> String {
+    let mut s = serde_json::to_string_pretty(value).unwrap_or_default();
+    s.push('\n');
+    s
+}
+
+fn compact_json<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_string(value).unwrap_or_default()
+}

@@ -1,0 +1,607 @@
+//! The text aliasctl prints for people: pure functions from the API's DTOs to tables and lines.
+//!
+//! Nothing here does IO or reads the clock, so every rendering can be tested from hand-built
+//! DTOs (see `tests.rs`); printing is the caller's business.
+
+use crate::api::dto::{
+    AliasDto, EventDto, HistoryDto, MemberDto, OperationReply, PlanDto, ReloadDto, RetiredDto,
+    ServiceDto, ServicesDto,
+};
+
+pub(super) fn op_word(kind: &str) -> &'static str {
+    if kind == "rollback" {
+        "rollback"
+    } else {
+        "promotion"
+    }
+}
+
+pub(super) fn plus(services: &[String]) -> String {
+    if services.is_empty() {
+        "(nothing)".into()
+    } else {
+        services.join("+")
+    }
+}
+
+pub(super) fn plural(n: u32, word: &str) -> String {
+    if n == 1 {
+        format!("{n} {word}")
+    } else {
+        format!("{n} {word}s")
+    }
+}
+
+/// The one-line summary of what a promote or rollback did.
+pub(super) fn started_text(reply: &OperationReply) -> String {
+    let a = &reply.alias;
+    if !reply.started {
+        return format!(
+            "{}: already answers with {}: nothing had to change",
+            a.name,
+            plus(&a.answering)
+        );
+    }
+    match &a.operation {
+        Some(op) => format!(
+            "{}: {} {} started: {} → {} (phase {}{})",
+            a.name,
+            op_word(&op.kind),
+            op.id,
+            plus(&op.from),
+            plus(&op.to),
+            a.phase,
+            op.phase_deadline
+                .as_ref()
+                .map(|d| format!(", until {d}"))
+                .unwrap_or_default()
+        ),
+        None => format!("{}: started and already ended; {}", a.name, where_is(a)),
+    }
+}
+
+/// Where an alias is, in a few words: its phase, its answers, what ends the phase.
+pub(super) fn where_is(a: &AliasDto) -> String {
+    let mut s = format!("phase {}, answering {}", a.phase, plus(&a.answering));
+    if let Some(op) = &a.operation {
+        s.push_str(&format!(
+            " ({} {} {} → {})",
+            op_word(&op.kind),
+            op.id,
+            plus(&op.from),
+            plus(&op.to)
+        ));
+        if let Some(until) = &op.drain_until {
+            s.push_str(&format!(", draining until {until}"));
+        } else if a.phase == "mixed" && op.confirm && !op.confirmed {
+            s.push_str(&format!(
+                ", observing until {} then waiting for a confirm",
+                op.phase_deadline.as_deref().unwrap_or("?")
+            ));
+        } else if let Some(deadline) = &op.phase_deadline {
+            s.push_str(&format!(", until {deadline}"));
+        }
+    }
+    s
+}
+
+pub(super) fn retired_text(r: &RetiredDto) -> String {
+    if r.safe_to_stop {
+        format!(
+            "{} safe to stop since {}",
+            plus(&r.services),
+            r.safe_to_stop_at
+        )
+    } else {
+        format!(
+            "{} not safe to stop before {}",
+            plus(&r.services),
+            r.safe_to_stop_at
+        )
+    }
+}
+
+/// The answer to `link`: the alias and what it now points at.
+pub(super) fn link_text(alias: &AliasDto) -> String {
+    format!(
+        "{} -> {} (revision {}, serial {})\n",
+        alias.name,
+        alias.targets.join(", "),
+        alias.revision,
+        alias.serial
+    )
+}
+
+/// The answer to `confirm`.
+pub(super) fn confirmed_text(reply: &OperationReply) -> String {
+    let a = &reply.alias;
+    format!("{}: confirmed; {}\n", a.name, where_is(a))
+}
+
+/// The answer to `abort`, with what the aborted operation retired, if anything.
+pub(super) fn aborted_text(reply: &OperationReply) -> String {
+    let a = &reply.alias;
+    let mut line = format!("{}: aborted; {}", a.name, where_is(a));
+    if let Some(r) = &a.retired {
+        line.push_str(&format!("; {}", retired_text(r)));
+    }
+    line + "\n"
+}
+
+pub(super) fn plan_text(plan: &PlanDto) -> String {
+    if plan.noop {
+        return format!(
+            "{}: already answers with {}: a promote would change nothing (dry run)\n",
+            plan.alias,
+            plus(&plan.to)
+        );
+    }
+    let mut s = format!(
+        "plan for {}: {} → {} (dry run: nothing was changed)\n",
+        plan.alias,
+        plus(&plan.from),
+        plus(&plan.to)
+    );
+    let rows: Vec<Vec<String>> = plan
+        .steps
+        .iter()
+        .enumerate()
+        .map(|(i, step)| {
+            vec![
+                (i + 1).to_string(),
+                step.phase.clone(),
+                step.services.join(","),
+                step.endpoints.join(","),
+                step.until.clone(),
+            ]
+        })
+        .collect();
+    s.push_str(&table(
+        &["STEP", "PHASE", "ANSWERING", "ENDPOINTS", "UNTIL"],
+        &rows,
+    ));
+    s.push_str(&format!(
+        "{}: {} of {} healthy now, {} needed; warm timeout {}, observe {}{}; ttl {}s, negative ttl {}s, drain window {}\n",
+        plus(&plan.to),
+        plan.healthy_now,
+        plural(plan.total, "endpoint"),
+        plan.min_healthy,
+        plan.warm_timeout,
+        plan.observe,
+        if plan.confirm { ", then a confirm" } else { "" },
+        plan.ttl,
+        plan.negative_ttl,
+        plan.drain_window
+    ));
+    s
+}
+
+pub(super) fn event_text(event: &EventDto) -> String {
+    match event {
+        EventDto::Change { entry, .. } => format!(
+            "{}: {} (revision {} by {}){}",
+            entry.alias,
+            entry.change,
+            entry.revision,
+            entry.actor,
+            entry
+                .reason
+                .as_deref()
+                .map(|r| format!(": {r}"))
+                .unwrap_or_default()
+        ),
+        EventDto::Health {
+            service,
+            endpoint,
+            health,
+            error,
+            ..
+        } => format!(
+            "{service} {endpoint} {health}{}",
+            error
+                .as_deref()
+                .map(|e| format!(": {e}"))
+                .unwrap_or_default()
+        ),
+        EventDto::Registry { entry } => format!(
+            "{}: {} by {}{}",
+            entry.service.as_deref().unwrap_or("config"),
+            entry.change,
+            entry.actor,
+            entry
+                .reason
+                .as_deref()
+                .map(|r| format!(": {r}"))
+                .unwrap_or_default()
+        ),
+        EventDto::Endpoints {
+            service, endpoints, ..
+        } => format!(
+            "{service} endpoints: {}",
+            if endpoints.is_empty() {
+                "(none)".to_owned()
+            } else {
+                endpoints.join(", ")
+            }
+        ),
+        EventDto::Docker {
+            connected, error, ..
+        } => {
+            if *connected {
+                "Docker connected".to_owned()
+            } else {
+                format!(
+                    "Docker unreachable{}: answers keep the containers last seen",
+                    error.as_deref().map(|e| format!(" ({e})")).unwrap_or_default()
+                )
+            }
+        }
+        EventDto::Lagged { skipped } => format!("{skipped} events skipped; state re-read"),
+    }
+}
+
+/// One line: phase, operation, answers and each member's health.
+pub(super) fn status_line(a: &AliasDto) -> String {
+    let mut s = format!("{} {}", a.name, a.phase);
+    if let Some(op) = &a.operation {
+        s.push_str(&format!(
+            " ({} {} {} → {}",
+            op_word(&op.kind),
+            op.id,
+            plus(&op.from),
+            plus(&op.to)
+        ));
+        if let Some(until) = &op.drain_until {
+            s.push_str(&format!(", drain until {until}"));
+        } else if let Some(deadline) = &op.phase_deadline {
+            s.push_str(&format!(", until {deadline}"));
+        }
+        if a.phase == "mixed" && op.confirm && !op.confirmed {
+            s.push_str(", needs a confirm");
+        }
+        s.push(')');
+    }
+    s.push_str(&format!(" answering {}", plus(&a.answering)));
+    for m in &a.members {
+        s.push_str(&format!(" | {}", member_summary(m)));
+    }
+    if let Some(r) = &a.retired {
+        s.push_str(&format!(" | retired {}", retired_text(r)));
+    }
+    s
+}
+
+/// `web-v2 incoming 1/2 healthy (127.0.0.42:80 unhealthy: HTTP 503)`.
+pub(super) fn member_summary(m: &MemberDto) -> String {
+    let healthy = m.endpoints.iter().filter(|e| e.health == "healthy").count();
+    let mut s = format!(
+        "{} {} {healthy}/{} healthy",
+        m.service,
+        m.role,
+        m.endpoints.len()
+    );
+    let unknown = m.endpoints.iter().filter(|e| e.health == "unknown").count();
+    if unknown > 0 {
+        s.push_str(&format!(", {unknown} unknown"));
+    }
+    if let Some(bad) = m.endpoints.iter().find(|e| e.health == "unhealthy") {
+        s.push_str(&format!(
+            " ({} unhealthy{})",
+            bad.addr,
+            bad.last_error
+                .as_deref()
+                .map(|e| format!(": {e}"))
+                .unwrap_or_default()
+        ));
+    }
+    s
+}
+
+// ---- tables ----
+
+/// Left-aligned columns, two spaces apart.
+fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<String>| {
+        let mut out = String::new();
+        for (i, (cell, w)) in cells.iter().zip(&widths).enumerate() {
+            if i + 1 == cells.len() {
+                out.push_str(cell);
+            } else {
+                out.push_str(&format!("{cell:<w$}  "));
+            }
+        }
+        out.trim_end().to_owned() + "\n"
+    };
+    let mut out = line(header.iter().map(|h| h.to_string()).collect());
+    for row in rows {
+        out.push_str(&line(row.clone()));
+    }
+    out
+}
+
+pub(super) fn alias_table(aliases: &[AliasDto]) -> String {
+    let rows: Vec<Vec<String>> = aliases
+        .iter()
+        .map(|a| {
+            vec![
+                a.name.clone(),
+                a.targets.join(","),
+                a.phase.clone(),
+                a.endpoints.join(","),
+                a.revision.to_string(),
+                a.changed_by.clone(),
+                a.changed_at.clone(),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "ALIAS",
+            "TARGETS",
+            "PHASE",
+            "ENDPOINTS",
+            "REV",
+            "BY",
+            "CHANGED",
+        ],
+        &rows,
+    )
+}
+
+pub(super) fn alias_detail(a: &AliasDto) -> String {
+    let none = |v: &[String]| {
+        if v.is_empty() {
+            "(none)".to_owned()
+        } else {
+            v.join(", ")
+        }
+    };
+    let mut s = format!(
+        "alias:      {}\nzone:       {}\nphase:      {}\ntargets:    {}\nanswering:  {}\nendpoints:  {}\n",
+        a.name,
+        a.zone,
+        a.phase,
+        none(&a.targets),
+        none(&a.answering),
+        none(&a.endpoints),
+    );
+    if let Some(f) = &a.fallback {
+        s.push_str(&format!(
+            "fallback:   {f} (no endpoint is healthy; the if_none_healthy policy chose the answer)\n"
+        ));
+    }
+    if let Some(op) = &a.operation {
+        s.push_str(&format!(
+            "operation:  {} {}: {} → {}, by {} at {}{}\n",
+            op_word(&op.kind),
+            op.id,
+            plus(&op.from),
+            plus(&op.to),
+            op.actor,
+            op.started_at,
+            op.reason
+                .as_deref()
+                .map(|r| format!(" ({r})"))
+                .unwrap_or_default()
+        ));
+        s.push_str(&format!(
+            "  gates:    observe {}, min healthy {}, warm timeout {}, confirm {}\n",
+            op.observe,
+            op.min_healthy.map_or("all".to_owned(), |n| n.to_string()),
+            op.warm_timeout,
+            match (op.confirm, op.confirmed) {
+                (false, _) => "not needed",
+                (true, false) => "needed, not given yet",
+                (true, true) => "given",
+            }
+        ));
+        if let Some(until) = &op.drain_until {
+            s.push_str(&format!("  drain until:    {until}\n"));
+        } else if let Some(deadline) = &op.phase_deadline {
+            let what = match a.phase.as_str() {
+                "warming" => "warm deadline:  ",
+                "mixed" => "observe until:  ",
+                _ => "phase deadline: ",
+            };
+            s.push_str(&format!("  {what}{deadline}\n"));
+        }
+    }
+    for w in &a.warnings {
+        s.push_str(&format!("warning:    {w}\n"));
+    }
+    s.push_str("members:\n");
+    if a.members.is_empty() {
+        s.push_str("  (none)\n");
+    }
+    for m in &a.members {
+        s.push_str(&format!(
+            "  {} ({}{}{})\n",
+            m.service,
+            m.role,
+            if m.answering { ", answering" } else { "" },
+            if m.inflight > 0 {
+                format!(", {} in flight through the proxy", m.inflight)
+            } else {
+                String::new()
+            }
+        ));
+        if m.endpoints.is_empty() {
+            s.push_str("    (no endpoints)\n");
+        }
+        for e in &m.endpoints {
+            s.push_str(&format!("    {}  {}", e.addr, e.health));
+            if let Some(c) = &e.container {
+                s.push_str(&format!("  container {} ({})", c.name, c.short_id));
+            }
+            if let Some(at) = &e.last_check {
+                s.push_str(&format!("  checked {at}"));
+            }
+            if let Some(err) = &e.last_error {
+                s.push_str(&format!("  last error: {err}"));
+            }
+            s.push('\n');
+        }
+    }
+    if let Some(d) = &a.drain {
+        s.push_str(&format!(
+            "drain:      {}: TTL window {} {}; {} request(s)/connection(s) still open through the proxy\n",
+            d.services.join(", "),
+            if d.ttl_window_over { "ended" } else { "ends" },
+            d.ttl_window_until,
+            d.proxy_inflight
+        ));
+    }
+    if let Some(r) = &a.retired {
+        s.push_str(&format!(
+            "retired:    {} (by operation {})\n",
+            retired_text(r),
+            r.op
+        ));
+    }
+    s.push_str(&format!(
+        "srv:        {}\nttl:        {}s\nrevision:   {}\nchanged:    {} by {}\nserial:     {}\ngeneration: {}\n",
+        a.srv, a.ttl, a.revision, a.changed_at, a.changed_by, a.serial, a.generation
+    ));
+    s
+}
+
+pub(super) fn history_table(history: &[HistoryDto]) -> String {
+    let rows: Vec<Vec<String>> = history
+        .iter()
+        .map(|e| {
+            vec![
+                e.revision.to_string(),
+                e.at.clone(),
+                e.change.clone(),
+                e.phase.clone(),
+                e.answering.join(","),
+                e.actor.clone(),
+                e.reason.clone().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "REV",
+            "TIME",
+            "CHANGE",
+            "PHASE",
+            "ANSWERING",
+            "ACTOR",
+            "REASON",
+        ],
+        &rows,
+    )
+}
+
+/// Every service with one row per endpoint (its source, container and health), then how
+/// Docker discovery stands and the containers it skipped.
+pub(super) fn service_table(services: &ServicesDto) -> String {
+    let mut rows: Vec<Vec<String>> = Vec::new();
+    for svc in &services.services {
+        let linked = if svc.linked_by.is_empty() {
+            "-".to_owned()
+        } else {
+            svc.linked_by.join(",")
+        };
+        if svc.endpoints.is_empty() {
+            rows.push(vec![
+                svc.name.clone(),
+                svc.source.clone(),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+                linked.clone(),
+            ]);
+        }
+        for e in &svc.endpoints {
+            rows.push(vec![
+                svc.name.clone(),
+                svc.source.clone(),
+                e.addr.clone(),
+                e.source.clone(),
+                e.container
+                    .as_ref()
+                    .map_or("-".to_owned(), |c| format!("{} ({})", c.name, c.short_id)),
+                e.health.clone(),
+                linked.clone(),
+            ]);
+        }
+    }
+    let mut s = table(
+        &[
+            "SERVICE", "DEFINED", "ENDPOINT", "FROM", "CONTAINER", "HEALTH", "LINKED BY",
+        ],
+        &rows,
+    );
+    for svc in &services.services {
+        for w in &svc.warnings {
+            s.push_str(&format!("warning: {}: {w}\n", svc.name));
+        }
+    }
+    if let Some(d) = &services.docker {
+        if d.connected {
+            s.push_str(&format!(
+                "docker: connected to {}{} since {}\n",
+                d.endpoint,
+                d.version
+                    .as_deref()
+                    .map(|v| format!(" ({v})"))
+                    .unwrap_or_default(),
+                d.since
+            ));
+        } else {
+            s.push_str(&format!(
+                "docker: UNREACHABLE at {} since {}{}; answers keep the containers last seen{}\n",
+                d.endpoint,
+                d.since,
+                d.error
+                    .as_deref()
+                    .map(|e| format!(" ({e})"))
+                    .unwrap_or_default(),
+                d.last_sync
+                    .as_deref()
+                    .map(|t| format!(" (at {t})"))
+                    .unwrap_or_default()
+            ));
+        }
+    }
+    if !services.problems.is_empty() {
+        s.push_str("problems (containers skipped):\n");
+        for p in &services.problems {
+            s.push_str(&format!(
+                "  {} ({}): {}\n",
+                p.container.name, p.container.short_id, p.problem
+            ));
+        }
+    }
+    s
+}
+
+/// What `aliasctl service set` did.
+pub(super) fn service_text(s: &ServiceDto) -> String {
+    let endpoints: Vec<&str> = s.endpoints.iter().map(|e| e.addr.as_str()).collect();
+    format!(
+        "service {} ({}): {}; check {}\n",
+        s.name,
+        s.source,
+        if endpoints.is_empty() {
+            "no endpoints".to_owned()
+        } else {
+            endpoints.join(", ")
+        },
+        s.check
+    )
+}
+
+/// What `aliasctl reload` did.
+pub(super) fn reload_text(r: &ReloadDto) -> String {
+    format!("reloaded: {}\n", r.summary)
+}
