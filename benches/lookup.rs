@@ -43,7 +43,11 @@ fn snapshot(static_names: usize, aliases: usize) -> (Snapshot, State, tempfile::
     let config = Config::parse(&config, &path, &|_| None).expect("config");
     let base = Base::from_config(&config);
     let (state, _) = initial_state(&base, None, 0);
-    let topology = Arc::new(Topology::build(&base, &state.registry, state.named_services()));
+    let topology = Arc::new(Topology::build(
+        &base,
+        &state.registry,
+        state.named_services(),
+    ));
     let snapshot = Snapshot::render(
         1,
         topology,

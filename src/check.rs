@@ -181,9 +181,7 @@ impl HealthSpec {
         let mut problems = Vec::new();
         let mut check = base.clone();
         let (base_path, base_expect, base_host) = match &base.kind {
-            CheckKind::Http { path, expect, host } => {
-                (path.clone(), expect.clone(), host.clone())
-            }
+            CheckKind::Http { path, expect, host } => (path.clone(), expect.clone(), host.clone()),
             _ => ("/".to_owned(), 200..=399, None),
         };
         if let Some(kind) = &self.kind {
@@ -231,9 +229,7 @@ impl HealthSpec {
             }
             if let Some(h) = &self.host {
                 if h.is_empty() || h.len() > MAX_TEXT || h.chars().any(|c| c.is_control()) {
-                    problems.push(format!(
-                        "host must be 1 to {MAX_TEXT} printable characters"
-                    ));
+                    problems.push(format!("host must be 1 to {MAX_TEXT} printable characters"));
                 } else {
                     *host = Some(h.clone());
                 }

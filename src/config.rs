@@ -535,14 +535,23 @@ impl Config {
             }
         };
         differs("dns.listen", self.dns.listen == new.dns.listen);
-        differs("dns.udp_sockets", self.dns.udp_sockets == new.dns.udp_sockets);
+        differs(
+            "dns.udp_sockets",
+            self.dns.udp_sockets == new.dns.udp_sockets,
+        );
         differs(
             "dns.tcp_idle_timeout",
             self.dns.tcp_idle_timeout == new.dns.tcp_idle_timeout,
         );
-        differs("dns.log_queries", self.dns.log_queries == new.dns.log_queries);
+        differs(
+            "dns.log_queries",
+            self.dns.log_queries == new.dns.log_queries,
+        );
         let origins = |c: &Config| c.zones.iter().map(|z| z.origin.clone()).collect::<Vec<_>>();
-        differs("the list of [[zone]] origins", origins(self) == origins(new));
+        differs(
+            "the list of [[zone]] origins",
+            origins(self) == origins(new),
+        );
         differs("api.listen", self.api.listen == new.api.listen);
         differs("state.dir", self.state_dir == new.state_dir);
         differs("[[proxy]]", self.proxies == new.proxies);
@@ -1312,7 +1321,9 @@ fn docker_host(text: &str) -> Result<DockerHost, String> {
         return if path.starts_with('/') {
             Ok(DockerHost::Unix(path.into()))
         } else {
-            Err(format!("`{text}`: a unix socket needs an absolute path (unix:///var/run/docker.sock)"))
+            Err(format!(
+                "`{text}`: a unix socket needs an absolute path (unix:///var/run/docker.sock)"
+            ))
         };
     }
     if text.starts_with('/') {
@@ -1321,9 +1332,9 @@ fn docker_host(text: &str) -> Result<DockerHost, String> {
     for scheme in ["tcp://", "http://"] {
         if let Some(rest) = text.strip_prefix(scheme) {
             let hostport = rest.trim_end_matches('/');
-            let ok = hostport.rsplit_once(':').is_some_and(|(h, p)| {
-                !h.is_empty() && p.parse::<u16>().is_ok_and(|p| p > 0)
-            });
+            let ok = hostport
+                .rsplit_once(':')
+                .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok_and(|p| p > 0));
             return if ok {
                 Ok(DockerHost::Http(format!("http://{hostport}")))
             } else {

@@ -156,8 +156,14 @@ impl Daemon {
         );
         tasks.spawn(controller.run(shutdown.clone()));
         let auth = Arc::new(ArcSwap::from_pointee(Auth::new(&config.api.tokens)));
-        let reloads = Reloader::spawn(config.clone(), control.clone(), auth.clone(), &shutdown, &mut tasks)
-            .map_err(DaemonError::Bind)?;
+        let reloads = Reloader::spawn(
+            config.clone(),
+            control.clone(),
+            auth.clone(),
+            &shutdown,
+            &mut tasks,
+        )
+        .map_err(DaemonError::Bind)?;
         let app = api::router(AppState {
             snapshots: snapshots.clone(),
             control,

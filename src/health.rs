@@ -183,10 +183,8 @@ impl Checker {
     /// start from): starts the new ones, stops those that left, and restarts those whose check
     /// changed, from the health they had.
     pub fn reconcile(&mut self, targets: impl IntoIterator<Item = (Key, CheckConfig, Health)>) {
-        let wanted: HashMap<Key, (CheckConfig, Health)> = targets
-            .into_iter()
-            .map(|(k, c, h)| (k, (c, h)))
-            .collect();
+        let wanted: HashMap<Key, (CheckConfig, Health)> =
+            targets.into_iter().map(|(k, c, h)| (k, (c, h))).collect();
         let current = self.board.slots.load_full();
         let mut slots: HashMap<Key, Arc<Slot>> = HashMap::with_capacity(wanted.len());
         self.running.retain(|key, run| {

@@ -20,8 +20,8 @@ use serde::{Deserialize, Serialize};
 use crate::check::{CheckConfig, Health, HealthSpec};
 use crate::config::{AliasConfig, Config, IfNoneHealthy, PromotionDefaults, ServiceConfig};
 use crate::model::{AliasName, Endpoint, ServiceName};
-use crate::zoneindex::ZoneStatics;
 use crate::zonefile::StaticZone;
+use crate::zoneindex::ZoneStatics;
 
 /// Where a service definition or an endpoint came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -383,7 +383,10 @@ impl Topology {
             if aliases.contains_key(name) {
                 continue;
             }
-            let Some(zone) = base.zones.iter().position(|z| z.origin.name().zone_of(name.name()))
+            let Some(zone) = base
+                .zones
+                .iter()
+                .position(|z| z.origin.name().zone_of(name.name()))
             else {
                 continue;
             };
@@ -400,7 +403,11 @@ impl Topology {
         }
         if base.docker {
             let mut names: Vec<ServiceName> = named.into_iter().cloned().collect();
-            names.extend(base.aliases.values().flat_map(|a| a.targets.iter().cloned()));
+            names.extend(
+                base.aliases
+                    .values()
+                    .flat_map(|a| a.targets.iter().cloned()),
+            );
             for name in names {
                 services.entry(name).or_insert_with(|| Service {
                     defined_by: None,

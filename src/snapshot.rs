@@ -226,7 +226,10 @@ impl Snapshot {
                                 }
                             ));
                         }
-                        svc.endpoints.iter().map(move |e| (s, e)).collect::<Vec<_>>()
+                        svc.endpoints
+                            .iter()
+                            .map(move |e| (s, e))
+                            .collect::<Vec<_>>()
                     }
                     None => {
                         warnings.push(format!("service `{s}` is not defined"));
@@ -239,7 +242,12 @@ impl Snapshot {
                     "Docker is unreachable: the answers keep the containers last seen".into(),
                 );
             }
-            let all = unique(infos.iter().filter(|(_, e)| !e.is_dead()).map(|(_, e)| e.endpoint));
+            let all = unique(
+                infos
+                    .iter()
+                    .filter(|(_, e)| !e.is_dead())
+                    .map(|(_, e)| e.endpoint),
+            );
             let passing = unique(
                 infos
                     .iter()
@@ -442,7 +450,10 @@ fn add_alias_records(
         node.rrsets.push(Arc::new(set));
         node.srv_additionals = hosts
             .iter()
-            .filter(|h| eps.iter().any(|e| h.name() == &endpoint_host(alias, e.addr().ip())))
+            .filter(|h| {
+                eps.iter()
+                    .any(|e| h.name() == &endpoint_host(alias, e.addr().ip()))
+            })
             .cloned()
             .collect();
     }

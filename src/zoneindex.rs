@@ -125,4 +125,3 @@ impl NameIndex {
         self.nodes.contains_key(name) || self.empty_non_terminals.contains(name)
     }
 }
-

@@ -7,10 +7,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::check::HealthSpec;
 use crate::clock::now_ms;
+use crate::controller::Busy;
 use crate::controller::changes::ReloadSummary;
 use crate::controller::history::HistoryEntry;
 use crate::controller::machine::{self, Operation, Phase, Retired};
-use crate::controller::Busy;
 use crate::health::HealthBoard;
 use crate::model::ServiceName;
 use crate::registry::{ContainerRef, EndpointInfo, Problem, Service, SourceStatus};

@@ -12,11 +12,11 @@ use std::sync::Arc;
 use std::convert::Infallible;
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use arc_swap::ArcSwap;
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use bytes::Bytes;
@@ -131,10 +131,7 @@ impl IntoResponse for ApiError {
         let (status, message) = match self {
             Self::BadRequest(m) => (StatusCode::BAD_REQUEST, m),
             Self::Invalid(list) => {
-                let message = format!(
-                    "refused; nothing was changed:\n{}",
-                    list.join("\n")
-                );
+                let message = format!("refused; nothing was changed:\n{}", list.join("\n"));
                 problems = list;
                 (StatusCode::BAD_REQUEST, message)
             }
@@ -307,11 +304,17 @@ async fn metrics(State(state): State<AppState>) -> Response {
             out,
             "# HELP aliasd_docker_last_sync_timestamp_seconds When Docker last sent a whole view."
         );
-        let _ = writeln!(out, "# TYPE aliasd_docker_last_sync_timestamp_seconds gauge");
+        let _ = writeln!(
+            out,
+            "# TYPE aliasd_docker_last_sync_timestamp_seconds gauge"
+        );
         let _ = writeln!(
             out,
             "aliasd_docker_last_sync_timestamp_seconds {}",
-            docker.status.last_sync_ms.map_or(0.0, |ms| ms as f64 / 1000.0)
+            docker
+                .status
+                .last_sync_ms
+                .map_or(0.0, |ms| ms as f64 / 1000.0)
         );
         let _ = writeln!(
             out,
@@ -845,11 +848,10 @@ async fn put_service(
         )
         .await?;
     let snapshot = state.snapshots.load();
-    let found = snapshot
-        .topology
-        .services
-        .get(&name)
-        .ok_or_else(|| ApiError::Internal(format!("service `{name}` vanished after its change")))?;
+    let found =
+        snapshot.topology.services.get(&name).ok_or_else(|| {
+            ApiError::Internal(format!("service `{name}` vanished after its change"))
+        })?;
     let status = if created {
         StatusCode::CREATED
     } else {

@@ -167,7 +167,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             drop(out);
             shutdown.cancelled().await;
             // Open requests finish; a bound keeps a stuck client from holding the exit.
-            let drained = tokio::time::timeout(stop_delay + std::time::Duration::from_secs(10), backend.closed()).await;
+            let drained = tokio::time::timeout(
+                stop_delay + std::time::Duration::from_secs(10),
+                backend.closed(),
+            )
+            .await;
             if drained.is_err() {
                 tracing::warn!(name, "connections still open at exit");
             }

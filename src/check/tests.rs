@@ -19,8 +19,8 @@ fn an_empty_spec_keeps_the_base() {
 
 #[test]
 fn settings_override_the_base_one_by_one() {
-    let spec = HealthSpec::from_pairs(["path=/ready", "interval=500ms", "rise=1", "fall = 4"])
-        .unwrap();
+    let spec =
+        HealthSpec::from_pairs(["path=/ready", "interval=500ms", "rise=1", "fall = 4"]).unwrap();
     let got = spec.apply(&http_base()).unwrap();
     assert_eq!(
         got.kind,

@@ -232,7 +232,10 @@ pub(super) fn event_text(event: &EventDto) -> String {
             } else {
                 format!(
                     "Docker unreachable{}: answers keep the containers last seen",
-                    error.as_deref().map(|e| format!(" ({e})")).unwrap_or_default()
+                    error
+                        .as_deref()
+                        .map(|e| format!(" ({e})"))
+                        .unwrap_or_default()
                 )
             }
         }
@@ -537,7 +540,13 @@ pub(super) fn service_table(services: &ServicesDto) -> String {
     }
     let mut s = table(
         &[
-            "SERVICE", "DEFINED", "ENDPOINT", "FROM", "CONTAINER", "HEALTH", "LINKED BY",
+            "SERVICE",
+            "DEFINED",
+            "ENDPOINT",
+            "FROM",
+            "CONTAINER",
+            "HEALTH",
+            "LINKED BY",
         ],
         &rows,
     );

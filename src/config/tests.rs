@@ -1,5 +1,5 @@
-use std::ops::RangeInclusive;
 use super::*;
+use std::ops::RangeInclusive;
 
 use tempfile::TempDir;
 

@@ -18,7 +18,13 @@ use crate::registry::{AliasSpec, ApiService, Base, Topology, check_port_name, pl
 pub const MAX_API_ENDPOINTS: usize = 10_000;
 
 /// A service entry of the history (no alias, no revision).
-fn service_entry(service: &ServiceName, kind: ChangeKind, actor: &str, at_ms: u64, reason: String) -> HistoryEntry {
+fn service_entry(
+    service: &ServiceName,
+    kind: ChangeKind,
+    actor: &str,
+    at_ms: u64,
+    reason: String,
+) -> HistoryEntry {
     HistoryEntry {
         seq: 0,
         alias: String::new(),
@@ -100,7 +106,11 @@ pub fn put_service(
     let reason = match before {
         None => format!("defined with {}", list(&endpoints)),
         Some(b) if b.endpoints != endpoints => {
-            format!("endpoints {} (were {})", list(&endpoints), list(&b.endpoints))
+            format!(
+                "endpoints {} (were {})",
+                list(&endpoints),
+                list(&b.endpoints)
+            )
         }
         Some(_) => "health settings changed".to_owned(),
     };
@@ -214,7 +224,10 @@ pub fn put_alias(
         super::check_services(topology, t)?;
     }
     let mut next = state.clone();
-    match (state.registry.api_aliases.get(name), state.aliases.get(name)) {
+    match (
+        state.registry.api_aliases.get(name),
+        state.aliases.get(name),
+    ) {
         (Some(spec), Some(current)) => {
             let mut spec = spec.clone();
             let before = spec.clone();
@@ -276,8 +289,7 @@ pub fn put_alias(
         _ => {
             let targets = put.targets.ok_or_else(|| {
                 ControlError::BadRequest(
-                    "`targets` is required to create an alias: the services it answers with"
-                        .into(),
+                    "`targets` is required to create an alias: the services it answers with".into(),
                 )
             })?;
             place_alias(name, &topology.zones, topology.aliases.keys())
@@ -306,7 +318,13 @@ pub fn put_alias(
 }
 
 /// The history entry of removing `alias` (in `current` until now).
-pub fn removal_entry(name: &AliasName, current: &AliasState, actor: &str, now_ms: u64, reason: &str) -> HistoryEntry {
+pub fn removal_entry(
+    name: &AliasName,
+    current: &AliasState,
+    actor: &str,
+    now_ms: u64,
+    reason: &str,
+) -> HistoryEntry {
     let mut last = current.clone();
     last.revision += 1;
     last.changed_at_ms = now_ms;
@@ -405,7 +423,15 @@ pub fn reload(
     state: &State,
     actor: &str,
     now_ms: u64,
-) -> Result<(State, Vec<(AliasName, AliasState, Change)>, Vec<HistoryEntry>, ReloadSummary), Vec<String>> {
+) -> Result<
+    (
+        State,
+        Vec<(AliasName, AliasState, Change)>,
+        Vec<HistoryEntry>,
+        ReloadSummary,
+    ),
+    Vec<String>,
+> {
     let mut problems = Vec::new();
     let mut next = state.clone();
     let mut summary = ReloadSummary::default();
@@ -445,7 +471,13 @@ pub fn reload(
                 problems.push(e.to_string());
                 continue;
             }
-            removals.push(removal_entry(name, current, actor, now_ms, "removed from the config"));
+            removals.push(removal_entry(
+                name,
+                current,
+                actor,
+                now_ms,
+                "removed from the config",
+            ));
             next.aliases.remove(name);
             summary.aliases_removed.push(name.to_string());
         }
@@ -522,7 +554,11 @@ pub fn reload(
             base.wrapping_add(1)
         })
         .collect();
-    summary.zones = new.zones.iter().map(|z| z.origin.name().to_string()).collect();
+    summary.zones = new
+        .zones
+        .iter()
+        .map(|z| z.origin.name().to_string())
+        .collect();
     let mut entries = removals;
     entries.push(HistoryEntry {
         seq: 0,

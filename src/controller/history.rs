@@ -81,10 +81,11 @@ impl History {
             Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
             Err(e) => return Err(io_err(e)),
         };
-        let (entries, keep) = parse(&bytes, committed, committed_seq).map_err(|reason| StoreError::Corrupt {
-            path: path.clone(),
-            reason,
-        })?;
+        let (entries, keep) =
+            parse(&bytes, committed, committed_seq).map_err(|reason| StoreError::Corrupt {
+                path: path.clone(),
+                reason,
+            })?;
         let file = OpenOptions::new()
             .create(true)
             .append(true)

@@ -28,8 +28,8 @@ use crate::config::PromotionDefaults;
 use crate::health::{Checker, HealthBoard, HealthChange, starting_health};
 use crate::model::{AliasName, Endpoint, ServiceName};
 use crate::registry::{
-    Base, ContainerRef, DockerEndpoint, DockerState, Problem, Registry, SourceStatus,
-    Sources, Topology,
+    Base, ContainerRef, DockerEndpoint, DockerState, Problem, Registry, SourceStatus, Sources,
+    Topology,
 };
 use crate::snapshot::{AliasView, HealthMap, LastGood, SharedSnapshot, Snapshot, health_of};
 use changes::{AliasPut, ReloadSummary};
@@ -1099,7 +1099,9 @@ impl Controller {
             let mut notes = Vec::new();
             for s in &r.services {
                 if let Some(user) = in_use.get(s) {
-                    notes.push(format!("{s} is still used by alias {user}, so it was left running"));
+                    notes.push(format!(
+                        "{s} is still used by alias {user}, so it was left running"
+                    ));
                     continue;
                 }
                 containers.extend(
@@ -1545,7 +1547,11 @@ fn changed_endpoints(old: &Topology, new: &Topology) -> Vec<(ServiceName, Vec<En
     let mut out = Vec::new();
     for (name, s) in &new.services {
         let now: Vec<Endpoint> = s.addrs().collect();
-        if old.services.get(name).is_none_or(|o| o.addrs().ne(now.iter().copied())) {
+        if old
+            .services
+            .get(name)
+            .is_none_or(|o| o.addrs().ne(now.iter().copied()))
+        {
             out.push((name.clone(), now));
         }
     }

@@ -608,9 +608,8 @@ fn to_stored_keeps_the_phase_and_a_restart_reads_it_back() {
 #[test]
 fn counts_add_up_the_endpoints_of_every_service_by_health() {
     let topology = topology();
-    let endpoint = |s: &str| {
-        topology.services[&s.parse::<ServiceName>().unwrap()].endpoints[0].endpoint
-    };
+    let endpoint =
+        |s: &str| topology.services[&s.parse::<ServiceName>().unwrap()].endpoints[0].endpoint;
     let health: HealthMap = [
         (
             ("web-v1".parse().unwrap(), endpoint("web-v1")),

@@ -422,9 +422,8 @@ impl Discovery {
         }
         let tracked = self.track(facts);
         let before = view.containers.get(id);
-        let changed = before.is_none_or(|b| {
-            b.made != tracked.made || b.stopping || b.died.is_some()
-        });
+        let changed =
+            before.is_none_or(|b| b.made != tracked.made || b.stopping || b.died.is_some());
         view.containers.insert(id.to_owned(), tracked);
         Ok(changed)
     }

@@ -251,11 +251,21 @@ fn key(service: &str, endpoint: &str) -> Key {
 }
 
 /// A checker whose checks run every 50 ms against real sockets.
-fn checker() -> (Checker, Arc<HealthBoard>, mpsc::Receiver<HealthChange>, CancellationToken) {
+fn checker() -> (
+    Checker,
+    Arc<HealthBoard>,
+    mpsc::Receiver<HealthChange>,
+    CancellationToken,
+) {
     let board = Arc::new(HealthBoard::default());
     let (tx, rx) = mpsc::channel(16);
     let stop = CancellationToken::new();
-    (Checker::new(board.clone(), tx, 4, stop.clone()), board, rx, stop)
+    (
+        Checker::new(board.clone(), tx, 4, stop.clone()),
+        board,
+        rx,
+        stop,
+    )
 }
 
 fn fast_tcp() -> CheckConfig {
@@ -290,7 +300,10 @@ async fn the_checker_follows_the_targets_and_reports_each_run_with_its_epoch() {
         (other.clone(), none.clone(), Health::Healthy),
     ]);
     assert_eq!(board.get(&web.0, &web.1).unwrap().health, Health::Starting);
-    assert_eq!(board.get(&other.0, &other.1).unwrap().health, Health::Healthy);
+    assert_eq!(
+        board.get(&other.0, &other.1).unwrap().health,
+        Health::Healthy
+    );
     let first_epoch = board.epoch(&web).unwrap();
 
     // The real listener accepts: one pass (rise 1) makes it healthy, reported with its epoch.

@@ -251,7 +251,11 @@ impl ProxyStats {
     /// The counters of `endpoint` behind the proxy bound on `proxy`.
     pub fn member(&self, proxy: SocketAddr, endpoint: &Endpoint) -> Option<MemberCounts> {
         let entry = self.proxies.iter().find(|p| p.listen == proxy)?;
-        Some(entry.stats_of(endpoint).map_or_else(MemberCounts::default, |s| s.counts()))
+        Some(
+            entry
+                .stats_of(endpoint)
+                .map_or_else(MemberCounts::default, |s| s.counts()),
+        )
     }
 
     /// Writes every counter in the Prometheus text format (version 0.0.4). Members that never
@@ -683,8 +687,7 @@ impl Proxy {
                     .any(|s| s.find(e).is_some())
             };
             let idle = |stats: &MemberStats| stats.inflight.load(Ordering::Relaxed) == 0;
-            self.members
-                .retain(|e, m| listed(e) || !idle(&m.stats));
+            self.members.retain(|e, m| listed(e) || !idle(&m.stats));
             self.entry.members.retain(|e, s| listed(e) || !idle(s));
         }
     }
@@ -745,7 +748,11 @@ impl Proxy {
                     .get(e)
                     .map_or(0, |m| m.stats.inflight.load(Ordering::Relaxed))
             },
-            |e| self.members.get(e).is_some_and(|m| self.is_ejected(&m, now)),
+            |e| {
+                self.members
+                    .get(e)
+                    .is_some_and(|m| self.is_ejected(&m, now))
+            },
             &mut balance::random_below,
         )?;
         Some(self.member(&picked))

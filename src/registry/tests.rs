@@ -124,7 +124,9 @@ fn container_labels_override_the_service_check_per_endpoint() {
 
 #[test]
 fn with_docker_on_a_named_service_exists_before_its_first_container() {
-    let on = base_with("[docker]\nenabled = true\nsocket = \"/tmp/none.sock\"\n[[alias]]\nname = \"web\"\ntargets = [\"web-v2\"]\n");
+    let on = base_with(
+        "[docker]\nenabled = true\nsocket = \"/tmp/none.sock\"\n[[alias]]\nname = \"web\"\ntargets = [\"web-v2\"]\n",
+    );
     let t = Topology::build(&on, &Registry::default(), [&svc("web-v3")]);
     for name in ["web-v2", "web-v3"] {
         let s = &t.services[&svc(name)];
@@ -151,16 +153,43 @@ fn a_container_health_check_counts_with_aliasds_own() {
     let cases = [
         (None, Health::Healthy, Health::Healthy),
         (None, Health::Unhealthy, Health::Unhealthy),
-        (Some(DockerHealth::Healthy), Health::Unknown, Health::Unknown),
-        (Some(DockerHealth::Starting), Health::Healthy, Health::Starting),
-        (Some(DockerHealth::Starting), Health::Unhealthy, Health::Unhealthy),
-        (Some(DockerHealth::Unhealthy), Health::Healthy, Health::Unhealthy),
-        (Some(DockerHealth::Died("killed".into())), Health::Healthy, Health::Unhealthy),
+        (
+            Some(DockerHealth::Healthy),
+            Health::Unknown,
+            Health::Unknown,
+        ),
+        (
+            Some(DockerHealth::Starting),
+            Health::Healthy,
+            Health::Starting,
+        ),
+        (
+            Some(DockerHealth::Starting),
+            Health::Unhealthy,
+            Health::Unhealthy,
+        ),
+        (
+            Some(DockerHealth::Unhealthy),
+            Health::Healthy,
+            Health::Unhealthy,
+        ),
+        (
+            Some(DockerHealth::Died("killed".into())),
+            Health::Healthy,
+            Health::Unhealthy,
+        ),
     ];
     for (docker_health, checked, want) in cases {
         let i = info(docker_health.clone());
-        assert_eq!(i.effective(checked), want, "{docker_health:?} + {checked:?}");
-        assert_eq!(i.is_dead(), matches!(docker_health, Some(DockerHealth::Died(_))));
+        assert_eq!(
+            i.effective(checked),
+            want,
+            "{docker_health:?} + {checked:?}"
+        );
+        assert_eq!(
+            i.is_dead(),
+            matches!(docker_health, Some(DockerHealth::Died(_)))
+        );
     }
 }
 

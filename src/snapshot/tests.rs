@@ -757,7 +757,14 @@ fn an_unhealthy_endpoint_is_left_out_of_the_srv_records_too() {
     let topology = topology();
     let state = config_state(&topology);
     let health = health(&[("web-v2", "10.0.0.2:9090", Health::Unhealthy)]);
-    let snap = Snapshot::render(1, topology, &state, &health, &LastGood::new(), Arc::default());
+    let snap = Snapshot::render(
+        1,
+        topology,
+        &state,
+        &health,
+        &LastGood::new(),
+        Arc::default(),
+    );
     let (srv, _) = found(&snap, "_grpc._tcp.api.internal.", RecordType::SRV);
     let ports: Vec<&str> = srv.iter().map(|r| r.split(' ').nth(6).unwrap()).collect();
     assert_eq!(ports, ["8080", "8080"], "{srv:?}");
@@ -794,7 +801,14 @@ fn when_no_endpoint_is_healthy_the_alias_policy_decides() {
 fn answering_nothing_leaves_the_alias_with_no_data() {
     let topology = topology_with_policy("none");
     let state = config_state(&topology);
-    let snap = Snapshot::render(1, topology, &state, &web_v1_down(), &LastGood::new(), Arc::default());
+    let snap = Snapshot::render(
+        1,
+        topology,
+        &state,
+        &web_v1_down(),
+        &LastGood::new(),
+        Arc::default(),
+    );
     for rtype in [RecordType::A, RecordType::AAAA, RecordType::SRV] {
         assert_nodata(&snap, APP, rtype);
     }
@@ -832,7 +846,14 @@ fn last_known_good_answers_every_endpoint_when_it_has_none_of_them() {
 fn an_alias_without_endpoints_needs_no_policy() {
     let topology = topology();
     let state = config_state(&topology);
-    let snap = Snapshot::render(1, topology, &state, &web_v1_down(), &LastGood::new(), Arc::default());
+    let snap = Snapshot::render(
+        1,
+        topology,
+        &state,
+        &web_v1_down(),
+        &LastGood::new(),
+        Arc::default(),
+    );
     let idle = &snap.aliases[&alias("idle.internal.")];
     assert!(idle.endpoints.is_empty());
     assert_eq!(idle.fallback, None);

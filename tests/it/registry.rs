@@ -9,7 +9,11 @@ use serde_json::json;
 
 use crate::support::{Fixture, TOKEN, Transport, addresses, dig, http, query};
 
-async fn put(daemon: &crate::support::Daemon, path: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
+async fn put(
+    daemon: &crate::support::Daemon,
+    path: &str,
+    body: serde_json::Value,
+) -> (u16, serde_json::Value) {
     http(daemon, "PUT", path, Some(TOKEN), &body.to_string()).await
 }
 
@@ -64,26 +68,48 @@ async fn a_service_and_an_alias_defined_over_the_api_answer_at_once_and_go_again
     assert!(srv.contains("9000 10-7-0-1.vm.internal."), "{srv}");
 
     // The endpoints change: the answers follow.
-    let (status, _) = put(&daemon, "/v1/services/vm-v1", json!({"endpoints": ["10.7.0.3:9000"], "health": {"kind": "none"}})).await;
+    let (status, _) = put(
+        &daemon,
+        "/v1/services/vm-v1",
+        json!({"endpoints": ["10.7.0.3:9000"], "health": {"kind": "none"}}),
+    )
+    .await;
     assert_eq!(status, 200);
     assert_eq!(a_records(&daemon, "vm.internal.").await, ["10.7.0.3"]);
 
     // A linked service cannot be deleted; the 409 names the alias.
     let (status, body) = delete(&daemon, "/v1/services/vm-v1").await;
     assert_eq!(status, 409, "{body}");
-    assert!(body["error"].as_str().unwrap().contains("alias `vm.internal`"), "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("alias `vm.internal`"),
+        "{body}"
+    );
     // Config services and aliases are the config's.
     let (status, body) = delete(&daemon, "/v1/services/web-v1").await;
     assert_eq!(status, 409);
-    assert!(body["error"].as_str().unwrap().contains("defined in the config"));
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("defined in the config")
+    );
     let (status, _) = delete(&daemon, "/v1/aliases/web").await;
     assert_eq!(status, 409);
 
     // The alias goes (NXDOMAIN), then its service can go too.
     let (status, body) = delete(&daemon, "/v1/aliases/vm").await;
-    assert_eq!((status, body["deleted"].as_str()), (200, Some("vm.internal")));
+    assert_eq!(
+        (status, body["deleted"].as_str()),
+        (200, Some("vm.internal"))
+    );
     let m = query(daemon.dns, "vm.internal.", RecordType::A, Transport::Udp).await;
-    assert_eq!(m.metadata.response_code, hickory_proto::op::ResponseCode::NXDomain);
+    assert_eq!(
+        m.metadata.response_code,
+        hickory_proto::op::ResponseCode::NXDomain
+    );
     let (status, _) = delete(&daemon, "/v1/services/vm-v1").await;
     assert_eq!(status, 200);
     let (status, _) = http(&daemon, "GET", "/v1/services/vm-v1", None, "").await;
@@ -107,27 +133,73 @@ async fn bad_registry_requests_are_refused_with_the_field_and_nothing_changes() 
     let fixture = Fixture::new();
     let daemon = fixture.start();
     let cases = [
-        ("/v1/services/Web!", json!({"endpoints": []}), "not a valid service name"),
-        ("/v1/services/vm", json!({"endpoints": ["10.0.0.1"]}), "endpoints: `10.0.0.1` is not an endpoint"),
-        ("/v1/services/vm", json!({"endpoints": [], "health": {"kind": "udp"}}), "health: kind: `udp`"),
-        ("/v1/services/vm", json!({"endpoints": [], "health": {"interval": "1ms"}}), "interval must be at least 50ms"),
-        ("/v1/services/vm", json!({"endpoint": []}), "unknown field `endpoint`"),
-        ("/v1/aliases/db", json!({"targets": ["web-v1"]}), "collides with the static name"),
-        ("/v1/aliases/x.web", json!({"targets": ["web-v1"]}), "nested with alias `web.internal`"),
+        (
+            "/v1/services/Web!",
+            json!({"endpoints": []}),
+            "not a valid service name",
+        ),
+        (
+            "/v1/services/vm",
+            json!({"endpoints": ["10.0.0.1"]}),
+            "endpoints: `10.0.0.1` is not an endpoint",
+        ),
+        (
+            "/v1/services/vm",
+            json!({"endpoints": [], "health": {"kind": "udp"}}),
+            "health: kind: `udp`",
+        ),
+        (
+            "/v1/services/vm",
+            json!({"endpoints": [], "health": {"interval": "1ms"}}),
+            "interval must be at least 50ms",
+        ),
+        (
+            "/v1/services/vm",
+            json!({"endpoint": []}),
+            "unknown field `endpoint`",
+        ),
+        (
+            "/v1/aliases/db",
+            json!({"targets": ["web-v1"]}),
+            "collides with the static name",
+        ),
+        (
+            "/v1/aliases/x.web",
+            json!({"targets": ["web-v1"]}),
+            "nested with alias `web.internal`",
+        ),
         ("/v1/aliases/new", json!({}), "`targets` is required"),
-        ("/v1/aliases/new", json!({"targets": ["web-v1"], "if_none_healthy": "maybe"}), "if_none_healthy: `maybe`"),
-        ("/v1/aliases/other.example.", json!({"targets": ["web-v1"]}), "outside every configured zone"),
+        (
+            "/v1/aliases/new",
+            json!({"targets": ["web-v1"], "if_none_healthy": "maybe"}),
+            "if_none_healthy: `maybe`",
+        ),
+        (
+            "/v1/aliases/other.example.",
+            json!({"targets": ["web-v1"]}),
+            "outside every configured zone",
+        ),
     ];
     for (path, body, want) in cases {
         let (status, err) = put(&daemon, path, body.clone()).await;
         assert_eq!(status, 400, "{path} {body}: {err}");
-        assert!(err["error"].as_str().unwrap().contains(want), "{path} {body}: {err}");
+        assert!(
+            err["error"].as_str().unwrap().contains(want),
+            "{path} {body}: {err}"
+        );
     }
     let (status, err) = put(&daemon, "/v1/aliases/new", json!({"targets": ["nope"]})).await;
     assert_eq!(status, 404, "{err}");
     let (status, _) = put(&daemon, "/v1/services/vm", json!({"endpoints": []})).await;
     assert_eq!(status, 201);
-    let (status, _) = http(&daemon, "PUT", "/v1/services/vm2", None, r#"{"endpoints": []}"#).await;
+    let (status, _) = http(
+        &daemon,
+        "PUT",
+        "/v1/services/vm2",
+        None,
+        r#"{"endpoints": []}"#,
+    )
+    .await;
     assert_eq!(status, 401);
     let (_, list) = http(&daemon, "GET", "/v1/aliases", None, "").await;
     assert_eq!(list.as_array().unwrap().len(), 3, "no alias was added");
@@ -137,7 +209,12 @@ async fn bad_registry_requests_are_refused_with_the_field_and_nothing_changes() 
 async fn api_services_and_aliases_survive_sigkill() {
     let fixture = Fixture::new();
     let daemon = fixture.start();
-    let (status, _) = put(&daemon, "/v1/services/vm-v1", json!({"endpoints": ["10.7.0.1:9000"], "health": {"kind": "none"}})).await;
+    let (status, _) = put(
+        &daemon,
+        "/v1/services/vm-v1",
+        json!({"endpoints": ["10.7.0.1:9000"], "health": {"kind": "none"}}),
+    )
+    .await;
     assert_eq!(status, 201);
     let (status, _) = put(&daemon, "/v1/aliases/vm", json!({"targets": ["vm-v1"]})).await;
     assert_eq!(status, 201);
@@ -153,10 +230,16 @@ async fn api_services_and_aliases_survive_sigkill() {
     daemon.kill9();
     let daemon = fixture.start();
     let m = query(daemon.dns, "vm.internal.", RecordType::A, Transport::Udp).await;
-    assert_eq!(m.metadata.response_code, hickory_proto::op::ResponseCode::NXDomain);
+    assert_eq!(
+        m.metadata.response_code,
+        hickory_proto::op::ResponseCode::NXDomain
+    );
     let (status, body) = put(&daemon, "/v1/aliases/vm", json!({"targets": ["vm-v1"]})).await;
     assert_eq!(status, 201);
-    assert_eq!(body["revision"], 3, "created 1, removed 2, created again 3: {body}");
+    assert_eq!(
+        body["revision"], 3,
+        "created 1, removed 2, created again 3: {body}"
+    );
 }
 
 #[tokio::test]
@@ -177,30 +260,55 @@ async fn a_reload_applies_a_good_config_whole_and_refuses_a_bad_one_whole() {
     assert!(hup.success());
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while a_records(&daemon, "shop.internal.").await.is_empty() {
-        assert!(std::time::Instant::now() < deadline, "SIGHUP did not add shop:\n{}", daemon.log());
+        assert!(
+            std::time::Instant::now() < deadline,
+            "SIGHUP did not add shop:\n{}",
+            daemon.log()
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(a_records(&daemon, "shop.internal.").await, ["10.8.0.1"]);
 
     // A broken config: refused whole with file:line:col, and the answers stay as they were.
-    let broken = more.replace("endpoints = [\"10.8.0.1:80\"]", "endpoints = [\"10.8.0.1:80\", \"nope\"]")
-        + "\n[[alias]]\nname = \"extra\"\ntargets = [\"shop-v1\"]\n";
+    let broken = more.replace(
+        "endpoints = [\"10.8.0.1:80\"]",
+        "endpoints = [\"10.8.0.1:80\", \"nope\"]",
+    ) + "\n[[alias]]\nname = \"extra\"\ntargets = [\"shop-v1\"]\n";
     std::fs::write(fixture.config(), &broken).unwrap();
     let (status, err) = http(&daemon, "POST", "/v1/reload", Some(TOKEN), "").await;
     assert_eq!(status, 400, "{err}");
     let problem = err["problems"][0].as_str().unwrap();
-    assert!(problem.contains("aliasd.toml:") && problem.contains("`nope` is not an endpoint"), "{err}");
+    assert!(
+        problem.contains("aliasd.toml:") && problem.contains("`nope` is not an endpoint"),
+        "{err}"
+    );
     let line = broken.lines().position(|l| l.contains("\"nope\"")).unwrap() + 1;
-    assert!(problem.contains(&format!("aliasd.toml:{line}:")), "{problem} (line {line})");
+    assert!(
+        problem.contains(&format!("aliasd.toml:{line}:")),
+        "{problem} (line {line})"
+    );
     let m = query(daemon.dns, "extra.internal.", RecordType::A, Transport::Udp).await;
-    assert_eq!(m.metadata.response_code, hickory_proto::op::ResponseCode::NXDomain);
+    assert_eq!(
+        m.metadata.response_code,
+        hickory_proto::op::ResponseCode::NXDomain
+    );
     assert_eq!(a_records(&daemon, "shop.internal.").await, ["10.8.0.1"]);
 
     // Changes that need a restart are refused too, naming what changed.
-    std::fs::write(fixture.config(), more.replace("udp_sockets = 2", "udp_sockets = 1")).unwrap();
+    std::fs::write(
+        fixture.config(),
+        more.replace("udp_sockets = 2", "udp_sockets = 1"),
+    )
+    .unwrap();
     let (status, err) = http(&daemon, "POST", "/v1/reload", Some(TOKEN), "").await;
     assert_eq!(status, 400);
-    assert!(err["error"].as_str().unwrap().contains("dns.udp_sockets changed, which takes a restart"), "{err}");
+    assert!(
+        err["error"]
+            .as_str()
+            .unwrap()
+            .contains("dns.udp_sockets changed, which takes a restart"),
+        "{err}"
+    );
 
     // Removing the alias and its service in one reload is fine; the summary says so.
     std::fs::write(fixture.config(), &config).unwrap();
@@ -209,7 +317,10 @@ async fn a_reload_applies_a_good_config_whole_and_refuses_a_bad_one_whole() {
     assert_eq!(summary["aliases_removed"], json!(["shop.internal"]));
     assert_eq!(summary["services_removed"], json!(["shop-v1"]));
     let m = query(daemon.dns, "shop.internal.", RecordType::A, Transport::Udp).await;
-    assert_eq!(m.metadata.response_code, hickory_proto::op::ResponseCode::NXDomain);
+    assert_eq!(
+        m.metadata.response_code,
+        hickory_proto::op::ResponseCode::NXDomain
+    );
     // A reload needs a token like any change.
     let (status, _) = http(&daemon, "POST", "/v1/reload", None, "").await;
     assert_eq!(status, 401);

@@ -66,7 +66,11 @@ fn eps(list: &[&str]) -> Vec<Endpoint> {
 }
 
 fn alias(name: &str) -> AliasName {
-    AliasName::resolve(name, &hickory_proto::rr::Name::from_ascii("internal.").unwrap()).unwrap()
+    AliasName::resolve(
+        name,
+        &hickory_proto::rr::Name::from_ascii("internal.").unwrap(),
+    )
+    .unwrap()
 }
 
 fn put(base: &Base, state: &State, name: &str, endpoints: &[&str]) -> State {
@@ -112,7 +116,10 @@ fn a_service_defined_through_the_api_joins_the_topology_with_its_source() {
     let t = topology(&base, &next);
     let service = &t.services[&svc("web-v3")];
     assert_eq!(service.defined_by, Some(crate::registry::Source::Api));
-    assert_eq!(t.addrs(&svc("web-v3")), eps(&["10.0.0.3:8080", "10.0.0.4:8080"]));
+    assert_eq!(
+        t.addrs(&svc("web-v3")),
+        eps(&["10.0.0.3:8080", "10.0.0.4:8080"])
+    );
     assert!(matches!(
         &service.endpoints[0].check.kind,
         crate::check::CheckKind::Http { path, .. } if path == "/ready"
@@ -120,10 +127,17 @@ fn a_service_defined_through_the_api_joins_the_topology_with_its_source() {
 
     // The same again changes nothing; other endpoints replace the old ones and say so.
     assert!(
-        put_service(&base, &next, &svc("web-v3"), eps(&["10.0.0.3:8080", "10.0.0.4:8080"]),
-            HealthSpec::from_pairs(["kind=http", "path=/ready"]).unwrap(), "deploy", NOW)
-            .unwrap()
-            .is_none()
+        put_service(
+            &base,
+            &next,
+            &svc("web-v3"),
+            eps(&["10.0.0.3:8080", "10.0.0.4:8080"]),
+            HealthSpec::from_pairs(["kind=http", "path=/ready"]).unwrap(),
+            "deploy",
+            NOW
+        )
+        .unwrap()
+        .is_none()
     );
     let (_, entry, created) = put_service(
         &base,
@@ -234,7 +248,12 @@ fn a_service_in_a_running_operation_cannot_be_deleted() {
 
 // ---- aliases ----
 
-fn put_alias_now(base: &Base, state: &State, name: &str, put: AliasPut) -> Result<Option<AliasChange>, ControlError> {
+fn put_alias_now(
+    base: &Base,
+    state: &State,
+    name: &str,
+    put: AliasPut,
+) -> Result<Option<AliasChange>, ControlError> {
     let t = topology(base, state);
     super::put_alias(base, state, &t, &alias(name), put, 0, "deploy", NOW)
 }
@@ -287,14 +306,30 @@ fn an_alias_is_created_through_the_api_and_answers_from_its_zone() {
     assert_eq!(updated.change.kind, ChangeKind::Updated);
     assert_eq!(updated.alias.revision, 2);
     assert!(
-        put_alias_now(&base, &next, "api", AliasPut { targets: targets(&["web-v2"]), ..AliasPut::default() })
-            .unwrap()
-            .is_none()
+        put_alias_now(
+            &base,
+            &next,
+            "api",
+            AliasPut {
+                targets: targets(&["web-v2"]),
+                ..AliasPut::default()
+            }
+        )
+        .unwrap()
+        .is_none()
     );
     // New targets relink it.
-    let relinked = put_alias_now(&base, &next, "api", AliasPut { targets: targets(&["web-v1"]), ..AliasPut::default() })
-        .unwrap()
-        .unwrap();
+    let relinked = put_alias_now(
+        &base,
+        &next,
+        "api",
+        AliasPut {
+            targets: targets(&["web-v1"]),
+            ..AliasPut::default()
+        },
+    )
+    .unwrap()
+    .unwrap();
     assert_eq!(relinked.change.kind, ChangeKind::Linked);
     assert_eq!(relinked.alias.targets, vec![svc("web-v1")]);
 }
@@ -309,7 +344,10 @@ fn a_recreated_alias_continues_its_revisions() {
         &state,
         &t,
         &alias("api"),
-        AliasPut { targets: targets(&["web-v2"]), ..AliasPut::default() },
+        AliasPut {
+            targets: targets(&["web-v2"]),
+            ..AliasPut::default()
+        },
         7,
         "deploy",
         NOW,
@@ -323,7 +361,11 @@ fn a_recreated_alias_continues_its_revisions() {
 fn bad_alias_requests_are_refused_with_the_reason() {
     let base = base();
     let state = start(&base);
-    let err = |name: &str, put: AliasPut| put_alias_now(&base, &state, name, put).map(|_| ()).unwrap_err();
+    let err = |name: &str, put: AliasPut| {
+        put_alias_now(&base, &state, name, put)
+            .map(|_| ())
+            .unwrap_err()
+    };
     assert!(matches!(
         err("web", AliasPut { targets: targets(&["web-v2"]), ..AliasPut::default() }),
         ControlError::Conflict(m) if m.contains("defined in the config")
@@ -333,7 +375,13 @@ fn bad_alias_requests_are_refused_with_the_reason() {
         ControlError::BadRequest(m) if m.contains("`targets` is required")
     ));
     assert_eq!(
-        err("api", AliasPut { targets: targets(&["nope"]), ..AliasPut::default() }),
+        err(
+            "api",
+            AliasPut {
+                targets: targets(&["nope"]),
+                ..AliasPut::default()
+            }
+        ),
         ControlError::UnknownService("nope".into())
     );
     assert!(matches!(
@@ -358,9 +406,17 @@ fn bad_alias_requests_are_refused_with_the_reason() {
 fn an_alias_in_a_promotion_cannot_be_removed_and_config_aliases_not_at_all() {
     let base = base();
     let state = start(&base);
-    let change = put_alias_now(&base, &state, "api", AliasPut { targets: targets(&["web-v2"]), ..AliasPut::default() })
-        .unwrap()
-        .unwrap();
+    let change = put_alias_now(
+        &base,
+        &state,
+        "api",
+        AliasPut {
+            targets: targets(&["web-v2"]),
+            ..AliasPut::default()
+        },
+    )
+    .unwrap()
+    .unwrap();
     let mut state = change.state;
     state.aliases.insert(alias("api"), change.alias);
     assert!(matches!(
@@ -428,17 +484,31 @@ fn a_reload_that_would_break_a_link_or_a_promotion_is_refused_whole() {
     let mut state = start(&old);
     state.aliases.get_mut(&alias("web")).unwrap().targets = vec![svc("web-v2")];
     // web-v2 leaves the config while `web` links it.
-    let new = base_of(&CONFIG.replace("[[service]]\nname = \"web-v2\"\nendpoints = [\"10.0.0.2:8080\"]\n", ""));
-    let problems = reload(&old, &new, &state, "ops", NOW).map(|_| ()).unwrap_err();
+    let new = base_of(&CONFIG.replace(
+        "[[service]]\nname = \"web-v2\"\nendpoints = [\"10.0.0.2:8080\"]\n",
+        "",
+    ));
+    let problems = reload(&old, &new, &state, "ops", NOW)
+        .map(|_| ())
+        .unwrap_err();
     assert_eq!(
         problems,
-        ["service `web-v2` is linked by alias `web.internal` and the new config no longer defines it; link the alias elsewhere first"]
+        [
+            "service `web-v2` is linked by alias `web.internal` and the new config no longer defines it; link the alias elsewhere first"
+        ]
     );
     // An API service whose name the config now takes too.
     let state = put(&old, &start(&old), "web-v3", &["10.0.0.3:8080"]);
-    let new = base_of(&format!("{CONFIG}\n[[service]]\nname = \"web-v3\"\nendpoints = []\n"));
-    let problems = reload(&old, &new, &state, "ops", NOW).map(|_| ()).unwrap_err();
-    assert!(problems[0].contains("service `web-v3` is defined through the API and now in the config too"));
+    let new = base_of(&format!(
+        "{CONFIG}\n[[service]]\nname = \"web-v3\"\nendpoints = []\n"
+    ));
+    let problems = reload(&old, &new, &state, "ops", NOW)
+        .map(|_| ())
+        .unwrap_err();
+    assert!(
+        problems[0]
+            .contains("service `web-v3` is defined through the API and now in the config too")
+    );
 }
 
 #[test]

@@ -218,7 +218,9 @@ fn numbered_entries_are_kept_up_to_the_committed_sequence_number() {
     assert_eq!(kept[1].service.as_deref(), Some("vm"));
     assert_eq!(kept[2].seq, 2);
     // Entry 3 was never committed: it is gone from the file as well.
-    let again = History::open(dir.path(), &HashMap::new(), Some(3)).unwrap().1;
+    let again = History::open(dir.path(), &HashMap::new(), Some(3))
+        .unwrap()
+        .1;
     assert_eq!(again.len(), 3);
     // Without a stored state, nothing is dropped.
     write(dir.path(), &[numbered(9, entry(WEB, 9))]);

@@ -932,7 +932,10 @@ fn with_stop_old_the_completed_promotion_asks_for_the_old_containers_to_stop_onc
     w.advance(500);
     let (after, change) = w.change(&done, stopped(r.op));
     assert_eq!(change.kind, ChangeKind::Stopped);
-    assert_eq!(change.reason.as_deref(), Some("stopped web-v1-a (0123456789ab)"));
+    assert_eq!(
+        change.reason.as_deref(),
+        Some("stopped web-v1-a (0123456789ab)")
+    );
     let r = after.retired.clone().unwrap();
     assert_eq!(r.stopped_at_ms, Some(w.now));
     assert!(!r.stop_pending());

@@ -1,6 +1,6 @@
 use super::*;
-use crate::controller::machine::{OpKind, Operation, Phase, PromoteOptions, Retired};
 use crate::check::HealthSpec;
+use crate::controller::machine::{OpKind, Operation, Phase, PromoteOptions, Retired};
 use crate::controller::state::StoredAlias;
 use crate::registry::{AliasSpec, ApiService, ContainerRef, DockerEndpoint, DockerHealth};
 

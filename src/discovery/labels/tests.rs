@@ -20,7 +20,10 @@ fn facts(labels: &[(&str, &str)], networks: &[(&str, &str)]) -> ContainerFacts {
     }
 }
 
-fn endpoint(f: &ContainerFacts, network: Option<&str>) -> Result<(ServiceName, DockerEndpoint), String> {
+fn endpoint(
+    f: &ContainerFacts,
+    network: Option<&str>,
+) -> Result<(ServiceName, DockerEndpoint), String> {
     endpoint_of(f, "aliasd.", network, &CheckConfig::default())
 }
 
@@ -28,7 +31,10 @@ const NET: &[(&str, &str)] = &[("appnet", "172.30.0.5")];
 
 #[test]
 fn service_and_port_labels_make_an_endpoint_at_the_network_address() {
-    let f = facts(&[("aliasd.service", "web-v2"), ("aliasd.port", "8080")], NET);
+    let f = facts(
+        &[("aliasd.service", "web-v2"), ("aliasd.port", "8080")],
+        NET,
+    );
     let (service, ep) = endpoint(&f, None).unwrap();
     assert_eq!(service.as_str(), "web-v2");
     assert_eq!(ep.endpoint.to_string(), "172.30.0.5:8080");
@@ -70,12 +76,18 @@ fn optional_labels_set_health_port_name_and_network() {
 #[test]
 fn bad_labels_are_named_in_the_problem() {
     let cases: &[(&[(&str, &str)], &str)] = &[
-        (&[("aliasd.port", "8080")], "label aliasd.service is missing"),
+        (
+            &[("aliasd.port", "8080")],
+            "label aliasd.service is missing",
+        ),
         (
             &[("aliasd.service", "Web_V2!"), ("aliasd.port", "8080")],
             "label aliasd.service: `Web_V2!` is not a valid service name",
         ),
-        (&[("aliasd.service", "web-v2")], "label aliasd.port is missing"),
+        (
+            &[("aliasd.service", "web-v2")],
+            "label aliasd.port is missing",
+        ),
         (
             &[("aliasd.service", "web-v2"), ("aliasd.port", "http")],
             "label aliasd.port: `http` is not a port number",
@@ -124,14 +136,23 @@ fn the_address_needs_one_network_or_a_choice() {
     let (_, ep) = endpoint(&facts(labels, two), Some("b")).unwrap();
     assert_eq!(ep.endpoint.to_string(), "172.31.0.5:8080");
     let err = endpoint(&facts(labels, two), Some("c")).unwrap_err();
-    assert!(err.contains("no address on network `c` (its networks: a, b)"), "{err}");
+    assert!(
+        err.contains("no address on network `c` (its networks: a, b)"),
+        "{err}"
+    );
     let err = endpoint(&facts(labels, &[]), None).unwrap_err();
     assert!(err.contains("no address on any network"), "{err}");
 }
 
 #[test]
 fn another_label_prefix_reads_other_labels() {
-    let f = facts(&[("com.example.service", "web-v2"), ("com.example.port", "81")], NET);
+    let f = facts(
+        &[
+            ("com.example.service", "web-v2"),
+            ("com.example.port", "81"),
+        ],
+        NET,
+    );
     assert!(f.is_labelled("com.example."));
     assert!(!f.is_labelled("aliasd."));
     let (s, ep) = endpoint_of(&f, "com.example.", None, &CheckConfig::default()).unwrap();
