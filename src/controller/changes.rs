@@ -415,6 +415,16 @@ impl ReloadSummary {
     }
 }
 
+/// What a reload changes, for the shell to commit.
+pub struct Reloaded {
+    pub state: State,
+    /// The aliases the new config adds, as creations.
+    pub created: Vec<(AliasName, AliasState, Change)>,
+    /// The removals and the reload itself.
+    pub entries: Vec<HistoryEntry>,
+    pub summary: ReloadSummary,
+}
+
 /// The next state under a reloaded config `new`, with the entries that record it: every
 /// problem is collected, and any problem refuses the whole reload.
 pub fn reload(
@@ -423,15 +433,7 @@ pub fn reload(
     state: &State,
     actor: &str,
     now_ms: u64,
-) -> Result<
-    (
-        State,
-        Vec<(AliasName, AliasState, Change)>,
-        Vec<HistoryEntry>,
-        ReloadSummary,
-    ),
-    Vec<String>,
-> {
+) -> Result<Reloaded, Vec<String>> {
     let mut problems = Vec::new();
     let mut next = state.clone();
     let mut summary = ReloadSummary::default();
@@ -574,7 +576,12 @@ pub fn reload(
         answering: Vec::new(),
         op: None,
     });
-    Ok((next, created, entries, summary))
+    Ok(Reloaded {
+        state: next,
+        created,
+        entries,
+        summary,
+    })
 }
 
 #[cfg(test)]

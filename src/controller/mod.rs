@@ -961,9 +961,13 @@ impl Controller {
         base: Arc<Base>,
         actor: Actor,
     ) -> Result<ReloadSummary, ControlError> {
-        let (state, created, entries, summary) =
-            changes::reload(&self.base, &base, &self.state, &actor, now_ms())
-                .map_err(ControlError::Invalid)?;
+        let changes::Reloaded {
+            state,
+            created,
+            entries,
+            summary,
+        } = changes::reload(&self.base, &base, &self.state, &actor, now_ms())
+            .map_err(ControlError::Invalid)?;
         self.commit(Batch {
             state: Some(state),
             base: Some(base),

@@ -94,7 +94,7 @@ impl View {
             }
         }
         for endpoints in services.values_mut() {
-            endpoints.sort_by(|a, b| a.endpoint.cmp(&b.endpoint));
+            endpoints.sort_by_key(|e| e.endpoint);
         }
         problems.sort_by(|a, b| a.container.name.cmp(&b.container.name));
         SourceUpdate::Docker { services, problems }

@@ -155,6 +155,9 @@ impl ProxyEntry {
     }
 }
 
+/// One loaded generation of a [`Grow`] map.
+type Members<T> = Arc<HashMap<Endpoint, T>>;
+
 /// A map from endpoint to `T` that readers load without a lock and that grows on demand: the
 /// rare insert copies the map under a mutex and swaps it in.
 #[derive(Debug)]
@@ -209,7 +212,7 @@ impl<T: Clone> Grow<T> {
         self.map.store(Arc::new(next));
     }
 
-    fn snapshot(&self) -> Arc<HashMap<Endpoint, T>> {
+    fn snapshot(&self) -> Members<T> {
         self.map.load_full()
     }
 }
@@ -262,7 +265,7 @@ impl ProxyStats {
     /// had any work are left out, so an alias that can link a thousand endpoints does not
     /// print a thousand zeros.
     pub fn render_prometheus(&self, out: &mut String) {
-        let maps: Vec<(&ProxyEntry, Arc<HashMap<Endpoint, Arc<MemberStats>>>)> = self
+        let maps: Vec<(&ProxyEntry, Members<Arc<MemberStats>>)> = self
             .proxies
             .iter()
             .map(|p| (&**p, p.members.snapshot()))

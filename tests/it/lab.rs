@@ -6,7 +6,7 @@
 //! the containers of its lab only, whatever else runs on the machine's daemon. The tests use the
 //! `docker` command line for their own actions; aliasd talks to the daemon through bollard.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
@@ -47,7 +47,11 @@ pub fn static_binary() -> PathBuf {
     BIN.get_or_init(|| {
         if let Some(path) = std::env::var_os("ALIASD_STATIC_BIN") {
             let path = PathBuf::from(path);
-            assert!(path.is_file(), "ALIASD_STATIC_BIN={} is not a file", path.display());
+            assert!(
+                path.is_file(),
+                "ALIASD_STATIC_BIN={} is not a file",
+                path.display()
+            );
             return path;
         }
         let root = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -67,7 +71,10 @@ pub fn static_binary() -> PathBuf {
             .env("CARGO_PROFILE_DEV_DEBUG", "0")
             .status()
             .expect("cargo build of the static test binary");
-        assert!(status.success(), "building the static aliasd for the test image failed");
+        assert!(
+            status.success(),
+            "building the static aliasd for the test image failed"
+        );
         target_dir.join("x86_64-unknown-linux-gnu/debug/aliasd")
     })
     .clone()
@@ -82,10 +89,6 @@ pub struct Container {
 }
 
 impl Container {
-    pub fn addr(&self, port: u16) -> SocketAddr {
-        SocketAddr::new(self.ip, port)
-    }
-
     pub fn running(&self) -> bool {
         docker(&["inspect", "-f", "{{.State.Running}}", &self.id]) == "true"
     }
@@ -134,7 +137,15 @@ impl Lab {
         };
         let context_path = lab._context.path().to_string_lossy().into_owned();
         let label = format!("{LAB_LABEL}={}", lab.name);
-        docker(&["build", "-q", "--label", &label, "-t", &lab.image, &context_path]);
+        docker(&[
+            "build",
+            "-q",
+            "--label",
+            &label,
+            "-t",
+            &lab.image,
+            &context_path,
+        ]);
         docker(&["network", "create", "--label", &label, &lab.network]);
         let gateway = docker(&[
             "network",
@@ -143,7 +154,9 @@ impl Lab {
             "{{range .IPAM.Config}}{{.Gateway}}{{end}}",
             &lab.network,
         ]);
-        lab.gateway = gateway.parse().unwrap_or_else(|_| panic!("gateway `{gateway}`"));
+        lab.gateway = gateway
+            .parse()
+            .unwrap_or_else(|_| panic!("gateway `{gateway}`"));
         lab
     }
 
@@ -153,7 +166,14 @@ impl Lab {
         let full = format!("{}-{name}", self.name);
         let label = format!("{LAB_LABEL}={}", self.name);
         let mut cmd: Vec<&str> = vec![
-            "run", "-d", "--name", &full, "--network", &self.network, "--label", &label,
+            "run",
+            "-d",
+            "--name",
+            &full,
+            "--network",
+            &self.network,
+            "--label",
+            &label,
         ];
         cmd.extend_from_slice(docker_args);
         cmd.push(&self.image);
@@ -179,7 +199,14 @@ impl Lab {
         let port_label = format!("{}port=8080", self.prefix);
         self.run(
             name,
-            &["--label", &service_label, "--label", &port_label, "--stop-timeout", "10"],
+            &[
+                "--label",
+                &service_label,
+                "--label",
+                &port_label,
+                "--stop-timeout",
+                "10",
+            ],
             &[
                 "backend",
                 "--listen",
@@ -199,7 +226,15 @@ impl Lab {
         self.run(
             "probe",
             &["--dns", &dns],
-            &["probe", "--target", target, "--interval", "10ms", "--duration", "5m"],
+            &[
+                "probe",
+                "--target",
+                target,
+                "--interval",
+                "10ms",
+                "--duration",
+                "5m",
+            ],
         )
     }
 
@@ -223,7 +258,13 @@ impl Lab {
 
     /// A fixture for an aliasd that discovers this lab's containers. `aliases` are
     /// `(name, targets)` naming services that only Docker defines; `extra` is more TOML.
-    pub fn fixture(&self, aliases: &[(&str, &[&str])], socket: Option<&Path>, dns_on_gateway: bool, extra: &str) -> Fixture {
+    pub fn fixture(
+        &self,
+        aliases: &[(&str, &[&str])],
+        socket: Option<&Path>,
+        dns_on_gateway: bool,
+        extra: &str,
+    ) -> Fixture {
         let mut listen = vec!["\"127.0.0.1:0\"".to_owned()];
         if dns_on_gateway {
             listen.push(format!("\"{}:53\"", self.gateway));
@@ -299,7 +340,11 @@ impl Drop for Lab {
 }
 
 /// Waits until `done` holds, polling every 20 ms; panics naming `what` after `limit`.
-pub async fn eventually<T>(limit: Duration, what: &str, mut done: impl AsyncFnMut() -> Option<T>) -> T {
+pub async fn eventually<T>(
+    limit: Duration,
+    what: &str,
+    mut done: impl AsyncFnMut() -> Option<T>,
+) -> T {
     let deadline = Instant::now() + limit;
     loop {
         if let Some(v) = done().await {

@@ -466,7 +466,12 @@ fn a_reload_adds_and_removes_config_aliases_and_continues_the_serial() {
         "[[alias]]\nname = \"web\"\ntargets = [\"web-v1\"]\n",
         "[[alias]]\nname = \"www\"\ntargets = [\"web-v2\"]\n",
     ));
-    let (next, created, entries, summary) = reload(&old, &new, &state, "ops", NOW).unwrap();
+    let Reloaded {
+        state: next,
+        created,
+        entries,
+        summary,
+    } = reload(&old, &new, &state, "ops", NOW).unwrap();
     assert_eq!(summary.aliases_added, ["www.internal"]);
     assert_eq!(summary.aliases_removed, ["web.internal"]);
     assert!(!next.aliases.contains_key(&alias("web")));
@@ -516,7 +521,12 @@ fn an_unchanged_reload_records_itself_and_changes_no_alias() {
     let old = base();
     let state = start(&old);
     let new = base();
-    let (next, created, entries, summary) = reload(&old, &new, &state, "ops", NOW).unwrap();
+    let Reloaded {
+        state: next,
+        created,
+        entries,
+        summary,
+    } = reload(&old, &new, &state, "ops", NOW).unwrap();
     assert!(created.is_empty());
     assert_eq!(next.aliases, state.aliases);
     assert_eq!(summary.text(), "no alias or service changed");

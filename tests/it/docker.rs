@@ -1,0 +1,513 @@
+//! Docker discovery against the real daemon: containers of the lab (`lab.rs`) are found by their
+//! labels, followed through their events, promoted between with 0 failed requests, stopped
+//! only once safe, and kept when the Docker API goes away.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use aliasd::daemon::Ready;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use hyper_util::client::legacy::Client as HyperClient;
+use hyper_util::rt::TokioExecutor;
+
+use crate::lab::{Container, Lab, SocketProxy, docker, eventually};
+use crate::support::{Daemon, TOKEN, dig, http, run_bin_within};
+
+const ALIASCTL: &str = env!("CARGO_BIN_EXE_aliasctl");
+
+/// The addresses `name` resolves to through aliasd's loopback DNS, sorted.
+fn resolve(daemon: &Daemon, name: &str) -> Vec<String> {
+    let out = dig(daemon.dns, &[name, "A", "+short"]);
+    let mut got: Vec<String> = out.lines().map(str::to_owned).collect();
+    got.sort();
+    got
+}
+
+fn ips(containers: &[&Container]) -> Vec<String> {
+    let mut out: Vec<String> = containers.iter().map(|c| c.ip.to_string()).collect();
+    out.sort();
+    out
+}
+
+/// Waits until `name` resolves to exactly `want`.
+async fn answers(daemon: &Daemon, name: &str, want: &[String], limit: Duration) {
+    let what = format!("{name} answering {want:?}");
+    eventually(limit, &what, async || {
+        (resolve(daemon, name) == want).then_some(())
+    })
+    .await;
+}
+
+/// The proxy listeners aliasd bound, from its ready file.
+fn proxies(fixture: &crate::support::Fixture) -> Vec<SocketAddr> {
+    let ready: Ready =
+        serde_json::from_slice(&std::fs::read(fixture.dir.path().join("ready.json")).unwrap())
+            .unwrap();
+    ready.proxies
+}
+
+/// Sends GETs through the proxy, one after the other on keep-alive connections, until `stop`;
+/// counts answers per backend and failures.
+struct Loop {
+    stop: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<(u64, Vec<String>, BTreeSet<String>)>,
+}
+
+impl Loop {
+    fn start(proxy: SocketAddr) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let requests = Arc::new(AtomicU64::new(0));
+        let (s, r) = (stop.clone(), requests.clone());
+        let task = tokio::spawn(async move {
+            let client = HyperClient::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
+            let mut failures = Vec::new();
+            let mut backends = BTreeSet::new();
+            while !s.load(Ordering::Relaxed) {
+                r.fetch_add(1, Ordering::Relaxed);
+                let request = hyper::Request::get(format!("http://{proxy}/"))
+                    .body(Empty::new())
+                    .unwrap();
+                match tokio::time::timeout(Duration::from_secs(5), client.request(request)).await {
+                    Ok(Ok(response)) => {
+                        let status = response.status();
+                        let backend = response
+                            .headers()
+                            .get("x-backend")
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or("?")
+                            .to_owned();
+                        let body = response.into_body().collect().await;
+                        if status.is_success() && body.is_ok() {
+                            backends.insert(backend);
+                        } else {
+                            failures.push(format!("status {status} from {backend}"));
+                        }
+                    }
+                    Ok(Err(e)) => failures.push(e.to_string()),
+                    Err(_) => failures.push("no answer within 5s".into()),
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            (r.load(Ordering::Relaxed), failures, backends)
+        });
+        Self { stop, task }
+    }
+
+    async fn finish(self) -> (u64, Vec<String>, BTreeSet<String>) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.task.await.expect("the proxy loop")
+    }
+}
+
+/// The Unix time in ms of an RFC 3339 timestamp, as aliasd and Docker print them.
+fn unix_ms(text: &str) -> u128 {
+    humantime::parse_rfc3339_weak(text.trim())
+        .unwrap_or_else(|e| panic!("`{text}`: {e}"))
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis()
+}
+
+/// The seeds' experiment: v1 runs as labelled containers; an app container resolves
+/// `web.internal` through aliasd before every request and a second loop goes through the front
+/// proxy; v2 starts; `aliasctl promote --wait --stop-old` moves the alias. No request fails in
+/// either loop, and v1's containers are stopped (not removed) only after aliasd reported them
+/// safe to stop.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_container_deploy_with_stop_old_costs_no_request_and_stops_v1_only_when_safe() {
+    let lab = Lab::new();
+    let v1 = [
+        lab.backend("web-v1-a", "web-v1", "1s"),
+        lab.backend("web-v1-b", "web-v1", "1s"),
+    ];
+    let fixture = lab.fixture(
+        &[("web", &["web-v1"])],
+        None,
+        true,
+        "\n[[proxy]]\nlisten = \"127.0.0.1:0\"\nalias = \"web\"\n",
+    );
+    let daemon = fixture.start();
+    let proxy = proxies(&fixture)[0];
+    answers(
+        &daemon,
+        "web.internal",
+        &ips(&[&v1[0], &v1[1]]),
+        Duration::from_secs(20),
+    )
+    .await;
+    // Both v1 endpoints pass their checks before the loops start.
+    eventually(Duration::from_secs(20), "v1 healthy", async || {
+        let (_, a) = http(&daemon, "GET", "/v1/aliases/web", None, "").await;
+        a["members"][0]["endpoints"]
+            .as_array()
+            .filter(|e| e.len() == 2 && e.iter().all(|e| e["health"] == "healthy"))
+            .map(|_| ())
+    })
+    .await;
+
+    let probe = lab.probe("web.internal:8080");
+    let through_proxy = Loop::start(proxy);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let v2 = [
+        lab.backend("web-v2-a", "web-v2", "1s"),
+        lab.backend("web-v2-b", "web-v2", "1s"),
+    ];
+    eventually(Duration::from_secs(20), "web-v2 discovered", async || {
+        let (_, s) = http(&daemon, "GET", "/v1/services/web-v2", None, "").await;
+        (s["endpoints"].as_array().map(Vec::len) == Some(2)).then_some(())
+    })
+    .await;
+
+    let server = daemon.server_url();
+    let out = tokio::task::spawn_blocking(move || {
+        let envs = [
+            ("ALIASCTL_SERVER", server.as_str()),
+            ("ALIASCTL_TOKEN", TOKEN),
+        ];
+        run_bin_within(
+            ALIASCTL,
+            &[
+                "promote",
+                "web",
+                "--to",
+                "web-v2",
+                "--wait",
+                "--stop-old",
+                "--timeout",
+                "90s",
+            ],
+            &envs,
+            Duration::from_secs(120),
+        )
+    })
+    .await
+    .unwrap();
+    let printed = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{printed}\n{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        daemon.log()
+    );
+    assert!(printed.contains("safe to stop since"), "{printed}");
+    assert!(printed.contains("stopped "), "{printed}");
+
+    // Let the loops run on v2 alone for a moment, then read what they saw.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (proxied, proxy_failures, proxy_backends) = through_proxy.finish().await;
+    let report = lab.probe_report(&probe);
+    assert_eq!(
+        report.failures, 0,
+        "requests resolved through aliasd failed: {report:?}"
+    );
+    assert!(report.requests > 100, "{report:?}");
+    assert!(
+        report.backends.contains_key("web-v1") && report.backends.contains_key("web-v2"),
+        "{report:?}"
+    );
+    assert!(
+        proxy_failures.is_empty(),
+        "{} of {proxied} proxied requests failed: {proxy_failures:?}",
+        proxy_failures.len()
+    );
+    assert!(
+        proxy_backends.contains("web-v1") && proxy_backends.contains("web-v2"),
+        "{proxy_backends:?}"
+    );
+
+    // v1 stopped, not removed; v2 runs. Each v1 container stopped after aliasd's safe time.
+    let (_, history) = http(&daemon, "GET", "/v1/aliases/web/history", None, "").await;
+    let history = history.as_array().unwrap();
+    let completed = history
+        .iter()
+        .find(|e| e["change"] == "completed")
+        .expect("completed");
+    let stopped = history
+        .iter()
+        .find(|e| e["change"] == "stopped")
+        .expect("stopped entry");
+    let safe_at = unix_ms(completed["at"].as_str().unwrap());
+    let reason = stopped["reason"].as_str().unwrap();
+    for c in &v1 {
+        assert!(!c.running(), "{} still runs", c.name);
+        assert!(reason.contains(&c.name), "{reason}");
+        let finished = docker(&["inspect", "-f", "{{.State.FinishedAt}}", &c.id]);
+        assert!(
+            unix_ms(&finished) >= safe_at,
+            "{} finished at {finished}, before it was safe to stop ({})",
+            c.name,
+            completed["at"]
+        );
+    }
+    for c in &v2 {
+        assert!(c.running(), "{} stopped", c.name);
+    }
+    answers(
+        &daemon,
+        "web.internal",
+        &ips(&[&v2[0], &v2[1]]),
+        Duration::from_secs(5),
+    )
+    .await;
+}
+
+/// A v2 container killed in phase mixed leaves the answers at once, and the promotion rolls
+/// back to v1 by itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_container_killed_while_mixed_leaves_the_answers_and_the_promotion_rolls_back() {
+    let lab = Lab::new();
+    let v1 = lab.backend("web-v1", "web-v1", "0s");
+    let fixture = lab.fixture(&[("web", &["web-v1"])], None, false, "");
+    let daemon = fixture.start();
+    answers(
+        &daemon,
+        "web.internal",
+        &ips(&[&v1]),
+        Duration::from_secs(20),
+    )
+    .await;
+    let v2 = lab.backend("web-v2", "web-v2", "0s");
+    eventually(Duration::from_secs(20), "web-v2 discovered", async || {
+        let (_, s) = http(&daemon, "GET", "/v1/services/web-v2", None, "").await;
+        (s["endpoints"].as_array().map(Vec::len) == Some(1)).then_some(())
+    })
+    .await;
+    // A confirm gate holds the promotion in mixed.
+    let (status, body) = crate::support::post(
+        &daemon,
+        "/v1/aliases/web/promote",
+        serde_json::json!({"to": "web-v2", "confirm": true}),
+    )
+    .await;
+    assert_eq!(status, 202, "{body}");
+    answers(
+        &daemon,
+        "web.internal",
+        &ips(&[&v1, &v2]),
+        Duration::from_secs(20),
+    )
+    .await;
+
+    docker(&["kill", &v2.id]);
+    let killed = Instant::now();
+    answers(
+        &daemon,
+        "web.internal",
+        &ips(&[&v1]),
+        Duration::from_secs(5),
+    )
+    .await;
+    let gone_after = killed.elapsed();
+    assert!(
+        gone_after < Duration::from_secs(2),
+        "v2 left the answers {gone_after:?} after the kill"
+    );
+    let web = crate::support::wait_for(&daemon, Duration::from_secs(10), "rolled back", |a| {
+        a["phase"] == "stable"
+    })
+    .await;
+    assert_eq!(web["targets"], serde_json::json!(["web-v1"]));
+    let (_, history) = http(&daemon, "GET", "/v1/aliases/web/history", None, "").await;
+    let last = history.as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["change"], "auto_rollback", "{history}");
+    // The killed container shows as died until it is removed.
+    let (_, s) = http(&daemon, "GET", "/v1/services/web-v2", None, "").await;
+    assert_eq!(s["endpoints"][0]["docker_health"], "died", "{s}");
+    docker(&["rm", &v2.id]);
+    // Removed, it is gone, and so is the service only it made (no alias names it now).
+    eventually(
+        Duration::from_secs(5),
+        "the removed container gone",
+        async || {
+            let (status, _) = http(&daemon, "GET", "/v1/services/web-v2", None, "").await;
+            (status == 404).then_some(())
+        },
+    )
+    .await;
+}
+
+/// `docker stop` takes a container out of the answers as soon as the stop begins, while the
+/// container still runs (it serves on for its stop delay), not when it has died.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn docker_stop_takes_a_container_out_of_the_answers_before_it_dies() {
+    let lab = Lab::new();
+    let a = lab.backend("web-v1-a", "web-v1", "3s");
+    let b = lab.backend("web-v1-b", "web-v1", "3s");
+    let fixture = lab.fixture(&[("web", &["web-v1"])], None, false, "");
+    let daemon = fixture.start();
+    answers(
+        &daemon,
+        "web.internal",
+        &ips(&[&a, &b]),
+        Duration::from_secs(20),
+    )
+    .await;
+
+    let id = a.id.clone();
+    let stopping = std::thread::spawn(move || docker(&["stop", "-t", "10", &id]));
+    answers(&daemon, "web.internal", &ips(&[&b]), Duration::from_secs(2)).await;
+    assert!(
+        a.running(),
+        "the container had died before it left the answers"
+    );
+    stopping.join().unwrap();
+    assert!(!a.running());
+    assert_eq!(resolve(&daemon, "web.internal"), ips(&[&b]));
+}
+
+/// With the Docker API cut (a socket proxy between aliasd and the daemon), the answers stay as
+/// they were, and aliasd says so; once it is back, a full list brings the answers up to date.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn losing_the_docker_api_changes_no_answer_and_a_resync_follows_its_return() {
+    let lab = Lab::new();
+    let a = lab.backend("web-v1-a", "web-v1", "0s");
+    let b = lab.backend("web-v1-b", "web-v1", "0s");
+    let dir = tempfile::tempdir().unwrap();
+    let mut socket = SocketProxy::start(dir.path().join("docker.sock")).await;
+    let fixture = lab.fixture(&[("web", &["web-v1"])], Some(&socket.path), false, "");
+    let daemon = fixture.start();
+    answers(
+        &daemon,
+        "web.internal",
+        &ips(&[&a, &b]),
+        Duration::from_secs(20),
+    )
+    .await;
+
+    socket.cut();
+    eventually(
+        Duration::from_secs(15),
+        "Docker seen as unreachable",
+        async || {
+            let (_, s) = http(&daemon, "GET", "/v1/services", None, "").await;
+            (s["docker"]["connected"] == false).then_some(())
+        },
+    )
+    .await;
+    // Meanwhile a container goes; aliasd cannot know, and keeps what it had.
+    docker(&["stop", "-t", "2", &a.id]);
+    assert_eq!(resolve(&daemon, "web.internal"), ips(&[&a, &b]));
+    let (_, web) = http(&daemon, "GET", "/v1/aliases/web", None, "").await;
+    assert!(
+        web["warnings"]
+            .to_string()
+            .contains("Docker is unreachable"),
+        "{web}"
+    );
+    let text = metrics(&daemon).await;
+    assert!(text.contains("aliasd_docker_connected 0"), "{text}");
+    let status = run_bin_within(
+        ALIASCTL,
+        &["--server", &daemon.server_url(), "status", "web"],
+        &[],
+        Duration::from_secs(10),
+    );
+    assert!(
+        String::from_utf8_lossy(&status.stdout).contains("Docker is unreachable"),
+        "{status:?}"
+    );
+
+    socket.restore();
+    answers(
+        &daemon,
+        "web.internal",
+        &ips(&[&b]),
+        Duration::from_secs(20),
+    )
+    .await;
+    let text = metrics(&daemon).await;
+    assert!(text.contains("aliasd_docker_connected 1"), "{text}");
+    assert!(
+        daemon.log().contains("Docker unreachable"),
+        "the log says so"
+    );
+}
+
+async fn metrics(daemon: &Daemon) -> String {
+    let client = HyperClient::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
+    let response = client
+        .get(format!("{}/metrics", daemon.server_url()).parse().unwrap())
+        .await
+        .unwrap();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    String::from_utf8(body.to_vec()).unwrap()
+}
+
+/// A container with bad labels is skipped, named in the problems list with the label, and
+/// discovery goes on with the others.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_labels_are_reported_and_do_not_stop_discovery() {
+    let lab = Lab::new();
+    let good = lab.backend("web-v1", "web-v1", "0s");
+    let service = format!("{}service=web-v1", lab.prefix);
+    let port = format!("{}port=http", lab.prefix);
+    let bad = lab.run(
+        "bad-port",
+        &["--label", &service, "--label", &port],
+        &["backend", "--listen", "0.0.0.0:8080", "--name", "bad"],
+    );
+    let name = format!("{}service=Web_V1!", lab.prefix);
+    let port = format!("{}port=8080", lab.prefix);
+    let bad_name = lab.run(
+        "bad-name",
+        &["--label", &name, "--label", &port],
+        &["backend", "--listen", "0.0.0.0:8080", "--name", "bad"],
+    );
+    let fixture = lab.fixture(&[("web", &["web-v1"])], None, false, "");
+    let daemon = fixture.start();
+    answers(
+        &daemon,
+        "web.internal",
+        &ips(&[&good]),
+        Duration::from_secs(20),
+    )
+    .await;
+    let (_, services) = http(&daemon, "GET", "/v1/services", None, "").await;
+    let problems = services["problems"].as_array().unwrap();
+    assert_eq!(problems.len(), 2, "{services}");
+    let text = services["problems"].to_string();
+    assert!(
+        text.contains(&bad.name)
+            && text.contains(&format!(
+                "label {}port: `http` is not a port number",
+                lab.prefix
+            )),
+        "{text}"
+    );
+    assert!(
+        text.contains(&bad_name.name) && text.contains(&format!("label {}service", lab.prefix)),
+        "{text}"
+    );
+
+    let out = run_bin_within(
+        ALIASCTL,
+        &["--server", &daemon.server_url(), "services"],
+        &[],
+        Duration::from_secs(10),
+    );
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        printed.contains("problems (containers skipped):"),
+        "{printed}"
+    );
+    assert!(printed.contains(&bad.name), "{printed}");
+    assert!(
+        printed.contains(&good.name) && printed.contains("docker: connected"),
+        "{printed}"
+    );
+    // Discovery goes on: a new good container is answered.
+    let more = lab.backend("web-v1-more", "web-v1", "0s");
+    answers(
+        &daemon,
+        "web.internal",
+        &ips(&[&good, &more]),
+        Duration::from_secs(20),
+    )
+    .await;
+}
