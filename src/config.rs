@@ -16,7 +16,7 @@ use toml::Spanned;
 
 use crate::check::{CheckConfig, CheckKind, parse_status_range};
 use crate::model::{AliasName, Endpoint, ServiceName, parse_dns_name};
-use crate::registry::{check_port_name, place_alias};
+use crate::model::{check_port_name, place_alias};
 use crate::zonefile::{StaticZone, ZoneError};
 
 pub use crate::check::parse_duration;

@@ -16,9 +16,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use arc_swap::ArcSwap;
-use tokio::sync::oneshot;
 
-use crate::api::{self, AppState, Auth};
+use crate::api::{self, AppState, Auth, ReloadRequest};
 use crate::config::{Config, ProxyConfig};
 use crate::controller::changes::ReloadSummary;
 use crate::controller::store::{Store, StoreError};
@@ -242,9 +241,6 @@ fn write_ready_file(path: &Path, ready: &Ready) -> io::Result<()> {
     std::fs::write(&tmp, serde_json::to_vec(ready)?)?;
     std::fs::rename(&tmp, path)
 }
-
-/// A request to reload the config: who asked, and where the outcome goes.
-pub type ReloadRequest = (String, oneshot::Sender<Result<ReloadSummary, ControlError>>);
 
 /// Re-reads the config file and its zone files on SIGHUP, `POST /v1/reload` or `aliasctl
 /// reload`: all checked first, then applied as one change by the controller, or refused whole

@@ -186,5 +186,66 @@ impl fmt::Display for Endpoint {
     }
 }
 
+/// What [`place_alias`] needs of a zone: its origin and its static names.
+pub trait ZoneNames {
+    fn origin(&self) -> &Name;
+    /// A static owner name at or below `name`, if any.
+    fn static_name_under(&self, name: &LowerName) -> Option<&LowerName>;
+    /// Where its static names come from, for messages.
+    fn describe(&self) -> String;
+}
+
+/// Where an alias may live: the zone that holds it, or why it cannot be there. Shared by the
+/// config's `[[alias]]` and the API's `PUT /v1/aliases/{alias}`.
+pub fn place_alias<'a, Z: ZoneNames>(
+    name: &AliasName,
+    zones: &[Z],
+    others: impl IntoIterator<Item = &'a AliasName>,
+) -> Result<usize, String> {
+    let Some(zone) = zones.iter().position(|z| z.origin().zone_of(name.name())) else {
+        let origins: Vec<String> = zones.iter().map(|z| z.origin().to_string()).collect();
+        return Err(format!(
+            "alias `{name}` is outside every configured zone ({})",
+            origins.join(", ")
+        ));
+    };
+    let z = &zones[zone];
+    if name.name() == z.origin() {
+        return Err(format!("alias `{name}` cannot be the zone apex"));
+    }
+    for other in others {
+        if other == name {
+            return Err(format!("alias `{name}` is defined twice"));
+        }
+        if other.name().zone_of(name.name()) || name.name().zone_of(other.name()) {
+            return Err(format!(
+                "alias `{name}` is nested with alias `{other}`; aliases own every name below them"
+            ));
+        }
+    }
+    if let Some(clash) = z.static_name_under(&LowerName::new(name.name())) {
+        return Err(format!(
+            "alias `{name}` collides with the static name `{clash}` in {}",
+            z.describe()
+        ));
+    }
+    Ok(zone)
+}
+
+/// Checks an SRV port name: it becomes the label `_<name>` of `_<name>._tcp.<alias>`.
+pub fn check_port_name(text: &str) -> Result<(), String> {
+    let ok = (1..=62).contains(&text.len())
+        && text
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "port_name `{text}` must be 1 to 62 lower-case letters, digits or `-` (it becomes `_{text}._tcp`)"
+        ))
+    }
+}
+
 #[cfg(test)]
 mod tests;

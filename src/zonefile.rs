@@ -191,5 +191,17 @@ fn error_line(text: &str, message: &str, fails_with: impl Fn(&str) -> Option<Str
     lo
 }
 
+impl crate::model::ZoneNames for StaticZone {
+    fn origin(&self) -> &Name {
+        &self.origin
+    }
+    fn static_name_under(&self, name: &LowerName) -> Option<&LowerName> {
+        self.names.iter().find(|n| name.zone_of(n))
+    }
+    fn describe(&self) -> String {
+        self.path.display().to_string()
+    }
+}
+
 #[cfg(test)]
 mod tests;

@@ -32,7 +32,6 @@ use crate::config::{ApiToken, IfNoneHealthy, parse_duration};
 use crate::controller::changes::AliasPut;
 use crate::controller::machine::{self, Ctx, Input, OpKind, Outcome};
 use crate::controller::{ControlError, ControlHandle, Event, Gates, RollbackTo, Started, counts};
-use crate::daemon::ReloadRequest;
 use crate::health::HealthBoard;
 use crate::model::{AliasName, Endpoint, ServiceName};
 use crate::snapshot::{SharedSnapshot, Snapshot, endpoints_of, health_of};
@@ -42,6 +41,12 @@ use dto::{
     PutServiceRequest, ReasonRequest, ReloadDto, RetiredDto, RollbackRequest, ServiceDto,
     ServicesDto,
 };
+
+/// A request to reload the config: who asked, and where the outcome goes.
+pub type ReloadRequest = (
+    String,
+    oneshot::Sender<Result<crate::controller::changes::ReloadSummary, ControlError>>,
+);
 
 /// What every handler can reach.
 #[derive(Clone)]

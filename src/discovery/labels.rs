@@ -18,8 +18,9 @@ use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 
 use crate::check::{CheckConfig, HealthSpec};
+use crate::model::check_port_name;
 use crate::model::{Endpoint, ServiceName};
-use crate::registry::{ContainerRef, DockerEndpoint, DockerHealth, check_port_name};
+use crate::registry::{ContainerRef, DockerEndpoint, DockerHealth};
 
 /// The longest label value aliasd reads; longer ones are a mistake.
 pub const MAX_LABEL_VALUE: usize = 1024;
