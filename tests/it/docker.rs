@@ -511,3 +511,59 @@ async fn bad_labels_are_reported_and_do_not_stop_discovery() {
     )
     .await;
 }
+
+/// Docker's own HEALTHCHECK counts with aliasd's: a container whose HEALTHCHECK has not passed
+/// (`starting`) or fails (`unhealthy`) is not answered, though aliasd's HTTP check of it
+/// passes. (The image has no shell, so a shell-form health command can only fail.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_container_whose_own_healthcheck_fails_is_never_answered() {
+    let lab = Lab::new();
+    let plain = lab.backend("web-v1-plain", "web-v1", "0s");
+    let service = format!("{}service=web-v1", lab.prefix);
+    let port = format!("{}port=8080", lab.prefix);
+    let sick = lab.run(
+        "web-v1-sick",
+        &[
+            "--label",
+            &service,
+            "--label",
+            &port,
+            "--health-cmd",
+            "exit 0",
+            "--health-interval",
+            "300ms",
+            "--health-retries",
+            "1",
+        ],
+        &["backend", "--listen", "0.0.0.0:8080", "--name", "web-v1"],
+    );
+    let fixture = lab.fixture(&[("web", &["web-v1"])], None, false, "");
+    let daemon = fixture.start();
+    answers(
+        &daemon,
+        "web.internal",
+        &ips(&[&plain]),
+        Duration::from_secs(20),
+    )
+    .await;
+    let health = eventually(
+        Duration::from_secs(20),
+        "Docker's verdict seen",
+        async || {
+            let (_, s) = http(&daemon, "GET", "/v1/services/web-v1", None, "").await;
+            s["endpoints"]
+                .as_array()?
+                .iter()
+                .find(|e| e["container"]["name"] == sick.name.as_str())
+                .filter(|e| e["docker_health"] == "unhealthy")
+                .cloned()
+        },
+    )
+    .await;
+    assert_eq!(health["health"], "unhealthy", "{health}");
+    // Over a few rounds of checks it never joins the answers.
+    for _ in 0..10 {
+        assert_eq!(resolve(&daemon, "web.internal"), ips(&[&plain]));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -4,6 +4,7 @@
 mod api;
 mod cli;
 mod cli_promote;
+mod compose;
 mod dns;
 mod docker;
 mod files;
