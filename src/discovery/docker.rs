@@ -230,9 +230,10 @@ impl Discovery {
             )])),
         }));
         tokio::pin!(events);
-        self.status(true, None, Some(version.clone())).await;
         info!(docker = %self.endpoint, %version, containers = view.containers.len(), "Docker listed");
+        // The fresh view first: the controller acts on "connected" (stops it owes) with it.
         let _ = self.updates.send(view.update()).await;
+        self.status(true, None, Some(version.clone())).await;
         let mut ping = tokio::time::interval(PING_EVERY);
         ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         ping.tick().await;

@@ -1,4 +1,5 @@
-//! Every example file shipped in `config/` and `zones/` is a test fixture: each must parse.
+//! Every example file shipped in `config/`, `zones/` and `examples/compose/` is a test fixture:
+//! each must parse.
 
 use std::path::{Path, PathBuf};
 
@@ -20,7 +21,9 @@ fn files_in(dir: &str, ext: &str) -> Vec<PathBuf> {
 
 #[test]
 fn every_config_file_parses() {
-    for path in files_in("config", "toml") {
+    let mut paths = files_in("config", "toml");
+    paths.extend(files_in("examples/compose", "toml"));
+    for path in paths {
         let text = std::fs::read_to_string(&path).unwrap();
         // Tokens that come from the environment get a stand-in value.
         let config = Config::parse(&text, &path, &|_| Some("a-stand-in-secret-0123".into()))
@@ -31,7 +34,9 @@ fn every_config_file_parses() {
 
 #[test]
 fn every_zone_file_parses() {
-    for path in files_in("zones", "zone") {
+    let mut paths = files_in("zones", "zone");
+    paths.extend(files_in("examples/compose", "zone"));
+    for path in paths {
         // `internal.zone` holds the zone `internal.`.
         let stem = path.file_stem().unwrap().to_str().unwrap();
         let origin = Name::from_ascii(format!("{stem}.")).unwrap();
