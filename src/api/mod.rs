@@ -797,6 +797,15 @@ async fn list_services(State(state): State<AppState>) -> Json<ServicesDto> {
     })
 }
 
+/// 201 for what a PUT created, 200 for what it changed.
+fn created_or_ok(created: bool) -> StatusCode {
+    if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    }
+}
+
 fn service_name(text: &str) -> Result<ServiceName, ApiError> {
     text.parse()
         .map_err(|e: crate::model::InvalidName| ApiError::BadRequest(e.0))
@@ -857,11 +866,7 @@ async fn put_service(
         snapshot.topology.services.get(&name).ok_or_else(|| {
             ApiError::Internal(format!("service `{name}` vanished after its change"))
         })?;
-    let status = if created {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
-    };
+    let status = created_or_ok(created);
     let dto = ServiceDto::from_service(&name, found, &snapshot, &state.board);
     Ok((status, Json(dto)).into_response())
 }
@@ -930,11 +935,7 @@ async fn put_alias(
     };
     let (view, created) = state.control.put_alias(name, put, actor).await?;
     let snapshot = state.snapshots.load();
-    let status = if created {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
-    };
+    let status = created_or_ok(created);
     let dto = AliasDto::from_view(&view, &snapshot, &state.board, &*state.busy);
     Ok((status, Json(dto)).into_response())
 }

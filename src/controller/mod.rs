@@ -839,7 +839,7 @@ impl Controller {
                 actor,
                 reply,
             } => {
-                let result = match changes::put_service(
+                let change = changes::put_service(
                     &self.base,
                     &self.state,
                     &service,
@@ -847,13 +847,10 @@ impl Controller {
                     health,
                     &actor,
                     now_ms(),
-                ) {
+                );
+                let result = match change {
                     Ok(Some((state, entry, created))) => self
-                        .commit(Batch {
-                            state: Some(state),
-                            entries: vec![entry],
-                            ..Batch::default()
-                        })
+                        .commit_registry(Ok((state, entry)))
                         .await
                         .map(|()| created),
                     Ok(None) => Ok(false),
@@ -866,25 +863,15 @@ impl Controller {
                 actor,
                 reply,
             } => {
-                let result = match changes::delete_service(
+                let change = changes::delete_service(
                     &self.base,
                     &self.state,
                     &self.topology,
                     &service,
                     &actor,
                     now_ms(),
-                ) {
-                    Ok((state, entry)) => {
-                        self.commit(Batch {
-                            state: Some(state),
-                            entries: vec![entry],
-                            ..Batch::default()
-                        })
-                        .await
-                    }
-                    Err(e) => Err(e),
-                };
-                let _ = reply.send(result);
+                );
+                let _ = reply.send(self.commit_registry(change).await);
             }
             Command::PutAlias {
                 alias,
@@ -900,30 +887,30 @@ impl Controller {
                 actor,
                 reply,
             } => {
-                let result = match changes::delete_alias(
-                    &self.base,
-                    &self.state,
-                    &alias,
-                    &actor,
-                    now_ms(),
-                ) {
-                    Ok((state, entry)) => {
-                        self.commit(Batch {
-                            state: Some(state),
-                            entries: vec![entry],
-                            ..Batch::default()
-                        })
-                        .await
-                    }
-                    Err(e) => Err(e),
-                };
-                let _ = reply.send(result);
+                let change =
+                    changes::delete_alias(&self.base, &self.state, &alias, &actor, now_ms());
+                let _ = reply.send(self.commit_registry(change).await);
             }
             Command::Reload { base, actor, reply } => {
                 let result = self.reload(base, actor).await;
                 let _ = reply.send(result);
             }
         }
+    }
+
+    /// Commits a registry change (the next state and its history entry), or passes on why it
+    /// was refused.
+    async fn commit_registry(
+        &mut self,
+        change: Result<(State, HistoryEntry), ControlError>,
+    ) -> Result<(), ControlError> {
+        let (state, entry) = change?;
+        self.commit(Batch {
+            state: Some(state),
+            entries: vec![entry],
+            ..Batch::default()
+        })
+        .await
     }
 
     async fn put_alias(

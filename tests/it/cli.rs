@@ -190,3 +190,87 @@ fn an_unknown_config_key_is_refused_with_its_position() {
         "{stderr}"
     );
 }
+
+#[test]
+fn aliasctl_defines_services_and_aliases_and_reloads() {
+    let fixture = Fixture::new();
+    let daemon = fixture.start();
+    let server = daemon.server_url();
+    let env = [
+        ("ALIASCTL_SERVER", server.as_str()),
+        ("ALIASCTL_TOKEN", TOKEN),
+    ];
+    let run = |args: &[&str]| {
+        let out = run_bin(ALIASCTL, args, &env);
+        assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
+        text(&out.stdout)
+    };
+
+    let set = run(&[
+        "service",
+        "set",
+        "vm-v1",
+        "10.7.0.1:9000",
+        "10.7.0.2:9000",
+        "--health",
+        "kind=none",
+    ]);
+    assert_eq!(
+        set,
+        "service vm-v1 (api): 10.7.0.1:9000, 10.7.0.2:9000; check none\n"
+    );
+    let created = run(&[
+        "alias",
+        "create",
+        "vm",
+        "--to",
+        "vm-v1",
+        "--port-name",
+        "grpc",
+    ]);
+    assert!(created.contains("vm.internal -> vm-v1"), "{created}");
+    let services = run(&["services"]);
+    let row = services
+        .lines()
+        .find(|l| l.starts_with("vm-v1") && l.contains("10.7.0.2:9000"))
+        .unwrap_or_else(|| panic!("{services}"));
+    assert!(
+        row.contains(" api ") && row.contains("vm.internal"),
+        "{row}"
+    );
+
+    // Refusals come back as one line, exit 1.
+    let linked = run_bin(ALIASCTL, &["service", "delete", "vm-v1"], &env);
+    assert_one_line_error(&linked, "linked by alias `vm.internal`");
+    let bad = run_bin(
+        ALIASCTL,
+        &["service", "set", "vm-v2", "--health", "rise"],
+        &env,
+    );
+    assert_one_line_error(&bad, "`rise` is not KEY=VALUE");
+
+    let removed = run(&["alias", "delete", "vm"]);
+    assert_eq!(removed, "alias vm.internal removed\n");
+    assert_eq!(
+        run(&["service", "delete", "vm-v1"]),
+        "service vm-v1 deleted\n"
+    );
+    let history = run(&["service", "history", "vm-v1"]);
+    assert!(history.contains("service_deleted"), "{history}");
+
+    // A reload of the unchanged config applies and says so; a broken one is refused whole.
+    assert_eq!(run(&["reload"]), "reloaded: no alias or service changed\n");
+    let config = std::fs::read_to_string(fixture.config()).unwrap();
+    std::fs::write(
+        fixture.config(),
+        format!("{config}\n[[alias]]\nname = \"x\"\ntargets = [\"nope\"]\n"),
+    )
+    .unwrap();
+    let refused = run_bin(ALIASCTL, &["reload"], &env);
+    assert_eq!(refused.status.code(), Some(1));
+    let stderr = text(&refused.stderr);
+    assert!(
+        stderr.contains("aliasd.toml:") && stderr.contains("links unknown service `nope`"),
+        "{stderr}"
+    );
+}

@@ -361,8 +361,8 @@ async fn docker_stop_takes_a_container_out_of_the_answers_before_it_dies() {
     assert_eq!(resolve(&daemon, "web.internal"), ips(&[&b]));
 }
 
-/// With the Docker API cut (a socket proxy between aliasd and the daemon), the answers stay as
-/// they were, and aliasd says so; once it is back, a full list brings the answers up to date.
+/// With the Docker API hung or cut (a socket proxy between aliasd and the daemon), the answers
+/// stay as they were, and aliasd says so; once it is back, a full list brings them up to date.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn losing_the_docker_api_changes_no_answer_and_a_resync_follows_its_return() {
     let lab = Lab::new();
@@ -380,6 +380,27 @@ async fn losing_the_docker_api_changes_no_answer_and_a_resync_follows_its_return
     )
     .await;
 
+    // An API that answers nothing: the ping catches it; the answers stay.
+    socket.hang();
+    let error = eventually(
+        Duration::from_secs(20),
+        "a hung Docker noticed",
+        async || {
+            let (_, s) = http(&daemon, "GET", "/v1/services", None, "").await;
+            (s["docker"]["connected"] == false).then(|| s["docker"]["error"].to_string())
+        },
+    )
+    .await;
+    assert!(error.contains("stopped answering"), "{error}");
+    assert_eq!(resolve(&daemon, "web.internal"), ips(&[&a, &b]));
+    socket.restore();
+    eventually(Duration::from_secs(20), "Docker back", async || {
+        let (_, s) = http(&daemon, "GET", "/v1/services", None, "").await;
+        (s["docker"]["connected"] == true).then_some(())
+    })
+    .await;
+
+    // The socket gone altogether.
     socket.cut();
     eventually(
         Duration::from_secs(15),
@@ -459,7 +480,13 @@ async fn bad_labels_are_reported_and_do_not_stop_discovery() {
         &["--label", &name, "--label", &port],
         &["backend", "--listen", "0.0.0.0:8080", "--name", "bad"],
     );
-    let fixture = lab.fixture(&[("web", &["web-v1"])], None, false, "");
+    // `next` names a service no container of which runs yet.
+    let fixture = lab.fixture(
+        &[("web", &["web-v1"]), ("next", &["web-v9"])],
+        None,
+        false,
+        "",
+    );
     let daemon = fixture.start();
     answers(
         &daemon,
@@ -468,6 +495,22 @@ async fn bad_labels_are_reported_and_do_not_stop_discovery() {
         Duration::from_secs(20),
     )
     .await;
+    let nodata = dig(daemon.dns, &["next.internal", "A"]);
+    assert!(
+        nodata.contains("status: NOERROR") && nodata.contains("ANSWER: 0"),
+        "{nodata}"
+    );
+    let status = run_bin_within(
+        ALIASCTL,
+        &["--server", &daemon.server_url(), "status", "next"],
+        &[],
+        Duration::from_secs(10),
+    );
+    let status = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        status.contains("warning:    service `web-v9` has no endpoints (no container of it runs)"),
+        "{status}"
+    );
     let (_, services) = http(&daemon, "GET", "/v1/services", None, "").await;
     let problems = services["problems"].as_array().unwrap();
     assert_eq!(problems.len(), 2, "{services}");

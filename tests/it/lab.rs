@@ -355,11 +355,15 @@ pub async fn eventually<T>(
     }
 }
 
-/// A Unix socket that forwards to the real Docker socket, which a test can cut and restore:
-/// the Docker API going away and coming back, without touching the daemon.
+/// A Unix socket that forwards to the real Docker socket, which a test can cut, hang and
+/// restore: the Docker API going away, or answering nothing, and coming back, without touching
+/// the daemon.
 pub struct SocketProxy {
     pub path: PathBuf,
+    /// Closes every connection and the listener.
     cut: CancellationToken,
+    /// Stops forwarding but holds every connection open: an API that answers nothing.
+    hang: CancellationToken,
 }
 
 impl SocketProxy {
@@ -367,6 +371,7 @@ impl SocketProxy {
         let mut proxy = Self {
             path,
             cut: CancellationToken::new(),
+            hang: CancellationToken::new(),
         };
         proxy.restore();
         proxy
@@ -378,12 +383,18 @@ impl SocketProxy {
         let _ = std::fs::remove_file(&self.path);
     }
 
-    /// Listens again.
+    /// Goes on accepting, but forwards nothing either way any more.
+    pub fn hang(&mut self) {
+        self.hang.cancel();
+    }
+
+    /// Closes what there was and forwards again.
     pub fn restore(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
+        self.cut();
         let listener = UnixListener::bind(&self.path).expect("bind the socket proxy");
         self.cut = CancellationToken::new();
-        let cut = self.cut.clone();
+        self.hang = CancellationToken::new();
+        let (cut, hang) = (self.cut.clone(), self.hang.clone());
         tokio::spawn(async move {
             loop {
                 let (mut client, _) = tokio::select! {
@@ -393,15 +404,20 @@ impl SocketProxy {
                     },
                     () = cut.cancelled() => return,
                 };
-                let cut = cut.clone();
+                let (cut, hang) = (cut.clone(), hang.clone());
                 tokio::spawn(async move {
-                    let Ok(mut daemon) = UnixStream::connect("/var/run/docker.sock").await else {
-                        return;
-                    };
-                    tokio::select! {
-                        _ = tokio::io::copy_bidirectional(&mut client, &mut daemon) => {}
-                        () = cut.cancelled() => {}
+                    if !hang.is_cancelled()
+                        && let Ok(mut daemon) = UnixStream::connect("/var/run/docker.sock").await
+                    {
+                        tokio::select! {
+                            _ = tokio::io::copy_bidirectional(&mut client, &mut daemon) => return,
+                            () = cut.cancelled() => return,
+                            () = hang.cancelled() => {}
+                        }
                     }
+                    // Hung: hold the client's connection, answer nothing.
+                    cut.cancelled().await;
+                    drop(client);
                 });
             }
         });
