@@ -69,7 +69,102 @@ struct View {
     containers: HashMap<String, Tracked>,
 }
 
+/// What an event does to the view.
+#[derive(Debug, PartialEq, Eq)]
+enum Effect {
+    Nothing,
+    Changed,
+    /// The container must be inspected again (it started, its networks or health changed).
+    Refresh(String),
+}
+
 impl View {
+    /// Applies one event where the event says enough by itself; pure. `prefix` is the label
+    /// prefix that marks a container as aliasd's.
+    fn on_event(&mut self, event: &EventMessage, prefix: &str) -> Effect {
+        let action = event.action.as_deref().unwrap_or("");
+        let attributes = event.actor.as_ref().and_then(|a| a.attributes.as_ref());
+        let attribute = |key: &str| attributes.and_then(|a| a.get(key)).map(String::as_str);
+        let id = match event.typ {
+            Some(EventMessageTypeEnum::CONTAINER) => {
+                event.actor.as_ref().and_then(|a| a.id.clone())
+            }
+            // Network events name the container in their attributes.
+            Some(EventMessageTypeEnum::NETWORK) => attribute("container").map(str::to_owned),
+            _ => None,
+        };
+        let Some(id) = id else {
+            return Effect::Nothing;
+        };
+        let is_network = event.typ == Some(EventMessageTypeEnum::NETWORK);
+        let labelled = attribute(&format!("{prefix}service")).is_some();
+        if !self.containers.contains_key(&id) && !labelled && !is_network {
+            return Effect::Nothing;
+        }
+        debug!(container = %id, action, "Docker event");
+        let changed = |yes: bool| {
+            if yes {
+                Effect::Changed
+            } else {
+                Effect::Nothing
+            }
+        };
+        match action {
+            "kill" => {
+                let Some(t) = self.containers.get_mut(&id) else {
+                    return Effect::Nothing;
+                };
+                let signal = attribute("signal").and_then(signal_number);
+                if signal == Some(t.facts.stop_signal_number()) {
+                    // `docker stop` has begun: leave the answers now, before the process exits.
+                    let first = !t.stopping;
+                    t.stopping = true;
+                    if first {
+                        info!(container = %t.facts.name, "container stopping: out of the answers");
+                    }
+                    changed(first)
+                } else if signal == Some(9) && !t.stopping && t.died.is_none() {
+                    t.died = Some("killed (SIGKILL)".into());
+                    warn!(container = %t.facts.name, "container killed: its endpoint fails at once");
+                    Effect::Changed
+                } else {
+                    // Other signals (HUP, USR1) ask a running process to reload.
+                    Effect::Nothing
+                }
+            }
+            "die" => {
+                let Some(t) = self.containers.get_mut(&id) else {
+                    return Effect::Nothing;
+                };
+                if t.stopping || t.died.is_some() {
+                    return Effect::Nothing;
+                }
+                let code = attribute("exitCode").unwrap_or("?");
+                if code == "0" {
+                    t.stopping = true;
+                } else {
+                    t.died = Some(format!("exited with code {code}"));
+                    warn!(container = %t.facts.name, code, "container died: its endpoint fails at once");
+                }
+                Effect::Changed
+            }
+            "stop" | "pause" => {
+                let Some(t) = self.containers.get_mut(&id) else {
+                    return Effect::Nothing;
+                };
+                let first = !t.stopping && t.died.is_none();
+                t.stopping = t.stopping || t.died.is_none();
+                changed(first)
+            }
+            "destroy" => changed(self.containers.remove(&id).is_some()),
+            "start" | "unpause" | "restart" | "rename" | "connect" | "disconnect" => {
+                Effect::Refresh(id)
+            }
+            a if a.starts_with("health_status") => Effect::Refresh(id),
+            _ => Effect::Nothing,
+        }
+    }
+
     /// Whole endpoint sets per service, and the skipped containers.
     fn update(&self) -> SourceUpdate {
         let mut services: BTreeMap<ServiceName, Vec<DockerEndpoint>> = BTreeMap::new();
@@ -333,77 +428,10 @@ impl Discovery {
         view: &mut View,
         event: &EventMessage,
     ) -> Result<bool, String> {
-        let action = event.action.as_deref().unwrap_or("");
-        let attributes = event.actor.as_ref().and_then(|a| a.attributes.as_ref());
-        let attribute = |key: &str| attributes.and_then(|a| a.get(key)).map(String::as_str);
-        let id = match event.typ {
-            Some(EventMessageTypeEnum::CONTAINER) => {
-                event.actor.as_ref().and_then(|a| a.id.clone())
-            }
-            // Network events name the container in their attributes.
-            Some(EventMessageTypeEnum::NETWORK) => attribute("container").map(str::to_owned),
-            _ => None,
-        };
-        let Some(id) = id else { return Ok(false) };
-        let is_network = event.typ == Some(EventMessageTypeEnum::NETWORK);
-        let labelled = attribute(&format!("{}service", self.config.label_prefix)).is_some();
-        if !view.containers.contains_key(&id) && !labelled && !is_network {
-            return Ok(false);
-        }
-        debug!(container = %id, action, "Docker event");
-        match action {
-            "kill" => {
-                let Some(t) = view.containers.get_mut(&id) else {
-                    return Ok(false);
-                };
-                let signal = attribute("signal").and_then(signal_number);
-                if signal == Some(t.facts.stop_signal_number()) {
-                    // `docker stop` has begun: leave the answers now, before the process exits.
-                    let changed = !t.stopping;
-                    t.stopping = true;
-                    if changed {
-                        info!(container = %t.facts.name, "container stopping: out of the answers");
-                    }
-                    Ok(changed)
-                } else if signal == Some(9) && !t.stopping && t.died.is_none() {
-                    t.died = Some("killed (SIGKILL)".into());
-                    warn!(container = %t.facts.name, "container killed: its endpoint fails at once");
-                    Ok(true)
-                } else {
-                    // Other signals (HUP, USR1) ask a running process to reload.
-                    Ok(false)
-                }
-            }
-            "die" => {
-                let Some(t) = view.containers.get_mut(&id) else {
-                    return Ok(false);
-                };
-                if t.stopping || t.died.is_some() {
-                    return Ok(false);
-                }
-                let code = attribute("exitCode").unwrap_or("?");
-                if code == "0" {
-                    t.stopping = true;
-                } else {
-                    t.died = Some(format!("exited with code {code}"));
-                    warn!(container = %t.facts.name, code, "container died: its endpoint fails at once");
-                }
-                Ok(true)
-            }
-            "stop" | "pause" => {
-                let Some(t) = view.containers.get_mut(&id) else {
-                    return Ok(false);
-                };
-                let changed = !t.stopping && t.died.is_none();
-                t.stopping = t.stopping || t.died.is_none();
-                Ok(changed)
-            }
-            "destroy" => Ok(view.containers.remove(&id).is_some()),
-            "start" | "unpause" | "restart" | "rename" | "connect" | "disconnect" => {
-                self.refresh(docker, view, &id).await
-            }
-            a if a.starts_with("health_status") => self.refresh(docker, view, &id).await,
-            _ => Ok(false),
+        match view.on_event(event, &self.config.label_prefix) {
+            Effect::Nothing => Ok(false),
+            Effect::Changed => Ok(true),
+            Effect::Refresh(id) => self.refresh(docker, view, &id).await,
         }
     }
 
@@ -561,3 +589,6 @@ pub fn facts_of(inspect: &ContainerInspectResponse) -> ContainerFacts {
         stop_signal: config.and_then(|c| c.stop_signal.clone()),
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -337,8 +337,8 @@ async fn a_new_container_killed_while_mixed_leaves_the_answers_and_the_promotion
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn docker_stop_takes_a_container_out_of_the_answers_before_it_dies() {
     let lab = Lab::new();
-    let a = lab.backend("web-v1-a", "web-v1", "3s");
-    let b = lab.backend("web-v1-b", "web-v1", "3s");
+    let a = lab.backend("web-v1-a", "web-v1", "5s");
+    let b = lab.backend("web-v1-b", "web-v1", "5s");
     let fixture = lab.fixture(&[("web", &["web-v1"])], None, false, "");
     let daemon = fixture.start();
     answers(
@@ -351,7 +351,7 @@ async fn docker_stop_takes_a_container_out_of_the_answers_before_it_dies() {
 
     let id = a.id.clone();
     let stopping = std::thread::spawn(move || docker(&["stop", "-t", "10", &id]));
-    answers(&daemon, "web.internal", &ips(&[&b]), Duration::from_secs(2)).await;
+    answers(&daemon, "web.internal", &ips(&[&b]), Duration::from_secs(4)).await;
     assert!(
         a.running(),
         "the container had died before it left the answers"
