@@ -1248,7 +1248,7 @@ impl Validator<'_> {
                     continue;
                 }
             };
-            let zone = match place_alias(&name, zones, aliases.keys()) {
+            let zone = match place_alias(&name, zones, &aliases) {
                 Ok(z) => z,
                 Err(e) => {
                     self.err(&span, e);

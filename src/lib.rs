@@ -34,5 +34,6 @@ pub mod probe;
 pub mod proxy;
 pub mod registry;
 pub mod snapshot;
+pub mod wire;
 pub mod zonefile;
 pub mod zoneindex;

@@ -10,7 +10,7 @@
 //! immutable [`Topology`] from them and the [`Base`] whenever one changes: a pure function, so
 //! what a snapshot answers follows from what was stored.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 use std::sync::Arc;
 
@@ -21,6 +21,7 @@ use crate::check::{CheckConfig, Health, HealthSpec};
 use crate::config::{AliasConfig, Config, IfNoneHealthy, PromotionDefaults, ServiceConfig};
 use crate::model::{AliasName, Endpoint, ServiceName, ZoneNames};
 pub use crate::model::{check_port_name, place_alias};
+use crate::wire::{WireName, wire_name};
 use crate::zoneindex::ZoneStatics;
 
 /// Where a service definition or an endpoint came from.
@@ -125,10 +126,10 @@ pub struct AliasSpec {
 /// The parts of the registry that change at runtime and are stored with the state.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Registry {
-    pub api_services: BTreeMap<ServiceName, ApiService>,
-    pub api_aliases: BTreeMap<AliasName, AliasSpec>,
+    pub api_services: imbl::OrdMap<ServiceName, ApiService>,
+    pub api_aliases: imbl::OrdMap<AliasName, AliasSpec>,
     /// The last endpoint sets Docker reported, per service.
-    pub docker: BTreeMap<ServiceName, Vec<DockerEndpoint>>,
+    pub docker: imbl::OrdMap<ServiceName, Vec<DockerEndpoint>>,
 }
 
 /// A container discovery skipped, and why.
@@ -262,6 +263,9 @@ pub struct Topology {
     pub zones: Arc<Vec<ZoneStatics>>,
     pub services: BTreeMap<ServiceName, Service>,
     pub aliases: BTreeMap<AliasName, AliasDef>,
+    /// Per zone, the names between an alias and the apex: they exist (NODATA), with no
+    /// records, since the alias below them does (RFC 8020).
+    pub alias_ents: Vec<Arc<HashSet<WireName>>>,
     pub alias_ttl: u32,
     pub negative_ttl: u32,
     pub defaults: PromotionDefaults,
@@ -416,8 +420,25 @@ impl Topology {
                 });
             }
         }
+        let mut alias_ents: Vec<HashSet<WireName>> = vec![HashSet::new(); base.zones.len()];
+        for (name, def) in &aliases {
+            let (Some(ents), Some(zone)) = (alias_ents.get_mut(def.zone), base.zones.get(def.zone))
+            else {
+                continue;
+            };
+            let alias = wire_name(name.name());
+            let mut at = crate::wire::parent(&alias);
+            while let Some(parent) = at {
+                if parent.len() <= zone.origin.wire().len() {
+                    break;
+                }
+                ents.insert(parent.into());
+                at = crate::wire::parent(parent);
+            }
+        }
         Self {
             zones: base.zones.clone(),
+            alias_ents: alias_ents.into_iter().map(Arc::new).collect(),
             services,
             aliases,
             alias_ttl: base.alias_ttl,
@@ -460,8 +481,8 @@ impl ZoneNames for ZoneStatics {
     fn origin(&self) -> &Name {
         self.origin.name()
     }
-    fn static_name_under(&self, name: &LowerName) -> Option<&LowerName> {
-        ZoneStatics::static_name_under(self, name)
+    fn static_name_under(&self, name: &LowerName) -> Option<String> {
+        ZoneStatics::static_name_under(self, name).map(|n| n.to_string())
     }
     fn describe(&self) -> String {
         format!("the zone file of `{}`", self.origin.name())

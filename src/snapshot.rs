@@ -1,11 +1,17 @@
-//! The immutable published view: everything DNS and the API read, rendered from the controller's
-//! state in one go and swapped in atomically.
+//! The immutable published view: everything DNS, the proxy and the API read, built from the
+//! controller's state and swapped in atomically.
 //!
 //! A snapshot is never changed after it is built. Readers load the current `Arc<Snapshot>` without
 //! a lock (arc-swap), so a query never waits on the writer and sees either the old or the new
-//! generation, never a mix. Every lookup is a hash-map probe: NXDOMAIN costs the same as a hit.
+//! generation, never a mix. Every lookup is a few hash-map probes: NXDOMAIN costs the same as a
+//! hit.
+//!
+//! A new generation shares everything that did not change with the one before: the static part
+//! of each zone (one index per config load), and every alias that is not dirty (persistent maps
+//! from `imbl`, cloned in O(1)). So one change costs about the same with 10 aliases as with
+//! 10,000: only the aliases it touches are rendered again.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -19,6 +25,7 @@ use crate::controller::machine::answering;
 use crate::controller::state::{AliasState, State};
 use crate::model::{AliasName, Endpoint, ServiceName};
 use crate::registry::{EndpointInfo, Sources, Topology};
+use crate::wire::{self, WireName, wire_lower, wire_name};
 use crate::zoneindex::{NameIndex, Node, ZoneStatics};
 
 /// The health of every endpoint as aliasd's own checks see it.
@@ -45,14 +52,14 @@ pub struct Snapshot {
     /// Grows by one on every publish; DNS and the API of one generation agree.
     pub generation: u64,
     pub zones: Vec<ZoneView>,
-    pub aliases: BTreeMap<AliasName, AliasView>,
+    pub aliases: imbl::OrdMap<AliasName, Arc<AliasView>>,
     pub topology: Arc<Topology>,
     /// How the sources stand (Docker reachable or not, containers with bad labels).
     pub sources: Arc<Sources>,
 }
 
 /// What an API reader sees of an alias.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AliasView {
     pub name: AliasName,
     pub zone: Name,
@@ -70,14 +77,37 @@ pub struct AliasView {
     pub warnings: Vec<String>,
 }
 
+/// The records of one alias: the alias name, its SRV owners, the `_tcp` empty non-terminal and
+/// the per-address host names, each with its record sets and their fast-path answers.
+#[derive(Debug, Default)]
+pub struct AliasRecords {
+    nodes: Vec<(WireName, Node)>,
+}
+
+impl AliasRecords {
+    fn node(&self, name: &[u8]) -> Option<&Node> {
+        self.nodes
+            .iter()
+            .find(|(n, _)| &**n == name)
+            .map(|(_, node)| node)
+    }
+}
+
 /// One zone as DNS serves it in this generation.
 #[derive(Debug)]
 pub struct ZoneView {
     pub origin: LowerName,
     pub serial: u32,
+    origin_wire: WireName,
     soa: Arc<RecordSet>,
+    /// The SOA record for the authority section of negative answers, and its TTL.
+    soa_wire: Arc<[u8]>,
     statics: Arc<NameIndex>,
-    aliases: NameIndex,
+    /// The names between aliases and the apex (see [`Topology::alias_ents`]).
+    alias_ents: Arc<std::collections::HashSet<WireName>>,
+    /// Alias name to its records. Aliases never nest and no static name is under one, so the
+    /// owner of a name under an alias is found by probing the name and its two parents.
+    aliases: imbl::HashMap<WireName, Arc<AliasRecords>>,
 }
 
 /// The outcome of a lookup in one zone.
@@ -94,24 +124,62 @@ pub enum Lookup {
     NxDomain,
 }
 
+/// Where a name stands in a zone, for the fast path.
+pub(crate) enum Found<'a> {
+    /// The node of the name (in an alias or in the static records).
+    Node(&'a Node),
+    /// An empty non-terminal: the name exists, with no records.
+    Empty,
+    NxDomain,
+}
+
 /// CNAME chains inside the zone are followed this far, to stop loops.
 const MAX_CNAME_HOPS: usize = 8;
+/// How far below its alias a name of the alias can be: `_http._tcp.web` is two labels down.
+const ALIAS_DEPTH: usize = 2;
 
 impl ZoneView {
-    fn node(&self, name: &LowerName) -> Option<&Node> {
-        self.aliases
-            .nodes
-            .get(name)
-            .or_else(|| self.statics.nodes.get(name))
-    }
-
-    fn exists(&self, name: &LowerName) -> bool {
-        self.aliases.exists(name) || self.statics.exists(name)
+    /// The node of `name` (lowercase wire form) and whether the name exists at all.
+    pub(crate) fn find(&self, name: &[u8]) -> Found<'_> {
+        let mut at = Some(name);
+        for _ in 0..=ALIAS_DEPTH {
+            let Some(candidate) = at else { break };
+            if candidate.len() <= self.origin_wire.len() {
+                break;
+            }
+            if let Some(records) = self.aliases.get(candidate) {
+                return match records.node(name) {
+                    Some(node) if node.rrsets.is_empty() => Found::Empty,
+                    Some(node) => Found::Node(node),
+                    None => Found::NxDomain,
+                };
+            }
+            at = wire::parent(candidate);
+        }
+        match self.statics.nodes.get(name) {
+            Some(node) => Found::Node(node),
+            None if self.statics.empty_non_terminals.contains(name)
+                || self.alias_ents.contains(name) =>
+            {
+                Found::Empty
+            }
+            None => Found::NxDomain,
+        }
     }
 
     /// The SOA of this generation, with its serial, for negative answers and SOA queries.
     pub fn soa(&self) -> &Arc<RecordSet> {
         &self.soa
+    }
+
+    /// The SOA record in wire form, for the authority section of negative answers.
+    pub fn soa_wire(&self) -> &[u8] {
+        &self.soa_wire
+    }
+
+    /// The zone origin in lowercase wire form.
+    pub fn origin_wire(&self) -> &[u8] {
+        &self.origin_wire
     }
 
     /// Looks `name` up for `rtype`.
@@ -122,23 +190,26 @@ impl ZoneView {
                 additionals: Vec::new(),
             };
         }
-        let mut answers = Vec::new();
+        let mut answers: Vec<Arc<RecordSet>> = Vec::new();
         let mut additionals = Vec::new();
-        let mut current = name.clone();
+        let mut current = wire_lower(name);
         for _ in 0..MAX_CNAME_HOPS {
-            let Some(node) = self.node(&current) else {
-                if !answers.is_empty() {
-                    break;
+            let node = match self.find(&current) {
+                Found::Node(node) => node,
+                found => {
+                    if !answers.is_empty() {
+                        break;
+                    }
+                    return if matches!(found, Found::Empty) {
+                        Lookup::NoData
+                    } else {
+                        Lookup::NxDomain
+                    };
                 }
-                return if self.exists(&current) {
-                    Lookup::NoData
-                } else {
-                    Lookup::NxDomain
-                };
             };
             if rtype == RecordType::ANY {
                 answers.extend(node.rrsets.iter().cloned());
-                if current == self.origin {
+                if current == self.origin_wire {
                     answers.push(self.soa.clone());
                 }
                 break;
@@ -155,15 +226,15 @@ impl ZoneView {
             };
             answers.push(cname.clone());
             let target = cname.records_without_rrsigs().find_map(|r| match &r.data {
-                RData::CNAME(c) => Some(LowerName::new(&c.0)),
+                RData::CNAME(c) => Some(wire_name(&c.0)),
                 _ => None,
             });
             match target {
                 // A chain that comes back to a name already answered is a loop (a CNAME into an
                 // alias can close one): stop rather than repeat record sets.
                 Some(t)
-                    if self.origin.zone_of(&t)
-                        && !answers.iter().any(|a| LowerName::new(a.name()) == t) =>
+                    if wire::in_zone(&t, &self.origin_wire)
+                        && !answers.iter().any(|a| wire_name(a.name()) == t) =>
                 {
                     current = t
                 }
@@ -181,6 +252,23 @@ impl ZoneView {
     }
 }
 
+/// Which aliases a new generation must render again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Dirty {
+    /// Every alias (the first snapshot, a reload).
+    All,
+    Aliases(BTreeSet<AliasName>),
+}
+
+impl Dirty {
+    pub fn contains(&self, name: &AliasName) -> bool {
+        match self {
+            Self::All => true,
+            Self::Aliases(set) => set.contains(name),
+        }
+    }
+}
+
 impl Snapshot {
     /// Renders a snapshot of `state` over `topology`, answering only endpoints that are not
     /// known to be unhealthy; when none is left, the alias's `if_none_healthy` policy decides.
@@ -192,131 +280,105 @@ impl Snapshot {
         last_good: &LastGood,
         sources: Arc<Sources>,
     ) -> Self {
-        let mut zones: Vec<ZoneView> = topology
+        let zones = topology
             .zones
             .iter()
             .zip(&state.serials)
-            .map(|(z, serial)| ZoneView {
-                origin: z.origin.lower().clone(),
-                serial: *serial,
-                soa: Arc::new(soa_rrset(z, *serial, topology.negative_ttl)),
-                statics: z.index.clone(),
-                aliases: NameIndex::default(),
+            .enumerate()
+            .map(|(i, (z, serial))| {
+                let ents = topology.alias_ents.get(i).cloned().unwrap_or_default();
+                ZoneView::new(
+                    z,
+                    *serial,
+                    topology.negative_ttl,
+                    ents,
+                    imbl::HashMap::new(),
+                )
             })
             .collect();
-        let docker_away = sources.docker.as_ref().is_some_and(|d| !d.status.connected);
-        let mut aliases = BTreeMap::new();
-        for (name, def) in &topology.aliases {
-            let Some(alias_state) = state.aliases.get(name) else {
+        let empty = Self {
+            generation,
+            zones,
+            aliases: imbl::OrdMap::new(),
+            topology: topology.clone(),
+            sources: sources.clone(),
+        };
+        empty.update(
+            generation,
+            topology,
+            state,
+            health,
+            last_good,
+            sources,
+            &Dirty::All,
+        )
+    }
+
+    /// The next generation: `dirty` aliases rendered again from `state`, the others shared with
+    /// this snapshot. With new zones (a reload), everything is rendered again.
+    #[allow(clippy::too_many_arguments)]
+    pub fn update(
+        &self,
+        generation: u64,
+        topology: Arc<Topology>,
+        state: &State,
+        health: &HealthMap,
+        last_good: &LastGood,
+        sources: Arc<Sources>,
+        dirty: &Dirty,
+    ) -> Self {
+        let same_zones = Arc::ptr_eq(&topology.zones, &self.topology.zones);
+        let dirty = if same_zones { dirty } else { &Dirty::All };
+        let mut zones: Vec<ZoneView> = topology
+            .zones
+            .iter()
+            .enumerate()
+            .map(|(i, z)| {
+                let serial = state.serials.get(i).copied().unwrap_or(z.file_serial);
+                let kept = match (dirty, self.zones.get(i)) {
+                    (Dirty::Aliases(_), Some(old)) => old.aliases.clone(),
+                    _ => imbl::HashMap::new(),
+                };
+                let ents = topology.alias_ents.get(i).cloned().unwrap_or_default();
+                ZoneView::new(z, serial, topology.negative_ttl, ents, kept)
+            })
+            .collect();
+        let mut aliases = match dirty {
+            Dirty::All => imbl::OrdMap::new(),
+            Dirty::Aliases(_) => self.aliases.clone(),
+        };
+        let names: Vec<AliasName> = match dirty {
+            Dirty::All => topology.aliases.keys().cloned().collect(),
+            Dirty::Aliases(set) => set.iter().cloned().collect(),
+        };
+        for name in names {
+            // Out of the topology or the state: gone from both maps.
+            let (Some(def), Some(alias_state)) =
+                (topology.aliases.get(&name), state.aliases.get(&name))
+            else {
+                if let Some(old) = aliases.remove(&name)
+                    && let Some(zone) = zones
+                        .iter_mut()
+                        .find(|z| z.origin.zone_of(&old.name.lower()))
+                {
+                    zone.aliases.remove(&*wire_name(old.name.name()));
+                }
                 continue;
             };
-            let services = answering(alias_state);
-            let mut warnings = Vec::new();
-            let infos: Vec<(&ServiceName, &EndpointInfo)> = services
-                .iter()
-                .flat_map(|s| match topology.services.get(s) {
-                    Some(svc) => {
-                        if svc.endpoints.is_empty() {
-                            warnings.push(format!(
-                                "service `{s}` has no endpoints{}",
-                                if topology.docker {
-                                    " (no container of it runs)"
-                                } else {
-                                    ""
-                                }
-                            ));
-                        }
-                        svc.endpoints
-                            .iter()
-                            .map(move |e| (s, e))
-                            .collect::<Vec<_>>()
-                    }
-                    None => {
-                        warnings.push(format!("service `{s}` is not defined"));
-                        Vec::new()
-                    }
-                })
-                .collect();
-            if docker_away && infos.iter().any(|(_, e)| e.container.is_some()) {
-                warnings.push(
-                    "Docker is unreachable: the answers keep the containers last seen".into(),
-                );
-            }
-            let all = unique(
-                infos
-                    .iter()
-                    .filter(|(_, e)| !e.is_dead())
-                    .map(|(_, e)| e.endpoint),
+            let (view, records) = render_alias(
+                &topology,
+                &name,
+                def,
+                alias_state,
+                health,
+                last_good,
+                &sources,
             );
-            let passing = unique(
-                infos
-                    .iter()
-                    .filter(|(s, e)| health_of(health, s, e).passes())
-                    .map(|(_, e)| e.endpoint),
-            );
-            let (endpoints, fallback) = if !passing.is_empty() || all.is_empty() {
-                (passing.clone(), None)
-            } else {
-                let policy = def.if_none_healthy;
-                let chosen = match policy {
-                    IfNoneHealthy::All => all.clone(),
-                    IfNoneHealthy::None => Vec::new(),
-                    // Only endpoints of the services answering now: a last good set from
-                    // before a switch must not bring back a version that left the answers.
-                    IfNoneHealthy::LastKnownGood => {
-                        let kept: Vec<Endpoint> = last_good
-                            .get(name)
-                            .map(|good| good.iter().filter(|e| all.contains(e)).copied().collect())
-                            .unwrap_or_default();
-                        if kept.is_empty() { all.clone() } else { kept }
-                    }
-                };
-                (chosen, Some(policy))
-            };
-            let srv_name = srv_owner(name.name(), &def.port_name);
-            // Endpoints whose container names its port get an SRV owner of that name too.
-            let mut named: BTreeMap<&str, Vec<Endpoint>> = BTreeMap::new();
-            for (_, info) in &infos {
-                if let Some(port) = info.port_name.as_deref()
-                    && port != def.port_name
-                    && endpoints.contains(&info.endpoint)
-                {
-                    let list = named.entry(port).or_default();
-                    if !list.contains(&info.endpoint) {
-                        list.push(info.endpoint);
-                    }
-                }
-            }
-            let named: Vec<(Name, Vec<Endpoint>)> = named
-                .into_iter()
-                .map(|(port, eps)| (srv_owner(name.name(), port), eps))
-                .collect();
             if let Some(zone) = zones.get_mut(def.zone) {
-                let apex = zone.origin.clone();
-                add_alias_records(
-                    &mut zone.aliases,
-                    &apex,
-                    name.name(),
-                    &srv_name,
-                    &endpoints,
-                    &named,
-                    topology.alias_ttl,
-                );
+                zone.aliases
+                    .insert(wire_name(name.name()), Arc::new(records));
             }
-            aliases.insert(
-                name.clone(),
-                AliasView {
-                    name: name.clone(),
-                    zone: topology.zones[def.zone].origin.name().clone(),
-                    state: alias_state.clone(),
-                    answering: services,
-                    endpoints,
-                    passing,
-                    fallback,
-                    srv_name,
-                    warnings,
-                },
-            );
+            aliases.insert(name, Arc::new(view));
         }
         Self {
             generation,
@@ -327,10 +389,167 @@ impl Snapshot {
         }
     }
 
+    /// Gives the zones the serials `serials` (a change of answers bumped them after rendering).
+    pub fn set_serials(&mut self, serials: &[u32], topology: &Topology) {
+        for ((zone, statics), serial) in self
+            .zones
+            .iter_mut()
+            .zip(topology.zones.iter())
+            .zip(serials)
+        {
+            if zone.serial != *serial {
+                let soa = soa_rrset(statics, *serial, topology.negative_ttl);
+                zone.serial = *serial;
+                zone.soa_wire = wire::authority(&soa).unwrap_or_default().into();
+                zone.soa = Arc::new(soa);
+            }
+        }
+    }
+
     /// The zone that is authoritative for `name`, if any.
     pub fn zone_for(&self, name: &LowerName) -> Option<&ZoneView> {
         self.zones.iter().find(|z| z.origin.zone_of(name))
     }
+
+    /// The zone that holds `name` (lowercase wire form), if any.
+    pub fn zone_for_wire(&self, name: &[u8]) -> Option<&ZoneView> {
+        self.zones
+            .iter()
+            .find(|z| wire::in_zone(name, &z.origin_wire))
+    }
+}
+
+impl ZoneView {
+    fn new(
+        z: &ZoneStatics,
+        serial: u32,
+        negative_ttl: u32,
+        alias_ents: Arc<std::collections::HashSet<WireName>>,
+        aliases: imbl::HashMap<WireName, Arc<AliasRecords>>,
+    ) -> Self {
+        let soa = soa_rrset(z, serial, negative_ttl);
+        Self {
+            origin: z.origin.lower().clone(),
+            origin_wire: z.origin.wire().clone(),
+            serial,
+            soa_wire: wire::authority(&soa).unwrap_or_default().into(),
+            soa: Arc::new(soa),
+            statics: z.index.clone(),
+            alias_ents,
+            aliases,
+        }
+    }
+}
+
+/// The view and the records of one alias.
+fn render_alias(
+    topology: &Topology,
+    name: &AliasName,
+    def: &crate::registry::AliasDef,
+    alias_state: &AliasState,
+    health: &HealthMap,
+    last_good: &LastGood,
+    sources: &Sources,
+) -> (AliasView, AliasRecords) {
+    let docker_away = sources.docker.as_ref().is_some_and(|d| !d.status.connected);
+    let services = answering(alias_state);
+    let mut warnings = Vec::new();
+    let infos: Vec<(&ServiceName, &EndpointInfo)> = services
+        .iter()
+        .flat_map(|s| match topology.services.get(s) {
+            Some(svc) => {
+                if svc.endpoints.is_empty() {
+                    warnings.push(format!(
+                        "service `{s}` has no endpoints{}",
+                        if topology.docker {
+                            " (no container of it runs)"
+                        } else {
+                            ""
+                        }
+                    ));
+                }
+                svc.endpoints
+                    .iter()
+                    .map(move |e| (s, e))
+                    .collect::<Vec<_>>()
+            }
+            None => {
+                warnings.push(format!("service `{s}` is not defined"));
+                Vec::new()
+            }
+        })
+        .collect();
+    if docker_away && infos.iter().any(|(_, e)| e.container.is_some()) {
+        warnings.push("Docker is unreachable: the answers keep the containers last seen".into());
+    }
+    let all = unique(
+        infos
+            .iter()
+            .filter(|(_, e)| !e.is_dead())
+            .map(|(_, e)| e.endpoint),
+    );
+    let passing = unique(
+        infos
+            .iter()
+            .filter(|(s, e)| health_of(health, s, e).passes())
+            .map(|(_, e)| e.endpoint),
+    );
+    let (endpoints, fallback) = if !passing.is_empty() || all.is_empty() {
+        (passing.clone(), None)
+    } else {
+        let policy = def.if_none_healthy;
+        let chosen = match policy {
+            IfNoneHealthy::All => all.clone(),
+            IfNoneHealthy::None => Vec::new(),
+            // Only endpoints of the services answering now: a last good set from before a
+            // switch must not bring back a version that left the answers.
+            IfNoneHealthy::LastKnownGood => {
+                let kept: Vec<Endpoint> = last_good
+                    .get(name)
+                    .map(|good| good.iter().filter(|e| all.contains(e)).copied().collect())
+                    .unwrap_or_default();
+                if kept.is_empty() { all.clone() } else { kept }
+            }
+        };
+        (chosen, Some(policy))
+    };
+    let srv_name = srv_owner(name.name(), &def.port_name);
+    // Endpoints whose container names its port get an SRV owner of that name too.
+    let mut named: BTreeMap<&str, Vec<Endpoint>> = BTreeMap::new();
+    for (_, info) in &infos {
+        if let Some(port) = info.port_name.as_deref()
+            && port != def.port_name
+            && endpoints.contains(&info.endpoint)
+        {
+            let list = named.entry(port).or_default();
+            if !list.contains(&info.endpoint) {
+                list.push(info.endpoint);
+            }
+        }
+    }
+    let named: Vec<(Name, Vec<Endpoint>)> = named
+        .into_iter()
+        .map(|(port, eps)| (srv_owner(name.name(), port), eps))
+        .collect();
+    let records = alias_records(
+        name.name(),
+        &srv_name,
+        &endpoints,
+        &named,
+        topology.alias_ttl,
+    );
+    let view = AliasView {
+        name: name.clone(),
+        zone: topology.zones[def.zone].origin.name().clone(),
+        state: alias_state.clone(),
+        answering: services,
+        endpoints,
+        passing,
+        fallback,
+        srv_name,
+        warnings,
+    };
+    (view, records)
 }
 
 /// `items` in order, without repeats.
@@ -386,15 +605,14 @@ fn soa_rrset(zone: &ZoneStatics, serial: u32, negative_ttl: u32) -> RecordSet {
     set
 }
 
-fn add_alias_records(
-    index: &mut NameIndex,
-    apex: &LowerName,
+/// The records of one alias answering `endpoints`.
+fn alias_records(
     alias: &Name,
     srv_name: &Name,
     endpoints: &[Endpoint],
     named_ports: &[(Name, Vec<Endpoint>)],
     ttl: u32,
-) {
+) -> AliasRecords {
     let mut a = RecordSet::with_ttl(alias.clone(), RecordType::A, ttl);
     let mut aaaa = RecordSet::with_ttl(alias.clone(), RecordType::AAAA, ttl);
     let mut srv = RecordSet::with_ttl(srv_name.clone(), RecordType::SRV, ttl);
@@ -425,19 +643,28 @@ fn add_alias_records(
         );
         srv_at_alias.insert(Record::from_rdata(alias.clone(), ttl, srv_data), 0);
     }
-
-    // The alias name always exists, even with no endpoints: an empty alias is NODATA.
-    let node = index.ensure(LowerName::new(alias), apex);
-    for set in [a, aaaa, srv_at_alias] {
-        if !set.is_empty() {
-            node.rrsets.push(Arc::new(set));
-        }
+    let mut records = AliasRecords::default();
+    let mut add = |name: &Name, sets: Vec<RecordSet>, additionals: Vec<Arc<RecordSet>>| {
+        let mut node = Node {
+            rrsets: sets
+                .into_iter()
+                .filter(|s| !s.is_empty())
+                .map(Arc::new)
+                .collect(),
+            srv_additionals: additionals,
+            wire: Vec::new(),
+        };
+        node.prerender();
+        records.nodes.push((wire_name(name), node));
+    };
+    // The alias name always exists, even with no endpoints: an empty alias is NODATA. So does
+    // `_tcp.<alias>` (an empty non-terminal above the SRV owners).
+    add(alias, vec![a, aaaa, srv_at_alias], hosts.clone());
+    if let Ok(tcp) = alias.prepend_label("_tcp") {
+        add(&tcp, Vec::new(), Vec::new());
     }
-    node.srv_additionals = hosts.clone();
     if !srv.is_empty() {
-        let srv_node = index.ensure(LowerName::new(srv_name), apex);
-        srv_node.rrsets.push(Arc::new(srv));
-        srv_node.srv_additionals = hosts.clone();
+        add(srv_name, vec![srv], hosts.clone());
     }
     for (owner, eps) in named_ports {
         let mut set = RecordSet::with_ttl(owner.clone(), RecordType::SRV, ttl);
@@ -446,9 +673,7 @@ fn add_alias_records(
             let data = RData::SRV(SRV::new(0, 1, ep.addr().port(), host));
             set.insert(Record::from_rdata(owner.clone(), ttl, data), 0);
         }
-        let node = index.ensure(LowerName::new(owner), apex);
-        node.rrsets.push(Arc::new(set));
-        node.srv_additionals = hosts
+        let additionals = hosts
             .iter()
             .filter(|h| {
                 eps.iter()
@@ -456,10 +681,13 @@ fn add_alias_records(
             })
             .cloned()
             .collect();
+        add(owner, vec![set], additionals);
     }
     for set in hosts {
-        index.add(LowerName::new(set.name()), set, apex);
+        let name = set.name().clone();
+        add(&name, vec![(*set).clone()], Vec::new());
     }
+    records
 }
 
 #[cfg(test)]

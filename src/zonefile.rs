@@ -195,8 +195,13 @@ impl crate::model::ZoneNames for StaticZone {
     fn origin(&self) -> &Name {
         &self.origin
     }
-    fn static_name_under(&self, name: &LowerName) -> Option<&LowerName> {
-        self.names.iter().find(|n| name.zone_of(n))
+    fn static_name_under(&self, name: &LowerName) -> Option<String> {
+        // In canonical order the names at or below `name` come first from `name` on.
+        self.names
+            .range(name.clone()..)
+            .next()
+            .filter(|n| name.zone_of(n))
+            .map(ToString::to_string)
     }
     fn describe(&self) -> String {
         self.path.display().to_string()

@@ -3,7 +3,7 @@
 //! and returns the next state with the history entries that record it, or why it is refused.
 //! The controller's shell stores and publishes what these return; nothing here does IO.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use super::history::HistoryEntry;
 use super::machine::{self, Change, ChangeKind, Ctx, Input, Outcome};
@@ -292,7 +292,7 @@ pub fn put_alias(
                     "`targets` is required to create an alias: the services it answers with".into(),
                 )
             })?;
-            place_alias(name, &topology.zones, topology.aliases.keys())
+            place_alias(name, &topology.zones, &topology.aliases)
                 .map_err(ControlError::BadRequest)?;
             let spec = AliasSpec {
                 port_name: put.port_name.unwrap_or_else(|| "http".to_owned()),
@@ -454,11 +454,13 @@ pub fn reload(
     }
     // API aliases must still fit the new zones and config aliases.
     for name in state.registry.api_aliases.keys() {
-        let others = new
+        let others: BTreeMap<AliasName, ()> = new
             .aliases
             .keys()
-            .chain(state.registry.api_aliases.keys().filter(|o| *o != name));
-        if let Err(e) = place_alias(name, &new.zones, others) {
+            .chain(state.registry.api_aliases.keys().filter(|o| *o != name))
+            .map(|a| (a.clone(), ()))
+            .collect();
+        if let Err(e) = place_alias(name, &new.zones, &others) {
             problems.push(format!("alias `{name}` (defined through the API): {e}"));
         }
     }

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use tracing::warn;
 
 use super::machine::ChangeKind;
-use super::store::StoreError;
+use super::store::{StoreError, checked_line, read_checked_line};
 
 const HISTORY_FILE: &str = "history.jsonl";
 
@@ -113,14 +113,7 @@ impl History {
     /// Appends `entries` durably. Returns the length before, for [`History::truncate`].
     pub fn append(&mut self, entries: &[HistoryEntry]) -> Result<u64, StoreError> {
         let before = self.len;
-        let mut buf = Vec::new();
-        for e in entries {
-            // Serializing plain data cannot fail.
-            let json = serde_json::to_vec(e).unwrap_or_default();
-            buf.extend_from_slice(format!("{:08x} ", crc32fast::hash(&json)).as_bytes());
-            buf.extend_from_slice(&json);
-            buf.push(b'\n');
-        }
+        let buf: Vec<u8> = entries.iter().flat_map(checked_line).collect();
         let io_err = |source| StoreError::Io {
             path: self.path.clone(),
             source,
@@ -186,16 +179,7 @@ fn parse(
 }
 
 fn parse_line(line: &[u8]) -> Result<HistoryEntry, String> {
-    let space = line.iter().position(|b| *b == b' ').ok_or("no checksum")?;
-    let crc = std::str::from_utf8(&line[..space])
-        .ok()
-        .and_then(|s| u32::from_str_radix(s, 16).ok())
-        .ok_or("bad checksum field")?;
-    let json = &line[space + 1..];
-    if crc32fast::hash(json) != crc {
-        return Err("checksum mismatch".into());
-    }
-    serde_json::from_slice(json).map_err(|e| format!("entry does not parse: {e}"))
+    read_checked_line(line)
 }
 
 #[cfg(test)]

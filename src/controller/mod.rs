@@ -14,7 +14,7 @@ pub mod machine;
 pub mod state;
 pub mod store;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -31,13 +31,14 @@ use crate::registry::{
     Base, ContainerRef, DockerEndpoint, DockerState, Problem, Registry, SourceStatus, Sources,
     Topology,
 };
-use crate::snapshot::{AliasView, HealthMap, LastGood, SharedSnapshot, Snapshot, health_of};
+use crate::snapshot::{AliasView, Dirty, HealthMap, LastGood, SharedSnapshot, Snapshot, health_of};
 use changes::{AliasPut, ReloadSummary};
 use history::{History, HistoryEntry};
+use imbl::ordmap::DiffItem;
 use machine::{
     Change, ChangeKind, Counts, Ctx, Input, MachineError, OpKind, Outcome, Phase, PromoteOptions,
 };
-use state::{AliasState, State, StoredAlias, StoredState};
+use state::{AliasState, State, StoredAlias, StoredDelta, StoredState};
 use store::{Store, StoreError};
 
 /// Why a command was refused.
@@ -79,6 +80,11 @@ impl From<MachineError> for ControlError {
         }
     }
 }
+
+/// How far ahead of the serials served the stored serials run: a serial is published only
+/// below what is stored, so health changes move serials without a write, and after a crash
+/// aliasd starts above any serial it served.
+pub const SERIAL_RESERVE: u32 = 1000;
 
 /// Who asked for a change, recorded with it.
 pub type Actor = String;
@@ -523,6 +529,10 @@ pub struct Controller {
     checker: Checker,
     /// Health changed since the last render.
     health_dirty: bool,
+    /// The services whose endpoints changed health since the last render.
+    health_touched: BTreeSet<ServiceName>,
+    /// Docker's reachability flipped: every alias's warnings may change.
+    sources_all_dirty: bool,
     busy: Arc<dyn Busy>,
     drain_deadline: Duration,
 }
@@ -589,9 +599,14 @@ impl Controller {
             &state.registry,
             state.named_services(),
         ));
-        for alias in state.aliases.values_mut() {
-            alias.ttl_served_s = alias.ttl_served_s.max(topology.ttl_window_s());
-        }
+        let window = topology.ttl_window_s();
+        state.aliases = std::mem::take(&mut state.aliases)
+            .into_iter()
+            .map(|(name, mut alias)| {
+                alias.ttl_served_s = alias.ttl_served_s.max(window);
+                (name, alias)
+            })
+            .collect();
         // Changes made at start (first start, or the config overruling stored links) are history too.
         let mut started: Vec<HistoryEntry> = state
             .aliases
@@ -614,7 +629,14 @@ impl Controller {
             e.seq = state.history_seq;
         }
         history_file.append(&started)?;
-        store.save(&to_stored(&topology, &state))?;
+        state.serial_reserve = state
+            .serials
+            .iter()
+            .map(|s| s.wrapping_add(SERIAL_RESERVE))
+            .collect();
+        // Every start writes a fresh checkpoint: the journal starts empty.
+        let mut store = store;
+        store.checkpoint(&mut to_stored(&topology, &state))?;
 
         let mut history: HashMap<AliasName, Vec<HistoryEntry>> = HashMap::new();
         let mut service_history: HashMap<ServiceName, Vec<HistoryEntry>> = HashMap::new();
@@ -694,6 +716,8 @@ impl Controller {
             board,
             checker,
             health_dirty: true,
+            health_touched: BTreeSet::new(),
+            sources_all_dirty: false,
             busy,
             drain_deadline,
         };
@@ -712,14 +736,11 @@ impl Controller {
                     None => break,
                 },
                 Some(change) = self.health_rx.recv() => {
-                    let key = (change.service.clone(), change.endpoint);
-                    // A checker stopped since (its endpoint left, or its check changed) is stale.
-                    if self.board.epoch(&key) != Some(change.epoch) {
-                        continue;
+                    self.health_change(change);
+                    // A burst of changes (many endpoints flapping at once) is one render.
+                    while let Ok(change) = self.health_rx.try_recv() {
+                        self.health_change(change);
                     }
-                    self.health.insert(key, change.health);
-                    self.health_dirty = true;
-                    let _ = self.events.send(Event::Health { change, at_ms: now_ms() });
                     self.settle().await;
                 }
                 Some(update) = self.sources_rx.recv() => self.source(update).await,
@@ -729,6 +750,22 @@ impl Controller {
         }
         let _ = self.events.send(Event::Closing);
         info!("controller stopped");
+    }
+
+    /// Takes in one change of an endpoint's health.
+    fn health_change(&mut self, change: HealthChange) {
+        let key = (change.service.clone(), change.endpoint);
+        // A checker stopped since (its endpoint left, or its check changed) is stale.
+        if self.board.epoch(&key) != Some(change.epoch) {
+            return;
+        }
+        self.health.insert(key, change.health);
+        self.health_dirty = true;
+        self.health_touched.insert(change.service.clone());
+        let _ = self.events.send(Event::Health {
+            change,
+            at_ms: now_ms(),
+        });
     }
 
     /// Open proxy work on the endpoints of `services`.
@@ -990,6 +1027,7 @@ impl Controller {
                     d.status.last_sync_ms = Some(now_ms());
                 }
                 self.sources = Arc::new(sources);
+                let services: imbl::OrdMap<_, _> = services.into_iter().collect();
                 let state = (self.state.registry.docker != services).then(|| {
                     let mut next = self.state.clone();
                     next.registry.docker = services;
@@ -1011,6 +1049,7 @@ impl Controller {
                 let mut sources = (*self.sources).clone();
                 if let Some(d) = &mut sources.docker {
                     if d.status.connected != status.connected {
+                        self.sources_all_dirty = true;
                         if status.connected {
                             info!(docker = %status.endpoint, version = status.version.as_deref().unwrap_or(""), "Docker connected");
                         } else {
@@ -1334,59 +1373,130 @@ impl Controller {
         };
         let health_now = health.as_ref().unwrap_or(&self.health);
         let current = self.shared.load_full();
-        let render = |next: &State| {
-            Snapshot::render(
-                self.generation + 1,
-                topology.clone(),
-                next,
-                health_now,
-                &self.last_good,
-                self.sources.clone(),
-            )
+        // Only the aliases this batch touches are rendered again; the others are shared.
+        let changed_services = if topology_changed {
+            changed_endpoints(&self.topology, &topology)
+        } else {
+            Vec::new()
         };
-        let mut snapshot = render(&next);
-        let mut bumped = false;
-        if !serials_set {
-            let mut zones: Vec<usize> = Vec::new();
-            for (name, view) in &snapshot.aliases {
-                let before = current.aliases.get(name);
-                if before.is_none_or(|b| b.endpoints != view.endpoints) {
-                    zones.push(topology.aliases[name].zone);
+        let dirty = if base.is_some() || self.sources_all_dirty {
+            Dirty::All
+        } else {
+            let mut set: BTreeSet<AliasName> = changes.iter().map(|(n, _, _)| n.clone()).collect();
+            for item in self.state.aliases.diff(&next.aliases) {
+                set.insert(match item {
+                    DiffItem::Add(k, _) | DiffItem::Remove(k, _) => k.clone(),
+                    DiffItem::Update { new: (k, _), .. } => k.clone(),
+                });
+            }
+            let mut touched: BTreeSet<&ServiceName> = self.health_touched.iter().collect();
+            touched.extend(changed_services.iter().map(|(s, _)| s));
+            if !touched.is_empty() {
+                for (name, a) in next.aliases.iter() {
+                    let op = a.phase.operation();
+                    let uses = a
+                        .targets
+                        .iter()
+                        .chain(op.into_iter().flat_map(|o| o.to.iter()))
+                        .any(|s| touched.contains(s));
+                    if uses {
+                        set.insert(name.clone());
+                    }
                 }
             }
-            for name in current.aliases.keys() {
-                if !snapshot.aliases.contains_key(name)
-                    && let Some(def) = self.topology.aliases.get(name)
-                {
-                    zones.push(def.zone);
+            // API alias settings (port name, policy) live in the registry.
+            for item in self
+                .state
+                .registry
+                .api_aliases
+                .diff(&next.registry.api_aliases)
+            {
+                set.insert(match item {
+                    DiffItem::Add(k, _) | DiffItem::Remove(k, _) => k.clone(),
+                    DiffItem::Update { new: (k, _), .. } => k.clone(),
+                });
+            }
+            Dirty::Aliases(set)
+        };
+        let mut snapshot = current.update(
+            self.generation + 1,
+            topology.clone(),
+            &next,
+            health_now,
+            &self.last_good,
+            self.sources.clone(),
+            &dirty,
+        );
+        let rendered: Vec<AliasName> = match &dirty {
+            Dirty::All => snapshot
+                .aliases
+                .keys()
+                .chain(current.aliases.keys())
+                .cloned()
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .collect(),
+            Dirty::Aliases(set) => set.iter().cloned().collect(),
+        };
+        let mut bumped = false;
+        let mut views_changed = false;
+        if !serials_set {
+            let mut zones: BTreeSet<usize> = BTreeSet::new();
+            for name in &rendered {
+                let (before, after) = (current.aliases.get(name), snapshot.aliases.get(name));
+                if before.map(|v| &v.endpoints) != after.map(|v| &v.endpoints) {
+                    let def = topology
+                        .aliases
+                        .get(name)
+                        .or_else(|| self.topology.aliases.get(name));
+                    zones.extend(def.map(|d| d.zone));
                 }
             }
             for zone in zones {
-                if next.serials[zone] == self.state.serials[zone] {
+                if next.serials.get(zone) == self.state.serials.get(zone) {
                     next.serials[zone] = next.serials[zone].wrapping_add(1);
                     bumped = true;
                 }
             }
         }
-        let views_changed = snapshot.aliases.len() != current.aliases.len()
-            || snapshot.aliases.iter().any(|(name, view)| {
-                current.aliases.get(name).is_none_or(|b| {
-                    b.fallback != view.fallback
-                        || b.passing != view.passing
-                        || b.warnings != view.warnings
-                })
-            });
+        for name in &rendered {
+            let (before, after) = (current.aliases.get(name), snapshot.aliases.get(name));
+            views_changed |= match (before, after) {
+                (Some(b), Some(v)) => {
+                    b.fallback != v.fallback || b.passing != v.passing || b.warnings != v.warnings
+                }
+                (None, None) => false,
+                _ => true,
+            };
+        }
+        // Serials published never pass the reserve stored, so one lost on a crash is never
+        // served again; health alone moves serials without a write until the reserve is used.
+        let mut reserve_moved = false;
+        for (i, serial) in next.serials.iter().enumerate() {
+            let reserved = next.serial_reserve.get(i).copied().unwrap_or(*serial);
+            if serials_set || serial_gt(*serial, reserved) || i >= next.serial_reserve.len() {
+                if i < next.serial_reserve.len() {
+                    next.serial_reserve[i] = serial.wrapping_add(SERIAL_RESERVE);
+                } else {
+                    next.serial_reserve
+                        .push(serial.wrapping_add(SERIAL_RESERVE));
+                }
+                reserve_moved = true;
+            }
+        }
+        next.serial_reserve.truncate(next.serials.len());
         let durable_change = !changes.is_empty()
             || !other_entries.is_empty()
-            || bumped
+            || reserve_moved
             || registry_changed
             || serials_set;
-        if !durable_change && !views_changed && !sources_changed && !topology_changed {
+        if !durable_change && !views_changed && !bumped && !sources_changed && !topology_changed {
             self.health_dirty = false;
+            self.health_touched.clear();
             return Ok(());
         }
         if bumped {
-            snapshot = render(&next);
+            snapshot.set_serials(&next.serials, &topology);
         }
         // A change that ends an operation belongs to it: take the operation from the state
         // before the change when the state after has none.
@@ -1410,21 +1520,29 @@ impl Controller {
             e.seq = next.history_seq;
         }
         if durable_change {
-            let stored = to_stored(&topology, &next);
+            let mut delta = delta(&topology, &self.state, &next, reserve_moved);
             let durable = self.durable.clone();
             let batch: Vec<HistoryEntry> = other_entries
                 .iter()
                 .chain(&alias_entries)
                 .cloned()
                 .collect();
+            let (whole_state, whole_topology) = (next.clone(), topology.clone());
             tokio::task::spawn_blocking(move || {
                 let mut d = durable.lock().unwrap_or_else(|p| p.into_inner());
                 let before = d.history.append(&batch)?;
-                if let Err(e) = d.store.save(&stored) {
+                if let Err(e) = d.store.append(&mut delta) {
                     if let Err(t) = d.history.truncate(before) {
                         error!(error = %t, "could not cut back the history after a failed state write");
                     }
                     return Err(e);
+                }
+                if d.store.wants_checkpoint() {
+                    // The change is durable already; a failed checkpoint is tried again later.
+                    let mut stored = to_stored(&whole_topology, &whole_state);
+                    if let Err(e) = d.store.checkpoint(&mut stored) {
+                        warn!(error = %e, "could not checkpoint the state; the journal keeps growing");
+                    }
                 }
                 Ok(())
             })
@@ -1433,12 +1551,10 @@ impl Controller {
             .map_err(|e| ControlError::Storage(e.to_string()))?;
         }
 
-        let endpoint_events = if topology_changed {
-            changed_endpoints(&self.topology, &topology)
-        } else {
-            Vec::new()
-        };
+        let endpoint_events = changed_services;
         self.state = next;
+        self.health_touched.clear();
+        self.sources_all_dirty = false;
         if let Some(base) = base {
             self.base = base;
         }
@@ -1451,13 +1567,17 @@ impl Controller {
         }
         self.health_dirty = false;
         self.generation += 1;
-        for (name, view) in &snapshot.aliases {
-            if !view.passing.is_empty() {
-                self.last_good.insert(name.clone(), view.passing.clone());
+        for name in &rendered {
+            match snapshot.aliases.get(name) {
+                Some(view) if !view.passing.is_empty() => {
+                    self.last_good.insert(name.clone(), view.passing.clone());
+                }
+                Some(_) => {}
+                None => {
+                    self.last_good.remove(name);
+                }
             }
         }
-        self.last_good
-            .retain(|name, _| snapshot.aliases.contains_key(name));
         self.shared.store(Arc::new(snapshot));
         let now = now_ms();
         for (service, endpoints) in endpoint_events {
@@ -1514,7 +1634,7 @@ impl Controller {
             .load()
             .aliases
             .get(alias)
-            .cloned()
+            .map(|v| (**v).clone())
             .ok_or_else(|| ControlError::UnknownAlias(alias.to_string()))
     }
 }
@@ -1576,7 +1696,8 @@ fn stored_registry(base: &Base, stored: &StoredState, notes: &mut Vec<String>) -
             Err(e) => notes.push(format!("stored Docker service `{name}` is dropped: {e}")),
         }
     }
-    let mut placed: Vec<AliasName> = base.aliases.keys().cloned().collect();
+    let mut placed: BTreeMap<AliasName, ()> =
+        base.aliases.keys().map(|a| (a.clone(), ())).collect();
     for (name, spec) in &stored.alias_specs {
         let alias = match AliasName::resolve(name, &hickory_proto::rr::Name::root()) {
             Ok(a) => a,
@@ -1585,9 +1706,9 @@ fn stored_registry(base: &Base, stored: &StoredState, notes: &mut Vec<String>) -
                 continue;
             }
         };
-        match crate::registry::place_alias(&alias, &base.zones, placed.iter()) {
+        match crate::registry::place_alias(&alias, &base.zones, &placed) {
             Ok(_) => {
-                placed.push(alias.clone());
+                placed.insert(alias.clone(), ());
                 registry.api_aliases.insert(alias, spec.clone());
             }
             Err(e) => notes.push(format!(
@@ -1798,9 +1919,10 @@ pub fn initial_state(
         aliases.insert(name.clone(), alias_state);
     }
     let mut registry = registry;
-    registry
-        .api_aliases
-        .retain(|name, _| aliases.contains_key(name));
+    registry.api_aliases = std::mem::take(&mut registry.api_aliases)
+        .into_iter()
+        .filter(|(name, _)| aliases.contains_key(name))
+        .collect();
     if let Some(stored) = stored {
         for key in stored.aliases.keys() {
             if !aliases.keys().any(|a| a.name().to_ascii() == *key) {
@@ -1810,7 +1932,7 @@ pub fn initial_state(
             }
         }
     }
-    let serials = base
+    let serials: Vec<u32> = base
         .zones
         .iter()
         .map(|zone| {
@@ -1825,7 +1947,8 @@ pub fn initial_state(
         .collect();
     (
         State {
-            aliases,
+            aliases: aliases.into_iter().collect(),
+            serial_reserve: serials.clone(),
             serials,
             registry,
             history_seq: stored.map_or(0, |s| s.history_seq),
@@ -1845,27 +1968,13 @@ pub fn to_stored(topology: &Topology, state: &State) -> StoredState {
         serials: topology
             .zones
             .iter()
-            .zip(&state.serials)
+            .zip(&state.serial_reserve)
             .map(|(z, s)| (z.origin.name().to_ascii(), *s))
             .collect(),
         aliases: state
             .aliases
             .iter()
-            .map(|(name, a)| {
-                (
-                    name.name().to_ascii(),
-                    StoredAlias {
-                        targets: names(&a.targets),
-                        revision: a.revision,
-                        changed_at_ms: a.changed_at_ms,
-                        changed_by: a.changed_by.clone(),
-                        phase: a.phase.clone(),
-                        previous: a.previous.as_ref().map(|p| names(p)),
-                        retired: a.retired.clone(),
-                        ttl_served_s: a.ttl_served_s,
-                    },
-                )
-            })
+            .map(|(name, a)| (name.name().to_ascii(), stored_alias(a)))
             .collect(),
         services: state
             .registry
@@ -1886,6 +1995,75 @@ pub fn to_stored(topology: &Topology, state: &State) -> StoredState {
             .map(|(k, v)| (k.to_string(), v.clone()))
             .collect(),
         history_seq: state.history_seq,
+        journal_seq: 0,
+    }
+}
+
+/// The journal record of going from `old` to `new`: only what differs (the maps share their
+/// unchanged parts, so this costs the change, not the state's size).
+fn delta(topology: &Topology, old: &State, new: &State, reserve_moved: bool) -> StoredDelta {
+    fn diff<K: Ord + Clone, V: Clone + PartialEq, S>(
+        old: &imbl::OrdMap<K, V>,
+        new: &imbl::OrdMap<K, V>,
+        key: impl Fn(&K) -> String,
+        stored: impl Fn(&V) -> S,
+    ) -> BTreeMap<String, Option<S>> {
+        old.diff(new)
+            .map(|item| match item {
+                DiffItem::Add(k, v) | DiffItem::Update { new: (k, v), .. } => {
+                    (key(k), Some(stored(v)))
+                }
+                DiffItem::Remove(k, _) => (key(k), None),
+            })
+            .collect()
+    }
+    let alias_key = |a: &AliasName| a.name().to_ascii();
+    StoredDelta {
+        seq: 0,
+        aliases: diff(&old.aliases, &new.aliases, alias_key, stored_alias),
+        serials: if reserve_moved {
+            topology
+                .zones
+                .iter()
+                .zip(&new.serial_reserve)
+                .map(|(z, s)| (z.origin.name().to_ascii(), *s))
+                .collect()
+        } else {
+            BTreeMap::new()
+        },
+        services: diff(
+            &old.registry.api_services,
+            &new.registry.api_services,
+            ToString::to_string,
+            Clone::clone,
+        ),
+        alias_specs: diff(
+            &old.registry.api_aliases,
+            &new.registry.api_aliases,
+            alias_key,
+            Clone::clone,
+        ),
+        docker: diff(
+            &old.registry.docker,
+            &new.registry.docker,
+            ToString::to_string,
+            Clone::clone,
+        ),
+        history_seq: new.history_seq,
+    }
+}
+
+/// The stored form of one alias.
+fn stored_alias(a: &AliasState) -> StoredAlias {
+    StoredAlias {
+        targets: names(&a.targets),
+        revision: a.revision,
+        changed_at_ms: a.changed_at_ms,
+        changed_by: a.changed_by.clone(),
+        phase: a.phase.clone(),
+        previous: a.previous.as_ref().map(|p| names(p)),
+        retired: a.retired.clone(),
+        ttl_served_s: a.ttl_served_s,
     }
 }
 

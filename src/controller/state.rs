@@ -33,11 +33,14 @@ pub struct AliasState {
 /// Everything the controller owns.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct State {
-    pub aliases: BTreeMap<AliasName, AliasState>,
+    /// A persistent map: a new state shares every alias that did not change.
+    pub aliases: imbl::OrdMap<AliasName, AliasState>,
     /// SOA serial per zone, in the order of the config's zones.
     pub serials: Vec<u32>,
     /// The services and alias definitions from the API, and Docker's last endpoint sets.
     pub registry: Registry,
+    /// Per zone, the serial stored: every serial published is at most this.
+    pub serial_reserve: Vec<u32>,
     /// The sequence number of the last history entry this state commits.
     pub history_seq: u64,
 }
@@ -78,6 +81,70 @@ pub struct StoredState {
     /// before entries had one.
     #[serde(default)]
     pub history_seq: u64,
+    /// The last journal record this checkpoint includes (see `store`).
+    #[serde(default)]
+    pub journal_seq: u64,
+}
+
+/// One change of the stored state, as the journal records it: what was set or removed (`None`)
+/// per key, and the serial reserve and history sequence after it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct StoredDelta {
+    pub seq: u64,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub aliases: BTreeMap<String, Option<StoredAlias>>,
+    /// Every zone's serial reserve, when it moved.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub serials: BTreeMap<String, u32>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub services: BTreeMap<String, Option<ApiService>>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub alias_specs: BTreeMap<String, Option<AliasSpec>>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub docker: BTreeMap<String, Option<Vec<DockerEndpoint>>>,
+    pub history_seq: u64,
+}
+
+impl StoredDelta {
+    /// Whether it changes nothing but the history sequence.
+    pub fn is_empty(&self) -> bool {
+        self.aliases.is_empty()
+            && self.serials.is_empty()
+            && self.services.is_empty()
+            && self.alias_specs.is_empty()
+            && self.docker.is_empty()
+    }
+}
+
+impl StoredState {
+    /// Applies one journal record.
+    pub fn apply(&mut self, delta: &StoredDelta) {
+        fn apply_map<V: Clone>(
+            map: &mut BTreeMap<String, V>,
+            changes: &BTreeMap<String, Option<V>>,
+        ) {
+            for (key, value) in changes {
+                match value {
+                    Some(v) => {
+                        map.insert(key.clone(), v.clone());
+                    }
+                    None => {
+                        map.remove(key);
+                    }
+                }
+            }
+        }
+        apply_map(&mut self.aliases, &delta.aliases);
+        apply_map(&mut self.services, &delta.services);
+        apply_map(&mut self.alias_specs, &delta.alias_specs);
+        apply_map(&mut self.docker, &delta.docker);
+        for (zone, serial) in &delta.serials {
+            self.serials.insert(zone.clone(), *serial);
+        }
+        self.history_seq = delta.history_seq;
+        self.journal_seq = delta.seq;
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]

@@ -1,37 +1,67 @@
-//! The DNS server: hickory-server's `Server` and `Catalog`, with one [`handler::SnapshotZone`] per
-//! configured zone.
-//!
-//! Each listen address is served over UDP and TCP on the same port, so a client that gets a
-//! truncated UDP answer can retry over TCP at the same address. UDP uses several sockets per
-//! address with SO_REUSEPORT, so the kernel spreads queries over them and every core serves.
+//! The DNS server. UDP is served by aliasd's own receive loops: one thread per socket, several
+//! SO_REUSEPORT sockets per address so the kernel spreads queries over the cores, each query
+//! answered by the fast path (`fast`) when it can be, and by hickory's `Catalog` (`slow`)
+//! otherwise. TCP is served by hickory-server's `Server` with the same `Catalog`, on the same
+//! port, so a client that gets a truncated UDP answer retries over TCP at the same address.
 
+pub mod fast;
 pub mod handler;
+pub mod slow;
 
 use std::io;
-use std::net::SocketAddr;
+use std::net::{SocketAddr, UdpSocket as StdUdpSocket};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use hickory_proto::rr::LowerName;
 use hickory_server::Server;
 use hickory_server::zone_handler::{Catalog, ZoneHandler};
 use socket2::{Domain, Protocol, Socket, Type};
-use tokio::net::{TcpListener, UdpSocket};
-use tracing::info;
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tracing::{debug, info, warn};
 
 use crate::config::DnsConfig;
 use crate::snapshot::SharedSnapshot;
+use fast::Fast;
 use handler::SnapshotZone;
 
 /// Per-connection buffer of responses waiting to be written on TCP.
 const TCP_RESPONSE_BUFFER: usize = 64;
 /// Tries to find a port free on both UDP and TCP when the config asks for port 0.
 const PORT_TRIES: usize = 32;
+/// How often a blocked receive wakes to see whether the server is stopping.
+const WAKE_EVERY: Duration = Duration::from_millis(200);
+/// Queries waiting for the full path; beyond this they are dropped (the client retries), so a
+/// flood of odd queries cannot grow memory.
+const SLOW_QUEUE: usize = 4096;
+/// The largest UDP message read.
+const MAX_UDP: usize = 65_535;
+
+/// A query for the full path, and the socket its answer leaves from.
+struct SlowQuery {
+    packet: Vec<u8>,
+    src: SocketAddr,
+    socket: Arc<StdUdpSocket>,
+}
 
 /// A running DNS server and the addresses it actually bound.
 pub struct DnsServer {
     server: Server<Catalog>,
     /// One entry per configured address, with the real port.
     pub addrs: Vec<SocketAddr>,
+    stop: Arc<AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+fn catalog(origins: &[LowerName], snapshots: &SharedSnapshot, log_queries: bool) -> Catalog {
+    let mut catalog = Catalog::new();
+    for (index, origin) in origins.iter().enumerate() {
+        let zone = SnapshotZone::new(origin.clone(), index, snapshots.clone(), log_queries);
+        catalog.upsert(origin.clone(), vec![Arc::new(zone) as Arc<dyn ZoneHandler>]);
+    }
+    catalog
 }
 
 impl DnsServer {
@@ -41,13 +71,12 @@ impl DnsServer {
         origins: &[LowerName],
         snapshots: SharedSnapshot,
     ) -> io::Result<Self> {
-        let mut catalog = Catalog::new();
-        for (index, origin) in origins.iter().enumerate() {
-            let zone =
-                SnapshotZone::new(origin.clone(), index, snapshots.clone(), config.log_queries);
-            catalog.upsert(origin.clone(), vec![Arc::new(zone) as Arc<dyn ZoneHandler>]);
-        }
-        let mut server = Server::new(catalog);
+        let mut server = Server::new(catalog(origins, &snapshots, config.log_queries));
+        let slow_catalog = Arc::new(catalog(origins, &snapshots, config.log_queries));
+        let (slow_tx, slow_rx) = mpsc::channel::<SlowQuery>(SLOW_QUEUE);
+        tokio::spawn(serve_slow(slow_catalog, slow_rx));
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut threads = Vec::new();
         let mut addrs = Vec::new();
         for addr in &config.listen {
             let (tcp, udps) = bind_pair(*addr, config.udp_sockets).await?;
@@ -57,20 +86,109 @@ impl DnsServer {
                 udp_sockets = udps.len(),
                 "dns listening on udp and tcp"
             );
-            for udp in udps {
-                server.register_socket(udp);
+            for (i, udp) in udps.into_iter().enumerate() {
+                let socket = Arc::new(udp);
+                let (snapshots, slow_tx, stop) = (snapshots.clone(), slow_tx.clone(), stop.clone());
+                let log = config.log_queries;
+                threads.push(
+                    std::thread::Builder::new()
+                        .name(format!("dns-udp-{i}"))
+                        .spawn(move || udp_loop(&socket, &snapshots, &slow_tx, &stop, log))?,
+                );
             }
             server.register_listener(tcp, config.tcp_idle_timeout, TCP_RESPONSE_BUFFER);
             addrs.push(bound);
         }
-        Ok(Self { server, addrs })
+        Ok(Self {
+            server,
+            addrs,
+            stop,
+            threads,
+        })
     }
 
-    /// Stops accepting and waits for the server's tasks to end.
+    /// Stops accepting and waits for the server's tasks and threads to end.
     pub async fn shutdown(mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        let threads = std::mem::take(&mut self.threads);
+        let _ = tokio::task::spawn_blocking(move || {
+            for t in threads {
+                let _ = t.join();
+            }
+        })
+        .await;
         if let Err(error) = self.server.shutdown_gracefully().await {
-            tracing::warn!(%error, "dns server ended with an error");
+            warn!(%error, "dns server ended with an error");
         }
+    }
+}
+
+/// Receives on one socket until `stop`: answers what the fast path takes, queues the rest.
+fn udp_loop(
+    socket: &Arc<StdUdpSocket>,
+    snapshots: &SharedSnapshot,
+    slow: &mpsc::Sender<SlowQuery>,
+    stop: &AtomicBool,
+    log_queries: bool,
+) {
+    let mut buf = vec![0u8; MAX_UDP];
+    let mut out = Vec::with_capacity(512);
+    while !stop.load(Ordering::Relaxed) {
+        let (len, src) = match socket.recv_from(&mut buf) {
+            Ok(r) => r,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock
+                        | io::ErrorKind::TimedOut
+                        | io::ErrorKind::Interrupted
+                ) =>
+            {
+                continue;
+            }
+            Err(error) => {
+                debug!(%error, "udp receive failed");
+                continue;
+            }
+        };
+        let packet = &buf[..len];
+        // Logging each query is the full path's job.
+        let fast = if log_queries {
+            Fast::Declined
+        } else {
+            fast::answer(&snapshots.load(), packet, &mut out)
+        };
+        match fast {
+            Fast::Answered => {
+                if let Err(error) = socket.send_to(&out, src) {
+                    debug!(%error, %src, "udp send failed");
+                }
+            }
+            Fast::Declined => {
+                let query = SlowQuery {
+                    packet: packet.to_vec(),
+                    src,
+                    socket: socket.clone(),
+                };
+                if slow.try_send(query).is_err() {
+                    debug!(%src, "full-path queue full: query dropped");
+                }
+            }
+        }
+    }
+}
+
+/// Answers queued queries with hickory's `Catalog`, each in its own task.
+async fn serve_slow(catalog: Arc<Catalog>, mut rx: mpsc::Receiver<SlowQuery>) {
+    while let Some(query) = rx.recv().await {
+        let catalog = catalog.clone();
+        tokio::spawn(async move {
+            if let Some(response) = slow::respond(&catalog, &query.packet, query.src).await
+                && let Err(error) = query.socket.send_to(&response, query.src)
+            {
+                debug!(%error, src = %query.src, "udp send failed");
+            }
+        });
     }
 }
 
@@ -79,7 +197,7 @@ impl DnsServer {
 async fn bind_pair(
     addr: SocketAddr,
     udp_count: usize,
-) -> io::Result<(TcpListener, Vec<UdpSocket>)> {
+) -> io::Result<(TcpListener, Vec<StdUdpSocket>)> {
     let tries = if addr.port() == 0 { PORT_TRIES } else { 1 };
     let mut last_error = None;
     for _ in 0..tries {
@@ -99,15 +217,17 @@ async fn bind_pair(
     Err(last_error.unwrap_or_else(|| io::Error::other("no port found")))
 }
 
-fn bind_udp(addr: SocketAddr) -> io::Result<UdpSocket> {
+/// A blocking UDP socket (its thread waits in `recv`), woken every [`WAKE_EVERY`] to see
+/// whether the server stops.
+fn bind_udp(addr: SocketAddr) -> io::Result<StdUdpSocket> {
     let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
     if addr.is_ipv6() {
         socket.set_only_v6(true)?;
     }
     socket.set_reuse_port(true)?;
-    socket.set_nonblocking(true)?;
+    socket.set_read_timeout(Some(WAKE_EVERY))?;
     socket.bind(&addr.into())?;
-    UdpSocket::from_std(socket.into())
+    Ok(socket.into())
 }
 
 fn with_context(e: io::Error, proto: &str, addr: SocketAddr) -> io::Error {

@@ -693,7 +693,7 @@ fn app(
         state.aliases.get_mut(&alias(APP)).unwrap().phase = phase;
     }
     let snap = Snapshot::render(1, topology, &state, health, last_good, Arc::default());
-    let view = snap.aliases[&alias(APP)].clone();
+    let view = (*snap.aliases[&alias(APP)]).clone();
     assert_eq!(addresses(&snap, APP), ips(&view.endpoints));
     view
 }

@@ -1,0 +1,427 @@
+//! The fast path against the full path: for every packet the fast path answers, hickory's
+//! `Catalog` (what answered before there was a fast path) must give the same answer: the same
+//! header flags and response code, the question with its case, the same records in each
+//! section, the same EDNS. Packets are generated (proptest) around the names and types that
+//! matter, with random case, flags, EDNS and damage.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use hickory_proto::op::{Edns, Message, Query};
+use hickory_proto::rr::{Name, RecordType};
+use proptest::prelude::*;
+
+use super::*;
+use crate::config::Config;
+use crate::controller::initial_state;
+use crate::dns::slow;
+use crate::registry::{Base, Topology};
+use crate::snapshot::{HealthMap, LastGood, SharedSnapshot};
+
+const ZONE: &str = r#"$TTL 300
+@          IN SOA   ns1.internal. hostmaster.internal. ( 7 3600 600 86400 5 )
+           IN NS    ns1.internal.
+ns1        IN A     127.0.0.1
+db         IN A     10.0.0.9
+db         IN AAAA  fd00::9
+db         IN TXT   "the database"
+mail       IN MX    10 db.internal.
+www        IN CNAME db
+to-web     IN CNAME web
+host.rack1 IN A     10.0.0.10
+"#;
+
+fn config() -> String {
+    let big: Vec<String> = (0..60)
+        .map(|i| format!("\"10.1.0.{}:8080\"", i + 1))
+        .collect();
+    format!(
+        r#"[dns]
+listen = ["127.0.0.1:5353"]
+alias_ttl = 5
+negative_ttl = 7
+[[zone]]
+origin = "internal."
+file = "internal.zone"
+[state]
+dir = "state"
+[health]
+kind = "none"
+[[service]]
+name = "web-v1"
+endpoints = ["10.0.0.1:8080", "10.0.0.2:8080", "[fd00::2]:8080"]
+[[service]]
+name = "idle"
+endpoints = []
+[[service]]
+name = "big"
+endpoints = [{}]
+[[alias]]
+name = "web"
+targets = ["web-v1"]
+[[alias]]
+name = "idle"
+targets = ["idle"]
+[[alias]]
+name = "api.svc"
+targets = ["web-v1"]
+port_name = "grpc"
+[[alias]]
+name = "big"
+targets = ["big"]
+"#,
+        big.join(", ")
+    )
+}
+
+fn snapshots() -> SharedSnapshot {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("internal.zone"), ZONE).unwrap();
+    let config = Config::parse(&config(), &dir.path().join("aliasd.toml"), &|_| None)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let base = Base::from_config(&config);
+    let (state, _) = initial_state(&base, None, 1);
+    let topology = Arc::new(Topology::build(
+        &base,
+        &state.registry,
+        state.named_services(),
+    ));
+    let snapshot = Snapshot::render(
+        1,
+        topology,
+        &state,
+        &HealthMap::new(),
+        &LastGood::new(),
+        Arc::default(),
+    );
+    Arc::new(ArcSwap::from_pointee(snapshot))
+}
+
+fn catalog(snapshots: &SharedSnapshot) -> hickory_server::zone_handler::Catalog {
+    let origin = hickory_proto::rr::LowerName::from(Name::from_ascii("internal.").unwrap());
+    let mut catalog = hickory_server::zone_handler::Catalog::new();
+    let zone = crate::dns::handler::SnapshotZone::new(origin.clone(), 0, snapshots.clone(), false);
+    catalog.upsert(
+        origin,
+        vec![Arc::new(zone) as Arc<dyn hickory_server::zone_handler::ZoneHandler>],
+    );
+    catalog
+}
+
+/// The parts of a response that must agree, as comparable text.
+fn meaning(bytes: &[u8]) -> String {
+    let m = Message::from_vec(bytes).expect("a response that parses");
+    let md = &m.metadata;
+    let section = |records: &[hickory_proto::rr::Record]| {
+        records
+            .iter()
+            .map(|r| {
+                format!(
+                    "{} {} {} {:?}",
+                    r.name.to_ascii().to_lowercase(),
+                    r.ttl,
+                    r.record_type(),
+                    r.data
+                )
+            })
+            .collect::<BTreeSet<_>>()
+    };
+    let queries: Vec<String> = m
+        .queries
+        .iter()
+        .map(|q| {
+            format!(
+                "{} {} {}",
+                q.name().to_ascii(),
+                q.query_type(),
+                q.query_class()
+            )
+        })
+        .collect();
+    format!(
+        "id={} qr={:?} op={:?} aa={} tc={} rd={} ra={} ad={} cd={} rcode={:?}\nq={queries:?}\nan={:?}\nns={:?}\nar={:?}\nedns={:?}",
+        md.id,
+        md.message_type,
+        md.op_code,
+        md.authoritative,
+        md.truncation,
+        md.recursion_desired,
+        md.recursion_available,
+        md.authentic_data,
+        md.checking_disabled,
+        md.response_code,
+        section(&m.answers),
+        section(&m.authorities),
+        section(&m.additionals),
+        m.edns.as_ref().map(|e| (
+            e.max_payload(),
+            e.version(),
+            e.flags().dnssec_ok,
+            e.options().as_ref().len()
+        )),
+    )
+}
+
+const NAMES: &[&str] = &[
+    "web.internal.",
+    "_http._tcp.web.internal.",
+    "_tcp.web.internal.",
+    "10-0-0-1.web.internal.",
+    "fd00--2.web.internal.",
+    "nope.web.internal.",
+    "idle.internal.",
+    "api.svc.internal.",
+    "svc.internal.",
+    "_grpc._tcp.api.svc.internal.",
+    "big.internal.",
+    "_http._tcp.big.internal.",
+    "db.internal.",
+    "mail.internal.",
+    "www.internal.",
+    "to-web.internal.",
+    "rack1.internal.",
+    "host.rack1.internal.",
+    "ns1.internal.",
+    "internal.",
+    "missing.internal.",
+    "a.b.missing.internal.",
+    "example.com.",
+];
+
+const TYPES: &[u16] = &[1, 28, 33, 16, 15, 5, 2, 6, 255, 12, 99, 999, 252];
+
+/// Flips the case of letters where `mask` has bits set.
+fn recase(name: &str, mask: u64) -> String {
+    name.chars()
+        .enumerate()
+        .map(|(i, c)| {
+            if mask >> (i % 64) & 1 == 1 {
+                c.to_ascii_uppercase()
+            } else {
+                c
+            }
+        })
+        .collect()
+}
+
+#[derive(Debug, Clone)]
+struct Packet {
+    name: usize,
+    case: u64,
+    qtype: usize,
+    id: u16,
+    rd: bool,
+    cd: bool,
+    ad: bool,
+    /// None, or (size, dnssec_ok, with an option).
+    edns: Option<(u16, bool, bool)>,
+    trailing: bool,
+}
+
+fn packet() -> impl Strategy<Value = Packet> {
+    (
+        0..NAMES.len(),
+        any::<u64>(),
+        0..TYPES.len(),
+        any::<u16>(),
+        any::<(bool, bool, bool)>(),
+        prop_oneof![
+            Just(None),
+            (
+                prop_oneof![Just(0u16), Just(512), Just(1232), Just(4096), 0..600u16],
+                any::<bool>(),
+                prop::bool::weighted(0.2)
+            )
+                .prop_map(Some)
+        ],
+        prop::bool::weighted(0.05),
+    )
+        .prop_map(
+            |(name, case, qtype, id, (rd, cd, ad), edns, trailing)| Packet {
+                name,
+                case,
+                qtype,
+                id,
+                rd,
+                cd,
+                ad,
+                edns,
+                trailing,
+            },
+        )
+}
+
+fn encode(p: &Packet) -> Vec<u8> {
+    let mut m = Message::query();
+    m.metadata.id = p.id;
+    m.metadata.recursion_desired = p.rd;
+    m.metadata.checking_disabled = p.cd;
+    m.metadata.authentic_data = p.ad;
+    let name = Name::from_ascii(recase(NAMES[p.name], p.case)).unwrap();
+    m.add_query(Query::query(name, RecordType::from(TYPES[p.qtype])));
+    if let Some((size, dnssec_ok, option)) = p.edns {
+        let mut e = Edns::new();
+        e.set_max_payload(size);
+        e.set_dnssec_ok(dnssec_ok);
+        if option {
+            e.options_mut()
+                .insert(hickory_proto::rr::rdata::opt::EdnsOption::Unknown(
+                    10,
+                    vec![1, 2, 3, 4, 5, 6, 7, 8],
+                ));
+        }
+        m.set_edns(e);
+    }
+    let mut bytes = m.to_vec().unwrap();
+    if p.trailing {
+        bytes.push(0);
+    }
+    bytes
+}
+
+fn src() -> SocketAddr {
+    "127.0.0.1:5353".parse().unwrap()
+}
+
+/// Both paths on one packet: `Some(true)` when the fast path answered (and agreed).
+fn check(
+    runtime: &tokio::runtime::Runtime,
+    snapshots: &SharedSnapshot,
+    catalog: &hickory_server::zone_handler::Catalog,
+    bytes: &[u8],
+) -> Result<bool, TestCaseError> {
+    let mut out = Vec::new();
+    let fast = answer(&snapshots.load(), bytes, &mut out);
+    let slow = runtime.block_on(slow::respond(catalog, bytes, src()));
+    if fast == Fast::Declined {
+        return Ok(false);
+    }
+    let slow = slow.ok_or_else(|| {
+        TestCaseError::fail("the full path gave no answer where the fast path did")
+    })?;
+    prop_assert_eq!(meaning(&out), meaning(&slow), "for packet {:02x?}", bytes);
+    // The question comes back as the client wrote it, case and all.
+    let asked = Message::from_vec(bytes).unwrap();
+    let got = Message::from_vec(&out).unwrap();
+    prop_assert_eq!(
+        asked.queries[0].name().to_ascii(),
+        got.queries[0].name().to_ascii()
+    );
+    Ok(true)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 3000, ..ProptestConfig::default() })]
+
+    #[test]
+    fn the_fast_path_answers_as_the_full_path_does(packets in prop::collection::vec(packet(), 1..4)) {
+        thread_local! {
+            static SETUP: (tokio::runtime::Runtime, SharedSnapshot, hickory_server::zone_handler::Catalog) = {
+                let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+                let snapshots = snapshots();
+                let catalog = catalog(&snapshots);
+                (runtime, snapshots, catalog)
+            };
+        }
+        SETUP.with(|(runtime, snapshots, catalog)| {
+            for p in &packets {
+                check(runtime, snapshots, catalog, &encode(p))?;
+            }
+            Ok::<(), TestCaseError>(())
+        })?;
+    }
+
+    #[test]
+    fn damaged_packets_are_declined_or_answered_alike(bytes in prop::collection::vec(any::<u8>(), 0..80), base in packet(), cut in any::<usize>(), flip in any::<(usize, u8)>()) {
+        thread_local! {
+            static SETUP: (tokio::runtime::Runtime, SharedSnapshot, hickory_server::zone_handler::Catalog) = {
+                let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+                let snapshots = snapshots();
+                let catalog = catalog(&snapshots);
+                (runtime, snapshots, catalog)
+            };
+        }
+        SETUP.with(|(runtime, snapshots, catalog)| {
+            // Random bytes, and a good query cut short or with one byte changed.
+            check(runtime, snapshots, catalog, &bytes)?;
+            let good = encode(&base);
+            check(runtime, snapshots, catalog, &good[..cut % (good.len() + 1)])?;
+            let mut flipped = good.clone();
+            let at = flip.0 % flipped.len();
+            flipped[at] ^= flip.1;
+            check(runtime, snapshots, catalog, &flipped)?;
+            Ok::<(), TestCaseError>(())
+        })?;
+    }
+}
+
+/// The common queries are all the fast path's: the property test above would prove nothing if
+/// it declined them.
+#[test]
+fn plain_queries_take_the_fast_path() {
+    let snapshots = snapshots();
+    let cases: &[(&str, u16, Option<u16>)] = &[
+        ("web.internal.", 1, None),
+        ("WeB.InTeRnAl.", 1, Some(1232)),
+        ("web.internal.", 28, None),
+        ("_http._tcp.web.internal.", 33, Some(4096)),
+        ("10-0-0-1.web.internal.", 1, None),
+        ("db.internal.", 16, None),
+        ("missing.internal.", 1, None),
+        ("web.internal.", 16, None),
+        ("_tcp.web.internal.", 1, None),
+        ("idle.internal.", 1, None),
+    ];
+    for (name, qtype, edns) in cases {
+        let p = Packet {
+            name: 0,
+            case: 0,
+            qtype: 0,
+            id: 7,
+            rd: true,
+            cd: false,
+            ad: false,
+            edns: edns.map(|s| (s, false, false)),
+            trailing: false,
+        };
+        let mut m = Message::from_vec(&encode(&p)).unwrap();
+        m.queries.clear();
+        m.add_query(Query::query(
+            Name::from_ascii(name).unwrap(),
+            RecordType::from(*qtype),
+        ));
+        let mut out = Vec::new();
+        assert_eq!(
+            answer(&snapshots.load(), &m.to_vec().unwrap(), &mut out),
+            Fast::Answered,
+            "{name} {qtype}"
+        );
+    }
+}
+
+/// An answer too big for 512 bytes goes to the full path, which truncates it.
+#[test]
+fn an_answer_too_big_for_the_buffer_is_declined() {
+    let snapshots = snapshots();
+    let mut m = Message::query();
+    m.add_query(Query::query(
+        Name::from_ascii("big.internal.").unwrap(),
+        RecordType::A,
+    ));
+    let mut out = Vec::new();
+    assert_eq!(
+        answer(&snapshots.load(), &m.to_vec().unwrap(), &mut out),
+        Fast::Declined
+    );
+    let mut e = Edns::new();
+    e.set_max_payload(4096);
+    m.set_edns(e);
+    assert_eq!(
+        answer(&snapshots.load(), &m.to_vec().unwrap(), &mut out),
+        Fast::Answered
+    );
+    let response = Message::from_vec(&out).unwrap();
+    assert_eq!(response.answers.len(), 60);
+}
