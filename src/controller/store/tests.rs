@@ -1,4 +1,5 @@
 use super::*;
+use crate::controller::state::StoredDelta;
 use crate::check::HealthSpec;
 use crate::controller::machine::{OpKind, Operation, Phase, PromoteOptions, Retired};
 use crate::controller::state::StoredAlias;
@@ -184,4 +185,127 @@ fn a_save_replaces_the_previous_state() {
     let (_, loaded) = Store::open(dir.path()).unwrap();
     assert_eq!(loaded, Some(next));
     assert!(!dir.path().join(format!("{STATE_FILE}.tmp")).exists());
+}
+
+// ---- the journal ----
+
+/// A record that relinks `web` to `targets`, removes `api` and moves the serial reserve.
+fn relink(targets: &[&str], serial: u32) -> StoredDelta {
+    let mut web = sample().aliases["web.internal."].clone();
+    web.targets = names(targets);
+    web.revision += 1;
+    let mut d = StoredDelta {
+        history_seq: 13,
+        ..StoredDelta::default()
+    };
+    d.aliases.insert("web.internal.".into(), Some(web));
+    d.aliases.insert("api.internal.".into(), None);
+    d.serials.insert("internal.".into(), serial);
+    d
+}
+
+/// What `sample()` becomes after `relink(targets, serial)`.
+fn after(targets: &[&str], serial: u32, seq: u64) -> StoredState {
+    let mut s = sample();
+    let d = StoredDelta {
+        seq,
+        ..relink(targets, serial)
+    };
+    s.apply(&d);
+    s
+}
+
+fn checkpointed(dir: &Path) -> Store {
+    let (mut store, _) = Store::open(dir).unwrap();
+    store.checkpoint(&mut sample()).unwrap();
+    store
+}
+
+#[test]
+fn journal_records_apply_over_the_checkpoint_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = checkpointed(dir.path());
+    store.append(&mut relink(&["web-v3"], 50)).unwrap();
+    store.append(&mut relink(&["web-v4"], 60)).unwrap();
+    assert_eq!(store.journal_seq(), 2);
+    drop(store);
+    let (store, loaded) = Store::open(dir.path()).unwrap();
+    let loaded = loaded.unwrap();
+    assert_eq!(loaded, after(&["web-v4"], 60, 2));
+    assert_eq!(loaded.aliases.get("api.internal."), None);
+    assert_eq!(store.journal_seq(), 2);
+}
+
+#[test]
+fn a_torn_last_record_was_never_acknowledged_and_is_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = checkpointed(dir.path());
+    store.append(&mut relink(&["web-v3"], 50)).unwrap();
+    drop(store);
+    let path = dir.path().join(JOURNAL_FILE);
+    let good = fs::read(&path).unwrap();
+    let mut torn = good.clone();
+    torn.extend_from_slice(&checked_line(&relink(&["web-v9"], 90))[..30]);
+    fs::write(&path, &torn).unwrap();
+    let (mut store, loaded) = Store::open(dir.path()).unwrap();
+    assert_eq!(loaded.unwrap(), after(&["web-v3"], 50, 1));
+    assert_eq!(fs::read(&path).unwrap(), good, "the torn tail is cut off");
+    // The next record follows on cleanly.
+    store.append(&mut relink(&["web-v5"], 55)).unwrap();
+    drop(store);
+    let (_, loaded) = Store::open(dir.path()).unwrap();
+    assert_eq!(loaded.unwrap(), after(&["web-v5"], 55, 2));
+}
+
+#[test]
+fn a_damaged_record_before_the_end_is_refused_and_left_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = checkpointed(dir.path());
+    store.append(&mut relink(&["web-v3"], 50)).unwrap();
+    store.append(&mut relink(&["web-v4"], 60)).unwrap();
+    drop(store);
+    let path = dir.path().join(JOURNAL_FILE);
+    let mut bytes = fs::read(&path).unwrap();
+    bytes[15] ^= 0x01;
+    fs::write(&path, &bytes).unwrap();
+    let err = Store::open(dir.path()).unwrap_err();
+    assert!(
+        matches!(&err, StoreError::Corrupt { path, .. } if path.ends_with(JOURNAL_FILE)),
+        "{err}"
+    );
+    assert!(err.to_string().contains("line 1"), "{err}");
+    assert_eq!(fs::read(&path).unwrap(), bytes, "left as it was");
+}
+
+#[test]
+fn a_checkpoint_empties_the_journal_and_a_crash_before_that_skips_what_it_holds() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = checkpointed(dir.path());
+    store.append(&mut relink(&["web-v3"], 50)).unwrap();
+    let journal = fs::read(dir.path().join(JOURNAL_FILE)).unwrap();
+    let mut whole = after(&["web-v3"], 50, 1);
+    store.checkpoint(&mut whole).unwrap();
+    assert_eq!(whole.journal_seq, 1);
+    assert_eq!(fs::metadata(dir.path().join(JOURNAL_FILE)).unwrap().len(), 0);
+    drop(store);
+    // As if aliasd died between the checkpoint and emptying the journal.
+    fs::write(dir.path().join(JOURNAL_FILE), &journal).unwrap();
+    let (mut store, loaded) = Store::open(dir.path()).unwrap();
+    assert_eq!(loaded.unwrap(), whole);
+    store.append(&mut relink(&["web-v4"], 60)).unwrap();
+    assert_eq!(store.journal_seq(), 2);
+    drop(store);
+    let (_, loaded) = Store::open(dir.path()).unwrap();
+    assert_eq!(loaded.unwrap(), after(&["web-v4"], 60, 2));
+}
+
+#[test]
+fn a_journal_wants_a_checkpoint_after_enough_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = checkpointed(dir.path());
+    for i in 0..JOURNAL_RECORDS {
+        assert!(!store.wants_checkpoint(), "after {i} records");
+        store.append(&mut relink(&["web-v3"], 50)).unwrap();
+    }
+    assert!(store.wants_checkpoint());
 }
