@@ -1,8 +1,8 @@
 use super::*;
-use crate::controller::state::StoredDelta;
 use crate::check::HealthSpec;
 use crate::controller::machine::{OpKind, Operation, Phase, PromoteOptions, Retired};
 use crate::controller::state::StoredAlias;
+use crate::controller::state::StoredDelta;
 use crate::registry::{AliasSpec, ApiService, ContainerRef, DockerEndpoint, DockerHealth};
 
 fn names(services: &[&str]) -> Vec<String> {
@@ -286,7 +286,10 @@ fn a_checkpoint_empties_the_journal_and_a_crash_before_that_skips_what_it_holds(
     let mut whole = after(&["web-v3"], 50, 1);
     store.checkpoint(&mut whole).unwrap();
     assert_eq!(whole.journal_seq, 1);
-    assert_eq!(fs::metadata(dir.path().join(JOURNAL_FILE)).unwrap().len(), 0);
+    assert_eq!(
+        fs::metadata(dir.path().join(JOURNAL_FILE)).unwrap().len(),
+        0
+    );
     drop(store);
     // As if aliasd died between the checkpoint and emptying the journal.
     fs::write(dir.path().join(JOURNAL_FILE), &journal).unwrap();
