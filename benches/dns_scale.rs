@@ -136,24 +136,31 @@ impl Drop for Running {
 fn start(dir: &Path) -> Running {
     let ready_path = dir.join("ready.json");
     let t0 = Instant::now();
-    let child = Command::new(env!("CARGO_BIN_EXE_aliasd"))
-        .args(["run", "--config"])
-        .arg(dir.join("aliasd.toml"))
-        .arg("--ready-file")
-        .arg(&ready_path)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("aliasd");
+    let mut running = Running {
+        child: Command::new(env!("CARGO_BIN_EXE_aliasd"))
+            .args(["run", "--config"])
+            .arg(dir.join("aliasd.toml"))
+            .arg("--ready-file")
+            .arg(&ready_path)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("aliasd"),
+        ready: Ready {
+            pid: 0,
+            dns: Vec::new(),
+            api: "127.0.0.1:0".parse().unwrap(),
+            proxies: Vec::new(),
+        },
+        started_in: Duration::ZERO,
+    };
+    // The child is killed and waited for when `running` drops, on every path.
     loop {
         if let Ok(bytes) = std::fs::read(&ready_path) {
-            let ready: Ready = serde_json::from_slice(&bytes).expect("ready file");
-            return Running {
-                child,
-                ready,
-                started_in: t0.elapsed(),
-            };
+            running.ready = serde_json::from_slice(&bytes).expect("ready file");
+            running.started_in = t0.elapsed();
+            return running;
         }
         assert!(
             t0.elapsed() < Duration::from_secs(300),
@@ -363,7 +370,7 @@ async fn switch_latencies(running: &Running, s: &Sizes) {
     // Promotions: from the event of the drain (v1 out of the answers) to a query without v1.
     let mut events = client.events().await.expect("events");
     let mut phase_us = Vec::new();
-    let mut current = if s.switches % 2 == 0 { "blue" } else { "green" };
+    let mut current = if s.switches.is_multiple_of(2) { "blue" } else { "green" };
     for _ in 0..s.promotions {
         let (to, want) = if current == "blue" {
             ("green", green())
