@@ -370,7 +370,11 @@ async fn switch_latencies(running: &Running, s: &Sizes) {
     // Promotions: from the event of the drain (v1 out of the answers) to a query without v1.
     let mut events = client.events().await.expect("events");
     let mut phase_us = Vec::new();
-    let mut current = if s.switches.is_multiple_of(2) { "blue" } else { "green" };
+    let mut current = if s.switches.is_multiple_of(2) {
+        "blue"
+    } else {
+        "green"
+    };
     for _ in 0..s.promotions {
         let (to, want) = if current == "blue" {
             ("green", green())

@@ -521,10 +521,50 @@ impl Config {
     }
 }
 
+/// What of a config a reload cannot change: listeners, the set of zones, the state directory,
+/// the proxies, Docker discovery and check concurrency. Kept by the daemon between reloads
+/// instead of the whole config (whose zones can be large).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RestartKey {
+    source: PathBuf,
+    dns_listen: Vec<SocketAddr>,
+    udp_sockets: usize,
+    tcp_idle_timeout: Duration,
+    log_queries: bool,
+    origins: Vec<hickory_proto::rr::Name>,
+    api_listen: SocketAddr,
+    state_dir: PathBuf,
+    proxies: Vec<ProxyConfig>,
+    docker: Option<DockerConfig>,
+    health_concurrency: usize,
+}
+
 impl Config {
-    /// What differs between `self` (running) and `new` that a reload cannot apply: listeners,
-    /// the set of zones, the state directory, the proxies, Docker discovery, check concurrency.
-    pub fn restart_needed(&self, new: &Config) -> Vec<String> {
+    pub fn restart_key(&self) -> RestartKey {
+        RestartKey {
+            source: self.source.clone(),
+            dns_listen: self.dns.listen.clone(),
+            udp_sockets: self.dns.udp_sockets,
+            tcp_idle_timeout: self.dns.tcp_idle_timeout,
+            log_queries: self.dns.log_queries,
+            origins: self.zones.iter().map(|z| z.origin.clone()).collect(),
+            api_listen: self.api.listen,
+            state_dir: self.state_dir.clone(),
+            proxies: self.proxies.clone(),
+            docker: self.docker.clone(),
+            health_concurrency: self.health_concurrency,
+        }
+    }
+}
+
+impl RestartKey {
+    /// The config file it came from.
+    pub fn source(&self) -> &Path {
+        &self.source
+    }
+
+    /// What differs between `self` (running) and `new` that a reload cannot apply.
+    pub fn restart_needed(&self, new: &RestartKey) -> Vec<String> {
         let mut out = Vec::new();
         let mut differs = |what: &str, same: bool| {
             if !same {
@@ -534,25 +574,15 @@ impl Config {
                 ));
             }
         };
-        differs("dns.listen", self.dns.listen == new.dns.listen);
-        differs(
-            "dns.udp_sockets",
-            self.dns.udp_sockets == new.dns.udp_sockets,
-        );
+        differs("dns.listen", self.dns_listen == new.dns_listen);
+        differs("dns.udp_sockets", self.udp_sockets == new.udp_sockets);
         differs(
             "dns.tcp_idle_timeout",
-            self.dns.tcp_idle_timeout == new.dns.tcp_idle_timeout,
+            self.tcp_idle_timeout == new.tcp_idle_timeout,
         );
-        differs(
-            "dns.log_queries",
-            self.dns.log_queries == new.dns.log_queries,
-        );
-        let origins = |c: &Config| c.zones.iter().map(|z| z.origin.clone()).collect::<Vec<_>>();
-        differs(
-            "the list of [[zone]] origins",
-            origins(self) == origins(new),
-        );
-        differs("api.listen", self.api.listen == new.api.listen);
+        differs("dns.log_queries", self.log_queries == new.log_queries);
+        differs("the list of [[zone]] origins", self.origins == new.origins);
+        differs("api.listen", self.api_listen == new.api_listen);
         differs("state.dir", self.state_dir == new.state_dir);
         differs("[[proxy]]", self.proxies == new.proxies);
         differs("[docker]", self.docker == new.docker);

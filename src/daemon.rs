@@ -18,7 +18,7 @@ use tracing::{info, warn};
 use arc_swap::ArcSwap;
 
 use crate::api::{self, AppState, Auth, ReloadRequest};
-use crate::config::{Config, ProxyConfig};
+use crate::config::{Config, ProxyConfig, RestartKey};
 use crate::controller::changes::ReloadSummary;
 use crate::controller::store::{Store, StoreError};
 use crate::controller::{ControlError, ControlHandle, Controller, StartParts};
@@ -70,10 +70,20 @@ pub struct Daemon {
 
 impl Daemon {
     /// Loads the state, publishes the first snapshot and binds DNS, the API and the proxies.
-    pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Self, DaemonError> {
+    pub async fn start(
+        mut config: Config,
+        shutdown: CancellationToken,
+    ) -> Result<Self, DaemonError> {
         let (store, stored) = Store::open(&config.state_dir)?;
         info!(dir = %config.state_dir.display(), "state directory opened");
-        let base = Arc::new(Base::from_config(&config));
+        // The zones' origins are all the rest needs of them; their records move into the base.
+        let origins: Vec<LowerName> = config
+            .zones
+            .iter()
+            .map(|z| LowerName::new(&z.origin))
+            .collect();
+        let restart_key = config.restart_key();
+        let base = Arc::new(Base::take_from(&mut config));
         let board = Arc::new(HealthBoard::default());
         let (health_tx, health_rx) = mpsc::channel(1024);
         let checker = Checker::new(
@@ -121,11 +131,6 @@ impl Daemon {
                 .unwrap_or(ProxyConfig::DEFAULT_DRAIN_DEADLINE),
         })?;
 
-        let origins: Vec<LowerName> = config
-            .zones
-            .iter()
-            .map(|z| LowerName::new(&z.origin))
-            .collect();
         let dns = DnsServer::start(&config.dns, &origins, snapshots.clone())
             .await
             .map_err(DaemonError::Bind)?;
@@ -156,7 +161,7 @@ impl Daemon {
         tasks.spawn(controller.run(shutdown.clone()));
         let auth = Arc::new(ArcSwap::from_pointee(Auth::new(&config.api.tokens)));
         let reloads = Reloader::spawn(
-            config.clone(),
+            restart_key,
             control.clone(),
             auth.clone(),
             &shutdown,
@@ -246,7 +251,7 @@ fn write_ready_file(path: &Path, ready: &Ready) -> io::Result<()> {
 /// reload`: all checked first, then applied as one change by the controller, or refused whole
 /// while aliasd keeps serving what it had.
 struct Reloader {
-    current: Config,
+    current: RestartKey,
     control: ControlHandle,
     auth: Arc<ArcSwap<Auth>>,
 }
@@ -254,7 +259,7 @@ struct Reloader {
 impl Reloader {
     /// Starts the reloader; returns where the API sends reload requests.
     fn spawn(
-        current: Config,
+        current: RestartKey,
         control: ControlHandle,
         auth: Arc<ArcSwap<Auth>>,
         shutdown: &CancellationToken,
@@ -293,19 +298,21 @@ impl Reloader {
     }
 
     async fn reload(&mut self, actor: &str) -> Result<ReloadSummary, ControlError> {
-        let path = self.current.source.clone();
+        let path = self.current.source().to_owned();
         let loaded = tokio::task::spawn_blocking(move || Config::load(&path))
             .await
             .map_err(|e| ControlError::Storage(e.to_string()))?
             .map_err(|e| ControlError::Invalid(e.problems))?;
-        let restart = self.current.restart_needed(&loaded);
+        let key = loaded.restart_key();
+        let restart = self.current.restart_needed(&key);
         if !restart.is_empty() {
             return Err(ControlError::Invalid(restart));
         }
-        let base = Arc::new(Base::from_config(&loaded));
+        let mut loaded = loaded;
+        let base = Arc::new(Base::take_from(&mut loaded));
         let summary = self.control.reload(base, actor.to_owned()).await?;
         self.auth.store(Arc::new(Auth::new(&loaded.api.tokens)));
-        self.current = loaded;
+        self.current = key;
         Ok(summary)
     }
 }

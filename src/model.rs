@@ -93,9 +93,17 @@ pub fn parse_dns_name(text: &str) -> Result<Name, InvalidName> {
 ///
 /// Lower-case letters, digits, `-` and `_`, 1 to 63 characters, starting with a letter or digit:
 /// the same shape as a DNS label, so a service name can later become part of a name.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-#[serde(transparent)]
-pub struct ServiceName(String);
+///
+/// Shared (`Arc<str>`): every endpoint, health entry and alias state names its service, so a
+/// clone is a reference count, not a copy.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ServiceName(std::sync::Arc<str>);
+
+impl Serialize for ServiceName {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
 
 impl ServiceName {
     pub fn as_str(&self) -> &str {
@@ -116,7 +124,7 @@ impl FromStr for ServiceName {
             .chars()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
         if ok_len && ok_first && ok_chars {
-            Ok(Self(text.to_owned()))
+            Ok(Self(text.into()))
         } else {
             Err(InvalidName(format!(
                 "`{text}` is not a valid service name: use 1 to 63 lower-case letters, digits, `-` or `_`, starting with a letter or digit"

@@ -185,14 +185,29 @@ pub struct Base {
 
 impl Base {
     pub fn from_config(config: &Config) -> Self {
+        Self::with_zones(
+            config,
+            config
+                .zones
+                .iter()
+                .map(|z| ZoneStatics::new(z, config.dns.negative_ttl))
+                .collect(),
+        )
+    }
+
+    /// Like [`Base::from_config`], but moves the zones' records out of `config` instead of
+    /// copying them: with 100,000 static records, the config is not held twice.
+    pub fn take_from(config: &mut Config) -> Self {
+        let zones = std::mem::take(&mut config.zones)
+            .into_iter()
+            .map(|z| ZoneStatics::new(&z, config.dns.negative_ttl))
+            .collect();
+        Self::with_zones(config, zones)
+    }
+
+    fn with_zones(config: &Config, zones: Vec<ZoneStatics>) -> Self {
         Self {
-            zones: Arc::new(
-                config
-                    .zones
-                    .iter()
-                    .map(|z| ZoneStatics::new(z, config.dns.negative_ttl))
-                    .collect(),
-            ),
+            zones: Arc::new(zones),
             services: config.services.clone(),
             aliases: config.aliases.clone(),
             default_check: config.default_check.clone(),

@@ -16,7 +16,6 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use hickory_proto::rr::rdata::{A, AAAA, SRV};
 use hickory_proto::rr::{LowerName, Name, RData, Record, RecordSet, RecordType};
 
 use crate::check::Health;
@@ -28,6 +27,9 @@ use crate::registry::{EndpointInfo, Sources, Topology};
 use crate::wire::{self, WireName, wire_lower, wire_name};
 use crate::zoneindex::{NameIndex, Node, ZoneStatics};
 
+mod records;
+pub use records::{AliasEntry, AliasRecords};
+
 /// The health of every endpoint as aliasd's own checks see it.
 pub type HealthMap = HashMap<(ServiceName, Endpoint), Health>;
 /// Per alias, the last non-empty set of endpoints that passed the health filter.
@@ -37,13 +39,19 @@ pub type LastGood = HashMap<AliasName, Vec<Endpoint>>;
 pub type SharedSnapshot = Arc<ArcSwap<Snapshot>>;
 
 /// The health to answer `info` of `service` by: aliasd's check with the container's own.
+///
+/// Endpoints with no active check (`kind = "none"`) are not in `health` at all: they are
+/// healthy, so a registry of 100,000 unchecked endpoints costs no health entries.
 pub fn health_of(health: &HealthMap, service: &ServiceName, info: &EndpointInfo) -> Health {
-    info.effective(
+    let checked = if info.check.kind == crate::check::CheckKind::None {
+        Health::Healthy
+    } else {
         health
             .get(&(service.clone(), info.endpoint))
             .copied()
-            .unwrap_or(Health::Unknown),
-    )
+            .unwrap_or(Health::Unknown)
+    };
+    info.effective(checked)
 }
 
 /// One published generation of everything.
@@ -77,22 +85,6 @@ pub struct AliasView {
     pub warnings: Vec<String>,
 }
 
-/// The records of one alias: the alias name, its SRV owners, the `_tcp` empty non-terminal and
-/// the per-address host names, each with its record sets and their fast-path answers.
-#[derive(Debug, Default)]
-pub struct AliasRecords {
-    nodes: Vec<(WireName, Node)>,
-}
-
-impl AliasRecords {
-    fn node(&self, name: &[u8]) -> Option<&Node> {
-        self.nodes
-            .iter()
-            .find(|(n, _)| &**n == name)
-            .map(|(_, node)| node)
-    }
-}
-
 /// One zone as DNS serves it in this generation.
 #[derive(Debug)]
 pub struct ZoneView {
@@ -124,13 +116,42 @@ pub enum Lookup {
     NxDomain,
 }
 
-/// Where a name stands in a zone, for the fast path.
+/// Where a name stands in a zone.
 pub(crate) enum Found<'a> {
-    /// The node of the name (in an alias or in the static records).
-    Node(&'a Node),
-    /// An empty non-terminal: the name exists, with no records.
+    /// A static name with records.
+    Static(&'a Node),
+    /// A name of an alias with records.
+    Alias(AliasEntry<'a>),
+    /// The name exists, with no records (an empty non-terminal, an alias with no endpoints).
     Empty,
     NxDomain,
+}
+
+impl Found<'_> {
+    /// The record sets of type `rtype`, for the full path.
+    fn get(&self, rtype: RecordType) -> Option<Arc<RecordSet>> {
+        match self {
+            Self::Static(node) => node.get(rtype).cloned(),
+            Self::Alias(entry) => entry.sets().into_iter().find(|s| s.record_type() == rtype),
+            Self::Empty | Self::NxDomain => None,
+        }
+    }
+
+    fn sets(&self) -> Vec<Arc<RecordSet>> {
+        match self {
+            Self::Static(node) => node.rrsets.clone(),
+            Self::Alias(entry) => entry.sets(),
+            Self::Empty | Self::NxDomain => Vec::new(),
+        }
+    }
+
+    fn srv_additionals(&self) -> Vec<Arc<RecordSet>> {
+        match self {
+            Self::Static(node) => node.srv_additionals.clone(),
+            Self::Alias(entry) => entry.srv_additionals(),
+            Self::Empty | Self::NxDomain => Vec::new(),
+        }
+    }
 }
 
 /// CNAME chains inside the zone are followed this far, to stop loops.
@@ -148,16 +169,16 @@ impl ZoneView {
                 break;
             }
             if let Some(records) = self.aliases.get(candidate) {
-                return match records.node(name) {
-                    Some(node) if node.rrsets.is_empty() => Found::Empty,
-                    Some(node) => Found::Node(node),
+                return match records.find(name) {
+                    Some(entry) if entry.is_empty() => Found::Empty,
+                    Some(entry) => Found::Alias(entry),
                     None => Found::NxDomain,
                 };
             }
             at = wire::parent(candidate);
         }
         match self.statics.nodes.get(name) {
-            Some(node) => Found::Node(node),
+            Some(node) => Found::Static(node),
             None if self.statics.empty_non_terminals.contains(name)
                 || self.alias_ents.contains(name) =>
             {
@@ -194,30 +215,28 @@ impl ZoneView {
         let mut additionals = Vec::new();
         let mut current = wire_lower(name);
         for _ in 0..MAX_CNAME_HOPS {
-            let node = match self.find(&current) {
-                Found::Node(node) => node,
-                found => {
-                    if !answers.is_empty() {
-                        break;
-                    }
-                    return if matches!(found, Found::Empty) {
-                        Lookup::NoData
-                    } else {
-                        Lookup::NxDomain
-                    };
+            let node = self.find(&current);
+            if matches!(node, Found::Empty | Found::NxDomain) {
+                if !answers.is_empty() {
+                    break;
                 }
-            };
+                return if matches!(node, Found::Empty) {
+                    Lookup::NoData
+                } else {
+                    Lookup::NxDomain
+                };
+            }
             if rtype == RecordType::ANY {
-                answers.extend(node.rrsets.iter().cloned());
+                answers.extend(node.sets());
                 if current == self.origin_wire {
                     answers.push(self.soa.clone());
                 }
                 break;
             }
             if let Some(set) = node.get(rtype) {
-                answers.push(set.clone());
+                answers.push(set);
                 if rtype == RecordType::SRV {
-                    additionals.extend(node.srv_additionals.iter().cloned());
+                    additionals.extend(node.srv_additionals());
                 }
                 break;
             }
@@ -531,7 +550,7 @@ fn render_alias(
         .into_iter()
         .map(|(port, eps)| (srv_owner(name.name(), port), eps))
         .collect();
-    let records = alias_records(
+    let records = AliasRecords::new(
         name.name(),
         &srv_name,
         &endpoints,
@@ -603,91 +622,6 @@ fn soa_rrset(zone: &ZoneStatics, serial: u32, negative_ttl: u32) -> RecordSet {
         serial,
     );
     set
-}
-
-/// The records of one alias answering `endpoints`.
-fn alias_records(
-    alias: &Name,
-    srv_name: &Name,
-    endpoints: &[Endpoint],
-    named_ports: &[(Name, Vec<Endpoint>)],
-    ttl: u32,
-) -> AliasRecords {
-    let mut a = RecordSet::with_ttl(alias.clone(), RecordType::A, ttl);
-    let mut aaaa = RecordSet::with_ttl(alias.clone(), RecordType::AAAA, ttl);
-    let mut srv = RecordSet::with_ttl(srv_name.clone(), RecordType::SRV, ttl);
-    // SRV at the alias itself too, for clients that do not build `_name._tcp` owners.
-    let mut srv_at_alias = RecordSet::with_ttl(alias.clone(), RecordType::SRV, ttl);
-    let mut hosts: Vec<Arc<RecordSet>> = Vec::new();
-    for ep in endpoints {
-        let ip = ep.addr().ip();
-        let host = endpoint_host(alias, ip);
-        let rdata = match ip {
-            IpAddr::V4(v4) => RData::A(A(v4)),
-            IpAddr::V6(v6) => RData::AAAA(AAAA(v6)),
-        };
-        let target = match ip {
-            IpAddr::V4(_) => &mut a,
-            IpAddr::V6(_) => &mut aaaa,
-        };
-        target.insert(Record::from_rdata(alias.clone(), ttl, rdata.clone()), 0);
-        if !hosts.iter().any(|h| h.name() == &host) {
-            let mut set = RecordSet::with_ttl(host.clone(), rdata.record_type(), ttl);
-            set.insert(Record::from_rdata(host.clone(), ttl, rdata), 0);
-            hosts.push(Arc::new(set));
-        }
-        let srv_data = RData::SRV(SRV::new(0, 1, ep.addr().port(), host));
-        srv.insert(
-            Record::from_rdata(srv_name.clone(), ttl, srv_data.clone()),
-            0,
-        );
-        srv_at_alias.insert(Record::from_rdata(alias.clone(), ttl, srv_data), 0);
-    }
-    let mut records = AliasRecords::default();
-    let mut add = |name: &Name, sets: Vec<RecordSet>, additionals: Vec<Arc<RecordSet>>| {
-        let mut node = Node {
-            rrsets: sets
-                .into_iter()
-                .filter(|s| !s.is_empty())
-                .map(Arc::new)
-                .collect(),
-            srv_additionals: additionals,
-            wire: Vec::new(),
-        };
-        node.prerender();
-        records.nodes.push((wire_name(name), node));
-    };
-    // The alias name always exists, even with no endpoints: an empty alias is NODATA. So does
-    // `_tcp.<alias>` (an empty non-terminal above the SRV owners).
-    add(alias, vec![a, aaaa, srv_at_alias], hosts.clone());
-    if let Ok(tcp) = alias.prepend_label("_tcp") {
-        add(&tcp, Vec::new(), Vec::new());
-    }
-    if !srv.is_empty() {
-        add(srv_name, vec![srv], hosts.clone());
-    }
-    for (owner, eps) in named_ports {
-        let mut set = RecordSet::with_ttl(owner.clone(), RecordType::SRV, ttl);
-        for ep in eps {
-            let host = endpoint_host(alias, ep.addr().ip());
-            let data = RData::SRV(SRV::new(0, 1, ep.addr().port(), host));
-            set.insert(Record::from_rdata(owner.clone(), ttl, data), 0);
-        }
-        let additionals = hosts
-            .iter()
-            .filter(|h| {
-                eps.iter()
-                    .any(|e| h.name() == &endpoint_host(alias, e.addr().ip()))
-            })
-            .cloned()
-            .collect();
-        add(owner, vec![set], additionals);
-    }
-    for set in hosts {
-        let name = set.name().clone();
-        add(&name, vec![(*set).clone()], Vec::new());
-    }
-    records
 }
 
 #[cfg(test)]

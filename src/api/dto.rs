@@ -130,7 +130,9 @@ impl EndpointDto {
         let status = board.get(service, &info.endpoint);
         let checked = status
             .as_ref()
-            .map_or(crate::check::Health::Unknown, |s| s.health);
+            .map_or(crate::health::starting_health(&info.check, true), |s| {
+                s.health
+            });
         let died = match &info.docker_health {
             Some(crate::registry::DockerHealth::Died(why)) => Some(why.clone()),
             _ => None,

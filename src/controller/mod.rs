@@ -781,22 +781,18 @@ impl Controller {
     /// is noticed soon; 100 ms while a drain waits for proxy work to end).
     fn next_wake(&self) -> Duration {
         let now = now_ms();
-        let waiting_on_work = self
-            .state
-            .aliases
-            .values()
-            .any(|a| matches!(a.phase, Phase::Draining { until_ms, .. } if until_ms <= now));
-        if waiting_on_work {
-            return Duration::from_millis(100);
+        let mut next: Option<u64> = None;
+        for a in self.state.aliases.values() {
+            if let Phase::Draining { until_ms, .. } = a.phase
+                && until_ms <= now
+            {
+                return Duration::from_millis(100);
+            }
+            if let Some(d) = a.phase.deadline() {
+                next = Some(next.map_or(d, |n| n.min(d)));
+            }
         }
-        let next = self
-            .state
-            .aliases
-            .values()
-            .filter_map(|a| a.phase.deadline())
-            .min()
-            .map_or(1000, |d| d.saturating_sub(now).clamp(1, 1000));
-        Duration::from_millis(next)
+        Duration::from_millis(next.map_or(1000, |d| d.saturating_sub(now).clamp(1, 1000)))
     }
 
     async fn handle(&mut self, command: Command) {
@@ -1104,6 +1100,14 @@ impl Controller {
         if !connected {
             return;
         }
+        let owed = self
+            .state
+            .aliases
+            .values()
+            .any(|a| a.retired.as_ref().is_some_and(|r| r.stop_pending()));
+        if !owed {
+            return;
+        }
         let mut in_use: HashMap<ServiceName, AliasName> = HashMap::new();
         for (name, a) in &self.state.aliases {
             let op = a.phase.operation();
@@ -1290,11 +1294,23 @@ impl Controller {
         ctx: &Ctx<'_>,
     ) -> Vec<(AliasName, AliasState, Change)> {
         let mut out = Vec::new();
-        for (name, alias) in &self.state.aliases {
-            let mut current = pending
-                .and_then(|p| p.iter().rev().find(|(n, _, _)| n == name))
-                .map_or(alias, |(_, s, _)| s)
-                .clone();
+        // Only an alias in an operation moves with time or health: a stable one never ticks.
+        // With pending changes, their last state per alias is where the ticks start.
+        let mut latest: BTreeMap<&AliasName, &AliasState> = BTreeMap::new();
+        for (name, state) in pending.into_iter().flatten().map(|(n, s, _)| (n, s)) {
+            latest.insert(name, state);
+        }
+        let moving = self
+            .state
+            .aliases
+            .iter()
+            .filter(|(name, a)| !latest.contains_key(name) && a.phase.operation().is_some())
+            .chain(latest.iter().map(|(n, s)| (*n, *s)));
+        for (name, alias) in moving {
+            if alias.phase.operation().is_none() {
+                continue;
+            }
+            let mut current = alias.clone();
             // Each tick makes at most one transition; a handful covers any chain.
             for _ in 0..8 {
                 match machine::step(&current, Input::Tick, ctx) {
@@ -1639,7 +1655,8 @@ impl Controller {
     }
 }
 
-/// Every endpoint to check, with its check; dead containers are not checked.
+/// Every endpoint to check, with its check; dead containers and unchecked endpoints (always
+/// healthy, see [`health_of`]) need no checker.
 fn check_targets(topology: &Topology) -> Vec<((ServiceName, Endpoint), crate::check::CheckConfig)> {
     topology
         .services
@@ -1647,7 +1664,7 @@ fn check_targets(topology: &Topology) -> Vec<((ServiceName, Endpoint), crate::ch
         .flat_map(|(name, s)| {
             s.endpoints
                 .iter()
-                .filter(|e| !e.is_dead())
+                .filter(|e| !e.is_dead() && e.check.kind != crate::check::CheckKind::None)
                 .map(move |e| ((name.clone(), e.endpoint), e.check.clone()))
         })
         .collect()
@@ -1924,8 +1941,9 @@ pub fn initial_state(
         .filter(|(name, _)| aliases.contains_key(name))
         .collect();
     if let Some(stored) = stored {
+        let kept: HashSet<String> = aliases.keys().map(|a| a.name().to_ascii()).collect();
         for key in stored.aliases.keys() {
-            if !aliases.keys().any(|a| a.name().to_ascii() == *key) {
+            if !kept.contains(key) {
                 notes.push(format!(
                     "stored alias `{key}` is not in the config any more; its links are forgotten"
                 ));

@@ -139,7 +139,7 @@ fn try_answer(snapshot: &Snapshot, packet: &[u8], out: &mut Vec<u8>) -> Option<(
     // (response code, answer body, answer count, authority, additional count)
     let (rcode, body, answers, authority, additionals): (u8, &[u8], u16, &[u8], u16) =
         match zone.find(name) {
-            Found::Node(node) => {
+            Found::Static(node) => {
                 if node.has_cname() {
                     return None;
                 }
@@ -150,6 +150,10 @@ fn try_answer(snapshot: &Snapshot, packet: &[u8], out: &mut Vec<u8>) -> Option<(
                     None => (0, &[][..], 0, zone.soa_wire(), 0),
                 }
             }
+            Found::Alias(entry) => match entry.wire(query.qtype) {
+                Some(w) => (0, &w.body, w.answers, &[][..], w.additionals),
+                None => (0, &[][..], 0, zone.soa_wire(), 0),
+            },
             Found::Empty => (0, &[][..], 0, zone.soa_wire(), 0),
             Found::NxDomain => (3, &[][..], 0, zone.soa_wire(), 0),
         };
