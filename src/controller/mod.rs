@@ -1304,7 +1304,7 @@ impl Controller {
             .state
             .aliases
             .iter()
-            .filter(|(name, a)| !latest.contains_key(name) && a.phase.operation().is_some())
+            .filter(|(name, a)| a.phase.operation().is_some() && !latest.contains_key(name))
             .chain(latest.iter().map(|(n, s)| (*n, *s)));
         for (name, alias) in moving {
             if alias.phase.operation().is_none() {
