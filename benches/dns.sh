@@ -12,6 +12,9 @@
 # Prints the medians over the rounds and the ratios aliasd/Knot and aliasd/NSD.
 # Each server runs alone on CPU 1 (one UDP socket/worker each), dnsperf on CPU 0.
 #
+# Then, unless SCALE=0 (or --quick), `cargo bench --bench dns_scale`: switch latency under load
+# and the 10,000-alias scale figures (see benches/dns_scale.rs), after the servers above stopped.
+#
 # Usage: bash benches/dns.sh [--quick] [seconds per run, default 5] [rounds, default 3]
 #   also as environment: SECS, ROUNDS, RATE (offered rate, default 50000),
 #   SAT_ARGS (dnsperf load options at saturation, default "-c 1 -q 100"), PORT_BASE (default 15300:
@@ -23,7 +26,7 @@ cd "$(dirname "$0")/.."
 
 QUICK=0
 if [ "${1:-}" = "--quick" ]; then QUICK=1; shift; fi
-if [ "$QUICK" -eq 1 ]; then SECS=${1:-1}; ROUNDS=${2:-1}; else SECS=${1:-${SECS:-5}}; ROUNDS=${2:-${ROUNDS:-3}}; fi
+if [ "$QUICK" -eq 1 ]; then SECS=${1:-1}; ROUNDS=${2:-1}; SCALE=${SCALE:-0}; else SECS=${1:-${SECS:-5}}; ROUNDS=${2:-${ROUNDS:-3}}; fi
 RATE=${RATE:-50000}
 SAT_ARGS=${SAT_ARGS:-"-c 1 -q 100"}
 PORT_BASE=${PORT_BASE:-15300}
@@ -478,4 +481,13 @@ echo
 echo "disturbed measurements taken again: $retried (at most $RETRIES); kept although disturbed: $noisy of $(wc -l < "$WORK/rounds.txt")"
 if [ "$noisy" -gt 0 ]; then
   echo "warning: noise above 10% (other processes on CPU $SERVER_CPU, or steal) in $noisy kept measurements: expect noise"
+fi
+
+if [ "${SCALE:-1}" != 0 ]; then
+  # The three servers are stopped first so they cannot disturb it.
+  cleanup
+  trap - EXIT
+  echo
+  echo "switch latency and scale: cargo bench --bench dns_scale"
+  cargo bench -q --bench dns_scale
 fi

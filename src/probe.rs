@@ -5,6 +5,9 @@
 //!
 //! It runs until SIGTERM or its duration is over, then prints one JSON line: how many requests,
 //! how many failed and why, and how many each backend (the `x-backend` header) answered.
+//! Attempts before the first success are counted apart (`waiting`), not as failures: an app
+//! started beside its dependency (compose's `depends_on` does not wait for health) waits for it
+//! to come up; the deploy being proved starts later.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -37,6 +40,10 @@ pub struct ProbeOptions {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProbeReport {
     pub requests: u64,
+    /// Attempts before the first success (the target was not up yet); not failures.
+    #[serde(default)]
+    pub waiting: u64,
+    /// Failed requests after the first success.
     pub failures: u64,
     /// Answers per backend name.
     pub backends: BTreeMap<String, u64>,
@@ -58,6 +65,7 @@ pub async fn run(options: &ProbeOptions, stop: CancellationToken) -> ProbeReport
                 *report.backends.entry(backend).or_default() += 1;
                 *report.addresses.entry(addr).or_default() += 1;
             }
+            Ok(Err(_)) | Err(_) if report.backends.is_empty() => report.waiting += 1,
             Ok(Err(e)) => fail(&mut report, started, e),
             Err(_) => fail(
                 &mut report,

@@ -386,7 +386,7 @@ impl Discovery {
                 ..Default::default()
             }))
             .await
-            .map_err(|e| format!("cannot list containers: {e}"))?;
+            .map_err(|e| failed("cannot list containers", &e))?;
         let mut view = View::default();
         for summary in summaries {
             let Some(id) = summary.id else { continue };
@@ -400,7 +400,7 @@ impl Discovery {
                 }
                 // Removed between the list and the inspect.
                 Err(e) if is_not_found(&e) => {}
-                Err(e) => return Err(format!("cannot inspect container {id}: {e}")),
+                Err(e) => return Err(failed(&format!("cannot inspect container {id}"), &e)),
             }
         }
         Ok(view)
@@ -440,7 +440,7 @@ impl Discovery {
         let facts = match docker.inspect_container(id, None).await {
             Ok(inspect) => facts_of(&inspect),
             Err(e) if is_not_found(&e) => return Ok(view.containers.remove(id).is_some()),
-            Err(e) => return Err(format!("cannot inspect container {id}: {e}")),
+            Err(e) => return Err(failed(&format!("cannot inspect container {id}"), &e)),
         };
         if !facts.is_labelled(&self.config.label_prefix) {
             return Ok(false);
@@ -509,6 +509,16 @@ impl Discovery {
                 .send(SourceUpdate::Stopped { alias, op, report })
                 .await;
         });
+    }
+}
+
+/// What a failed request says in the status: a request that timed out means the daemon hung,
+/// said the same way whichever request found it.
+fn failed(what: &str, e: &bollard::errors::Error) -> String {
+    if matches!(e, bollard::errors::Error::RequestTimeoutError) {
+        format!("Docker stopped answering: {what}: no reply within {REQUEST_TIMEOUT_S}s")
+    } else {
+        format!("{what}: {e}")
     }
 }
 

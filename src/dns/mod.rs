@@ -9,7 +9,9 @@ pub mod handler;
 pub mod slow;
 
 use std::io;
-use std::net::{SocketAddr, UdpSocket as StdUdpSocket};
+use std::io::{IoSlice, IoSliceMut};
+use std::net::{SocketAddr, SocketAddrV4, SocketAddrV6, UdpSocket as StdUdpSocket};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -17,6 +19,10 @@ use std::time::Duration;
 use hickory_proto::rr::LowerName;
 use hickory_server::Server;
 use hickory_server::zone_handler::{Catalog, ZoneHandler};
+use nix::sys::socket::{MsgFlags, MultiHeaders, SockaddrStorage, recvmmsg};
+use rustix::io::Errno;
+use rustix::net::{MMsgHdr, SendAncillaryBuffer, SendFlags, SocketAddrAny, sendmmsg};
+use smallvec::SmallVec;
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
@@ -123,6 +129,93 @@ impl DnsServer {
     }
 }
 
+/// Datagrams taken from the socket in one `recvmmsg` call.
+const BATCH: usize = 32;
+
+/// Buffers one receive loop reuses: a batch of datagrams in, a batch of answers out. The
+/// per-call header arrays live on the stack, so a batch allocates nothing.
+struct Batch {
+    bufs: [Vec<u8>; BATCH],
+    headers: MultiHeaders<SockaddrStorage>,
+    /// Length and source of each datagram of the last receive.
+    got: Vec<(usize, Option<SockaddrStorage>)>,
+    /// Answers of this batch (the first `dests.len()` are in use) and where each goes.
+    outs: Vec<Vec<u8>>,
+    dests: Vec<SocketAddrAny>,
+}
+
+impl Batch {
+    fn new() -> Self {
+        Self {
+            // Pages the kernel never writes to are never made resident.
+            bufs: std::array::from_fn(|_| vec![0u8; MAX_UDP]),
+            headers: MultiHeaders::preallocate(BATCH, None),
+            got: Vec::with_capacity(BATCH),
+            outs: (0..BATCH).map(|_| Vec::with_capacity(512)).collect(),
+            dests: Vec::with_capacity(BATCH),
+        }
+    }
+
+    /// Sends the batch's answers with as few `sendmmsg` calls as the kernel allows: a message
+    /// the kernel refuses is skipped (its client retries) and the rest still go.
+    fn send(&mut self, fd: BorrowedFd<'_>) {
+        let mut start = 0;
+        while start < self.dests.len() {
+            let pending = &self.dests[start..];
+            let iovs: SmallVec<[[IoSlice<'_>; 1]; BATCH]> = self.outs[start..start + pending.len()]
+                .iter()
+                .map(|o| [IoSlice::new(o)])
+                .collect();
+            let mut controls: SmallVec<[SendAncillaryBuffer<'_, '_, '_>; BATCH]> = pending
+                .iter()
+                .map(|_| SendAncillaryBuffer::default())
+                .collect();
+            let mut msgs: SmallVec<[MMsgHdr<'_>; BATCH]> = pending
+                .iter()
+                .zip(&iovs)
+                .zip(controls.iter_mut())
+                .map(|((dest, iov), control)| MMsgHdr::new_with_addr(dest, iov, control))
+                .collect();
+            match sendmmsg(fd, &mut msgs, SendFlags::empty()) {
+                Ok(0) => break,
+                Ok(sent) => start += sent,
+                Err(Errno::INTR) => {}
+                Err(error) => {
+                    debug!(error = %io::Error::from(error), "udp send failed");
+                    start += 1;
+                }
+            }
+        }
+        self.dests.clear();
+    }
+
+    /// Waits for at least one datagram (or the receive timeout) and takes whatever else is
+    /// already queued, up to `BATCH`.
+    fn receive(&mut self, fd: RawFd) -> io::Result<()> {
+        self.got.clear();
+        let mut slices = self.bufs.each_mut().map(|b| [IoSliceMut::new(b)]);
+        let results = recvmmsg(
+            fd,
+            &mut self.headers,
+            slices.iter_mut(),
+            MsgFlags::MSG_WAITFORONE,
+            None,
+        )
+        .map_err(io::Error::from)?;
+        self.got.extend(results.map(|m| (m.bytes, m.address)));
+        Ok(())
+    }
+}
+
+fn std_addr(addr: &SockaddrStorage) -> Option<SocketAddr> {
+    if let Some(v4) = addr.as_sockaddr_in() {
+        Some(SocketAddrV4::from(*v4).into())
+    } else {
+        addr.as_sockaddr_in6()
+            .map(|v6| SocketAddrV6::from(*v6).into())
+    }
+}
+
 /// Receives on one socket until `stop`: answers what the fast path takes, queues the rest.
 fn udp_loop(
     socket: &Arc<StdUdpSocket>,
@@ -131,11 +224,11 @@ fn udp_loop(
     stop: &AtomicBool,
     log_queries: bool,
 ) {
-    let mut buf = vec![0u8; MAX_UDP];
-    let mut out = Vec::with_capacity(512);
+    let fd = socket.as_raw_fd();
+    let mut batch = Batch::new();
     while !stop.load(Ordering::Relaxed) {
-        let (len, src) = match socket.recv_from(&mut buf) {
-            Ok(r) => r,
+        match batch.receive(fd) {
+            Ok(()) => {}
             Err(e)
                 if matches!(
                     e.kind(),
@@ -150,31 +243,36 @@ fn udp_loop(
                 debug!(%error, "udp receive failed");
                 continue;
             }
-        };
-        let packet = &buf[..len];
-        // Logging each query is the full path's job.
-        let fast = if log_queries {
-            Fast::Declined
-        } else {
-            fast::answer(&snapshots.load(), packet, &mut out)
-        };
-        match fast {
-            Fast::Answered => {
-                if let Err(error) = socket.send_to(&out, src) {
-                    debug!(%error, %src, "udp send failed");
-                }
-            }
-            Fast::Declined => {
-                let query = SlowQuery {
-                    packet: packet.to_vec(),
-                    src,
-                    socket: socket.clone(),
-                };
-                if slow.try_send(query).is_err() {
-                    debug!(%src, "full-path queue full: query dropped");
+        }
+        // One snapshot for the whole batch: they arrived together.
+        let snapshot = snapshots.load();
+        for (i, (len, src)) in batch.got.iter().enumerate() {
+            let Some(src) = src.as_ref().and_then(std_addr) else {
+                continue;
+            };
+            let packet = &batch.bufs[i][..*len];
+            // Logging each query is the full path's job.
+            let out = &mut batch.outs[batch.dests.len()];
+            let fast = if log_queries {
+                Fast::Declined
+            } else {
+                fast::answer(&snapshot, packet, out)
+            };
+            match fast {
+                Fast::Answered => batch.dests.push(SocketAddrAny::from(src)),
+                Fast::Declined => {
+                    let query = SlowQuery {
+                        packet: packet.to_vec(),
+                        src,
+                        socket: socket.clone(),
+                    };
+                    if slow.try_send(query).is_err() {
+                        debug!(%src, "full-path queue full: query dropped");
+                    }
                 }
             }
         }
+        batch.send(socket.as_fd());
     }
 }
 

@@ -1,12 +1,13 @@
 //! HTTP mode: HTTP/1.1 (keep-alive) and HTTP/2 from clients, HTTP/1.1 to the members, one member
 //! chosen per request so that a keep-alive client moves to the new version at the switch.
 //!
-//! Retries follow one rule: a request is sent again only when the member cannot have acted on
-//! it. A failed connect is retried on another member before the request body is touched; a
-//! request hyper hands back unsent (the pooled connection was already dead) is sent again as
-//! it is; a request on a reused connection that closed before any answer is replayed once only
-//! when it is idempotent and had no body, rebuilt from its saved head. Nothing is retried after
-//! the answer started, and bodies stream both ways, never buffered whole.
+//! Retries follow one rule: a request is sent again only when that cannot repeat an effect. A
+//! failed connect is retried on another member before the request body is touched; a request
+//! hyper hands back unsent (the pooled connection was already dead) is sent again as it is; a
+//! request whose connection closed before any answer (the keep-alive race, or a member that
+//! died under it) is replayed once, avoiding that member, only when it is idempotent and had no
+//! body, rebuilt from its saved head. Nothing is retried after the answer started, and bodies
+//! stream both ways, never buffered whole.
 //!
 //! Each member has a small pool of idle HTTP/1 connections (`SendRequest` handles). A handle goes
 //! back when its answer's body ended; idle ones are closed after `backend_idle_timeout`, before a
@@ -173,7 +174,7 @@ async fn forward(
                 );
             }
         };
-        let saved = (reused && replayable && replay_left).then(|| Head::of(&pending));
+        let saved = (replayable && replay_left).then(|| Head::of(&pending));
         let mut flight = Flight::request(member.clone());
         match sender.try_send_request(pending).await {
             Ok(response) => {
@@ -197,9 +198,10 @@ async fn forward(
                     fresh_only = true;
                 }
                 (_, Some(head)) => {
-                    // A reused connection closed under an idempotent request without a body,
-                    // the keep-alive race: the member did not answer, so asking again is safe.
-                    debug!(proxy = %proxy.addr, member = %member.endpoint, error = %error.error(), "pooled connection closed before answering; replaying once");
+                    // The connection closed under an idempotent request without a body before
+                    // any answer: the keep-alive race on a pooled connection, or a member that
+                    // died. Asking another member once is safe.
+                    debug!(proxy = %proxy.addr, member = %member.endpoint, reused, error = %error.error(), "member connection closed before answering; replaying once");
                     replay_left = false;
                     pending = head.into_request();
                     avoid.push(member.endpoint);
@@ -517,9 +519,17 @@ impl Body for ProxyBody {
                 .poll_frame(cx)
                 .map_err(|never: Infallible| match never {}),
             Kind::Member { body, lease } => {
-                let polled = Pin::new(body).poll_frame(cx);
+                let polled = Pin::new(&mut *body).poll_frame(cx);
                 match &polled {
+                    // The member's last bytes are in hand (or there were none left): its
+                    // connection goes back to the pool now, before the client can see the end
+                    // of the answer and send its next request.
                     Poll::Ready(None) => {
+                        if let Some(lease) = lease.take() {
+                            lease.end();
+                        }
+                    }
+                    Poll::Ready(Some(Ok(_))) if body.is_end_stream() => {
                         if let Some(lease) = lease.take() {
                             lease.end();
                         }

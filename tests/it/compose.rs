@@ -182,5 +182,7 @@ async fn the_compose_example_deploys_v2_with_one_promote() {
         .unwrap_or_else(|| panic!("no report in the app's logs:\n{app}"));
     let report: aliasd::probe::ProbeReport = serde_json::from_str(report).unwrap();
     assert_eq!(report.failures, 0, "{report:?}");
+    // The app was answered by v1 before the switch and by v2 after it.
+    assert!(report.backends.contains_key("web-v1"), "{report:?}");
     assert!(report.backends.contains_key("web-v2"), "{report:?}");
 }

@@ -292,3 +292,84 @@ async fn malformed_packets_get_formerr_or_nothing_and_the_server_keeps_serving()
     let ok = query(daemon.dns, "web.internal.", RecordType::A, Transport::Udp).await;
     assert_eq!(addresses(&ok), ["127.0.0.11", "127.0.0.12"]);
 }
+
+/// Many clients at once, so the kernel queues their queries and the server takes them in
+/// batches: every client gets its own answer (its ID, its question's case), fast-path and
+/// full-path queries mixed in one burst, and nothing answers the wrong socket.
+#[tokio::test]
+async fn a_burst_from_many_clients_gets_every_answer_to_its_own_client() {
+    let fixture = Fixture::new();
+    let daemon = fixture.start();
+    const CLIENTS: usize = 300;
+    let mut sockets = Vec::new();
+    for _ in 0..CLIENTS {
+        sockets.push(tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap());
+    }
+    // Even clients ask the alias with a case of their own (fast path); odd ones ask the SOA
+    // (full path, hickory).
+    let questions: Vec<(u16, String, RecordType)> = (0..CLIENTS)
+        .map(|i| {
+            let name: String = "web.internal."
+                .chars()
+                .enumerate()
+                .map(|(k, c)| {
+                    if (i >> (k % 9)) & 1 == 1 {
+                        c.to_ascii_uppercase()
+                    } else {
+                        c
+                    }
+                })
+                .collect();
+            if i % 2 == 0 {
+                (i as u16 * 3 + 1, name, RecordType::A)
+            } else {
+                (i as u16 * 3 + 1, "Internal.".to_owned(), RecordType::SOA)
+            }
+        })
+        .collect();
+    for (socket, (id, name, rtype)) in sockets.iter().zip(&questions) {
+        let mut m = query_message(name, *rtype, None);
+        m.metadata.id = *id;
+        socket
+            .send_to(&m.to_vec().unwrap(), daemon.dns)
+            .await
+            .unwrap();
+    }
+    for (i, (socket, (id, name, rtype))) in sockets.iter().zip(&questions).enumerate() {
+        let mut buf = vec![0u8; 4096];
+        let (n, from) = tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            socket.recv_from(&mut buf),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("client {i} got no answer"))
+        .unwrap();
+        assert_eq!(from, daemon.dns);
+        let m = hickory_proto::op::Message::from_vec(&buf[..n]).unwrap();
+        assert_eq!(m.metadata.id, *id, "client {i}");
+        assert_eq!(
+            m.metadata.response_code,
+            ResponseCode::NoError,
+            "client {i}"
+        );
+        assert_eq!(
+            m.queries[0].name().to_ascii(),
+            *name,
+            "client {i}: case echoed"
+        );
+        assert_eq!(m.queries[0].query_type(), *rtype, "client {i}");
+        match rtype {
+            RecordType::A => assert_eq!(addresses(&m), ["127.0.0.11", "127.0.0.12"]),
+            _ => assert!(soa_serial(&m) > 0, "client {i}: {m:?}"),
+        }
+    }
+    // Exactly one answer per query.
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    for (i, socket) in sockets.iter().enumerate() {
+        let mut buf = [0u8; 512];
+        assert!(
+            socket.try_recv_from(&mut buf).is_err(),
+            "client {i} got a second datagram"
+        );
+    }
+}

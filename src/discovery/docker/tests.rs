@@ -218,3 +218,26 @@ fn skipped_containers_are_problems_until_they_stop() {
     };
     assert!(problems.is_empty());
 }
+
+#[test]
+fn a_timed_out_request_reads_as_a_hung_daemon() {
+    let hung = failed(
+        "cannot inspect container c1",
+        &bollard::errors::Error::RequestTimeoutError,
+    );
+    assert_eq!(
+        hung,
+        format!(
+            "Docker stopped answering: cannot inspect container c1: no reply within {REQUEST_TIMEOUT_S}s"
+        )
+    );
+    let other = failed(
+        "cannot list containers",
+        &bollard::errors::Error::DockerResponseServerError {
+            status_code: 500,
+            message: "boom".into(),
+        },
+    );
+    assert!(other.starts_with("cannot list containers: "), "{other}");
+    assert!(other.contains("boom"), "{other}");
+}
