@@ -13,14 +13,19 @@
 //! back when its answer's body ended; idle ones are closed after `backend_idle_timeout`, before a
 //! member's own keep-alive timeout can close them under a request.
 //!
-//! Protocol upgrades (WebSocket) and CONNECT are not proxied: `Upgrade` is dropped like every
-//! hop-by-hop header, and CONNECT is answered 501. Use a TCP-mode proxy for those.
+//! Protocol upgrades (WebSocket, RFC 9110 section 7.8): an HTTP/1.1 request that asks for one
+//! goes to a member with its `Upgrade` and `Connection: upgrade`; when the member agrees (101),
+//! the client gets the 101 and the two connections become a tunnel, bytes copied both ways like
+//! a TCP-mode connection: counted in flight on its member (so a drain waits for it), closed when
+//! the member has been out of the answers for `drain_deadline`, when the client is idle for
+//! `idle_timeout`, or at shutdown. The tunnel runs in the client connection's own task, so it
+//! keeps its place under `max_connections`. CONNECT is answered 501.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
@@ -29,6 +34,7 @@ use http_body_util::{Either, Empty, Full};
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::client::conn::http1::SendRequest;
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
+use hyper::upgrade::OnUpgrade;
 use hyper::{Method, Request, Response, StatusCode, Uri, Version};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
@@ -73,21 +79,27 @@ pub(super) async fn serve_connection(
         inner: stream,
         activity: activity.clone(),
     });
+    // Where a request that upgraded leaves its tunnel, for this task to run once hyper lets go.
+    let upgraded: Arc<Mutex<Option<Tunnel>>> = Arc::default();
     let service = {
-        let (proxy, activity) = (proxy.clone(), activity.clone());
+        let (proxy, activity, upgraded) = (proxy.clone(), activity.clone(), upgraded.clone());
         hyper::service::service_fn(move |req: Request<Incoming>| {
             let busy = activity.begin();
-            let proxy = proxy.clone();
-            async move { Ok::<_, Infallible>(handle(proxy, req, peer, busy).await) }
+            let (proxy, upgraded) = (proxy.clone(), upgraded.clone());
+            async move { Ok::<_, Infallible>(handle(proxy, req, peer, busy, &upgraded).await) }
         })
     };
     let builder = auto::Builder::new(TokioExecutor::new());
-    let conn = builder.serve_connection(io, service);
+    let conn = builder.serve_connection_with_upgrades(io, service);
     tokio::pin!(conn);
     tokio::select! {
         result = conn.as_mut() => {
             if let Err(error) = result {
                 debug!(proxy = %proxy.addr, %peer, %error, "client connection ended with an error");
+            }
+            let tunnel = lock(&upgraded).take();
+            if let Some(tunnel) = tunnel {
+                tunnel.run(&proxy, peer, &activity, &shutdown).await;
             }
             return;
         }
@@ -109,9 +121,11 @@ async fn handle(
     req: Request<Incoming>,
     peer: SocketAddr,
     busy: BusyGuard,
+    upgraded: &Mutex<Option<Tunnel>>,
 ) -> Response<ProxyBody> {
     let limit = proxy.config.request_timeout;
-    let mut response = match tokio::time::timeout(limit, forward(&proxy, req, peer)).await {
+    let forwarded = forward(&proxy, req, peer, upgraded);
+    let mut response = match tokio::time::timeout(limit, forwarded).await {
         Ok(response) => response,
         Err(_) => {
             proxy.entry.local.timeout.fetch_add(1, Ordering::Relaxed);
@@ -131,8 +145,9 @@ async fn handle(
 
 async fn forward(
     proxy: &Arc<Proxy>,
-    req: Request<Incoming>,
+    mut req: Request<Incoming>,
     peer: SocketAddr,
+    upgraded: &Mutex<Option<Tunnel>>,
 ) -> Response<ProxyBody> {
     let choice = proxy.choice();
     if choice.active.is_empty() {
@@ -149,7 +164,12 @@ async fn forward(
     if req.method() == Method::CONNECT {
         return local(StatusCode::NOT_IMPLEMENTED, "CONNECT is not supported");
     }
-    let req = prepare(req, peer, &proxy.alias_host);
+    let upgrade = upgrade_asked(&req);
+    let mut client_side = upgrade.is_some().then(|| hyper::upgrade::on(&mut req));
+    let mut req = prepare(req, peer, &proxy.alias_host);
+    if let Some(protocol) = upgrade {
+        ask_upgrade(req.headers_mut(), protocol);
+    }
     let replayable = is_idempotent(req.method()) && req.body().is_end_stream();
     let mut pending: Request<ReqBody> = req.map(Either::Left);
     // Members a replay should avoid if another one is there (soft: unlike failed connects).
@@ -177,8 +197,30 @@ async fn forward(
         let saved = (replayable && replay_left).then(|| Head::of(&pending));
         let mut flight = Flight::request(member.clone());
         match sender.try_send_request(pending).await {
-            Ok(response) => {
+            Ok(mut response) => {
                 flight.answered();
+                if response.status() == StatusCode::SWITCHING_PROTOCOLS {
+                    let Some(client_side) = client_side.take() else {
+                        // hyper does not hand a 101 to a request that did not ask for it.
+                        return local(StatusCode::BAD_GATEWAY, "unexpected 101 from a member");
+                    };
+                    let member_side = hyper::upgrade::on(&mut response);
+                    let (mut parts, _) = response.into_parts();
+                    let protocol = parts.headers.get(header::UPGRADE).cloned();
+                    strip_hop_by_hop(&mut parts.headers);
+                    if let Some(protocol) = protocol {
+                        ask_upgrade(&mut parts.headers, protocol);
+                    }
+                    // The member connection is the tunnel's now: it never goes back to a pool.
+                    drop(sender);
+                    *lock(upgraded) = Some(Tunnel {
+                        member,
+                        flight,
+                        client_side,
+                        member_side,
+                    });
+                    return Response::from_parts(parts, ProxyBody::empty());
+                }
                 let (mut parts, body) = response.into_parts();
                 strip_hop_by_hop(&mut parts.headers);
                 let lease = Lease {
@@ -285,7 +327,8 @@ async fn connect(proxy: &Proxy, member: &Member) -> Result<Sender, String> {
         .map_err(|e| format!("http handshake with {}: {e}", member.endpoint))?;
     let endpoint = member.endpoint;
     tokio::spawn(async move {
-        if let Err(error) = conn.await {
+        // With upgrades, a 101 hands the connection to the tunnel instead of closing it.
+        if let Err(error) = conn.with_upgrades().await {
             debug!(member = %endpoint, %error, "member connection ended with an error");
         }
     });
@@ -301,6 +344,81 @@ fn put_idle(member: &Member, sender: Sender) {
         sender,
         since: Instant::now(),
     });
+}
+
+/// The protocol an HTTP/1.1 request asks to upgrade to: an `Upgrade` header and `upgrade` among
+/// the `Connection` options (RFC 9110 section 7.8). HTTP/2 has no such upgrade.
+fn upgrade_asked(req: &Request<Incoming>) -> Option<HeaderValue> {
+    if req.version() != Version::HTTP_11 {
+        return None;
+    }
+    let asked = req
+        .headers()
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|o| o.trim().eq_ignore_ascii_case("upgrade"));
+    asked.then(|| req.headers().get(header::UPGRADE).cloned())?
+}
+
+/// Puts back the two hop-by-hop headers an upgrade needs, after the rest were stripped.
+fn ask_upgrade(headers: &mut HeaderMap, protocol: HeaderValue) {
+    headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    headers.insert(header::UPGRADE, protocol);
+}
+
+/// An upgraded exchange waiting for hyper to let go of both connections.
+pub(super) struct Tunnel {
+    member: Arc<Member>,
+    /// In flight on the member until the tunnel closes.
+    flight: Flight,
+    client_side: OnUpgrade,
+    member_side: OnUpgrade,
+}
+
+impl Tunnel {
+    /// Copies both ways until either side closes, the member has been out of the answers for
+    /// `drain_deadline`, the client is idle for `idle_timeout`, or the proxy stops.
+    async fn run(
+        self,
+        proxy: &Proxy,
+        peer: SocketAddr,
+        activity: &Activity,
+        shutdown: &CancellationToken,
+    ) {
+        let Self {
+            member,
+            flight,
+            client_side,
+            member_side,
+        } = self;
+        let endpoint = member.endpoint;
+        let (client, upstream) = match tokio::try_join!(client_side, member_side) {
+            Ok(both) => both,
+            Err(error) => {
+                debug!(proxy = %proxy.addr, %peer, member = %endpoint, %error, "upgrade failed");
+                return;
+            }
+        };
+        let (mut client, mut upstream) = (TokioIo::new(client), TokioIo::new(upstream));
+        let drained = member.watch_drain();
+        tokio::select! {
+            copied = tokio::io::copy_bidirectional(&mut client, &mut upstream) => {
+                if let Err(error) = copied {
+                    debug!(proxy = %proxy.addr, %peer, member = %endpoint, %error, "upgraded connection ended with an error");
+                }
+            }
+            () = drained.cancelled() => {
+                debug!(proxy = %proxy.addr, %peer, member = %endpoint, "closing an upgraded connection: the member left the answers");
+            }
+            () = activity.idle(proxy.config.idle_timeout) => {
+                debug!(proxy = %proxy.addr, %peer, member = %endpoint, "closing an idle upgraded connection");
+            }
+            () = shutdown.cancelled() => {}
+        }
+        drop(flight);
+    }
 }
 
 /// RFC 9110 section 9.2.2.
@@ -495,6 +613,13 @@ enum Kind {
 }
 
 impl ProxyBody {
+    fn empty() -> Self {
+        Self {
+            kind: Kind::Local(Full::new(Bytes::new())),
+            busy: None,
+        }
+    }
+
     fn member(body: Incoming, lease: Lease) -> Self {
         Self {
             kind: Kind::Member {

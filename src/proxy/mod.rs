@@ -5,7 +5,8 @@
 //! [`tcp`]) the proxy loads the current snapshot (lock-free), takes the alias's answered
 //! endpoints as its active members, leaves out the draining services' endpoints, and picks one by
 //! the power of two choices on work in flight ([`balance`]). Draining members get nothing new;
-//! what they already have finishes (HTTP) or is closed `drain_deadline` after they left (TCP).
+//! what they already have finishes (HTTP requests) or is closed `drain_deadline` after they left
+//! (TCP connections, and HTTP connections upgraded to WebSocket and the like).
 //!
 //! Connect failures are retried on other members and counted per member: three in a row eject it
 //! from the proxy's choice until its active health check passes again ([`balance::Passive`]).
@@ -477,7 +478,8 @@ struct Member {
     /// One pool per worker thread: a connection is driven by the thread that opened it, so a
     /// request never has to wake another thread to use it.
     idle: Vec<Mutex<Vec<http::Idle>>>,
-    /// TCP: what closes this member's connections once it has been out of the answers too long.
+    /// What closes this member's TCP and upgraded HTTP connections once it has been out of the
+    /// answers too long.
     drain: Mutex<Drain>,
 }
 
@@ -485,8 +487,28 @@ struct Member {
 struct Drain {
     /// Every connection to the member holds a clone; cancelling it closes them all.
     token: CancellationToken,
+    /// Connections that hold the token now ([`DrainWatch`]).
+    watching: usize,
     /// When the member was first seen out of the active set, if it is out.
     left_at: Option<Instant>,
+}
+
+/// One long-lived connection's hold on its member's drain token.
+struct DrainWatch {
+    token: CancellationToken,
+    member: Arc<Member>,
+}
+
+impl DrainWatch {
+    async fn cancelled(&self) {
+        self.token.cancelled().await;
+    }
+}
+
+impl Drop for DrainWatch {
+    fn drop(&mut self) {
+        lock(&self.member.drain).watching -= 1;
+    }
 }
 
 /// Locks a mutex whose holders never panic while holding it; a poisoned one is still usable
@@ -501,8 +523,15 @@ impl Member {
         &self.idle[WORKER.get() % self.idle.len()]
     }
 
-    fn drain_token(&self) -> CancellationToken {
-        lock(&self.drain).token.clone()
+    /// For a connection that lives as long as its client wants (TCP, an upgraded HTTP one):
+    /// resolves when the member has been out of the answers for `drain_deadline`.
+    fn watch_drain(self: &Arc<Self>) -> DrainWatch {
+        let mut drain = lock(&self.drain);
+        drain.watching += 1;
+        DrainWatch {
+            token: drain.token.clone(),
+            member: self.clone(),
+        }
     }
 }
 
@@ -675,9 +704,8 @@ impl Proxy {
                         idle.clear();
                     }
                 }
-                if self.config.mode == ProxyMode::Tcp {
-                    self.drain(member, active, now);
-                }
+                // TCP connections and upgraded HTTP ones (an HTTP request never waits on it).
+                self.drain(member, active, now);
             }
             // Members whose endpoint no service lists any more, with nothing left in flight,
             // are forgotten, so churning containers do not grow the maps without end.
@@ -695,7 +723,8 @@ impl Proxy {
         }
     }
 
-    /// TCP: closes the connections of a member out of the answers since `drain_deadline`.
+    /// Closes the connections (TCP, and upgraded HTTP) of a member out of the answers since
+    /// `drain_deadline`.
     fn drain(&self, member: &Member, active: bool, now: Instant) {
         let mut drain = lock(&member.drain);
         if active {
@@ -703,7 +732,7 @@ impl Proxy {
             return;
         }
         let left = *drain.left_at.get_or_insert(now);
-        let open = member.stats.inflight.load(Ordering::Relaxed);
+        let open = drain.watching;
         if open > 0 && now.duration_since(left) >= self.config.drain_deadline {
             info!(
                 proxy = %self.addr,

@@ -62,7 +62,7 @@ pub(super) async fn serve_connection(proxy: Arc<Proxy>, client: TcpStream, peer:
         }
     };
     let _open = Flight::connection(member.clone());
-    let drained = member.drain_token();
+    let drained = member.watch_drain();
     let _ = client.set_nodelay(true);
     let activity = Activity::new();
     let mut client = Metered {

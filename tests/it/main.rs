@@ -14,3 +14,4 @@ mod promotion;
 mod proxy;
 mod registry;
 mod support;
+mod websocket;

@@ -24,7 +24,8 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::support::{
-    Daemon, FAST_PROMOTION, Fixture, StopOnDrop, alias, post, spawn_backends, wait_for,
+    Daemon, FAST_PROMOTION, Fixture, StopOnDrop, alias, post, spawn_backends, switch_to_v2,
+    wait_for, wait_healthy,
 };
 
 /// An HTTP proxy for `web` on a free port.
@@ -71,20 +72,6 @@ impl Setup {
 
 fn stable_on(service: &'static str) -> impl Fn(&Value) -> bool {
     move |a| a["phase"] == "stable" && a["targets"] == json!([service])
-}
-
-/// Waits until every endpoint of the alias's members and of `to` is healthy.
-async fn wait_healthy(daemon: &Daemon) {
-    wait_for(daemon, Duration::from_secs(5), "healthy", |a| {
-        a["members"].as_array().is_some_and(|m| {
-            m.iter().all(|s| {
-                s["endpoints"]
-                    .as_array()
-                    .is_some_and(|e| e.iter().all(|e| e["health"] == "healthy"))
-            })
-        })
-    })
-    .await;
 }
 
 // ---- a client under constant load ----
@@ -200,7 +187,7 @@ fn answered(outcomes: &[Outcome], from: Instant, to: Instant) -> BTreeSet<&str> 
 
 /// Sends `request` on `stream` and reads one answer (its body has a Content-Length); `None`
 /// if the connection closed or failed first.
-async fn exchange(stream: &mut TcpStream, request: &[u8]) -> Option<String> {
+pub(crate) async fn exchange(stream: &mut TcpStream, request: &[u8]) -> Option<String> {
     stream.write_all(request).await.ok()?;
     let mut buf = Vec::new();
     let mut chunk = [0u8; 2048];
@@ -224,7 +211,7 @@ async fn exchange(stream: &mut TcpStream, request: &[u8]) -> Option<String> {
     }
 }
 
-const GET: &[u8] = b"GET / HTTP/1.1\r\nHost: web.internal\r\n\r\n";
+pub(crate) const GET: &[u8] = b"GET / HTTP/1.1\r\nHost: web.internal\r\n\r\n";
 
 fn header_of(response: &str, name: &str) -> Option<String> {
     response.lines().find_map(|l| {
@@ -396,20 +383,7 @@ async fn slow_requests_in_flight_at_the_switch_complete_on_v1_and_hold_the_drain
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 
-    let (status, reply) = post(
-        &daemon,
-        "/v1/aliases/web/promote",
-        json!({"to": "web-v2", "observe": "0s"}),
-    )
-    .await;
-    assert_eq!(status, 202, "{reply}");
-    wait_for(
-        &daemon,
-        Duration::from_secs(5),
-        "v1 out of the answers",
-        |a| a["answering"] == json!(["web-v2"]),
-    )
-    .await;
+    switch_to_v2(&daemon).await;
     let switched = Instant::now();
     let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
     let response = client

@@ -577,6 +577,38 @@ pub async fn post(
     http(daemon, "POST", path, Some(TOKEN), &body.to_string()).await
 }
 
+/// Promotes `web` to `web-v2` with no observation and waits until v1 is out of the answers.
+pub async fn switch_to_v2(daemon: &Daemon) {
+    let (status, reply) = post(
+        daemon,
+        "/v1/aliases/web/promote",
+        serde_json::json!({"to": "web-v2", "observe": "0s"}),
+    )
+    .await;
+    assert_eq!(status, 202, "{reply}");
+    wait_for(
+        daemon,
+        Duration::from_secs(5),
+        "v1 out of the answers",
+        |a| a["answering"] == serde_json::json!(["web-v2"]),
+    )
+    .await;
+}
+
+/// Waits until every endpoint of the alias's members is healthy.
+pub async fn wait_healthy(daemon: &Daemon) {
+    wait_for(daemon, Duration::from_secs(5), "healthy", |a| {
+        a["members"].as_array().is_some_and(|m| {
+            m.iter().all(|s| {
+                s["endpoints"]
+                    .as_array()
+                    .is_some_and(|e| e.iter().all(|e| e["health"] == "healthy"))
+            })
+        })
+    })
+    .await;
+}
+
 /// `GET /v1/aliases/web`.
 pub async fn alias(daemon: &Daemon) -> serde_json::Value {
     let (status, body) = http(daemon, "GET", "/v1/aliases/web", None, "").await;
