@@ -1,11 +1,18 @@
 #!/usr/bin/env bash
 # Proxy benchmark, side by side in one run, on loopback:
 #   (a) wrk straight at a backend, (b) through aliasd's HTTP proxy, (c) through HAProxy configured
-#   for the same backend; then (d) a zero-downtime run: wrk through aliasd's proxy while the alias
-#   is promoted back and forth 20 times, counting failed requests.
-# Prints requests/s and p50/p99 latency for each, with the ratios aliasd/HAProxy and aliasd/direct.
+#   for the same backend, each in three cases: keep-alive HTTP/1.1 (`GET /`, a 7-byte body), a new
+#   connection per request (`Connection: close`), and a 64 KiB body (keep-alive); then (d) a
+#   zero-downtime run: wrk through aliasd's proxy while the alias is promoted back and forth 20
+#   times, counting failed requests.
+# Prints requests/s, p50/p99 latency and the CPU time of the proxy process per request (utime +
+# stime from /proc; for "direct", the backend's) for each, in interleaved rounds, then medians and
+# the ratios aliasd/HAProxy. On 2 cores wrk, the backend and the proxy share the CPU, so the CPU
+# per request is the figure that says what the proxy itself costs.
 #
 # Usage: bash benches/proxy.sh [seconds per run, default 10] [connections, default 64]
+#   also as environment: ROUNDS (default 3), CASES (default "keepalive close 64k"),
+#   PROMOTIONS (default 20; 0 skips the zero-downtime run)
 # Needs wrk and haproxy (Debian packages; installed here if missing and we are root).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -45,6 +52,7 @@ API=127.0.0.1:18390
 TOKEN=bench-token-0123456789
 
 "$BIN/aliasd" backend --listen "$V1" --name web-v1 2>/dev/null & PIDS+=($!)
+BACKEND_PID=$!
 "$BIN/aliasd" backend --listen "$V2" --name web-v2 2>/dev/null & PIDS+=($!)
 
 cat > "$WORK/internal.zone" <<EOF
@@ -93,6 +101,7 @@ alias = "web"
 mode = "http"
 EOF
 RUST_LOG=warn "$BIN/aliasd" run --config "$WORK/aliasd.toml" --ready-file "$WORK/ready.json" 2>"$WORK/aliasd.log" & PIDS+=($!)
+ALIASD_PID=$!
 
 cat > "$WORK/haproxy.cfg" <<EOF
 global
@@ -113,21 +122,37 @@ backend web
   server v1 $V1
 EOF
 haproxy -f "$WORK/haproxy.cfg" -db 2>"$WORK/haproxy.log" & PIDS+=($!)
+HAPROXY_PID=$!
 
 for _ in $(seq 100); do [ -f "$WORK/ready.json" ] && break; sleep 0.1; done
 [ -f "$WORK/ready.json" ] || { echo "aliasd did not start:"; cat "$WORK/aliasd.log"; exit 1; }
 sleep 1
 
-# Runs wrk; prints "req/s p50_ms p99_ms" (latencies normalised to milliseconds).
+# CPU ticks (utime + stime, all threads) of a process.
+ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+TICK_HZ=$(getconf CLK_TCK)
+
+# Runs wrk at ADDR for CASE while measuring PID's CPU; prints "req/s p50_ms p99_ms cpu_us_per_req".
 measure() {
-  local out
-  out=$(wrk -t2 -c"$CONNS" -d"${SECS}s" --latency "http://$1/" 2>&1)
-  echo "$out" > "$WORK/wrk-$2.txt"
-  local rps p50 p99
+  local addr=$1 case=$2 pid=$3 label=$4 out args path=/
+  args=()
+  case $case in
+    close) args=(-H "Connection: close") ;;
+    64k) path="/bytes?n=65536" ;;
+  esac
+  local before after
+  before=$(ticks "$pid")
+  out=$(wrk -t2 -c"$CONNS" -d"${SECS}s" --latency "${args[@]}" "http://$addr$path" 2>&1)
+  after=$(ticks "$pid")
+  echo "$out" > "$WORK/wrk-$label.txt"
+  local rps p50 p99 n errs
   rps=$(awk '/^Requests\/sec/ {print $2}' <<<"$out")
   p50=$(awk '$1=="50%" {print $2}' <<<"$out")
   p99=$(awk '$1=="99%" {print $2}' <<<"$out")
-  echo "$rps $(to_ms "$p50") $(to_ms "$p99")"
+  n=$(awk '/requests in/ {print $1}' <<<"$out")
+  errs=$(awk '/Non-2xx or 3xx responses/ {print $5}' <<<"$out")
+  if [ -n "$errs" ] && [ "$errs" != 0 ]; then echo "warning: $label: $errs non-2xx answers" >&2; fi
+  echo "$rps $(to_ms "$p50") $(to_ms "$p99") $(awk -v t=$((after - before)) -v n="${n:-0}" -v hz="$TICK_HZ" 'BEGIN { printf "%.2f", (n > 0) ? t * 1e6 / hz / n : 0 }')"
 }
 to_ms() {
   awk -v v="$1" 'BEGIN {
@@ -137,26 +162,51 @@ to_ms() {
 }
 
 ROUNDS=${ROUNDS:-3}
-echo "wrk -t2 -c$CONNS -d${SECS}s, one backend, all on loopback ($(nproc) cores); $ROUNDS rounds, the three targets in turn"
-printf "%-6s %-10s %12s %10s %10s\n" round target "req/s" "p50 ms" "p99 ms"
+CASES=${CASES:-"keepalive close 64k"}
+describe() {
+  case $1 in
+    keepalive) echo "keep-alive HTTP/1.1, GET / (7-byte body)" ;;
+    close) echo "a new connection per request (Connection: close)" ;;
+    64k) echo "keep-alive, a 64 KiB body" ;;
+  esac
+}
+echo "wrk -t2 -c$CONNS -d${SECS}s, one backend, all on loopback ($(nproc) cores); $ROUNDS rounds, cases and targets in turn"
+echo "aliasd $(git rev-parse --short HEAD 2>/dev/null || echo '?') (target/release); $(haproxy -v | head -1); $(wrk -v 2>&1 | head -1 | awk '{print $1, $2}')"
+printf "%-6s %-10s %-10s %12s %10s %10s %12s\n" round case target "req/s" "p50 ms" "p99 ms" "cpu µs/req"
 : > "$WORK/rounds.txt"
 for round in $(seq "$ROUNDS"); do
-  for target in direct aliasd haproxy; do
-    case $target in direct) addr=$V1 ;; aliasd) addr=$PROXY ;; haproxy) addr=$HAPROXY ;; esac
-    read -r rps p50 p99 < <(measure "$addr" "$target-$round")
-    printf "%-6s %-10s %12.0f %10.3f %10.3f\n" "$round" "$target" "$rps" "$p50" "$p99"
-    echo "$round $target $rps $p50 $p99" >> "$WORK/rounds.txt"
+  for case in $CASES; do
+    for target in direct aliasd haproxy; do
+      case $target in
+        direct) addr=$V1 pid=$BACKEND_PID ;;
+        aliasd) addr=$PROXY pid=$ALIASD_PID ;;
+        haproxy) addr=$HAPROXY pid=$HAPROXY_PID ;;
+      esac
+      read -r rps p50 p99 cpu < <(measure "$addr" "$case" "$pid" "$case-$target-$round")
+      printf "%-6s %-10s %-10s %12.0f %10.3f %10.3f %12.2f\n" "$round" "$case" "$target" "$rps" "$p50" "$p99" "$cpu"
+      echo "$round $case $target $rps $p50 $p99 $cpu" >> "$WORK/rounds.txt"
+    done
   done
 done
 # Medians over the rounds, and the ratios of the medians.
-median() { awk -v t="$1" -v c="$2" '$2 == t {print $c}' "$WORK/rounds.txt" | sort -g | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
-echo "median of $ROUNDS rounds:"
-printf "%-10s %12s %10s %10s\n" target "req/s" "p50 ms" "p99 ms"
-for target in direct aliasd haproxy; do
-  printf "%-10s %12.0f %10.3f %10.3f\n" "$target" "$(median "$target" 3)" "$(median "$target" 4)" "$(median "$target" 5)"
+median() { awk -v c="$1" -v t="$2" -v k="$3" '$2 == c && $3 == t {print $k}' "$WORK/rounds.txt" | sort -g | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
+echo
+echo "medians of $ROUNDS rounds (cpu µs/req: the proxy process; for direct, the backend)"
+for case in $CASES; do
+  echo "case: $(describe "$case")"
+  printf "  %-10s %12s %10s %10s %12s\n" target "req/s" "p50 ms" "p99 ms" "cpu µs/req"
+  for target in direct aliasd haproxy; do
+    printf "  %-10s %12.0f %10.3f %10.3f %12.2f\n" "$target" "$(median "$case" "$target" 4)" \
+      "$(median "$case" "$target" 5)" "$(median "$case" "$target" 6)" "$(median "$case" "$target" 7)"
+  done
+  awk -v a="$(median "$case" aliasd 4)" -v h="$(median "$case" haproxy 4)" -v d="$(median "$case" direct 4)" \
+    -v ap="$(median "$case" aliasd 6)" -v hp="$(median "$case" haproxy 6)" \
+    -v ac="$(median "$case" aliasd 7)" -v hc="$(median "$case" haproxy 7)" 'BEGIN {
+    printf "  aliasd/haproxy: throughput %.2f, p99 %.2f, cpu per request %.2f   aliasd/direct throughput %.2f\n",
+      a / h, ap / hp, ac / hc, a / d }'
 done
-awk -v a="$(median aliasd 3)" -v h="$(median haproxy 3)" -v d="$(median direct 3)" 'BEGIN {
-  printf "throughput ratio aliasd/haproxy: %.2f   aliasd/direct: %.2f\n", a / h, a / d }'
+
+if [ "$PROMOTIONS" -eq 0 ]; then exit 0; fi
 
 # Zero downtime: constant load through the proxy while the alias moves back and forth:
 # promotions, aborts in the middle of a promotion, and rollbacks, in turn.

@@ -10,7 +10,8 @@
 //! still in flight when its version is switched away); `POST /hang` reads the request and closes
 //! the connection without answering (a member dying under a request, which must not be
 //! replayed); `GET /stats` shows how many requests of each method it answered, as JSON
-//! `{"GET": n, "POST": n}`, health checks and `/stats` itself not counted.
+//! `{"GET": n, "POST": n}`, health checks and `/stats` itself not counted; `/bytes?n=N` answers
+//! N bytes (at most 1 MiB; the proxy benchmark's large-body case).
 //!
 //! On shutdown (SIGTERM, what `docker stop` sends) it behaves like a careful app: it keeps
 //! serving for its stop delay (the time its deregistration takes to reach clients), then stops
@@ -59,6 +60,22 @@ struct Hang;
 
 /// The longest `/slow` wait, so a typo cannot hold a connection for hours.
 const MAX_SLOW_MS: u64 = 60_000;
+/// The largest body `/bytes?n=` answers.
+const MAX_BYTES: usize = 1 << 20;
+
+/// What `/bytes` answers slices of, made once.
+static BYTES: std::sync::LazyLock<Bytes> =
+    std::sync::LazyLock::new(|| Bytes::from(vec![b'x'; MAX_BYTES]));
+
+/// The number in `name=N` in a query string, if there is one.
+fn query_number(req: &Request<hyper::body::Incoming>, name: &str) -> Option<u64> {
+    req.uri()
+        .query()?
+        .split('&')
+        .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))?
+        .parse()
+        .ok()
+}
 
 impl Backend {
     /// Completes once the backend stopped accepting and its last connection ended.
@@ -161,14 +178,16 @@ impl Backend {
             return Err(Hang);
         }
         if path == "/slow" {
-            let ms = req
-                .uri()
-                .query()
-                .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("ms=")))
-                .and_then(|v| v.parse::<u64>().ok())
-                .unwrap_or(0)
-                .min(MAX_SLOW_MS);
+            let ms = query_number(&req, "ms").unwrap_or(0).min(MAX_SLOW_MS);
             tokio::time::sleep(Duration::from_millis(ms)).await;
+        }
+        if path == "/bytes" {
+            let n = query_number(&req, "n").map_or(0, |n| n.min(MAX_BYTES as u64) as usize);
+            return Ok(Response::builder()
+                .header("x-backend", &*self.name)
+                .header("content-type", "application/octet-stream")
+                .body(Full::new(BYTES.slice(..n)))
+                .expect("static response"));
         }
         if path == "/stats" {
             let body = format!(

@@ -741,7 +741,7 @@ alias = "flaky"
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn keep_alive_connection_close_and_http2_all_work() {
+async fn keep_alive_connection_close_http2_and_large_bodies_all_work() {
     let setup = Setup::new(76, 1, 0, &[], HTTP_PROXY).await;
     let (daemon, proxies) = setup.start();
     let proxy = proxies[0];
@@ -797,6 +797,19 @@ async fn keep_alive_connection_close_and_http2_all_work() {
         assert_eq!(response.headers()["x-backend"], "web-v1");
         let body = response.into_body().collect().await.unwrap().to_bytes();
         assert_eq!(&body[..], b"web-v1\n");
+    }
+
+    // A 64 KiB body arrives whole, on HTTP/1.1 and on HTTP/2.
+    let h1 = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    for client in [&h1, &h2] {
+        let response = client
+            .get(format!("http://{proxy}/bytes?n=65536").parse().unwrap())
+            .await
+            .expect("an answer");
+        assert_eq!(response.status(), 200);
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(body.len(), 65536);
+        assert!(body.iter().all(|&b| b == b'x'));
     }
 }
 
