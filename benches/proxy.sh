@@ -51,9 +51,9 @@ HAPROXY=127.0.0.1:18380
 API=127.0.0.1:18390
 TOKEN=bench-token-0123456789
 
-"$BIN/aliasd" backend --listen "$V1" --name web-v1 2>/dev/null & PIDS+=($!)
+"$BIN/aliasd" backend --listen "$V1" --name web-v1 >/dev/null 2>&1 & PIDS+=($!)
 BACKEND_PID=$!
-"$BIN/aliasd" backend --listen "$V2" --name web-v2 2>/dev/null & PIDS+=($!)
+"$BIN/aliasd" backend --listen "$V2" --name web-v2 >/dev/null 2>&1 & PIDS+=($!)
 
 cat > "$WORK/internal.zone" <<EOF
 \$TTL 300
