@@ -81,12 +81,13 @@ pub(super) async fn serve_connection(
     });
     // Where a request that upgraded leaves its tunnel, for this task to run once hyper lets go.
     let upgraded: Arc<Mutex<Option<Tunnel>>> = Arc::default();
+    let peer_info = Arc::new(Peer::new(peer));
     let service = {
         let (proxy, activity, upgraded) = (proxy.clone(), activity.clone(), upgraded.clone());
         hyper::service::service_fn(move |req: Request<Incoming>| {
             let busy = activity.begin();
-            let (proxy, upgraded) = (proxy.clone(), upgraded.clone());
-            async move { Ok::<_, Infallible>(handle(proxy, req, peer, busy, &upgraded).await) }
+            let (proxy, upgraded, peer) = (proxy.clone(), upgraded.clone(), peer_info.clone());
+            async move { Ok::<_, Infallible>(handle(proxy, req, &peer, busy, &upgraded).await) }
         })
     };
     let builder = auto::Builder::new(TokioExecutor::new());
@@ -119,7 +120,7 @@ pub(super) async fn serve_connection(
 async fn handle(
     proxy: Arc<Proxy>,
     req: Request<Incoming>,
-    peer: SocketAddr,
+    peer: &Peer,
     busy: BusyGuard,
     upgraded: &Mutex<Option<Tunnel>>,
 ) -> Response<ProxyBody> {
@@ -146,7 +147,7 @@ async fn handle(
 async fn forward(
     proxy: &Arc<Proxy>,
     mut req: Request<Incoming>,
-    peer: SocketAddr,
+    peer: &Peer,
     upgraded: &Mutex<Option<Tunnel>>,
 ) -> Response<ProxyBody> {
     let choice = proxy.choice();
@@ -462,9 +463,33 @@ impl Head {
     }
 }
 
+/// Who is on the other end of a client connection, in the forms the forwarding headers take,
+/// made once per connection.
+struct Peer {
+    /// The address as `X-Forwarded-For` lists it.
+    ip: HeaderValue,
+    /// The start of this proxy's `Forwarded` element: `for=...;proto=http`.
+    forwarded: String,
+}
+
+impl Peer {
+    fn new(addr: SocketAddr) -> Self {
+        let ip = addr.ip().to_canonical();
+        let node = if ip.is_ipv6() {
+            format!("\"[{ip}]\"")
+        } else {
+            ip.to_string()
+        };
+        Self {
+            ip: HeaderValue::from_str(&ip.to_string()).expect("an IP address is a header value"),
+            forwarded: format!("for={node};proto=http"),
+        }
+    }
+}
+
 /// Turns a client's request into the one sent to a member: origin-form target, HTTP/1.1, a
 /// `Host`, no hop-by-hop headers, and `X-Forwarded-For` and `Forwarded` saying who asked.
-fn prepare(req: Request<Incoming>, peer: SocketAddr, alias_host: &str) -> Request<Incoming> {
+fn prepare(req: Request<Incoming>, peer: &Peer, alias_host: &str) -> Request<Incoming> {
     let (mut parts, body) = req.into_parts();
     // HTTP/2 carries the host in the `:authority` pseudo-header, which hyper puts in the URI.
     let host = parts
@@ -484,25 +509,33 @@ fn prepare(req: Request<Incoming>, peer: SocketAddr, alias_host: &str) -> Reques
         }
     }
 
-    let ip = peer.ip().to_canonical();
-    append_list(&mut parts.headers, "x-forwarded-for", &ip.to_string());
-    let node = if ip.is_ipv6() {
-        format!("\"[{ip}]\"")
+    if parts.headers.contains_key(&X_FORWARDED_FOR) {
+        let ip = peer.ip.to_str().unwrap_or_default();
+        append_list(&mut parts.headers, X_FORWARDED_FOR, ip);
     } else {
-        ip.to_string()
-    };
-    let mut element = format!("for={node};proto=http");
+        parts.headers.insert(X_FORWARDED_FOR, peer.ip.clone());
+    }
+    let mut element = String::with_capacity(peer.forwarded.len() + 64);
+    element.push_str(&peer.forwarded);
     if let Some(host) = &host {
         element.push_str(";host=");
         element.push_str(&quote(host));
     }
-    append_list(&mut parts.headers, "forwarded", &element);
+    append_list(&mut parts.headers, FORWARDED, &element);
     Request::from_parts(parts, body)
 }
 
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const FORWARDED: HeaderName = HeaderName::from_static("forwarded");
+
 /// Appends `item` to the comma-separated list header `name`, folding earlier lines into one.
-fn append_list(headers: &mut HeaderMap, name: &'static str, item: &str) {
-    let name = HeaderName::from_static(name);
+fn append_list(headers: &mut HeaderMap, name: HeaderName, item: &str) {
+    if !headers.contains_key(&name) {
+        if let Ok(value) = HeaderValue::from_str(item) {
+            headers.insert(name, value);
+        }
+        return;
+    }
     let mut list: Vec<&str> = headers
         .get_all(&name)
         .iter()
@@ -527,9 +560,25 @@ fn quote(value: &str) -> String {
     }
 }
 
-/// Removes the headers that describe one connection rather than the message (RFC 9110
-/// section 7.6.1), including the ones `Connection` names.
+/// The headers that describe one connection rather than the message (RFC 9110 section 7.6.1).
+const HOP_BY_HOP: [HeaderName; 9] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+];
+
+/// Removes the hop-by-hop headers, including the ones `Connection` names.
 fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    // Most messages carry none: one look at the names costs less than nine removals.
+    if !headers.keys().any(|name| HOP_BY_HOP.contains(name)) {
+        return;
+    }
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
@@ -540,17 +589,7 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
     for name in named {
         headers.remove(name);
     }
-    for name in [
-        header::CONNECTION,
-        HeaderName::from_static("keep-alive"),
-        HeaderName::from_static("proxy-connection"),
-        header::PROXY_AUTHENTICATE,
-        header::PROXY_AUTHORIZATION,
-        header::TE,
-        header::TRAILER,
-        header::TRANSFER_ENCODING,
-        header::UPGRADE,
-    ] {
+    for name in HOP_BY_HOP {
         headers.remove(name);
     }
 }

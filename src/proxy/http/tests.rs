@@ -28,12 +28,24 @@ fn hop_by_hop_headers_and_the_ones_connection_names_are_removed() {
 }
 
 #[test]
+fn a_header_that_connection_names_goes_even_without_other_hop_by_hop_headers() {
+    // `Connection` itself is hop-by-hop, so the quick look finds it and its names go too.
+    let mut headers = HeaderMap::new();
+    headers.insert(header::CONNECTION, HeaderValue::from_static("x-hop"));
+    headers.insert("x-hop", HeaderValue::from_static("1"));
+    headers.insert("x-end", HeaderValue::from_static("2"));
+    strip_hop_by_hop(&mut headers);
+    let left: Vec<&str> = headers.keys().map(HeaderName::as_str).collect();
+    assert_eq!(left, ["x-end"]);
+}
+
+#[test]
 fn forwarding_lists_are_appended_to_on_one_line() {
     let mut headers = HeaderMap::new();
-    append_list(&mut headers, "x-forwarded-for", "127.0.0.1");
+    append_list(&mut headers, X_FORWARDED_FOR, "127.0.0.1");
     assert_eq!(headers["x-forwarded-for"], "127.0.0.1");
     headers.append("x-forwarded-for", HeaderValue::from_static("10.0.0.2"));
-    append_list(&mut headers, "x-forwarded-for", "::1");
+    append_list(&mut headers, X_FORWARDED_FOR, "::1");
     assert_eq!(headers["x-forwarded-for"], "127.0.0.1, 10.0.0.2, ::1");
     assert_eq!(headers.get_all("x-forwarded-for").iter().count(), 1);
 }
@@ -77,4 +89,18 @@ fn a_replayed_request_keeps_its_head_and_has_no_body() {
     assert_eq!(replay.version(), Version::HTTP_11);
     assert_eq!(replay.headers()[header::HOST], "web.internal");
     assert!(replay.body().is_end_stream());
+}
+
+#[test]
+fn the_peer_is_written_once_per_connection_in_both_forwarding_forms() {
+    let v4 = Peer::new("127.0.0.9:4000".parse().unwrap());
+    assert_eq!(v4.ip, "127.0.0.9");
+    assert_eq!(v4.forwarded, "for=127.0.0.9;proto=http");
+    let v6 = Peer::new("[::1]:4000".parse().unwrap());
+    assert_eq!(v6.ip, "::1");
+    assert_eq!(v6.forwarded, "for=\"[::1]\";proto=http");
+    // An IPv4 client on a dual-stack socket is written as IPv4.
+    let mapped = Peer::new("[::ffff:10.0.0.7]:4000".parse().unwrap());
+    assert_eq!(mapped.ip, "10.0.0.7");
+    assert_eq!(mapped.forwarded, "for=10.0.0.7;proto=http");
 }
