@@ -470,6 +470,9 @@ struct Peer {
     ip: HeaderValue,
     /// The start of this proxy's `Forwarded` element: `for=...;proto=http`.
     forwarded: String,
+    /// The last host asked for and its whole `Forwarded` element: a connection's requests
+    /// nearly always name the same host.
+    last: Mutex<Option<(HeaderValue, HeaderValue)>>,
 }
 
 impl Peer {
@@ -483,7 +486,30 @@ impl Peer {
         Self {
             ip: HeaderValue::from_str(&ip.to_string()).expect("an IP address is a header value"),
             forwarded: format!("for={node};proto=http"),
+            last: Mutex::new(None),
         }
+    }
+
+    /// This proxy's `Forwarded` element for a request that asked for `host`.
+    fn forwarded_for(&self, host: Option<&HeaderValue>) -> HeaderValue {
+        let mut last = lock(&self.last);
+        if let (Some((seen, value)), Some(host)) = (&*last, host)
+            && seen == host
+        {
+            return value.clone();
+        }
+        let mut element = self.forwarded.clone();
+        if let Some(name) = host.and_then(|h| h.to_str().ok()) {
+            element.push_str(";host=");
+            element.push_str(&quote(name));
+        }
+        // Visible ASCII only (the host was, and `quote` escapes what it must).
+        let value = HeaderValue::from_str(&element)
+            .unwrap_or_else(|_| HeaderValue::from_str(&self.forwarded).expect("ASCII"));
+        if let Some(host) = host {
+            *last = Some((host.clone(), value.clone()));
+        }
+        value
     }
 }
 
@@ -492,20 +518,25 @@ impl Peer {
 fn prepare(req: Request<Incoming>, peer: &Peer, alias_host: &str) -> Request<Incoming> {
     let (mut parts, body) = req.into_parts();
     // HTTP/2 carries the host in the `:authority` pseudo-header, which hyper puts in the URI.
-    let host = parts
-        .headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .map(str::to_owned)
-        .or_else(|| parts.uri.authority().map(|a| a.to_string()));
+    let host = parts.headers.get(header::HOST).cloned().or_else(|| {
+        parts
+            .uri
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+    });
     strip_hop_by_hop(&mut parts.headers);
-    let target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-    parts.uri = Uri::try_from(target).unwrap_or_else(|_| Uri::from_static("/"));
+    // HTTP/1 requests are in origin form already; an absolute form (and HTTP/2's) is cut down.
+    if parts.uri.scheme().is_some() || parts.uri.authority().is_some() {
+        let target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+        parts.uri = Uri::try_from(target).unwrap_or_else(|_| Uri::from_static("/"));
+    }
     parts.version = Version::HTTP_11;
     if !parts.headers.contains_key(header::HOST) {
-        let value = host.as_deref().unwrap_or(alias_host);
-        if let Ok(v) = HeaderValue::from_str(value) {
-            parts.headers.insert(header::HOST, v);
+        let value = host
+            .clone()
+            .or_else(|| HeaderValue::from_str(alias_host).ok());
+        if let Some(value) = value {
+            parts.headers.insert(header::HOST, value);
         }
     }
 
@@ -515,13 +546,13 @@ fn prepare(req: Request<Incoming>, peer: &Peer, alias_host: &str) -> Request<Inc
     } else {
         parts.headers.insert(X_FORWARDED_FOR, peer.ip.clone());
     }
-    let mut element = String::with_capacity(peer.forwarded.len() + 64);
-    element.push_str(&peer.forwarded);
-    if let Some(host) = &host {
-        element.push_str(";host=");
-        element.push_str(&quote(host));
+    let element = peer.forwarded_for(host.as_ref());
+    if parts.headers.contains_key(&FORWARDED) {
+        let element = element.to_str().unwrap_or_default();
+        append_list(&mut parts.headers, FORWARDED, element);
+    } else {
+        parts.headers.insert(FORWARDED, element);
     }
-    append_list(&mut parts.headers, FORWARDED, &element);
     Request::from_parts(parts, body)
 }
 

@@ -104,3 +104,27 @@ fn the_peer_is_written_once_per_connection_in_both_forwarding_forms() {
     assert_eq!(mapped.ip, "10.0.0.7");
     assert_eq!(mapped.forwarded, "for=10.0.0.7;proto=http");
 }
+
+#[test]
+fn the_forwarded_element_follows_the_host_each_request_asks_for() {
+    let peer = Peer::new("127.0.0.9:4000".parse().unwrap());
+    let a = HeaderValue::from_static("web.internal");
+    let b = HeaderValue::from_static("web.internal:8080");
+    assert_eq!(
+        peer.forwarded_for(Some(&a)),
+        "for=127.0.0.9;proto=http;host=web.internal"
+    );
+    assert_eq!(
+        peer.forwarded_for(Some(&a)),
+        "for=127.0.0.9;proto=http;host=web.internal"
+    );
+    assert_eq!(
+        peer.forwarded_for(Some(&b)),
+        "for=127.0.0.9;proto=http;host=\"web.internal:8080\""
+    );
+    assert_eq!(peer.forwarded_for(None), "for=127.0.0.9;proto=http");
+    assert_eq!(
+        peer.forwarded_for(Some(&a)),
+        "for=127.0.0.9;proto=http;host=web.internal"
+    );
+}
