@@ -353,13 +353,7 @@ fn upgrade_asked(req: &Request<Incoming>) -> Option<HeaderValue> {
     if req.version() != Version::HTTP_11 {
         return None;
     }
-    let asked = req
-        .headers()
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|o| o.trim().eq_ignore_ascii_case("upgrade"));
+    let asked = connection_options(req.headers()).any(|o| o.eq_ignore_ascii_case("upgrade"));
     asked.then(|| req.headers().get(header::UPGRADE).cloned())?
 }
 
@@ -540,19 +534,12 @@ fn prepare(req: Request<Incoming>, peer: &Peer, alias_host: &str) -> Request<Inc
         }
     }
 
-    if parts.headers.contains_key(&X_FORWARDED_FOR) {
-        let ip = peer.ip.to_str().unwrap_or_default();
-        append_list(&mut parts.headers, X_FORWARDED_FOR, ip);
-    } else {
-        parts.headers.insert(X_FORWARDED_FOR, peer.ip.clone());
-    }
-    let element = peer.forwarded_for(host.as_ref());
-    if parts.headers.contains_key(&FORWARDED) {
-        let element = element.to_str().unwrap_or_default();
-        append_list(&mut parts.headers, FORWARDED, element);
-    } else {
-        parts.headers.insert(FORWARDED, element);
-    }
+    append_list(&mut parts.headers, X_FORWARDED_FOR, peer.ip.clone());
+    append_list(
+        &mut parts.headers,
+        FORWARDED,
+        peer.forwarded_for(host.as_ref()),
+    );
     Request::from_parts(parts, body)
 }
 
@@ -560,11 +547,9 @@ const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const FORWARDED: HeaderName = HeaderName::from_static("forwarded");
 
 /// Appends `item` to the comma-separated list header `name`, folding earlier lines into one.
-fn append_list(headers: &mut HeaderMap, name: HeaderName, item: &str) {
+fn append_list(headers: &mut HeaderMap, name: HeaderName, item: HeaderValue) {
     if !headers.contains_key(&name) {
-        if let Ok(value) = HeaderValue::from_str(item) {
-            headers.insert(name, value);
-        }
+        headers.insert(name, item);
         return;
     }
     let mut list: Vec<&str> = headers
@@ -572,7 +557,7 @@ fn append_list(headers: &mut HeaderMap, name: HeaderName, item: &str) {
         .iter()
         .filter_map(|v| v.to_str().ok())
         .collect();
-    list.push(item);
+    list.push(item.to_str().unwrap_or_default());
     if let Ok(value) = HeaderValue::from_str(&list.join(", ")) {
         headers.insert(name, value);
     }
@@ -604,18 +589,24 @@ const HOP_BY_HOP: [HeaderName; 9] = [
     header::UPGRADE,
 ];
 
+/// The options of every `Connection` line, trimmed.
+fn connection_options(headers: &HeaderMap) -> impl Iterator<Item = &str> {
+    headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+}
+
 /// Removes the hop-by-hop headers, including the ones `Connection` names.
 fn strip_hop_by_hop(headers: &mut HeaderMap) {
     // Most messages carry none: one look at the names costs less than nine removals.
     if !headers.keys().any(|name| HOP_BY_HOP.contains(name)) {
         return;
     }
-    let named: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+    let named: Vec<HeaderName> = connection_options(headers)
+        .filter_map(|n| HeaderName::from_bytes(n.as_bytes()).ok())
         .collect();
     for name in named {
         headers.remove(name);

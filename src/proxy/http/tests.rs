@@ -42,10 +42,18 @@ fn a_header_that_connection_names_goes_even_without_other_hop_by_hop_headers() {
 #[test]
 fn forwarding_lists_are_appended_to_on_one_line() {
     let mut headers = HeaderMap::new();
-    append_list(&mut headers, X_FORWARDED_FOR, "127.0.0.1");
+    append_list(
+        &mut headers,
+        X_FORWARDED_FOR,
+        HeaderValue::from_static("127.0.0.1"),
+    );
     assert_eq!(headers["x-forwarded-for"], "127.0.0.1");
     headers.append("x-forwarded-for", HeaderValue::from_static("10.0.0.2"));
-    append_list(&mut headers, X_FORWARDED_FOR, "::1");
+    append_list(
+        &mut headers,
+        X_FORWARDED_FOR,
+        HeaderValue::from_static("::1"),
+    );
     assert_eq!(headers["x-forwarded-for"], "127.0.0.1, 10.0.0.2, ::1");
     assert_eq!(headers.get_all("x-forwarded-for").iter().count(), 1);
 }
