@@ -33,21 +33,8 @@ PORT_BASE=${PORT_BASE:-15300}
 SERVER_CPU=1
 CLIENT_CPU=0
 
-need=()
-command -v knotd >/dev/null 2>&1 || need+=(knot)
-command -v nsd >/dev/null 2>&1 || need+=(nsd)
-command -v dnsperf >/dev/null 2>&1 || need+=(dnsperf)
-command -v dig >/dev/null 2>&1 || need+=(bind9-dnsutils)
-if [ ${#need[@]} -gt 0 ]; then
-  if [ "$(id -u)" -eq 0 ]; then
-    # The packages' postinst scripts may start knot/nsd services on port 53; we leave them alone
-    # and run our own servers on other ports.
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"
-  else
-    echo "missing: ${need[*]} (apt-get install ${need[*]})" >&2
-    exit 1
-  fi
-fi
+source benches/common.sh
+need_commands knotd:knot nsd:nsd dnsperf:dnsperf dig:bind9-dnsutils
 if [ "$(nproc)" -lt 2 ]; then
   echo "needs 2 cores (server on CPU $SERVER_CPU, dnsperf on CPU $CLIENT_CPU); this machine has $(nproc)" >&2
   exit 1

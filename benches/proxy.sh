@@ -21,17 +21,8 @@ SECS=${1:-10}
 CONNS=${2:-64}
 PROMOTIONS=${PROMOTIONS:-20}
 
-need=()
-command -v wrk >/dev/null 2>&1 || need+=(wrk)
-command -v haproxy >/dev/null 2>&1 || need+=(haproxy)
-if [ ${#need[@]} -gt 0 ]; then
-  if [ "$(id -u)" -eq 0 ]; then
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"
-  else
-    echo "missing: ${need[*]} (apt-get install ${need[*]})" >&2
-    exit 1
-  fi
-fi
+source benches/common.sh
+need_commands wrk:wrk haproxy:haproxy
 
 cargo build --release -q --bin aliasd --bin aliasctl
 BIN=target/release
@@ -103,24 +94,7 @@ EOF
 RUST_LOG=warn "$BIN/aliasd" run --config "$WORK/aliasd.toml" --ready-file "$WORK/ready.json" 2>"$WORK/aliasd.log" & PIDS+=($!)
 ALIASD_PID=$!
 
-cat > "$WORK/haproxy.cfg" <<EOF
-global
-  maxconn 4096
-  nbthread 2
-defaults
-  mode http
-  timeout connect 2s
-  timeout client 60s
-  timeout server 60s
-  option http-keep-alive
-frontend web
-  bind $HAPROXY
-  default_backend web
-backend web
-  balance leastconn
-  http-reuse safe
-  server v1 $V1
-EOF
+haproxy_config "$HAPROXY" "$V1" > "$WORK/haproxy.cfg"
 haproxy -f "$WORK/haproxy.cfg" -db 2>"$WORK/haproxy.log" & PIDS+=($!)
 HAPROXY_PID=$!
 

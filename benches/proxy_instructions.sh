@@ -11,18 +11,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 SECS=${1:-8}
 
-need=()
-command -v valgrind >/dev/null 2>&1 || need+=(valgrind)
-command -v wrk >/dev/null 2>&1 || need+=(wrk)
-command -v haproxy >/dev/null 2>&1 || need+=(haproxy)
-if [ ${#need[@]} -gt 0 ]; then
-  if [ "$(id -u)" -eq 0 ]; then
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"
-  else
-    echo "missing: ${need[*]} (apt-get install ${need[*]})" >&2
-    exit 1
-  fi
-fi
+source benches/common.sh
+need_commands valgrind:valgrind wrk:wrk haproxy:haproxy
 
 cargo build --release -q --bin aliasd
 BIN=$PWD/target/release
@@ -63,24 +53,7 @@ listen = "$PROXY"
 alias = "web"
 mode = "http"
 CONF
-cat > "$WORK/haproxy.cfg" <<CONF
-global
-  maxconn 4096
-  nbthread 2
-defaults
-  mode http
-  timeout connect 2s
-  timeout client 60s
-  timeout server 60s
-  option http-keep-alive
-frontend web
-  bind $HAPROXY
-  default_backend web
-backend web
-  balance leastconn
-  http-reuse safe
-  server v1 $BACKEND
-CONF
+haproxy_config "$HAPROXY" "$BACKEND" > "$WORK/haproxy.cfg"
 
 # Runs COMMAND under callgrind, loads ADDR, prints "requests instructions".
 count() {
