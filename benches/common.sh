@@ -17,25 +17,29 @@ need_commands() {
   fi
 }
 
-# haproxy_config BIND BACKEND: the HAProxy the proxy benchmarks compare with (2 threads,
-# keep-alive, `http-reuse safe`), on stdout.
+# haproxy_config BIND BACKEND [tcp]: the HAProxy the proxy benchmarks compare with (2 threads,
+# keep-alive, `http-reuse safe`), on stdout; with `tcp`, the same HAProxy in TCP mode (bytes
+# copied, no HTTP work), the floor any HTTP proxy on the machine can be measured against.
 haproxy_config() {
+  local mode=${3:-http}
   cat <<CONF
 global
   maxconn 4096
   nbthread 2
 defaults
-  mode http
+  mode $mode
   timeout connect 2s
   timeout client 60s
   timeout server 60s
-  option http-keep-alive
+CONF
+  [ "$mode" = http ] && echo "  option http-keep-alive"
+  cat <<CONF
 frontend web
   bind $1
   default_backend web
 backend web
   balance leastconn
-  http-reuse safe
-  server v1 $2
 CONF
+  [ "$mode" = http ] && echo "  http-reuse safe"
+  echo "  server v1 $2"
 }

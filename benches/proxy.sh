@@ -4,7 +4,9 @@
 #   for the same backend, each in three cases: keep-alive HTTP/1.1 (`GET /`, a 7-byte body), a new
 #   connection per request (`Connection: close`), and a 64 KiB body (keep-alive); then (d) a
 #   zero-downtime run: wrk through aliasd's proxy while the alias is promoted back and forth 20
-#   times, counting failed requests.
+#   times, counting failed requests. The keep-alive case also runs the floor: aliasd's and
+#   HAProxy's TCP modes, which copy the same bytes without any HTTP work, so the run shows how
+#   far above HAProxy's HTTP throughput a proxy can get on this machine at all.
 # Prints requests/s, p50/p99 latency and the CPU time of the proxy process per request (utime +
 # stime from /proc; for "direct", the backend's) for each, in interleaved rounds, then medians and
 # the ratios aliasd/HAProxy. On 2 cores wrk, the backend and the proxy share the CPU, so the CPU
@@ -38,7 +40,9 @@ trap cleanup EXIT
 V1=127.0.0.61:18181
 V2=127.0.0.62:18181
 PROXY=127.0.0.1:18280
+PROXY_TCP=127.0.0.1:18281
 HAPROXY=127.0.0.1:18380
+HAPROXY_TCP=127.0.0.1:18381
 API=127.0.0.1:18390
 TOKEN=bench-token-0123456789
 
@@ -90,6 +94,10 @@ targets = ["web-v1"]
 listen = "$PROXY"
 alias = "web"
 mode = "http"
+[[proxy]]
+listen = "$PROXY_TCP"
+alias = "web"
+mode = "tcp"
 EOF
 RUST_LOG=warn "$BIN/aliasd" run --config "$WORK/aliasd.toml" --ready-file "$WORK/ready.json" 2>"$WORK/aliasd.log" & PIDS+=($!)
 ALIASD_PID=$!
@@ -97,6 +105,9 @@ ALIASD_PID=$!
 haproxy_config "$HAPROXY" "$V1" > "$WORK/haproxy.cfg"
 haproxy -f "$WORK/haproxy.cfg" -db 2>"$WORK/haproxy.log" & PIDS+=($!)
 HAPROXY_PID=$!
+haproxy_config "$HAPROXY_TCP" "$V1" tcp > "$WORK/haproxy-tcp.cfg"
+haproxy -f "$WORK/haproxy-tcp.cfg" -db 2>"$WORK/haproxy-tcp.log" & PIDS+=($!)
+HAPROXY_TCP_PID=$!
 
 for _ in $(seq 100); do [ -f "$WORK/ready.json" ] && break; sleep 0.1; done
 [ -f "$WORK/ready.json" ] || { echo "aliasd did not start:"; cat "$WORK/aliasd.log"; exit 1; }
@@ -144,20 +155,26 @@ describe() {
     64k) echo "keep-alive, a 64 KiB body" ;;
   esac
 }
+# The targets of a case: the floor (TCP mode on both sides) only for keep-alive.
+targets() {
+  if [ "$1" = keepalive ]; then echo direct aliasd haproxy aliasd-tcp haproxy-tcp; else echo direct aliasd haproxy; fi
+}
 echo "wrk -t2 -c$CONNS -d${SECS}s, one backend, all on loopback ($(nproc) cores); $ROUNDS rounds, cases and targets in turn"
 echo "aliasd $(git rev-parse --short HEAD 2>/dev/null || echo '?') (target/release); $(haproxy -v | head -1); $(wrk -v 2>&1 | head -1 | awk '{print $1, $2}')"
-printf "%-6s %-10s %-10s %12s %10s %10s %12s\n" round case target "req/s" "p50 ms" "p99 ms" "cpu µs/req"
+printf "%-6s %-10s %-12s %12s %10s %10s %12s\n" round case target "req/s" "p50 ms" "p99 ms" "cpu µs/req"
 : > "$WORK/rounds.txt"
 for round in $(seq "$ROUNDS"); do
   for case in $CASES; do
-    for target in direct aliasd haproxy; do
+    for target in $(targets "$case"); do
       case $target in
         direct) addr=$V1 pid=$BACKEND_PID ;;
         aliasd) addr=$PROXY pid=$ALIASD_PID ;;
         haproxy) addr=$HAPROXY pid=$HAPROXY_PID ;;
+        aliasd-tcp) addr=$PROXY_TCP pid=$ALIASD_PID ;;
+        haproxy-tcp) addr=$HAPROXY_TCP pid=$HAPROXY_TCP_PID ;;
       esac
       read -r rps p50 p99 cpu < <(measure "$addr" "$case" "$pid" "$case-$target-$round")
-      printf "%-6s %-10s %-10s %12.0f %10.3f %10.3f %12.2f\n" "$round" "$case" "$target" "$rps" "$p50" "$p99" "$cpu"
+      printf "%-6s %-10s %-12s %12.0f %10.3f %10.3f %12.2f\n" "$round" "$case" "$target" "$rps" "$p50" "$p99" "$cpu"
       echo "$round $case $target $rps $p50 $p99 $cpu" >> "$WORK/rounds.txt"
     done
   done
@@ -168,9 +185,9 @@ echo
 echo "medians of $ROUNDS rounds (cpu µs/req: the proxy process; for direct, the backend)"
 for case in $CASES; do
   echo "case: $(describe "$case")"
-  printf "  %-10s %12s %10s %10s %12s\n" target "req/s" "p50 ms" "p99 ms" "cpu µs/req"
-  for target in direct aliasd haproxy; do
-    printf "  %-10s %12.0f %10.3f %10.3f %12.2f\n" "$target" "$(median "$case" "$target" 4)" \
+  printf "  %-12s %12s %10s %10s %12s\n" target "req/s" "p50 ms" "p99 ms" "cpu µs/req"
+  for target in $(targets "$case"); do
+    printf "  %-12s %12.0f %10.3f %10.3f %12.2f\n" "$target" "$(median "$case" "$target" 4)" \
       "$(median "$case" "$target" 5)" "$(median "$case" "$target" 6)" "$(median "$case" "$target" 7)"
   done
   awk -v a="$(median "$case" aliasd 4)" -v h="$(median "$case" haproxy 4)" -v d="$(median "$case" direct 4)" \
@@ -178,6 +195,10 @@ for case in $CASES; do
     -v ac="$(median "$case" aliasd 7)" -v hc="$(median "$case" haproxy 7)" 'BEGIN {
     printf "  aliasd/haproxy: throughput %.2f, p99 %.2f, cpu per request %.2f   aliasd/direct throughput %.2f\n",
       a / h, ap / hp, ac / hc, a / d }'
+  if [ "$case" = keepalive ]; then
+    awk -v h="$(median "$case" haproxy 4)" -v ht="$(median "$case" haproxy-tcp 4)" -v at="$(median "$case" aliasd-tcp 4)" 'BEGIN {
+      printf "  floor, bytes copied with no HTTP work: haproxy-tcp/haproxy throughput %.2f, aliasd-tcp/haproxy %.2f\n", ht / h, at / h }'
+  fi
 done
 
 if [ "$PROMOTIONS" -eq 0 ]; then exit 0; fi
