@@ -14,7 +14,9 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
+use crate::bounds;
 use crate::check::{CheckConfig, CheckKind, parse_status_range};
+use crate::controller::history::Retention;
 use crate::model::{AliasName, Endpoint, ServiceName, parse_dns_name};
 use crate::model::{check_port_name, place_alias};
 use crate::zonefile::{StaticZone, ZoneError};
@@ -46,6 +48,8 @@ pub struct Config {
     /// How many health checks may run at once.
     pub health_concurrency: usize,
     pub promotion: PromotionDefaults,
+    /// `[history]`: how much history is kept.
+    pub history: Retention,
     /// The front proxies (`[[proxy]]`), in file order.
     pub proxies: Vec<ProxyConfig>,
     /// The `[health]` defaults, as a check: what a service without its own settings gets.
@@ -273,6 +277,8 @@ struct RawConfig {
     health: RawHealth,
     #[serde(default)]
     promotion: RawPromotion,
+    #[serde(default)]
+    history: RawHistory,
     #[serde(default, rename = "proxy")]
     proxies: Vec<RawProxy>,
     #[serde(default)]
@@ -355,6 +361,13 @@ struct RawPromotion {
     observe: Option<Spanned<RawDuration>>,
     warm_timeout: Option<Spanned<RawDuration>>,
     drain_grace: Option<Spanned<RawDuration>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawHistory {
+    keep_per_alias: Option<Spanned<i64>>,
+    max_age: Option<Spanned<RawDuration>>,
 }
 
 #[derive(Deserialize)]
@@ -668,6 +681,7 @@ impl Validator<'_> {
             }
         };
         let promotion = self.promotion(&raw.promotion);
+        let history = self.history(&raw.history);
         let mut taken: Vec<(SocketAddr, &str)> = Vec::new();
         if let Some(a) = &api {
             taken.push((a.listen, "api.listen"));
@@ -686,10 +700,41 @@ impl Validator<'_> {
             aliases,
             health_concurrency,
             promotion,
+            history,
             proxies,
             default_check,
             docker,
         })
+    }
+
+    fn history(&mut self, raw: &RawHistory) -> Retention {
+        let keep_per_alias = match &raw.keep_per_alias {
+            None => Retention::DEFAULT_KEEP,
+            Some(n) if (1..=bounds::MAX_HISTORY_KEEP as i64).contains(n.get_ref()) => {
+                *n.get_ref() as usize
+            }
+            Some(n) => {
+                self.err(
+                    &n.span(),
+                    format!(
+                        "history.keep_per_alias must be between 1 and {} (got {})",
+                        bounds::MAX_HISTORY_KEEP,
+                        n.get_ref()
+                    ),
+                );
+                Retention::DEFAULT_KEEP
+            }
+        };
+        let max_age = self.duration(
+            &raw.max_age,
+            "history.max_age",
+            Retention::DEFAULT_MAX_AGE,
+            bounds::HISTORY_AGE,
+        );
+        Retention {
+            keep_per_alias,
+            max_age,
+        }
     }
 
     fn docker(
@@ -794,20 +839,12 @@ impl Validator<'_> {
             DEFAULT_NEGATIVE_TTL,
             MAX_NEGATIVE_TTL,
         );
-        let tcp_idle_timeout = match &raw.tcp_idle_timeout {
-            None => Duration::from_secs(10),
-            Some(d) => match d.get_ref().to_duration() {
-                Ok(t) if t >= Duration::from_millis(100) => t,
-                Ok(_) => {
-                    self.err(&d.span(), "dns.tcp_idle_timeout must be at least 100ms");
-                    Duration::from_secs(10)
-                }
-                Err(e) => {
-                    self.err(&d.span(), format!("dns.tcp_idle_timeout: {e}"));
-                    Duration::from_secs(10)
-                }
-            },
-        };
+        let tcp_idle_timeout = self.duration(
+            &raw.tcp_idle_timeout,
+            "dns.tcp_idle_timeout",
+            Duration::from_secs(10),
+            bounds::DNS_TCP_IDLE,
+        );
         Some(DnsConfig {
             listen,
             udp_sockets,
@@ -956,26 +993,25 @@ impl Validator<'_> {
         Some(ApiConfig { listen, tokens })
     }
 
-    /// A duration setting, or `default` (with an error recorded) when it is absent or bad.
+    /// A duration setting within `range`, or `default` (with an error recorded) when it is
+    /// absent or bad.
     fn duration(
         &mut self,
         raw: &Option<Spanned<RawDuration>>,
         key: &str,
         default: Duration,
-        min: Duration,
+        range: bounds::DurationRange,
     ) -> Duration {
         let Some(raw) = raw else { return default };
-        match raw.get_ref().to_duration() {
-            Ok(d) if d >= min => d,
-            Ok(_) => {
-                self.err(
-                    &raw.span(),
-                    format!("{key} must be at least {}", humantime::format_duration(min)),
-                );
-                default
-            }
+        match raw
+            .get_ref()
+            .to_duration()
+            .map_err(|e| format!("{key}: {e}"))
+            .and_then(|d| range.check(key, d))
+        {
+            Ok(d) => d,
             Err(e) => {
-                self.err(&raw.span(), format!("{key}: {e}"));
+                self.err(&raw.span(), e);
                 default
             }
         }
@@ -984,18 +1020,23 @@ impl Validator<'_> {
     fn promotion(&mut self, raw: &RawPromotion) -> PromotionDefaults {
         let d = PromotionDefaults::default();
         PromotionDefaults {
-            observe: self.duration(&raw.observe, "promotion.observe", d.observe, Duration::ZERO),
+            observe: self.duration(
+                &raw.observe,
+                "promotion.observe",
+                d.observe,
+                bounds::OBSERVE,
+            ),
             warm_timeout: self.duration(
                 &raw.warm_timeout,
                 "promotion.warm_timeout",
                 d.warm_timeout,
-                Duration::from_millis(100),
+                bounds::WARM_TIMEOUT,
             ),
             drain_grace: self.duration(
                 &raw.drain_grace,
                 "promotion.drain_grace",
                 d.drain_grace,
-                Duration::ZERO,
+                bounds::DRAIN_GRACE,
             ),
         }
     }
@@ -1049,14 +1090,14 @@ impl Validator<'_> {
             &raw.interval,
             &format!("{key}.interval"),
             Duration::from_secs(2),
-            Duration::from_millis(50),
+            bounds::HEALTH_INTERVAL,
         );
         // The default timeout never exceeds the interval; a timeout written larger is an error.
         let timeout = self.duration(
             &raw.timeout,
             &format!("{key}.timeout"),
             Duration::from_secs(1).min(interval),
-            Duration::from_millis(10),
+            bounds::HEALTH_TIMEOUT,
         );
         if let Some(t) = &raw.timeout
             && timeout > interval
@@ -1201,36 +1242,35 @@ impl Validator<'_> {
                     ProxyMode::Http
                 }
             };
-            let ms = Duration::from_millis;
             let connect_timeout = self.duration(
                 &p.connect_timeout,
                 "proxy.connect_timeout",
                 ProxyConfig::DEFAULT_CONNECT_TIMEOUT,
-                ms(10),
+                bounds::CONNECT_TIMEOUT,
             );
             let idle_timeout = self.duration(
                 &p.idle_timeout,
                 "proxy.idle_timeout",
                 ProxyConfig::DEFAULT_IDLE_TIMEOUT,
-                ms(100),
+                bounds::IDLE_TIMEOUT,
             );
             let request_timeout = self.duration(
                 &p.request_timeout,
                 "proxy.request_timeout",
                 ProxyConfig::DEFAULT_REQUEST_TIMEOUT,
-                ms(10),
+                bounds::REQUEST_TIMEOUT,
             );
             let backend_idle_timeout = self.duration(
                 &p.backend_idle_timeout,
                 "proxy.backend_idle_timeout",
                 ProxyConfig::DEFAULT_BACKEND_IDLE_TIMEOUT,
-                ms(10),
+                bounds::BACKEND_IDLE_TIMEOUT,
             );
             let drain_deadline = self.duration(
                 &p.drain_deadline,
                 "proxy.drain_deadline",
                 ProxyConfig::DEFAULT_DRAIN_DEADLINE,
-                Duration::ZERO,
+                bounds::DRAIN_DEADLINE,
             );
             let max_connections = match &p.max_connections {
                 None => ProxyConfig::DEFAULT_MAX_CONNECTIONS,

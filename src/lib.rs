@@ -18,6 +18,7 @@
 
 pub mod api;
 pub mod backend;
+pub mod bounds;
 pub mod check;
 pub mod cli;
 pub mod client;

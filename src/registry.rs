@@ -179,6 +179,8 @@ pub struct Base {
     pub alias_ttl: u32,
     pub negative_ttl: u32,
     pub defaults: PromotionDefaults,
+    /// How much history the controller keeps.
+    pub retention: crate::controller::history::Retention,
     /// Whether Docker discovery runs: then an alias may name a service no source has yet.
     pub docker: bool,
 }
@@ -214,6 +216,7 @@ impl Base {
             alias_ttl: config.dns.alias_ttl,
             negative_ttl: config.dns.negative_ttl,
             defaults: config.promotion.clone(),
+            retention: config.history,
             docker: config.docker.is_some(),
         }
     }

@@ -733,6 +733,13 @@ pub struct HealthDto {
     pub generation: u64,
 }
 
+/// The latest time RFC 3339 can write: 9999-12-31T23:59:59.999Z, in ms since the epoch.
+const MAX_RFC3339_MS: u64 = 253_402_300_799_999;
+
+/// `ms` since the epoch as RFC 3339 with milliseconds. Never fails: a time past year 9999 (which
+/// the bounds keep out, but a hand-edited state file could hold) is written as the last
+/// millisecond of 9999.
 pub fn rfc3339_ms(ms: u64) -> String {
+    let ms = ms.min(MAX_RFC3339_MS);
     humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
 }

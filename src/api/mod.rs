@@ -26,9 +26,10 @@ use subtle::ConstantTimeEq;
 use tokio::sync::{mpsc, oneshot};
 use tracing::error;
 
+use crate::bounds;
 use crate::check::Health;
 use crate::clock::now_ms;
-use crate::config::{ApiToken, IfNoneHealthy, parse_duration};
+use crate::config::{ApiToken, IfNoneHealthy};
 use crate::controller::changes::AliasPut;
 use crate::controller::machine::{self, Ctx, Input, OpKind, Outcome};
 use crate::controller::{ControlError, ControlHandle, Event, Gates, RollbackTo, Started, counts};
@@ -217,7 +218,40 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn(contain_panics))
         .with_state(state)
+}
+
+/// A panic while serving a request is a bug: that request is answered 500 (the panic logged
+/// with the method and path) and the server goes on serving every other request.
+pub async fn contain_panics(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    use futures_util::FutureExt;
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    match std::panic::AssertUnwindSafe(next.run(request))
+        .catch_unwind()
+        .await
+    {
+        Ok(response) => response,
+        Err(payload) => {
+            let what = payload
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic".to_owned());
+            error!(%method, path, panic = %what, "a request panicked (a bug); answered 500");
+            let body = ErrorDto {
+                error: format!(
+                    "internal error while serving {method} {path}; it is in the aliasd log (please report it)"
+                ),
+                problems: Vec::new(),
+            };
+            (StatusCode::INTERNAL_SERVER_ERROR, Json(body)).into_response()
+        }
+    }
 }
 
 async fn not_found() -> ApiError {
@@ -426,6 +460,13 @@ fn json_body<T: DeserializeOwned>(body: &[u8], example: &str) -> Result<T, ApiEr
 }
 
 fn service_names(field: &str, names: &[String]) -> Result<Vec<ServiceName>, ApiError> {
+    if names.len() > bounds::MAX_TARGETS {
+        return Err(ApiError::BadRequest(format!(
+            "field `{field}` may name at most {} services (got {})",
+            bounds::MAX_TARGETS,
+            names.len()
+        )));
+    }
     names
         .iter()
         .map(|t| {
@@ -436,12 +477,24 @@ fn service_names(field: &str, names: &[String]) -> Result<Vec<ServiceName>, ApiE
         .collect()
 }
 
-fn duration_field(field: &str, value: Option<&String>) -> Result<Option<Duration>, ApiError> {
+fn duration_field(
+    field: &str,
+    value: Option<&String>,
+    range: bounds::DurationRange,
+) -> Result<Option<Duration>, ApiError> {
     value
-        .map(|v| {
-            parse_duration(v).map_err(|e| ApiError::BadRequest(format!("field `{field}`: {e}")))
-        })
+        .map(|v| range.parse(field, v).map_err(bad_field))
         .transpose()
+}
+
+/// A 400 for a field that is out of its bounds or malformed; `message` names the field.
+fn bad_field(message: String) -> ApiError {
+    ApiError::BadRequest(format!("field {message}"))
+}
+
+/// An optional `reason` within its bounds.
+fn reason_field(reason: Option<&String>) -> Result<(), ApiError> {
+    bounds::reason(reason.map(String::as_str)).map_err(bad_field)
 }
 
 /// The gates of a promote or rollback request, with durations parsed.
@@ -451,11 +504,12 @@ fn gates(
     min_healthy: Option<u32>,
     warm_timeout: Option<&String>,
 ) -> Result<Gates, ApiError> {
+    bounds::min_healthy(min_healthy).map_err(bad_field)?;
     Ok(Gates {
-        observe: duration_field("observe", observe)?,
+        observe: duration_field("observe", observe, bounds::OBSERVE)?,
         confirm,
         min_healthy,
-        warm_timeout: duration_field("warm_timeout", warm_timeout)?,
+        warm_timeout: duration_field("warm_timeout", warm_timeout, bounds::WARM_TIMEOUT)?,
         stop_old: None,
     })
 }
@@ -517,6 +571,7 @@ async fn promote(
         request.warm_timeout.as_ref(),
     )?;
     gates.stop_old = request.stop_old;
+    reason_field(request.reason.as_ref())?;
     if query.dry_run {
         return plan(&state, &snapshot, &name, to, &gates, actor, request.reason)
             .map(|p| Json(p).into_response());
@@ -642,6 +697,7 @@ async fn rollback(
     let actor = state.auth.load().check(&headers)?;
     let name = find_alias(&state.snapshots.load(), &alias)?;
     let request: RollbackRequest = json_body(&body, r#"{"to_revision": 3, "reason": "..."}"#)?;
+    reason_field(request.reason.as_ref())?;
     let gates = gates(
         request.observe.as_ref(),
         request.confirm,
@@ -704,6 +760,7 @@ fn reasoned(
     let actor = state.auth.load().check(headers)?;
     let name = find_alias(&state.snapshots.load(), alias)?;
     let request: ReasonRequest = json_body(body, r#"{"reason": "..."}"#)?;
+    reason_field(request.reason.as_ref())?;
     Ok((name, request.reason, actor))
 }
 
@@ -844,6 +901,13 @@ async fn put_service(
         &body,
         r#"{"endpoints": ["10.0.0.5:8080"], "health": {"kind": "http", "path": "/healthz"}}"#,
     )?;
+    if request.endpoints.len() > bounds::MAX_ENDPOINTS {
+        return Err(ApiError::BadRequest(format!(
+            "field `endpoints` may hold at most {} endpoints (got {})",
+            bounds::MAX_ENDPOINTS,
+            request.endpoints.len()
+        )));
+    }
     let endpoints = request
         .endpoints
         .iter()
@@ -970,4 +1034,55 @@ async fn reload(
         .await
         .map_err(|_| ApiError::Unavailable("aliasd is shutting down".into()))??;
     Ok(Json(ReloadDto::from_summary(&summary)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use axum::http::Request;
+    use tower::ServiceExt;
+
+    #[test]
+    fn any_stored_time_renders_even_past_year_9999() {
+        assert_eq!(dto::rfc3339_ms(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(dto::rfc3339_ms(u64::MAX), "9999-12-31T23:59:59.999Z");
+        assert_eq!(
+            dto::rfc3339_ms(253_402_300_800_000 + 1),
+            "9999-12-31T23:59:59.999Z"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_panicking_request_is_answered_500_and_the_next_one_is_served() {
+        let app = Router::new()
+            .route(
+                "/boom",
+                get(|| async {
+                    let deadlines: Vec<u64> = Vec::new();
+                    deadlines[0].to_string()
+                }),
+            )
+            .route("/fine", get(|| async { "fine" }))
+            .layer(axum::middleware::from_fn(contain_panics));
+        let response = app
+            .clone()
+            .oneshot(Request::get("/boom").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let body = axum::body::to_bytes(response.into_body(), 1 << 16)
+            .await
+            .unwrap();
+        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert!(
+            body["error"].as_str().unwrap().contains("GET /boom"),
+            "{body}"
+        );
+        let response = app
+            .oneshot(Request::get("/fine").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+    }
 }

@@ -238,8 +238,9 @@ struct WaitArgs {
     timeout: Option<Duration>,
 }
 
+/// `--timeout`: a duration within [`crate::bounds::WAIT_TIMEOUT`].
 fn parse_duration(text: &str) -> Result<Duration, String> {
-    crate::config::parse_duration(text)
+    crate::bounds::WAIT_TIMEOUT.parse("the timeout", text)
 }
 
 /// Why a command failed: one line, exit 1.

@@ -299,7 +299,10 @@ fn a_tcp_idle_timeout_under_100ms_is_refused() {
     Fixture::new().refused(
         &text,
         Some(r#""50ms""#),
-        &["dns.tcp_idle_timeout", "at least 100ms"],
+        &[
+            "dns.tcp_idle_timeout",
+            "must be between 100ms and 1h (got 50ms)",
+        ],
     );
 }
 
@@ -1075,7 +1078,7 @@ fn bad_health_settings_are_refused_with_their_position() {
         (
             r#"interval = "10ms""#,
             r#""10ms""#,
-            &["health.interval must be at least 50ms"],
+            &["health.interval must be between 50ms and 1h (got 10ms)"],
         ),
         (
             "interval = -2",
@@ -1224,7 +1227,7 @@ fn bad_promotion_settings_are_refused_with_their_position() {
         (
             r#"warm_timeout = "99ms""#,
             r#""99ms""#,
-            &["promotion.warm_timeout must be at least 100ms"],
+            &["promotion.warm_timeout must be between 100ms and 1day"],
         ),
         (
             r#"observe = "soon""#,

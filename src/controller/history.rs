@@ -9,14 +9,58 @@ use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use tracing::warn;
 
 use super::machine::ChangeKind;
-use super::store::{StoreError, checked_line, read_checked_line};
+use super::store::{StoreError, checked_line, read_checked_line, replace_file};
 
 const HISTORY_FILE: &str = "history.jsonl";
+
+/// How much history is kept (`[history]`): per alias (and per service, and of the config's
+/// own entries) the newest `keep_per_alias` entries, of those the ones younger than `max_age`,
+/// and always the newest one, which carries the revision the next change continues from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    pub keep_per_alias: usize,
+    pub max_age: Duration,
+}
+
+impl Retention {
+    pub const DEFAULT_KEEP: usize = 1000;
+    pub const DEFAULT_MAX_AGE: Duration = Duration::from_secs(365 * 24 * 3600);
+
+    /// Drops from `entries` (oldest first, one alias's) what this retention does not keep at
+    /// `now_ms`; returns how many it dropped.
+    pub fn trim(&self, entries: &mut Vec<HistoryEntry>, now_ms: u64) -> usize {
+        let len = entries.len();
+        if len == 0 {
+            return 0;
+        }
+        let cutoff =
+            now_ms.saturating_sub(u64::try_from(self.max_age.as_millis()).unwrap_or(u64::MAX));
+        let by_count = len.saturating_sub(self.keep_per_alias.max(1));
+        // Entries are in time order (the writer stamps them), so the old ones are a prefix.
+        let by_age = entries[..len - 1]
+            .iter()
+            .take_while(|e| e.at_ms < cutoff)
+            .count();
+        let drop = by_count.max(by_age);
+        entries.drain(..drop);
+        drop
+    }
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Self {
+            keep_per_alias: Self::DEFAULT_KEEP,
+            max_age: Self::DEFAULT_MAX_AGE,
+        }
+    }
+}
 
 /// One change, as stored and as the API shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -122,6 +166,25 @@ impl History {
         self.file.sync_data().map_err(io_err)?;
         self.len += buf.len() as u64;
         Ok(before)
+    }
+
+    /// Rewrites the file with only `kept` (committed entries, in any order: they are written
+    /// by their sequence number), atomically: after a crash it holds the old entries or the
+    /// kept ones, never less. Entries keep their numbers and revisions.
+    pub fn compact(&mut self, kept: &mut [&HistoryEntry]) -> Result<(), StoreError> {
+        kept.sort_by_key(|e| e.seq);
+        let buf: Vec<u8> = kept.iter().flat_map(|e| checked_line(*e)).collect();
+        let dir = self.path.parent().unwrap_or(Path::new("."));
+        replace_file(dir, HISTORY_FILE, &buf)?;
+        self.file = OpenOptions::new()
+            .append(true)
+            .open(&self.path)
+            .map_err(|source| StoreError::Io {
+                path: self.path.clone(),
+                source,
+            })?;
+        self.len = buf.len() as u64;
+        Ok(())
     }
 
     /// Cuts the file back to `len`: used when the state write that would commit an append fails.

@@ -398,7 +398,7 @@ pub fn step(state: &AliasState, input: Input, ctx: &Ctx<'_>) -> Result<Outcome, 
             }
             let mut next = state.clone();
             next.phase = Phase::Warming {
-                deadline_ms: ctx.now + options.warm_timeout_ms,
+                deadline_ms: ctx.now.saturating_add(options.warm_timeout_ms),
                 op: Operation {
                     id: state.revision + 1,
                     kind,
@@ -477,7 +477,7 @@ fn back_to_a(
     next.retired = (!leaving.is_empty()).then(|| Retired {
         services: leaving,
         safe_to_stop_at_ms: if b_was_answering {
-            ctx.now + drain_window_ms(state, ctx)
+            ctx.now.saturating_add(drain_window_ms(state, ctx))
         } else {
             ctx.now
         },
@@ -500,7 +500,7 @@ fn tick(state: &AliasState, ctx: &Ctx<'_>) -> Option<(AliasState, ChangeKind, Op
                 next.phase = Phase::Mixed {
                     op: op.clone(),
                     since_ms: ctx.now,
-                    observe_until_ms: ctx.now + op.options.observe_ms,
+                    observe_until_ms: ctx.now.saturating_add(op.options.observe_ms),
                     confirmed: false,
                 };
                 Some((
@@ -545,7 +545,7 @@ fn tick(state: &AliasState, ctx: &Ctx<'_>) -> Option<(AliasState, ChangeKind, Op
                 next.phase = Phase::Draining {
                     op: op.clone(),
                     since_ms: ctx.now,
-                    until_ms: ctx.now + drain_window_ms(state, ctx),
+                    until_ms: ctx.now.saturating_add(drain_window_ms(state, ctx)),
                 };
                 Some((next, ChangeKind::Draining, None))
             } else {
@@ -566,7 +566,7 @@ fn tick(state: &AliasState, ctx: &Ctx<'_>) -> Option<(AliasState, ChangeKind, Op
                 return None;
             }
             let still_busy = (ctx.busy)(&minus(&op.from, &op.to));
-            if still_busy > 0 && ctx.now < until_ms + ctx.drain_deadline_ms {
+            if still_busy > 0 && ctx.now < until_ms.saturating_add(ctx.drain_deadline_ms) {
                 return None;
             }
             let mut next = state.clone();

@@ -85,6 +85,11 @@ impl From<MachineError> for ControlError {
 /// below what is stored, so health changes move serials without a write, and after a crash
 /// aliasd starts above any serial it served.
 pub const SERIAL_RESERVE: u32 = 1000;
+/// The history file is rewritten once it holds this many entries the retention dropped (and
+/// at least half as many as it keeps), so a rewrite's cost is spread over many changes.
+const COMPACT_MIN_GARBAGE: usize = 64;
+/// How often the retention's age limit is applied to every alias.
+const TRIM_EVERY_MS: u64 = 60_000;
 
 /// Who asked for a change, recorded with it.
 pub type Actor = String;
@@ -114,16 +119,18 @@ pub struct Gates {
     pub stop_old: Option<bool>,
 }
 
+/// A duration as whole milliseconds, saturating (the bounds keep durations far below that).
+fn whole_ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
 impl Gates {
     pub fn resolve(&self, defaults: &PromotionDefaults) -> PromoteOptions {
         PromoteOptions {
-            observe_ms: self.observe.unwrap_or(defaults.observe).as_millis() as u64,
+            observe_ms: whole_ms(self.observe.unwrap_or(defaults.observe)),
             confirm: self.confirm.unwrap_or(false),
             min_healthy: self.min_healthy,
-            warm_timeout_ms: self
-                .warm_timeout
-                .unwrap_or(defaults.warm_timeout)
-                .as_millis() as u64,
+            warm_timeout_ms: whole_ms(self.warm_timeout.unwrap_or(defaults.warm_timeout)),
             stop_old: self.stop_old.unwrap_or(false),
         }
     }
@@ -513,6 +520,13 @@ pub struct Controller {
     durable: Arc<Mutex<Durable>>,
     history: HashMap<AliasName, Vec<HistoryEntry>>,
     service_history: HashMap<ServiceName, Vec<HistoryEntry>>,
+    /// Entries about the whole config (reloads): kept under the same retention.
+    global_history: Vec<HistoryEntry>,
+    /// Entries in the history file, and of those the ones the retention keeps (in memory).
+    file_entries: usize,
+    kept_entries: usize,
+    /// When the retention's age limit was last applied to every alias.
+    last_trim_ms: u64,
     health: HealthMap,
     last_good: LastGood,
     sources: Arc<Sources>,
@@ -645,8 +659,12 @@ impl Controller {
             .keys()
             .map(|a| (a.name().to_ascii(), a.clone()))
             .collect();
+        let mut global_history = Vec::new();
+        let file_entries = entries.len() + started.len();
         for e in entries.into_iter().chain(started) {
-            if let Some(service) = e.service.as_ref().and_then(|s| s.parse().ok()) {
+            if e.alias.is_empty() && e.service.is_none() {
+                global_history.push(e);
+            } else if let Some(service) = e.service.as_ref().and_then(|s| s.parse().ok()) {
                 service_history.entry(service).or_default().push(e);
             } else if let Some(name) = alias_names.get(&e.alias) {
                 history.entry(name.clone()).or_default().push(e);
@@ -702,6 +720,10 @@ impl Controller {
             })),
             history,
             service_history,
+            global_history,
+            file_entries,
+            kept_entries: file_entries,
+            last_trim_ms: 0,
             health,
             last_good,
             sources,
@@ -721,7 +743,111 @@ impl Controller {
             busy,
             drain_deadline,
         };
+        let mut controller = controller;
+        controller.trim_history(now);
+        if let Err(e) = controller.compact_history_now() {
+            warn!(error = %e, "could not compact the history; it is tried again later");
+        }
         Ok((controller, ControlHandle { tx, events }, shared))
+    }
+
+    /// Applies the retention to every entry kept in memory (the age limit moves with time).
+    fn trim_history(&mut self, now: u64) {
+        let retention = self.base.retention;
+        let mut dropped = 0;
+        for entries in self
+            .history
+            .values_mut()
+            .chain(self.service_history.values_mut())
+            .chain(std::iter::once(&mut self.global_history))
+        {
+            dropped += retention.trim(entries, now);
+        }
+        self.kept_entries -= dropped;
+        self.last_trim_ms = now;
+    }
+
+    /// Keeps an entry in memory under the retention.
+    fn remember(&mut self, e: HistoryEntry, now: u64) {
+        let retention = self.base.retention;
+        let entries = if let Some(service) = e.service.as_ref().and_then(|s| s.parse().ok()) {
+            self.service_history.entry(service).or_default()
+        } else if e.alias.is_empty() {
+            &mut self.global_history
+        } else if let Ok(name) = AliasName::resolve(&e.alias, &hickory_proto::rr::Name::root()) {
+            self.history.entry(name).or_default()
+        } else {
+            return;
+        };
+        entries.push(e);
+        let dropped = retention.trim(entries, now);
+        self.file_entries += 1;
+        self.kept_entries = self.kept_entries + 1 - dropped;
+    }
+
+    /// Whether the file holds enough that the retention dropped to be worth rewriting.
+    fn history_worth_compacting(&self) -> bool {
+        let garbage = self.file_entries.saturating_sub(self.kept_entries);
+        garbage >= COMPACT_MIN_GARBAGE && garbage >= self.kept_entries / 2
+    }
+
+    /// Everything the retention keeps, for a rewrite of the file.
+    fn kept_history(&self) -> Vec<HistoryEntry> {
+        self.history
+            .values()
+            .chain(self.service_history.values())
+            .chain(std::iter::once(&self.global_history))
+            .flatten()
+            .cloned()
+            .collect()
+    }
+
+    /// At start: compacts in place, on this thread.
+    fn compact_history_now(&mut self) -> Result<(), StoreError> {
+        if !self.history_worth_compacting() {
+            return Ok(());
+        }
+        let kept = self.kept_history();
+        let mut refs: Vec<&HistoryEntry> = kept.iter().collect();
+        let mut d = self.durable.lock().unwrap_or_else(|p| p.into_inner());
+        d.history.compact(&mut refs)?;
+        drop(d);
+        self.after_compaction(kept.len());
+        Ok(())
+    }
+
+    fn after_compaction(&mut self, kept: usize) {
+        info!(
+            dropped = self.file_entries - kept,
+            kept, "history compacted under its retention"
+        );
+        self.file_entries = kept;
+        self.kept_entries = kept;
+    }
+
+    /// Compacts the history file when worth it. Runs in the writer between commits, so no
+    /// append can interleave; only committed entries are ever dropped, and each keeps its
+    /// number and revision. A failure leaves the old file, which still loads.
+    async fn compact_history(&mut self) {
+        if !self.history_worth_compacting() {
+            return;
+        }
+        let kept = self.kept_history();
+        let n = kept.len();
+        let durable = self.durable.clone();
+        let result = tokio::task::spawn_blocking(move || {
+            let mut refs: Vec<&HistoryEntry> = kept.iter().collect();
+            let mut d = durable.lock().unwrap_or_else(|p| p.into_inner());
+            d.history.compact(&mut refs)
+        })
+        .await;
+        match result {
+            Ok(Ok(())) => self.after_compaction(n),
+            Ok(Err(e)) => {
+                warn!(error = %e, "could not compact the history; it is tried again later")
+            }
+            Err(e) => warn!(error = %e, "the history compaction task failed"),
+        }
     }
 
     /// Handles commands, health changes, discovery and deadlines until `shutdown` is cancelled.
@@ -1224,16 +1350,24 @@ impl Controller {
                         "alias `{alias}` has no earlier targets to roll back to"
                     ))
                 })?,
-            RollbackTo::Revision(rev) => self
-                .history
-                .get(alias)
-                .and_then(|h| h.iter().find(|e| e.revision == rev))
-                .map(|e| e.answering.clone())
-                .ok_or_else(|| {
-                    ControlError::NotFound(format!(
-                        "alias `{alias}` has no revision {rev} in its history"
-                    ))
-                })?,
+            RollbackTo::Revision(rev) => {
+                let entries = self.history.get(alias);
+                match entries.and_then(|h| h.iter().find(|e| e.revision == rev)) {
+                    Some(e) => e.answering.clone(),
+                    None => {
+                        let oldest = entries.and_then(|h| h.first()).map(|e| e.revision);
+                        let r = self.base.retention;
+                        return Err(ControlError::NotFound(match oldest {
+                            Some(oldest) if rev < oldest => format!(
+                                "revision {rev} of alias `{alias}` was compacted away by the history retention (keep_per_alias = {}, max_age = {}); the oldest revision kept is {oldest}",
+                                r.keep_per_alias,
+                                humantime::format_duration(r.max_age)
+                            ),
+                            _ => format!("alias `{alias}` has no revision {rev} in its history"),
+                        }));
+                    }
+                }
+            }
         };
         targets
             .iter()
@@ -1270,6 +1404,11 @@ impl Controller {
 
     /// Applies every transition that time and health have made due, and commits them.
     async fn settle(&mut self) {
+        let now = now_ms();
+        if now.saturating_sub(self.last_trim_ms) >= TRIM_EVERY_MS {
+            self.trim_history(now);
+            self.compact_history().await;
+        }
         let changes = self.due_transitions(None);
         if changes.is_empty() && !self.health_dirty {
             return;
@@ -1613,16 +1752,7 @@ impl Controller {
                 reason = e.reason.as_deref().unwrap_or(""),
                 "registry changed"
             );
-            if let Some(service) = e.service.as_ref().and_then(|s| s.parse().ok()) {
-                self.service_history
-                    .entry(service)
-                    .or_default()
-                    .push(e.clone());
-            } else if let Ok(name) = AliasName::resolve(&e.alias, &hickory_proto::rr::Name::root())
-                && !e.alias.is_empty()
-            {
-                self.history.entry(name).or_default().push(e.clone());
-            }
+            self.remember(e.clone(), now);
             let _ = self.events.send(Event::Registry { entry: e });
         }
         for ((name, alias, change), entry) in changes.into_iter().zip(alias_entries) {
@@ -1635,13 +1765,17 @@ impl Controller {
                 reason = change.reason.as_deref().unwrap_or(""),
                 "alias changed"
             );
-            self.history.entry(name).or_default().push(entry.clone());
+            self.remember(entry.clone(), now);
             let _ = self.events.send(Event::Change {
                 entry,
                 state: Box::new(alias),
             });
         }
         self.ask_stops();
+        if now.saturating_sub(self.last_trim_ms) >= TRIM_EVERY_MS {
+            self.trim_history(now);
+        }
+        self.compact_history().await;
         Ok(())
     }
 

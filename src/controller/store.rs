@@ -200,23 +200,28 @@ impl Store {
 
     /// Writes `state` durably: when this returns Ok, a crash cannot lose it.
     pub fn save(&self, state: &StoredState) -> Result<(), StoreError> {
-        let path = self.state_path();
-        let tmp = self.dir.join(format!("{STATE_FILE}.tmp"));
-        let io_err = |path: &Path| {
-            let path = path.to_owned();
-            move |source| StoreError::Io { path, source }
-        };
-        let bytes = encode(state);
-        let mut file = File::create(&tmp).map_err(io_err(&tmp))?;
-        file.write_all(&bytes).map_err(io_err(&tmp))?;
-        file.sync_all().map_err(io_err(&tmp))?;
-        drop(file);
-        fs::rename(&tmp, &path).map_err(io_err(&path))?;
-        File::open(&self.dir)
-            .and_then(|d| d.sync_all())
-            .map_err(io_err(&self.dir))?;
-        Ok(())
+        replace_file(&self.dir, STATE_FILE, &encode(state))
     }
+}
+
+/// Replaces `dir/name` with `bytes` atomically and durably: a temporary file, fsynced, renamed
+/// over the old one, then the directory fsynced. After a crash the file is the old or the new.
+pub fn replace_file(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), StoreError> {
+    let path = dir.join(name);
+    let tmp = dir.join(format!("{name}.tmp"));
+    let io_err = |path: &Path| {
+        let path = path.to_owned();
+        move |source| StoreError::Io { path, source }
+    };
+    let mut file = File::create(&tmp).map_err(io_err(&tmp))?;
+    file.write_all(bytes).map_err(io_err(&tmp))?;
+    file.sync_all().map_err(io_err(&tmp))?;
+    drop(file);
+    fs::rename(&tmp, &path).map_err(io_err(&path))?;
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err(dir))?;
+    Ok(())
 }
 
 /// `<crc32 hex> <json>\n`: one record of an append-only file (the journal, the history).

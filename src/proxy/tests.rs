@@ -267,7 +267,7 @@ fn bad_proxy_sections_are_refused_with_their_positions() {
         (
             format!("{head}idle_timeout = \"10ms\"\n"),
             "\"10ms\"",
-            "proxy.idle_timeout must be at least 100ms",
+            "proxy.idle_timeout must be between 100ms and 1day (got 10ms)",
         ),
         (
             format!("{head}max_connections = 0\n"),

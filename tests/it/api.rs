@@ -166,6 +166,102 @@ async fn bad_requests_get_the_right_status_and_say_what_is_wrong() {
     assert_eq!(web["revision"], 1);
 }
 
+/// Well-formed but absurd values: each is refused with a 400 that names the field and its
+/// range, nothing changes, and the alias still renders (a deadline past year 9999 once made
+/// `GET /v1/aliases/web` fail for good).
+#[tokio::test]
+async fn out_of_range_values_are_refused_naming_the_field_and_the_alias_still_renders() {
+    let fixture = Fixture::new();
+    let daemon = fixture.start();
+    let long_reason = "x".repeat(aliasd::bounds::MAX_REASON + 1);
+    let too_many: Vec<String> = (0..=aliasd::bounds::MAX_TARGETS)
+        .map(|i| format!("svc-{i}"))
+        .collect();
+    let cases: Vec<(&str, &str, String, &str)> = vec![
+        (
+            "POST",
+            "/v1/aliases/web/promote",
+            r#"{"to": "web-v2", "observe": "100000years"}"#.into(),
+            "observe must be between 0s and 7days",
+        ),
+        (
+            "POST",
+            "/v1/aliases/web/promote?dry_run=true",
+            r#"{"to": "web-v2", "observe": "100000years"}"#.into(),
+            "observe must be between",
+        ),
+        (
+            "POST",
+            "/v1/aliases/web/promote",
+            r#"{"to": "web-v2", "warm_timeout": "50years"}"#.into(),
+            "warm_timeout must be between 100ms and 1day",
+        ),
+        (
+            "POST",
+            "/v1/aliases/web/promote",
+            r#"{"to": "web-v2", "min_healthy": 0}"#.into(),
+            "min_healthy must be between 1 and",
+        ),
+        (
+            "POST",
+            "/v1/aliases/web/promote",
+            serde_json::json!({"to": "web-v2", "reason": long_reason}).to_string(),
+            "reason must be at most 1024 bytes",
+        ),
+        (
+            "POST",
+            "/v1/aliases/web/promote",
+            serde_json::json!({"to": too_many}).to_string(),
+            "at most 64 services",
+        ),
+        (
+            "POST",
+            "/v1/aliases/web/rollback",
+            r#"{"observe": "1000000h"}"#.into(),
+            "observe must be between",
+        ),
+        (
+            "POST",
+            "/v1/aliases/web/abort",
+            r#"{"reason": "two\nlines"}"#.into(),
+            "control characters",
+        ),
+        (
+            "PUT",
+            "/v1/aliases/web/targets",
+            serde_json::json!({"targets": too_many}).to_string(),
+            "at most 64 services",
+        ),
+    ];
+    for (method, path, body, want) in &cases {
+        let (status, err) = http(&daemon, method, path, Some(TOKEN), body).await;
+        assert_eq!(status, 400, "{method} {path} {body}: {err}");
+        let text = err["error"].as_str().unwrap_or_default();
+        assert!(text.contains(want), "{method} {path}: {text}");
+        assert!(text.starts_with("field "), "{text}");
+    }
+    let (status, web) = http(&daemon, "GET", "/v1/aliases/web", None, "").await;
+    assert_eq!(status, 200, "{web}");
+    assert_eq!(web["revision"], 1);
+    assert_eq!(web["phase"], "stable");
+
+    // The largest values in range are accepted and render.
+    let (status, reply) = http(
+        &daemon,
+        "POST",
+        "/v1/aliases/web/promote",
+        Some(TOKEN),
+        r#"{"to": "web-v2", "observe": "7days", "warm_timeout": "1day", "confirm": true}"#,
+    )
+    .await;
+    assert!(status == 202, "{status} {reply}");
+    let (status, web) = http(&daemon, "GET", "/v1/aliases/web", None, "").await;
+    assert_eq!(status, 200, "{web}");
+    assert!(web["operation"]["phase_deadline"].is_string(), "{web}");
+    let (status, _) = http(&daemon, "POST", "/v1/aliases/web/abort", Some(TOKEN), "").await;
+    assert_eq!(status, 200);
+}
+
 #[tokio::test]
 async fn metrics_show_phases_revisions_and_endpoint_health_in_prometheus_text() {
     use http_body_util::BodyExt;

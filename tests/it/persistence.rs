@@ -104,3 +104,68 @@ async fn two_daemons_cannot_share_a_state_directory() {
         "{stderr}"
     );
 }
+
+/// `[history] keep_per_alias`: the API shows only what is kept, the file is rewritten once it
+/// holds enough dropped entries, revisions go on across a restart, and a rollback to a revision
+/// that was compacted away says so.
+#[tokio::test]
+async fn history_retention_keeps_the_newest_entries_and_compacts_the_file() {
+    let fixture = Fixture::with_extra("\n[history]\nkeep_per_alias = 5\nmax_age = \"30days\"\n");
+    let daemon = fixture.start();
+    let client = daemon.client();
+    let changes = 100;
+    for i in 0..changes {
+        let to = if i % 2 == 0 { "web-v2" } else { "web-v1" };
+        client.link("web", &[to.to_owned()]).await.expect("link");
+    }
+    let history = client.history("web").await.expect("history");
+    let revisions: Vec<u64> = history.iter().map(|e| e.revision).collect();
+    let last = client.alias("web").await.expect("alias").revision;
+    assert_eq!(revisions, ((last - 4)..=last).collect::<Vec<_>>());
+    let file = fixture.dir.path().join("state").join("history.jsonl");
+    let lines = std::fs::read_to_string(&file)
+        .expect("history file")
+        .lines()
+        .count();
+    assert!(
+        lines < changes,
+        "the history file was never compacted: {lines} entries after {changes} changes"
+    );
+    assert!(daemon.terminate().success());
+
+    let daemon = fixture.start();
+    let client = daemon.client();
+    let again: Vec<u64> = client
+        .history("web")
+        .await
+        .expect("history")
+        .iter()
+        .map(|e| e.revision)
+        .collect();
+    assert_eq!(again, revisions, "the kept entries survive a restart");
+    let next = client
+        .link("web", &["web-v2".to_owned()])
+        .await
+        .expect("link");
+    assert_eq!(
+        next.revision,
+        last + 1,
+        "revisions go on from the kept ones"
+    );
+    let err = client
+        .rollback(
+            "web",
+            &aliasd::api::dto::RollbackRequest {
+                to_revision: Some(2),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect_err("revision 2 is gone");
+    let text = err.to_string();
+    assert!(
+        text.contains("revision 2 of alias `web.internal` was compacted away"),
+        "{text}"
+    );
+    assert!(text.contains("keep_per_alias = 5"), "{text}");
+}
