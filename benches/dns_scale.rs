@@ -382,7 +382,7 @@ async fn switch_latencies(running: &Running, s: &Sizes) {
             ("blue", blue())
         };
         let request = PromoteRequest {
-            to: Some(aliasd::api::dto::OneOrMany::One(to.into())),
+            to: aliasd::api::dto::OneOrMany::One(to.into()),
             ..PromoteRequest::default()
         };
         client

@@ -111,24 +111,40 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 
 /// A health check written as text settings over a base check: `kind=http`, `path=/healthz`,
 /// `interval=2s`, ... Unset keys keep the base's value.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HealthSpec {
+    /// `http`, `tcp` or `none`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(example = "http", pattern = "^(http|tcp|none)$")]
     pub kind: Option<String>,
+    /// HTTP only: starts with `/`, at most 1024 printable characters.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 1024, example = "/healthz", pattern = "^/")]
     pub path: Option<String>,
+    /// HTTP only: a status or a range, 100 to 599 (`200-399`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(example = "200-399", pattern = "^[1-5][0-9]{2}(-[1-5][0-9]{2})?$")]
     pub expect: Option<String>,
+    /// HTTP only: the Host header, 1 to 1024 printable characters.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(min_length = 1, max_length = 1024)]
     pub host: Option<String>,
+    /// A duration from "50ms" to "1h".
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(example = "2s")]
     pub interval: Option<String>,
+    /// A duration from "10ms" to the interval.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(example = "1s")]
     pub timeout: Option<String>,
+    /// Consecutive passes to become healthy, 1 to 100.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 100)]
     pub rise: Option<u32>,
+    /// Consecutive failures to become unhealthy, 1 to 100.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 100)]
     pub fall: Option<u32>,
 }
 

@@ -4,6 +4,7 @@
 use std::time::{Duration, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use crate::check::HealthSpec;
 use crate::clock::now_ms;
@@ -17,7 +18,7 @@ use crate::registry::{ContainerRef, EndpointInfo, Problem, Service, SourceStatus
 use crate::snapshot::{AliasView, Snapshot, endpoints_of};
 
 /// An alias as `GET /v1/aliases/{alias}` shows it.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
 pub struct AliasDto {
     /// Fully qualified, without the trailing dot: `web.internal`.
     pub name: String,
@@ -62,7 +63,7 @@ pub struct AliasDto {
     pub warnings: Vec<String>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
 pub struct MemberDto {
     pub service: String,
     /// `active` (linked), `incoming` (being promoted to) or `draining` (left the answers).
@@ -76,7 +77,7 @@ pub struct MemberDto {
 
 /// Where a drain stands: it ends when the TTL window is over and the proxy's work on the old
 /// version is done (or the proxy's drain deadline cut it off).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
 pub struct DrainDto {
     pub services: Vec<String>,
     /// When the TTL window (plus grace) ends.
@@ -86,7 +87,7 @@ pub struct DrainDto {
     pub proxy_inflight: u64,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
 pub struct EndpointDto {
     pub addr: String,
     /// `unknown`, `starting`, `healthy` or `unhealthy`: aliasd's check together with the
@@ -106,7 +107,7 @@ pub struct EndpointDto {
     pub docker_health: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
 pub struct ContainerDto {
     pub id: String,
     /// The 12-character id Docker shows.
@@ -152,7 +153,7 @@ impl EndpointDto {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
 pub struct OperationDto {
     pub id: u64,
     /// `promote` or `rollback`.
@@ -160,6 +161,7 @@ pub struct OperationDto {
     pub from: Vec<String>,
     pub to: Vec<String>,
     pub actor: String,
+    /// Why, as the operator gave it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     pub started_at: String,
@@ -180,7 +182,7 @@ pub struct OperationDto {
     pub drain_until: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
 pub struct RetiredDto {
     pub services: Vec<String>,
     pub safe_to_stop_at: String,
@@ -344,7 +346,7 @@ impl AliasDto {
 }
 
 /// A service as `GET /v1/services` shows it.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
 pub struct ServiceDto {
     pub name: String,
     /// Where it is defined: `config`, `api`, or `docker` for one seen only in containers (or
@@ -402,7 +404,7 @@ impl ServiceDto {
 }
 
 /// A container discovery skipped.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
 pub struct ProblemDto {
     pub container: ContainerDto,
     pub problem: String,
@@ -418,7 +420,7 @@ impl ProblemDto {
 }
 
 /// Docker discovery's state.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
 pub struct DockerDto {
     /// `unix:///var/run/docker.sock` or `http://host:port`.
     pub endpoint: String,
@@ -447,7 +449,7 @@ impl DockerDto {
 }
 
 /// `GET /v1/services`: every service, and how discovery stands.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
 pub struct ServicesDto {
     pub services: Vec<ServiceDto>,
     /// Containers skipped for their labels or networks.
@@ -459,22 +461,47 @@ pub struct ServicesDto {
 }
 
 /// The body of `PUT /v1/services/{name}`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PutServiceRequest {
+    /// `IP:PORT` or `[IPv6]:PORT`, at most 10,000.
+    #[schema(max_items = 10000, example = json!(["10.0.0.5:8080"]))]
     pub endpoints: Vec<String>,
     /// Health settings over `[health]`: kind, path, expect, host, interval, timeout, rise, fall.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "object_only"
+    )]
     pub health: Option<HealthSpec>,
 }
 
+/// An optional nested object, refused when it is given as an array (which serde would take).
+fn object_only<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::de::DeserializeOwned,
+{
+    use serde::de::Error;
+    match Option::<serde_json::Value>::deserialize(d)? {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(v @ serde_json::Value::Object(_)) => serde_json::from_value(v)
+            .map(Some)
+            .map_err(D::Error::custom),
+        Some(_) => Err(D::Error::custom("expected an object")),
+    }
+}
+
 /// The body of `PUT /v1/aliases/{alias}`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PutAliasRequest {
     /// The services it answers with: required to create, a relink when it changes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(min_items = 1, max_items = 64)]
     pub targets: Option<Vec<String>>,
+    /// The SRV service label (`http` gives `_http._tcp.<alias>`): 1 to 15 lower-case letters,
+    /// digits and dashes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub port_name: Option<String>,
     /// `last-known-good`, `all` or `none`.
@@ -483,13 +510,13 @@ pub struct PutAliasRequest {
 }
 
 /// What `DELETE` answers.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
 pub struct DeletedDto {
     pub deleted: String,
 }
 
 /// `POST /v1/reload`.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
 pub struct ReloadDto {
     pub summary: String,
     pub aliases_added: Vec<String>,
@@ -515,18 +542,26 @@ impl ReloadDto {
 }
 
 /// The body of `PUT /v1/aliases/{alias}/targets`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LinkRequest {
+    /// Service names (lower-case DNS labels), 1 to 64.
+    #[schema(min_items = 1, max_items = 64, example = json!(["web-v1"]))]
     pub targets: Vec<String>,
 }
 
 /// One service name or several.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
 #[serde(untagged)]
 pub enum OneOrMany {
     One(String),
     Many(Vec<String>),
+}
+
+impl Default for OneOrMany {
+    fn default() -> Self {
+        Self::Many(Vec::new())
+    }
 }
 
 impl OneOrMany {
@@ -539,19 +574,29 @@ impl OneOrMany {
 }
 
 /// The body of `POST /v1/aliases/{alias}/promote`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PromoteRequest {
-    pub to: Option<OneOrMany>,
+    /// The service (or up to 64 services) to promote to.
+    pub to: OneOrMany,
+    /// How long both versions answer before the old one drains: a duration from "0s" to
+    /// "7days" ("30s", "2m").
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(example = "30s")]
     pub observe: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub confirm: Option<bool>,
+    /// Healthy endpoints the new version needs, 1 to 10,000 (default: all of them).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 10000)]
     pub min_healthy: Option<u32>,
+    /// How long the new version has to become healthy: "100ms" to "1day".
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(example = "2m")]
     pub warm_timeout: Option<String>,
+    /// Why, for the history: at most 1024 bytes, no control characters but tab.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 1024)]
     pub reason: Option<String>,
     /// Stop the old version's Docker containers once it is safe to stop.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -559,34 +604,45 @@ pub struct PromoteRequest {
 }
 
 /// The body of `POST /v1/aliases/{alias}/rollback`: the same gates as a promote.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RollbackRequest {
     /// A revision from the alias's history; without it, the targets before the last change.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub to_revision: Option<u64>,
+    /// How long both versions answer before the old one drains: a duration from "0s" to
+    /// "7days" ("30s", "2m").
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(example = "30s")]
     pub observe: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub confirm: Option<bool>,
+    /// Healthy endpoints the new version needs, 1 to 10,000 (default: all of them).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 10000)]
     pub min_healthy: Option<u32>,
+    /// How long the new version has to become healthy: "100ms" to "1day".
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(example = "2m")]
     pub warm_timeout: Option<String>,
+    /// Why, for the history: at most 1024 bytes, no control characters but tab.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 1024)]
     pub reason: Option<String>,
 }
 
 /// The body of `confirm` and `abort` (optional).
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReasonRequest {
+    /// Why, for the history: at most 1024 bytes, no control characters but tab.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 1024)]
     pub reason: Option<String>,
 }
 
 /// What a promote, rollback, confirm or abort answers.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
 pub struct OperationReply {
     /// Whether the request changed anything: false for a promote or rollback to the services
     /// that already answer.
@@ -595,7 +651,7 @@ pub struct OperationReply {
 }
 
 /// One step of a dry-run plan.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
 pub struct PlanStepDto {
     pub phase: String,
     pub services: Vec<String>,
@@ -605,7 +661,7 @@ pub struct PlanStepDto {
 }
 
 /// `POST /v1/aliases/{alias}/promote?dry_run=true`: what would happen, with nothing changed.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
 pub struct PlanDto {
     pub alias: String,
     pub from: Vec<String>,
@@ -628,7 +684,7 @@ pub struct PlanDto {
 }
 
 /// One history entry.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
 pub struct HistoryDto {
     /// Empty for an entry about a service or the config.
     #[serde(default)]
@@ -643,6 +699,7 @@ pub struct HistoryDto {
     /// `warm_timeout`, `auto_rollback`, `stopped`, `created`, `updated`, `removed`,
     /// `service_set`, `service_deleted` or `reloaded`.
     pub change: String,
+    /// Why, as the operator gave it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     pub phase: String,
@@ -674,7 +731,7 @@ impl HistoryDto {
 }
 
 /// One message of `GET /v1/events`.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum EventDto {
     /// An alias changed; `entry` is its history entry.
@@ -718,7 +775,7 @@ pub enum EventDto {
 }
 
 /// Every error body.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct ErrorDto {
     pub error: String,
     /// A refused reload: every problem, each naming the file and position.
@@ -726,8 +783,17 @@ pub struct ErrorDto {
     pub problems: Vec<String>,
 }
 
+/// What `POST /v1/aliases/{alias}/promote` answers: the operation, or with `dry_run=true` the
+/// plan (spec only: the handler sends one or the other).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum PromoteAnswer {
+    Reply(Box<OperationReply>),
+    Plan(PlanDto),
+}
+
 /// `GET /healthz`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct HealthDto {
     pub status: String,
     pub generation: u64,

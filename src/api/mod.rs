@@ -6,6 +6,7 @@
 //! [`ApiError`], a JSON `{"error": "..."}` with the right status.
 
 pub mod dto;
+pub mod spec;
 
 use std::sync::Arc;
 
@@ -17,7 +18,6 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use bytes::Bytes;
 use serde::de::DeserializeOwned;
@@ -25,6 +25,10 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use tokio::sync::{mpsc, oneshot};
 use tracing::error;
+
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::bounds;
 use crate::check::Health;
@@ -38,9 +42,9 @@ use crate::model::{AliasName, Endpoint, ServiceName};
 use crate::snapshot::{SharedSnapshot, Snapshot, endpoints_of, health_of};
 use dto::{
     AliasDto, DeletedDto, DockerDto, ErrorDto, EventDto, HealthDto, HistoryDto, LinkRequest,
-    OperationReply, PlanDto, PlanStepDto, ProblemDto, PromoteRequest, PutAliasRequest,
-    PutServiceRequest, ReasonRequest, ReloadDto, RetiredDto, RollbackRequest, ServiceDto,
-    ServicesDto,
+    OperationReply, PlanDto, PlanStepDto, ProblemDto, PromoteAnswer, PromoteRequest,
+    PutAliasRequest, PutServiceRequest, ReasonRequest, ReloadDto, RetiredDto, RollbackRequest,
+    ServiceDto, ServicesDto,
 };
 
 /// A request to reload the config: who asked, and where the outcome goes.
@@ -192,34 +196,98 @@ impl From<ControlError> for ApiError {
     }
 }
 
+/// Every route with its spec: the one list both the router and the OpenAPI document come from.
+fn api_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(spec::ApiDoc::openapi())
+        .routes(routes!(healthz))
+        .routes(routes!(list_aliases))
+        .routes(routes!(get_alias, put_alias, delete_alias))
+        .routes(routes!(put_targets))
+        .routes(routes!(promote))
+        .routes(routes!(rollback))
+        .routes(routes!(confirm))
+        .routes(routes!(abort))
+        .routes(routes!(history))
+        .routes(routes!(list_services))
+        .routes(routes!(get_service, put_service, delete_service))
+        .routes(routes!(service_history))
+        .routes(routes!(reload))
+        .routes(routes!(events))
+        .routes(routes!(metrics))
+        .routes(routes!(openapi_json))
+}
+
+/// The OpenAPI 3.1 document of the API.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    api_routes().into_openapi()
+}
+
+static OPENAPI_JSON: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    openapi()
+        .to_pretty_json()
+        .unwrap_or_else(|e| format!("{{\"error\": \"cannot render the spec: {e}\"}}"))
+});
+
+#[utoipa::path(
+    get,
+    path = "/v1/openapi.json",
+    tag = "meta",
+    summary = "This document: the OpenAPI 3.1 spec of the API",
+    responses((status = 200, description = "The spec", body = Object))
+)]
+async fn openapi_json() -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        OPENAPI_JSON.as_str(),
+    )
+        .into_response()
+}
+
 /// The API's routes over `state`; a function so tests can drive it without a socket.
 pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/v1/aliases", get(list_aliases))
-        .route(
-            "/v1/aliases/{alias}",
-            get(get_alias).put(put_alias).delete(delete_alias),
-        )
-        .route("/v1/aliases/{alias}/targets", put(put_targets))
-        .route("/v1/aliases/{alias}/promote", post(promote))
-        .route("/v1/aliases/{alias}/rollback", post(rollback))
-        .route("/v1/aliases/{alias}/confirm", post(confirm))
-        .route("/v1/aliases/{alias}/abort", post(abort))
-        .route("/v1/aliases/{alias}/history", get(history))
-        .route("/v1/services", get(list_services))
-        .route(
-            "/v1/services/{service}",
-            get(get_service).put(put_service).delete(delete_service),
-        )
-        .route("/v1/services/{service}/history", get(service_history))
-        .route("/v1/reload", post(reload))
-        .route("/v1/events", get(events))
-        .route("/metrics", get(metrics))
+    let (routes, _) = api_routes().split_for_parts();
+    routes
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn(contain_panics))
         .with_state(state)
+}
+
+/// Every error answer is JSON `{"error": ...}`: the ones axum makes itself (a query string or a
+/// path that does not parse, a body over the limit) come as text and are wrapped here.
+async fn json_errors(response: Response) -> Response {
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, 64 * 1024)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).trim().to_owned())
+        .unwrap_or_default();
+    let error = if text.is_empty() {
+        status
+            .canonical_reason()
+            .unwrap_or("error")
+            .to_ascii_lowercase()
+    } else {
+        text
+    };
+    let body = serde_json::to_vec(&ErrorDto {
+        error,
+        problems: Vec::new(),
+    })
+    .unwrap_or_default();
+    parts.headers.insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/json"),
+    );
+    parts.headers.remove(header::CONTENT_LENGTH);
+    Response::from_parts(parts, axum::body::Body::from(body))
 }
 
 /// A panic while serving a request is a bug: that request is answered 500 (the panic logged
@@ -235,7 +303,7 @@ pub async fn contain_panics(
         .catch_unwind()
         .await
     {
-        Ok(response) => response,
+        Ok(response) => json_errors(response).await,
         Err(payload) => {
             let what = payload
                 .downcast_ref::<&str>()
@@ -260,6 +328,15 @@ async fn not_found() -> ApiError {
 
 /// Prometheus text format: per alias its phase, revision and generation; per endpoint its
 /// health; then the front proxies' request metrics.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "meta",
+    summary = "Prometheus text format",
+    responses(
+        (status = 200, description = "Metrics", content_type = "text/plain", body = String)
+    )
+)]
 async fn metrics(State(state): State<AppState>) -> Response {
     use std::fmt::Write;
     let snapshot = state.snapshots.load();
@@ -372,6 +449,15 @@ async fn method_not_allowed() -> ApiError {
     ApiError::MethodNotAllowed
 }
 
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "meta",
+    summary = "Liveness: answers while the daemon serves",
+    responses(
+        (status = 200, description = "Serving", body = HealthDto)
+    )
+)]
 async fn healthz(State(state): State<AppState>) -> Json<HealthDto> {
     Json(HealthDto {
         status: "ok".into(),
@@ -379,6 +465,15 @@ async fn healthz(State(state): State<AppState>) -> Json<HealthDto> {
     })
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/aliases",
+    tag = "aliases",
+    summary = "Every alias",
+    responses(
+        (status = 200, description = "Every alias", body = Vec<AliasDto>)
+    )
+)]
 async fn list_aliases(State(state): State<AppState>) -> Json<Vec<AliasDto>> {
     let snapshot = state.snapshots.load();
     Json(
@@ -405,6 +500,20 @@ fn find_alias(snapshot: &Snapshot, text: &str) -> Result<AliasName, ApiError> {
     })
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/aliases/{alias}",
+    tag = "aliases",
+    summary = "One alias: phase, answers, members and their health",
+    params(
+        ("alias" = String, Path, description = "The alias: `web`, or fully qualified `web.internal`", example = "web")
+    ),
+    responses(
+        (status = 200, description = "The alias", body = AliasDto),
+        (status = 400, description = "The request is malformed or a value is out of its bounds; `error` names the field", body = ErrorDto),
+        (status = 404, description = "No such alias or service", body = ErrorDto)
+    )
+)]
 async fn get_alias(
     State(state): State<AppState>,
     Path(alias): Path<String>,
@@ -423,6 +532,26 @@ async fn get_alias(
     )))
 }
 
+#[utoipa::path(
+    put,
+    path = "/v1/aliases/{alias}/targets",
+    tag = "aliases",
+    summary = "Relink: answer with exactly these services, at once",
+    request_body(content = LinkRequest, description = "JSON; an empty body counts as `{}`"),
+    params(
+        ("alias" = String, Path, description = "The alias: `web`, or fully qualified `web.internal`", example = "web")
+    ),
+    responses(
+        (status = 200, description = "Linked", body = AliasDto),
+        (status = 400, description = "The request is malformed or a value is out of its bounds; `error` names the field", body = ErrorDto),
+        (status = 401, description = "No valid bearer token", body = ErrorDto),
+        (status = 404, description = "No such alias or service", body = ErrorDto),
+        (status = 409, description = "The change conflicts with the current state (e.g. an operation is running)", body = ErrorDto),
+        (status = 500, description = "The change could not be stored; nothing was changed", body = ErrorDto),
+        (status = 503, description = "aliasd is stopping", body = ErrorDto)
+    ),
+    security(("token" = []))
+)]
 async fn put_targets(
     State(state): State<AppState>,
     Path(alias): Path<String>,
@@ -455,8 +584,15 @@ fn json_body<T: DeserializeOwned>(body: &[u8], example: &str) -> Result<T, ApiEr
     } else {
         body
     };
-    serde_json::from_slice(body)
-        .map_err(|e| ApiError::BadRequest(format!("the body must be JSON like {example}: {e}")))
+    let bad =
+        |e: String| ApiError::BadRequest(format!("the body must be JSON like {example}: {e}"));
+    // serde reads a struct from an array too; the API takes objects only.
+    match serde_json::from_slice::<serde_json::Value>(body) {
+        Ok(serde_json::Value::Object(_)) => {}
+        Ok(_) => return Err(bad("it is not a JSON object".into())),
+        Err(e) => return Err(bad(e.to_string())),
+    }
+    serde_json::from_slice(body).map_err(|e| bad(e.to_string()))
 }
 
 fn service_names(field: &str, names: &[String]) -> Result<Vec<ServiceName>, ApiError> {
@@ -483,18 +619,20 @@ fn duration_field(
     range: bounds::DurationRange,
 ) -> Result<Option<Duration>, ApiError> {
     value
-        .map(|v| range.parse(field, v).map_err(bad_field))
+        .map(|v| range.parse(field, v).map_err(|m| bad_field(field, m)))
         .transpose()
 }
 
-/// A 400 for a field that is out of its bounds or malformed; `message` names the field.
-fn bad_field(message: String) -> ApiError {
-    ApiError::BadRequest(format!("field {message}"))
+/// A 400 for a field that is out of its bounds or malformed; `message` starts with the field's
+/// name, which is quoted: "field `observe` must be between 0s and 7days (got 8days)".
+fn bad_field(field: &str, message: String) -> ApiError {
+    let rest = message.strip_prefix(field).unwrap_or(&message);
+    ApiError::BadRequest(format!("field `{field}`{rest}"))
 }
 
 /// An optional `reason` within its bounds.
 fn reason_field(reason: Option<&String>) -> Result<(), ApiError> {
-    bounds::reason(reason.map(String::as_str)).map_err(bad_field)
+    bounds::reason(reason.map(String::as_str)).map_err(|m| bad_field("reason", m))
 }
 
 /// The gates of a promote or rollback request, with durations parsed.
@@ -504,7 +642,7 @@ fn gates(
     min_healthy: Option<u32>,
     warm_timeout: Option<&String>,
 ) -> Result<Gates, ApiError> {
-    bounds::min_healthy(min_healthy).map_err(bad_field)?;
+    bounds::min_healthy(min_healthy).map_err(|m| bad_field("min_healthy", m))?;
     Ok(Gates {
         observe: duration_field("observe", observe, bounds::OBSERVE)?,
         confirm,
@@ -540,6 +678,28 @@ fn reply_with(state: &AppState, started: &Started, status: StatusCode) -> Respon
     (status, Json(reply)).into_response()
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/aliases/{alias}/promote",
+    tag = "operations",
+    summary = "Start a health-gated promotion (or show its plan with `dry_run=true`)",
+    request_body(content = PromoteRequest, description = "JSON; an empty body counts as `{}`"),
+    params(
+        ("alias" = String, Path, description = "The alias: `web`, or fully qualified `web.internal`", example = "web"),
+        ("dry_run" = Option<bool>, Query, description = "Only show the plan; change nothing")
+    ),
+    responses(
+        (status = 200, description = "Nothing to do (already answering with `to`), or the plan", body = PromoteAnswer),
+        (status = 202, description = "Started; it goes on after the answer", body = OperationReply),
+        (status = 400, description = "The request is malformed or a value is out of its bounds; `error` names the field", body = ErrorDto),
+        (status = 401, description = "No valid bearer token", body = ErrorDto),
+        (status = 404, description = "No such alias or service", body = ErrorDto),
+        (status = 409, description = "The change conflicts with the current state (e.g. an operation is running)", body = ErrorDto),
+        (status = 500, description = "The change could not be stored; nothing was changed", body = ErrorDto),
+        (status = 503, description = "aliasd is stopping", body = ErrorDto)
+    ),
+    security(("token" = []))
+)]
 async fn promote(
     State(state): State<AppState>,
     Path(alias): Path<String>,
@@ -551,13 +711,7 @@ async fn promote(
     let snapshot = state.snapshots.load_full();
     let name = find_alias(&snapshot, &alias)?;
     let request: PromoteRequest = json_body(&body, r#"{"to": "web-v2", "observe": "30s"}"#)?;
-    let to = request
-        .to
-        .clone()
-        .map(dto::OneOrMany::into_vec)
-        .ok_or_else(|| {
-            ApiError::BadRequest("field `to` is required: the service to promote to".into())
-        })?;
+    let to = request.to.clone().into_vec();
     if to.is_empty() {
         return Err(ApiError::BadRequest(
             "field `to` must name at least one service".into(),
@@ -688,6 +842,27 @@ fn plan(
     })
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/aliases/{alias}/rollback",
+    tag = "operations",
+    summary = "Promote back to the previous targets, or to a revision of the history",
+    request_body(content = RollbackRequest, description = "JSON; an empty body counts as `{}`"),
+    params(
+        ("alias" = String, Path, description = "The alias: `web`, or fully qualified `web.internal`", example = "web")
+    ),
+    responses(
+        (status = 200, description = "Nothing to do", body = OperationReply),
+        (status = 202, description = "Started", body = OperationReply),
+        (status = 400, description = "The request is malformed or a value is out of its bounds; `error` names the field", body = ErrorDto),
+        (status = 401, description = "No valid bearer token", body = ErrorDto),
+        (status = 404, description = "No such alias or service", body = ErrorDto),
+        (status = 409, description = "The change conflicts with the current state (e.g. an operation is running)", body = ErrorDto),
+        (status = 500, description = "The change could not be stored; nothing was changed", body = ErrorDto),
+        (status = 503, description = "aliasd is stopping", body = ErrorDto)
+    ),
+    security(("token" = []))
+)]
 async fn rollback(
     State(state): State<AppState>,
     Path(alias): Path<String>,
@@ -714,6 +889,26 @@ async fn rollback(
     Ok(operation_reply(&state, &started))
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/aliases/{alias}/confirm",
+    tag = "operations",
+    summary = "Pass the confirm gate of a running promotion",
+    request_body(content = ReasonRequest, description = "JSON; an empty body counts as `{}`"),
+    params(
+        ("alias" = String, Path, description = "The alias: `web`, or fully qualified `web.internal`", example = "web")
+    ),
+    responses(
+        (status = 200, description = "Confirmed", body = OperationReply),
+        (status = 400, description = "The request is malformed or a value is out of its bounds; `error` names the field", body = ErrorDto),
+        (status = 401, description = "No valid bearer token", body = ErrorDto),
+        (status = 404, description = "No such alias or service", body = ErrorDto),
+        (status = 409, description = "The change conflicts with the current state (e.g. an operation is running)", body = ErrorDto),
+        (status = 500, description = "The change could not be stored; nothing was changed", body = ErrorDto),
+        (status = 503, description = "aliasd is stopping", body = ErrorDto)
+    ),
+    security(("token" = []))
+)]
 async fn confirm(
     State(state): State<AppState>,
     Path(alias): Path<String>,
@@ -732,6 +927,26 @@ async fn confirm(
     ))
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/aliases/{alias}/abort",
+    tag = "operations",
+    summary = "Abort a running promotion: back to the old version",
+    request_body(content = ReasonRequest, description = "JSON; an empty body counts as `{}`"),
+    params(
+        ("alias" = String, Path, description = "The alias: `web`, or fully qualified `web.internal`", example = "web")
+    ),
+    responses(
+        (status = 200, description = "Aborted", body = OperationReply),
+        (status = 400, description = "The request is malformed or a value is out of its bounds; `error` names the field", body = ErrorDto),
+        (status = 401, description = "No valid bearer token", body = ErrorDto),
+        (status = 404, description = "No such alias or service", body = ErrorDto),
+        (status = 409, description = "The change conflicts with the current state (e.g. an operation is running)", body = ErrorDto),
+        (status = 500, description = "The change could not be stored; nothing was changed", body = ErrorDto),
+        (status = 503, description = "aliasd is stopping", body = ErrorDto)
+    ),
+    security(("token" = []))
+)]
 async fn abort(
     State(state): State<AppState>,
     Path(alias): Path<String>,
@@ -764,6 +979,20 @@ fn reasoned(
     Ok((name, request.reason, actor))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/aliases/{alias}/history",
+    tag = "aliases",
+    summary = "The alias's history, oldest first (as the retention keeps it)",
+    params(
+        ("alias" = String, Path, description = "The alias: `web`, or fully qualified `web.internal`", example = "web")
+    ),
+    responses(
+        (status = 200, description = "The history", body = Vec<HistoryDto>),
+        (status = 400, description = "The request is malformed or a value is out of its bounds; `error` names the field", body = ErrorDto),
+        (status = 404, description = "No such alias or service", body = ErrorDto)
+    )
+)]
 async fn history(
     State(state): State<AppState>,
     Path(alias): Path<String>,
@@ -774,6 +1003,15 @@ async fn history(
 }
 
 /// Server-sent events: every alias change and every endpoint health change, as they happen.
+#[utoipa::path(
+    get,
+    path = "/v1/events",
+    tag = "meta",
+    summary = "Server-sent events: every change, health change and discovery change, live",
+    responses(
+        (status = 200, description = "An endless `text/event-stream`; each `data:` is one EventDto", content_type = "text/event-stream", body = EventDto)
+    )
+)]
 async fn events(
     State(state): State<AppState>,
 ) -> Sse<impl tokio_stream::Stream<Item = Result<SseEvent, Infallible>>> {
@@ -837,6 +1075,15 @@ fn event_dto(event: Event) -> Option<EventDto> {
     })
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/services",
+    tag = "services",
+    summary = "Every service, and how discovery stands",
+    responses(
+        (status = 200, description = "Services", body = ServicesDto)
+    )
+)]
 async fn list_services(State(state): State<AppState>) -> Json<ServicesDto> {
     let snapshot = state.snapshots.load();
     let docker = snapshot.sources.docker.as_ref();
@@ -868,6 +1115,20 @@ fn service_name(text: &str) -> Result<ServiceName, ApiError> {
         .map_err(|e: crate::model::InvalidName| ApiError::BadRequest(e.0))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/services/{service}",
+    tag = "services",
+    summary = "One service",
+    params(
+        ("service" = String, Path, description = "The service name: 1 to 63 lower-case letters, digits, `-` or `_`, starting with a letter or digit", pattern = "^[a-z0-9][a-z0-9_-]{0,62}$", example = "web-v1")
+    ),
+    responses(
+        (status = 200, description = "The service", body = ServiceDto),
+        (status = 400, description = "The request is malformed or a value is out of its bounds; `error` names the field", body = ErrorDto),
+        (status = 404, description = "No such alias or service", body = ErrorDto)
+    )
+)]
 async fn get_service(
     State(state): State<AppState>,
     Path(service): Path<String>,
@@ -889,6 +1150,27 @@ async fn get_service(
 
 /// `PUT /v1/services/{name}`: defines a service through the API (201) or replaces its
 /// definition (200).
+#[utoipa::path(
+    put,
+    path = "/v1/services/{service}",
+    tag = "services",
+    summary = "Define a service through the API, or replace its endpoints and check",
+    request_body(content = PutServiceRequest, description = "JSON; an empty body counts as `{}`"),
+    params(
+        ("service" = String, Path, description = "The service name: 1 to 63 lower-case letters, digits, `-` or `_`, starting with a letter or digit", pattern = "^[a-z0-9][a-z0-9_-]{0,62}$", example = "web-v1")
+    ),
+    responses(
+        (status = 200, description = "Changed", body = ServiceDto),
+        (status = 201, description = "Created", body = ServiceDto),
+        (status = 400, description = "The request is malformed or a value is out of its bounds; `error` names the field", body = ErrorDto),
+        (status = 401, description = "No valid bearer token", body = ErrorDto),
+        (status = 404, description = "No such alias or service", body = ErrorDto),
+        (status = 409, description = "The change conflicts with the current state (e.g. an operation is running)", body = ErrorDto),
+        (status = 500, description = "The change could not be stored; nothing was changed", body = ErrorDto),
+        (status = 503, description = "aliasd is stopping", body = ErrorDto)
+    ),
+    security(("token" = []))
+)]
 async fn put_service(
     State(state): State<AppState>,
     Path(service): Path<String>,
@@ -935,6 +1217,25 @@ async fn put_service(
     Ok((status, Json(dto)).into_response())
 }
 
+#[utoipa::path(
+    delete,
+    path = "/v1/services/{service}",
+    tag = "services",
+    summary = "Remove an API service (refused while an alias links it)",
+    params(
+        ("service" = String, Path, description = "The service name: 1 to 63 lower-case letters, digits, `-` or `_`, starting with a letter or digit", pattern = "^[a-z0-9][a-z0-9_-]{0,62}$", example = "web-v1")
+    ),
+    responses(
+        (status = 200, description = "Removed", body = DeletedDto),
+        (status = 400, description = "The request is malformed or a value is out of its bounds; `error` names the field", body = ErrorDto),
+        (status = 401, description = "No valid bearer token", body = ErrorDto),
+        (status = 404, description = "No such alias or service", body = ErrorDto),
+        (status = 409, description = "The change conflicts with the current state (e.g. an operation is running)", body = ErrorDto),
+        (status = 500, description = "The change could not be stored; nothing was changed", body = ErrorDto),
+        (status = 503, description = "aliasd is stopping", body = ErrorDto)
+    ),
+    security(("token" = []))
+)]
 async fn delete_service(
     State(state): State<AppState>,
     Path(service): Path<String>,
@@ -948,6 +1249,20 @@ async fn delete_service(
     }))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/services/{service}/history",
+    tag = "services",
+    summary = "The history of an API service",
+    params(
+        ("service" = String, Path, description = "The service name: 1 to 63 lower-case letters, digits, `-` or `_`, starting with a letter or digit", pattern = "^[a-z0-9][a-z0-9_-]{0,62}$", example = "web-v1")
+    ),
+    responses(
+        (status = 200, description = "The history", body = Vec<HistoryDto>),
+        (status = 400, description = "The request is malformed or a value is out of its bounds; `error` names the field", body = ErrorDto),
+        (status = 404, description = "No such alias or service", body = ErrorDto)
+    )
+)]
 async fn service_history(
     State(state): State<AppState>,
     Path(service): Path<String>,
@@ -958,6 +1273,27 @@ async fn service_history(
 }
 
 /// `PUT /v1/aliases/{alias}`: creates an alias through the API (201) or changes it (200).
+#[utoipa::path(
+    put,
+    path = "/v1/aliases/{alias}",
+    tag = "aliases",
+    summary = "Create an API alias, or change its targets, port name or fallback",
+    request_body(content = PutAliasRequest, description = "JSON; an empty body counts as `{}`"),
+    params(
+        ("alias" = String, Path, description = "The alias: `web`, or fully qualified `web.internal`", example = "web")
+    ),
+    responses(
+        (status = 200, description = "Changed (or already so)", body = AliasDto),
+        (status = 201, description = "Created", body = AliasDto),
+        (status = 400, description = "The request is malformed or a value is out of its bounds; `error` names the field", body = ErrorDto),
+        (status = 401, description = "No valid bearer token", body = ErrorDto),
+        (status = 404, description = "No such alias or service", body = ErrorDto),
+        (status = 409, description = "The change conflicts with the current state (e.g. an operation is running)", body = ErrorDto),
+        (status = 500, description = "The change could not be stored; nothing was changed", body = ErrorDto),
+        (status = 503, description = "aliasd is stopping", body = ErrorDto)
+    ),
+    security(("token" = []))
+)]
 async fn put_alias(
     State(state): State<AppState>,
     Path(alias): Path<String>,
@@ -1004,6 +1340,25 @@ async fn put_alias(
     Ok((status, Json(dto)).into_response())
 }
 
+#[utoipa::path(
+    delete,
+    path = "/v1/aliases/{alias}",
+    tag = "aliases",
+    summary = "Remove an API alias",
+    params(
+        ("alias" = String, Path, description = "The alias: `web`, or fully qualified `web.internal`", example = "web")
+    ),
+    responses(
+        (status = 200, description = "Removed", body = DeletedDto),
+        (status = 400, description = "The request is malformed or a value is out of its bounds; `error` names the field", body = ErrorDto),
+        (status = 401, description = "No valid bearer token", body = ErrorDto),
+        (status = 404, description = "No such alias or service", body = ErrorDto),
+        (status = 409, description = "The change conflicts with the current state (e.g. an operation is running)", body = ErrorDto),
+        (status = 500, description = "The change could not be stored; nothing was changed", body = ErrorDto),
+        (status = 503, description = "aliasd is stopping", body = ErrorDto)
+    ),
+    security(("token" = []))
+)]
 async fn delete_alias(
     State(state): State<AppState>,
     Path(alias): Path<String>,
@@ -1019,6 +1374,20 @@ async fn delete_alias(
 
 /// `POST /v1/reload`: re-reads the config and its zone files, and applies them as one change or
 /// refuses them whole (400, with every problem).
+#[utoipa::path(
+    post,
+    path = "/v1/reload",
+    tag = "meta",
+    summary = "Re-read the config and zone files and apply them as one change, or refuse them whole",
+    responses(
+        (status = 200, description = "Applied", body = ReloadDto),
+        (status = 400, description = "The request is malformed or a value is out of its bounds; `error` names the field", body = ErrorDto),
+        (status = 401, description = "No valid bearer token", body = ErrorDto),
+        (status = 500, description = "The change could not be stored; nothing was changed", body = ErrorDto),
+        (status = 503, description = "aliasd is stopping", body = ErrorDto)
+    ),
+    security(("token" = []))
+)]
 async fn reload(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -1041,6 +1410,7 @@ mod tests {
     use super::*;
     use axum::body::Body;
     use axum::http::Request;
+    use axum::routing::get;
     use tower::ServiceExt;
 
     #[test]

@@ -402,7 +402,7 @@ pub async fn run(cli: Cli) -> Result<u8> {
             wait,
         } => {
             let request = PromoteRequest {
-                to: Some(OneOrMany::Many(to)),
+                to: OneOrMany::Many(to),
                 observe: gates.observe,
                 confirm: gates.confirm_gate.then_some(true),
                 min_healthy: gates.min_healthy,

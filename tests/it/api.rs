@@ -1,6 +1,6 @@
 //! The control API over a real socket: reads, auth, validation and the JSON error bodies.
 
-use crate::support::{Fixture, TOKEN, TOKEN_NAME, http};
+use crate::support::{Fixture, TOKEN, TOKEN_NAME, http, http_text};
 
 #[tokio::test]
 async fn reads_need_no_token_and_show_the_aliases() {
@@ -182,31 +182,31 @@ async fn out_of_range_values_are_refused_naming_the_field_and_the_alias_still_re
             "POST",
             "/v1/aliases/web/promote",
             r#"{"to": "web-v2", "observe": "100000years"}"#.into(),
-            "observe must be between 0s and 7days",
+            "`observe` must be between 0s and 7days",
         ),
         (
             "POST",
             "/v1/aliases/web/promote?dry_run=true",
             r#"{"to": "web-v2", "observe": "100000years"}"#.into(),
-            "observe must be between",
+            "`observe` must be between",
         ),
         (
             "POST",
             "/v1/aliases/web/promote",
             r#"{"to": "web-v2", "warm_timeout": "50years"}"#.into(),
-            "warm_timeout must be between 100ms and 1day",
+            "`warm_timeout` must be between 100ms and 1day",
         ),
         (
             "POST",
             "/v1/aliases/web/promote",
             r#"{"to": "web-v2", "min_healthy": 0}"#.into(),
-            "min_healthy must be between 1 and",
+            "`min_healthy` must be between 1 and",
         ),
         (
             "POST",
             "/v1/aliases/web/promote",
             serde_json::json!({"to": "web-v2", "reason": long_reason}).to_string(),
-            "reason must be at most 1024 bytes",
+            "`reason` must be at most 1024 bytes",
         ),
         (
             "POST",
@@ -218,7 +218,7 @@ async fn out_of_range_values_are_refused_naming_the_field_and_the_alias_still_re
             "POST",
             "/v1/aliases/web/rollback",
             r#"{"observe": "1000000h"}"#.into(),
-            "observe must be between",
+            "`observe` must be between",
         ),
         (
             "POST",
@@ -238,7 +238,7 @@ async fn out_of_range_values_are_refused_naming_the_field_and_the_alias_still_re
         assert_eq!(status, 400, "{method} {path} {body}: {err}");
         let text = err["error"].as_str().unwrap_or_default();
         assert!(text.contains(want), "{method} {path}: {text}");
-        assert!(text.starts_with("field "), "{text}");
+        assert!(text.starts_with("field `"), "{text}");
     }
     let (status, web) = http(&daemon, "GET", "/v1/aliases/web", None, "").await;
     assert_eq!(status, 200, "{web}");
@@ -333,4 +333,81 @@ async fn an_open_events_stream_ends_when_aliasd_stops_cleanly() {
     let log = std::fs::read_to_string(log).unwrap();
     assert!(log.contains("stopped"), "{log}");
     assert!(!log.contains("did not stop in time"), "{log}");
+}
+
+/// The spec is served, is OpenAPI 3.1, and lists every route the server answers: each path
+/// and method in it reaches its handler (a read answers, a change without a token is 401, where
+/// an unknown route would be the fallback's 404 or 405), and nothing the server routes is
+/// missing from it.
+#[tokio::test]
+async fn the_openapi_spec_is_served_and_every_route_in_it_is_answered() {
+    let fixture = Fixture::new();
+    let daemon = fixture.start();
+    let (status, spec) = http(&daemon, "GET", "/v1/openapi.json", None, "").await;
+    assert_eq!(status, 200);
+    assert!(
+        spec["openapi"].as_str().unwrap().starts_with("3.1"),
+        "{}",
+        spec["openapi"]
+    );
+    let paths = spec["paths"].as_object().expect("paths");
+    let mut listed: Vec<String> = Vec::new();
+    for (path, item) in paths {
+        for method in ["get", "put", "post", "delete"] {
+            let Some(op) = item.get(method) else { continue };
+            listed.push(format!("{} {path}", method.to_uppercase()));
+            let concrete = path
+                .replace("{alias}", "web")
+                .replace("{service}", "web-v1");
+            if path == "/v1/events" {
+                continue; // an endless stream, checked in its own tests
+            }
+            let (status, body) =
+                http_text(&daemon, &method.to_uppercase(), &concrete, None, "").await;
+            let secured = op.get("security").is_some();
+            if secured {
+                assert_eq!(status, 401, "{method} {concrete} without a token: {body}");
+            } else {
+                assert!(
+                    status == 200 || (path.contains("/services/") && status == 404),
+                    "{method} {concrete}: {status} {body}"
+                );
+            }
+            // Every status the server answered is one the spec documents.
+            assert!(
+                op["responses"].get(status.to_string()).is_some(),
+                "{method} {path} answered {status}, which the spec does not list"
+            );
+            assert!(op["summary"].is_string(), "{method} {path} has no summary");
+        }
+    }
+    listed.sort();
+    let mut routes = vec![
+        "GET /healthz",
+        "GET /metrics",
+        "GET /v1/aliases",
+        "GET /v1/aliases/{alias}",
+        "PUT /v1/aliases/{alias}",
+        "DELETE /v1/aliases/{alias}",
+        "PUT /v1/aliases/{alias}/targets",
+        "POST /v1/aliases/{alias}/promote",
+        "POST /v1/aliases/{alias}/rollback",
+        "POST /v1/aliases/{alias}/confirm",
+        "POST /v1/aliases/{alias}/abort",
+        "GET /v1/aliases/{alias}/history",
+        "GET /v1/services",
+        "GET /v1/services/{service}",
+        "PUT /v1/services/{service}",
+        "DELETE /v1/services/{service}",
+        "GET /v1/services/{service}/history",
+        "POST /v1/reload",
+        "GET /v1/events",
+        "GET /v1/openapi.json",
+    ];
+    routes.sort();
+    assert_eq!(listed, routes);
+    // The bounds are in the spec, not only in the code.
+    let promote = &spec["components"]["schemas"]["PromoteRequest"]["properties"];
+    assert_eq!(promote["min_healthy"]["maximum"], 10000, "{promote}");
+    assert_eq!(promote["reason"]["maxLength"], 1024, "{promote}");
 }

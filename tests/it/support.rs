@@ -396,6 +396,20 @@ pub async fn http(
     token: Option<&str>,
     body: &str,
 ) -> (u16, serde_json::Value) {
+    let (status, text) = http_text(daemon, method, path, token, body).await;
+    let json =
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("body is not JSON ({e}): {text}"));
+    (status, json)
+}
+
+/// Like [`http`], for an answer that is not JSON (or not known to be).
+pub async fn http_text(
+    daemon: &Daemon,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: &str,
+) -> (u16, String) {
     let client = HyperClient::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
     let mut request = hyper::Request::builder()
         .method(method)
@@ -414,13 +428,7 @@ pub async fn http(
         .await
         .expect("body")
         .to_bytes();
-    let json = serde_json::from_slice(&bytes).unwrap_or_else(|e| {
-        panic!(
-            "body is not JSON ({e}): {}",
-            String::from_utf8_lossy(&bytes)
-        )
-    });
-    (status, json)
+    (status, String::from_utf8_lossy(&bytes).into_owned())
 }
 
 /// Runs a binary of this package and captures its output.
