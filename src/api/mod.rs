@@ -133,6 +133,8 @@ pub enum ApiError {
     MethodNotAllowed,
     Unavailable(String),
     Internal(String),
+    /// The state directory refused the write (disk full, read-only): nothing was changed.
+    Storage(String),
 }
 
 impl IntoResponse for ApiError {
@@ -153,6 +155,13 @@ impl IntoResponse for ApiError {
                 "this endpoint does not take that method; see the README's API section".to_owned(),
             ),
             Self::Unavailable(m) => (StatusCode::SERVICE_UNAVAILABLE, m),
+            Self::Storage(m) => {
+                error!(error = %m, "a change could not be stored");
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("the change could not be stored, so nothing was changed: {m}"),
+                )
+            }
             Self::Internal(m) => {
                 error!(error = %m, "internal error in the api");
                 (
@@ -191,7 +200,7 @@ impl From<ControlError> for ApiError {
             ControlError::Conflict(_) => Self::Conflict(e.to_string()),
             ControlError::Invalid(list) => Self::Invalid(list),
             ControlError::Unavailable => Self::Unavailable(e.to_string()),
-            ControlError::Storage(_) => Self::Internal(e.to_string()),
+            ControlError::Storage(m) => Self::Storage(m),
         }
     }
 }

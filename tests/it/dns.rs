@@ -373,3 +373,23 @@ async fn a_burst_from_many_clients_gets_every_answer_to_its_own_client() {
         );
     }
 }
+
+/// Zone transfers are refused to everyone (nothing configures secondaries), and aliasd never
+/// recurses: `dig AXFR` and `dig IXFR` get no records, a name elsewhere gets REFUSED with no
+/// recursion offered.
+#[tokio::test]
+async fn zone_transfers_are_refused_and_aliasd_is_not_a_resolver() {
+    let fixture = Fixture::new();
+    let daemon = fixture.start();
+    for kind in ["AXFR", "IXFR=1"] {
+        let out = dig(daemon.dns, &["internal.", kind]);
+        assert!(
+            out.contains("Transfer failed") || out.contains("REFUSED"),
+            "{kind}: {out}"
+        );
+        assert!(!out.contains("127.0.0.11"), "{kind} leaked the zone: {out}");
+    }
+    let out = dig(daemon.dns, &["+recurse", "example.com", "A"]);
+    assert!(out.contains("status: REFUSED"), "{out}");
+    assert!(!out.contains(" ra"), "recursion offered: {out}");
+}
