@@ -169,3 +169,99 @@ async fn history_retention_keeps_the_newest_entries_and_compacts_the_file() {
     );
     assert!(text.contains("keep_per_alias = 5"), "{text}");
 }
+
+/// Unmounts the tmpfs when the test ends, whatever happened.
+struct Unmount(std::path::PathBuf);
+
+impl Drop for Unmount {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+/// The state directory's disk full (a small tmpfs, as root): a change is refused with a 500
+/// that says so, nothing is half-applied (the alias and DNS keep the last stored change), and
+/// changes work again once there is space.
+#[tokio::test]
+async fn a_full_state_disk_refuses_changes_and_keeps_serving_until_space_is_back() {
+    let fixture = Fixture::new();
+    let state = fixture.dir.path().join("state");
+    std::fs::create_dir_all(&state).expect("state dir");
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
+        .arg(&state)
+        .status()
+        .expect("run mount");
+    assert!(
+        mounted.success(),
+        "this test mounts a tmpfs for the state directory and needs root (CI runs as root)"
+    );
+    let _unmount = Unmount(state.clone());
+    let daemon = fixture.start();
+    let client = daemon.client();
+    client
+        .link("web", &["web-v2".to_owned()])
+        .await
+        .expect("link with space");
+
+    // Fill the disk; the next appends fail once the files' last pages are used up.
+    let filler = state.join("filler");
+    {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&filler).expect("filler");
+        let block = vec![0u8; 4096];
+        while f.write_all(&block).is_ok() {}
+        let _ = f.sync_all();
+    }
+    let mut stored = client.alias("web").await.expect("alias");
+    let mut refused = None;
+    for i in 0..200 {
+        let to = if i % 2 == 0 { "web-v1" } else { "web-v2" };
+        match client.link("web", &[to.to_owned()]).await {
+            Ok(alias) => stored = alias,
+            Err(e) => {
+                refused = Some(e.to_string());
+                break;
+            }
+        }
+    }
+    let refused = refused.expect("a change was refused once the disk was full");
+    assert!(refused.contains("HTTP 500"), "{refused}");
+    assert!(refused.contains("could not be stored"), "{refused}");
+    assert!(refused.contains("No space left"), "{refused}");
+    // Nothing half-applied: the API and DNS show the last change that was stored.
+    let now = client.alias("web").await.expect("alias still served");
+    assert_eq!(now.revision, stored.revision);
+    assert_eq!(now.targets, stored.targets);
+    let m = query(daemon.dns, "web.internal.", RecordType::A, Transport::Udp).await;
+    let mut served = addresses(&m);
+    served.sort();
+    let mut want: Vec<String> = now
+        .endpoints
+        .iter()
+        .map(|e| {
+            e.rsplit_once(':')
+                .map_or(e.clone(), |(ip, _)| ip.to_owned())
+        })
+        .collect();
+    want.sort();
+    assert_eq!(served, want, "DNS serves the last stored change");
+
+    std::fs::remove_file(&filler).expect("free the space");
+    let other = if now.targets == ["web-v1"] {
+        "web-v2"
+    } else {
+        "web-v1"
+    };
+    let after = client
+        .link("web", &[other.to_owned()])
+        .await
+        .expect("a change once space is back");
+    assert_eq!(after.revision, stored.revision + 1);
+    assert!(daemon.terminate().success());
+    // And what was acknowledged survives a restart on the same disk.
+    let daemon = fixture.start();
+    let web = daemon.client().alias("web").await.expect("alias");
+    assert_eq!(web.revision, after.revision);
+    assert!(daemon.terminate().success());
+}
