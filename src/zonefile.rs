@@ -11,6 +11,77 @@ use std::path::{Path, PathBuf};
 use hickory_proto::rr::{LowerName, Name, RData, RecordSet, RecordType, RrKey};
 use hickory_proto::serialize::txt::Parser;
 
+/// The largest zone file, or file it includes, that aliasd reads: 100,000 records take a few
+/// MiB, so this only stops a mistake such as `$INCLUDE /dev/zero` from filling memory.
+pub const MAX_ZONE_FILE_BYTES: u64 = 256 << 20;
+/// How deep `$INCLUDE`s may nest.
+pub const MAX_INCLUDE_DEPTH: usize = 16;
+
+/// Refuses, before anything reads it, a file that is not a regular file or is too large.
+fn readable(path: &Path) -> Result<(), String> {
+    match std::fs::metadata(path) {
+        Ok(meta) if !meta.is_file() => Err(format!(
+            "`{}` is not a regular file, so aliasd will not read it as a zone",
+            path.display()
+        )),
+        Ok(meta) if meta.len() > MAX_ZONE_FILE_BYTES => Err(format!(
+            "`{}` is {} bytes, more than a zone file may be ({MAX_ZONE_FILE_BYTES})",
+            path.display(),
+            meta.len()
+        )),
+        // Not there or not readable: the reader says so.
+        _ => Ok(()),
+    }
+}
+
+/// Checks every file `text` (the file at `path`) would `$INCLUDE`, and theirs in turn, before
+/// hickory's parser reads them: each must be a regular file of at most [`MAX_ZONE_FILE_BYTES`],
+/// nested at most [`MAX_INCLUDE_DEPTH`] deep. Every `$INCLUDE` in the text is looked at, even
+/// one inside a quoted string; a name that does not exist is left to the parser to report.
+fn check_includes(text: &str, path: &Path, stack: &mut Vec<PathBuf>) -> Result<(), String> {
+    for (at, _) in text.match_indices("$INCLUDE") {
+        let rest = &text[at + "$INCLUDE".len()..];
+        let Some(name) = rest
+            .lines()
+            .next()
+            .and_then(|line| line.split_whitespace().next())
+        else {
+            continue;
+        };
+        let name = name.trim_matches('"');
+        let included = Path::new(name);
+        let included = if included.is_absolute() {
+            included.to_path_buf()
+        } else {
+            path.parent().unwrap_or(Path::new(".")).join(included)
+        };
+        if !included.exists() {
+            continue;
+        }
+        readable(&included).map_err(|e| format!("$INCLUDE {name}: {e}"))?;
+        let included = included.canonicalize().unwrap_or(included);
+        if stack.contains(&included) {
+            // hickory's own depth limit ends the loop; it is refused here all the same.
+            return Err(format!(
+                "$INCLUDE {name}: `{}` includes itself",
+                included.display()
+            ));
+        }
+        if stack.len() > MAX_INCLUDE_DEPTH {
+            return Err(format!(
+                "$INCLUDE {name}: includes nest deeper than {MAX_INCLUDE_DEPTH}"
+            ));
+        }
+        let Ok(inner) = std::fs::read_to_string(&included) else {
+            continue;
+        };
+        stack.push(included.clone());
+        check_includes(&inner, &included, stack)?;
+        stack.pop();
+    }
+    Ok(())
+}
+
 /// A zone file that could not be loaded, with the file and (where known) the line.
 #[derive(Debug, thiserror::Error)]
 pub enum ZoneError {
@@ -45,6 +116,10 @@ pub struct StaticZone {
 impl StaticZone {
     /// Reads and checks the zone file at `path` for `origin`.
     pub fn load(path: &Path, origin: &Name) -> Result<Self, ZoneError> {
+        readable(path).map_err(|message| ZoneError::Invalid {
+            path: path.to_owned(),
+            message,
+        })?;
         let text = std::fs::read_to_string(path).map_err(|source| ZoneError::Read {
             path: path.to_owned(),
             source,
@@ -54,6 +129,11 @@ impl StaticZone {
 
     /// Parses zone text; `path` is used for messages and `$INCLUDE`.
     pub fn parse(text: &str, path: &Path, origin: &Name) -> Result<Self, ZoneError> {
+        let top = path.canonicalize().unwrap_or_else(|_| path.to_owned());
+        check_includes(text, path, &mut vec![top]).map_err(|message| ZoneError::Invalid {
+            path: path.to_owned(),
+            message,
+        })?;
         let parse = |text: &str| {
             Parser::new(text.to_owned(), Some(path.to_owned()), Some(origin.clone())).parse()
         };

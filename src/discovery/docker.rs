@@ -53,7 +53,7 @@ const STOP_REQUEST_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// What one container is to discovery.
 #[derive(Debug, Clone)]
-struct Tracked {
+pub struct Tracked {
     facts: ContainerFacts,
     /// The service and endpoint, or why the container is skipped.
     made: Result<(ServiceName, DockerEndpoint), String>,
@@ -63,15 +63,38 @@ struct Tracked {
     died: Option<String>,
 }
 
-/// The whole view: every labelled container.
+/// How containers become endpoints: the label prefix, the network to take the address from
+/// (when a container has several) and the check of endpoints whose labels set none.
+#[derive(Debug, Clone, Copy)]
+pub struct Rules<'a> {
+    pub prefix: &'a str,
+    pub network: Option<&'a str>,
+    pub default_check: &'a CheckConfig,
+}
+
+impl Rules<'_> {
+    /// `facts` as discovery tracks them: the endpoint, or why the container is skipped.
+    pub fn track(&self, facts: ContainerFacts) -> Tracked {
+        let made = endpoint_of(&facts, self.prefix, self.network, self.default_check);
+        Tracked {
+            facts,
+            made,
+            stopping: false,
+            died: None,
+        }
+    }
+}
+
+/// The whole view: every labelled container. Pure: events and inspections go in, whole
+/// endpoint sets come out ([`View::update`]).
 #[derive(Debug, Default)]
-struct View {
+pub struct View {
     containers: HashMap<String, Tracked>,
 }
 
 /// What an event does to the view.
 #[derive(Debug, PartialEq, Eq)]
-enum Effect {
+pub enum Effect {
     Nothing,
     Changed,
     /// The container must be inspected again (it started, its networks or health changed).
@@ -81,7 +104,7 @@ enum Effect {
 impl View {
     /// Applies one event where the event says enough by itself; pure. `prefix` is the label
     /// prefix that marks a container as aliasd's.
-    fn on_event(&mut self, event: &EventMessage, prefix: &str) -> Effect {
+    pub fn on_event(&mut self, event: &EventMessage, prefix: &str) -> Effect {
         let action = event.action.as_deref().unwrap_or("");
         let attributes = event.actor.as_ref().and_then(|a| a.attributes.as_ref());
         let attribute = |key: &str| attributes.and_then(|a| a.get(key)).map(String::as_str);
@@ -165,8 +188,26 @@ impl View {
         }
     }
 
+    /// A fresh inspection of container `id` (`None`: it is gone); returns whether the view
+    /// changed. A container that is not labelled, or not running, is not taken in.
+    pub fn inspected(&mut self, id: &str, facts: Option<ContainerFacts>, rules: &Rules) -> bool {
+        let Some(facts) = facts else {
+            return self.containers.remove(id).is_some();
+        };
+        if !facts.is_labelled(rules.prefix) || !facts.running {
+            // A network change of a stopped container: nothing to answer.
+            return false;
+        }
+        let tracked = rules.track(facts);
+        let before = self.containers.get(id);
+        let changed =
+            before.is_none_or(|b| b.made != tracked.made || b.stopping || b.died.is_some());
+        self.containers.insert(id.to_owned(), tracked);
+        changed
+    }
+
     /// Whole endpoint sets per service, and the skipped containers.
-    fn update(&self) -> SourceUpdate {
+    pub fn update(&self) -> SourceUpdate {
         let mut services: BTreeMap<ServiceName, Vec<DockerEndpoint>> = BTreeMap::new();
         let mut problems = Vec::new();
         for t in self.containers.values() {
@@ -392,11 +433,7 @@ impl Discovery {
             let Some(id) = summary.id else { continue };
             match docker.inspect_container(&id, None).await {
                 Ok(inspect) => {
-                    let facts = facts_of(&inspect);
-                    if facts.running {
-                        let tracked = self.track(facts);
-                        view.containers.insert(id, tracked);
-                    }
+                    view.inspected(&id, Some(facts_of(&inspect)), &self.rules());
                 }
                 // Removed between the list and the inspect.
                 Err(e) if is_not_found(&e) => {}
@@ -406,18 +443,11 @@ impl Discovery {
         Ok(view)
     }
 
-    fn track(&self, facts: ContainerFacts) -> Tracked {
-        let made = endpoint_of(
-            &facts,
-            &self.config.label_prefix,
-            self.config.network.as_deref(),
-            &self.default_check,
-        );
-        Tracked {
-            facts,
-            made,
-            stopping: false,
-            died: None,
+    fn rules(&self) -> Rules<'_> {
+        Rules {
+            prefix: &self.config.label_prefix,
+            network: self.config.network.as_deref(),
+            default_check: &self.default_check,
         }
     }
 
@@ -438,23 +468,11 @@ impl Discovery {
     /// Inspects a container again and replaces its entry.
     async fn refresh(&self, docker: &Docker, view: &mut View, id: &str) -> Result<bool, String> {
         let facts = match docker.inspect_container(id, None).await {
-            Ok(inspect) => facts_of(&inspect),
-            Err(e) if is_not_found(&e) => return Ok(view.containers.remove(id).is_some()),
+            Ok(inspect) => Some(facts_of(&inspect)),
+            Err(e) if is_not_found(&e) => None,
             Err(e) => return Err(failed(&format!("cannot inspect container {id}"), &e)),
         };
-        if !facts.is_labelled(&self.config.label_prefix) {
-            return Ok(false);
-        }
-        if !facts.running {
-            // A network change of a stopped container: nothing to answer.
-            return Ok(false);
-        }
-        let tracked = self.track(facts);
-        let before = view.containers.get(id);
-        let changed =
-            before.is_none_or(|b| b.made != tracked.made || b.stopping || b.died.is_some());
-        view.containers.insert(id.to_owned(), tracked);
-        Ok(changed)
+        Ok(view.inspected(id, facts, &self.rules()))
     }
 
     /// Stops `containers` in the background, each with its own stop timeout, and reports.

@@ -4,6 +4,7 @@
 //! otherwise. TCP is served by hickory-server's `Server` with the same `Catalog`, on the same
 //! port, so a client that gets a truncated UDP answer retries over TCP at the same address.
 
+pub mod agree;
 pub mod fast;
 pub mod handler;
 pub mod slow;
@@ -61,7 +62,8 @@ pub struct DnsServer {
     threads: Vec<std::thread::JoinHandle<()>>,
 }
 
-fn catalog(origins: &[LowerName], snapshots: &SharedSnapshot, log_queries: bool) -> Catalog {
+/// The `Catalog` answering every zone of `origins` from `snapshots`.
+pub fn catalog(origins: &[LowerName], snapshots: &SharedSnapshot, log_queries: bool) -> Catalog {
     let mut catalog = Catalog::new();
     for (index, origin) in origins.iter().enumerate() {
         let zone = SnapshotZone::new(origin.clone(), index, snapshots.clone(), log_queries);

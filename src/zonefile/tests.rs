@@ -67,3 +67,40 @@ fn semantic_errors_say_what_is_wrong() {
     let no_ns = "$TTL 300\n@ IN SOA ns1 h ( 1 1 1 1 1 )\n";
     assert!(parse(no_ns).unwrap_err().to_string().contains("no NS"));
 }
+
+/// `$INCLUDE` of a device or a huge file would read forever; a self-include would loop. Found
+/// while writing the `zonefile` fuzz target: `$INCLUDE /dev/zero` would read until memory ran out.
+#[test]
+fn includes_must_be_regular_files_that_do_not_loop() {
+    let dir = tempfile::tempdir().unwrap();
+    let top = dir.path().join("top.zone");
+    let err = StaticZone::parse(&format!("{GOOD}$INCLUDE /dev/zero\n"), &top, &origin())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("$INCLUDE /dev/zero: `/dev/zero` is not a regular file"),
+        "{err}"
+    );
+    assert!(err.starts_with(&top.display().to_string()), "{err}");
+
+    std::fs::write(dir.path().join("loop.zone"), "$INCLUDE loop.zone\n").unwrap();
+    let err = StaticZone::parse(&format!("{GOOD}$INCLUDE \"loop.zone\"\n"), &top, &origin())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("includes itself"), "{err}");
+
+    // A real include still works, relative to the including file.
+    std::fs::write(dir.path().join("more.zone"), "extra IN A 10.0.0.77\n").unwrap();
+    let zone = StaticZone::parse(&format!("{GOOD}$INCLUDE more.zone\n"), &top, &origin()).unwrap();
+    assert!(
+        zone.names
+            .iter()
+            .any(|n| n.to_string() == "extra.internal.")
+    );
+
+    // The file named in the config is checked before it is read.
+    let err = StaticZone::load(Path::new("/dev/zero"), &origin())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("is not a regular file"), "{err}");
+}

@@ -22,12 +22,12 @@ fn facts(id: &str, ip: &str) -> ContainerFacts {
 }
 
 fn tracked(f: ContainerFacts) -> Tracked {
-    Tracked {
-        made: endpoint_of(&f, PREFIX, None, &CheckConfig::default()),
-        facts: f,
-        stopping: false,
-        died: None,
+    Rules {
+        prefix: PREFIX,
+        network: None,
+        default_check: &CheckConfig::default(),
     }
+    .track(f)
 }
 
 /// A view of two running containers, `a` and `b`.

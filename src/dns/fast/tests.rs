@@ -4,165 +4,12 @@
 //! section, the same EDNS. Packets are generated (proptest) around the names and types that
 //! matter, with random case, flags, EDNS and damage.
 
-use std::collections::BTreeSet;
-use std::net::SocketAddr;
-use std::sync::Arc;
-
-use arc_swap::ArcSwap;
 use hickory_proto::op::{Edns, Message, Query};
 use hickory_proto::rr::{Name, RecordType};
 use proptest::prelude::*;
 
 use super::*;
-use crate::config::Config;
-use crate::controller::initial_state;
-use crate::dns::slow;
-use crate::registry::{Base, Topology};
-use crate::snapshot::{HealthMap, LastGood, SharedSnapshot};
-
-const ZONE: &str = r#"$TTL 300
-@          IN SOA   ns1.internal. hostmaster.internal. ( 7 3600 600 86400 5 )
-           IN NS    ns1.internal.
-ns1        IN A     127.0.0.1
-db         IN A     10.0.0.9
-db         IN AAAA  fd00::9
-db         IN TXT   "the database"
-mail       IN MX    10 db.internal.
-www        IN CNAME db
-to-web     IN CNAME web
-host.rack1 IN A     10.0.0.10
-"#;
-
-fn config() -> String {
-    let big: Vec<String> = (0..60)
-        .map(|i| format!("\"10.1.0.{}:8080\"", i + 1))
-        .collect();
-    format!(
-        r#"[dns]
-listen = ["127.0.0.1:5353"]
-alias_ttl = 5
-negative_ttl = 7
-[[zone]]
-origin = "internal."
-file = "internal.zone"
-[state]
-dir = "state"
-[health]
-kind = "none"
-[[service]]
-name = "web-v1"
-endpoints = ["10.0.0.1:8080", "10.0.0.2:8080", "[fd00::2]:8080"]
-[[service]]
-name = "idle"
-endpoints = []
-[[service]]
-name = "big"
-endpoints = [{}]
-[[alias]]
-name = "web"
-targets = ["web-v1"]
-[[alias]]
-name = "idle"
-targets = ["idle"]
-[[alias]]
-name = "api.svc"
-targets = ["web-v1"]
-port_name = "grpc"
-[[alias]]
-name = "big"
-targets = ["big"]
-"#,
-        big.join(", ")
-    )
-}
-
-fn snapshots() -> SharedSnapshot {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("internal.zone"), ZONE).unwrap();
-    let config = Config::parse(&config(), &dir.path().join("aliasd.toml"), &|_| None)
-        .unwrap_or_else(|e| panic!("{e}"));
-    let base = Base::from_config(&config);
-    let (state, _) = initial_state(&base, None, 1);
-    let topology = Arc::new(Topology::build(
-        &base,
-        &state.registry,
-        state.named_services(),
-    ));
-    let snapshot = Snapshot::render(
-        1,
-        topology,
-        &state,
-        &HealthMap::new(),
-        &LastGood::new(),
-        Arc::default(),
-    );
-    Arc::new(ArcSwap::from_pointee(snapshot))
-}
-
-fn catalog(snapshots: &SharedSnapshot) -> hickory_server::zone_handler::Catalog {
-    let origin = hickory_proto::rr::LowerName::from(Name::from_ascii("internal.").unwrap());
-    let mut catalog = hickory_server::zone_handler::Catalog::new();
-    let zone = crate::dns::handler::SnapshotZone::new(origin.clone(), 0, snapshots.clone(), false);
-    catalog.upsert(
-        origin,
-        vec![Arc::new(zone) as Arc<dyn hickory_server::zone_handler::ZoneHandler>],
-    );
-    catalog
-}
-
-/// The parts of a response that must agree, as comparable text.
-fn meaning(bytes: &[u8]) -> String {
-    let m = Message::from_vec(bytes).expect("a response that parses");
-    let md = &m.metadata;
-    let section = |records: &[hickory_proto::rr::Record]| {
-        records
-            .iter()
-            .map(|r| {
-                format!(
-                    "{} {} {} {:?}",
-                    r.name.to_ascii().to_lowercase(),
-                    r.ttl,
-                    r.record_type(),
-                    r.data
-                )
-            })
-            .collect::<BTreeSet<_>>()
-    };
-    let queries: Vec<String> = m
-        .queries
-        .iter()
-        .map(|q| {
-            format!(
-                "{} {} {}",
-                q.name().to_ascii(),
-                q.query_type(),
-                q.query_class()
-            )
-        })
-        .collect();
-    format!(
-        "id={} qr={:?} op={:?} aa={} tc={} rd={} ra={} ad={} cd={} rcode={:?}\nq={queries:?}\nan={:?}\nns={:?}\nar={:?}\nedns={:?}",
-        md.id,
-        md.message_type,
-        md.op_code,
-        md.authoritative,
-        md.truncation,
-        md.recursion_desired,
-        md.recursion_available,
-        md.authentic_data,
-        md.checking_disabled,
-        md.response_code,
-        section(&m.answers),
-        section(&m.authorities),
-        section(&m.additionals),
-        m.edns.as_ref().map(|e| (
-            e.max_payload(),
-            e.version(),
-            e.flags().dnssec_ok,
-            e.options().as_ref().len()
-        )),
-    )
-}
+use crate::dns::agree::Fixture;
 
 const NAMES: &[&str] = &[
     "web.internal.",
@@ -281,35 +128,9 @@ fn encode(p: &Packet) -> Vec<u8> {
     bytes
 }
 
-fn src() -> SocketAddr {
-    "127.0.0.1:5353".parse().unwrap()
-}
-
-/// Both paths on one packet: `Some(true)` when the fast path answered (and agreed).
-fn check(
-    runtime: &tokio::runtime::Runtime,
-    snapshots: &SharedSnapshot,
-    catalog: &hickory_server::zone_handler::Catalog,
-    bytes: &[u8],
-) -> Result<bool, TestCaseError> {
-    let mut out = Vec::new();
-    let fast = answer(&snapshots.load(), bytes, &mut out);
-    let slow = runtime.block_on(slow::respond(catalog, bytes, src()));
-    if fast == Fast::Declined {
-        return Ok(false);
-    }
-    let slow = slow.ok_or_else(|| {
-        TestCaseError::fail("the full path gave no answer where the fast path did")
-    })?;
-    prop_assert_eq!(meaning(&out), meaning(&slow), "for packet {:02x?}", bytes);
-    // The question comes back as the client wrote it, case and all.
-    let asked = Message::from_vec(bytes).unwrap();
-    let got = Message::from_vec(&out).unwrap();
-    prop_assert_eq!(
-        asked.queries[0].name().to_ascii(),
-        got.queries[0].name().to_ascii()
-    );
-    Ok(true)
+/// Both paths on one packet: `true` when the fast path answered (and agreed).
+fn check(fixture: &Fixture, bytes: &[u8]) -> Result<bool, TestCaseError> {
+    fixture.check(bytes).map_err(TestCaseError::fail)
 }
 
 proptest! {
@@ -318,16 +139,11 @@ proptest! {
     #[test]
     fn the_fast_path_answers_as_the_full_path_does(packets in prop::collection::vec(packet(), 1..4)) {
         thread_local! {
-            static SETUP: (tokio::runtime::Runtime, SharedSnapshot, hickory_server::zone_handler::Catalog) = {
-                let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-                let snapshots = snapshots();
-                let catalog = catalog(&snapshots);
-                (runtime, snapshots, catalog)
-            };
+            static SETUP: Fixture = Fixture::new();
         }
-        SETUP.with(|(runtime, snapshots, catalog)| {
+        SETUP.with(|fixture| {
             for p in &packets {
-                check(runtime, snapshots, catalog, &encode(p))?;
+                check(fixture, &encode(p))?;
             }
             Ok::<(), TestCaseError>(())
         })?;
@@ -336,22 +152,17 @@ proptest! {
     #[test]
     fn damaged_packets_are_declined_or_answered_alike(bytes in prop::collection::vec(any::<u8>(), 0..80), base in packet(), cut in any::<usize>(), flip in any::<(usize, u8)>()) {
         thread_local! {
-            static SETUP: (tokio::runtime::Runtime, SharedSnapshot, hickory_server::zone_handler::Catalog) = {
-                let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-                let snapshots = snapshots();
-                let catalog = catalog(&snapshots);
-                (runtime, snapshots, catalog)
-            };
+            static SETUP: Fixture = Fixture::new();
         }
-        SETUP.with(|(runtime, snapshots, catalog)| {
+        SETUP.with(|fixture| {
             // Random bytes, and a good query cut short or with one byte changed.
-            check(runtime, snapshots, catalog, &bytes)?;
+            check(fixture, &bytes)?;
             let good = encode(&base);
-            check(runtime, snapshots, catalog, &good[..cut % (good.len() + 1)])?;
+            check(fixture, &good[..cut % (good.len() + 1)])?;
             let mut flipped = good.clone();
             let at = flip.0 % flipped.len();
             flipped[at] ^= flip.1;
-            check(runtime, snapshots, catalog, &flipped)?;
+            check(fixture, &flipped)?;
             Ok::<(), TestCaseError>(())
         })?;
     }
@@ -361,7 +172,7 @@ proptest! {
 /// it declined them.
 #[test]
 fn plain_queries_take_the_fast_path() {
-    let snapshots = snapshots();
+    let snapshots = Fixture::new().snapshots;
     let cases: &[(&str, u16, Option<u16>)] = &[
         ("web.internal.", 1, None),
         ("WeB.InTeRnAl.", 1, Some(1232)),
@@ -404,7 +215,7 @@ fn plain_queries_take_the_fast_path() {
 /// An answer too big for 512 bytes goes to the full path, which truncates it.
 #[test]
 fn an_answer_too_big_for_the_buffer_is_declined() {
-    let snapshots = snapshots();
+    let snapshots = Fixture::new().snapshots;
     let mut m = Message::query();
     m.add_query(Query::query(
         Name::from_ascii("big.internal.").unwrap(),

@@ -1,0 +1,58 @@
+//! What the fuzz targets share: a scratch directory, and the pipeline from a config and a
+//! stored state to every view aliasd serves, so a target checks that whatever it could load
+//! also renders.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use aliasd::api::dto::{AliasDto, ServiceDto};
+use aliasd::config::Config;
+use aliasd::controller::state::StoredState;
+use aliasd::controller::{NoProxy, initial_state};
+use aliasd::health::HealthBoard;
+use aliasd::registry::{Base, Topology};
+use aliasd::snapshot::{HealthMap, LastGood, Snapshot};
+
+/// A fresh directory, in memory where the machine has `/dev/shm`.
+pub fn scratch() -> tempfile::TempDir {
+    let shm = Path::new("/dev/shm");
+    if shm.is_dir() {
+        tempfile::tempdir_in(shm).expect("a directory in /dev/shm")
+    } else {
+        tempfile::tempdir().expect("a temporary directory")
+    }
+}
+
+/// The zone file the targets' configs name.
+pub const ZONE: &str = aliasd::dns::agree::ZONE;
+
+/// Renders `config` with `stored` as aliasd does at start: the state, the topology, the
+/// snapshot DNS answers from, and every alias as the API shows it. Panics if any of it fails:
+/// what aliasd accepted must render.
+pub fn render(config: &Config, stored: Option<&StoredState>) -> Snapshot {
+    let base = Base::from_config(config);
+    let (state, _notes) = initial_state(&base, stored, 1_700_000_000_000);
+    let topology = Arc::new(Topology::build(
+        &base,
+        &state.registry,
+        state.named_services(),
+    ));
+    let snapshot = Snapshot::render(
+        1,
+        topology,
+        &state,
+        &HealthMap::new(),
+        &LastGood::new(),
+        Arc::default(),
+    );
+    let board = HealthBoard::default();
+    for view in snapshot.aliases.values() {
+        let dto = AliasDto::from_view(view, &snapshot, &board, &NoProxy);
+        serde_json::to_string(&dto).expect("an alias view serializes");
+    }
+    for (name, service) in &snapshot.topology.services {
+        let dto = ServiceDto::from_service(name, service, &snapshot, &board);
+        serde_json::to_string(&dto).expect("a service view serializes");
+    }
+    snapshot
+}

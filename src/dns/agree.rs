@@ -1,0 +1,225 @@
+//! What the two UDP answer paths must agree on, and a zone to check them with.
+//!
+//! The fast path (`fast`) answers the common queries itself; hickory's `Catalog` (`slow`)
+//! answers everything. For every packet the fast path answers, the full path must give the
+//! same answer: the same header flags and response code, the question with its case, the same
+//! records in each section, the same EDNS. The property tests and the `dns_udp` fuzz target
+//! (`fuzz/`) both check it with [`Fixture::check`], on the zone and aliases of [`Fixture::new`].
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use hickory_proto::op::Message;
+use hickory_proto::rr::{LowerName, Name};
+use hickory_server::zone_handler::Catalog;
+
+use super::fast::{self, Fast};
+use super::slow;
+use crate::config::Config;
+use crate::controller::initial_state;
+use crate::registry::{Base, Topology};
+use crate::snapshot::{HealthMap, LastGood, SharedSnapshot, Snapshot};
+
+/// Static records of every kind the fast path serves, and some it leaves to the full path.
+pub const ZONE: &str = r#"$TTL 300
+@          IN SOA   ns1.internal. hostmaster.internal. ( 7 3600 600 86400 5 )
+           IN NS    ns1.internal.
+ns1        IN A     127.0.0.1
+db         IN A     10.0.0.9
+db         IN AAAA  fd00::9
+db         IN TXT   "the database"
+mail       IN MX    10 db.internal.
+www        IN CNAME db
+to-web     IN CNAME web
+host.rack1 IN A     10.0.0.10
+"#;
+
+/// Aliases of each shape: several endpoints with IPv6, none, an SRV port name, and one too big
+/// for a 512-byte answer.
+pub fn config() -> String {
+    let big: Vec<String> = (0..60)
+        .map(|i| format!("\"10.1.0.{}:8080\"", i + 1))
+        .collect();
+    format!(
+        r#"[dns]
+listen = ["127.0.0.1:5353"]
+alias_ttl = 5
+negative_ttl = 7
+[[zone]]
+origin = "internal."
+file = "internal.zone"
+[state]
+dir = "state"
+[health]
+kind = "none"
+[[service]]
+name = "web-v1"
+endpoints = ["10.0.0.1:8080", "10.0.0.2:8080", "[fd00::2]:8080"]
+[[service]]
+name = "idle"
+endpoints = []
+[[service]]
+name = "big"
+endpoints = [{}]
+[[alias]]
+name = "web"
+targets = ["web-v1"]
+[[alias]]
+name = "idle"
+targets = ["idle"]
+[[alias]]
+name = "api.svc"
+targets = ["web-v1"]
+port_name = "grpc"
+[[alias]]
+name = "big"
+targets = ["big"]
+"#,
+        big.join(", ")
+    )
+}
+
+/// The zone and aliases above as one snapshot, the `Catalog` serving it, and a runtime to run
+/// the full path on.
+pub struct Fixture {
+    /// The parsed [`config`], its zone loaded.
+    pub config: Config,
+    pub runtime: tokio::runtime::Runtime,
+    pub snapshots: SharedSnapshot,
+    pub catalog: Catalog,
+}
+
+impl Fixture {
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        std::fs::write(dir.path().join("internal.zone"), ZONE).expect("the zone file");
+        let config = Config::parse(&config(), &dir.path().join("aliasd.toml"), &|_| None)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let base = Base::from_config(&config);
+        let (state, _) = initial_state(&base, None, 1);
+        let topology = Arc::new(Topology::build(
+            &base,
+            &state.registry,
+            state.named_services(),
+        ));
+        let snapshot = Snapshot::render(
+            1,
+            topology,
+            &state,
+            &HealthMap::new(),
+            &LastGood::new(),
+            Arc::default(),
+        );
+        let snapshots: SharedSnapshot = Arc::new(ArcSwap::from_pointee(snapshot));
+        let origin = LowerName::from(Name::from_ascii("internal.").expect("origin"));
+        let catalog = super::catalog(&[origin], &snapshots, false);
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        Self {
+            config,
+            runtime,
+            snapshots,
+            catalog,
+        }
+    }
+
+    /// Both paths on one packet: `Ok(true)` when the fast path answered and the full path
+    /// agreed, `Ok(false)` when the fast path declined, `Err` saying how they differ.
+    pub fn check(&self, packet: &[u8]) -> Result<bool, String> {
+        let mut out = Vec::new();
+        let answered = fast::answer(&self.snapshots.load(), packet, &mut out);
+        let src: SocketAddr = "127.0.0.1:5353".parse().expect("address");
+        let full = self
+            .runtime
+            .block_on(slow::respond(&self.catalog, packet, src));
+        if let Some(full) = &full {
+            meaning(full).map_err(|e| format!("the full path's answer: {e}"))?;
+        }
+        if answered == Fast::Declined {
+            return Ok(false);
+        }
+        let full = full.ok_or("the full path gave no answer where the fast path did")?;
+        let (fast_says, full_says) = (meaning(&out)?, meaning(&full)?);
+        if fast_says != full_says {
+            return Err(format!(
+                "for packet {packet:02x?}\nfast path: {fast_says}\nfull path: {full_says}"
+            ));
+        }
+        // The question comes back as the client wrote it, case and all.
+        let asked = Message::from_vec(packet).map_err(|e| e.to_string())?;
+        let got = Message::from_vec(&out).map_err(|e| e.to_string())?;
+        let name = |m: &Message| m.queries.first().map(|q| q.name().to_ascii());
+        if name(&asked) != name(&got) {
+            return Err(format!(
+                "the question came back as {:?}, asked as {:?}",
+                name(&got),
+                name(&asked)
+            ));
+        }
+        Ok(true)
+    }
+}
+
+impl Default for Fixture {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The parts of a response that must agree, as comparable text; `Err` when it does not parse.
+pub fn meaning(bytes: &[u8]) -> Result<String, String> {
+    let m = Message::from_vec(bytes).map_err(|e| format!("a response that does not parse: {e}"))?;
+    let md = &m.metadata;
+    let section = |records: &[hickory_proto::rr::Record]| {
+        records
+            .iter()
+            .map(|r| {
+                format!(
+                    "{} {} {} {:?}",
+                    r.name.to_ascii().to_lowercase(),
+                    r.ttl,
+                    r.record_type(),
+                    r.data
+                )
+            })
+            .collect::<BTreeSet<_>>()
+    };
+    let queries: Vec<String> = m
+        .queries
+        .iter()
+        .map(|q| {
+            format!(
+                "{} {} {}",
+                q.name().to_ascii(),
+                q.query_type(),
+                q.query_class()
+            )
+        })
+        .collect();
+    Ok(format!(
+        "id={} qr={:?} op={:?} aa={} tc={} rd={} ra={} ad={} cd={} rcode={:?}\nq={queries:?}\nan={:?}\nns={:?}\nar={:?}\nedns={:?}",
+        md.id,
+        md.message_type,
+        md.op_code,
+        md.authoritative,
+        md.truncation,
+        md.recursion_desired,
+        md.recursion_available,
+        md.authentic_data,
+        md.checking_disabled,
+        md.response_code,
+        section(&m.answers),
+        section(&m.authorities),
+        section(&m.additionals),
+        m.edns.as_ref().map(|e| (
+            e.max_payload(),
+            e.version(),
+            e.flags().dnssec_ok,
+            e.options().as_ref().len()
+        )),
+    ))
+}
