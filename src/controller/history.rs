@@ -118,7 +118,7 @@ impl History {
         let path = dir.join(HISTORY_FILE);
         let io_err = |source| StoreError::Io {
             path: path.clone(),
-            source,
+            error: source,
         };
         let bytes = match std::fs::read(&path) {
             Ok(b) => b,
@@ -160,7 +160,7 @@ impl History {
         let buf: Vec<u8> = entries.iter().flat_map(checked_line).collect();
         let io_err = |source| StoreError::Io {
             path: self.path.clone(),
-            source,
+            error: source,
         };
         self.file.write_all(&buf).map_err(io_err)?;
         self.file.sync_data().map_err(io_err)?;
@@ -181,7 +181,7 @@ impl History {
             .open(&self.path)
             .map_err(|source| StoreError::Io {
                 path: self.path.clone(),
-                source,
+                error: source,
             })?;
         self.len = buf.len() as u64;
         Ok(())
@@ -191,7 +191,7 @@ impl History {
     pub fn truncate(&mut self, len: u64) -> Result<(), StoreError> {
         let io_err = |source| StoreError::Io {
             path: self.path.clone(),
-            source,
+            error: source,
         };
         self.file.set_len(len).map_err(io_err)?;
         self.file.sync_all().map_err(io_err)?;

@@ -29,8 +29,9 @@ pub const JOURNAL_BYTES: u64 = 16 << 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("{path}: {source}")]
-    Io { path: PathBuf, source: io::Error },
+    /// `error` is not a `source`: the message already says it, and a chain would say it twice.
+    #[error("{path}: {error}")]
+    Io { path: PathBuf, error: io::Error },
     #[error(
         "{path}: another aliasd holds this state directory (its lock is taken); stop it or use another state.dir"
     )]
@@ -59,7 +60,10 @@ impl Store {
     pub fn open(dir: &Path) -> Result<(Self, Option<StoredState>), StoreError> {
         let io_err = |path: &Path| {
             let path = path.to_owned();
-            move |source| StoreError::Io { path, source }
+            move |source| StoreError::Io {
+                path,
+                error: source,
+            }
         };
         fs::create_dir_all(dir).map_err(io_err(dir))?;
         let lock_path = dir.join(LOCK_FILE);
@@ -142,7 +146,10 @@ impl Store {
         if let Err(source) = written {
             // Nothing half-written may stay behind a failed append.
             let _ = self.journal.set_len(before);
-            return Err(StoreError::Io { path, source });
+            return Err(StoreError::Io {
+                path,
+                error: source,
+            });
         }
         self.journal_len += line.len() as u64;
         self.journal_records += 1;
@@ -157,7 +164,10 @@ impl Store {
         self.journal
             .set_len(len)
             .and_then(|()| self.journal.sync_all())
-            .map_err(|source| StoreError::Io { path, source })?;
+            .map_err(|source| StoreError::Io {
+                path,
+                error: source,
+            })?;
         self.journal_len = len;
         self.journal_records = self.journal_records.saturating_sub(1);
         self.journal_seq = seq;
@@ -184,7 +194,10 @@ impl Store {
         self.journal
             .set_len(0)
             .and_then(|()| self.journal.sync_all())
-            .map_err(|source| StoreError::Io { path, source })?;
+            .map_err(|source| StoreError::Io {
+                path,
+                error: source,
+            })?;
         self.journal_len = 0;
         self.journal_records = 0;
         Ok(())
@@ -211,7 +224,10 @@ pub fn replace_file(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), StoreErr
     let tmp = dir.join(format!("{name}.tmp"));
     let io_err = |path: &Path| {
         let path = path.to_owned();
-        move |source| StoreError::Io { path, source }
+        move |source| StoreError::Io {
+            path,
+            error: source,
+        }
     };
     let mut file = File::create(&tmp).map_err(io_err(&tmp))?;
     file.write_all(bytes).map_err(io_err(&tmp))?;

@@ -265,3 +265,71 @@ async fn a_full_state_disk_refuses_changes_and_keeps_serving_until_space_is_back
     assert_eq!(web.revision, after.revision);
     assert!(daemon.terminate().success());
 }
+
+/// The state directory read-only at start (a volume mounted `:ro`, a disk the kernel remounted
+/// read-only): aliasd refuses to start, naming the directory and the reason once, and touches
+/// nothing; once it is writable again the stored links are all there. (Remounting read-only
+/// under a running aliasd is refused by the kernel while aliasd holds its files open for
+/// writing, so the running case is the disk-full test above.)
+#[tokio::test]
+async fn a_read_only_state_directory_is_refused_at_start_and_loses_nothing() {
+    let fixture = Fixture::new();
+    let state = fixture.dir.path().join("state");
+    std::fs::create_dir_all(&state).expect("state dir");
+    let mount = |args: &[&str]| {
+        let status = std::process::Command::new("mount")
+            .args(args)
+            .arg(&state)
+            .status()
+            .expect("run mount");
+        assert!(
+            status.success(),
+            "this test mounts a tmpfs for the state directory and needs root (CI runs as root)"
+        );
+    };
+    mount(&["-t", "tmpfs", "-o", "size=4m", "tmpfs"]);
+    let _unmount = Unmount(state.clone());
+    let daemon = fixture.start();
+    let linked = daemon
+        .client()
+        .link("web", &["web-v2".to_owned()])
+        .await
+        .expect("link");
+    assert!(daemon.terminate().success());
+    let files = |dir: &std::path::Path| {
+        let mut all: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)
+            .expect("list the state dir")
+            .map(|e| {
+                let e = e.expect("entry");
+                (
+                    e.file_name().to_string_lossy().into_owned(),
+                    std::fs::read(e.path()).expect("read"),
+                )
+            })
+            .collect();
+        all.sort();
+        all
+    };
+    let before = files(&state);
+
+    mount(&["-o", "remount,ro"]);
+    let (status, stderr) = fixture.start_failing();
+    assert!(!status.success(), "aliasd started on a read-only state dir");
+    assert!(
+        stderr.contains(&state.display().to_string()),
+        "the error names the state directory: {stderr}"
+    );
+    assert_eq!(
+        stderr.matches("Read-only file system").count(),
+        1,
+        "the reason, said once: {stderr}"
+    );
+    assert_eq!(files(&state), before, "nothing in the state dir changed");
+
+    mount(&["-o", "remount,rw"]);
+    let daemon = fixture.start();
+    let web = daemon.client().alias("web").await.expect("alias");
+    assert_eq!(web.revision, linked.revision);
+    assert_eq!(web.targets, ["web-v2"]);
+    assert!(daemon.terminate().success());
+}
