@@ -58,7 +58,10 @@ static RUNS: AtomicU64 = AtomicU64::new(0);
 fn read_answers(stream: &mut TcpStream) -> Vec<Vec<u8>> {
     let mut got = Vec::new();
     if let Err(e) = stream.read_to_end(&mut got)
-        && matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut)
+        && matches!(
+            e.kind(),
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+        )
     {
         panic!("the server kept the connection open {PATIENCE:?} after the client closed its side");
     }
@@ -70,7 +73,10 @@ fn read_answers(stream: &mut TcpStream) -> Vec<Vec<u8>> {
         answers.push(rest[2..2 + len].to_vec());
         rest = &rest[2 + len..];
     }
-    assert!(rest.is_empty(), "a stray byte after the answers: {got:02x?}");
+    assert!(
+        rest.is_empty(),
+        "a stray byte after the answers: {got:02x?}"
+    );
     for answer in &answers {
         if let Err(e) = meaning(answer) {
             panic!("{e}: {answer:02x?}");
@@ -128,9 +134,16 @@ fuzz_target!(|bytes: &[u8]| {
         let mut framed = (query.len() as u16).to_be_bytes().to_vec();
         framed.extend_from_slice(&query);
         let answers = tcp(server.addr, &framed);
-        assert_eq!(answers.len(), 1, "no answer to a plain query after the input");
+        assert_eq!(
+            answers.len(),
+            1,
+            "no answer to a plain query after the input"
+        );
         let m = Message::from_vec(&answers[0]).unwrap();
         assert_eq!(m.metadata.id, 4242);
-        assert!(!m.answers.is_empty(), "web.internal has no A records: {m:?}");
+        assert!(
+            !m.answers.is_empty(),
+            "web.internal has no A records: {m:?}"
+        );
     }
 });

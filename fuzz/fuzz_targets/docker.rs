@@ -51,7 +51,10 @@ fuzz_target!(|bytes: &[u8]| {
         panic!("discovery's view is not a Docker update");
     };
     for problem in &problems {
-        assert!(!problem.message.is_empty(), "a container skipped without a reason");
+        assert!(
+            !problem.message.is_empty(),
+            "a container skipped without a reason"
+        );
     }
     let stored = StoredState {
         docker: services

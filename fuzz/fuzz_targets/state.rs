@@ -37,7 +37,12 @@ fn load(dir: &std::path::Path) -> Result<(Option<StoredState>, Vec<String>), Sto
     let (store, stored) = Store::open(dir)?;
     let committed: HashMap<String, u64> = stored
         .as_ref()
-        .map(|s| s.aliases.iter().map(|(k, a)| (k.clone(), a.revision)).collect())
+        .map(|s| {
+            s.aliases
+                .iter()
+                .map(|(k, a)| (k.clone(), a.revision))
+                .collect()
+        })
         .unwrap_or_default();
     let committed_seq = stored.as_ref().map(|s| s.history_seq);
     let (_history, entries) = History::open(store.dir(), &committed, committed_seq)?;
@@ -80,7 +85,13 @@ fuzz_target!(|bytes: &[u8]| {
             state.to_vec()
         },
     );
-    let checked = |on: bool, text: &[u8]| if on { with_checksums(text) } else { text.to_vec() };
+    let checked = |on: bool, text: &[u8]| {
+        if on {
+            with_checksums(text)
+        } else {
+            text.to_vec()
+        }
+    };
     write("state.journal", checked(flags & 2 != 0, journal));
     write("history.jsonl", checked(flags & 4 != 0, history));
 
