@@ -10,9 +10,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use aliasd::config::Config;
-use aliasd::controller::initial_state;
+use aliasd::controller::first_render;
 use aliasd::controller::state::State;
-use aliasd::registry::{Base, Topology};
+use aliasd::registry::Base;
 use aliasd::snapshot::{HealthMap, LastGood, Snapshot};
 use hickory_proto::rr::{LowerName, Name, RecordType};
 
@@ -41,21 +41,7 @@ fn snapshot(static_names: usize, aliases: usize) -> (Snapshot, State, tempfile::
     }
     let path = dir.path().join("aliasd.toml");
     let config = Config::parse(&config, &path, &|_| None).expect("config");
-    let base = Base::from_config(&config);
-    let (state, _) = initial_state(&base, None, 0);
-    let topology = Arc::new(Topology::build(
-        &base,
-        &state.registry,
-        state.named_services(),
-    ));
-    let snapshot = Snapshot::render(
-        1,
-        topology,
-        &state,
-        &HealthMap::new(),
-        &LastGood::new(),
-        Arc::default(),
-    );
+    let (state, snapshot) = first_render(&Base::from_config(&config), None, 0);
     (snapshot, state, dir)
 }
 

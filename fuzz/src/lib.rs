@@ -3,15 +3,14 @@
 //! also renders.
 
 use std::path::Path;
-use std::sync::Arc;
 
 use aliasd::api::dto::{AliasDto, ServiceDto};
 use aliasd::config::Config;
 use aliasd::controller::state::StoredState;
-use aliasd::controller::{NoProxy, initial_state};
+use aliasd::controller::{NoProxy, first_render};
 use aliasd::health::HealthBoard;
-use aliasd::registry::{Base, Topology};
-use aliasd::snapshot::{HealthMap, LastGood, Snapshot};
+use aliasd::registry::Base;
+use aliasd::snapshot::Snapshot;
 
 /// A fresh directory, in memory where the machine has `/dev/shm`.
 pub fn scratch() -> tempfile::TempDir {
@@ -30,21 +29,7 @@ pub const ZONE: &str = aliasd::dns::agree::ZONE;
 /// snapshot DNS answers from, and every alias as the API shows it. Panics if any of it fails:
 /// what aliasd accepted must render.
 pub fn render(config: &Config, stored: Option<&StoredState>) -> Snapshot {
-    let base = Base::from_config(config);
-    let (state, _notes) = initial_state(&base, stored, 1_700_000_000_000);
-    let topology = Arc::new(Topology::build(
-        &base,
-        &state.registry,
-        state.named_services(),
-    ));
-    let snapshot = Snapshot::render(
-        1,
-        topology,
-        &state,
-        &HealthMap::new(),
-        &LastGood::new(),
-        Arc::default(),
-    );
+    let (_, snapshot) = first_render(&Base::from_config(config), stored, 1_700_000_000_000);
     let board = HealthBoard::default();
     for view in snapshot.aliases.values() {
         let dto = AliasDto::from_view(view, &snapshot, &board, &NoProxy);

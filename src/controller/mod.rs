@@ -1984,6 +1984,26 @@ pub(crate) fn fresh(targets: Vec<ServiceName>, revision: u64, now_ms: u64, by: &
     }
 }
 
+/// The state and snapshot a fresh start renders from `base` and `stored`, with every endpoint
+/// unchecked: what the benchmarks, the DNS fixture and the fuzz targets serve.
+pub fn first_render(base: &Base, stored: Option<&StoredState>, now_ms: u64) -> (State, Snapshot) {
+    let (state, _notes) = initial_state(base, stored, now_ms);
+    let topology = Arc::new(Topology::build(
+        base,
+        &state.registry,
+        state.named_services(),
+    ));
+    let snapshot = Snapshot::render(
+        1,
+        topology,
+        &state,
+        &HealthMap::new(),
+        &LastGood::new(),
+        Arc::default(),
+    );
+    (state, snapshot)
+}
+
 /// The state to start with: stored links and phases win over the config's for aliases that
 /// still exist, and the services and aliases defined through the API come back.
 ///

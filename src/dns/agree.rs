@@ -18,9 +18,9 @@ use hickory_server::zone_handler::Catalog;
 use super::fast::{self, Fast};
 use super::slow;
 use crate::config::Config;
-use crate::controller::initial_state;
-use crate::registry::{Base, Topology};
-use crate::snapshot::{HealthMap, LastGood, SharedSnapshot, Snapshot};
+use crate::controller::first_render;
+use crate::registry::Base;
+use crate::snapshot::SharedSnapshot;
 
 /// Static records of every kind the fast path serves, and some it leaves to the full path.
 pub const ZONE: &str = r#"$TTL 300
@@ -97,21 +97,7 @@ impl Fixture {
         std::fs::write(dir.path().join("internal.zone"), ZONE).expect("the zone file");
         let config = Config::parse(&config(), &dir.path().join("aliasd.toml"), &|_| None)
             .unwrap_or_else(|e| panic!("{e}"));
-        let base = Base::from_config(&config);
-        let (state, _) = initial_state(&base, None, 1);
-        let topology = Arc::new(Topology::build(
-            &base,
-            &state.registry,
-            state.named_services(),
-        ));
-        let snapshot = Snapshot::render(
-            1,
-            topology,
-            &state,
-            &HealthMap::new(),
-            &LastGood::new(),
-            Arc::default(),
-        );
+        let (_, snapshot) = first_render(&Base::from_config(&config), None, 1);
         let snapshots: SharedSnapshot = Arc::new(ArcSwap::from_pointee(snapshot));
         let origin = LowerName::from(Name::from_ascii("internal.").expect("origin"));
         let catalog = super::catalog(&[origin], &snapshots, false);
