@@ -71,6 +71,8 @@ pub const HEALTH_TIMEOUT: DurationRange =
     DurationRange::new(crate::check::MIN_TIMEOUT, crate::check::MAX_INTERVAL);
 /// `dns.tcp_idle_timeout`.
 pub const DNS_TCP_IDLE: DurationRange = DurationRange::new(ms(100), secs(HOUR));
+/// `header_timeout` of the API and the proxy: how long a request head may take to arrive.
+pub const HEADER_TIMEOUT: DurationRange = DurationRange::new(ms(100), secs(HOUR));
 /// Proxy `connect_timeout`.
 pub const CONNECT_TIMEOUT: DurationRange = DurationRange::new(ms(10), secs(10 * 60));
 /// Proxy `idle_timeout` (client connections).
@@ -83,6 +85,9 @@ pub const BACKEND_IDLE_TIMEOUT: DurationRange = DurationRange::new(ms(10), secs(
 pub const DRAIN_DEADLINE: DurationRange = DurationRange::new(Duration::ZERO, secs(DAY));
 /// `[history] max_age`.
 pub const HISTORY_AGE: DurationRange = DurationRange::new(secs(60), secs(100 * 365 * DAY));
+
+/// `max_connections` of the API and the proxy, and `dns.tcp_max_connections`.
+pub const MAX_CONNECTIONS: std::ops::RangeInclusive<u64> = 1..=1_000_000;
 
 /// `reason` of an operation, in bytes.
 pub const MAX_REASON: usize = 1024;

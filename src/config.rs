@@ -116,8 +116,12 @@ pub struct ProxyConfig {
     pub backend_idle_timeout: Duration,
     /// TCP: connections to a member that left the answers are closed this long after it left.
     pub drain_deadline: Duration,
-    /// Client connections open at once; further ones wait in the listen backlog.
+    /// Client connections open at once. At the cap the oldest idle one (HTTP: nothing in
+    /// flight) is closed to make room; only when all are busy do new ones wait in the backlog.
     pub max_connections: usize,
+    /// HTTP/1: a request head must arrive within this of the connection being ready for it
+    /// (also bounds how long a keep-alive connection waits for its next request).
+    pub header_timeout: Duration,
 }
 
 impl ProxyConfig {
@@ -129,6 +133,7 @@ impl ProxyConfig {
     pub const DEFAULT_BACKEND_IDLE_TIMEOUT: Duration = Duration::from_secs(4);
     pub const DEFAULT_DRAIN_DEADLINE: Duration = Duration::from_secs(30);
     pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+    pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(30);
 }
 
 /// Defaults for promotions that the request does not set.
@@ -194,13 +199,33 @@ pub struct DnsConfig {
     pub alias_ttl: u32,
     pub negative_ttl: u32,
     pub tcp_idle_timeout: Duration,
+    /// DNS-over-TCP connections open at once per address; at the cap the oldest idle one
+    /// (no query in flight) is closed to make room.
+    pub tcp_max_connections: usize,
     pub log_queries: bool,
+}
+
+impl DnsConfig {
+    pub const DEFAULT_TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
+    pub const DEFAULT_TCP_MAX_CONNECTIONS: usize = 10_000;
 }
 
 #[derive(Debug, Clone)]
 pub struct ApiConfig {
     pub listen: SocketAddr,
     pub tokens: Vec<ApiToken>,
+    /// Connections open at once; at the cap the oldest idle one is closed to make room.
+    pub max_connections: usize,
+    /// A request head must arrive within this (also bounds a keep-alive wait).
+    pub header_timeout: Duration,
+    /// Connections with nothing in flight and no bytes moving are closed after this.
+    pub idle_timeout: Duration,
+}
+
+impl ApiConfig {
+    pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
+    pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+    pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 }
 
 /// A named bearer token. The name is the actor recorded for changes made with it.
@@ -317,6 +342,8 @@ struct RawProxy {
     drain_deadline: Option<Spanned<RawDuration>>,
     #[serde(default)]
     max_connections: Option<Spanned<u64>>,
+    #[serde(default)]
+    header_timeout: Option<Spanned<RawDuration>>,
 }
 
 /// Health-check settings: the defaults in `[health]`, overrides in `[service.health]`.
@@ -383,6 +410,8 @@ struct RawDns {
     #[serde(default)]
     tcp_idle_timeout: Option<Spanned<RawDuration>>,
     #[serde(default)]
+    tcp_max_connections: Option<Spanned<u64>>,
+    #[serde(default)]
     log_queries: bool,
 }
 
@@ -400,6 +429,12 @@ struct RawApi {
     listen: Spanned<String>,
     #[serde(default, rename = "token")]
     tokens: Vec<RawToken>,
+    #[serde(default)]
+    max_connections: Option<Spanned<u64>>,
+    #[serde(default)]
+    header_timeout: Option<Spanned<RawDuration>>,
+    #[serde(default)]
+    idle_timeout: Option<Spanned<RawDuration>>,
 }
 
 impl Default for RawApi {
@@ -407,6 +442,9 @@ impl Default for RawApi {
         Self {
             listen: default_api_listen(),
             tokens: Vec::new(),
+            max_connections: None,
+            header_timeout: None,
+            idle_timeout: None,
         }
     }
 }
@@ -543,9 +581,11 @@ pub struct RestartKey {
     dns_listen: Vec<SocketAddr>,
     udp_sockets: usize,
     tcp_idle_timeout: Duration,
+    tcp_max_connections: usize,
     log_queries: bool,
     origins: Vec<hickory_proto::rr::Name>,
     api_listen: SocketAddr,
+    api_limits: (usize, Duration, Duration),
     state_dir: PathBuf,
     proxies: Vec<ProxyConfig>,
     docker: Option<DockerConfig>,
@@ -559,9 +599,15 @@ impl Config {
             dns_listen: self.dns.listen.clone(),
             udp_sockets: self.dns.udp_sockets,
             tcp_idle_timeout: self.dns.tcp_idle_timeout,
+            tcp_max_connections: self.dns.tcp_max_connections,
             log_queries: self.dns.log_queries,
             origins: self.zones.iter().map(|z| z.origin.clone()).collect(),
             api_listen: self.api.listen,
+            api_limits: (
+                self.api.max_connections,
+                self.api.header_timeout,
+                self.api.idle_timeout,
+            ),
             state_dir: self.state_dir.clone(),
             proxies: self.proxies.clone(),
             docker: self.docker.clone(),
@@ -593,9 +639,17 @@ impl RestartKey {
             "dns.tcp_idle_timeout",
             self.tcp_idle_timeout == new.tcp_idle_timeout,
         );
+        differs(
+            "dns.tcp_max_connections",
+            self.tcp_max_connections == new.tcp_max_connections,
+        );
         differs("dns.log_queries", self.log_queries == new.log_queries);
         differs("the list of [[zone]] origins", self.origins == new.origins);
         differs("api.listen", self.api_listen == new.api_listen);
+        differs(
+            "api.max_connections, api.header_timeout or api.idle_timeout",
+            self.api_limits == new.api_limits,
+        );
         differs("state.dir", self.state_dir == new.state_dir);
         differs("[[proxy]]", self.proxies == new.proxies);
         differs("[docker]", self.docker == new.docker);
@@ -842,8 +896,14 @@ impl Validator<'_> {
         let tcp_idle_timeout = self.duration(
             &raw.tcp_idle_timeout,
             "dns.tcp_idle_timeout",
-            Duration::from_secs(10),
+            DnsConfig::DEFAULT_TCP_IDLE_TIMEOUT,
             bounds::DNS_TCP_IDLE,
+        );
+        let tcp_max_connections = self.count(
+            &raw.tcp_max_connections,
+            "dns.tcp_max_connections",
+            DnsConfig::DEFAULT_TCP_MAX_CONNECTIONS,
+            bounds::MAX_CONNECTIONS,
         );
         Some(DnsConfig {
             listen,
@@ -851,6 +911,7 @@ impl Validator<'_> {
             alias_ttl,
             negative_ttl,
             tcp_idle_timeout,
+            tcp_max_connections,
             log_queries: raw.log_queries,
         })
     }
@@ -990,7 +1051,58 @@ impl Validator<'_> {
             }
             tokens.push(ApiToken { name, secret });
         }
-        Some(ApiConfig { listen, tokens })
+        let max_connections = self.count(
+            &raw.max_connections,
+            "api.max_connections",
+            ApiConfig::DEFAULT_MAX_CONNECTIONS,
+            bounds::MAX_CONNECTIONS,
+        );
+        let header_timeout = self.duration(
+            &raw.header_timeout,
+            "api.header_timeout",
+            ApiConfig::DEFAULT_HEADER_TIMEOUT,
+            bounds::HEADER_TIMEOUT,
+        );
+        let idle_timeout = self.duration(
+            &raw.idle_timeout,
+            "api.idle_timeout",
+            ApiConfig::DEFAULT_IDLE_TIMEOUT,
+            bounds::IDLE_TIMEOUT,
+        );
+        Some(ApiConfig {
+            listen,
+            tokens,
+            max_connections,
+            header_timeout,
+            idle_timeout,
+        })
+    }
+
+    /// A count setting within `range`, or `default` (with an error recorded) when it is out of
+    /// range.
+    fn count(
+        &mut self,
+        raw: &Option<Spanned<u64>>,
+        key: &str,
+        default: usize,
+        range: std::ops::RangeInclusive<u64>,
+    ) -> usize {
+        match raw {
+            None => default,
+            Some(n) if range.contains(n.get_ref()) => *n.get_ref() as usize,
+            Some(n) => {
+                self.err(
+                    &n.span(),
+                    format!(
+                        "{key} must be between {} and {} (got {})",
+                        range.start(),
+                        range.end(),
+                        n.get_ref()
+                    ),
+                );
+                default
+            }
+        }
     }
 
     /// A duration setting within `range`, or `default` (with an error recorded) when it is
@@ -1272,17 +1384,18 @@ impl Validator<'_> {
                 ProxyConfig::DEFAULT_DRAIN_DEADLINE,
                 bounds::DRAIN_DEADLINE,
             );
-            let max_connections = match &p.max_connections {
-                None => ProxyConfig::DEFAULT_MAX_CONNECTIONS,
-                Some(n) if (1..=1_000_000).contains(n.get_ref()) => *n.get_ref() as usize,
-                Some(n) => {
-                    self.err(
-                        &n.span(),
-                        "proxy.max_connections must be between 1 and 1000000",
-                    );
-                    ProxyConfig::DEFAULT_MAX_CONNECTIONS
-                }
-            };
+            let max_connections = self.count(
+                &p.max_connections,
+                "proxy.max_connections",
+                ProxyConfig::DEFAULT_MAX_CONNECTIONS,
+                bounds::MAX_CONNECTIONS,
+            );
+            let header_timeout = self.duration(
+                &p.header_timeout,
+                "proxy.header_timeout",
+                ProxyConfig::DEFAULT_HEADER_TIMEOUT,
+                bounds::HEADER_TIMEOUT,
+            );
             proxies.push(ProxyConfig {
                 listen,
                 alias,
@@ -1293,6 +1406,7 @@ impl Validator<'_> {
                 backend_idle_timeout,
                 drain_deadline,
                 max_connections,
+                header_timeout,
             });
         }
         proxies

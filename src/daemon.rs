@@ -74,6 +74,7 @@ impl Daemon {
         mut config: Config,
         shutdown: CancellationToken,
     ) -> Result<Self, DaemonError> {
+        raise_fd_limit(&config);
         let (store, stored) = Store::open(&config.state_dir)?;
         info!(dir = %config.state_dir.display(), "state directory opened");
         // The zones' origins are all the rest needs of them; their records move into the base.
@@ -181,14 +182,12 @@ impl Daemon {
             },
             busy: proxy_stats.clone(),
         });
-        let api_shutdown = shutdown.clone();
-        tasks.spawn(async move {
-            let serve = axum::serve(api_listener, app)
-                .with_graceful_shutdown(async move { api_shutdown.cancelled().await });
-            if let Err(error) = serve.await {
-                warn!(%error, "api server ended with an error");
-            }
-        });
+        tasks.spawn(api::serve::serve(
+            api_listener,
+            app,
+            api::serve::Limits::from(&config.api),
+            shutdown.clone(),
+        ));
 
         Ok(Self {
             ready: Ready {
@@ -220,6 +219,48 @@ impl Daemon {
             );
         }
         info!("stopped");
+    }
+}
+
+/// Descriptors aliasd needs besides client connections: state files, sockets to members and
+/// to Docker, health checks.
+const FD_HEADROOM: u64 = 1024;
+
+/// Raises the open-file soft limit to the hard one, as servers do: every client connection is a
+/// descriptor, and the listeners' `max_connections` are meant to be what limits them, not a soft
+/// default of 1024. Warns when even the hard limit is below what those caps add up to.
+fn raise_fd_limit(config: &Config) {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
+        return;
+    };
+    let limit = if soft < hard {
+        match setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+            Ok(()) => hard,
+            Err(error) => {
+                warn!(%error, soft, hard, "cannot raise the open-file limit");
+                soft
+            }
+        }
+    } else {
+        soft
+    };
+    let caps = config.api.max_connections as u64
+        + config.dns.listen.len() as u64 * config.dns.tcp_max_connections as u64
+        + config
+            .proxies
+            .iter()
+            .map(|p| 2 * p.max_connections as u64)
+            .sum::<u64>()
+        + FD_HEADROOM;
+    if limit < caps {
+        warn!(
+            open_files = limit,
+            needed = caps,
+            "the open-file limit is below what the listeners' max_connections add up to \
+             (a proxied connection takes two); raise `ulimit -n` (LimitNOFILE= under systemd) \
+             or lower the caps"
+        );
     }
 }
 

@@ -24,6 +24,7 @@ pub mod cli;
 pub mod client;
 pub mod clock;
 pub mod config;
+pub mod conns;
 pub mod controller;
 pub mod daemon;
 pub mod demo;

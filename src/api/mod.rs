@@ -6,6 +6,7 @@
 //! [`ApiError`], a JSON `{"error": "..."}` with the right status.
 
 pub mod dto;
+pub mod serve;
 pub mod spec;
 
 use std::sync::Arc;

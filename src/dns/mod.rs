@@ -1,13 +1,14 @@
 //! The DNS server. UDP is served by aliasd's own receive loops: one thread per socket, several
 //! SO_REUSEPORT sockets per address so the kernel spreads queries over the cores, each query
 //! answered by the fast path (`fast`) when it can be, and by hickory's `Catalog` (`slow`)
-//! otherwise. TCP is served by hickory-server's `Server` with the same `Catalog`, on the same
-//! port, so a client that gets a truncated UDP answer retries over TCP at the same address.
+//! otherwise. TCP is served by aliasd's own accept loop ([`tcp`]) with the same `Catalog`, on the
+//! same port, so a client that gets a truncated UDP answer retries over TCP at the same address.
 
 pub mod agree;
 pub mod fast;
 pub mod handler;
 pub mod slow;
+pub mod tcp;
 
 use std::io;
 use std::io::{IoSlice, IoSliceMut};
@@ -18,7 +19,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use hickory_proto::rr::LowerName;
-use hickory_server::Server;
 use hickory_server::zone_handler::{Catalog, ZoneHandler};
 use nix::sys::socket::{MsgFlags, MultiHeaders, SockaddrStorage, recvmmsg};
 use rustix::io::Errno;
@@ -27,15 +27,15 @@ use smallvec::SmallVec;
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
-use tracing::{debug, info, warn};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info};
 
 use crate::config::DnsConfig;
 use crate::snapshot::SharedSnapshot;
 use fast::Fast;
 use handler::SnapshotZone;
 
-/// Per-connection buffer of responses waiting to be written on TCP.
-const TCP_RESPONSE_BUFFER: usize = 64;
 /// Tries to find a port free on both UDP and TCP when the config asks for port 0.
 const PORT_TRIES: usize = 32;
 /// How often a blocked receive wakes to see whether the server is stopping.
@@ -55,7 +55,8 @@ struct SlowQuery {
 
 /// A running DNS server and the addresses it actually bound.
 pub struct DnsServer {
-    server: Server<Catalog>,
+    tcp: JoinSet<()>,
+    tcp_stop: CancellationToken,
     /// One entry per configured address, with the real port.
     pub addrs: Vec<SocketAddr>,
     stop: Arc<AtomicBool>,
@@ -79,10 +80,15 @@ impl DnsServer {
         origins: &[LowerName],
         snapshots: SharedSnapshot,
     ) -> io::Result<Self> {
-        let mut server = Server::new(catalog(origins, &snapshots, config.log_queries));
+        let mut tcp_tasks = JoinSet::new();
+        let tcp_stop = CancellationToken::new();
+        let tcp_limits = tcp::Limits {
+            idle_timeout: config.tcp_idle_timeout,
+            max_connections: config.tcp_max_connections,
+        };
         let slow_catalog = Arc::new(catalog(origins, &snapshots, config.log_queries));
         let (slow_tx, slow_rx) = mpsc::channel::<SlowQuery>(SLOW_QUEUE);
-        tokio::spawn(serve_slow(slow_catalog, slow_rx));
+        tokio::spawn(serve_slow(slow_catalog.clone(), slow_rx));
         let stop = Arc::new(AtomicBool::new(false));
         let mut threads = Vec::new();
         let mut addrs = Vec::new();
@@ -104,11 +110,17 @@ impl DnsServer {
                         .spawn(move || udp_loop(&socket, &snapshots, &slow_tx, &stop, log))?,
                 );
             }
-            server.register_listener(tcp, config.tcp_idle_timeout, TCP_RESPONSE_BUFFER);
+            tcp_tasks.spawn(tcp::serve(
+                tcp,
+                slow_catalog.clone(),
+                tcp_limits,
+                tcp_stop.clone(),
+            ));
             addrs.push(bound);
         }
         Ok(Self {
-            server,
+            tcp: tcp_tasks,
+            tcp_stop,
             addrs,
             stop,
             threads,
@@ -125,9 +137,8 @@ impl DnsServer {
             }
         })
         .await;
-        if let Err(error) = self.server.shutdown_gracefully().await {
-            warn!(%error, "dns server ended with an error");
-        }
+        self.tcp_stop.cancel();
+        while self.tcp.join_next().await.is_some() {}
     }
 }
 

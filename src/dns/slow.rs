@@ -1,7 +1,8 @@
-//! The full answer path for UDP: hickory's `Catalog` answers what the fast path does not take
+//! The full answer path: hickory's `Catalog` answers what the fast path does not take
 //! (EDNS options, DNSSEC OK, odd opcodes and classes, names outside the zones, CNAME chains,
 //! ANY, SOA and NS queries, answers too big for the client's buffer), exactly as hickory's own
-//! UDP server would: the same parsing, the same FORMERR, the same truncation.
+//! UDP server would: the same parsing, the same FORMERR, the same truncation. Over TCP it
+//! answers every query (up to 64 KiB, no truncation).
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -16,8 +17,11 @@ use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseI
 use hickory_server::zone_handler::{Catalog, MessageResponse, MessageResponseBuilder, Queries};
 
 /// Collects the one response hickory sends for a request.
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Option<Vec<u8>>>>);
+#[derive(Clone)]
+struct Capture {
+    out: Arc<Mutex<Option<Vec<u8>>>>,
+    protocol: Protocol,
+}
 
 #[async_trait::async_trait]
 impl ResponseHandler for Capture {
@@ -33,8 +37,12 @@ impl ResponseHandler for Capture {
         >,
     ) -> Result<ResponseInfo, NetError> {
         let id = response.metadata().id;
-        // As hickory's UDP server: the client's EDNS buffer, or 512 bytes without EDNS.
-        let max = response.edns().map_or(512, |e| e.max_payload().max(512));
+        // As hickory's UDP server: the client's EDNS buffer, or 512 bytes without EDNS; over
+        // TCP a message's largest size.
+        let max = match self.protocol {
+            Protocol::Udp => response.edns().map_or(512, |e| e.max_payload().max(512)),
+            _ => u16::MAX,
+        };
         let mut bytes = Vec::with_capacity(512);
         let mut encoder = BinEncoder::new(&mut bytes);
         encoder.set_max_size(max);
@@ -48,7 +56,7 @@ impl ResponseHandler for Capture {
                 ResponseInfo::from(header)
             }
         };
-        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(bytes);
+        *self.out.lock().unwrap_or_else(|p| p.into_inner()) = Some(bytes);
         Ok(info)
     }
 }
@@ -65,8 +73,21 @@ fn servfail(id: u16) -> Header {
 /// The response hickory gives `packet` from `src` over UDP, or `None` when it answers nothing
 /// (too short for a header, or a response rather than a query).
 pub async fn respond(catalog: &Catalog, packet: &[u8], src: SocketAddr) -> Option<Vec<u8>> {
-    let capture = Capture::default();
-    match Request::from_bytes(packet.to_vec(), src, Protocol::Udp) {
+    respond_over(catalog, packet, src, Protocol::Udp).await
+}
+
+/// [`respond`] over `protocol` (`Udp` or `Tcp`).
+pub async fn respond_over(
+    catalog: &Catalog,
+    packet: &[u8],
+    src: SocketAddr,
+    protocol: Protocol,
+) -> Option<Vec<u8>> {
+    let capture = Capture {
+        out: Arc::default(),
+        protocol,
+    };
+    match Request::from_bytes(packet.to_vec(), src, protocol) {
         Ok(request) => {
             if request.metadata.message_type == MessageType::Response {
                 return None;
@@ -88,5 +109,5 @@ pub async fn respond(catalog: &Catalog, packet: &[u8], src: SocketAddr) -> Optio
             capture.clone().send_response(response).await.ok()?;
         }
     }
-    capture.0.lock().unwrap_or_else(|p| p.into_inner()).take()
+    capture.out.lock().unwrap_or_else(|p| p.into_inner()).take()
 }

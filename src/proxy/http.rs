@@ -36,13 +36,14 @@ use hyper::client::conn::http1::SendRequest;
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 use hyper::upgrade::OnUpgrade;
 use hyper::{Method, Request, Response, StatusCode, Uri, Version};
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
-use super::{Activity, BusyGuard, Choice, Flight, Member, Metered, Proxy, lock};
+use super::{Choice, Flight, Member, Proxy, lock};
+use crate::conns::{Activity, BusyGuard, Metered, Slot};
 use crate::model::Endpoint;
 
 /// What the proxy sends to a member: the client's body, or nothing for a replayed request.
@@ -72,9 +73,10 @@ pub(super) async fn serve_connection(
     stream: TcpStream,
     peer: SocketAddr,
     shutdown: CancellationToken,
+    activity: Arc<Activity>,
+    slot: Slot,
 ) {
     let _ = stream.set_nodelay(true);
-    let activity = Activity::new();
     let io = TokioIo::new(Metered {
         inner: stream,
         activity: activity.clone(),
@@ -90,7 +92,11 @@ pub(super) async fn serve_connection(
             async move { Ok::<_, Infallible>(handle(proxy, req, &peer, busy, &upgraded).await) }
         })
     };
-    let builder = auto::Builder::new(TokioExecutor::new());
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(proxy.config.header_timeout);
     let conn = builder.serve_connection_with_upgrades(io, service);
     tokio::pin!(conn);
     tokio::select! {
@@ -100,6 +106,7 @@ pub(super) async fn serve_connection(
             }
             let tunnel = lock(&upgraded).take();
             if let Some(tunnel) = tunnel {
+                activity.pin();
                 tunnel.run(&proxy, peer, &activity, &shutdown).await;
             }
             return;
@@ -107,6 +114,12 @@ pub(super) async fn serve_connection(
         () = shutdown.cancelled() => {}
         () = activity.idle(proxy.config.idle_timeout) => {
             debug!(proxy = %proxy.addr, %peer, "closing an idle client connection");
+        }
+        () = slot.evicted() => {
+            debug!(proxy = %proxy.addr, %peer, "closing an idle client connection to make room");
+            if activity.is_idle() {
+                return;
+            }
         }
     }
     // Requests in flight finish; HTTP/1 closes after them, HTTP/2 sends GOAWAY.

@@ -23,15 +23,11 @@ use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
 use std::io;
 use std::net::SocketAddr;
-use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
@@ -41,6 +37,7 @@ use arc_swap::ArcSwap;
 use crate::check::{CheckKind, Health};
 use crate::clock::now_ms;
 use crate::config::{ProxyConfig, ProxyMode};
+use crate::conns::{Activity, Slots};
 use crate::controller::machine::draining;
 use crate::health::HealthBoard;
 use crate::model::{Endpoint, ServiceName};
@@ -563,7 +560,7 @@ impl Proxy {
     /// use all stay on one thread (the profile showed cross-thread wake-ups dominating).
     async fn run(self: Arc<Self>, listener: TcpListener, shutdown: CancellationToken) {
         let watcher = tokio::spawn(self.clone().watch(shutdown.clone()));
-        let limit = Arc::new(Semaphore::new(self.config.max_connections));
+        let limit = Slots::new(self.config.max_connections);
         let listener = match listener.into_std() {
             Ok(l) => l,
             Err(error) => {
@@ -621,19 +618,11 @@ impl Proxy {
     async fn accept_loop(
         self: Arc<Self>,
         listener: TcpListener,
-        limit: Arc<Semaphore>,
+        limit: Arc<Slots>,
         shutdown: CancellationToken,
     ) {
         let mut conns = JoinSet::new();
         loop {
-            // A permit first: at the limit, new connections wait in the kernel's backlog.
-            let permit = tokio::select! {
-                permit = limit.clone().acquire_owned() => match permit {
-                    Ok(p) => p,
-                    Err(_) => break,
-                },
-                () = shutdown.cancelled() => break,
-            };
             let (stream, peer) = tokio::select! {
                 accepted = listener.accept() => match accepted {
                     Ok(a) => a,
@@ -646,13 +635,28 @@ impl Proxy {
                 },
                 () = shutdown.cancelled() => break,
             };
+            // A slot next: at the limit an idle connection makes room, or this one waits (and
+            // those behind it in the kernel's backlog) until a connection ends or goes idle. A
+            // TCP-mode connection is a member connection at once, never idle.
+            let activity = match self.config.mode {
+                ProxyMode::Http => Activity::new(),
+                ProxyMode::Tcp => Activity::pinned(),
+            };
+            let slot = tokio::select! {
+                slot = limit.admit(activity.clone()) => slot,
+                () = shutdown.cancelled() => break,
+            };
             while conns.try_join_next().is_some() {}
             let (proxy, shutdown) = (self.clone(), shutdown.clone());
             conns.spawn(async move {
-                let _permit = permit;
                 match proxy.config.mode {
-                    ProxyMode::Http => http::serve_connection(proxy, stream, peer, shutdown).await,
-                    ProxyMode::Tcp => tcp::serve_connection(proxy, stream, peer).await,
+                    ProxyMode::Http => {
+                        http::serve_connection(proxy, stream, peer, shutdown, activity, slot).await;
+                    }
+                    ProxyMode::Tcp => {
+                        let _slot = slot;
+                        tcp::serve_connection(proxy, stream, peer, activity).await;
+                    }
                 }
             });
         }
@@ -949,125 +953,6 @@ impl Drop for Flight {
         if self.timed {
             self.member.stats.observe(self.started.elapsed());
         }
-    }
-}
-
-// ---- client-side idle tracking ----
-
-/// When a client connection last moved bytes, and how many requests it has open: it is idle
-/// when nothing is open and nothing moved for the idle timeout.
-struct Activity {
-    epoch: Instant,
-    last_ms: AtomicU64,
-    busy: AtomicUsize,
-}
-
-impl Activity {
-    fn new() -> Arc<Self> {
-        Arc::new(Self {
-            epoch: Instant::now(),
-            last_ms: AtomicU64::new(0),
-            busy: AtomicUsize::new(0),
-        })
-    }
-
-    fn touch(&self) {
-        self.last_ms
-            .store(self.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
-    }
-
-    /// Marks a request open until the guard drops.
-    fn begin(self: &Arc<Self>) -> BusyGuard {
-        self.busy.fetch_add(1, Ordering::AcqRel);
-        BusyGuard(self.clone())
-    }
-
-    /// Completes once the connection has been idle for `limit`.
-    async fn idle(&self, limit: Duration) {
-        loop {
-            let now = self.epoch.elapsed();
-            let last = Duration::from_millis(self.last_ms.load(Ordering::Relaxed));
-            let wait = if self.busy.load(Ordering::Acquire) > 0 {
-                limit
-            } else if now >= last + limit {
-                return;
-            } else {
-                last + limit - now
-            };
-            tokio::time::sleep(wait).await;
-        }
-    }
-}
-
-/// An open request on a client connection.
-struct BusyGuard(Arc<Activity>);
-
-impl Drop for BusyGuard {
-    fn drop(&mut self) {
-        self.0.touch();
-        self.0.busy.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
-/// A stream that records its activity: every read or write that moved bytes.
-struct Metered<S> {
-    inner: S,
-    activity: Arc<Activity>,
-}
-
-impl<S: AsyncRead + Unpin> AsyncRead for Metered<S> {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        let before = buf.filled().len();
-        let polled = Pin::new(&mut this.inner).poll_read(cx, buf);
-        if matches!(polled, Poll::Ready(Ok(()))) && buf.filled().len() > before {
-            this.activity.touch();
-        }
-        polled
-    }
-}
-
-impl<S: AsyncWrite + Unpin> AsyncWrite for Metered<S> {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        let polled = Pin::new(&mut this.inner).poll_write(cx, buf);
-        if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
-            this.activity.touch();
-        }
-        polled
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        let polled = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
-        if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
-            this.activity.touch();
-        }
-        polled
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
     }
 }
 

@@ -14,11 +14,17 @@ use std::time::Instant;
 use tokio::net::TcpStream;
 use tracing::debug;
 
-use super::{Activity, Flight, Metered, Proxy};
+use super::{Flight, Proxy};
+use crate::conns::{Activity, Metered};
 use crate::model::Endpoint;
 
 /// Serves one client connection: connect to a member (retrying others), then copy.
-pub(super) async fn serve_connection(proxy: Arc<Proxy>, client: TcpStream, peer: SocketAddr) {
+pub(super) async fn serve_connection(
+    proxy: Arc<Proxy>,
+    client: TcpStream,
+    peer: SocketAddr,
+    activity: Arc<Activity>,
+) {
     let choice = proxy.choice();
     if choice.active.is_empty() {
         proxy
@@ -64,7 +70,6 @@ pub(super) async fn serve_connection(proxy: Arc<Proxy>, client: TcpStream, peer:
     let _open = Flight::connection(member.clone());
     let drained = member.watch_drain();
     let _ = client.set_nodelay(true);
-    let activity = Activity::new();
     let mut client = Metered {
         inner: client,
         activity: activity.clone(),

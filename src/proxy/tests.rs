@@ -188,6 +188,7 @@ fn a_proxy_section_parses_with_its_defaults() {
             backend_idle_timeout: Duration::from_secs(4),
             drain_deadline: Duration::from_secs(30),
             max_connections: 10_000,
+            header_timeout: Duration::from_secs(30),
         }]
     );
 }
@@ -493,7 +494,7 @@ async fn raw_get(stream: &mut TcpStream) -> Option<String> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn idle_client_connections_are_closed_and_the_connection_limit_holds() {
+async fn idle_connections_close_and_make_room_at_the_limit_while_busy_ones_keep_theirs() {
     let stop = CancellationToken::new();
     let v1 = backends(94, 1, "web-v1", &stop).await;
     let running = Running::start(
@@ -508,34 +509,59 @@ max_connections = 1
     )
     .await;
     let proxy = running.proxy(0);
-    let mut first = TcpStream::connect(proxy).await.unwrap();
-    assert!(raw_get(&mut first).await.unwrap().contains("web-v1"));
-
-    // The only slot is taken: a second connection is not served while the first is open...
-    let mut second = TcpStream::connect(proxy).await.unwrap();
-    second
-        .write_all(b"GET / HTTP/1.1\r\nHost: web\r\n\r\n")
-        .await
-        .unwrap();
     let mut byte = [0u8; 1];
-    let early = tokio::time::timeout(Duration::from_millis(150), second.read(&mut byte)).await;
-    assert!(early.is_err(), "served beyond max_connections");
 
-    // ...and the first is closed once idle, which frees the slot for the second.
-    let closed = tokio::time::timeout(Duration::from_secs(5), first.read(&mut byte))
+    // Alone, an idle connection is closed after the idle timeout.
+    let mut lone = TcpStream::connect(proxy).await.unwrap();
+    assert!(raw_get(&mut lone).await.unwrap().contains("web-v1"));
+    let closed = tokio::time::timeout(Duration::from_secs(5), lone.read(&mut byte))
         .await
         .expect("an idle connection is closed");
     assert_eq!(closed.unwrap(), 0);
+
+    // At the limit, an idle connection makes room for a new one at once.
+    let mut idle = TcpStream::connect(proxy).await.unwrap();
+    assert!(raw_get(&mut idle).await.unwrap().contains("web-v1"));
+    let mut next = TcpStream::connect(proxy).await.unwrap();
+    let served = tokio::time::timeout(Duration::from_secs(5), raw_get(&mut next))
+        .await
+        .expect("the idle connection made room");
+    assert!(served.unwrap().contains("web-v1"));
+    let closed = tokio::time::timeout(Duration::from_secs(5), idle.read(&mut byte))
+        .await
+        .expect("the idle connection was closed");
+    assert_eq!(closed.unwrap(), 0);
+    drop(next);
+
+    // A busy connection keeps its slot: the new one waits until the request ended.
+    let mut busy = TcpStream::connect(proxy).await.unwrap();
+    busy.write_all(b"GET /slow?ms=1500 HTTP/1.1\r\nHost: web\r\n\r\n")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut waiting = TcpStream::connect(proxy).await.unwrap();
+    waiting
+        .write_all(b"GET / HTTP/1.1\r\nHost: web\r\n\r\n")
+        .await
+        .unwrap();
+    let early = tokio::time::timeout(Duration::from_millis(300), waiting.read(&mut byte)).await;
+    assert!(early.is_err(), "a busy connection was closed to make room");
     let mut rest = Vec::new();
-    tokio::time::timeout(Duration::from_secs(5), async {
+    tokio::time::timeout(Duration::from_secs(10), async {
         let mut chunk = [0u8; 512];
         while !String::from_utf8_lossy(&rest).contains("web-v1") {
-            let n = second.read(&mut chunk).await.unwrap();
+            let n = waiting.read(&mut chunk).await.unwrap();
             assert!(n > 0, "closed before answering");
             rest.extend_from_slice(&chunk[..n]);
         }
     })
     .await
-    .expect("the waiting connection is served");
+    .expect("the waiting connection is served once the busy one is done");
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), busy.read_to_end(&mut answer)).await;
+    assert!(
+        String::from_utf8_lossy(&answer).contains("web-v1"),
+        "the busy request was answered before its connection made room"
+    );
     stop.cancel();
 }

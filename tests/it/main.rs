@@ -9,6 +9,7 @@ mod dns;
 mod docker;
 mod files;
 mod lab;
+mod limits;
 mod persistence;
 mod promotion;
 mod proxy;

@@ -1,0 +1,123 @@
+//! DNS over TCP (RFC 7766): aliasd's own accept loop, with the limits every aliasd listener has.
+//! Each connection is read one message at a time (two length bytes, then the message) and each
+//! query is answered by the full path ([`super::slow`], hickory's `Catalog`, up to 64 KiB) in
+//! order. A connection must bring its next whole query within `dns.tcp_idle_timeout` of the last
+//! answer (or of connecting), so a query that trickles in byte by byte is cut off like an idle
+//! connection; at `dns.tcp_max_connections` the oldest connection with no query in flight is
+//! closed to make room ([`crate::conns`]).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hickory_server::net::xfer::Protocol;
+use hickory_server::zone_handler::Catalog;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, warn};
+
+use crate::conns::{Activity, Metered, Slot, Slots};
+
+/// The limits of one DNS-over-TCP listener.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub idle_timeout: Duration,
+    pub max_connections: usize,
+}
+
+/// Serves `listener` until `shutdown`, then lets each connection finish the query it is on.
+pub async fn serve(
+    listener: TcpListener,
+    catalog: Arc<Catalog>,
+    limits: Limits,
+    shutdown: CancellationToken,
+) {
+    let slots = Slots::new(limits.max_connections);
+    let mut conns = JoinSet::new();
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(error) => {
+                    // Out of file descriptors and the like: back off rather than spin.
+                    warn!(%error, "dns tcp accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = shutdown.cancelled() => break,
+        };
+        let activity = Activity::new();
+        let slot = tokio::select! {
+            slot = slots.admit(activity.clone()) => slot,
+            () = shutdown.cancelled() => break,
+        };
+        while conns.try_join_next().is_some() {}
+        let (catalog, shutdown) = (catalog.clone(), shutdown.clone());
+        conns.spawn(async move {
+            let stream = Metered {
+                inner: stream,
+                activity: activity.clone(),
+            };
+            let why = connection(stream, peer, &catalog, &activity, &slot, limits, &shutdown).await;
+            debug!(%peer, why, "dns tcp connection closed");
+        });
+    }
+    drop(listener);
+    while conns.join_next().await.is_some() {}
+}
+
+/// Answers queries on one connection until it closes; says why it ended.
+async fn connection(
+    mut stream: Metered<TcpStream>,
+    peer: SocketAddr,
+    catalog: &Catalog,
+    activity: &Arc<Activity>,
+    slot: &Slot,
+    limits: Limits,
+    shutdown: &CancellationToken,
+) -> &'static str {
+    let _ = stream.inner.set_nodelay(true);
+    let mut message = Vec::new();
+    loop {
+        let read = async {
+            let len = stream.read_u16().await?;
+            message.resize(usize::from(len), 0);
+            stream.read_exact(&mut message).await?;
+            Ok::<_, std::io::Error>(())
+        };
+        tokio::select! {
+            read = tokio::time::timeout(limits.idle_timeout, read) => match read {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => return "closed by the client",
+                Err(_) => return "no whole query within the idle timeout",
+            },
+            () = slot.evicted() => return "closed to make room",
+            () = shutdown.cancelled() => return "shutting down",
+        }
+        let busy = activity.begin();
+        let Some(answer) = super::slow::respond_over(catalog, &message, peer, Protocol::Tcp).await
+        else {
+            // Too short for a header, or a response: nothing to answer, as over UDP.
+            continue;
+        };
+        let Ok(len) = u16::try_from(answer.len()) else {
+            return "answer too large";
+        };
+        let mut framed = Vec::with_capacity(2 + answer.len());
+        framed.extend_from_slice(&len.to_be_bytes());
+        framed.extend_from_slice(&answer);
+        let write = async {
+            stream.write_all(&framed).await?;
+            stream.flush().await
+        };
+        match tokio::time::timeout(limits.idle_timeout, write).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => return "closed by the client",
+            Err(_) => return "the client did not read its answer within the idle timeout",
+        }
+        drop(busy);
+    }
+}
