@@ -5,6 +5,7 @@ mod api;
 mod cli;
 mod cli_promote;
 mod compose;
+mod crash;
 mod dns;
 mod docker;
 mod files;
