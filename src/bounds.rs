@@ -89,6 +89,9 @@ pub const HISTORY_AGE: DurationRange = DurationRange::new(secs(60), secs(100 * 3
 /// `max_connections` of the API and the proxy, and `dns.tcp_max_connections`.
 pub const MAX_CONNECTIONS: std::ops::RangeInclusive<u64> = 1..=1_000_000;
 
+/// Secondaries one zone may list.
+pub const MAX_SECONDARIES: usize = 64;
+
 /// `reason` of an operation, in bytes.
 pub const MAX_REASON: usize = 1024;
 /// Services one alias may link.

@@ -32,6 +32,20 @@ const MAX_TTL: u32 = i32::MAX as u32;
 /// RFC 2308 section 5: negative caching above three hours is not useful.
 const MAX_NEGATIVE_TTL: u32 = 3 * 3600;
 const MIN_TOKEN_LEN: usize = 16;
+/// The shortest TSIG secret accepted, in bytes (RFC 8945 section 6: at least the MAC's length
+/// is recommended; 16 keeps out typos and toys).
+const MIN_TSIG_SECRET: usize = 16;
+
+/// A secondary's address: `ip:port`, or an `ip` alone for port 53.
+fn parse_server_address(text: &str) -> Result<SocketAddr, String> {
+    let text = text.trim();
+    text.parse::<SocketAddr>()
+        .or_else(|_| {
+            text.parse::<std::net::IpAddr>()
+                .map(|ip| SocketAddr::new(ip, 53))
+        })
+        .map_err(|_| format!("`{text}` is not an address (such as 10.0.0.5 or 10.0.0.5:53)"))
+}
 
 /// A validated configuration.
 #[derive(Debug, Clone)]
@@ -40,6 +54,10 @@ pub struct Config {
     pub source: PathBuf,
     pub dns: DnsConfig,
     pub zones: Vec<StaticZone>,
+    /// Zone transfers and NOTIFY, one entry per zone (in the order of `zones`).
+    pub transfers: Vec<ZoneTransfer>,
+    /// `[[tsig_key]]`: keys that secondaries sign transfer requests with.
+    pub tsig_keys: Vec<TsigKey>,
     pub api: ApiConfig,
     /// Where the durable state lives.
     pub state_dir: PathBuf,
@@ -56,6 +74,48 @@ pub struct Config {
     pub default_check: CheckConfig,
     /// Docker discovery, when `[docker] enabled = true`.
     pub docker: Option<DockerConfig>,
+}
+
+/// Who may transfer a zone, and whom aliasd tells of its changes.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ZoneTransfer {
+    pub secondaries: Vec<Secondary>,
+    /// More sources allowed to transfer the zone (without a key), besides the secondaries.
+    pub allow: Vec<ipnet::IpNet>,
+}
+
+impl ZoneTransfer {
+    /// Whether anyone may transfer the zone.
+    pub fn is_enabled(&self) -> bool {
+        !self.secondaries.is_empty() || !self.allow.is_empty()
+    }
+}
+
+/// A secondary server of a zone: it may transfer the zone from its address (with its key, if
+/// it has one) and is sent NOTIFY on every serial change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Secondary {
+    pub address: SocketAddr,
+    pub notify: bool,
+    /// The `[[tsig_key]]` name its requests must be signed with.
+    pub tsig_key: Option<hickory_proto::rr::Name>,
+}
+
+/// A TSIG key (hmac-sha256).
+#[derive(Clone, PartialEq, Eq)]
+pub struct TsigKey {
+    /// Lower-case, fully qualified, as on the wire.
+    pub name: hickory_proto::rr::Name,
+    pub secret: Vec<u8>,
+}
+
+impl fmt::Debug for TsigKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TsigKey")
+            .field("name", &self.name)
+            .field("secret", &"<redacted>")
+            .finish()
+    }
 }
 
 /// `[docker]`: where the daemon is and how containers are read.
@@ -298,6 +358,8 @@ struct RawConfig {
     services: Vec<RawService>,
     #[serde(default, rename = "alias")]
     aliases: Vec<RawAlias>,
+    #[serde(default, rename = "tsig_key")]
+    tsig_keys: Vec<RawTsigKey>,
     #[serde(default)]
     health: RawHealth,
     #[serde(default)]
@@ -420,6 +482,36 @@ struct RawDns {
 struct RawZone {
     origin: Spanned<String>,
     file: Spanned<String>,
+    #[serde(default)]
+    secondaries: Vec<RawSecondary>,
+    #[serde(default)]
+    transfer_allow: Vec<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSecondary {
+    address: Spanned<String>,
+    #[serde(default = "yes")]
+    notify: bool,
+    #[serde(default)]
+    tsig_key: Option<Spanned<String>>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTsigKey {
+    name: Spanned<String>,
+    #[serde(default)]
+    algorithm: Option<Spanned<String>>,
+    #[serde(default)]
+    secret: Option<Spanned<String>>,
+    #[serde(default)]
+    secret_env: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -584,6 +676,8 @@ pub struct RestartKey {
     tcp_max_connections: usize,
     log_queries: bool,
     origins: Vec<hickory_proto::rr::Name>,
+    transfers: Vec<ZoneTransfer>,
+    tsig_keys: Vec<TsigKey>,
     api_listen: SocketAddr,
     api_limits: (usize, Duration, Duration),
     state_dir: PathBuf,
@@ -602,6 +696,8 @@ impl Config {
             tcp_max_connections: self.dns.tcp_max_connections,
             log_queries: self.dns.log_queries,
             origins: self.zones.iter().map(|z| z.origin.clone()).collect(),
+            transfers: self.transfers.clone(),
+            tsig_keys: self.tsig_keys.clone(),
             api_listen: self.api.listen,
             api_limits: (
                 self.api.max_connections,
@@ -645,6 +741,10 @@ impl RestartKey {
         );
         differs("dns.log_queries", self.log_queries == new.log_queries);
         differs("the list of [[zone]] origins", self.origins == new.origins);
+        differs(
+            "a zone's secondaries or transfer_allow, or a [[tsig_key]]",
+            self.transfers == new.transfers && self.tsig_keys == new.tsig_keys,
+        );
         differs("api.listen", self.api_listen == new.api_listen);
         differs(
             "api.max_connections, api.header_timeout or api.idle_timeout",
@@ -714,6 +814,12 @@ impl Validator<'_> {
     fn config(&mut self, raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Option<Config> {
         let dns = self.dns(&raw.dns);
         let zones = self.zones(&raw.zones);
+        let tsig_keys = self.tsig_keys(&raw.tsig_keys, env);
+        let transfers = raw
+            .zones
+            .iter()
+            .map(|z| self.transfer(z, &tsig_keys))
+            .collect();
         let api = self.api(&raw.api, env);
         let state_dir = if raw.state.dir.get_ref().trim().is_empty() {
             self.err(&raw.state.dir.span(), "state.dir must not be empty");
@@ -748,6 +854,8 @@ impl Validator<'_> {
             source: self.at.path.to_owned(),
             dns: dns?,
             zones,
+            transfers,
+            tsig_keys,
             api: api?,
             state_dir,
             services,
@@ -980,6 +1088,158 @@ impl Validator<'_> {
             }
         }
         zones
+    }
+
+    fn tsig_keys(
+        &mut self,
+        raw: &[RawTsigKey],
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Vec<TsigKey> {
+        let mut keys: Vec<TsigKey> = Vec::new();
+        for k in raw {
+            let name = match parse_dns_name(k.name.get_ref()) {
+                Ok(mut n) => {
+                    n.set_fqdn(true);
+                    n.to_lowercase()
+                }
+                Err(e) => {
+                    self.err(&k.name.span(), format!("tsig_key.name: {e}"));
+                    continue;
+                }
+            };
+            if keys.iter().any(|o| o.name == name) {
+                self.err(
+                    &k.name.span(),
+                    format!("tsig_key `{name}` is defined twice"),
+                );
+                continue;
+            }
+            if let Some(a) = &k.algorithm
+                && !a.get_ref().eq_ignore_ascii_case("hmac-sha256")
+            {
+                self.err(
+                    &a.span(),
+                    format!(
+                        "tsig_key `{name}`: algorithm `{}` is not supported (only hmac-sha256)",
+                        a.get_ref()
+                    ),
+                );
+                continue;
+            }
+            let (text, span) = match (&k.secret, &k.secret_env) {
+                (Some(s), None) => (s.get_ref().clone(), s.span()),
+                (None, Some(var)) => match env(var.get_ref()) {
+                    Some(s) => (s, var.span()),
+                    None => {
+                        self.err(
+                            &var.span(),
+                            format!(
+                                "tsig_key `{name}`: environment variable `{}` is not set",
+                                var.get_ref()
+                            ),
+                        );
+                        continue;
+                    }
+                },
+                _ => {
+                    self.err(
+                        &k.name.span(),
+                        format!("tsig_key `{name}`: set exactly one of `secret` and `secret_env`"),
+                    );
+                    continue;
+                }
+            };
+            match data_encoding::BASE64.decode(text.trim().as_bytes()) {
+                Ok(secret) if secret.len() >= MIN_TSIG_SECRET => {
+                    keys.push(TsigKey { name, secret });
+                }
+                Ok(secret) => self.err(
+                    &span,
+                    format!(
+                        "tsig_key `{name}`: the secret is {} bytes; at least {MIN_TSIG_SECRET} are needed (`openssl rand -base64 32` makes one)",
+                        secret.len()
+                    ),
+                ),
+                Err(e) => self.err(
+                    &span,
+                    format!("tsig_key `{name}`: the secret is not base64 ({e})"),
+                ),
+            }
+        }
+        keys
+    }
+
+    /// The zone's `secondaries` and `transfer_allow`.
+    fn transfer(&mut self, raw: &RawZone, keys: &[TsigKey]) -> ZoneTransfer {
+        let mut out = ZoneTransfer::default();
+        if raw.secondaries.len() > bounds::MAX_SECONDARIES {
+            self.err(
+                &raw.origin.span(),
+                format!(
+                    "zone.secondaries: at most {} secondaries per zone (got {})",
+                    bounds::MAX_SECONDARIES,
+                    raw.secondaries.len()
+                ),
+            );
+        }
+        for s in raw.secondaries.iter().take(bounds::MAX_SECONDARIES) {
+            let address = match parse_server_address(s.address.get_ref()) {
+                Ok(a) => a,
+                Err(e) => {
+                    self.err(&s.address.span(), format!("zone.secondaries.address: {e}"));
+                    continue;
+                }
+            };
+            let tsig_key = match &s.tsig_key {
+                None => None,
+                Some(k) => {
+                    let found = parse_dns_name(k.get_ref()).ok().and_then(|mut n| {
+                        n.set_fqdn(true);
+                        let n = n.to_lowercase();
+                        keys.iter().any(|key| key.name == n).then_some(n)
+                    });
+                    if found.is_none() {
+                        self.err(
+                            &k.span(),
+                            format!(
+                                "zone.secondaries.tsig_key: no [[tsig_key]] is named `{}`",
+                                k.get_ref()
+                            ),
+                        );
+                        continue;
+                    }
+                    found
+                }
+            };
+            if out.secondaries.iter().any(|o| o.address == address) {
+                self.err(
+                    &s.address.span(),
+                    format!("zone.secondaries: {address} is listed twice"),
+                );
+                continue;
+            }
+            out.secondaries.push(Secondary {
+                address,
+                notify: s.notify,
+                tsig_key,
+            });
+        }
+        for a in &raw.transfer_allow {
+            let text = a.get_ref().trim();
+            let net = text
+                .parse::<ipnet::IpNet>()
+                .or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from));
+            match net {
+                Ok(n) => out.allow.push(n),
+                Err(_) => self.err(
+                    &a.span(),
+                    format!(
+                        "zone.transfer_allow: `{text}` is not an address or a network (such as 10.0.0.5 or 10.0.0.0/24)"
+                    ),
+                ),
+            }
+        }
+        out
     }
 
     fn api(&mut self, raw: &RawApi, env: &dyn Fn(&str) -> Option<String>) -> Option<ApiConfig> {

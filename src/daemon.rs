@@ -63,6 +63,8 @@ pub struct Daemon {
     /// The proxies' counters: for a metrics route, and for holding a drain open while old
     /// members still have work.
     pub proxy_stats: Arc<ProxyStats>,
+    /// What each zone's secondaries serve, as NOTIFY and SOA polls found.
+    pub secondaries: Arc<crate::dns::notify::Secondaries>,
     tasks: JoinSet<()>,
     dns: DnsServer,
     shutdown: CancellationToken,
@@ -132,9 +134,18 @@ impl Daemon {
                 .unwrap_or(ProxyConfig::DEFAULT_DRAIN_DEADLINE),
         })?;
 
-        let dns = DnsServer::start(&config.dns, &origins, snapshots.clone())
+        let transfers =
+            crate::dns::xfr::Transfers::new(&origins, &config.transfers, &config.tsig_keys);
+        let dns = DnsServer::start(&config.dns, &origins, snapshots.clone(), transfers.clone())
             .await
             .map_err(DaemonError::Bind)?;
+        let secondaries = crate::dns::notify::spawn(
+            transfers,
+            snapshots.clone(),
+            control.published(),
+            &shutdown,
+            &mut tasks,
+        );
 
         let api_listener = TcpListener::bind(config.api.listen)
             .await
@@ -198,6 +209,7 @@ impl Daemon {
             },
             snapshots,
             proxy_stats,
+            secondaries,
             tasks,
             dns,
             shutdown,

@@ -203,6 +203,60 @@ impl ZoneView {
         &self.origin_wire
     }
 
+    /// Every record of the zone in this generation but the SOA, as a zone transfer ships them:
+    /// the zone file's, then each alias's as DNS answers it (health filter included).
+    pub fn records(&self) -> Vec<Record> {
+        let mut out: Vec<Record> = self
+            .statics
+            .nodes
+            .values()
+            .flat_map(|node| node.rrsets.iter())
+            .filter(|set| set.record_type() != RecordType::SOA)
+            .flat_map(|set| set.records_without_rrsigs().cloned().collect::<Vec<_>>())
+            .collect();
+        for alias in self.aliases.values() {
+            out.extend(alias.records());
+        }
+        out
+    }
+
+    /// What changed from `older` to this generation, as `(removed, added)` records (SOA
+    /// aside), or `None` when the zone file itself changed (a reload), which a full transfer
+    /// ships more simply. Aliases whose records are shared with `older` are skipped unread, so
+    /// the cost grows with what changed, not with the zone.
+    pub fn changes_since(&self, older: &ZoneView) -> Option<(Vec<Record>, Vec<Record>)> {
+        if !Arc::ptr_eq(&self.statics, &older.statics) {
+            return None;
+        }
+        let same = |a: &Record, b: &Record| a == b && a.ttl == b.ttl;
+        let (mut removed, mut added) = (Vec::new(), Vec::new());
+        for (name, old) in older.aliases.iter() {
+            match self.aliases.get(name) {
+                Some(new) if Arc::ptr_eq(old, new) => {}
+                Some(new) => {
+                    let (old, new) = (old.records(), new.records());
+                    removed.extend(
+                        old.iter()
+                            .filter(|o| !new.iter().any(|n| same(o, n)))
+                            .cloned(),
+                    );
+                    added.extend(
+                        new.iter()
+                            .filter(|n| !old.iter().any(|o| same(o, n)))
+                            .cloned(),
+                    );
+                }
+                None => removed.extend(old.records()),
+            }
+        }
+        for (name, new) in self.aliases.iter() {
+            if !older.aliases.contains_key(name) {
+                added.extend(new.records());
+            }
+        }
+        Some((removed, added))
+    }
+
     /// Looks `name` up for `rtype`.
     pub fn lookup(&self, name: &LowerName, rtype: RecordType) -> Lookup {
         if name == &self.origin && rtype == RecordType::SOA {

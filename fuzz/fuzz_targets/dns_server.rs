@@ -10,8 +10,10 @@ use std::sync::LazyLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use aliasd::config::ZoneTransfer;
 use aliasd::dns::DnsServer;
 use aliasd::dns::agree::{Fixture, meaning};
+use aliasd::dns::xfr::Transfers;
 use hickory_proto::op::{Message, Query};
 use hickory_proto::rr::{LowerName, Name, RecordType};
 use libfuzzer_sys::fuzz_target;
@@ -38,8 +40,22 @@ static SERVER: LazyLock<Server> = LazyLock::new(|| {
         .build()
         .unwrap();
     let origin = LowerName::from(Name::from_ascii("internal.").unwrap());
+    // Zone transfers allowed from loopback, so AXFR and IXFR requests reach their code too.
+    let transfers = Transfers::new(
+        std::slice::from_ref(&origin),
+        &[ZoneTransfer {
+            secondaries: Vec::new(),
+            allow: vec!["127.0.0.0/8".parse().unwrap()],
+        }],
+        &[],
+    );
     let server = runtime
-        .block_on(DnsServer::start(&dns, &[origin], fixture.snapshots.clone()))
+        .block_on(DnsServer::start(
+            &dns,
+            &[origin],
+            fixture.snapshots.clone(),
+            transfers,
+        ))
         .expect("the DNS server starts");
     let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
     udp.set_read_timeout(Some(PATIENCE)).unwrap();

@@ -18,7 +18,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
@@ -288,6 +288,7 @@ enum Command {
 pub struct ControlHandle {
     tx: mpsc::Sender<Command>,
     events: broadcast::Sender<Event>,
+    published: Arc<watch::Sender<u64>>,
 }
 
 impl ControlHandle {
@@ -477,6 +478,12 @@ impl ControlHandle {
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {
         self.events.subscribe()
     }
+
+    /// The generation of the snapshot published last: it changes with every publish (a burst
+    /// of publishes may be seen as its last one).
+    pub fn published(&self) -> watch::Receiver<u64> {
+        self.published.subscribe()
+    }
 }
 
 /// The store and the history, used together from blocking tasks.
@@ -539,6 +546,7 @@ pub struct Controller {
     /// Stops asked of Docker and not answered yet, per alias and operation.
     stops_asked: HashSet<(AliasName, u64)>,
     events: broadcast::Sender<Event>,
+    published: Arc<watch::Sender<u64>>,
     board: Arc<HealthBoard>,
     checker: Checker,
     /// Health changed since the last render.
@@ -710,6 +718,7 @@ impl Controller {
         let shared: SharedSnapshot = Arc::new(arc_swap::ArcSwap::from_pointee(snapshot));
         let (tx, rx) = mpsc::channel(64);
         let (events, _) = broadcast::channel(1024);
+        let published = Arc::new(watch::Sender::new(1));
         let controller = Self {
             base,
             topology,
@@ -735,6 +744,7 @@ impl Controller {
             docker_tx,
             stops_asked: HashSet::new(),
             events: events.clone(),
+            published: published.clone(),
             board,
             checker,
             health_dirty: true,
@@ -748,7 +758,15 @@ impl Controller {
         if let Err(e) = controller.compact_history_now() {
             warn!(error = %e, "could not compact the history; it is tried again later");
         }
-        Ok((controller, ControlHandle { tx, events }, shared))
+        Ok((
+            controller,
+            ControlHandle {
+                tx,
+                events,
+                published,
+            },
+            shared,
+        ))
     }
 
     /// Applies the retention to every entry kept in memory (the age limit moves with time).
@@ -1734,6 +1752,7 @@ impl Controller {
             }
         }
         self.shared.store(Arc::new(snapshot));
+        self.published.send_replace(self.generation);
         let now = now_ms();
         for (service, endpoints) in endpoint_events {
             info!(service = %service, endpoints = endpoints.len(), "service endpoints changed");

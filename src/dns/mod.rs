@@ -7,8 +7,10 @@
 pub mod agree;
 pub mod fast;
 pub mod handler;
+pub mod notify;
 pub mod slow;
 pub mod tcp;
+pub mod xfr;
 
 use std::io;
 use std::io::{IoSlice, IoSliceMut};
@@ -79,6 +81,7 @@ impl DnsServer {
         config: &DnsConfig,
         origins: &[LowerName],
         snapshots: SharedSnapshot,
+        transfers: Arc<xfr::Transfers>,
     ) -> io::Result<Self> {
         let mut tcp_tasks = JoinSet::new();
         let tcp_stop = CancellationToken::new();
@@ -89,6 +92,11 @@ impl DnsServer {
         let slow_catalog = Arc::new(catalog(origins, &snapshots, config.log_queries));
         let (slow_tx, slow_rx) = mpsc::channel::<SlowQuery>(SLOW_QUEUE);
         tokio::spawn(serve_slow(slow_catalog.clone(), slow_rx));
+        let answerers = Arc::new(tcp::Answerers {
+            catalog: slow_catalog.clone(),
+            snapshots: snapshots.clone(),
+            transfers,
+        });
         let stop = Arc::new(AtomicBool::new(false));
         let mut threads = Vec::new();
         let mut addrs = Vec::new();
@@ -112,7 +120,7 @@ impl DnsServer {
             }
             tcp_tasks.spawn(tcp::serve(
                 tcp,
-                slow_catalog.clone(),
+                answerers.clone(),
                 tcp_limits,
                 tcp_stop.clone(),
             ));

@@ -18,7 +18,9 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
+use super::xfr::Transfers;
 use crate::conns::{Activity, Metered, Slot, Slots};
+use crate::snapshot::SharedSnapshot;
 
 /// The limits of one DNS-over-TCP listener.
 #[derive(Debug, Clone, Copy)]
@@ -27,10 +29,17 @@ pub struct Limits {
     pub max_connections: usize,
 }
 
+/// What answers on a DNS-over-TCP connection: zone transfers first, then the `Catalog`.
+pub struct Answerers {
+    pub catalog: Arc<Catalog>,
+    pub snapshots: SharedSnapshot,
+    pub transfers: Arc<Transfers>,
+}
+
 /// Serves `listener` until `shutdown`, then lets each connection finish the query it is on.
 pub async fn serve(
     listener: TcpListener,
-    catalog: Arc<Catalog>,
+    answerers: Arc<Answerers>,
     limits: Limits,
     shutdown: CancellationToken,
 ) {
@@ -55,13 +64,16 @@ pub async fn serve(
             () = shutdown.cancelled() => break,
         };
         while conns.try_join_next().is_some() {}
-        let (catalog, shutdown) = (catalog.clone(), shutdown.clone());
+        let (answerers, shutdown) = (answerers.clone(), shutdown.clone());
         conns.spawn(async move {
             let stream = Metered {
                 inner: stream,
                 activity: activity.clone(),
             };
-            let why = connection(stream, peer, &catalog, &activity, &slot, limits, &shutdown).await;
+            let why = connection(
+                stream, peer, &answerers, &activity, &slot, limits, &shutdown,
+            )
+            .await;
             debug!(%peer, why, "dns tcp connection closed");
         });
     }
@@ -73,7 +85,7 @@ pub async fn serve(
 async fn connection(
     mut stream: Metered<TcpStream>,
     peer: SocketAddr,
-    catalog: &Catalog,
+    answerers: &Answerers,
     activity: &Arc<Activity>,
     slot: &Slot,
     limits: Limits,
@@ -98,17 +110,26 @@ async fn connection(
             () = shutdown.cancelled() => return "shutting down",
         }
         let busy = activity.begin();
-        let Some(answer) = super::slow::respond_over(catalog, &message, peer, Protocol::Tcp).await
-        else {
-            // Too short for a header, or a response: nothing to answer, as over UDP.
-            continue;
+        let snapshot = answerers.snapshots.load_full();
+        let answers = match answerers.transfers.answer(&snapshot, &message, peer) {
+            Some(messages) => messages,
+            None => {
+                let catalog = &answerers.catalog;
+                match super::slow::respond_over(catalog, &message, peer, Protocol::Tcp).await {
+                    Some(answer) => vec![answer],
+                    // Too short for a header, or a response: nothing to answer, as over UDP.
+                    None => continue,
+                }
+            }
         };
-        let Ok(len) = u16::try_from(answer.len()) else {
-            return "answer too large";
-        };
-        let mut framed = Vec::with_capacity(2 + answer.len());
-        framed.extend_from_slice(&len.to_be_bytes());
-        framed.extend_from_slice(&answer);
+        let mut framed = Vec::with_capacity(answers.iter().map(|a| 2 + a.len()).sum());
+        for answer in &answers {
+            let Ok(len) = u16::try_from(answer.len()) else {
+                return "answer too large";
+            };
+            framed.extend_from_slice(&len.to_be_bytes());
+            framed.extend_from_slice(answer);
+        }
         let write = async {
             stream.write_all(&framed).await?;
             stream.flush().await

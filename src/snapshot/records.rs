@@ -119,6 +119,21 @@ impl AliasRecords {
         records
     }
 
+    /// Every record of the alias, as a zone transfer ships them.
+    pub fn records(&self) -> Vec<Record> {
+        self.nodes
+            .iter()
+            .flat_map(|(_, node)| {
+                AliasEntry {
+                    records: self,
+                    node,
+                }
+                .sets()
+            })
+            .flat_map(|set| set.records_without_rrsigs().cloned().collect::<Vec<_>>())
+            .collect()
+    }
+
     fn push(&mut self, name: &Name, kind: Kind) {
         let mut node = AliasNode {
             kind,
