@@ -186,12 +186,15 @@ impl Daemon {
             auth,
             board,
             reloads,
-            metrics: if config.proxies.is_empty() {
-                Vec::new()
-            } else {
-                vec![proxy_stats.clone() as Arc<dyn api::MetricsSource>]
+            metrics: {
+                let mut m = vec![secondaries.clone() as Arc<dyn api::MetricsSource>];
+                if !config.proxies.is_empty() {
+                    m.push(proxy_stats.clone() as Arc<dyn api::MetricsSource>);
+                }
+                m
             },
             busy: proxy_stats.clone(),
+            secondaries: secondaries.clone(),
         });
         tasks.spawn(api::serve::serve(
             api_listener,

@@ -809,3 +809,56 @@ pub fn rfc3339_ms(ms: u64) -> String {
     let ms = ms.min(MAX_RFC3339_MS);
     humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
 }
+
+/// What aliasd knows of one secondary of a zone.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
+pub struct SecondaryDto {
+    /// The zone, with its trailing dot.
+    pub zone: String,
+    /// `ip:port` of the secondary.
+    pub address: String,
+    /// The serial it served when last asked; `null` until it first answered.
+    pub serial: Option<u32>,
+    /// When it was last asked and answered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub serial_at: Option<String>,
+    /// The serial it should serve: the zone's now.
+    pub wanted: u32,
+    /// Whether it serves `wanted` (or later).
+    pub caught_up: bool,
+    /// How long it has been behind, in milliseconds (0 when caught up).
+    pub behind_ms: u64,
+    /// The last serial it acknowledged a NOTIFY for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notified: Option<u32>,
+    /// Why the last NOTIFY or SOA query to it failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl SecondaryDto {
+    pub fn from_state(s: &crate::dns::notify::SecondaryState, now_ms: u64) -> Self {
+        let caught_up = s.caught_up();
+        Self {
+            zone: s.zone.clone(),
+            address: s.address.to_string(),
+            serial: s.serial,
+            serial_at: s.serial_at_ms.map(rfc3339_ms),
+            wanted: s.wanted,
+            caught_up,
+            behind_ms: if caught_up {
+                0
+            } else {
+                now_ms.saturating_sub(s.wanted_since_ms)
+            },
+            notified: s.notified,
+            error: s.error.clone(),
+        }
+    }
+}
+
+/// `GET /v1/secondaries`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
+pub struct SecondariesDto {
+    pub secondaries: Vec<SecondaryDto>,
+}

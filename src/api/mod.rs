@@ -45,7 +45,7 @@ use dto::{
     AliasDto, DeletedDto, DockerDto, ErrorDto, EventDto, HealthDto, HistoryDto, LinkRequest,
     OperationReply, PlanDto, PlanStepDto, ProblemDto, PromoteAnswer, PromoteRequest,
     PutAliasRequest, PutServiceRequest, ReasonRequest, ReloadDto, RetiredDto, RollbackRequest,
-    ServiceDto, ServicesDto,
+    SecondariesDto, SecondaryDto, ServiceDto, ServicesDto,
 };
 
 /// A request to reload the config: who asked, and where the outcome goes.
@@ -68,6 +68,8 @@ pub struct AppState {
     pub metrics: Vec<Arc<dyn MetricsSource>>,
     /// The front proxy's open work per endpoint, shown with each member.
     pub busy: Arc<dyn crate::controller::Busy>,
+    /// What each zone's secondaries serve.
+    pub secondaries: Arc<crate::dns::notify::Secondaries>,
 }
 
 /// Something that writes Prometheus text-format metrics.
@@ -221,6 +223,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(list_services))
         .routes(routes!(get_service, put_service, delete_service))
         .routes(routes!(service_history))
+        .routes(routes!(list_secondaries))
         .routes(routes!(reload))
         .routes(routes!(events))
         .routes(routes!(metrics))
@@ -1082,6 +1085,27 @@ fn event_dto(event: Event) -> Option<EventDto> {
             error: change.error,
             at: dto::rfc3339_ms(at_ms),
         },
+    })
+}
+
+#[utoipa::path(
+    get,
+    path = "/v1/secondaries",
+    tag = "meta",
+    summary = "Every zone's secondaries: the serial each serves and how far behind it is",
+    responses(
+        (status = 200, description = "Secondaries", body = SecondariesDto)
+    )
+)]
+async fn list_secondaries(State(state): State<AppState>) -> Json<SecondariesDto> {
+    let now = now_ms();
+    Json(SecondariesDto {
+        secondaries: state
+            .secondaries
+            .all()
+            .iter()
+            .map(|s| SecondaryDto::from_state(s, now))
+            .collect(),
     })
 }
 

@@ -81,6 +81,48 @@ impl Secondaries {
     }
 }
 
+impl crate::api::MetricsSource for Secondaries {
+    fn render_prometheus(&self, out: &mut String) {
+        use std::fmt::Write;
+        let all = self.all();
+        if all.is_empty() {
+            return;
+        }
+        let now = now_ms();
+        let _ = writeln!(
+            out,
+            "# HELP aliasd_secondary_serial The zone serial each secondary served when last asked."
+        );
+        let _ = writeln!(out, "# TYPE aliasd_secondary_serial gauge");
+        for s in &all {
+            if let Some(serial) = s.serial {
+                let _ = writeln!(
+                    out,
+                    "aliasd_secondary_serial{{zone=\"{}\",secondary=\"{}\"}} {serial}",
+                    s.zone, s.address
+                );
+            }
+        }
+        let _ = writeln!(
+            out,
+            "# HELP aliasd_secondary_behind_seconds How long each secondary has not served the zone's serial (0: caught up)."
+        );
+        let _ = writeln!(out, "# TYPE aliasd_secondary_behind_seconds gauge");
+        for s in &all {
+            let behind = if s.caught_up() {
+                0.0
+            } else {
+                now.saturating_sub(s.wanted_since_ms) as f64 / 1000.0
+            };
+            let _ = writeln!(
+                out,
+                "aliasd_secondary_behind_seconds{{zone=\"{}\",secondary=\"{}\"}} {behind:.3}",
+                s.zone, s.address
+            );
+        }
+    }
+}
+
 /// Starts the NOTIFY tasks of every zone's secondaries; returns their shared state.
 pub fn spawn(
     transfers: Arc<Transfers>,

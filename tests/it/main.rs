@@ -15,5 +15,6 @@ mod persistence;
 mod promotion;
 mod proxy;
 mod registry;
+mod secondaries;
 mod support;
 mod websocket;

@@ -1,0 +1,541 @@
+//! aliasd as the primary of real secondaries: Knot DNS and NSD (Debian's `knot` and `nsd`,
+//! started here on loopback ports with configs written here), fed by NOTIFY, AXFR and IXFR with
+//! TSIG; and the transfers aliasd refuses.
+
+use std::net::{IpAddr, SocketAddr, TcpListener, UdpSocket};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use crate::support::{Daemon, Fixture, TOKEN, TOKEN_NAME, http, post};
+
+/// The TSIG key the secondaries and aliasd share (base64 of 32 bytes).
+const KEY_NAME: &str = "xfr-key";
+const SECRET: &str = "Gk2x7hU3C5kS5u7wK1m2b7cQ6N4pYy1cZt6o9b0aXkE=";
+const WRONG_SECRET: &str = "AAAx7hU3C5kS5u7wK1m2b7cQ6N4pYy1cZt6o9b0aXkE=";
+
+/// A free port on `ip` for both UDP and TCP (nothing holds it once this returns).
+fn free_port(ip: IpAddr) -> u16 {
+    for _ in 0..64 {
+        let tcp = TcpListener::bind((ip, 0)).expect("bind tcp");
+        let port = tcp.local_addr().unwrap().port();
+        if UdpSocket::bind((ip, port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port on {ip}");
+}
+
+/// Which secondary server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Knot,
+    Nsd,
+}
+
+/// A running Knot or NSD secondary of `internal.`, killed (by its PID) when dropped.
+pub struct Secondary {
+    pub kind: Kind,
+    pub addr: SocketAddr,
+    child: Option<Child>,
+    dir: tempfile::TempDir,
+    primary: SocketAddr,
+}
+
+impl Secondary {
+    /// Starts `kind` on `addr`, transferring `internal.` from `primary` with the TSIG key,
+    /// from its own address as the source.
+    pub fn start(kind: Kind, addr: SocketAddr, primary: SocketAddr) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut s = Self {
+            kind,
+            addr,
+            child: None,
+            dir,
+            primary,
+        };
+        s.run();
+        s
+    }
+
+    fn config(&self) -> PathBuf {
+        let d = self.dir.path();
+        let (ip, port) = (self.addr.ip(), self.addr.port());
+        let (pip, pport) = (self.primary.ip(), self.primary.port());
+        let (path, text) = match self.kind {
+            Kind::Knot => (
+                d.join("knot.conf"),
+                format!(
+                    r#"server:
+    listen: {ip}@{port}
+    rundir: "{d}"
+    user: root
+log:
+  - target: stderr
+    any: info
+database:
+    storage: "{d}/db"
+key:
+  - id: {KEY_NAME}
+    algorithm: hmac-sha256
+    secret: {SECRET}
+remote:
+  - id: aliasd
+    address: {pip}@{pport}
+    via: {ip}
+    key: {KEY_NAME}
+acl:
+  - id: notify_from_aliasd
+    address: 127.0.0.0/8
+    action: notify
+    key: {KEY_NAME}
+template:
+  - id: default
+    storage: "{d}"
+zone:
+  - domain: internal
+    master: aliasd
+    acl: notify_from_aliasd
+"#,
+                    d = d.display()
+                ),
+            ),
+            Kind::Nsd => (
+                d.join("nsd.conf"),
+                format!(
+                    r#"server:
+  ip-address: {ip}@{port}
+  zonesdir: "{d}"
+  zonelistfile: "{d}/zone.list"
+  database: ""
+  pidfile: "{d}/nsd.pid"
+  xfrdfile: "{d}/xfrd.state"
+  username: ""
+  chroot: ""
+  verbosity: 2
+  logfile: "{d}/nsd.log"
+remote-control:
+  control-enable: no
+key:
+  name: {KEY_NAME}
+  algorithm: hmac-sha256
+  secret: "{SECRET}"
+zone:
+  name: internal
+  zonefile: "internal.zone"
+  request-xfr: {pip}@{pport} {KEY_NAME}
+  allow-notify: 127.0.0.0/8 {KEY_NAME}
+  outgoing-interface: {ip}
+"#,
+                    d = d.display()
+                ),
+            ),
+        };
+        std::fs::write(&path, text).expect("write secondary config");
+        path
+    }
+
+    fn run(&mut self) {
+        let config = self.config();
+        let log = std::fs::File::create(self.dir.path().join("stderr.log")).expect("log");
+        let mut command = match self.kind {
+            Kind::Knot => {
+                let mut c = Command::new("knotd");
+                c.arg("-c").arg(&config);
+                c
+            }
+            Kind::Nsd => {
+                let mut c = Command::new("nsd");
+                c.arg("-d").arg("-c").arg(&config);
+                c
+            }
+        };
+        let child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "`{:?}` must be installed (Debian: knot, nsd; .ci/run installs them): {e}",
+                    self.kind
+                )
+            });
+        self.child = Some(child);
+    }
+
+    /// Stops it (SIGTERM by its PID, then SIGKILL).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts it again on the same address, with what it had stored.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.run();
+    }
+
+    /// What it logged.
+    pub fn log(&self) -> String {
+        let mut out =
+            std::fs::read_to_string(self.dir.path().join("stderr.log")).unwrap_or_default();
+        out.push_str(&std::fs::read_to_string(self.dir.path().join("nsd.log")).unwrap_or_default());
+        out
+    }
+
+    /// The A records it answers for `name`, sorted (empty when it has no answer).
+    pub fn addresses(&self, name: &str) -> Vec<String> {
+        let out = Command::new("dig")
+            .arg(format!("@{}", self.addr.ip()))
+            .args([
+                "-p",
+                &self.addr.port().to_string(),
+                "+time=1",
+                "+tries=1",
+                "+short",
+            ])
+            .args([name, "A"])
+            .output()
+            .expect("dig");
+        let mut ips: Vec<String> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| l.parse::<IpAddr>().is_ok())
+            .map(str::to_owned)
+            .collect();
+        ips.sort();
+        ips
+    }
+
+    /// Waits until it answers `name` with exactly `want`; returns how long that took.
+    pub fn wait_for(&self, name: &str, want: &[&str], limit: Duration) -> Duration {
+        let started = Instant::now();
+        let mut want: Vec<String> = want.iter().map(|s| (*s).to_owned()).collect();
+        want.sort();
+        loop {
+            let got = self.addresses(name);
+            if got == want {
+                return started.elapsed();
+            }
+            assert!(
+                started.elapsed() < limit,
+                "{:?} at {} answers {got:?} for {name}, not {want:?}, after {limit:?}:\n{}",
+                self.kind,
+                self.addr,
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Secondary {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A config where `internal.` has `secondaries` (TOML inline tables) and `transfer_allow`.
+pub fn config(dns_port: u16, secondaries: &[String], allow: &[&str], extra: &str) -> String {
+    let allow: Vec<String> = allow.iter().map(|a| format!("\"{a}\"")).collect();
+    format!(
+        r#"
+[dns]
+listen = ["127.0.0.1:{dns_port}"]
+udp_sockets = 1
+alias_ttl = 1
+negative_ttl = 1
+
+[[zone]]
+origin = "internal."
+file = "internal.zone"
+secondaries = [{secondaries}]
+transfer_allow = [{allow}]
+
+[[tsig_key]]
+name = "{KEY_NAME}"
+secret = "{SECRET}"
+
+[api]
+listen = "127.0.0.1:0"
+
+[[api.token]]
+name = "{TOKEN_NAME}"
+secret = "{TOKEN}"
+
+[state]
+dir = "state"
+
+[health]
+kind = "none"
+
+[promotion]
+observe = "500ms"
+warm_timeout = "5s"
+drain_grace = "100ms"
+
+[[service]]
+name = "web-v1"
+endpoints = ["10.7.0.1:80", "10.7.0.2:80"]
+
+[[service]]
+name = "web-v2"
+endpoints = ["10.7.0.3:80"]
+
+[[alias]]
+name = "web"
+targets = ["web-v1"]
+{extra}
+"#,
+        secondaries = secondaries.join(", "),
+        allow = allow.join(", ")
+    )
+}
+
+/// A secondary entry of the config.
+pub fn secondary(addr: SocketAddr, keyed: bool) -> String {
+    if keyed {
+        format!("{{ address = \"{addr}\", tsig_key = \"{KEY_NAME}\" }}")
+    } else {
+        format!("{{ address = \"{addr}\" }}")
+    }
+}
+
+/// `dig` from `source` for `internal.` of `qtype` (`AXFR`, `IXFR=<serial>`), with `key` as
+/// `name:secret` if given; its whole output.
+fn transfer(server: SocketAddr, source: &str, qtype: &str, key: Option<&str>) -> String {
+    let mut c = Command::new("dig");
+    c.arg(format!("@{}", server.ip()))
+        .args(["-p", &server.port().to_string(), "-b", source])
+        .args(["+time=3", "+tries=1", "internal.", qtype]);
+    if let Some(key) = key {
+        c.args(["-y", &format!("hmac-sha256:{key}")]);
+    }
+    let out = c.output().expect("dig");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn records(output: &str) -> Vec<&str> {
+    output
+        .lines()
+        .filter(|l| !l.starts_with(';') && !l.trim().is_empty() && !l.contains("TSIG"))
+        .collect()
+}
+
+fn serial(daemon: &Daemon) -> u32 {
+    let out = crate::support::dig(daemon.dns, &["+short", "internal.", "SOA"]);
+    out.split_whitespace()
+        .nth(2)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no SOA serial in {out:?}"))
+}
+
+fn start(secondaries: &[String], allow: &[&str], extra: &str) -> (Fixture, Daemon) {
+    let port = free_port("127.0.0.1".parse().unwrap());
+    let fixture = Fixture::with_config_text(&config(port, secondaries, allow, extra));
+    let daemon = fixture.start();
+    (fixture, daemon)
+}
+
+async fn relink(daemon: &Daemon, to: &str) {
+    let (status, body) = http(
+        daemon,
+        "PUT",
+        "/v1/aliases/web/targets",
+        Some(TOKEN),
+        &json!({ "targets": [to] }).to_string(),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+}
+
+const V1: [&str; 2] = ["10.7.0.1", "10.7.0.2"];
+const V2: [&str; 1] = ["10.7.0.3"];
+const BOTH: [&str; 3] = ["10.7.0.1", "10.7.0.2", "10.7.0.3"];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn knot_and_nsd_follow_every_relink_and_promotion_phase() {
+    let knot_ip: IpAddr = "127.0.0.3".parse().unwrap();
+    let nsd_ip: IpAddr = "127.0.0.4".parse().unwrap();
+    // The secondaries' ports must be known before aliasd starts, and aliasd's DNS port before
+    // they do: both are picked free first.
+    let knot_addr = SocketAddr::new(knot_ip, free_port(knot_ip));
+    let nsd_addr = SocketAddr::new(nsd_ip, free_port(nsd_ip));
+    let (_fixture, daemon) = start(
+        &[secondary(knot_addr, true), secondary(nsd_addr, true)],
+        &[],
+        "",
+    );
+    let knot = Secondary::start(Kind::Knot, knot_addr, daemon.dns);
+    let nsd = Secondary::start(Kind::Nsd, nsd_addr, daemon.dns);
+    let both = [&knot, &nsd];
+    for s in both {
+        s.wait_for("web.internal", &V1, Duration::from_secs(20));
+    }
+
+    // A relink reaches both through NOTIFY and IXFR.
+    relink(&daemon, "web-v2").await;
+    for s in both {
+        s.wait_for("web.internal", &V2, Duration::from_secs(10));
+    }
+    // A promotion: both versions while mixed, then the new one alone.
+    let (status, body) = post(
+        &daemon,
+        "/v1/aliases/web/promote",
+        json!({"to": "web-v1", "observe": "2s"}),
+    )
+    .await;
+    assert_eq!(status, 202, "{body}");
+    for s in both {
+        s.wait_for("web.internal", &BOTH, Duration::from_secs(10));
+    }
+    for s in both {
+        s.wait_for("web.internal", &V1, Duration::from_secs(15));
+    }
+    // They took increments, not the whole zone, once they had it.
+    assert!(knot.log().contains("IXFR, incoming"), "{}", knot.log());
+    assert!(
+        nsd.log().contains("TSIG verified with key xfr-key"),
+        "{}",
+        nsd.log()
+    );
+    // aliasd knows what each serves.
+    let (status, body) = http(&daemon, "GET", "/v1/secondaries", None, "").await;
+    assert_eq!(status, 200, "{body}");
+    let want = serial(&daemon);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, body) = http(&daemon, "GET", "/v1/secondaries", None, "").await;
+        let all = body["secondaries"].as_array().cloned().unwrap_or_default();
+        if all.len() == 2 && all.iter().all(|s| s["serial"] == want) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "secondaries not seen at {want}: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transfers_need_an_allowed_address_and_the_secondarys_key() {
+    let keyed: SocketAddr = "127.0.0.13:53".parse().unwrap();
+    let open: SocketAddr = "127.0.0.14:53".parse().unwrap();
+    let (_fixture, daemon) = start(
+        &[secondary(keyed, true), secondary(open, false)],
+        &["127.0.0.16/30"],
+        "",
+    );
+    let key = format!("{KEY_NAME}:{SECRET}");
+    let wrong = format!("{KEY_NAME}:{WRONG_SECRET}");
+    let full = transfer(daemon.dns, "127.0.0.13", "AXFR", Some(&key));
+    let lines = records(&full);
+    assert!(
+        lines.first().is_some_and(|l| l.contains("SOA"))
+            && lines.last().is_some_and(|l| l.contains("SOA")),
+        "an AXFR starts and ends with the SOA: {full}"
+    );
+    assert!(
+        full.contains("web.internal.") && full.contains("10.7.0.1"),
+        "{full}"
+    );
+    assert!(full.contains("db.internal."), "static records too: {full}");
+    // The keyed secondary without its key, or with a wrong one: refused.
+    for (what, out) in [
+        ("no key", transfer(daemon.dns, "127.0.0.13", "AXFR", None)),
+        (
+            "a wrong key",
+            transfer(daemon.dns, "127.0.0.13", "AXFR", Some(&wrong)),
+        ),
+    ] {
+        assert!(records(&out).is_empty(), "with {what}: {out}");
+        assert!(
+            out.contains("Transfer failed") || out.contains("BADSIG"),
+            "with {what}: {out}"
+        );
+    }
+    // The open secondary and transfer_allow need no key; any other address is refused.
+    assert_eq!(
+        records(&transfer(daemon.dns, "127.0.0.14", "AXFR", None)),
+        lines
+    );
+    assert_eq!(
+        records(&transfer(daemon.dns, "127.0.0.17", "AXFR", None)),
+        lines
+    );
+    let refused = transfer(daemon.dns, "127.0.0.20", "AXFR", None);
+    assert!(records(&refused).is_empty(), "{refused}");
+
+    // IXFR from the serial before one relink: just that alias's change between the SOAs.
+    let before = serial(&daemon);
+    relink(&daemon, "web-v2").await;
+    let after = serial(&daemon);
+    assert_ne!(before, after);
+    let ixfr = transfer(daemon.dns, "127.0.0.14", &format!("IXFR={before}"), None);
+    let lines = records(&ixfr);
+    let soas = lines.iter().filter(|l| l.contains("SOA")).count();
+    assert_eq!(soas, 4, "new, old, new, new: {ixfr}");
+    assert!(!ixfr.contains("db.internal."), "nothing static: {ixfr}");
+    assert!(
+        lines.iter().any(|l| l.contains("10.7.0.1"))
+            && lines.iter().any(|l| l.contains("10.7.0.3")),
+        "v1 out, v2 in: {ixfr}"
+    );
+    // Up to date: the SOA alone.
+    let current = transfer(daemon.dns, "127.0.0.14", &format!("IXFR={after}"), None);
+    assert_eq!(records(&current).len(), 1, "{current}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_secondary_does_not_slow_notify_to_the_others() {
+    let knot_ip: IpAddr = "127.0.0.5".parse().unwrap();
+    let knot_addr = SocketAddr::new(knot_ip, free_port(knot_ip));
+    // Nothing listens there, and nothing ever answers.
+    let dead: SocketAddr = SocketAddr::new(
+        "127.0.0.6".parse().unwrap(),
+        free_port("127.0.0.6".parse().unwrap()),
+    );
+    let (_fixture, daemon) = start(
+        &[secondary(dead, true), secondary(knot_addr, true)],
+        &[],
+        "",
+    );
+    let knot = Secondary::start(Kind::Knot, knot_addr, daemon.dns);
+    knot.wait_for("web.internal", &V1, Duration::from_secs(20));
+    // Every relink reaches Knot by NOTIFY, while NOTIFY to the dead one keeps being retried.
+    for (to, want) in [
+        ("web-v2", &V2[..]),
+        ("web-v1", &V1[..]),
+        ("web-v2", &V2[..]),
+    ] {
+        relink(&daemon, to).await;
+        let took = knot.wait_for("web.internal", want, Duration::from_secs(10));
+        eprintln!("knot answered {to} {took:?} after the relink");
+    }
+    let (_, body) = http(&daemon, "GET", "/v1/secondaries", None, "").await;
+    let all = body["secondaries"].as_array().cloned().unwrap_or_default();
+    let dead_one = all
+        .iter()
+        .find(|s| s["address"] == dead.to_string())
+        .unwrap_or_else(|| panic!("{body}"));
+    assert!(dead_one["serial"].is_null(), "{body}");
+    assert!(
+        dead_one["error"].as_str().is_some_and(|e| !e.is_empty()),
+        "{body}"
+    );
+}
