@@ -113,6 +113,7 @@ impl Daemon {
         let proxies = proxy::bind(&config.proxies).await?;
         let proxy_stats = Arc::new(ProxyStats::new(&proxies));
         let proxy_addrs: Vec<SocketAddr> = proxies.iter().map(|p| p.addr()).collect();
+        let secondaries = crate::dns::notify::Secondaries::new();
         let (controller, control, snapshots) = Controller::start(StartParts {
             base,
             store,
@@ -126,6 +127,7 @@ impl Daemon {
             // A drain holds the old version while the proxies still have work on it, up to
             // the longest drain deadline of any proxy.
             busy: proxy_stats.clone(),
+            secondaries: secondaries.clone(),
             drain_deadline: config
                 .proxies
                 .iter()
@@ -139,10 +141,11 @@ impl Daemon {
         let dns = DnsServer::start(&config.dns, &origins, snapshots.clone(), transfers.clone())
             .await
             .map_err(DaemonError::Bind)?;
-        let secondaries = crate::dns::notify::spawn(
+        crate::dns::notify::spawn(
             transfers,
             snapshots.clone(),
             control.published(),
+            &secondaries,
             &shutdown,
             &mut tasks,
         );

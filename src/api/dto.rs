@@ -85,6 +85,10 @@ pub struct DrainDto {
     pub ttl_window_over: bool,
     /// Requests and connections the front proxy still has open on the old version.
     pub proxy_inflight: u64,
+    /// The zone's secondaries that do not serve its current serial yet, which the drain waits
+    /// for (up to its deadline): each with the serial it serves and how long it has been behind.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secondaries_behind: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
@@ -245,13 +249,47 @@ impl OperationDto {
     }
 }
 
+/// The secondaries of `zone` not serving its serial yet, as `aliasctl status` shows them.
+fn behind(
+    secondaries: &crate::dns::notify::Secondaries,
+    zone: &hickory_proto::rr::Name,
+) -> Vec<String> {
+    let zone = zone.to_string();
+    let now = now_ms();
+    secondaries
+        .all()
+        .iter()
+        .filter(|s| s.zone == zone && !s.caught_up())
+        .map(|s| {
+            let serves = s
+                .serial
+                .map_or("nothing it answered with yet".to_owned(), |n| {
+                    format!("serial {n}")
+                });
+            let error = s
+                .error
+                .as_deref()
+                .map(|e| format!("; {e}"))
+                .unwrap_or_default();
+            format!(
+                "{} serves {serves}, not {} ({:.1}s behind{error})",
+                s.address,
+                s.wanted,
+                now.saturating_sub(s.wanted_since_ms) as f64 / 1000.0
+            )
+        })
+        .collect()
+}
+
 impl AliasDto {
-    /// `busy` tells the front proxy's open work per endpoint.
+    /// `busy` tells the front proxy's open work per endpoint; `secondaries` what the zone's
+    /// secondaries serve.
     pub fn from_view(
         view: &AliasView,
         snapshot: &Snapshot,
         board: &HealthBoard,
         busy: &dyn Busy,
+        secondaries: &crate::dns::notify::Secondaries,
     ) -> Self {
         let serial = snapshot
             .zones
@@ -324,6 +362,7 @@ impl AliasDto {
                     ttl_window_until: rfc3339_ms(*until_ms),
                     ttl_window_over: now_ms() >= *until_ms,
                     proxy_inflight: busy.inflight(&endpoints_of(&snapshot.topology, &draining)),
+                    secondaries_behind: behind(secondaries, &view.zone),
                 }),
                 _ => None,
             },

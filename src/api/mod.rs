@@ -493,7 +493,9 @@ async fn list_aliases(State(state): State<AppState>) -> Json<Vec<AliasDto>> {
         snapshot
             .aliases
             .values()
-            .map(|v| AliasDto::from_view(v, &snapshot, &state.board, &*state.busy))
+            .map(|v| {
+                AliasDto::from_view(v, &snapshot, &state.board, &*state.busy, &state.secondaries)
+            })
             .collect(),
     )
 }
@@ -542,6 +544,7 @@ async fn get_alias(
         &snapshot,
         &state.board,
         &*state.busy,
+        &state.secondaries,
     )))
 }
 
@@ -587,6 +590,7 @@ async fn put_targets(
         &snapshot,
         &state.board,
         &*state.busy,
+        &state.secondaries,
     )))
 }
 
@@ -686,7 +690,13 @@ fn reply_with(state: &AppState, started: &Started, status: StatusCode) -> Respon
     let snapshot = state.snapshots.load();
     let reply = OperationReply {
         started: started.started,
-        alias: AliasDto::from_view(&started.view, &snapshot, &state.board, &*state.busy),
+        alias: AliasDto::from_view(
+            &started.view,
+            &snapshot,
+            &state.board,
+            &*state.busy,
+            &state.secondaries,
+        ),
     };
     (status, Json(reply)).into_response()
 }
@@ -776,6 +786,7 @@ fn plan(
         counts: &count,
         busy: &|_| 0,
         drain_deadline_ms: 0,
+        secondaries: &|| machine::Caught::Since(0),
     };
     let input = Input::Promote {
         to: to.clone(),
@@ -1370,7 +1381,13 @@ async fn put_alias(
     let (view, created) = state.control.put_alias(name, put, actor).await?;
     let snapshot = state.snapshots.load();
     let status = created_or_ok(created);
-    let dto = AliasDto::from_view(&view, &snapshot, &state.board, &*state.busy);
+    let dto = AliasDto::from_view(
+        &view,
+        &snapshot,
+        &state.board,
+        &*state.busy,
+        &state.secondaries,
+    );
     Ok((status, Json(dto)).into_response())
 }
 

@@ -459,6 +459,9 @@ pub(super) fn alias_detail(a: &AliasDto) -> String {
             d.ttl_window_until,
             d.proxy_inflight
         ));
+        for behind in &d.secondaries_behind {
+            s.push_str(&format!("            waiting for secondary {behind}\n"));
+        }
     }
     if let Some(r) = &a.retired {
         s.push_str(&format!(

@@ -251,6 +251,7 @@ pub fn put_alias(
                         counts: &|_| machine::Counts::default(),
                         busy: &|_| 0,
                         drain_deadline_ms: 0,
+                        secondaries: &|| machine::Caught::Since(0),
                     };
                     let input = Input::Link {
                         targets,

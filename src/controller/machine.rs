@@ -143,7 +143,19 @@ pub struct Counts {
     pub failed: u32,
 }
 
+/// Where a zone's secondaries stand on the change that took the old version out of the
+/// answers (the serial its drain began with).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Caught {
+    /// Every secondary serves that change (or a later one), all of them since this moment;
+    /// 0 when the zone has no secondaries.
+    Since(Ms),
+    /// Some secondary does not serve it yet.
+    Waiting,
+}
+
 /// What the machine may know of the world.
+#[derive(Clone, Copy)]
 pub struct Ctx<'a> {
     pub now: Ms,
     /// The largest TTL the alias is served with now: max(alias TTL, negative TTL), seconds.
@@ -154,6 +166,8 @@ pub struct Ctx<'a> {
     pub busy: &'a dyn Fn(&[ServiceName]) -> u64,
     /// How long after the TTL window a drain waits for that work before it ends anyway.
     pub drain_deadline_ms: u64,
+    /// Where the alias's zone's secondaries stand on its drain (the alias being stepped).
+    pub secondaries: &'a dyn Fn() -> Caught,
 }
 
 /// What someone asked for.
@@ -560,13 +574,22 @@ fn tick(state: &AliasState, ctx: &Ctx<'_>) -> Option<(AliasState, ChangeKind, Op
                     Some(why),
                 ));
             }
-            // The old version is done when the TTL window is over and the proxy has no work
-            // left on it, or when the drain deadline after the window cuts that work off.
+            // The old version is done when the TTL window is over, the proxy has no work left
+            // on it, and every secondary has served the new answers for a TTL window too; or
+            // when the drain deadline after the window cuts the waiting off.
             if ctx.now < *until_ms {
                 return None;
             }
+            let deadline = until_ms.saturating_add(ctx.drain_deadline_ms);
             let still_busy = (ctx.busy)(&minus(&op.from, &op.to));
-            if still_busy > 0 && ctx.now < until_ms.saturating_add(ctx.drain_deadline_ms) {
+            if still_busy > 0 && ctx.now < deadline {
+                return None;
+            }
+            let secondaries_done = match (ctx.secondaries)() {
+                Caught::Waiting => deadline,
+                Caught::Since(at) => at.saturating_add(drain_window_ms(state, ctx)).min(deadline),
+            };
+            if ctx.now < secondaries_done {
                 return None;
             }
             let mut next = state.clone();

@@ -557,6 +557,10 @@ pub struct Controller {
     sources_all_dirty: bool,
     busy: Arc<dyn Busy>,
     drain_deadline: Duration,
+    secondaries: Arc<crate::dns::notify::Secondaries>,
+    /// Per draining alias, its zone and the serial its drain began with: the serial every
+    /// secondary must serve before the old version can be safe to stop.
+    drain_serials: HashMap<AliasName, (usize, u32)>,
 }
 
 /// What the controller starts from.
@@ -577,6 +581,8 @@ pub struct StartParts {
     /// The proxy's open work, which a drain waits for, and how long it waits at most.
     pub busy: Arc<dyn Busy>,
     pub drain_deadline: Duration,
+    /// What each zone's secondaries serve: a drain waits for them too.
+    pub secondaries: Arc<crate::dns::notify::Secondaries>,
 }
 
 impl Controller {
@@ -595,6 +601,7 @@ impl Controller {
             docker_endpoint,
             busy,
             drain_deadline,
+            secondaries,
         } = parts;
         let committed: HashMap<String, u64> = stored
             .as_ref()
@@ -752,6 +759,8 @@ impl Controller {
             sources_all_dirty: false,
             busy,
             drain_deadline,
+            secondaries,
+            drain_serials: HashMap::new(),
         };
         let mut controller = controller;
         controller.trim_history(now);
@@ -1468,6 +1477,14 @@ impl Controller {
                 continue;
             }
             let mut current = alias.clone();
+            let caught = || match self.drain_serials.get(name) {
+                Some(&(zone, serial)) => self.secondaries.caught(zone, serial),
+                None => machine::Caught::Since(0),
+            };
+            let ctx = &Ctx {
+                secondaries: &caught,
+                ..*ctx
+            };
             // Each tick makes at most one transition; a handful covers any chain.
             for _ in 0..8 {
                 match machine::step(&current, Input::Tick, ctx) {
@@ -1493,6 +1510,7 @@ impl Controller {
             counts: &count,
             busy: &busy,
             drain_deadline_ms: self.drain_deadline.as_millis() as u64,
+            secondaries: &|| machine::Caught::Since(0),
         };
         f(&ctx)
     }
@@ -1751,6 +1769,22 @@ impl Controller {
                 }
             }
         }
+        // A drain counts from the first generation that served it.
+        for (name, alias) in &self.state.aliases {
+            if matches!(alias.phase, Phase::Draining { .. }) {
+                let zone = self.topology.aliases.get(name).map_or(0, |d| d.zone);
+                let serial = snapshot.zones.get(zone).map_or(0, |z| z.serial);
+                self.drain_serials
+                    .entry(name.clone())
+                    .or_insert((zone, serial));
+            }
+        }
+        let aliases = &self.state.aliases;
+        self.drain_serials.retain(|name, _| {
+            aliases
+                .get(name)
+                .is_some_and(|a| matches!(a.phase, Phase::Draining { .. }))
+        });
         self.shared.store(Arc::new(snapshot));
         self.published.send_replace(self.generation);
         let now = now_ms();
@@ -1971,6 +2005,7 @@ pub fn relink(
         counts: &|_| Counts::default(),
         busy: &|_| 0,
         drain_deadline_ms: 0,
+        secondaries: &|| machine::Caught::Since(0),
     };
     match machine::step(
         current,

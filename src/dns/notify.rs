@@ -23,6 +23,7 @@ use tracing::{debug, info, warn};
 use super::xfr::{Transfers, serial_lt, sign, verify_response};
 use crate::clock::now_ms;
 use crate::config::{Secondary, TsigKey};
+use crate::controller::machine::Caught;
 use crate::snapshot::SharedSnapshot;
 
 /// How long one NOTIFY or SOA query waits for its answer.
@@ -39,10 +40,14 @@ const CATCH_UP_POLL: Duration = Duration::from_millis(50);
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SecondaryState {
     pub zone: String,
+    /// The zone's index in the config (and the snapshot).
+    pub zone_index: usize,
     pub address: SocketAddr,
     /// The serial it served when last asked, and when that was (ms since the epoch).
     pub serial: Option<u32>,
     pub serial_at_ms: Option<u64>,
+    /// When it was first seen serving `serial`.
+    pub serial_since_ms: Option<u64>,
     /// The serial it should have, and since when (ms since the epoch).
     pub wanted: u32,
     pub wanted_since_ms: u64,
@@ -65,6 +70,35 @@ impl SecondaryState {
 pub struct Secondaries(Mutex<Vec<SecondaryState>>);
 
 impl Secondaries {
+    pub fn new() -> Arc<Self> {
+        Arc::default()
+    }
+
+    /// Where the secondaries of zone `zone` stand on `serial`: serving it (or later) since
+    /// when, or not all of them yet.
+    pub fn caught(&self, zone: usize, serial: u32) -> Caught {
+        let all = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let mut since = 0;
+        for s in all.iter().filter(|s| s.zone_index == zone) {
+            match (s.serial, s.serial_since_ms) {
+                (Some(have), Some(at)) if !serial_lt(have, serial) => since = since.max(at),
+                _ => return Caught::Waiting,
+            }
+        }
+        Caught::Since(since)
+    }
+
+    /// Zone `zone`'s secondaries should serve `serial` from `now` on.
+    fn want(&self, zone: usize, serial: u32, now: u64) {
+        let mut all = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        for s in all.iter_mut().filter(|s| s.zone_index == zone) {
+            if s.wanted != serial {
+                s.wanted = serial;
+                s.wanted_since_ms = now;
+            }
+        }
+    }
+
     pub fn all(&self) -> Vec<SecondaryState> {
         self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
@@ -123,15 +157,15 @@ impl crate::api::MetricsSource for Secondaries {
     }
 }
 
-/// Starts the NOTIFY tasks of every zone's secondaries; returns their shared state.
+/// Starts the NOTIFY tasks of every zone's secondaries, which keep `secondaries` up to date.
 pub fn spawn(
     transfers: Arc<Transfers>,
     snapshots: SharedSnapshot,
     mut published: watch::Receiver<u64>,
+    secondaries: &Arc<Secondaries>,
     shutdown: &CancellationToken,
     tasks: &mut JoinSet<()>,
-) -> Arc<Secondaries> {
-    let secondaries = Arc::new(Secondaries::default());
+) {
     let first = snapshots.load_full();
     let now = now_ms();
     // Per zone, the serial its secondaries should have.
@@ -144,9 +178,11 @@ pub fn spawn(
                 let mut all = secondaries.0.lock().unwrap_or_else(|p| p.into_inner());
                 all.push(SecondaryState {
                     zone: origin.to_string(),
+                    zone_index: index,
                     address: secondary.address,
                     serial: None,
                     serial_at_ms: None,
+                    serial_since_ms: None,
                     wanted: serial,
                     wanted_since_ms: now,
                     notified: None,
@@ -176,7 +212,7 @@ pub fn spawn(
         wanted.push(tx);
     }
     transfers.remember(&first);
-    let shutdown = shutdown.clone();
+    let (shutdown, secondaries) = (shutdown.clone(), secondaries.clone());
     tasks.spawn(async move {
         loop {
             tokio::select! {
@@ -185,16 +221,19 @@ pub fn spawn(
             }
             let snapshot = snapshots.load_full();
             transfers.remember(&snapshot);
-            for (zone, tx) in snapshot.zones.iter().zip(&wanted) {
-                tx.send_if_modified(|serial| {
+            let now = now_ms();
+            for (index, (zone, tx)) in snapshot.zones.iter().zip(&wanted).enumerate() {
+                let changed = tx.send_if_modified(|serial| {
                     let changed = *serial != zone.serial;
                     *serial = zone.serial;
                     changed
                 });
+                if changed {
+                    secondaries.want(index, zone.serial, now);
+                }
             }
         }
     });
-    secondaries
 }
 
 /// One secondary's task and what it needs.
@@ -225,12 +264,6 @@ async fn follow(f: Follower, mut wanted: watch::Receiver<u32>, shutdown: Cancell
     let mut told: Option<u32> = None;
     loop {
         let serial = *wanted.borrow_and_update();
-        f.secondaries.update(f.slot, |s| {
-            if s.wanted != serial {
-                s.wanted = serial;
-                s.wanted_since_ms = now_ms();
-            }
-        });
         if f.secondary.notify && told != Some(serial) {
             let mut backoff = FIRST_BACKOFF;
             loop {
@@ -325,8 +358,12 @@ impl Follower {
         let mut caught_up = false;
         self.secondaries.update(self.slot, |s| match result {
             Ok(serial) => {
+                let now = now_ms();
+                if s.serial != Some(serial) {
+                    s.serial_since_ms = Some(now);
+                }
                 s.serial = Some(serial);
-                s.serial_at_ms = Some(now_ms());
+                s.serial_at_ms = Some(now);
                 if s.error.as_deref().is_some_and(|e| e.starts_with("SOA")) {
                     s.error = None;
                 }

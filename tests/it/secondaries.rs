@@ -510,10 +510,11 @@ async fn a_dead_secondary_does_not_slow_notify_to_the_others() {
         "127.0.0.6".parse().unwrap(),
         free_port("127.0.0.6".parse().unwrap()),
     );
+    // A proxy only for its drain deadline: the longest time a drain waits for anything.
     let (_fixture, daemon) = start(
         &[secondary(dead, true), secondary(knot_addr, true)],
         &[],
-        "",
+        "[[proxy]]\nlisten = \"127.0.0.1:0\"\nalias = \"web\"\ndrain_deadline = \"3s\"\n",
     );
     let knot = Secondary::start(Kind::Knot, knot_addr, daemon.dns);
     knot.wait_for("web.internal", &V1, Duration::from_secs(20));
@@ -537,5 +538,101 @@ async fn a_dead_secondary_does_not_slow_notify_to_the_others() {
     assert!(
         dead_one["error"].as_str().is_some_and(|e| !e.is_empty()),
         "{body}"
+    );
+
+    // It holds a drain, saying so, but only up to the drain deadline.
+    let (status, body) = post(
+        &daemon,
+        "/v1/aliases/web/promote",
+        json!({"to": "web-v1", "observe": "0s"}),
+    )
+    .await;
+    assert_eq!(status, 202, "{body}");
+    let draining = wait_alias(&daemon, "draining", Duration::from_secs(10)).await;
+    let behind = draining["drain"]["secondaries_behind"].to_string();
+    assert!(behind.contains(&dead.to_string()), "{draining}");
+    let began = Instant::now();
+    wait_alias(&daemon, "stable", Duration::from_secs(20)).await;
+    // The TTL window is 1.1 s; the deadline 3 s after it.
+    assert!(
+        began.elapsed() >= Duration::from_secs(3),
+        "the drain ended after {:?}, before its deadline",
+        began.elapsed()
+    );
+}
+
+/// Polls `web` until its phase is `phase`; returns it.
+async fn wait_alias(daemon: &Daemon, phase: &str, limit: Duration) -> serde_json::Value {
+    let deadline = Instant::now() + limit;
+    loop {
+        let (_, a) = http(daemon, "GET", "/v1/aliases/web", None, "").await;
+        if a["phase"] == phase {
+            return a;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "web not {phase} after {limit:?}: {a}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A secondary stopped during a promotion holds its drain until it is back and has served the
+/// new answers for a TTL window; `aliasctl status` says which one it waits for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_secondary_holds_the_drain_until_it_is_back() {
+    let knot_ip: IpAddr = "127.0.0.7".parse().unwrap();
+    let nsd_ip: IpAddr = "127.0.0.8".parse().unwrap();
+    let knot_addr = SocketAddr::new(knot_ip, free_port(knot_ip));
+    let nsd_addr = SocketAddr::new(nsd_ip, free_port(nsd_ip));
+    let (_fixture, daemon) = start(
+        &[secondary(knot_addr, true), secondary(nsd_addr, true)],
+        &[],
+        "[[proxy]]\nlisten = \"127.0.0.1:0\"\nalias = \"web\"\ndrain_deadline = \"60s\"\n",
+    );
+    let mut knot = Secondary::start(Kind::Knot, knot_addr, daemon.dns);
+    let nsd = Secondary::start(Kind::Nsd, nsd_addr, daemon.dns);
+    knot.wait_for("web.internal", &V1, Duration::from_secs(20));
+    nsd.wait_for("web.internal", &V1, Duration::from_secs(20));
+
+    knot.stop();
+    let (status, body) = post(
+        &daemon,
+        "/v1/aliases/web/promote",
+        json!({"to": "web-v2", "observe": "0s"}),
+    )
+    .await;
+    assert_eq!(status, 202, "{body}");
+    wait_alias(&daemon, "draining", Duration::from_secs(10)).await;
+    nsd.wait_for("web.internal", &V2, Duration::from_secs(10));
+    // Well past the TTL window (1.1 s) the drain still waits, for Knot alone.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (_, held) = http(&daemon, "GET", "/v1/aliases/web", None, "").await;
+    assert_eq!(held["phase"], "draining", "{held}");
+    let behind = held["drain"]["secondaries_behind"].to_string();
+    assert!(behind.contains(&knot_addr.to_string()), "{held}");
+    assert!(!behind.contains(&nsd_addr.to_string()), "{held}");
+    let status = crate::support::run_bin_within(
+        env!("CARGO_BIN_EXE_aliasctl"),
+        &["--server", &daemon.server_url(), "status", "web"],
+        &[],
+        Duration::from_secs(10),
+    );
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        text.contains(&format!("waiting for secondary {knot_addr}")),
+        "{text}"
+    );
+
+    // Back: it catches up, and a TTL window later the old version is safe to stop.
+    knot.restart();
+    let back = Instant::now();
+    knot.wait_for("web.internal", &V2, Duration::from_secs(20));
+    let done = wait_alias(&daemon, "stable", Duration::from_secs(20)).await;
+    assert_eq!(done["retired"]["services"], json!(["web-v1"]), "{done}");
+    assert!(
+        back.elapsed() >= Duration::from_secs(1),
+        "the drain ended {:?} after Knot came back, within the TTL window",
+        back.elapsed()
     );
 }

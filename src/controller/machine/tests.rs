@@ -121,6 +121,8 @@ struct World {
     health: BTreeMap<ServiceName, Counts>,
     /// Proxy work still open per service.
     busy: BTreeMap<ServiceName, u64>,
+    /// Where the zone's secondaries stand on the drain.
+    secondaries: Caught,
 }
 
 /// How long a drain waits for proxy work after the TTL window.
@@ -134,6 +136,7 @@ impl World {
             ttl_window_s: TTL_WINDOW,
             health: BTreeMap::new(),
             busy: BTreeMap::new(),
+            secondaries: Caught::Since(0),
         };
         w.set("v1", counts(2, 2, 0));
         w.set("v2", counts(2, 0, 0));
@@ -174,6 +177,7 @@ impl World {
             counts: &sum,
             busy: &|services| services.iter().filter_map(|s| self.busy.get(s)).sum(),
             drain_deadline_ms: DRAIN_DEADLINE,
+            secondaries: &|| self.secondaries,
         };
         step(state, input, &ctx)
     }
@@ -900,6 +904,48 @@ fn draining_waits_for_proxy_work_on_the_old_version_until_the_drain_deadline() {
     w.advance(w.drained_at(draining.ttl_served_s) - w.now);
     w.assert_unchanged(&draining, Input::Tick);
     w.busy.insert("v1".parse().unwrap(), 0);
+    assert_eq!(w.tick(&draining).1.kind, ChangeKind::Completed);
+}
+
+// ---- the drain waits for the secondaries ----
+
+#[test]
+fn draining_waits_for_every_secondary_and_a_ttl_window_after_the_last_caught_up() {
+    let mut w = World::new();
+    let draining = w.draining();
+    let window_over = w.drained_at(draining.ttl_served_s);
+    let window = window_over - w.now;
+    // A secondary still serves the old answers five seconds into the drain...
+    w.secondaries = Caught::Waiting;
+    w.advance(5_000);
+    w.assert_unchanged(&draining, Input::Tick);
+    // ...and catches up then: its clients may cache the old answers a TTL window from there,
+    // so the end of the window counted from the switch is not enough.
+    let caught = w.now;
+    w.secondaries = Caught::Since(caught);
+    w.advance(window_over - w.now);
+    w.assert_unchanged(&draining, Input::Tick);
+    w.advance(caught + window - 1 - w.now);
+    w.assert_unchanged(&draining, Input::Tick);
+    w.advance(1);
+    let (done, change) = w.tick(&draining);
+    assert_eq!(change.kind, ChangeKind::Completed);
+    assert_eq!(done.retired.unwrap().safe_to_stop_at_ms, caught + window);
+
+    // Secondaries that caught up at once hold nothing beyond the window.
+    let mut w = World::new();
+    let draining = w.draining();
+    w.secondaries = Caught::Since(w.now);
+    w.advance(w.drained_at(draining.ttl_served_s) - w.now);
+    assert_eq!(w.tick(&draining).1.kind, ChangeKind::Completed);
+
+    // One that never catches up holds the drain until the drain deadline, then it ends.
+    let mut w = World::new();
+    let draining = w.draining();
+    w.secondaries = Caught::Waiting;
+    w.advance(w.drained_at(draining.ttl_served_s) - w.now + DRAIN_DEADLINE - 1);
+    w.assert_unchanged(&draining, Input::Tick);
+    w.advance(1);
     assert_eq!(w.tick(&draining).1.kind, ChangeKind::Completed);
 }
 
