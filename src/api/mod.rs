@@ -7,6 +7,7 @@
 
 pub mod dto;
 pub mod spec;
+pub mod ui;
 
 use std::sync::Arc;
 
@@ -224,6 +225,9 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(events))
         .routes(routes!(metrics))
         .routes(routes!(openapi_json))
+        .routes(routes!(ui::index))
+        .routes(routes!(ui::app_js))
+        .routes(routes!(ui::app_css))
 }
 
 /// The OpenAPI 3.1 document of the API.

@@ -403,6 +403,9 @@ async fn the_openapi_spec_is_served_and_every_route_in_it_is_answered() {
         "POST /v1/reload",
         "GET /v1/events",
         "GET /v1/openapi.json",
+        "GET /ui",
+        "GET /ui/app.js",
+        "GET /ui/app.css",
     ];
     routes.sort();
     assert_eq!(listed, routes);
