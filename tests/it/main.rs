@@ -2,6 +2,7 @@
 //! `aliasctl` binaries on loopback sockets.
 
 mod api;
+mod browser;
 mod cli;
 mod cli_promote;
 mod compose;
@@ -14,4 +15,5 @@ mod promotion;
 mod proxy;
 mod registry;
 mod support;
+mod ui;
 mod websocket;

@@ -57,7 +57,9 @@ function list(items) {
 function timeEl(rfc3339) {
   if (!rfc3339) return el('span', { class: 'muted', text: '–' });
   const date = new Date(rfc3339);
-  return el('time', { datetime: rfc3339, title: rfc3339, text: date.toLocaleString() });
+  // Today's times without the date: the cards and the history stay narrow.
+  const today = date.toDateString() === new Date().toDateString();
+  return el('time', { datetime: rfc3339, title: rfc3339, text: today ? date.toLocaleTimeString() : date.toLocaleString() });
 }
 
 function human(ms) {
@@ -180,6 +182,16 @@ function refreshAlias(name) {
   );
 }
 
+let allTimer = null;
+/** Reads everything again soon; a burst of registry events becomes one read. */
+function reloadAll() {
+  if (allTimer) return;
+  allTimer = setTimeout(() => {
+    allTimer = null;
+    loadAll();
+  }, 100);
+}
+
 let servicesTimer = null;
 function refreshServices() {
   if (servicesTimer) return;
@@ -219,7 +231,7 @@ function onEvent(event) {
     case 'registry':
     case 'lagged':
     default:
-      loadAll();
+      reloadAll();
   }
 }
 
@@ -300,13 +312,17 @@ function renderAliases() {
 
 function renderAlias(alias) {
   const old = document.querySelector(`article.card[data-alias="${CSS.escape(alias.name)}"]`);
-  if (!old) {
-    renderAliases();
-    return;
-  }
   const fresh = card(alias);
   fresh.hidden = !matches(alias);
-  old.replaceWith(fresh);
+  if (old) {
+    old.replaceWith(fresh);
+  } else {
+    // A new alias: into its place in name order, without rebuilding the other cards.
+    const root = $('aliases');
+    const after = [...root.querySelectorAll('article.card')].find((c) => c.dataset.alias > alias.name);
+    if (!root.querySelector('article.card')) root.replaceChildren();
+    root.insertBefore(fresh, after || null);
+  }
   countShown();
 }
 
@@ -333,7 +349,7 @@ function card(alias) {
       { class: 'card-head' },
       el('h2', { text: alias.name }),
       el('span', { class: `phase badge badge-${alias.phase}`, text: alias.phase }),
-      el('span', { class: 'muted', text: `rev ${alias.revision} · ${alias.source} · TTL ${alias.ttl}s` }),
+      el('span', { class: 'muted', text: `rev ${alias.revision} · defined by ${alias.source} · TTL ${alias.ttl}s` }),
     ),
     el(
       'p',
@@ -513,7 +529,7 @@ function endpointsTable(endpoints) {
     el(
       'table',
       { class: 'table endpoints' },
-      el('thead', {}, el('tr', {}, ['Endpoint', 'Health', 'Container', 'Last check', 'Last error'].map((h) => el('th', { text: h })))),
+      el('thead', {}, el('tr', {}, ['Endpoint', 'Health', 'Container or source', 'Last check', 'Last error'].map((h) => el('th', { text: h })))),
       el(
         'tbody',
         {},
