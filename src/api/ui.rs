@@ -121,7 +121,13 @@ mod tests {
         assert_eq!(html.matches("<script").count(), 1, "one external script");
         assert!(!html.contains(" style="), "inline style");
         assert!(!html.contains(" onclick="), "inline handler");
-        for forbidden in ["innerhtml", "outerhtml", "insertadjacenthtml", "eval(", "new function"] {
+        for forbidden in [
+            "innerhtml",
+            "outerhtml",
+            "insertadjacenthtml",
+            "eval(",
+            "new function",
+        ] {
             assert!(
                 !APP_JS.to_ascii_lowercase().contains(forbidden),
                 "app.js uses {forbidden}"

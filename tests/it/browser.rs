@@ -248,11 +248,13 @@ impl Browser {
                 let shown = self
                     .session("GET", &format!("/element/{id}/displayed"), Value::Null)
                     .await;
-                if matches!((&enabled, &shown), (Ok(Value::Bool(true)), Ok(Value::Bool(true))))
-                    && self
-                        .session("POST", &format!("/element/{id}/click"), json!({}))
-                        .await
-                        .is_ok()
+                if matches!(
+                    (&enabled, &shown),
+                    (Ok(Value::Bool(true)), Ok(Value::Bool(true)))
+                ) && self
+                    .session("POST", &format!("/element/{id}/click"), json!({}))
+                    .await
+                    .is_ok()
                 {
                     return;
                 }
@@ -326,8 +328,7 @@ impl Drop for Browser {
     fn drop(&mut self) {
         // End the session (chromium closes), blocking for a moment: Drop cannot await.
         if !self.session.is_empty()
-            && let Ok(mut stream) =
-                TcpStream::connect_timeout(&self.addr, Duration::from_secs(2))
+            && let Ok(mut stream) = TcpStream::connect_timeout(&self.addr, Duration::from_secs(2))
         {
             let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
             let _ = write!(

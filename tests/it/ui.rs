@@ -68,7 +68,13 @@ async fn promote_from_the_page(browser: &Browser, to: &str, observe: &str, healt
             t.contains(&format!("→ {to}")) && t.contains("draining")
         })
         .await;
-    for part in ["warming", "mixed", "stable", healthy_now, "then an explicit confirm"] {
+    for part in [
+        "warming",
+        "mixed",
+        "stable",
+        healthy_now,
+        "then an explicit confirm",
+    ] {
         assert!(plan.contains(part), "the plan lacks `{part}`: {plan}");
     }
     browser.click("#act-send").await;
@@ -77,7 +83,11 @@ async fn promote_from_the_page(browser: &Browser, to: &str, observe: &str, healt
 
 async fn wait_closed(browser: &Browser) {
     let deadline = Instant::now() + crate::browser::WAIT;
-    while browser.script("return document.getElementById('action').open").await != json!(false) {
+    while browser
+        .script("return document.getElementById('action').open")
+        .await
+        != json!(false)
+    {
         let error = browser.text("#act-error").await.unwrap_or_default();
         assert!(Instant::now() < deadline, "the dialog stayed open: {error}");
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -137,9 +147,11 @@ async fn the_dashboard_follows_a_promotion_live_and_drives_every_action() {
         .await;
     let v1_addr = v1[0].addr.to_string();
     browser
-        .wait_text(&web(r#".member[data-service="web-v1"]"#), "v1's endpoint", |t| {
-            t.contains(&v1_addr) && t.contains("healthy")
-        })
+        .wait_text(
+            &web(r#".member[data-service="web-v1"]"#),
+            "v1's endpoint",
+            |t| t.contains(&v1_addr) && t.contains("healthy"),
+        )
         .await;
     browser
         .wait_text("#count", "both aliases counted", |t| t == "2 aliases")
@@ -162,9 +174,7 @@ async fn the_dashboard_follows_a_promotion_live_and_drives_every_action() {
         .type_into("#token-input", "not-the-token-at-all")
         .await;
     browser.click("#token-save").await;
-    browser
-        .click(&web(r#"button[data-action="link"]"#))
-        .await;
+    browser.click(&web(r#"button[data-action="link"]"#)).await;
     browser.click("#act-send").await;
     browser
         .wait_text("#act-error", "the API's refusal of a wrong token", |t| {
@@ -172,7 +182,11 @@ async fn the_dashboard_follows_a_promotion_live_and_drives_every_action() {
         })
         .await;
     browser.click("#act-cancel").await;
-    assert_eq!(alias(&daemon).await["revision"], 1, "a refused action changed nothing");
+    assert_eq!(
+        alias(&daemon).await["revision"],
+        1,
+        "a refused action changed nothing"
+    );
 
     // The right token, asked for once and kept in this tab's sessionStorage only.
     browser.click("#token-forget").await;
@@ -182,7 +196,9 @@ async fn the_dashboard_follows_a_promotion_live_and_drives_every_action() {
         .wait_text("#token-set", "the token taken", |t| t.contains("token set"))
         .await;
     let kept = browser
-        .script("return [sessionStorage.getItem('aliasd.token'), localStorage.length, document.cookie]")
+        .script(
+            "return [sessionStorage.getItem('aliasd.token'), localStorage.length, document.cookie]",
+        )
         .await;
     assert_eq!(kept, json!([TOKEN, 0, ""]));
 
@@ -218,7 +234,9 @@ async fn the_dashboard_follows_a_promotion_live_and_drives_every_action() {
         })
         .await;
     browser
-        .wait_text(&web(".timeline li.done"), "warming done", |t| t == "warming")
+        .wait_text(&web(".timeline li.done"), "warming done", |t| {
+            t == "warming"
+        })
         .await;
     browser
         .wait_text(&web(".deadline .countdown"), "the countdown moving", |t| {
@@ -256,7 +274,10 @@ async fn the_dashboard_follows_a_promotion_live_and_drives_every_action() {
         })
         .await;
     for part in ["+web-v2", "−web-v1", "from the dashboard", "ci"] {
-        assert!(history.contains(part), "the history lacks `{part}`: {history}");
+        assert!(
+            history.contains(part),
+            "the history lacks `{part}`: {history}"
+        );
     }
 
     // Abort one: back to web-v1, held in mixed (observing, then the confirm gate), aborted
@@ -264,9 +285,11 @@ async fn the_dashboard_follows_a_promotion_live_and_drives_every_action() {
     promote_from_the_page(&browser, "web-v1", "1m", "1 of 1 endpoint(s) healthy now").await;
     wait_current(&browser, "mixed").await;
     browser
-        .wait_text(&web(".history-table"), "the new promotion in the history", |t| {
-            t.matches("started").count() == 2
-        })
+        .wait_text(
+            &web(".history-table"),
+            "the new promotion in the history",
+            |t| t.matches("started").count() == 2,
+        )
         .await;
     browser.resize(1280, 1500).await;
     browser.screenshot(&screenshot_path(&fixture)).await;
