@@ -226,8 +226,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(metrics))
         .routes(routes!(openapi_json))
         .routes(routes!(ui::index))
-        .routes(routes!(ui::app_js))
-        .routes(routes!(ui::app_css))
+        .routes(routes!(ui::file))
 }
 
 /// The OpenAPI 3.1 document of the API.

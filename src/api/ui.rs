@@ -7,8 +7,12 @@
 //! Every answer carries a strict Content-Security-Policy (scripts and styles only from these
 //! files, requests only to this origin, no framing) and `X-Content-Type-Options: nosniff`.
 
+use axum::extract::Path;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
+
+use super::ApiError;
+use super::dto::ErrorDto;
 
 const INDEX_HTML: &str = include_str!("ui/index.html");
 const APP_JS: &str = include_str!("ui/app.js");
@@ -50,30 +54,31 @@ pub async fn index() -> Response {
     asset("text/html; charset=utf-8", INDEX_HTML)
 }
 
-#[utoipa::path(
-    get,
-    path = "/ui/app.js",
-    tag = "ui",
-    summary = "The dashboard's script",
-    responses(
-        (status = 200, description = "The script", content_type = "text/javascript", body = String)
-    )
-)]
-pub async fn app_js() -> Response {
-    asset("text/javascript; charset=utf-8", APP_JS)
-}
+/// The page's files by name, with their types.
+const FILES: [(&str, &str, &str); 2] = [
+    ("app.js", "text/javascript; charset=utf-8", APP_JS),
+    ("app.css", "text/css; charset=utf-8", APP_CSS),
+];
 
 #[utoipa::path(
     get,
-    path = "/ui/app.css",
+    path = "/ui/{file}",
     tag = "ui",
-    summary = "The dashboard's style sheet",
+    summary = "The dashboard's script (`app.js`) and style sheet (`app.css`)",
+    params(
+        ("file" = String, Path, description = "`app.js` or `app.css`", example = "app.js")
+    ),
     responses(
-        (status = 200, description = "The style sheet", content_type = "text/css", body = String)
+        (status = 200, description = "The file", content_type = "text/javascript", body = String),
+        (status = 404, description = "No such file", body = ErrorDto)
     )
 )]
-pub async fn app_css() -> Response {
-    asset("text/css; charset=utf-8", APP_CSS)
+pub async fn file(Path(name): Path<String>) -> Result<Response, ApiError> {
+    FILES
+        .iter()
+        .find(|(file, _, _)| *file == name)
+        .map(|(_, kind, body)| asset(kind, body))
+        .ok_or_else(|| ApiError::NotFound(format!("no file `{name}` in the dashboard")))
 }
 
 #[cfg(test)]
@@ -90,10 +95,11 @@ mod tests {
 
     #[tokio::test]
     async fn every_asset_has_its_type_and_the_security_headers() {
+        let file = async |name: &str| super::file(Path(name.to_owned())).await.unwrap();
         for (response, kind) in [
             (index().await, "text/html"),
-            (app_js().await, "text/javascript"),
-            (app_css().await, "text/css"),
+            (file("app.js").await, "text/javascript"),
+            (file("app.css").await, "text/css"),
         ] {
             let (headers, body) = headers_of(response).await;
             assert!(!body.is_empty(), "{kind}");
@@ -110,6 +116,12 @@ mod tests {
             }
             assert!(!csp.contains("unsafe"), "{csp}");
         }
+    }
+
+    #[tokio::test]
+    async fn an_unknown_file_is_a_404() {
+        let response = file(Path("../aliasd.toml".into())).await.into_response();
+        assert_eq!(response.status(), axum::http::StatusCode::NOT_FOUND);
     }
 
     /// The CSP forbids inline script and style, so the page must not need them: no `<script>`

@@ -215,84 +215,89 @@ impl Browser {
         text.as_str().map(str::to_owned)
     }
 
-    /// Waits until the text of `css` satisfies `done`; panics naming `what` (with what the
-    /// page showed and the page's error notices) after [`WAIT`].
-    pub async fn wait_text(&self, css: &str, what: &str, done: impl Fn(&str) -> bool) -> String {
+    /// Tries `attempt` every 100ms until it gives `Some`, for at most [`WAIT`].
+    pub async fn poll<T>(mut attempt: impl AsyncFnMut() -> Option<T>) -> Option<T> {
         let deadline = Instant::now() + WAIT;
         loop {
-            let text = self.text(css).await;
-            if let Some(text) = &text
-                && done(text)
-            {
-                return text.clone();
+            if let Some(done) = attempt().await {
+                return Some(done);
             }
             if Instant::now() >= deadline {
-                let notice = self.text("#notice").await.unwrap_or_default();
-                let error = self.text("#act-error").await.unwrap_or_default();
-                panic!(
-                    "not {what} after {WAIT:?}: `{css}` shows {text:?}\nnotice: {notice}\ndialog error: {error}"
-                );
+                return None;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+
+    /// Waits until the text of `css` satisfies `done`; panics naming `what` (with what the
+    /// page showed and the page's error notices) after [`WAIT`].
+    pub async fn wait_text(&self, css: &str, what: &str, done: impl Fn(&str) -> bool) -> String {
+        let mut last = None;
+        let found = Self::poll(async || {
+            last = self.text(css).await;
+            last.clone().filter(|text| done(text))
+        })
+        .await;
+        if let Some(text) = found {
+            return text;
+        }
+        let notice = self.text("#notice").await.unwrap_or_default();
+        let error = self.text("#act-error").await.unwrap_or_default();
+        panic!(
+            "not {what} after {WAIT:?}: `{css}` shows {last:?}\nnotice: {notice}\ndialog error: {error}"
+        );
+    }
+
+    /// A command on the element `css` selects, once it is there.
+    async fn on_element(&self, css: &str, command: &str, body: Value) -> Option<Value> {
+        let id = self.find(css).await?;
+        self.session("POST", &format!("/element/{id}/{command}"), body)
+            .await
+            .ok()
+    }
+
+    /// Whether the element `css` selects is shown and enabled.
+    async fn usable(&self, css: &str) -> bool {
+        let Some(id) = self.find(css).await else {
+            return false;
+        };
+        for state in ["enabled", "displayed"] {
+            let answer = self
+                .session("GET", &format!("/element/{id}/{state}"), Value::Null)
+                .await;
+            if answer != Ok(Value::Bool(true)) {
+                return false;
+            }
+        }
+        true
     }
 
     /// Waits until `css` is there, shown and enabled, then clicks it.
     pub async fn click(&self, css: &str) {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            if let Some(id) = self.find(css).await {
-                let enabled = self
-                    .session("GET", &format!("/element/{id}/enabled"), Value::Null)
-                    .await;
-                let shown = self
-                    .session("GET", &format!("/element/{id}/displayed"), Value::Null)
-                    .await;
-                if matches!(
-                    (&enabled, &shown),
-                    (Ok(Value::Bool(true)), Ok(Value::Bool(true)))
-                ) && self
-                    .session("POST", &format!("/element/{id}/click"), json!({}))
-                    .await
-                    .is_ok()
-                {
-                    return;
-                }
+        let clicked = Self::poll(async || {
+            if !self.usable(css).await {
+                return None;
             }
-            assert!(
-                Instant::now() < deadline,
-                "`{css}` was not there to click (shown and enabled) after {WAIT:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+            self.on_element(css, "click", json!({})).await
+        })
+        .await;
+        assert!(
+            clicked.is_some(),
+            "`{css}` was not there to click (shown and enabled) after {WAIT:?}"
+        );
     }
 
     /// Clears the input `css` and types `text` into it.
     pub async fn type_into(&self, css: &str, text: &str) {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            if let Some(id) = self.find(css).await
-                && self
-                    .session("POST", &format!("/element/{id}/clear"), json!({}))
-                    .await
-                    .is_ok()
-                && self
-                    .session(
-                        "POST",
-                        &format!("/element/{id}/value"),
-                        json!({ "text": text }),
-                    )
-                    .await
-                    .is_ok()
-            {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no input `{css}` to type into after {WAIT:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let typed = Self::poll(async || {
+            self.on_element(css, "clear", json!({})).await?;
+            self.on_element(css, "value", json!({ "text": text })).await
+        })
+        .await;
+        assert!(
+            typed.is_some(),
+            "no input `{css}` to type into after {WAIT:?}"
+        );
     }
 
     /// Runs `body` (a function body: `return ...`) in the page and returns its value.

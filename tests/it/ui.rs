@@ -82,16 +82,32 @@ async fn promote_from_the_page(browser: &Browser, to: &str, observe: &str, healt
 }
 
 async fn wait_closed(browser: &Browser) {
-    let deadline = Instant::now() + crate::browser::WAIT;
-    while browser
-        .script("return document.getElementById('action').open")
-        .await
-        != json!(false)
-    {
+    let closed = Browser::poll(async || {
+        let open = browser
+            .script("return document.getElementById('action').open")
+            .await;
+        (open == json!(false)).then_some(())
+    })
+    .await;
+    if closed.is_none() {
         let error = browser.text("#act-error").await.unwrap_or_default();
-        assert!(Instant::now() < deadline, "the dialog stayed open: {error}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        panic!("the dialog stayed open: {error}");
     }
+}
+
+/// Opens the dialog of `action` on `web`, presses `button`, and sees the API's refusal in the
+/// dialog, worded as the API words it.
+async fn refused_on_the_page(browser: &Browser, action: &str, button: &str, words: &str) {
+    browser
+        .click(&web(&format!(r#"button[data-action="{action}"]"#)))
+        .await;
+    browser.click(button).await;
+    browser
+        .wait_text("#act-error", "the API's refusal on the page", |t| {
+            t.contains(words)
+        })
+        .await;
+    browser.click("#act-cancel").await;
 }
 
 /// Opens the dialog of a card action (confirm, abort) and sends it.
@@ -157,31 +173,15 @@ async fn the_dashboard_follows_a_promotion_live_and_drives_every_action() {
         .wait_text("#count", "both aliases counted", |t| t == "2 aliases")
         .await;
 
-    // An action without a token is refused, and the page says so in the API's words.
-    browser
-        .click(&web(r#"button[data-action="promote"]"#))
-        .await;
-    browser.type_into("#f-to", "web-v2").await;
-    browser.click("#act-plan").await;
-    browser
-        .wait_text("#act-error", "the API's 401 on the page", |t| {
-            t.contains("missing Authorization: Bearer <token> header")
-        })
-        .await;
-    browser.click("#act-cancel").await;
-    // So is a wrong one.
+    // An action without a token is refused, and the page says so in the API's words; so is
+    // one with a wrong token.
+    let missing = "missing Authorization: Bearer <token> header";
+    refused_on_the_page(&browser, "promote", "#act-plan", missing).await;
     browser
         .type_into("#token-input", "not-the-token-at-all")
         .await;
     browser.click("#token-save").await;
-    browser.click(&web(r#"button[data-action="link"]"#)).await;
-    browser.click("#act-send").await;
-    browser
-        .wait_text("#act-error", "the API's refusal of a wrong token", |t| {
-            t.contains("the token is not valid")
-        })
-        .await;
-    browser.click("#act-cancel").await;
+    refused_on_the_page(&browser, "link", "#act-send", "the token is not valid").await;
     assert_eq!(
         alias(&daemon).await["revision"],
         1,

@@ -762,6 +762,18 @@ function withReason(body) {
 
 const REASON = () => field('f-reason', 'Reason (for the history)', { type: 'text', maxlength: 1024 });
 
+/** An action on the running operation that takes nothing but an optional reason. */
+function reasonOnly(path, title, help, send) {
+  return {
+    title: (name) => `${title} ${name}`,
+    help,
+    send,
+    fields: () => [REASON()],
+    body: () => withReason({}),
+    request: (name, body) => ['POST', aliasPath(name, path), body],
+  };
+}
+
 const ACTIONS = {
   promote: {
     title: (name) => `Promote ${name}`,
@@ -782,22 +794,8 @@ const ACTIONS = {
     request: (name, body) => ['POST', aliasPath(name, '/promote'), body],
     dryRun: (name, body) => ['POST', aliasPath(name, '/promote?dry_run=true'), body],
   },
-  confirm: {
-    title: (name) => `Confirm the promotion of ${name}`,
-    help: 'Passes the confirm gate: the old version leaves the answers and drains.',
-    send: 'Confirm',
-    fields: () => [REASON()],
-    body: () => withReason({}),
-    request: (name, body) => ['POST', aliasPath(name, '/confirm'), body],
-  },
-  abort: {
-    title: (name) => `Abort the promotion of ${name}`,
-    help: 'Back to the old version at once: the new one leaves the answers.',
-    send: 'Abort promotion',
-    fields: () => [REASON()],
-    body: () => withReason({}),
-    request: (name, body) => ['POST', aliasPath(name, '/abort'), body],
-  },
+  confirm: reasonOnly('/confirm', 'Confirm the promotion of', 'Passes the confirm gate: the old version leaves the answers and drains.', 'Confirm'),
+  abort: reasonOnly('/abort', 'Abort the promotion of', 'Back to the old version at once: the new one leaves the answers.', 'Abort promotion'),
   rollback: {
     title: (name) => `Roll back ${name}`,
     help: 'A promotion back to the previous targets, or to the targets of a revision of the history, through the same gates.',
