@@ -182,24 +182,19 @@ function refreshAlias(name) {
   );
 }
 
-let allTimer = null;
-/** Reads everything again soon; a burst of registry events becomes one read. */
-function reloadAll() {
-  if (allTimer) return;
-  allTimer = setTimeout(() => {
-    allTimer = null;
-    loadAll();
-  }, 100);
+/** `read`, run once `ms` after the first of a burst of calls: a burst of events, one read. */
+function coalesced(read, ms) {
+  let timer = null;
+  return () => {
+    if (timer) return;
+    timer = setTimeout(() => {
+      timer = null;
+      read();
+    }, ms);
+  };
 }
-
-let servicesTimer = null;
-function refreshServices() {
-  if (servicesTimer) return;
-  servicesTimer = setTimeout(() => {
-    servicesTimer = null;
-    loadServices();
-  }, 100);
-}
+const reloadAll = coalesced(() => loadAll(), 100);
+const refreshServices = coalesced(() => loadServices(), 100);
 
 /** The aliases that answer with (or are promoting to) `service`. */
 function aliasesUsing(service) {
