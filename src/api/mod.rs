@@ -225,8 +225,8 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(events))
         .routes(routes!(metrics))
         .routes(routes!(openapi_json))
-        .routes(routes!(ui::index))
-        .routes(routes!(ui::file))
+        .routes(routes!(ui::ui_page))
+        .routes(routes!(ui::ui_file))
 }
 
 /// The OpenAPI 3.1 document of the API.

@@ -50,7 +50,7 @@ fn asset(content_type: &'static str, body: &'static str) -> Response {
         (status = 200, description = "The page", content_type = "text/html", body = String)
     )
 )]
-pub async fn index() -> Response {
+pub async fn ui_page() -> Response {
     asset("text/html; charset=utf-8", INDEX_HTML)
 }
 
@@ -69,11 +69,14 @@ const FILES: [(&str, &str, &str); 2] = [
         ("file" = String, Path, description = "`app.js` or `app.css`", example = "app.js")
     ),
     responses(
-        (status = 200, description = "The file", content_type = "text/javascript", body = String),
+        (status = 200, description = "The file", content(
+            (String = "text/javascript"),
+            (String = "text/css")
+        )),
         (status = 404, description = "No such file", body = ErrorDto)
     )
 )]
-pub async fn file(Path(name): Path<String>) -> Result<Response, ApiError> {
+pub async fn ui_file(Path(name): Path<String>) -> Result<Response, ApiError> {
     FILES
         .iter()
         .find(|(file, _, _)| *file == name)
@@ -95,9 +98,9 @@ mod tests {
 
     #[tokio::test]
     async fn every_asset_has_its_type_and_the_security_headers() {
-        let file = async |name: &str| super::file(Path(name.to_owned())).await.unwrap();
+        let file = async |name: &str| super::ui_file(Path(name.to_owned())).await.unwrap();
         for (response, kind) in [
-            (index().await, "text/html"),
+            (ui_page().await, "text/html"),
             (file("app.js").await, "text/javascript"),
             (file("app.css").await, "text/css"),
         ] {
@@ -120,7 +123,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_unknown_file_is_a_404() {
-        let response = file(Path("../aliasd.toml".into())).await.into_response();
+        let response = ui_file(Path("../aliasd.toml".into())).await.into_response();
         assert_eq!(response.status(), axum::http::StatusCode::NOT_FOUND);
     }
 

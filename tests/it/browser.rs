@@ -241,6 +241,8 @@ impl Browser {
         if let Some(text) = found {
             return text;
         }
+        // Enough of what it showed to see why, not a page of it.
+        let last: Option<String> = last.map(|t| t.chars().take(2000).collect());
         let notice = self.text("#notice").await.unwrap_or_default();
         let error = self.text("#act-error").await.unwrap_or_default();
         panic!(

@@ -20,12 +20,15 @@ use crate::support::{
 const PROMOTION: &str =
     "[promotion]\nobserve = \"2s\"\nwarm_timeout = \"2m\"\ndrain_grace = \"3s\"\n";
 
-/// Where the README's screenshot is written: `ALIASD_SCREENSHOT=docs/dashboard.png cargo test
-/// --test it ui::` refreshes it; otherwise it goes to the test's temporary directory.
-fn screenshot_path(fixture: &Fixture) -> std::path::PathBuf {
-    match std::env::var_os("ALIASD_SCREENSHOT") {
-        Some(path) => std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(path),
-        None => fixture.dir.path().join("dashboard.png"),
+/// Where the README's screenshots go: `ALIASD_SCREENSHOTS=docs cargo test --test it ui::`
+/// refreshes `docs/dashboard.png` and `docs/dashboard-narrow.png`; otherwise they go to the
+/// test's temporary directory.
+fn screenshot_path(fixture: &Fixture, name: &str) -> std::path::PathBuf {
+    match std::env::var_os("ALIASD_SCREENSHOTS") {
+        Some(dir) => std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join(dir)
+            .join(name),
+        None => fixture.dir.path().join(name),
     }
 }
 
@@ -292,7 +295,9 @@ async fn the_dashboard_follows_a_promotion_live_and_drives_every_action() {
         )
         .await;
     browser.resize(1280, 1500).await;
-    browser.screenshot(&screenshot_path(&fixture)).await;
+    browser
+        .screenshot(&screenshot_path(&fixture, "dashboard.png"))
+        .await;
     browser.resize(1280, 1000).await;
     act(&browser, "abort", "Abort").await;
     browser
@@ -351,6 +356,15 @@ async fn the_dashboard_follows_a_promotion_live_and_drives_every_action() {
         .await;
     assert_eq!(alias(&daemon).await["targets"], json!(["web-v1"]));
 
+    // The activity view: the events as they came.
+    browser.click("#tab-activity").await;
+    browser
+        .wait_text("#activity", "the events listed", |t| {
+            t.contains("web.internal: completed") && t.contains("web.internal: aborted")
+        })
+        .await;
+    browser.click("#tab-aliases").await;
+
     // Readable with 200 more aliases: search and filter narrow the cards.
     for i in 0..200 {
         let (status, body) = http(
@@ -375,12 +389,46 @@ async fn the_dashboard_follows_a_promotion_live_and_drives_every_action() {
         .wait_text("#count", "a search by service", |t| t == "1 of 202 aliases")
         .await;
 
+    browser
+        .click(r#"#phase-filter option[value="moving"]"#)
+        .await;
+    browser
+        .wait_text("#count", "the phase filter", |t| t == "0 of 202 aliases")
+        .await;
+    browser.click(r#"#phase-filter option[value=""]"#).await;
+    browser
+        .wait_text("#count", "every phase again", |t| t == "1 of 202 aliases")
+        .await;
+
+    // The service view: every service, where it is defined, and the aliases that link it.
+    browser.click("#tab-services").await;
+    browser
+        .wait_text(
+            r#"#services tr[data-service="api-v1"]"#,
+            "api-v1 listed",
+            |t| {
+                t.contains("config") && t.contains("api.internal") && t.contains("bulk123.internal")
+            },
+        )
+        .await;
+    browser
+        .wait_text(
+            r#"#services tr[data-service="web-v1"]"#,
+            "web-v1 listed",
+            |t| t.contains("web.internal") && t.contains(&v1_addr) && t.contains("healthy"),
+        )
+        .await;
+    browser.click("#tab-aliases").await;
+
     // And on a narrow screen nothing runs off the side.
     browser.resize(390, 844).await;
     let fits = browser
         .script("return document.documentElement.scrollWidth <= window.innerWidth + 1")
         .await;
     assert_eq!(fits, json!(true), "the page is wider than a phone");
+    browser
+        .screenshot(&screenshot_path(&fixture, "dashboard-narrow.png"))
+        .await;
 
     // The page ran under its CSP without a violation or any other error.
     let errors: Vec<_> = browser
