@@ -48,8 +48,9 @@ fn on_path(names: &[&str]) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-/// A loopback port nobody listens on (bound and released; chromedriver takes it next).
-fn free_port() -> u16 {
+/// A loopback port nobody listens on (bound and released; chromedriver, or a restarted
+/// daemon, takes it next).
+pub fn free_port() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
     listener.local_addr().expect("local addr").port()
 }

@@ -441,6 +441,65 @@ async fn the_dashboard_follows_a_promotion_live_and_drives_every_action() {
     assert!(errors.is_empty(), "console errors: {errors:?}");
 }
 
+/// When the stream breaks (aliasd restarts), the page says so, reconnects with backoff, reads
+/// everything again and follows the new stream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_reconnects_when_the_stream_breaks() {
+    let stop = tokio_util::sync::CancellationToken::new();
+    let _stop = StopOnDrop(stop.clone());
+    let v1 = spawn_backends(63, 11, 1, "web-v1", &stop).await;
+    let v2 = spawn_backends(63, 12, 1, "web-v2", &stop).await;
+    let fixture = Fixture::for_backends(
+        &[("web-v1", &[v1[0].addr]), ("web-v2", &[v2[0].addr])],
+        &[("web", &["web-v1"])],
+    );
+    // A fixed API port, so the restarted daemon is where the page left it.
+    let config = std::fs::read_to_string(fixture.config()).unwrap();
+    let fixed = format!(
+        "[api]\nlisten = \"127.0.0.1:{}\"",
+        crate::browser::free_port()
+    );
+    let moved = config.replace("[api]\nlisten = \"127.0.0.1:0\"", &fixed);
+    assert_ne!(moved, config, "the fixture's [api] section moved");
+    std::fs::write(fixture.config(), moved).unwrap();
+    let daemon = fixture.start();
+    let browser = Browser::start(1024, 800).await;
+    browser.goto(&format!("{}/ui", daemon.server_url())).await;
+    browser
+        .wait_text("#stream", "the stream open", |t| t == "live")
+        .await;
+    browser
+        .wait_text(&web(".answering"), "web on v1", |t| {
+            t.contains("answering web-v1 ")
+        })
+        .await;
+
+    assert!(daemon.terminate().success());
+    browser
+        .wait_text("#stream", "the break shown", |t| {
+            t.starts_with("reconnecting in")
+        })
+        .await;
+    let daemon = fixture.start();
+    browser
+        .wait_text("#stream", "the stream open again", |t| t == "live")
+        .await;
+    let (status, body) = http(
+        &daemon,
+        "PUT",
+        "/v1/aliases/web/targets",
+        Some(TOKEN),
+        r#"{"targets": ["web-v2"]}"#,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    browser
+        .wait_text(&web(".answering"), "the relink, from the new stream", |t| {
+            t.contains("answering web-v2 ")
+        })
+        .await;
+}
+
 /// The page and its assets over a real socket: their types and the security headers.
 #[tokio::test]
 async fn the_dashboard_is_served_with_its_security_headers() {
