@@ -81,6 +81,21 @@ class ApiError extends Error {
   }
 }
 
+// The server's clock minus this browser's, taken from each answer's Date header (whole
+// seconds), so the countdowns match aliasd's deadlines on a browser whose clock is off. Within
+// 2s it is taken as 0: the header's resolution is one second.
+let clockOffset = 0;
+function noteServerClock(response) {
+  const date = Date.parse(response.headers.get('Date') || '');
+  if (Number.isNaN(date)) return;
+  const offset = date - Date.now();
+  clockOffset = Math.abs(offset) > 2000 ? offset : 0;
+}
+
+function serverNow() {
+  return Date.now() + clockOffset;
+}
+
 function token() {
   return sessionStorage.getItem(TOKEN_KEY) || '';
 }
@@ -102,6 +117,7 @@ async function api(method, path, body) {
   } catch (e) {
     throw new ApiError(0, `the API did not answer: ${e.message}`);
   }
+  noteServerClock(response);
   const text = await response.text();
   let json = null;
   try {
@@ -434,7 +450,7 @@ function timeline(alias) {
 function waitingText(alias) {
   const op = alias.operation;
   if (!op) return '';
-  const now = Date.now();
+  const now = serverNow();
   const deadline = op.phase_deadline ? Date.parse(op.phase_deadline) : null;
   const incoming = alias.members.filter((m) => op.to.includes(m.service));
   const endpoints = incoming.flatMap((m) => m.endpoints);
@@ -464,7 +480,7 @@ function waitingText(alias) {
 }
 
 function updateCountdowns(root) {
-  const now = Date.now();
+  const now = serverNow();
   for (const node of (root || document).querySelectorAll('.countdown[data-deadline]')) {
     const left = Date.parse(node.dataset.deadline) - now;
     node.textContent = left > 0 ? `in ${human(left)}` : `passed ${human(left)} ago`;
