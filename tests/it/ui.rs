@@ -45,6 +45,17 @@ async fn wait_service_health(daemon: &Daemon, service: &str, health: &str) {
     }
 }
 
+/// A browser with a `width` x `height` window on the dashboard of `daemon`, once the page
+/// follows the events stream.
+async fn open_dashboard(daemon: &Daemon, width: u32, height: u32) -> Browser {
+    let browser = Browser::start(width, height).await;
+    browser.goto(&format!("{}/ui", daemon.server_url())).await;
+    browser
+        .wait_text("#stream", "the events stream open", |t| t == "live")
+        .await;
+    browser
+}
+
 /// A CSS selector inside the card of `web.internal`.
 fn web(css: &str) -> String {
     format!(r#"article.card[data-alias="web.internal"] {css}"#)
@@ -149,13 +160,9 @@ async fn the_dashboard_follows_a_promotion_live_and_drives_every_action() {
     );
     let daemon = fixture.start();
     wait_healthy(&daemon).await;
-    let browser = Browser::start(1280, 1000).await;
-    browser.goto(&format!("{}/ui", daemon.server_url())).await;
+    let browser = open_dashboard(&daemon, 1280, 1000).await;
 
     // The demo's alias, as it stands, from the open reads.
-    browser
-        .wait_text("#stream", "the events stream open", |t| t == "live")
-        .await;
     browser
         .wait_text(&web(".phase"), "web stable", |t| t == "stable")
         .await;
@@ -463,11 +470,7 @@ async fn the_dashboard_reconnects_when_the_stream_breaks() {
     assert_ne!(moved, config, "the fixture's [api] section moved");
     std::fs::write(fixture.config(), moved).unwrap();
     let daemon = fixture.start();
-    let browser = Browser::start(1024, 800).await;
-    browser.goto(&format!("{}/ui", daemon.server_url())).await;
-    browser
-        .wait_text("#stream", "the stream open", |t| t == "live")
-        .await;
+    let browser = open_dashboard(&daemon, 1024, 800).await;
     browser
         .wait_text(&web(".answering"), "web on v1", |t| {
             t.contains("answering web-v1 ")
