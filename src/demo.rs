@@ -165,6 +165,7 @@ aliasd demo is running (config in {dir}, state in {state}).
 
   web-v1 answers on http://{V1}:{backend_port}/   web-v2 on http://{V2}:{backend_port}/
   DNS on {dns} (udp and tcp), control API on http://{api}
+  the dashboard on http://{api}/ui (token: {DEMO_TOKEN})
   the public proxy for web.internal on http://{proxy}/
 
 In another terminal:

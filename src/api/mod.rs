@@ -8,6 +8,7 @@
 pub mod dto;
 pub mod serve;
 pub mod spec;
+pub mod ui;
 
 use std::sync::Arc;
 
@@ -228,6 +229,8 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(events))
         .routes(routes!(metrics))
         .routes(routes!(openapi_json))
+        .routes(routes!(ui::ui_page))
+        .routes(routes!(ui::ui_file))
 }
 
 /// The OpenAPI 3.1 document of the API.

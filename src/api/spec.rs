@@ -18,7 +18,8 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
         (name = "aliases", description = "Aliases and relinks"),
         (name = "operations", description = "Promotions, confirm, abort, rollback"),
         (name = "services", description = "Versioned services and their endpoints"),
-        (name = "meta", description = "Health, reload, events, metrics, this spec")
+        (name = "meta", description = "Health, reload, events, metrics, this spec"),
+        (name = "ui", description = "The web dashboard and its assets")
     )
 )]
 pub struct ApiDoc;

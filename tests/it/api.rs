@@ -358,7 +358,8 @@ async fn the_openapi_spec_is_served_and_every_route_in_it_is_answered() {
             listed.push(format!("{} {path}", method.to_uppercase()));
             let concrete = path
                 .replace("{alias}", "web")
-                .replace("{service}", "web-v1");
+                .replace("{service}", "web-v1")
+                .replace("{file}", "app.js");
             if path == "/v1/events" {
                 continue; // an endless stream, checked in its own tests
             }
@@ -395,6 +396,7 @@ async fn the_openapi_spec_is_served_and_every_route_in_it_is_answered() {
         "POST /v1/aliases/{alias}/confirm",
         "POST /v1/aliases/{alias}/abort",
         "GET /v1/aliases/{alias}/history",
+        "GET /v1/secondaries",
         "GET /v1/services",
         "GET /v1/services/{service}",
         "PUT /v1/services/{service}",
@@ -403,6 +405,8 @@ async fn the_openapi_spec_is_served_and_every_route_in_it_is_answered() {
         "POST /v1/reload",
         "GET /v1/events",
         "GET /v1/openapi.json",
+        "GET /ui",
+        "GET /ui/{file}",
     ];
     routes.sort();
     assert_eq!(listed, routes);

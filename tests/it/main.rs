@@ -2,6 +2,7 @@
 //! `aliasctl` binaries on loopback sockets.
 
 mod api;
+mod browser;
 mod cli;
 mod cli_promote;
 mod compose;
@@ -17,4 +18,5 @@ mod proxy;
 mod registry;
 mod secondaries;
 mod support;
+mod ui;
 mod websocket;

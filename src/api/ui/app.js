@@ -1,0 +1,1009 @@
+// The aliasd dashboard. Plain JavaScript, no framework and no build step: it reads the open API
+// (/v1/aliases, /v1/services, the history), follows /v1/events (server-sent events) and re-reads
+// only what an event names; the only timer is the countdown of the current phase's deadline,
+// which reads nothing from the server. Every element is built with createElement and
+// textContent: nothing from the API is ever parsed as HTML.
+'use strict';
+
+const TOKEN_KEY = 'aliasd.token';
+const PHASES = ['warming', 'mixed', 'draining', 'stable'];
+const MAX_ACTIVITY = 200;
+
+const state = {
+  aliases: new Map(), // name -> AliasDto
+  services: [], // ServiceDto[]
+  servicesDoc: null, // ServicesDto
+  history: new Map(), // alias name -> HistoryDto[] (only for cards whose history is open)
+  historyOpen: new Set(),
+  lastOp: new Map(), // alias name -> {op, change, at}: the last operation seen, kept once it ends
+  pending: new Map(), // alias name -> timer of a coalesced re-read
+  view: 'aliases',
+};
+
+// ---------------------------------------------------------------------------------------------
+// Small DOM helpers.
+
+function $(id) {
+  return document.getElementById(id);
+}
+
+/** An element with attributes and children (strings become text nodes). */
+function el(tag, attrs, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs || {})) {
+    if (value === undefined || value === null || value === false) continue;
+    if (key === 'class') node.className = value;
+    else if (key === 'text') node.textContent = value;
+    else if (key.startsWith('on')) node.addEventListener(key.slice(2), value);
+    else if (key === 'dataset') Object.assign(node.dataset, value);
+    else node.setAttribute(key, value === true ? '' : String(value));
+  }
+  for (const child of children.flat()) {
+    if (child === null || child === undefined || child === false) continue;
+    node.append(typeof child === 'string' || typeof child === 'number' ? String(child) : child);
+  }
+  return node;
+}
+
+function badge(text, kind) {
+  return el('span', { class: `badge badge-${kind || text}`, text });
+}
+
+function list(items) {
+  return items && items.length ? items.join(', ') : '–';
+}
+
+/** A time as the local clock shows it, with its RFC 3339 form as the tooltip. */
+function timeEl(rfc3339) {
+  if (!rfc3339) return el('span', { class: 'muted', text: '–' });
+  const date = new Date(rfc3339);
+  // Today's times without the date: the cards and the history stay narrow.
+  const today = date.toDateString() === new Date().toDateString();
+  return el('time', { datetime: rfc3339, title: rfc3339, text: today ? date.toLocaleTimeString() : date.toLocaleString() });
+}
+
+function human(ms) {
+  const s = Math.round(Math.abs(ms) / 1000);
+  if (s < 90) return `${s}s`;
+  const m = Math.floor(s / 60);
+  if (m < 90) return `${m}m ${s % 60}s`;
+  return `${Math.floor(m / 60)}h ${m % 60}m`;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The API: reads are open; changes carry the token from sessionStorage.
+
+class ApiError extends Error {
+  constructor(status, message, problems) {
+    super(message);
+    this.status = status;
+    this.problems = problems || [];
+  }
+}
+
+// The server's clock minus this browser's, taken from each answer's Date header (whole
+// seconds), so the countdowns match aliasd's deadlines on a browser whose clock is off. Within
+// 2s it is taken as 0: the header's resolution is one second.
+let clockOffset = 0;
+function noteServerClock(response) {
+  const date = Date.parse(response.headers.get('Date') || '');
+  if (Number.isNaN(date)) return;
+  const offset = date - Date.now();
+  clockOffset = Math.abs(offset) > 2000 ? offset : 0;
+}
+
+function serverNow() {
+  return Date.now() + clockOffset;
+}
+
+function token() {
+  return sessionStorage.getItem(TOKEN_KEY) || '';
+}
+
+async function api(method, path, body) {
+  const headers = { Accept: 'application/json' };
+  if (body !== undefined) headers['Content-Type'] = 'application/json';
+  const t = token();
+  if (t && method !== 'GET') headers.Authorization = `Bearer ${t}`;
+  let response;
+  try {
+    response = await fetch(path, {
+      method,
+      headers,
+      body: body === undefined ? undefined : JSON.stringify(body),
+      cache: 'no-store',
+      credentials: 'omit',
+    });
+  } catch (e) {
+    throw new ApiError(0, `the API did not answer: ${e.message}`);
+  }
+  noteServerClock(response);
+  const text = await response.text();
+  let json = null;
+  try {
+    json = text ? JSON.parse(text) : null;
+  } catch (_) {
+    json = null;
+  }
+  if (!response.ok) {
+    // The API's own words: every error it sends is {"error": ..., "problems": [...]}.
+    const message = json && typeof json.error === 'string' ? json.error : text || response.statusText;
+    throw new ApiError(response.status, message, json && json.problems);
+  }
+  return json;
+}
+
+function aliasPath(name, rest) {
+  return `/v1/aliases/${encodeURIComponent(name)}${rest || ''}`;
+}
+
+function showNotice(message) {
+  $('notice-text').textContent = message;
+  $('notice').hidden = false;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Loading and the events stream.
+
+async function loadAll() {
+  try {
+    const [aliases, services] = await Promise.all([api('GET', '/v1/aliases'), api('GET', '/v1/services')]);
+    state.aliases = new Map(aliases.map((a) => [a.name, a]));
+    for (const name of [...state.history.keys()]) if (!state.aliases.has(name)) state.history.delete(name);
+    setServices(services);
+    renderAliases();
+    for (const name of state.historyOpen) loadHistory(name);
+  } catch (e) {
+    showNotice(`cannot read the aliases: ${e.message}`);
+  }
+}
+
+function setServices(doc) {
+  state.servicesDoc = doc;
+  state.services = doc.services;
+  renderServices();
+  const options = $('service-names') || document.body.appendChild(el('datalist', { id: 'service-names' }));
+  options.replaceChildren(...doc.services.map((s) => el('option', { value: s.name })));
+}
+
+async function loadServices() {
+  try {
+    setServices(await api('GET', '/v1/services'));
+  } catch (e) {
+    showNotice(`cannot read the services: ${e.message}`);
+  }
+}
+
+/** Re-reads one alias soon; a burst of events for it becomes one request. */
+function refreshAlias(name) {
+  if (state.pending.has(name)) return;
+  state.pending.set(
+    name,
+    setTimeout(async () => {
+      state.pending.delete(name);
+      try {
+        const alias = await api('GET', aliasPath(name));
+        state.aliases.set(alias.name, alias);
+        renderAlias(alias);
+      } catch (e) {
+        if (e.status === 404) {
+          state.aliases.delete(name);
+          renderAliases();
+        } else {
+          showNotice(`cannot read ${name}: ${e.message}`);
+        }
+      }
+      if (state.historyOpen.has(name)) loadHistory(name);
+    }, 50),
+  );
+}
+
+/** `read`, run once `ms` after the first of a burst of calls: a burst of events, one read. */
+function coalesced(read, ms) {
+  let timer = null;
+  return () => {
+    if (timer) return;
+    timer = setTimeout(() => {
+      timer = null;
+      read();
+    }, ms);
+  };
+}
+const reloadAll = coalesced(() => loadAll(), 100);
+const refreshServices = coalesced(() => loadServices(), 100);
+
+/** The aliases that answer with (or are promoting to) `service`. */
+function aliasesUsing(service) {
+  const out = [];
+  for (const alias of state.aliases.values()) {
+    if (alias.members.some((m) => m.service === service)) out.push(alias.name);
+  }
+  return out;
+}
+
+function onEvent(event) {
+  logActivity(event);
+  switch (event.type) {
+    case 'change':
+      if (event.alias) {
+        noteChange(event);
+        refreshAlias(event.alias);
+      }
+      refreshServices();
+      break;
+    case 'health':
+    case 'endpoints':
+      for (const name of aliasesUsing(event.service)) refreshAlias(name);
+      refreshServices();
+      break;
+    case 'docker':
+      refreshServices();
+      break;
+    case 'registry':
+    case 'lagged':
+    default:
+      reloadAll();
+  }
+}
+
+/** Keeps the operation an alias just finished, so its timeline stays on the card. */
+function noteChange(event) {
+  const alias = state.aliases.get(event.alias);
+  if (!alias) return;
+  if (alias.operation) {
+    state.lastOp.set(alias.name, { op: alias.operation, phase: alias.phase, change: event.change, at: event.at });
+  } else if (state.lastOp.has(alias.name)) {
+    Object.assign(state.lastOp.get(alias.name), { change: event.change, at: event.at });
+  }
+}
+
+let source = null;
+let backoff = 500;
+function connect() {
+  setStream('connecting', 'stream-off');
+  source = new EventSource('/v1/events');
+  source.onopen = () => {
+    backoff = 500;
+    setStream('live', 'stream-on');
+    // Read everything once the stream is open, so no change falls between the read and the
+    // stream; after a reconnect this also catches up on what was missed.
+    loadAll();
+  };
+  source.onmessage = (message) => {
+    let event;
+    try {
+      event = JSON.parse(message.data);
+    } catch (_) {
+      return;
+    }
+    onEvent(event);
+  };
+  source.onerror = () => {
+    source.close();
+    const wait = backoff;
+    backoff = Math.min(backoff * 2, 30000);
+    setStream(`reconnecting in ${human(wait)}`, 'stream-off');
+    setTimeout(connect, wait);
+  };
+}
+
+function setStream(text, kind) {
+  const node = $('stream');
+  node.textContent = text;
+  node.className = `stream ${kind}`;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Alias cards.
+
+function matches(alias) {
+  const phase = $('phase-filter').value;
+  if (phase === 'moving' && alias.phase === 'stable') return false;
+  if (PHASES.includes(phase) && alias.phase !== phase) return false;
+  if (phase === 'warnings' && !(alias.warnings && alias.warnings.length)) return false;
+  if (phase === 'unhealthy' && !alias.members.some((m) => m.endpoints.some((e) => e.health === 'unhealthy'))) return false;
+  const query = $('search').value.trim().toLowerCase();
+  if (!query) return true;
+  const haystack = [alias.name, ...alias.targets, ...alias.answering, ...alias.endpoints];
+  for (const m of alias.members) {
+    haystack.push(m.service);
+    for (const e of m.endpoints) if (e.container) haystack.push(e.container.name, e.container.short_id);
+  }
+  return haystack.some((s) => s && s.toLowerCase().includes(query));
+}
+
+function renderAliases() {
+  const root = $('aliases');
+  const names = [...state.aliases.keys()].sort();
+  const cards = names.map((name) => card(state.aliases.get(name)));
+  root.replaceChildren(...cards);
+  if (!names.length) root.append(el('p', { class: 'muted', text: 'No aliases yet.' }));
+  applyFilter();
+}
+
+function renderAlias(alias) {
+  const old = document.querySelector(`article.card[data-alias="${CSS.escape(alias.name)}"]`);
+  const fresh = card(alias);
+  fresh.hidden = !matches(alias);
+  if (old) {
+    old.replaceWith(fresh);
+  } else {
+    // A new alias: into its place in name order, without rebuilding the other cards.
+    const root = $('aliases');
+    const after = [...root.querySelectorAll('article.card')].find((c) => c.dataset.alias > alias.name);
+    if (!root.querySelector('article.card')) root.replaceChildren();
+    root.insertBefore(fresh, after || null);
+  }
+  countShown();
+}
+
+function applyFilter() {
+  for (const node of document.querySelectorAll('article.card')) {
+    const alias = state.aliases.get(node.dataset.alias);
+    node.hidden = !alias || !matches(alias);
+  }
+  countShown();
+}
+
+function countShown() {
+  const all = state.aliases.size;
+  const shown = document.querySelectorAll('article.card:not([hidden])').length;
+  $('count').textContent = shown === all ? `${all} aliases` : `${shown} of ${all} aliases`;
+}
+
+function card(alias) {
+  const node = el(
+    'article',
+    { class: `card phase-${alias.phase}`, dataset: { alias: alias.name } },
+    el(
+      'header',
+      { class: 'card-head' },
+      el('h2', { text: alias.name }),
+      el('span', { class: `phase badge badge-${alias.phase}`, text: alias.phase }),
+      el('span', { class: 'muted', text: `rev ${alias.revision} · defined by ${alias.source} · TTL ${alias.ttl}s` }),
+    ),
+    el(
+      'p',
+      { class: 'answering' },
+      'answering ',
+      el('strong', { text: list(alias.answering) }),
+      alias.fallback ? badge(`fallback: ${alias.fallback}`, 'warn') : null,
+      el('span', { class: 'muted', text: ` · ${alias.endpoints.length} endpoint(s) in DNS · ${alias.srv}` }),
+    ),
+    el('p', { class: 'muted small' }, 'changed ', timeEl(alias.changed_at), ` by ${alias.changed_by}`),
+    alias.warnings && alias.warnings.length ? el('ul', { class: 'warnings' }, alias.warnings.map((w) => el('li', { text: w }))) : null,
+    timeline(alias),
+    retired(alias),
+    members(alias),
+    actions(alias),
+    historyBox(alias),
+  );
+  return node;
+}
+
+/** The running operation (or the last one seen) as warming → mixed → draining → stable. */
+function timeline(alias) {
+  let op = alias.operation;
+  let ended = null;
+  if (!op) {
+    const last = state.lastOp.get(alias.name);
+    if (!last) return null;
+    op = last.op;
+    ended = last;
+  }
+  const current = ended ? 'stable' : alias.phase;
+  const at = PHASES.indexOf(current);
+  // An operation that ended otherwise than completed (aborted, timed out) skipped the phases
+  // after the last one it reached.
+  const reached = ended && ended.change !== 'completed' ? PHASES.indexOf(ended.phase) : at;
+  const stepClass = (i) => (i === at ? 'current' : i > at ? 'todo' : i <= reached ? 'done' : 'skipped');
+  const steps = PHASES.map((phase, i) =>
+    el('li', {
+      class: stepClass(i),
+      dataset: { phase },
+      text: phase,
+      'aria-current': i === at ? 'step' : null,
+    }),
+  );
+  const gates = [
+    `min healthy ${op.min_healthy === null || op.min_healthy === undefined ? 'all' : op.min_healthy}`,
+    `observe ${op.observe}`,
+    op.confirm ? (op.confirmed ? 'confirm: given' : 'confirm: required') : 'confirm: not required',
+    `warm timeout ${op.warm_timeout}`,
+  ];
+  if (op.stop_old) gates.push('stops the old containers');
+  const box = el(
+    'section',
+    { class: ended ? 'op op-ended' : 'op' },
+    el(
+      'p',
+      { class: 'op-title' },
+      el('strong', { text: `${op.kind} #${op.id}` }),
+      ` ${list(op.from)} → ${list(op.to)} by ${op.actor}`,
+      op.reason ? el('span', { class: 'reason', text: ` — “${op.reason}”` }) : null,
+    ),
+    el('ol', { class: 'timeline' }, steps),
+    el('p', { class: 'gates small' }, gates.join(' · ')),
+  );
+  if (ended) {
+    box.append(el('p', { class: 'waiting' }, `${ended.change || 'ended'} `, timeEl(ended.at)));
+  } else {
+    if (op.phase_deadline) {
+      box.append(
+        el(
+          'p',
+          { class: 'deadline' },
+          `${alias.phase} deadline `,
+          timeEl(op.phase_deadline),
+          ' ',
+          el('span', { class: 'countdown', dataset: { deadline: op.phase_deadline } }),
+        ),
+      );
+    }
+    box.append(el('p', { class: 'waiting', dataset: { alias: alias.name } }, waitingText(alias)));
+  }
+  updateCountdowns(box);
+  return box;
+}
+
+/** Why the current phase has not moved on yet, in words. */
+function waitingText(alias) {
+  const op = alias.operation;
+  if (!op) return '';
+  const now = serverNow();
+  const deadline = op.phase_deadline ? Date.parse(op.phase_deadline) : null;
+  const incoming = alias.members.filter((m) => op.to.includes(m.service));
+  const endpoints = incoming.flatMap((m) => m.endpoints);
+  const healthy = endpoints.filter((e) => e.health === 'healthy').length;
+  switch (alias.phase) {
+    case 'warming': {
+      const need = op.min_healthy === null || op.min_healthy === undefined ? endpoints.length : op.min_healthy;
+      return `waiting for ${need} healthy endpoint(s) of ${list(op.to)}: ${healthy} of ${endpoints.length} healthy now; gives up at the deadline`;
+    }
+    case 'mixed':
+      if (deadline !== null && now < deadline) {
+        return `both versions answer; observing ${list(op.to)} (${healthy} of ${endpoints.length} healthy)${op.confirm && !op.confirmed ? ', then waiting for a confirm' : ''}`;
+      }
+      if (op.confirm && !op.confirmed) return 'observation over: waiting for an explicit confirm';
+      return 'observation over: moving on to draining';
+    case 'draining': {
+      const drain = alias.drain;
+      if (!drain) return 'draining';
+      const over = drain.ttl_window_over || Date.parse(drain.ttl_window_until) <= now;
+      if (!over) return `${list(drain.services)} left the answers; clients may have cached them until the TTL window ends (proxy in-flight on them: ${drain.proxy_inflight})`;
+      if (drain.proxy_inflight > 0) return `TTL window over; waiting for the proxy's ${drain.proxy_inflight} open request(s) on ${list(drain.services)}`;
+      return 'TTL window over: completing';
+    }
+    default:
+      return '';
+  }
+}
+
+function updateCountdowns(root) {
+  const now = serverNow();
+  for (const node of (root || document).querySelectorAll('.countdown[data-deadline]')) {
+    const left = Date.parse(node.dataset.deadline) - now;
+    node.textContent = left > 0 ? `in ${human(left)}` : `passed ${human(left)} ago`;
+    node.classList.toggle('late', left <= 0);
+  }
+}
+
+function tick() {
+  updateCountdowns();
+  for (const node of document.querySelectorAll('.op:not(.op-ended) .waiting[data-alias]')) {
+    const alias = state.aliases.get(node.dataset.alias);
+    if (alias) node.textContent = waitingText(alias);
+  }
+}
+
+function retired(alias) {
+  const r = alias.retired;
+  if (!r) return null;
+  const parts = [el('strong', { text: `retired ${list(r.services)}` }), ': '];
+  if (r.safe_to_stop) parts.push('safe to stop since ', timeEl(r.safe_to_stop_at));
+  else parts.push('safe to stop at ', timeEl(r.safe_to_stop_at), ' ', el('span', { class: 'countdown', dataset: { deadline: r.safe_to_stop_at } }));
+  if (r.stop_old) {
+    if (r.stopped_at) parts.push('; containers stopped ', timeEl(r.stopped_at));
+    else parts.push('; aliasd stops their containers then');
+  }
+  return el('p', { class: 'retired' }, parts);
+}
+
+function members(alias) {
+  return el(
+    'div',
+    { class: 'members' },
+    alias.members.map((m) =>
+      el(
+        'section',
+        { class: 'member', dataset: { service: m.service } },
+        el(
+          'h3',
+          {},
+          m.service,
+          ' ',
+          badge(m.role),
+          m.answering ? badge('answering', 'on') : badge('not answering', 'off'),
+          el('span', { class: 'muted small', text: ` in-flight ${m.inflight}` }),
+        ),
+        endpointsTable(m.endpoints),
+      ),
+    ),
+  );
+}
+
+function endpointsTable(endpoints) {
+  if (!endpoints.length) return el('p', { class: 'muted small', text: 'no endpoints' });
+  return el(
+    'div',
+    { class: 'scroll' },
+    el(
+      'table',
+      { class: 'table endpoints' },
+      el('thead', {}, el('tr', {}, ['Endpoint', 'Health', 'Container or source', 'Last check', 'Last error'].map((h) => el('th', { text: h })))),
+      el(
+        'tbody',
+        {},
+        endpoints.map((e) =>
+          el(
+            'tr',
+            { dataset: { endpoint: e.addr } },
+            el('td', { class: 'mono', text: e.addr }),
+            el('td', {}, badge(e.health), e.docker_health ? el('span', { class: 'muted small', text: ` docker: ${e.docker_health}` }) : null),
+            el('td', {}, e.container ? [el('span', { text: e.container.name }), ' ', el('span', { class: 'mono muted', title: e.container.id, text: e.container.short_id })] : el('span', { class: 'muted', text: e.source })),
+            el('td', {}, timeEl(e.last_check)),
+            el('td', { class: 'error-text', text: e.last_error || '' }),
+          ),
+        ),
+      ),
+    ),
+  );
+}
+
+function actions(alias) {
+  const op = alias.operation;
+  const button = (action, label, enabled) =>
+    el('button', { type: 'button', dataset: { action }, disabled: !enabled, onclick: () => openAction(action, alias.name) }, label);
+  return el(
+    'div',
+    { class: 'actions' },
+    button('promote', 'Promote…', !op),
+    button('confirm', 'Confirm', op && alias.phase === 'mixed' && op.confirm && !op.confirmed),
+    button('abort', 'Abort', !!op),
+    button('rollback', 'Roll back…', !op),
+    button('link', 'Link…', !op),
+  );
+}
+
+// ---------------------------------------------------------------------------------------------
+// History, with what changed in the answers at each revision.
+
+function historyBox(alias) {
+  const box = el(
+    'details',
+    { class: 'history', open: state.historyOpen.has(alias.name) },
+    el('summary', { text: 'History' }),
+    el('div', { class: 'history-body' }),
+  );
+  box.addEventListener('toggle', () => {
+    if (box.open) {
+      state.historyOpen.add(alias.name);
+      loadHistory(alias.name);
+    } else {
+      state.historyOpen.delete(alias.name);
+    }
+  });
+  if (state.history.has(alias.name)) fillHistory(box, alias, state.history.get(alias.name));
+  return box;
+}
+
+async function loadHistory(name) {
+  try {
+    const entries = await api('GET', aliasPath(name, '/history'));
+    state.history.set(name, entries);
+    const box = document.querySelector(`article.card[data-alias="${CSS.escape(name)}"] details.history`);
+    const alias = state.aliases.get(name);
+    if (box && alias) fillHistory(box, alias, entries);
+  } catch (e) {
+    showNotice(`cannot read the history of ${name}: ${e.message}`);
+  }
+}
+
+/** What `now` answers that `before` did not, and the other way round. */
+function answerDiff(before, now) {
+  const added = now.filter((s) => !before.includes(s));
+  const removed = before.filter((s) => !now.includes(s));
+  return [...added.map((s) => `+${s}`), ...removed.map((s) => `−${s}`)];
+}
+
+function fillHistory(box, alias, entries) {
+  const rows = [];
+  let before = null;
+  for (const entry of entries) {
+    const diff = before === null ? entry.answering.map((s) => `+${s}`) : answerDiff(before, entry.answering);
+    before = entry.answering;
+    rows.push({ entry, diff });
+  }
+  rows.reverse();
+  const table = el(
+    'table',
+    { class: 'table history-table' },
+    el('thead', {}, el('tr', {}, ['Rev', 'Time', 'Actor', 'Change', 'Reason', 'Answers', ''].map((h) => el('th', { text: h })))),
+    el(
+      'tbody',
+      {},
+      rows.map(({ entry, diff }) =>
+        el(
+          'tr',
+          { dataset: { revision: entry.revision } },
+          el('td', { text: entry.revision }),
+          el('td', {}, timeEl(entry.at)),
+          el('td', { text: entry.actor }),
+          el('td', { text: `${entry.change} (${entry.phase})` }),
+          el('td', { text: entry.reason || '' }),
+          el('td', { class: 'diff' }, diff.length ? diff.map((d) => el('span', { class: d.startsWith('+') ? 'plus' : 'minus', text: d })) : el('span', { class: 'muted', text: 'no change' }), el('div', { class: 'muted small', text: `answering ${list(entry.answering)}` })),
+          el(
+            'td',
+            {},
+            entry.revision !== alias.revision
+              ? el('button', { type: 'button', class: 'small', dataset: { action: 'rollback-to' }, disabled: !!alias.operation, onclick: () => openAction('rollback', alias.name, entry.revision) }, 'Roll back here')
+              : null,
+          ),
+        ),
+      ),
+    ),
+  );
+  box.querySelector('.history-body').replaceChildren(entries.length ? el('div', { class: 'scroll' }, table) : el('p', { class: 'muted', text: 'No history kept.' }));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Services.
+
+function renderServices() {
+  const doc = state.servicesDoc;
+  if (!doc) return;
+  const query = $('service-search').value.trim().toLowerCase();
+  const shown = doc.services.filter((s) => {
+    if (!query) return true;
+    const hay = [s.name, s.source, s.check, ...s.linked_by];
+    for (const e of s.endpoints) hay.push(e.addr, e.container && e.container.name, e.container && e.container.short_id);
+    return hay.some((h) => h && h.toLowerCase().includes(query));
+  });
+  $('service-count').textContent = `${shown.length} of ${doc.services.length} services`;
+  $('services').tBodies[0].replaceChildren(
+    ...shown.map((s) =>
+      el(
+        'tr',
+        { dataset: { service: s.name } },
+        el('td', {}, el('strong', { text: s.name }), s.warnings && s.warnings.length ? el('div', { class: 'error-text small', text: s.warnings.join('; ') }) : null),
+        el('td', { text: s.source }),
+        el('td', { text: s.check }),
+        el('td', {}, s.endpoints.length ? el('ul', { class: 'plain' }, s.endpoints.map((e) => el('li', {}, el('span', { class: 'mono', text: e.addr }), ' ', badge(e.health), e.container ? el('span', { class: 'muted small', text: ` ${e.container.name} (${e.container.short_id})` }) : null))) : el('span', { class: 'muted', text: 'none' })),
+        el('td', { text: list(s.linked_by) }),
+      ),
+    ),
+  );
+  const docker = doc.docker;
+  $('docker').textContent = docker
+    ? `Docker: ${docker.connected ? 'connected to' : 'NOT connected to'} ${docker.endpoint}${docker.version ? ` (${docker.version})` : ''} since ${docker.since}${docker.error ? ` — ${docker.error}` : ''}`
+    : 'Docker discovery is off.';
+  $('problems').replaceChildren(...(doc.problems || []).map((p) => el('li', { class: 'error-text', text: `${p.container}: ${p.problem}` })));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Activity: the events as they come.
+
+function logActivity(event) {
+  const at = event.at || new Date().toISOString();
+  let text;
+  switch (event.type) {
+    case 'change':
+      text = `${event.alias}: ${event.change} (${event.phase}), answering ${list(event.answering)} by ${event.actor}`;
+      break;
+    case 'health':
+      text = `${event.service} ${event.endpoint}: ${event.health}${event.error ? ` (${event.error})` : ''}`;
+      break;
+    case 'endpoints':
+      text = `${event.service}: endpoints ${list(event.endpoints)}`;
+      break;
+    case 'docker':
+      text = `Docker ${event.connected ? 'connected' : 'lost'}${event.error ? `: ${event.error}` : ''}`;
+      break;
+    case 'registry':
+      text = `${event.service || 'config'}: ${event.change} by ${event.actor}`;
+      break;
+    case 'lagged':
+      text = `the stream skipped ${event.skipped} events; everything was read again`;
+      break;
+    default:
+      text = JSON.stringify(event);
+  }
+  const root = $('activity');
+  root.prepend(el('li', { dataset: { type: event.type } }, timeEl(at), ' ', text));
+  while (root.children.length > MAX_ACTIVITY) root.lastElementChild.remove();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Actions, in one dialog: promote (with its dry-run plan first), confirm, abort, rollback, link.
+
+function field(id, label, attrs) {
+  const input = el('input', Object.assign({ id, name: id }, attrs));
+  return el('label', { class: attrs.type === 'checkbox' ? 'check' : '' }, attrs.type === 'checkbox' ? [input, ` ${label}`] : [label, input]);
+}
+
+function value(id) {
+  const node = $(id);
+  if (!node) return undefined;
+  if (node.type === 'checkbox') return node.checked;
+  const v = node.value.trim();
+  return v === '' ? undefined : v;
+}
+
+function namesOf(text) {
+  return (text || '')
+    .split(/[\s,]+/)
+    .map((s) => s.trim())
+    .filter(Boolean);
+}
+
+const GATE_FIELDS = () => [
+  field('f-observe', 'Observe (both answer)', { type: 'text', placeholder: 'the default, e.g. 30s' }),
+  field('f-min-healthy', 'Min healthy endpoints', { type: 'number', min: 1, placeholder: 'all' }),
+  field('f-warm-timeout', 'Warm timeout', { type: 'text', placeholder: 'the default, e.g. 2m' }),
+  field('f-confirm', 'Wait for an explicit confirm after observing', { type: 'checkbox' }),
+];
+
+function gateBody() {
+  const body = {};
+  const observe = value('f-observe');
+  if (observe !== undefined) body.observe = observe;
+  const min = value('f-min-healthy');
+  if (min !== undefined) body.min_healthy = Number(min);
+  const warm = value('f-warm-timeout');
+  if (warm !== undefined) body.warm_timeout = warm;
+  if (value('f-confirm')) body.confirm = true;
+  return body;
+}
+
+function withReason(body) {
+  const reason = value('f-reason');
+  if (reason !== undefined) body.reason = reason;
+  return body;
+}
+
+const REASON = () => field('f-reason', 'Reason (for the history)', { type: 'text', maxlength: 1024 });
+
+/** An action on the running operation that takes nothing but an optional reason. */
+function reasonOnly(path, title, help, send) {
+  return {
+    title: (name) => `${title} ${name}`,
+    help,
+    send,
+    fields: () => [REASON()],
+    body: () => withReason({}),
+    request: (name, body) => ['POST', aliasPath(name, path), body],
+  };
+}
+
+const ACTIONS = {
+  promote: {
+    title: (name) => `Promote ${name}`,
+    help: 'A health-gated promotion: warming (the new version must be healthy), mixed (both answer), draining (the old one leaves the answers), stable. The plan is shown before anything is sent.',
+    send: 'Start promotion',
+    plan: true,
+    fields: (alias) => [
+      field('f-to', 'To (service, or several separated by commas)', { type: 'text', list: 'service-names', required: true, value: suggestTarget(alias) }),
+      ...GATE_FIELDS(),
+      field('f-stop-old', 'Stop the old version\u2019s containers once safe (Docker)', { type: 'checkbox' }),
+      REASON(),
+    ],
+    body: () => {
+      const body = withReason(Object.assign({ to: namesOf(value('f-to')) }, gateBody()));
+      if (value('f-stop-old')) body.stop_old = true;
+      return body;
+    },
+    request: (name, body) => ['POST', aliasPath(name, '/promote'), body],
+    dryRun: (name, body) => ['POST', aliasPath(name, '/promote?dry_run=true'), body],
+  },
+  confirm: reasonOnly('/confirm', 'Confirm the promotion of', 'Passes the confirm gate: the old version leaves the answers and drains.', 'Confirm'),
+  abort: reasonOnly('/abort', 'Abort the promotion of', 'Back to the old version at once: the new one leaves the answers.', 'Abort promotion'),
+  rollback: {
+    title: (name) => `Roll back ${name}`,
+    help: 'A promotion back to the previous targets, or to the targets of a revision of the history, through the same gates.',
+    send: 'Roll back',
+    fields: (alias, revision) => [
+      el(
+        'label',
+        {},
+        'To',
+        el(
+          'select',
+          { id: 'f-revision' },
+          el('option', { value: '', text: 'the targets before the last change' }),
+          (state.history.get(alias.name) || [])
+            .slice()
+            .reverse()
+            .map((h) => el('option', { value: h.revision, selected: h.revision === revision, text: `revision ${h.revision}: ${list(h.targets)} (${h.change})` })),
+          revision !== undefined && !(state.history.get(alias.name) || []).some((h) => h.revision === revision)
+            ? el('option', { value: revision, selected: true, text: `revision ${revision}` })
+            : null,
+        ),
+      ),
+      ...GATE_FIELDS(),
+      REASON(),
+    ],
+    body: () => {
+      const body = withReason(gateBody());
+      const revision = value('f-revision');
+      if (revision !== undefined) body.to_revision = Number(revision);
+      return body;
+    },
+    request: (name, body) => ['POST', aliasPath(name, '/rollback'), body],
+  },
+  link: {
+    title: (name) => `Link ${name}`,
+    help: 'Answer with exactly these services, at once, with no gates.',
+    send: 'Link',
+    fields: (alias) => [field('f-targets', 'Targets (services separated by commas)', { type: 'text', list: 'service-names', required: true, value: alias.targets.join(', ') }), REASON()],
+    body: () => ({ targets: namesOf(value('f-targets')) }),
+    request: (name, body) => ['PUT', aliasPath(name, '/targets'), body],
+  },
+};
+
+/** A service of the same family as the alias's targets that is not linked now: `web-v1` → `web-v2`. */
+function suggestTarget(alias) {
+  const linked = new Set(alias.targets);
+  const families = new Set(alias.targets.map((t) => t.replace(/[-_]?v?\d+$/, '')));
+  const candidate = state.services.find((s) => !linked.has(s.name) && families.has(s.name.replace(/[-_]?v?\d+$/, '')));
+  return candidate ? candidate.name : '';
+}
+
+let current = null; // {action, name, planned}
+
+function openAction(action, name, revision) {
+  const spec = ACTIONS[action];
+  const alias = state.aliases.get(name);
+  if (!spec || !alias) return;
+  current = { action, name, planned: false };
+  $('act-title').textContent = spec.title(name);
+  $('act-help').textContent = spec.help;
+  $('act-fields').replaceChildren(...spec.fields(alias, revision));
+  $('act-plan-view').hidden = true;
+  $('act-plan-view').replaceChildren();
+  $('act-error').hidden = true;
+  $('act-plan').hidden = !spec.plan;
+  $('act-send').textContent = spec.send;
+  $('act-send').disabled = !!spec.plan;
+  $('action').showModal();
+  if (action === 'rollback' && !state.history.has(name)) {
+    // The revisions to choose from come from the history; fill them in when it arrives.
+    loadHistory(name).then(() => {
+      if (current && current.action === 'rollback' && current.name === name && $('action').open) {
+        const select = $('f-revision');
+        const chosen = select.value;
+        select.replaceWith(spec.fields(alias, chosen ? Number(chosen) : revision)[0].querySelector('select'));
+      }
+    });
+  }
+}
+
+function actionError(e) {
+  const node = $('act-error');
+  const lines = [e.message, ...(e.problems || [])];
+  node.replaceChildren(...lines.map((l, i) => (i ? [el('br'), l] : l)).flat());
+  if (e.status === 401) node.append(el('br'), el('span', { class: 'muted', text: 'Enter a valid API token at the top of the page.' }));
+  node.hidden = false;
+}
+
+async function showPlan() {
+  const spec = ACTIONS[current.action];
+  $('act-error').hidden = true;
+  try {
+    const plan = await api(...spec.dryRun(current.name, spec.body()));
+    $('act-plan-view').replaceChildren(planView(plan));
+    $('act-plan-view').hidden = false;
+    current.planned = true;
+    $('act-send').disabled = plan.noop;
+  } catch (e) {
+    actionError(e);
+  }
+}
+
+function planView(plan) {
+  return el(
+    'div',
+    {},
+    el('h3', { text: plan.noop ? `Nothing to do: ${plan.alias} already answers with ${list(plan.to)}` : `Plan: ${list(plan.from)} → ${list(plan.to)}` }),
+    el(
+      'ol',
+      { class: 'plan-steps' },
+      plan.steps.map((s) => el('li', { dataset: { phase: s.phase } }, el('strong', { text: s.phase }), ` answering ${list(s.services)} (${s.endpoints.length} endpoint(s)) until ${s.until}`)),
+    ),
+    el(
+      'p',
+      { class: 'small' },
+      `${list(plan.to)}: ${plan.healthy_now} of ${plan.total} endpoint(s) healthy now, ${plan.min_healthy} needed · observe ${plan.observe}${plan.confirm ? ' then confirm' : ''} · warm timeout ${plan.warm_timeout} · drain window ${plan.drain_window} (TTL ${plan.ttl}s, negative TTL ${plan.negative_ttl}s)`,
+    ),
+  );
+}
+
+async function send(event) {
+  event.preventDefault();
+  if (!current) return;
+  const spec = ACTIONS[current.action];
+  if (spec.plan && !current.planned) {
+    await showPlan();
+    return;
+  }
+  $('act-error').hidden = true;
+  $('act-send').disabled = true;
+  try {
+    const reply = await api(...spec.request(current.name, spec.body()));
+    const alias = reply && reply.alias ? reply.alias : reply;
+    if (alias && alias.name) {
+      state.aliases.set(alias.name, alias);
+      if (alias.operation) state.lastOp.set(alias.name, { op: alias.operation, phase: alias.phase });
+      renderAlias(alias);
+    }
+    $('action').close();
+    current = null;
+  } catch (e) {
+    actionError(e);
+    $('act-send').disabled = false;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The token: asked for once, kept in this tab's sessionStorage only, sent as a Bearer header.
+
+function showToken() {
+  const set = token() !== '';
+  $('token-form').hidden = set;
+  $('token-set').hidden = !set;
+}
+
+function start() {
+  $('token-form').addEventListener('submit', (e) => {
+    e.preventDefault();
+    const t = $('token-input').value.trim();
+    if (t) sessionStorage.setItem(TOKEN_KEY, t);
+    $('token-input').value = '';
+    showToken();
+  });
+  $('token-forget').addEventListener('click', () => {
+    sessionStorage.removeItem(TOKEN_KEY);
+    showToken();
+  });
+  $('notice-close').addEventListener('click', () => {
+    $('notice').hidden = true;
+  });
+  for (const tab of document.querySelectorAll('.tab')) {
+    tab.addEventListener('click', () => {
+      state.view = tab.dataset.view;
+      for (const t of document.querySelectorAll('.tab')) t.setAttribute('aria-pressed', String(t === tab));
+      for (const v of ['aliases', 'services', 'activity']) $(`view-${v}`).hidden = v !== state.view;
+    });
+  }
+  $('search').addEventListener('input', applyFilter);
+  $('phase-filter').addEventListener('change', applyFilter);
+  $('service-search').addEventListener('input', renderServices);
+  $('action-form').addEventListener('submit', send);
+  $('act-plan').addEventListener('click', showPlan);
+  $('act-cancel').addEventListener('click', () => {
+    $('action').close();
+    current = null;
+  });
+  // Any change to the form makes the plan shown stale: it must be shown again before sending.
+  $('act-fields').addEventListener('input', () => {
+    if (current && ACTIONS[current.action].plan && current.planned) {
+      current.planned = false;
+      $('act-send').disabled = true;
+      $('act-plan-view').hidden = true;
+    }
+  });
+  showToken();
+  setInterval(tick, 1000);
+  connect();
+}
+
+document.addEventListener('DOMContentLoaded', start);

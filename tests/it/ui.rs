@@ -1,0 +1,539 @@
+//! The dashboard (`GET /ui`) in a real browser against a real daemon: it shows the aliases, asks
+//! for the token, plans and starts a promotion, follows its phases live, and confirms, aborts and
+//! rolls back from the page. Also its headers over a real socket, without a browser.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client as HyperClient;
+use hyper_util::rt::TokioExecutor;
+use serde_json::json;
+
+use crate::browser::Browser;
+use crate::support::{
+    Daemon, Fixture, StopOnDrop, TOKEN, alias, http, spawn_backends, wait_healthy,
+};
+
+/// Gates long enough that a poll of the page every 100ms sees every phase: observe is given
+/// from the page, the drain lasts the TTL window plus 3s.
+const PROMOTION: &str =
+    "[promotion]\nobserve = \"2s\"\nwarm_timeout = \"2m\"\ndrain_grace = \"3s\"\n";
+
+/// Where the README's screenshots go: `ALIASD_SCREENSHOTS=docs cargo test --test it ui::`
+/// refreshes `docs/dashboard.png` and `docs/dashboard-narrow.png`; otherwise they go to the
+/// test's temporary directory.
+fn screenshot_path(fixture: &Fixture, name: &str) -> std::path::PathBuf {
+    match std::env::var_os("ALIASD_SCREENSHOTS") {
+        Some(dir) => std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join(dir)
+            .join(name),
+        None => fixture.dir.path().join(name),
+    }
+}
+
+/// Waits until `service`'s first endpoint has `health` in the API.
+async fn wait_service_health(daemon: &Daemon, service: &str, health: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, s) = http(daemon, "GET", &format!("/v1/services/{service}"), None, "").await;
+        if s["endpoints"][0]["health"] == health {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{service} not {health}: {s}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A browser with a `width` x `height` window on the dashboard of `daemon`, once the page
+/// follows the events stream.
+async fn open_dashboard(daemon: &Daemon, width: u32, height: u32) -> Browser {
+    let browser = Browser::start(width, height).await;
+    browser.goto(&format!("{}/ui", daemon.server_url())).await;
+    browser
+        .wait_text("#stream", "the events stream open", |t| t == "live")
+        .await;
+    browser
+}
+
+/// A CSS selector inside the card of `web.internal`.
+fn web(css: &str) -> String {
+    format!(r#"article.card[data-alias="web.internal"] {css}"#)
+}
+
+/// Opens the promote dialog of `web`, fills it, shows the plan and checks it, then sends it.
+async fn promote_from_the_page(browser: &Browser, to: &str, observe: &str, healthy_now: &str) {
+    browser
+        .click(&web(r#"button[data-action="promote"]"#))
+        .await;
+    browser
+        .wait_text("#act-title", "the promote dialog", |t| {
+            t == "Promote web.internal"
+        })
+        .await;
+    browser.type_into("#f-to", to).await;
+    browser.type_into("#f-observe", observe).await;
+    browser.type_into("#f-min-healthy", "1").await;
+    browser.click("#f-confirm").await;
+    browser.type_into("#f-reason", "from the dashboard").await;
+    browser.click("#act-plan").await;
+    let plan = browser
+        .wait_text("#act-plan-view", "the dry-run plan", |t| {
+            t.contains(&format!("→ {to}")) && t.contains("draining")
+        })
+        .await;
+    for part in [
+        "warming",
+        "mixed",
+        "stable",
+        healthy_now,
+        "then an explicit confirm",
+    ] {
+        assert!(plan.contains(part), "the plan lacks `{part}`: {plan}");
+    }
+    browser.click("#act-send").await;
+    wait_closed(browser).await;
+}
+
+async fn wait_closed(browser: &Browser) {
+    let closed = Browser::poll(async || {
+        let open = browser
+            .script("return document.getElementById('action').open")
+            .await;
+        (open == json!(false)).then_some(())
+    })
+    .await;
+    if closed.is_none() {
+        let error = browser.text("#act-error").await.unwrap_or_default();
+        panic!("the dialog stayed open: {error}");
+    }
+}
+
+/// Opens the dialog of `action` on `web`, presses `button`, and sees the API's refusal in the
+/// dialog, worded as the API words it.
+async fn refused_on_the_page(browser: &Browser, action: &str, button: &str, words: &str) {
+    browser
+        .click(&web(&format!(r#"button[data-action="{action}"]"#)))
+        .await;
+    browser.click(button).await;
+    browser
+        .wait_text("#act-error", "the API's refusal on the page", |t| {
+            t.contains(words)
+        })
+        .await;
+    browser.click("#act-cancel").await;
+}
+
+/// Opens the dialog of a card action (confirm, abort) and sends it.
+async fn act(browser: &Browser, action: &str, title: &str) {
+    browser
+        .click(&web(&format!(r#"button[data-action="{action}"]"#)))
+        .await;
+    browser
+        .wait_text("#act-title", "the dialog", |t| t.starts_with(title))
+        .await;
+    browser.click("#act-send").await;
+    wait_closed(browser).await;
+}
+
+async fn wait_current(browser: &Browser, phase: &str) {
+    browser
+        .wait_text(&web(".timeline li.current"), phase, |t| t == phase)
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_follows_a_promotion_live_and_drives_every_action() {
+    let stop = tokio_util::sync::CancellationToken::new();
+    let _stop = StopOnDrop(stop.clone());
+    let v1 = spawn_backends(63, 1, 1, "web-v1", &stop).await;
+    let v2 = spawn_backends(63, 2, 1, "web-v2", &stop).await;
+    let api = spawn_backends(63, 3, 1, "api-v1", &stop).await;
+    let fixture = Fixture::for_backends_with(
+        &[
+            ("web-v1", &[v1[0].addr]),
+            ("web-v2", &[v2[0].addr]),
+            ("api-v1", &[api[0].addr]),
+        ],
+        &[("web", &["web-v1"]), ("api", &["api-v1"])],
+        PROMOTION,
+    );
+    let daemon = fixture.start();
+    wait_healthy(&daemon).await;
+    let browser = open_dashboard(&daemon, 1280, 1000).await;
+
+    // The demo's alias, as it stands, from the open reads.
+    browser
+        .wait_text(&web(".phase"), "web stable", |t| t == "stable")
+        .await;
+    browser
+        .wait_text(&web(".answering"), "web answering v1", |t| {
+            t.contains("answering web-v1")
+        })
+        .await;
+    let v1_addr = v1[0].addr.to_string();
+    browser
+        .wait_text(
+            &web(r#".member[data-service="web-v1"]"#),
+            "v1's endpoint",
+            |t| t.contains(&v1_addr) && t.contains("healthy"),
+        )
+        .await;
+    browser
+        .wait_text("#count", "both aliases counted", |t| t == "2 aliases")
+        .await;
+
+    // An action without a token is refused, and the page says so in the API's words; so is
+    // one with a wrong token.
+    let missing = "missing Authorization: Bearer <token> header";
+    refused_on_the_page(&browser, "promote", "#act-plan", missing).await;
+    browser
+        .type_into("#token-input", "not-the-token-at-all")
+        .await;
+    browser.click("#token-save").await;
+    refused_on_the_page(&browser, "link", "#act-send", "the token is not valid").await;
+    assert_eq!(
+        alias(&daemon).await["revision"],
+        1,
+        "a refused action changed nothing"
+    );
+
+    // The right token, asked for once and kept in this tab's sessionStorage only.
+    browser.click("#token-forget").await;
+    browser.type_into("#token-input", TOKEN).await;
+    browser.click("#token-save").await;
+    browser
+        .wait_text("#token-set", "the token taken", |t| t.contains("token set"))
+        .await;
+    let kept = browser
+        .script(
+            "return [sessionStorage.getItem('aliasd.token'), localStorage.length, document.cookie]",
+        )
+        .await;
+    assert_eq!(kept, json!([TOKEN, 0, ""]));
+
+    // A promotion started from the page waits in warming while web-v2 is unhealthy, and the
+    // page says why.
+    v2[0].set_healthy(false);
+    wait_service_health(&daemon, "web-v2", "unhealthy").await;
+    promote_from_the_page(&browser, "web-v2", "3s", "0 of 1 endpoint(s) healthy now").await;
+    wait_current(&browser, "warming").await;
+    browser
+        .wait_text(&web(".waiting"), "why it waits in warming", |t| {
+            t.contains("waiting for 1 healthy endpoint(s) of web-v2: 0 of 1 healthy now")
+        })
+        .await;
+    browser
+        .wait_text(&web(".gates"), "the gates", |t| {
+            t.contains("min healthy 1") && t.contains("confirm: required")
+        })
+        .await;
+    assert_eq!(alias(&daemon).await["phase"], "warming");
+
+    // web-v2 heals: mixed, both answer, the observation counts down, then the confirm gate.
+    v2[0].set_healthy(true);
+    wait_current(&browser, "mixed").await;
+    browser
+        .wait_text(&web(".answering"), "both answering", |t| {
+            t.contains("answering web-v1, web-v2")
+        })
+        .await;
+    let first = browser
+        .wait_text(&web(".deadline .countdown"), "a countdown", |t| {
+            t.starts_with("in ")
+        })
+        .await;
+    browser
+        .wait_text(&web(".timeline li.done"), "warming done", |t| {
+            t == "warming"
+        })
+        .await;
+    browser
+        .wait_text(&web(".deadline .countdown"), "the countdown moving", |t| {
+            t != first
+        })
+        .await;
+    browser
+        .wait_text(&web(".waiting"), "the confirm gate", |t| {
+            t.contains("waiting for an explicit confirm")
+        })
+        .await;
+    act(&browser, "confirm", "Confirm").await;
+    wait_current(&browser, "draining").await;
+    browser
+        .wait_text(&web(".answering"), "v2 alone", |t| {
+            t.contains("answering web-v2 ")
+        })
+        .await;
+    wait_current(&browser, "stable").await;
+    browser
+        .wait_text(&web(".phase"), "web stable on v2", |t| t == "stable")
+        .await;
+    browser
+        .wait_text(&web(".retired"), "v1 retired", |t| {
+            t.contains("retired web-v1") && t.contains("safe to stop")
+        })
+        .await;
+    assert_eq!(alias(&daemon).await["targets"], json!(["web-v2"]));
+
+    // The history, with the diff of the answers at each revision.
+    browser.click(&web("details.history summary")).await;
+    let history = browser
+        .wait_text(&web(".history-table"), "the history", |t| {
+            t.contains("completed")
+        })
+        .await;
+    for part in ["+web-v2", "−web-v1", "from the dashboard", "ci"] {
+        assert!(
+            history.contains(part),
+            "the history lacks `{part}`: {history}"
+        );
+    }
+
+    // Abort one: back to web-v1, held in mixed (observing, then the confirm gate), aborted
+    // from the page. Meanwhile the README's picture, with the history open: taller, to hold it.
+    promote_from_the_page(&browser, "web-v1", "1m", "1 of 1 endpoint(s) healthy now").await;
+    wait_current(&browser, "mixed").await;
+    browser
+        .wait_text(
+            &web(".history-table"),
+            "the new promotion in the history",
+            |t| t.matches("started").count() == 2,
+        )
+        .await;
+    browser.resize(1280, 1500).await;
+    browser
+        .screenshot(&screenshot_path(&fixture, "dashboard.png"))
+        .await;
+    browser.resize(1280, 1000).await;
+    act(&browser, "abort", "Abort").await;
+    browser
+        .wait_text(&web(".op .waiting"), "the abort shown", |t| {
+            t.starts_with("aborted")
+        })
+        .await;
+    browser
+        .wait_text(&web(".answering"), "v2 alone again", |t| {
+            t.contains("answering web-v2 ")
+        })
+        .await;
+    assert_eq!(alias(&daemon).await["targets"], json!(["web-v2"]));
+    browser
+        .wait_text(&web(".history-table"), "the abort in the history", |t| {
+            t.contains("aborted")
+        })
+        .await;
+
+    // Roll back to a chosen revision: the first one that answered with web-v1.
+    let (_, entries) = http(&daemon, "GET", "/v1/aliases/web/history", None, "").await;
+    let revision = entries
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["targets"] == json!(["web-v1"]))
+        .map(|e| e["revision"].as_u64().unwrap())
+        .expect("a revision on web-v1");
+    browser
+        .click(&web(&format!(
+            r#"tr[data-revision="{revision}"] button[data-action="rollback-to"]"#
+        )))
+        .await;
+    browser
+        .wait_text("#act-title", "the rollback dialog", |t| {
+            t == "Roll back web.internal"
+        })
+        .await;
+    let chosen = browser
+        .script("return document.getElementById('f-revision').value")
+        .await;
+    assert_eq!(chosen, json!(revision.to_string()));
+    browser.type_into("#f-observe", "0s").await;
+    browser.click("#act-send").await;
+    wait_closed(&browser).await;
+    browser
+        .wait_text(&web(".op-title"), "the rollback running", |t| {
+            t.starts_with("rollback")
+        })
+        .await;
+    wait_current(&browser, "stable").await;
+    browser
+        .wait_text(&web(".answering"), "back on v1", |t| {
+            t.contains("answering web-v1 ")
+        })
+        .await;
+    assert_eq!(alias(&daemon).await["targets"], json!(["web-v1"]));
+
+    // The activity view: the events as they came.
+    browser.click("#tab-activity").await;
+    browser
+        .wait_text("#activity", "the events listed", |t| {
+            t.contains("web.internal: completed") && t.contains("web.internal: aborted")
+        })
+        .await;
+    browser.click("#tab-aliases").await;
+
+    // Readable with 200 more aliases: search and filter narrow the cards.
+    for i in 0..200 {
+        let (status, body) = http(
+            &daemon,
+            "PUT",
+            &format!("/v1/aliases/bulk{i:03}"),
+            Some(TOKEN),
+            r#"{"targets": ["api-v1"]}"#,
+        )
+        .await;
+        assert_eq!(status, 201, "{body}");
+    }
+    browser
+        .wait_text("#count", "every alias on the page", |t| t == "202 aliases")
+        .await;
+    browser.type_into("#search", "bulk123").await;
+    browser
+        .wait_text("#count", "the search", |t| t == "1 of 202 aliases")
+        .await;
+    browser.type_into("#search", "web-v").await;
+    browser
+        .wait_text("#count", "a search by service", |t| t == "1 of 202 aliases")
+        .await;
+
+    browser
+        .click(r#"#phase-filter option[value="moving"]"#)
+        .await;
+    browser
+        .wait_text("#count", "the phase filter", |t| t == "0 of 202 aliases")
+        .await;
+    browser.click(r#"#phase-filter option[value=""]"#).await;
+    browser
+        .wait_text("#count", "every phase again", |t| t == "1 of 202 aliases")
+        .await;
+
+    // The service view: every service, where it is defined, and the aliases that link it.
+    browser.click("#tab-services").await;
+    browser
+        .wait_text(
+            r#"#services tr[data-service="api-v1"]"#,
+            "api-v1 listed",
+            |t| {
+                t.contains("config") && t.contains("api.internal") && t.contains("bulk123.internal")
+            },
+        )
+        .await;
+    browser
+        .wait_text(
+            r#"#services tr[data-service="web-v1"]"#,
+            "web-v1 listed",
+            |t| t.contains("web.internal") && t.contains(&v1_addr) && t.contains("healthy"),
+        )
+        .await;
+    browser.click("#tab-aliases").await;
+
+    // And on a narrow screen nothing runs off the side.
+    browser.resize(390, 844).await;
+    let fits = browser
+        .script("return document.documentElement.scrollWidth <= window.innerWidth + 1")
+        .await;
+    assert_eq!(fits, json!(true), "the page is wider than a phone");
+    browser
+        .screenshot(&screenshot_path(&fixture, "dashboard-narrow.png"))
+        .await;
+
+    // The page ran under its CSP without a violation or any other error.
+    let errors: Vec<_> = browser
+        .console()
+        .await
+        .into_iter()
+        // The refused requests above are logged as failed loads (source `network`): expected.
+        .filter(|entry| entry["level"] == "SEVERE" && entry["source"] != "network")
+        .collect();
+    assert!(errors.is_empty(), "console errors: {errors:?}");
+}
+
+/// When the stream breaks (aliasd restarts), the page says so, reconnects with backoff, reads
+/// everything again and follows the new stream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_reconnects_when_the_stream_breaks() {
+    let stop = tokio_util::sync::CancellationToken::new();
+    let _stop = StopOnDrop(stop.clone());
+    let v1 = spawn_backends(63, 11, 1, "web-v1", &stop).await;
+    let v2 = spawn_backends(63, 12, 1, "web-v2", &stop).await;
+    let fixture = Fixture::for_backends(
+        &[("web-v1", &[v1[0].addr]), ("web-v2", &[v2[0].addr])],
+        &[("web", &["web-v1"])],
+    );
+    // A fixed API port, so the restarted daemon is where the page left it.
+    let config = std::fs::read_to_string(fixture.config()).unwrap();
+    let fixed = format!(
+        "[api]\nlisten = \"127.0.0.1:{}\"",
+        crate::browser::free_port()
+    );
+    let moved = config.replace("[api]\nlisten = \"127.0.0.1:0\"", &fixed);
+    assert_ne!(moved, config, "the fixture's [api] section moved");
+    std::fs::write(fixture.config(), moved).unwrap();
+    let daemon = fixture.start();
+    let browser = open_dashboard(&daemon, 1024, 800).await;
+    browser
+        .wait_text(&web(".answering"), "web on v1", |t| {
+            t.contains("answering web-v1 ")
+        })
+        .await;
+
+    assert!(daemon.terminate().success());
+    browser
+        .wait_text("#stream", "the break shown", |t| {
+            t.starts_with("reconnecting in")
+        })
+        .await;
+    let daemon = fixture.start();
+    browser
+        .wait_text("#stream", "the stream open again", |t| t == "live")
+        .await;
+    let (status, body) = http(
+        &daemon,
+        "PUT",
+        "/v1/aliases/web/targets",
+        Some(TOKEN),
+        r#"{"targets": ["web-v2"]}"#,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    browser
+        .wait_text(&web(".answering"), "the relink, from the new stream", |t| {
+            t.contains("answering web-v2 ")
+        })
+        .await;
+}
+
+/// The page and its assets over a real socket: their types and the security headers.
+#[tokio::test]
+async fn the_dashboard_is_served_with_its_security_headers() {
+    let fixture = Fixture::new();
+    let daemon = fixture.start();
+    let client = HyperClient::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    for (path, kind) in [
+        ("/ui", "text/html"),
+        ("/ui/app.js", "text/javascript"),
+        ("/ui/app.css", "text/css"),
+    ] {
+        let response = client
+            .get(format!("{}{path}", daemon.server_url()).parse().unwrap())
+            .await
+            .expect("the api answers");
+        assert_eq!(response.status(), 200, "{path}");
+        let headers = response.headers().clone();
+        let header = |name: &str| {
+            headers
+                .get(name)
+                .unwrap_or_else(|| panic!("{path} has no {name}"))
+                .to_str()
+                .unwrap()
+                .to_owned()
+        };
+        assert!(header("content-type").starts_with(kind), "{path}");
+        assert_eq!(header("x-content-type-options"), "nosniff", "{path}");
+        let csp = header("content-security-policy");
+        assert!(csp.contains("script-src 'self'"), "{csp}");
+        assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        assert!(!body.is_empty(), "{path}");
+    }
+}
