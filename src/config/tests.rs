@@ -1309,3 +1309,89 @@ fn a_short_interval_without_a_timeout_takes_the_interval_as_its_timeout() {
     assert_eq!(check.interval, Duration::from_millis(300));
     assert_eq!(check.timeout, Duration::from_millis(300));
 }
+
+// ---- zone transfers ----
+
+fn with_secondaries(zone_keys: &str, keys: &str) -> String {
+    let text = base_with(
+        "file = \"internal.zone\"\n",
+        &format!("file = \"internal.zone\"\n{zone_keys}\n"),
+    );
+    format!("{text}\n{keys}\n")
+}
+
+const KEY: &str =
+    "[[tsig_key]]\nname = \"xfr\"\nsecret = \"Gk2x7hU3C5kS5u7wK1m2b7cQ6N4pYy1cZt6o9b0aXkE=\"\n";
+
+#[test]
+fn secondaries_transfer_allow_and_tsig_keys_are_read() {
+    let text = with_secondaries(
+        "secondaries = [{ address = \"10.0.0.21:5301\", tsig_key = \"xfr\" }, { address = \"10.0.0.22\", notify = false }]\ntransfer_allow = [\"10.0.1.0/24\", \"10.0.2.7\"]",
+        KEY,
+    );
+    let config = Fixture::new().parse(&text).unwrap();
+    let t = &config.transfers[0];
+    assert_eq!(t.secondaries.len(), 2);
+    assert_eq!(t.secondaries[0].address, "10.0.0.21:5301".parse().unwrap());
+    assert_eq!(
+        t.secondaries[0].tsig_key.as_ref().unwrap().to_ascii(),
+        "xfr."
+    );
+    assert!(t.secondaries[0].notify);
+    assert_eq!(t.secondaries[1].address, "10.0.0.22:53".parse().unwrap());
+    assert!(!t.secondaries[1].notify);
+    assert_eq!(t.allow.len(), 2);
+    assert_eq!(config.tsig_keys[0].secret.len(), 32);
+    assert!(
+        !format!("{:?}", config.tsig_keys).contains("Gk2x"),
+        "secrets stay out of Debug"
+    );
+}
+
+#[test]
+fn bad_secondaries_and_keys_are_refused_where_they_are_written() {
+    let f = Fixture::new();
+    f.refused(
+        &with_secondaries("secondaries = [{ address = \"ns2.example\" }]", ""),
+        Some("\"ns2.example\""),
+        &[
+            "zone.secondaries.address",
+            "`ns2.example`",
+            "not an address",
+        ],
+    );
+    f.refused(
+        &with_secondaries(
+            "secondaries = [{ address = \"10.0.0.21\", tsig_key = \"nope\" }]",
+            KEY,
+        ),
+        Some("\"nope\""),
+        &["tsig_key", "no [[tsig_key]] is named `nope`"],
+    );
+    f.refused(
+        &with_secondaries("transfer_allow = [\"10.0.0.0/99\"]", ""),
+        Some("\"10.0.0.0/99\""),
+        &["zone.transfer_allow", "`10.0.0.0/99`"],
+    );
+    f.refused(
+        &with_secondaries(
+            "",
+            "[[tsig_key]]\nname = \"xfr\"\nsecret = \"not base64!\"\n",
+        ),
+        Some("\"not base64!\""),
+        &["tsig_key `xfr.`", "not base64"],
+    );
+    f.refused(
+        &with_secondaries("", "[[tsig_key]]\nname = \"xfr\"\nsecret = \"c2hvcnQ=\"\n"),
+        Some("\"c2hvcnQ=\""),
+        &["tsig_key `xfr.`", "5 bytes", "at least 16"],
+    );
+    f.refused(
+        &with_secondaries(
+            "",
+            "[[tsig_key]]\nname = \"xfr\"\nalgorithm = \"hmac-md5\"\nsecret = \"Gk2x7hU3C5kS5u7wK1m2b7cQ6N4pYy1cZt6o9b0aXkE=\"\n",
+        ),
+        Some("\"hmac-md5\""),
+        &["hmac-md5", "only hmac-sha256"],
+    );
+}

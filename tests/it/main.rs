@@ -17,6 +17,7 @@ mod promotion;
 mod proxy;
 mod registry;
 mod secondaries;
+mod secondary_servers;
 mod support;
 mod ui;
 mod websocket;

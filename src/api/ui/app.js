@@ -472,6 +472,8 @@ function waitingText(alias) {
       const over = drain.ttl_window_over || Date.parse(drain.ttl_window_until) <= now;
       if (!over) return `${list(drain.services)} left the answers; clients may have cached them until the TTL window ends (proxy in-flight on them: ${drain.proxy_inflight})`;
       if (drain.proxy_inflight > 0) return `TTL window over; waiting for the proxy's ${drain.proxy_inflight} open request(s) on ${list(drain.services)}`;
+      const behind = drain.secondaries_behind || [];
+      if (behind.length > 0) return `TTL window over; waiting for secondary ${behind.join('; ')}`;
       return 'TTL window over: completing';
     }
     default:
