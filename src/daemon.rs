@@ -146,6 +146,7 @@ impl Daemon {
             snapshots.clone(),
             control.published(),
             &secondaries,
+            &control.events(),
             &shutdown,
             &mut tasks,
         );

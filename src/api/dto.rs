@@ -809,6 +809,12 @@ pub enum EventDto {
         error: Option<String>,
         at: String,
     },
+    /// A secondary now serves another serial, caught up, fell behind, or failed to answer.
+    Secondary {
+        #[serde(flatten)]
+        secondary: SecondaryDto,
+        at: String,
+    },
     /// The stream fell behind and skipped this many events; re-read state with GET.
     Lagged { skipped: u64 },
 }

@@ -1076,6 +1076,10 @@ fn event_dto(event: Event) -> Option<EventDto> {
             endpoints: endpoints.iter().map(ToString::to_string).collect(),
             at: dto::rfc3339_ms(at_ms),
         },
+        Event::Secondary { state, at_ms } => EventDto::Secondary {
+            secondary: SecondaryDto::from_state(&state, at_ms),
+            at: dto::rfc3339_ms(at_ms),
+        },
         Event::Docker { status } => EventDto::Docker {
             connected: status.connected,
             error: status.error,

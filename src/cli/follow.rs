@@ -205,7 +205,8 @@ impl<'a> Follow<'a> {
                     Some(Ok(
                         EventDto::Registry { .. }
                         | EventDto::Endpoints { .. }
-                        | EventDto::Docker { .. },
+                        | EventDto::Docker { .. }
+                        | EventDto::Secondary { .. },
                     )) => {}
                     // One message that is not an event; the next ones may be fine.
                     Some(Err(ClientError::Protocol { .. })) => {}
@@ -477,6 +478,10 @@ pub(super) async fn watch(
                 .as_ref()
                 .is_none_or(|s| a.members.iter().any(|m| &m.service == s)),
             EventDto::Docker { .. } | EventDto::Lagged { .. } => true,
+            EventDto::Secondary { secondary, .. } => {
+                a.phase == "draining"
+                    && format!("{}.", a.zone.trim_end_matches('.')) == secondary.zone
+            }
         };
         if !relevant {
             continue;

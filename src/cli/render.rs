@@ -239,6 +239,25 @@ pub(super) fn event_text(event: &EventDto) -> String {
                 )
             }
         }
+        EventDto::Secondary { secondary: s, .. } => {
+            let serves = s
+                .serial
+                .map_or("nothing yet".to_owned(), |n| format!("serial {n}"));
+            let state = if s.caught_up {
+                "caught up".to_owned()
+            } else {
+                format!("behind (the zone is at {})", s.wanted)
+            };
+            let error = s
+                .error
+                .as_deref()
+                .map(|e| format!("; {e}"))
+                .unwrap_or_default();
+            format!(
+                "secondary {} of {} serves {serves}: {state}{error}",
+                s.address, s.zone
+            )
+        }
         EventDto::Lagged { skipped } => format!("{skipped} events skipped; state re-read"),
     }
 }

@@ -173,6 +173,12 @@ pub enum Event {
     Health { change: HealthChange, at_ms: u64 },
     /// Docker discovery connected or lost the daemon.
     Docker { status: SourceStatus },
+    /// A secondary of a zone now serves another serial, caught up or fell behind, or failed
+    /// to answer.
+    Secondary {
+        state: crate::dns::notify::SecondaryState,
+        at_ms: u64,
+    },
     /// aliasd is stopping: streams of events end here.
     Closing,
 }
@@ -477,6 +483,11 @@ impl ControlHandle {
     /// A receiver of every event from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {
         self.events.subscribe()
+    }
+
+    /// Where other parts of the daemon send their events (the secondaries' followers).
+    pub fn events(&self) -> broadcast::Sender<Event> {
+        self.events.clone()
     }
 
     /// The generation of the snapshot published last: it changes with every publish (a burst

@@ -15,7 +15,7 @@ use std::time::Duration;
 use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::{DNSClass, LowerName, Name, RData, RecordType};
 use tokio::net::UdpSocket;
-use tokio::sync::watch;
+use tokio::sync::{broadcast, watch};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
@@ -23,6 +23,7 @@ use tracing::{debug, info, warn};
 use super::xfr::{Transfers, serial_lt, sign, verify_response};
 use crate::clock::now_ms;
 use crate::config::{Secondary, TsigKey};
+use crate::controller::Event;
 use crate::controller::machine::Caught;
 use crate::snapshot::SharedSnapshot;
 
@@ -103,15 +104,15 @@ impl Secondaries {
         self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    fn update(&self, index: usize, f: impl FnOnce(&mut SecondaryState)) {
-        if let Some(s) = self
-            .0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get_mut(index)
-        {
-            f(s);
-        }
+    /// Changes entry `index`; returns it when what it says changed (not only when it was
+    /// last asked).
+    fn update(&self, index: usize, f: impl FnOnce(&mut SecondaryState)) -> Option<SecondaryState> {
+        let mut all = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let s = all.get_mut(index)?;
+        let before = (s.serial, s.caught_up(), s.error.clone(), s.notified);
+        f(s);
+        let after = (s.serial, s.caught_up(), s.error.clone(), s.notified);
+        (before != after).then(|| s.clone())
     }
 }
 
@@ -157,12 +158,14 @@ impl crate::api::MetricsSource for Secondaries {
     }
 }
 
-/// Starts the NOTIFY tasks of every zone's secondaries, which keep `secondaries` up to date.
+/// Starts the NOTIFY tasks of every zone's secondaries, which keep `secondaries` up to date
+/// and send an [`Event::Secondary`] when one changes.
 pub fn spawn(
     transfers: Arc<Transfers>,
     snapshots: SharedSnapshot,
     mut published: watch::Receiver<u64>,
     secondaries: &Arc<Secondaries>,
+    events: &broadcast::Sender<Event>,
     shutdown: &CancellationToken,
     tasks: &mut JoinSet<()>,
 ) {
@@ -204,6 +207,7 @@ pub fn spawn(
                     secondaries: secondaries.clone(),
                     snapshots: snapshots.clone(),
                     zone: index,
+                    events: events.clone(),
                 },
                 tx.subscribe(),
                 shutdown.clone(),
@@ -245,6 +249,7 @@ struct Follower {
     secondaries: Arc<Secondaries>,
     snapshots: SharedSnapshot,
     zone: usize,
+    events: broadcast::Sender<Event>,
 }
 
 async fn follow(f: Follower, mut wanted: watch::Receiver<u32>, shutdown: CancellationToken) {
@@ -270,7 +275,7 @@ async fn follow(f: Follower, mut wanted: watch::Receiver<u32>, shutdown: Cancell
                 match f.notify(&socket, serial).await {
                     Ok(()) => {
                         told = Some(serial);
-                        f.secondaries.update(f.slot, |s| {
+                        f.record(|s| {
                             s.notified = Some(serial);
                             s.error = None;
                         });
@@ -278,8 +283,7 @@ async fn follow(f: Follower, mut wanted: watch::Receiver<u32>, shutdown: Cancell
                     }
                     Err(error) => {
                         debug!(secondary = %f.secondary.address, serial, error, "NOTIFY not acknowledged; retrying");
-                        f.secondaries
-                            .update(f.slot, |s| s.error = Some(format!("NOTIFY: {error}")));
+                        f.record(|s| s.error = Some(format!("NOTIFY: {error}")));
                     }
                 }
                 tokio::select! {
@@ -309,6 +313,17 @@ async fn follow(f: Follower, mut wanted: watch::Receiver<u32>, shutdown: Cancell
 }
 
 impl Follower {
+    /// Changes what is known of this secondary, and tells the events stream when that says
+    /// something new.
+    fn record(&self, f: impl FnOnce(&mut SecondaryState)) {
+        if let Some(state) = self.secondaries.update(self.slot, f) {
+            let _ = self.events.send(Event::Secondary {
+                state,
+                at_ms: now_ms(),
+            });
+        }
+    }
+
     /// Sends one NOTIFY for `serial` and waits for its acknowledgement.
     async fn notify(&self, socket: &UdpSocket, serial: u32) -> Result<(), String> {
         let id: u16 = rand_id();
@@ -356,7 +371,7 @@ impl Follower {
                 .ok_or_else(|| format!("no SOA in the answer ({})", answer.metadata.response_code))
         });
         let mut caught_up = false;
-        self.secondaries.update(self.slot, |s| match result {
+        self.record(|s| match result {
             Ok(serial) => {
                 let now = now_ms();
                 if s.serial != Some(serial) {

@@ -6,6 +6,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use aliasd::api::dto::EventDto;
 use serde_json::json;
 
 use crate::secondary_servers::{KEY_NAME, Kind, SECRET, Secondary, free_port};
@@ -359,6 +360,7 @@ async fn a_stopped_secondary_holds_the_drain_until_it_is_back() {
     knot.wait_for("web.internal", &V1, Duration::from_secs(20));
     nsd.wait_for("web.internal", &V1, Duration::from_secs(20));
 
+    let mut events = daemon.client().events().await.expect("events stream");
     knot.stop();
     let (status, body) = post(
         &daemon,
@@ -387,6 +389,22 @@ async fn a_stopped_secondary_holds_the_drain_until_it_is_back() {
         text.contains(&format!("waiting for secondary {knot_addr}")),
         "{text}"
     );
+    // The events stream said so too: Knot stopped answering.
+    let said = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(event) = events.next_event().await {
+            if let Ok(EventDto::Secondary { secondary, .. }) = event
+                && secondary.address == knot_addr.to_string()
+                && !secondary.caught_up
+                && secondary.error.is_some()
+            {
+                return secondary;
+            }
+        }
+        panic!("the events stream ended");
+    })
+    .await
+    .expect("an event about the stopped secondary");
+    assert_eq!(said.zone, "internal.");
 
     // Back: it catches up, and a TTL window later the old version is safe to stop.
     knot.restart();

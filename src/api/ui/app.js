@@ -239,6 +239,14 @@ function onEvent(event) {
     case 'docker':
       refreshServices();
       break;
+    case 'secondary':
+      // A drain may wait for it: the draining aliases of its zone say so.
+      for (const alias of state.aliases.values()) {
+        if (alias.phase === 'draining' && `${alias.zone.replace(/\.$/, '')}.` === event.zone) {
+          refreshAlias(alias.name);
+        }
+      }
+      break;
     case 'registry':
     case 'lagged':
     default:
@@ -716,6 +724,9 @@ function logActivity(event) {
       break;
     case 'lagged':
       text = `the stream skipped ${event.skipped} events; everything was read again`;
+      break;
+    case 'secondary':
+      text = `secondary ${event.address} of ${event.zone} serves ${event.serial ?? 'nothing yet'}${event.caught_up ? ' (caught up)' : `, the zone is at ${event.wanted}`}${event.error ? ` (${event.error})` : ''}`;
       break;
     default:
       text = JSON.stringify(event);
