@@ -17,7 +17,10 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use std::net::SocketAddr;
+
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
 
@@ -282,6 +285,58 @@ impl Drop for Waiting<'_> {
         self.0.waiting.fetch_sub(1, Ordering::AcqRel);
     }
 }
+
+/// An accepted connection with its place under the cap.
+pub struct Accepted {
+    pub stream: TcpStream,
+    pub peer: SocketAddr,
+    pub activity: Arc<Activity>,
+    pub slot: Slot,
+}
+
+/// The next connection of `listener` admitted under `slots` (with a [`pinned`](Activity::pinned)
+/// activity when `pinned`), or `None` once `shutdown` is cancelled. A failed accept (out of file
+/// descriptors, say) is logged as `what`'s and retried after a pause rather than spun on.
+pub async fn accept(
+    listener: &TcpListener,
+    slots: &Arc<Slots>,
+    pinned: bool,
+    shutdown: &CancellationToken,
+    what: &str,
+) -> Option<Accepted> {
+    let (stream, peer) = loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => break a,
+                Err(error) => {
+                    tracing::warn!(%error, listener = what, "accept failed");
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
+                }
+            },
+            () = shutdown.cancelled() => return None,
+        }
+    };
+    let activity = if pinned {
+        Activity::pinned()
+    } else {
+        Activity::new()
+    };
+    // At the cap an idle connection makes room, or this one waits (and those behind it in the
+    // kernel's backlog) until a connection ends or goes idle.
+    let slot = tokio::select! {
+        slot = slots.admit(activity.clone()) => slot,
+        () = shutdown.cancelled() => return None,
+    };
+    Some(Accepted {
+        stream,
+        peer,
+        activity,
+        slot,
+    })
+}
+
+/// The pause after a failed accept.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
 /// A connection's place under its listener's cap, given back when it drops.
 pub struct Slot {

@@ -20,10 +20,10 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
-use tracing::{debug, warn};
+use tracing::debug;
 
 use crate::config::ApiConfig;
-use crate::conns::{Activity, BusyGuard, Metered, Slot, Slots};
+use crate::conns::{Accepted, Activity, BusyGuard, Metered, Slot, Slots, accept};
 
 /// The limits of the API listener.
 #[derive(Debug, Clone, Copy)]
@@ -53,24 +53,13 @@ pub async fn serve(
 ) {
     let slots = Slots::new(limits.max_connections);
     let mut conns = JoinSet::new();
-    loop {
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(error) => {
-                    // Out of file descriptors and the like: back off rather than spin.
-                    warn!(%error, "api accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            () = shutdown.cancelled() => break,
-        };
-        let activity = Activity::new();
-        let slot = tokio::select! {
-            slot = slots.admit(activity.clone()) => slot,
-            () = shutdown.cancelled() => break,
-        };
+    while let Some(Accepted {
+        stream,
+        peer,
+        activity,
+        slot,
+    }) = accept(&listener, &slots, false, &shutdown, "api").await
+    {
         while conns.try_join_next().is_some() {}
         let (app, shutdown) = (app.clone(), shutdown.clone());
         conns.spawn(async move {

@@ -16,10 +16,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, warn};
+use tracing::debug;
 
 use super::xfr::Transfers;
-use crate::conns::{Activity, Metered, Slot, Slots};
+use crate::conns::{Accepted, Activity, Metered, Slot, Slots, accept};
 use crate::snapshot::SharedSnapshot;
 
 /// The limits of one DNS-over-TCP listener.
@@ -45,24 +45,13 @@ pub async fn serve(
 ) {
     let slots = Slots::new(limits.max_connections);
     let mut conns = JoinSet::new();
-    loop {
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(error) => {
-                    // Out of file descriptors and the like: back off rather than spin.
-                    warn!(%error, "dns tcp accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            () = shutdown.cancelled() => break,
-        };
-        let activity = Activity::new();
-        let slot = tokio::select! {
-            slot = slots.admit(activity.clone()) => slot,
-            () = shutdown.cancelled() => break,
-        };
+    while let Some(Accepted {
+        stream,
+        peer,
+        activity,
+        slot,
+    }) = accept(&listener, &slots, false, &shutdown, "dns tcp").await
+    {
         while conns.try_join_next().is_some() {}
         let (answerers, shutdown) = (answerers.clone(), shutdown.clone());
         conns.spawn(async move {

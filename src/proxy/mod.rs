@@ -37,7 +37,7 @@ use arc_swap::ArcSwap;
 use crate::check::{CheckKind, Health};
 use crate::clock::now_ms;
 use crate::config::{ProxyConfig, ProxyMode};
-use crate::conns::{Activity, Slots};
+use crate::conns::{Accepted, Slots, accept};
 use crate::controller::machine::draining;
 use crate::health::HealthBoard;
 use crate::model::{Endpoint, ServiceName};
@@ -622,30 +622,15 @@ impl Proxy {
         shutdown: CancellationToken,
     ) {
         let mut conns = JoinSet::new();
-        loop {
-            let (stream, peer) = tokio::select! {
-                accepted = listener.accept() => match accepted {
-                    Ok(a) => a,
-                    Err(error) => {
-                        // Out of file descriptors and the like: back off rather than spin.
-                        warn!(proxy = %self.addr, %error, "proxy accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                },
-                () = shutdown.cancelled() => break,
-            };
-            // A slot next: at the limit an idle connection makes room, or this one waits (and
-            // those behind it in the kernel's backlog) until a connection ends or goes idle. A
-            // TCP-mode connection is a member connection at once, never idle.
-            let activity = match self.config.mode {
-                ProxyMode::Http => Activity::new(),
-                ProxyMode::Tcp => Activity::pinned(),
-            };
-            let slot = tokio::select! {
-                slot = limit.admit(activity.clone()) => slot,
-                () = shutdown.cancelled() => break,
-            };
+        // A TCP-mode connection is a member connection at once, never idle.
+        let pinned = self.config.mode == ProxyMode::Tcp;
+        while let Some(Accepted {
+            stream,
+            peer,
+            activity,
+            slot,
+        }) = accept(&listener, &limit, pinned, &shutdown, "proxy").await
+        {
             while conns.try_join_next().is_some() {}
             let (proxy, shutdown) = (self.clone(), shutdown.clone());
             conns.spawn(async move {
