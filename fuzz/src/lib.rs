@@ -8,6 +8,7 @@ use aliasd::api::dto::{AliasDto, ServiceDto};
 use aliasd::config::Config;
 use aliasd::controller::state::StoredState;
 use aliasd::controller::{NoProxy, first_render};
+use aliasd::dns::notify::Secondaries;
 use aliasd::health::HealthBoard;
 use aliasd::registry::Base;
 use aliasd::snapshot::Snapshot;
@@ -32,7 +33,7 @@ pub fn render(config: &Config, stored: Option<&StoredState>) -> Snapshot {
     let (_, snapshot) = first_render(&Base::from_config(config), stored, 1_700_000_000_000);
     let board = HealthBoard::default();
     for view in snapshot.aliases.values() {
-        let dto = AliasDto::from_view(view, &snapshot, &board, &NoProxy);
+        let dto = AliasDto::from_view(view, &snapshot, &board, &NoProxy, &Secondaries::default());
         serde_json::to_string(&dto).expect("an alias view serializes");
     }
     for (name, service) in &snapshot.topology.services {
