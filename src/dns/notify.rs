@@ -272,7 +272,16 @@ async fn follow(f: Follower, mut wanted: watch::Receiver<u32>, shutdown: Cancell
         if f.secondary.notify && told != Some(serial) {
             let mut backoff = FIRST_BACKOFF;
             loop {
-                match f.notify(&socket, serial).await {
+                // A newer serial supersedes this one at once, even while its answer is awaited.
+                let answered = tokio::select! {
+                    answered = f.notify(&socket, serial) => answered,
+                    changed = wanted.changed() => {
+                        if changed.is_err() { return }
+                        break;
+                    }
+                    () = shutdown.cancelled() => return,
+                };
+                match answered {
                     Ok(()) => {
                         told = Some(serial);
                         f.record(|s| {
@@ -302,7 +311,14 @@ async fn follow(f: Follower, mut wanted: watch::Receiver<u32>, shutdown: Cancell
             }
         }
         // Read what it serves: quickly until it has the serial, then now and then.
-        let caught_up = f.poll(&socket).await;
+        let caught_up = tokio::select! {
+            caught_up = f.poll(&socket) => caught_up,
+            changed = wanted.changed() => {
+                if changed.is_err() { return }
+                continue;
+            }
+            () = shutdown.cancelled() => return,
+        };
         let wait = if caught_up { POLL_EVERY } else { CATCH_UP_POLL };
         tokio::select! {
             () = tokio::time::sleep(wait) => {}
