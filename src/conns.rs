@@ -327,6 +327,8 @@ pub async fn accept(
         slot = slots.admit(activity.clone()) => slot,
         () = shutdown.cancelled() => return None,
     };
+    // Its idle time counts from now: a connection that waited for its slot has not been idle.
+    activity.touch();
     Some(Accepted {
         stream,
         peer,
