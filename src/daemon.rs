@@ -300,8 +300,8 @@ pub async fn run(
     Ok(())
 }
 
-/// Writes the ready file atomically, so a reader never sees half of it.
-fn write_ready_file(path: &Path, ready: &Ready) -> io::Result<()> {
+/// Writes the ready file atomically, so a reader never sees half of it (`run` and `demo`).
+pub fn write_ready_file(path: &Path, ready: &Ready) -> io::Result<()> {
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, serde_json::to_vec(ready)?)?;
     std::fs::rename(&tmp, path)

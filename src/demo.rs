@@ -21,10 +21,14 @@ pub struct DemoOptions {
     pub api_port: u16,
     /// The public HTTP proxy for `web`, on 127.0.0.1.
     pub proxy_port: u16,
+    /// Port 0 picks a free port, the same on both backends' addresses.
     pub backend_port: u16,
     /// Keep the state here, across runs; by default it lives in the temporary directory and
     /// every run starts fresh.
     pub state_dir: Option<std::path::PathBuf>,
+    /// Once serving, write the bound addresses here as JSON, as `aliasd run --ready-file` does:
+    /// with port 0 for the listeners, a test learns where the demo listens.
+    pub ready_file: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -56,11 +60,15 @@ pub async fn run(options: DemoOptions, shutdown: CancellationToken) -> Result<()
         .prefix("aliasd-demo-")
         .tempdir()
         .map_err(DemoError::TempDir)?;
+    let mut options = options;
     for (name, ip) in [("web-v1", V1), ("web-v2", V2)] {
         let addr = SocketAddr::new(IpAddr::V4(ip), options.backend_port);
-        crate::backend::spawn(addr, name, shutdown.clone())
+        let backend = crate::backend::spawn(addr, name, shutdown.clone())
             .await
             .map_err(|source| DemoError::Backend { name, addr, source })?;
+        // With port 0, web-v1 takes a free port and web-v2 the same one, so that the two
+        // versions differ only in their address, as the config and the walk-through say.
+        options.backend_port = backend.addr.port();
     }
     let config = write_config(dir.path(), &options)?;
     let state_dir = config.state_dir.clone();
@@ -70,6 +78,14 @@ pub async fn run(options: DemoOptions, shutdown: CancellationToken) -> Result<()
         | crate::daemon::DaemonError::BindProxy(_) => DemoError::Port(e),
         other => DemoError::Daemon(other),
     })?;
+    if let Some(path) = &options.ready_file {
+        crate::daemon::write_ready_file(path, &daemon.ready).map_err(|source| {
+            crate::daemon::DaemonError::ReadyFile {
+                path: path.clone(),
+                source,
+            }
+        })?;
+    }
     println!(
         "{}",
         instructions(&daemon.ready, options.backend_port, dir.path(), &state_dir)
@@ -171,7 +187,7 @@ aliasd demo is running (config in {dir}, state in {state}).
 In another terminal:
 
   export ALIASCTL_SERVER=http://{api} ALIASCTL_TOKEN={DEMO_TOKEN}
-  alias aliasctl='cargo run -q --release --bin aliasctl --'
+  {aliasctl}
   dig @{ip} -p {port} web.internal +short          # 127.0.0.11: web-v1
   curl http://$(dig @{ip} -p {port} web.internal +short | head -n1):{backend_port}/
   curl http://{proxy}/                             # web-v1, through the proxy
@@ -194,5 +210,20 @@ Press Ctrl-C to stop.
             .map_or_else(|| "-".to_owned(), ToString::to_string),
         ip = dns.ip(),
         port = dns.port(),
+        aliasctl = aliasctl_hint(),
     )
+}
+
+/// How the reader puts `aliasctl` on PATH: the directory of this `aliasd` when `aliasctl` was
+/// built beside it (`cargo build --release --bins`), else how to build it there.
+fn aliasctl_hint() -> String {
+    let dir = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(Path::to_path_buf));
+    match dir {
+        Some(dir) if dir.join("aliasctl").is_file() => {
+            format!("export PATH=\"{}:$PATH\"", dir.display())
+        }
+        _ => "cargo build --release --bins && export PATH=\"$PWD/target/release:$PATH\"".to_owned(),
+    }
 }

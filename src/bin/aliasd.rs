@@ -50,13 +50,16 @@ enum Command {
         /// Port of the public HTTP proxy for `web`, on 127.0.0.1.
         #[arg(long, default_value_t = 8000)]
         proxy_port: u16,
-        /// Port of the two demo backends (on 127.0.0.11 and 127.0.0.12).
+        /// Port of the two demo backends (on 127.0.0.11 and 127.0.0.12); 0 picks a free one.
         #[arg(long, default_value_t = 8080)]
         backend_port: u16,
         /// Keep the demo's state (links, phases, history) here across runs; by default each
         /// run starts fresh in a temporary directory.
         #[arg(long)]
         state_dir: Option<PathBuf>,
+        /// Once serving, write the bound addresses here as JSON (for scripts and tests).
+        #[arg(long)]
+        ready_file: Option<PathBuf>,
     },
     /// Run one demo backend until SIGTERM (for tests that must SIGKILL a member). Prints the
     /// bound address on a line of its own once it serves.
@@ -136,6 +139,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             proxy_port,
             backend_port,
             state_dir,
+            ready_file,
         } => runtime()?.block_on(async {
             let shutdown =
                 daemon::shutdown_on_signals().context("cannot install signal handlers")?;
@@ -145,6 +149,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 proxy_port,
                 backend_port,
                 state_dir,
+                ready_file,
             };
             demo::run(options, shutdown).await?;
             Ok(())
