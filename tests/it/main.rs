@@ -15,6 +15,7 @@ mod limits;
 mod persistence;
 mod promotion;
 mod proxy;
+mod readme;
 mod registry;
 mod secondaries;
 mod secondary_servers;
