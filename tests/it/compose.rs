@@ -24,7 +24,8 @@
 //! - The README's defaults of those variables are replaced by this run's values first (container
 //!   names `compose_web-v1_1`, host ports `15380` and `18000`, the image `aliasd:local`, the
 //!   network `aliasd-demo`).
-//! - Runs of spaces count as one: a table's columns are as wide as what is in them.
+//! - Colour codes are dropped (docker-compose v1 colours its log prefixes even into a pipe), and
+//!   runs of spaces count as one: a table's columns are as wide as what is in them.
 //! - `...` matches any text; a line that is only `...` matches any number of lines.
 //! - What varies from run to run is matched loosely, the rest exactly: a dotted number (an IP
 //!   address, a version such as `20.10.24+dfsg1`, a size), a 12-digit container id, a count in
@@ -578,6 +579,7 @@ fn the_readme_deploys_with_docker_as_written() {
         .iter()
         .find(|(s, _)| s.command.starts_with("docker build"))
         .expect("the README builds the image with `docker build`");
+    // The classic builder, the only one Debian's Docker 20.10 has without buildx, says so.
     let context = build
         .lines()
         .find_map(|l| l.strip_prefix("Sending build context to Docker daemon"))
@@ -603,7 +605,8 @@ fn the_readme_deploys_with_docker_as_written() {
         size / 1e6
     );
 
-    // The app's report, the last line of its logs: no failed request, v1 then v2 answered.
+    // The app's report, the line the README picks from its logs: no failed request, and answers
+    // from web-v1 and from web-v2.
     let (_, logs) = printed
         .iter()
         .find(|(s, _)| s.command.contains("logs app"))
