@@ -54,10 +54,12 @@ function list(items) {
 }
 
 /** A time as the API gives it, RFC 3339 in UTC: the one form on the page, as aliasctl prints it
- *  and the logs write it, so a time on the page can be searched for there. */
+ *  and the logs write it, so a time on the page can be searched for there. In a narrow column it
+ *  breaks only between the date and the time of day (copied, it is the same text). */
 function timeEl(rfc3339) {
   if (!rfc3339) return el('span', { class: 'muted', text: '–' });
-  return el('time', { datetime: rfc3339, text: rfc3339 });
+  const cut = rfc3339.indexOf('T') + 1;
+  return el('time', { datetime: rfc3339 }, el('span', { text: rfc3339.slice(0, cut) }), el('wbr'), el('span', { text: rfc3339.slice(cut) }));
 }
 
 function human(ms) {
