@@ -102,6 +102,9 @@ pub const MAX_ENDPOINTS: usize = 10_000;
 pub const MAX_MIN_HEALTHY: u32 = 10_000;
 /// `[history] keep_per_alias`.
 pub const MAX_HISTORY_KEEP: usize = 1_000_000;
+/// `GET /v1/history?limit=`: the newest entries one read may ask for, and its default.
+pub const HISTORY_LIMIT: std::ops::RangeInclusive<usize> = 1..=1000;
+pub const HISTORY_LIMIT_DEFAULT: usize = 100;
 
 /// Checks an optional `reason`: at most [`MAX_REASON`] bytes, no control characters.
 pub fn reason(value: Option<&str>) -> Result<(), String> {

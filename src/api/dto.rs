@@ -11,7 +11,7 @@ use crate::clock::now_ms;
 use crate::controller::Busy;
 use crate::controller::changes::ReloadSummary;
 use crate::controller::history::HistoryEntry;
-use crate::controller::machine::{self, Operation, Phase, Retired};
+use crate::controller::machine::{self, Ended, Operation, Phase, Retired};
 use crate::health::HealthBoard;
 use crate::model::ServiceName;
 use crate::registry::{ContainerRef, EndpointInfo, Problem, Service, SourceStatus};
@@ -36,8 +36,14 @@ pub struct AliasDto {
     pub fallback: Option<String>,
     /// Every service involved, with each endpoint's health.
     pub members: Vec<MemberDto>,
+    /// The promotion or rollback running now.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub operation: Option<OperationDto>,
+    /// How the last promotion or rollback that ended ended, and when: kept in the alias's
+    /// stored state, so it survives a restart, until the next one ends. Absent when no operation
+    /// has ended since aliasd started keeping it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_operation: Option<LastOperationDto>,
     /// What the last operation took out of the answers and when it may be stopped.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retired: Option<RetiredDto>,
@@ -186,6 +192,77 @@ pub struct OperationDto {
     pub drain_until: Option<String>,
 }
 
+/// A promotion or rollback that ended, and how.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
+pub struct LastOperationDto {
+    /// The alias revision that started it.
+    pub id: u64,
+    /// `promote` or `rollback`.
+    pub kind: String,
+    /// `completed`, `aborted`, `warm_timeout` or `auto_rollback`.
+    pub outcome: String,
+    /// RFC 3339 time it ended.
+    pub ended_at: String,
+    /// Who ended it: who aborted it, else who started it (aliasd moves an operation on in its
+    /// starter's name).
+    pub ended_by: String,
+    /// Why it ended so: the abort's reason, or what the warm timeout or the health gate found.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended_reason: Option<String>,
+    /// The phase it was in when it ended: `warming`, `mixed` or `draining`.
+    pub reached: String,
+    /// The alias revision of the change that ended it.
+    pub revision: u64,
+    pub from: Vec<String>,
+    pub to: Vec<String>,
+    /// Who started it.
+    pub actor: String,
+    /// Why it was started, as the operator gave it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    pub started_at: String,
+    pub observe: String,
+    pub confirm: bool,
+    /// `null` means every endpoint of the new version.
+    pub min_healthy: Option<u32>,
+    pub warm_timeout: String,
+    #[serde(default)]
+    pub stop_old: bool,
+}
+
+impl LastOperationDto {
+    pub fn from_ended(e: &Ended) -> Self {
+        let op = &e.op;
+        Self {
+            id: op.id,
+            kind: kind_name(op.kind).into(),
+            outcome: e.outcome.as_str().into(),
+            ended_at: rfc3339_ms(e.at_ms),
+            ended_by: e.by.clone(),
+            ended_reason: e.why.clone(),
+            reached: e.reached.as_str().into(),
+            revision: e.revision,
+            from: op.from.iter().map(ToString::to_string).collect(),
+            to: op.to.iter().map(ToString::to_string).collect(),
+            actor: op.actor.clone(),
+            reason: op.reason.clone(),
+            started_at: rfc3339_ms(op.started_at_ms),
+            observe: human(op.options.observe_ms),
+            confirm: op.options.confirm,
+            min_healthy: op.options.min_healthy,
+            warm_timeout: human(op.options.warm_timeout_ms),
+            stop_old: op.options.stop_old,
+        }
+    }
+}
+
+fn kind_name(kind: machine::OpKind) -> &'static str {
+    match kind {
+        machine::OpKind::Promote => "promote",
+        machine::OpKind::Rollback => "rollback",
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
 pub struct RetiredDto {
     pub services: Vec<String>,
@@ -228,10 +305,7 @@ impl OperationDto {
         };
         Some(Self {
             id: op.id,
-            kind: match op.kind {
-                machine::OpKind::Promote => "promote".into(),
-                machine::OpKind::Rollback => "rollback".into(),
-            },
+            kind: kind_name(op.kind).into(),
             from: op.from.iter().map(ToString::to_string).collect(),
             to: op.to.iter().map(ToString::to_string).collect(),
             actor: op.actor.clone(),
@@ -355,6 +429,7 @@ impl AliasDto {
             }),
             members,
             operation: OperationDto::from_phase(&state.phase),
+            last_operation: state.last_op.as_ref().map(LastOperationDto::from_ended),
             retired: state.retired.as_ref().map(RetiredDto::from_retired),
             drain: match &state.phase {
                 Phase::Draining { until_ms, .. } => Some(DrainDto {

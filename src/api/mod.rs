@@ -221,6 +221,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(confirm))
         .routes(routes!(abort))
         .routes(routes!(history))
+        .routes(routes!(recent_history))
         .routes(routes!(list_services))
         .routes(routes!(get_service, put_service, delete_service))
         .routes(routes!(service_history))
@@ -1026,6 +1027,42 @@ async fn history(
 ) -> Result<Json<Vec<HistoryDto>>, ApiError> {
     let name = find_alias(&state.snapshots.load(), &alias)?;
     let entries = state.control.history(name).await?;
+    Ok(Json(entries.iter().map(HistoryDto::from_entry).collect()))
+}
+
+#[derive(serde::Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RecentQuery {
+    limit: Option<usize>,
+}
+
+#[utoipa::path(
+    get,
+    path = "/v1/history",
+    tag = "meta",
+    summary = "The newest history entries of every alias, service and the config, newest first",
+    params(
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "How many entries, 1 to 1,000 (default 100)", example = 100)
+    ),
+    responses(
+        (status = 200, description = "The entries, newest first (as the retention keeps them)", body = Vec<HistoryDto>),
+        (status = 400, description = "The request is malformed or a value is out of its bounds; `error` names the field", body = ErrorDto),
+        (status = 503, description = "aliasd is stopping", body = ErrorDto)
+    )
+)]
+async fn recent_history(
+    State(state): State<AppState>,
+    Query(query): Query<RecentQuery>,
+) -> Result<Json<Vec<HistoryDto>>, ApiError> {
+    let limit = query.limit.unwrap_or(bounds::HISTORY_LIMIT_DEFAULT);
+    if !bounds::HISTORY_LIMIT.contains(&limit) {
+        return Err(ApiError::BadRequest(format!(
+            "limit must be between {} and {} (got {limit})",
+            bounds::HISTORY_LIMIT.start(),
+            bounds::HISTORY_LIMIT.end()
+        )));
+    }
+    let entries = state.control.recent_history(limit).await?;
     Ok(Json(entries.iter().map(HistoryDto::from_entry).collect()))
 }
 

@@ -45,6 +45,7 @@ fn stable_alias() -> AliasDto {
             endpoints: vec![endpoint("127.0.0.11:8080", "healthy", None)],
         }],
         operation: None,
+        last_operation: None,
         retired: None,
         drain: None,
         srv: "_http._tcp.web.internal.".into(),

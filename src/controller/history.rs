@@ -97,6 +97,36 @@ fn is_zero(n: &u64) -> bool {
     *n == 0
 }
 
+/// The newest `limit` entries of `lists` (each oldest first, as the writer keeps them per
+/// alias, per service and for the config), newest first: a merge from the lists' ends, so it
+/// costs one step per list and per entry returned, not a sort of the whole history.
+pub fn newest<'a>(
+    lists: impl IntoIterator<Item = &'a [HistoryEntry]>,
+    limit: usize,
+) -> Vec<HistoryEntry> {
+    use std::collections::BinaryHeap;
+    // Entries numbered before numbering began (seq 0) are older than every numbered one; among
+    // themselves their time orders them.
+    let key = |e: &HistoryEntry| (e.seq, e.at_ms);
+    let lists: Vec<&[HistoryEntry]> = lists.into_iter().filter(|l| !l.is_empty()).collect();
+    let mut heads: BinaryHeap<((u64, u64), usize, usize)> = lists
+        .iter()
+        .enumerate()
+        .map(|(i, l)| (key(&l[l.len() - 1]), i, l.len() - 1))
+        .collect();
+    let mut out = Vec::with_capacity(limit.min(1024));
+    while out.len() < limit {
+        let Some((_, list, at)) = heads.pop() else {
+            break;
+        };
+        out.push(lists[list][at].clone());
+        if at > 0 {
+            heads.push((key(&lists[list][at - 1]), list, at - 1));
+        }
+    }
+    out
+}
+
 /// The open history file.
 #[derive(Debug)]
 pub struct History {

@@ -134,6 +134,78 @@ impl Retired {
     }
 }
 
+/// How an operation ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EndKind {
+    Completed,
+    Aborted,
+    WarmTimeout,
+    AutoRollback,
+}
+
+impl EndKind {
+    /// The end a change makes of a running operation, if it is one.
+    pub fn of(kind: ChangeKind) -> Option<Self> {
+        match kind {
+            ChangeKind::Completed => Some(Self::Completed),
+            ChangeKind::Aborted => Some(Self::Aborted),
+            ChangeKind::WarmTimeout => Some(Self::WarmTimeout),
+            ChangeKind::AutoRollback => Some(Self::AutoRollback),
+            _ => None,
+        }
+    }
+
+    /// As the history and the API name it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Completed => "completed",
+            Self::Aborted => "aborted",
+            Self::WarmTimeout => "warm_timeout",
+            Self::AutoRollback => "auto_rollback",
+        }
+    }
+}
+
+/// The phase an operation was in when it ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reached {
+    Warming,
+    Mixed,
+    Draining,
+}
+
+impl Reached {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Warming => "warming",
+            Self::Mixed => "mixed",
+            Self::Draining => "draining",
+        }
+    }
+}
+
+/// The last operation of an alias that ended, and how. It is part of the alias state (and so
+/// stored), so how an operation ended is known after the page that watched it is gone and
+/// after a restart, whatever the history retention has dropped since.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ended {
+    pub op: Operation,
+    pub outcome: EndKind,
+    /// The phase it was in when it ended.
+    pub reached: Reached,
+    pub at_ms: Ms,
+    /// Who ended it: the one who aborted it, else the one who started it (aliasd moves an
+    /// operation on in its starter's name).
+    pub by: String,
+    /// Why it ended so: the abort's reason, what the warm timeout or the health gate found.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub why: Option<String>,
+    /// The alias revision of the change that ended it.
+    pub revision: u64,
+}
+
 /// Endpoint counts over a set of services.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Counts {
@@ -335,6 +407,25 @@ pub fn step(state: &AliasState, input: Input, ctx: &Ctx<'_>) -> Result<Outcome, 
         next.revision = state.revision + 1;
         next.changed_at_ms = ctx.now;
         next.changed_by = actor.to_owned();
+        // A change that takes a running operation back to stable ends it: say how.
+        if let Some(op) = state.phase.operation()
+            && matches!(next.phase, Phase::Stable)
+            && let Some(outcome) = EndKind::of(kind)
+        {
+            next.last_op = Some(Ended {
+                op: op.clone(),
+                outcome,
+                reached: match state.phase {
+                    Phase::Mixed { .. } => Reached::Mixed,
+                    Phase::Draining { .. } => Reached::Draining,
+                    Phase::Stable | Phase::Warming { .. } => Reached::Warming,
+                },
+                at_ms: ctx.now,
+                by: actor.to_owned(),
+                why: reason.clone(),
+                revision: next.revision,
+            });
+        }
         next.ttl_served_s = next.ttl_served_s.max(ctx.ttl_window_s);
         // A retired service that answers again, or is being promoted to, is not safe to stop.
         let mut in_use = answering(&next);

@@ -259,6 +259,10 @@ enum Command {
         service: ServiceName,
         reply: oneshot::Sender<Vec<HistoryEntry>>,
     },
+    RecentHistory {
+        limit: usize,
+        reply: oneshot::Sender<Vec<HistoryEntry>>,
+    },
     PutService {
         service: ServiceName,
         endpoints: Vec<Endpoint>,
@@ -408,6 +412,17 @@ impl ControlHandle {
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(Command::ServiceHistory { service, reply })
+            .await
+            .map_err(|_| ControlError::Unavailable)?;
+        rx.await.map_err(|_| ControlError::Unavailable)
+    }
+
+    /// The newest `limit` history entries of every alias, service and the config, newest
+    /// first.
+    pub async fn recent_history(&self, limit: usize) -> Result<Vec<HistoryEntry>, ControlError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Command::RecentHistory { limit, reply })
             .await
             .map_err(|_| ControlError::Unavailable)?;
         rx.await.map_err(|_| ControlError::Unavailable)
@@ -1028,6 +1043,15 @@ impl Controller {
                         .cloned()
                         .unwrap_or_default(),
                 );
+            }
+            Command::RecentHistory { limit, reply } => {
+                let lists = self
+                    .history
+                    .values()
+                    .chain(self.service_history.values())
+                    .chain(std::iter::once(&self.global_history))
+                    .map(Vec::as_slice);
+                let _ = reply.send(history::newest(lists, limit));
             }
             Command::PutService {
                 service,
@@ -2046,6 +2070,7 @@ pub(crate) fn fresh(targets: Vec<ServiceName>, revision: u64, now_ms: u64, by: &
         revision,
         changed_at_ms: now_ms,
         changed_by: by.to_owned(),
+        last_op: None,
     }
 }
 
@@ -2122,7 +2147,7 @@ pub fn initial_state(
                         s.phase.name()
                     ));
                 }
-                if targets.is_empty() && def.targets.is_empty() {
+                let alias_state = if targets.is_empty() && def.targets.is_empty() {
                     notes.push(format!(
                         "alias `{name}`: none of its stored services exist any more; it answers nothing until it is linked again"
                     ));
@@ -2148,7 +2173,13 @@ pub fn initial_state(
                         revision: s.revision,
                         changed_at_ms: s.changed_at_ms,
                         changed_by: s.changed_by.clone(),
+                        last_op: None,
                     }
+                };
+                // How the last operation ended stays true whatever became of its services.
+                AliasState {
+                    last_op: s.last_op.clone(),
+                    ..alias_state
                 }
             }
         };
@@ -2301,6 +2332,7 @@ fn stored_alias(a: &AliasState) -> StoredAlias {
         previous: a.previous.as_ref().map(|p| names(p)),
         retired: a.retired.clone(),
         ttl_served_s: a.ttl_served_s,
+        last_op: a.last_op.clone(),
     }
 }
 

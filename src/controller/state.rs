@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::machine::{Phase, Retired};
+use super::machine::{Ended, Phase, Retired};
 use crate::model::{AliasName, ServiceName};
 use crate::registry::{AliasSpec, ApiService, DockerEndpoint, Registry};
 
@@ -28,6 +28,8 @@ pub struct AliasState {
     pub changed_at_ms: u64,
     /// The token name (or `config`) that made the last change.
     pub changed_by: String,
+    /// The last operation that ended, and how; kept until the next one ends.
+    pub last_op: Option<Ended>,
 }
 
 /// Everything the controller owns.
@@ -162,6 +164,9 @@ pub struct StoredAlias {
     pub retired: Option<Retired>,
     #[serde(default)]
     pub ttl_served_s: u32,
+    /// The last operation that ended, and how; absent in files written before it was kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_op: Option<Ended>,
 }
 
 fn stable() -> Phase {

@@ -116,6 +116,7 @@ fn stored_alias(targets: &[&str], revision: u64) -> StoredAlias {
         previous: None,
         retired: None,
         ttl_served_s: 0,
+        last_op: None,
     }
 }
 
@@ -130,6 +131,7 @@ fn stable(targets: &[&str], revision: u64, changed_at_ms: u64, changed_by: &str)
         revision,
         changed_at_ms,
         changed_by: changed_by.into(),
+        last_op: None,
     }
 }
 
@@ -483,6 +485,7 @@ fn to_stored_keys_zones_and_aliases_by_their_absolute_names() {
             previous: Some(vec!["web-v1".into()]),
             retired: None,
             ttl_served_s: topology.ttl_window_s(),
+            last_op: None,
         }
     );
     let keys: Vec<&str> = stored.aliases.keys().map(String::as_str).collect();
@@ -588,6 +591,17 @@ fn to_stored_keeps_the_phase_and_a_restart_reads_it_back() {
     web.previous = Some(services(&["web-v3"]));
     web.ttl_served_s = 30;
     web.revision = 2;
+    // How an earlier operation ended is stored with the phase and read back.
+    let earlier = mixed(&["web-v3"], &["web-v1"], 1);
+    web.last_op = Some(machine::Ended {
+        op: earlier.operation().unwrap().clone(),
+        outcome: machine::EndKind::Aborted,
+        reached: machine::Reached::Mixed,
+        at_ms: LATER,
+        by: "oncall".into(),
+        why: Some("errors".into()),
+        revision: 1,
+    });
     let stored = to_stored(&topology, &state);
     let web_stored = &stored.aliases["web.internal."];
     assert_eq!(
@@ -596,6 +610,10 @@ fn to_stored_keeps_the_phase_and_a_restart_reads_it_back() {
     );
     assert_eq!(web_stored.previous, Some(vec!["web-v3".to_owned()]));
     assert_eq!(web_stored.ttl_served_s, 30);
+    assert_eq!(
+        web_stored.last_op,
+        state.aliases[&alias("web.internal.")].last_op
+    );
 
     let json = serde_json::to_string(&stored).unwrap();
     let (restarted, notes) = restart(&topology, &serde_json::from_str(&json).unwrap());

@@ -1,6 +1,10 @@
 //! The control API over a real socket: reads, auth, validation and the JSON error bodies.
 
-use crate::support::{Fixture, TOKEN, TOKEN_NAME, http, http_text};
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::support::{Fixture, TOKEN, TOKEN_NAME, http, http_text, post, wait_for};
 
 #[tokio::test]
 async fn reads_need_no_token_and_show_the_aliases() {
@@ -335,6 +339,133 @@ async fn an_open_events_stream_ends_when_aliasd_stops_cleanly() {
     assert!(!log.contains("did not stop in time"), "{log}");
 }
 
+/// How an alias's last operation ended is part of the alias, read from what aliasd stores, so
+/// it is still there after a restart; `GET /v1/history` is the newest history of every alias,
+/// service and the config, newest first, within its bounds.
+#[tokio::test]
+async fn the_last_operation_and_the_recent_history_survive_a_restart() {
+    let fixture = Fixture::new();
+    let daemon = fixture.start();
+    let (status, reply) = post(
+        &daemon,
+        "/v1/aliases/web/promote",
+        json!({"to": "web-v2", "observe": "1m", "reason": "try v2"}),
+    )
+    .await;
+    assert_eq!(status, 202, "{reply}");
+    assert_eq!(reply["alias"].get("last_operation"), None, "{reply}");
+    wait_for(&daemon, Duration::from_secs(5), "mixed", |a| {
+        a["phase"] == "mixed"
+    })
+    .await;
+    let (status, reply) = post(
+        &daemon,
+        "/v1/aliases/web/abort",
+        json!({"reason": "errors on v2"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{reply}");
+    // Something newer, about a service, for the history across lists.
+    let (status, body) = http(
+        &daemon,
+        "PUT",
+        "/v1/services/vm",
+        Some(TOKEN),
+        r#"{"endpoints": ["127.0.0.41:9000"]}"#,
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+
+    let (_, web) = http(&daemon, "GET", "/v1/aliases/web", None, "").await;
+    assert_eq!(web.get("operation"), None, "{web}");
+    let last = &web["last_operation"];
+    let (_, history) = http(&daemon, "GET", "/v1/aliases/web/history", None, "").await;
+    let aborted = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["change"] == "aborted")
+        .expect("the abort in the history");
+    assert_eq!(
+        *last,
+        json!({
+            "id": 2,
+            "kind": "promote",
+            "outcome": "aborted",
+            "ended_at": aborted["at"],
+            "ended_by": TOKEN_NAME,
+            "ended_reason": "errors on v2",
+            "reached": "mixed",
+            "revision": aborted["revision"],
+            "from": ["web-v1"],
+            "to": ["web-v2"],
+            "actor": TOKEN_NAME,
+            "reason": "try v2",
+            "started_at": last["started_at"],
+            "observe": "1m",
+            "confirm": false,
+            "min_healthy": null,
+            "warm_timeout": last["warm_timeout"],
+            "stop_old": false,
+        }),
+        "{web}"
+    );
+    assert_eq!(aborted["revision"], web["revision"], "{history}");
+
+    let recent = async |query: &str| {
+        let (status, body) = http(&daemon, "GET", &format!("/v1/history{query}"), None, "").await;
+        assert_eq!(status, 200, "{query}: {body}");
+        body.as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                format!(
+                    "{} {} {}",
+                    e["alias"].as_str().unwrap(),
+                    e["service"].as_str().unwrap_or("-"),
+                    e["change"].as_str().unwrap()
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    let newest = recent("?limit=3").await;
+    assert_eq!(
+        newest,
+        [
+            " vm service_set",
+            "web.internal - aborted",
+            "web.internal - mixed"
+        ]
+    );
+    let all = recent("").await;
+    assert_eq!(all[..3], newest[..], "{all:?}");
+    assert!(
+        all.contains(&"web.internal - started".to_owned()),
+        "{all:?}"
+    );
+    for (query, words) in [
+        ("?limit=0", "limit must be between 1 and 1000 (got 0)"),
+        ("?limit=1001", "limit must be between 1 and 1000 (got 1001)"),
+        ("?limit=many", "limit"),
+        ("?since=1", "unknown field `since`"),
+    ] {
+        let (status, body) = http(&daemon, "GET", &format!("/v1/history{query}"), None, "").await;
+        assert_eq!(status, 400, "{query}: {body}");
+        let error = body["error"].as_str().unwrap_or_default();
+        assert!(error.contains(words), "{query}: {body}");
+    }
+
+    // After a restart both read the same from the state directory.
+    assert!(daemon.terminate().success());
+    let daemon = fixture.start();
+    let (_, again) = http(&daemon, "GET", "/v1/aliases/web", None, "").await;
+    assert_eq!(again["last_operation"], *last, "{again}");
+    let (status, body) = http(&daemon, "GET", "/v1/history?limit=3", None, "").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body[1]["change"], "aborted", "{body}");
+    assert_eq!(body[1]["at"], last["ended_at"], "{body}");
+}
+
 /// The spec is served, is OpenAPI 3.1, and lists every route the server answers: each path
 /// and method in it reaches its handler (a read answers, a change without a token is 401, where
 /// an unknown route would be the fallback's 404 or 405), and nothing the server routes is
@@ -396,6 +527,7 @@ async fn the_openapi_spec_is_served_and_every_route_in_it_is_answered() {
         "POST /v1/aliases/{alias}/confirm",
         "POST /v1/aliases/{alias}/abort",
         "GET /v1/aliases/{alias}/history",
+        "GET /v1/history",
         "GET /v1/secondaries",
         "GET /v1/services",
         "GET /v1/services/{service}",
@@ -414,4 +546,19 @@ async fn the_openapi_spec_is_served_and_every_route_in_it_is_answered() {
     let promote = &spec["components"]["schemas"]["PromoteRequest"]["properties"];
     assert_eq!(promote["min_healthy"]["maximum"], 10000, "{promote}");
     assert_eq!(promote["reason"]["maxLength"], 1024, "{promote}");
+    let limit = &spec["paths"]["/v1/history"]["get"]["parameters"][0];
+    assert_eq!(
+        (
+            &limit["name"],
+            &limit["schema"]["minimum"],
+            &limit["schema"]["maximum"]
+        ),
+        (&json!("limit"), &json!(1), &json!(1000)),
+        "{limit}"
+    );
+    let last = &spec["components"]["schemas"]["AliasDto"]["properties"]["last_operation"];
+    assert!(
+        last.is_object(),
+        "the alias's last operation is not in the spec"
+    );
 }

@@ -1,7 +1,7 @@
 //! A real browser for the dashboard's tests: Debian's `chromedriver` on a free loopback port,
 //! driving headless `chromium` with a fresh profile, through the few W3C WebDriver commands the
 //! tests need (open a page, find elements, read their text, click, type, run a line of script,
-//! take a screenshot).
+//! run a script in every new page before its own, take a screenshot).
 //!
 //! The client is these hundred lines over the hyper client the tests already link rather than
 //! fantoccini or thirtyfour: they would bring a second HTTP stack and more to compile on every
@@ -308,6 +308,19 @@ impl Browser {
         self.session("POST", "/execute/sync", json!({"script": body, "args": []}))
             .await
             .unwrap_or_else(|e| panic!("script `{body}`: {e}"))
+    }
+
+    /// Runs `source` in every page opened from now on, before the page's own scripts (Chrome's
+    /// `Page.addScriptToEvaluateOnNewDocument`, through chromedriver's DevTools command): what a
+    /// test needs to see a page from its first moment, such as what it shows before it has data.
+    pub async fn on_new_document(&self, source: &str) {
+        self.session(
+            "POST",
+            "/goog/cdp/execute",
+            json!({"cmd": "Page.addScriptToEvaluateOnNewDocument", "params": {"source": source}}),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("add a script to new documents: {e}"));
     }
 
     /// What the page wrote to the console (errors include CSP violations), as chromedriver's

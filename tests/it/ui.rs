@@ -1,6 +1,9 @@
-//! The dashboard (`GET /ui`) in a real browser against a real daemon: it shows the aliases, asks
-//! for the token, plans and starts a promotion, follows its phases live, and confirms, aborts and
-//! rolls back from the page. Also its headers over a real socket, without a browser.
+//! The dashboard (`GET /ui`) in a real browser against a real daemon: it says `loading` until it
+//! has read the state, shows the aliases, asks for the token, plans and starts a promotion,
+//! follows its phases live, and confirms, aborts and rolls back from the page; after a reload or
+//! a restart of aliasd it still shows how the last operation ended, and the recent history. The
+//! Services view lists a container Docker discovery skipped. Also its headers over a real
+//! socket, without a browser.
 
 use std::time::{Duration, Instant};
 
@@ -11,9 +14,13 @@ use hyper_util::rt::TokioExecutor;
 use serde_json::json;
 
 use crate::browser::Browser;
+use crate::lab::Lab;
 use crate::support::{
-    Daemon, Fixture, StopOnDrop, TOKEN, alias, http, spawn_backends, wait_healthy,
+    Daemon, Fixture, StopOnDrop, TOKEN, TOKEN_NAME, alias, http, post, run_bin_within,
+    spawn_backends, wait_for, wait_healthy,
 };
+
+const ALIASCTL: &str = env!("CARGO_BIN_EXE_aliasctl");
 
 /// Gates long enough that a poll of the page every 100ms sees every phase: observe is given
 /// from the page, the drain lasts the TTL window plus 3s.
@@ -45,15 +52,91 @@ async fn wait_service_health(daemon: &Daemon, service: &str, health: &str) {
     }
 }
 
+/// Runs in every page before the page's own script: notes each state of the top bar's badge and
+/// of the alias list (how many cards, whether the loading line is there) as the page changes, in
+/// `window.seen`, and the state at the `load` event in `window.atLoad`. A MutationObserver sees
+/// the page after each task that changed it, which is every state the page can paint.
+const RECORDER: &str = r#"(() => {
+  window.seen = [];
+  window.atLoad = null;
+  const note = () => {
+    // From when the views are parsed (the alias list and its loading line come before them).
+    if (!document.getElementById('view-services')) return null;
+    const now = {
+      stream: document.getElementById('stream').textContent,
+      cards: document.querySelectorAll('#aliases article.card').length,
+      loading: document.querySelector('#aliases .loading') !== null,
+    };
+    const last = window.seen[window.seen.length - 1];
+    if (!last || last.stream !== now.stream || last.cards !== now.cards || last.loading !== now.loading) {
+      window.seen.push(now);
+    }
+    return now;
+  };
+  new MutationObserver(note).observe(document, { subtree: true, childList: true, characterData: true });
+  window.addEventListener('load', () => { window.atLoad = note(); });
+})();"#;
+
 /// A browser with a `width` x `height` window on the dashboard of `daemon`, once the page
-/// follows the events stream.
+/// follows the events stream with the state read; see [`load_dashboard`].
 async fn open_dashboard(daemon: &Daemon, width: u32, height: u32) -> Browser {
     let browser = Browser::start(width, height).await;
+    browser.on_new_document(RECORDER).await;
+    load_dashboard(&browser, daemon).await;
+    browser
+}
+
+/// (Re)loads the dashboard and waits until it is `live`. On the way it must have said it was
+/// loading: its first state shows the loading line and the `loading` badge, the badge is never
+/// `live` while no alias is on the page (every daemon here has aliases), and at the `load` event
+/// the page is not blank: it shows the loading line or the aliases.
+async fn load_dashboard(browser: &Browser, daemon: &Daemon) {
     browser.goto(&format!("{}/ui", daemon.server_url())).await;
     browser
-        .wait_text("#stream", "the events stream open", |t| t == "live")
+        .wait_text(
+            "#stream",
+            "the events stream open and the state read",
+            |t| t == "live",
+        )
         .await;
-    browser
+    let recorded = browser.script("return [window.seen, window.atLoad]").await;
+    let (seen, at_load) = (
+        recorded[0].as_array().expect("the recorder ran"),
+        &recorded[1],
+    );
+    let first = &seen[0];
+    assert!(
+        first["loading"] == true && first["stream"] == "loading" && first["cards"] == 0,
+        "the page did not start by saying it was loading: {recorded}"
+    );
+    for state in seen {
+        if state["stream"] == "live" {
+            assert!(
+                state["cards"].as_u64() > Some(0) && state["loading"] == false,
+                "`live` while the aliases were not read yet: {recorded}"
+            );
+        }
+    }
+    assert!(
+        at_load["loading"] == true || at_load["cards"].as_u64() > Some(0),
+        "a blank page at the load event: {recorded}"
+    );
+}
+
+/// Every time on the page is in the one form the API and aliasctl write: RFC 3339 in UTC with
+/// milliseconds, the same as the element's `datetime`. Returns how many there are.
+async fn times_are_rfc3339(browser: &Browser) -> u64 {
+    let odd = browser
+        .script(
+            r"const times = [...document.querySelectorAll('time')];
+            const odd = times
+              .filter((t) => !/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/.test(t.textContent) || t.textContent !== t.getAttribute('datetime'))
+              .map((t) => t.textContent);
+            return [times.length, odd];",
+        )
+        .await;
+    assert_eq!(odd[1], json!([]), "times in another form: {odd}");
+    odd[0].as_u64().unwrap()
 }
 
 /// A CSS selector inside the card of `web.internal`.
@@ -308,7 +391,7 @@ async fn the_dashboard_follows_a_promotion_live_and_drives_every_action() {
     browser.resize(1280, 1000).await;
     act(&browser, "abort", "Abort").await;
     browser
-        .wait_text(&web(".op .waiting"), "the abort shown", |t| {
+        .wait_text(&web(".op .outcome"), "the abort shown", |t| {
             t.starts_with("aborted")
         })
         .await;
@@ -320,6 +403,68 @@ async fn the_dashboard_follows_a_promotion_live_and_drives_every_action() {
     assert_eq!(alias(&daemon).await["targets"], json!(["web-v2"]));
     browser
         .wait_text(&web(".history-table"), "the abort in the history", |t| {
+            t.contains("aborted")
+        })
+        .await;
+
+    // A reload forgets nothing: the page reads how the last operation ended from the API, with
+    // when and by whom, and fills Activity from the recent history, which it did not see live.
+    let ended = alias(&daemon).await["last_operation"].clone();
+    assert_eq!(ended["outcome"], "aborted", "{ended}");
+    let ended_at = ended["ended_at"].as_str().unwrap().to_owned();
+    load_dashboard(&browser, &daemon).await;
+    let outcome = browser
+        .wait_text(
+            &web(".op-ended .outcome"),
+            "the ended operation after a reload",
+            |t| t.starts_with("aborted"),
+        )
+        .await;
+    assert!(
+        outcome.contains(&format!("{ended_at} by {TOKEN_NAME}")),
+        "{outcome} (the API: {ended})"
+    );
+    let title = browser
+        .text(&web(".op-ended .op-title"))
+        .await
+        .unwrap_or_default();
+    assert!(
+        title.starts_with("promote #")
+            && title.contains("web-v2 → web-v1 by")
+            && title.contains("from the dashboard"),
+        "{title}"
+    );
+    // Aborted in mixed: draining was skipped.
+    let skipped = browser.text(&web(".op-ended .timeline li.skipped")).await;
+    assert_eq!(skipped.as_deref(), Some("draining"));
+    browser.click("#tab-activity").await;
+    let activity = browser
+        .wait_text(
+            "#activity",
+            "the recent history in Activity after a reload",
+            |t| t.contains("web.internal: aborted") && t.contains("web.internal: completed"),
+        )
+        .await;
+    assert!(
+        activity.contains(&format!("{ended_at} web.internal: aborted (stable)")),
+        "{activity}"
+    );
+    // The history the page read comes newest first.
+    let order: Vec<String> = serde_json::from_value(
+        browser
+            .script(
+                "return [...document.querySelectorAll('#activity li')].map((li) => li.dataset.at)",
+            )
+            .await,
+    )
+    .unwrap();
+    assert!(order.windows(2).all(|w| w[0] >= w[1]), "{order:?}");
+    browser.click("#tab-aliases").await;
+    assert!(times_are_rfc3339(&browser).await > 0);
+    // The history is closed after a reload; open it again for the rollback below.
+    browser.click(&web("details.history summary")).await;
+    browser
+        .wait_text(&web(".history-table"), "the history again", |t| {
             t.contains("aborted")
         })
         .await;
@@ -449,7 +594,8 @@ async fn the_dashboard_follows_a_promotion_live_and_drives_every_action() {
 }
 
 /// When the stream breaks (aliasd restarts), the page says so, reconnects with backoff, reads
-/// everything again and follows the new stream.
+/// everything again and follows the new stream; how the last operation ended, and the recent
+/// history, come back from the restarted aliasd, also into a reloaded page.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dashboard_reconnects_when_the_stream_breaks() {
     let stop = tokio_util::sync::CancellationToken::new();
@@ -477,6 +623,35 @@ async fn the_dashboard_reconnects_when_the_stream_breaks() {
         })
         .await;
 
+    // An operation that ends before the restart, started and aborted through the API.
+    let (status, reply) = post(
+        &daemon,
+        "/v1/aliases/web/promote",
+        json!({"to": "web-v2", "observe": "1m", "reason": "canary"}),
+    )
+    .await;
+    assert_eq!(status, 202, "{reply}");
+    wait_current(&browser, "mixed").await;
+    let (status, reply) = post(
+        &daemon,
+        "/v1/aliases/web/abort",
+        json!({"reason": "by hand"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{reply}");
+    let ended = wait_for(&daemon, Duration::from_secs(5), "the abort", |a| {
+        a["last_operation"]["outcome"] == "aborted"
+    })
+    .await;
+    let ended_at = ended["last_operation"]["ended_at"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let said = format!("aborted {ended_at} by {TOKEN_NAME} — by hand");
+    browser
+        .wait_text(&web(".op-ended .outcome"), "the abort", |t| t == said)
+        .await;
+
     assert!(daemon.terminate().success());
     browser
         .wait_text("#stream", "the break shown", |t| {
@@ -487,6 +662,11 @@ async fn the_dashboard_reconnects_when_the_stream_breaks() {
     browser
         .wait_text("#stream", "the stream open again", |t| t == "live")
         .await;
+    // Read again from the restarted aliasd, which kept it in its state directory.
+    assert_eq!(
+        browser.text(&web(".op-ended .outcome")).await.as_deref(),
+        Some(said.as_str())
+    );
     let (status, body) = http(
         &daemon,
         "PUT",
@@ -501,6 +681,83 @@ async fn the_dashboard_reconnects_when_the_stream_breaks() {
             t.contains("answering web-v2 ")
         })
         .await;
+
+    // A fresh page on the restarted aliasd: the ended operation and the history are there.
+    load_dashboard(&browser, &daemon).await;
+    assert_eq!(
+        browser.text(&web(".op-ended .outcome")).await.as_deref(),
+        Some(said.as_str())
+    );
+    browser.click("#tab-activity").await;
+    browser
+        .wait_text(
+            "#activity",
+            "the history before and after the restart",
+            |t| {
+                t.contains(&format!("{ended_at} web.internal: aborted (stable)"))
+                    && t.contains("web.internal: started")
+                    && t.contains("web.internal: linked")
+            },
+        )
+        .await;
+}
+
+/// A container Docker discovery skipped is listed in the Services view as `aliasctl services`
+/// lists it, by name and short id with the label at fault (the page once printed the API's
+/// container object there), with Docker's status and its time. A real container with a
+/// misspelt label on the real Docker daemon; the lab removes it, its network and its image on
+/// drop, even when the test fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_services_view_lists_the_containers_discovery_skipped() {
+    let lab = Lab::new();
+    let service = format!("{}service=web-v1", lab.prefix);
+    let port = format!("{}port=8080", lab.prefix);
+    let misspelt = format!("{}helth.path=/healthz", lab.prefix);
+    let skipped = lab.run(
+        "misspelt",
+        &["--label", &service, "--label", &port, "--label", &misspelt],
+        &["backend", "--listen", "0.0.0.0:8080", "--name", "web-v1"],
+    );
+    let fixture = lab.fixture(&[("web", &["web-v1"])], None, false, "");
+    let daemon = fixture.start();
+    let browser = open_dashboard(&daemon, 1280, 900).await;
+    browser.click("#tab-services").await;
+    let short_id = &skipped.id[..12];
+    let problems = browser
+        .wait_text("#problems", "the skipped container", |t| {
+            t.contains(&skipped.name)
+        })
+        .await;
+    let expected = format!(
+        "{} ({short_id}): label {}helth.path is not one aliasd reads",
+        skipped.name, lab.prefix
+    );
+    assert!(problems.starts_with(&expected), "{problems}");
+    assert!(!problems.contains("[object Object]"), "{problems}");
+    // The full id is on the short one, as in the endpoint tables.
+    let title = browser
+        .script("return document.querySelector('#problems li .mono').title")
+        .await;
+    assert_eq!(title, json!(skipped.id));
+    // Word for word what aliasctl prints for it.
+    let out = run_bin_within(
+        ALIASCTL,
+        &["--server", &daemon.server_url(), "services"],
+        &[],
+        Duration::from_secs(10),
+    );
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        printed.lines().any(|l| l.trim() == problems.trim()),
+        "the page says {problems:?}; aliasctl printed:\n{printed}"
+    );
+    let (_, services) = http(&daemon, "GET", "/v1/services", None, "").await;
+    let docker = browser
+        .wait_text("#docker", "Docker's status", |t| t.contains("connected to"))
+        .await;
+    let since = services["docker"]["since"].as_str().unwrap();
+    assert!(docker.contains(&format!("since {since}")), "{docker}");
+    assert!(times_are_rfc3339(&browser).await > 0);
 }
 
 /// The page and its assets over a real socket: their types and the security headers.

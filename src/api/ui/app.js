@@ -1,8 +1,9 @@
-// The aliasd dashboard. Plain JavaScript, no framework and no build step: it reads the open API
-// (/v1/aliases, /v1/services, the history), follows /v1/events (server-sent events) and re-reads
-// only what an event names; the only timer is the countdown of the current phase's deadline,
-// which reads nothing from the server. Every element is built with createElement and
-// textContent: nothing from the API is ever parsed as HTML.
+// The aliasd dashboard. Plain JavaScript, no framework and no build step: it opens /v1/events
+// (server-sent events), then reads the open API (/v1/aliases, /v1/services, the recent history)
+// and re-reads only what an event names; the only timer is the countdown of the current phase's
+// deadline, which reads nothing from the server. Every element is built with createElement and
+// textContent: nothing from the API is ever parsed as HTML. Every time is shown as the API and
+// aliasctl write it: RFC 3339 in UTC.
 'use strict';
 
 const TOKEN_KEY = 'aliasd.token';
@@ -15,8 +16,7 @@ const state = {
   servicesDoc: null, // ServicesDto
   history: new Map(), // alias name -> HistoryDto[] (only for cards whose history is open)
   historyOpen: new Set(),
-  lastOp: new Map(), // alias name -> {op, change, at}: the last operation seen, kept once it ends
-  pending: new Map(), // alias name -> timer of a coalesced re-read
+  activity: new Set(), // the keys of the history entries listed in Activity
   view: 'aliases',
 };
 
@@ -53,13 +53,13 @@ function list(items) {
   return items && items.length ? items.join(', ') : '–';
 }
 
-/** A time as the local clock shows it, with its RFC 3339 form as the tooltip. */
+/** A time as the API gives it, RFC 3339 in UTC: the one form on the page, as aliasctl prints it
+ *  and the logs write it, so a time on the page can be searched for there. In a narrow column it
+ *  breaks only between the date and the time of day (copied, it is the same text). */
 function timeEl(rfc3339) {
   if (!rfc3339) return el('span', { class: 'muted', text: '–' });
-  const date = new Date(rfc3339);
-  // Today's times without the date: the cards and the history stay narrow.
-  const today = date.toDateString() === new Date().toDateString();
-  return el('time', { datetime: rfc3339, title: rfc3339, text: today ? date.toLocaleTimeString() : date.toLocaleString() });
+  const cut = rfc3339.indexOf('T') + 1;
+  return el('time', { datetime: rfc3339 }, el('span', { text: rfc3339.slice(0, cut) }), el('wbr'), el('span', { text: rfc3339.slice(cut) }));
 }
 
 function human(ms) {
@@ -144,17 +144,104 @@ function showNotice(message) {
 
 // ---------------------------------------------------------------------------------------------
 // Loading and the events stream.
+//
+// The page is `live` only once the stream is open AND the state has been read after it opened:
+// before that it says `loading`, and the alias list shows a loading line, not an empty page.
+// Reads go through one queue that runs one batch at a time: a full read (aliases, services, the
+// recent history) first, then the aliases, services and histories that events named meanwhile.
+// A read sent after an event arrived sees that event's change, and no read's answer can land
+// after (and overwrite) the answer of a later read, so no change between the first read and the
+// stream's opening, or during any read, is missed.
 
+const sync = {
+  open: false, // the events stream is open
+  loaded: false, // the state was read in full since the stream (re)opened
+  opened: 0, // how many times the stream opened: a full read counts for the opening it began in
+  all: false, // to do: a full read
+  services: false, // to do: re-read the services
+  names: new Set(), // to do: re-read these aliases
+  running: false,
+  timer: null,
+  retry: 1000, // the wait before a failed full read is tried again (doubles, at most 30s)
+};
+
+/** Runs the queue after `ms` (a burst of events in that time is one batch of reads). */
+function schedule(ms) {
+  if (sync.running || sync.timer) return;
+  sync.timer = setTimeout(runSync, ms);
+}
+
+function wantAll() {
+  sync.all = true;
+  schedule(0);
+}
+
+function wantAlias(name) {
+  sync.names.add(name);
+  schedule(50);
+}
+
+function wantServices() {
+  sync.services = true;
+  schedule(100);
+}
+
+async function runSync() {
+  sync.timer = null;
+  sync.running = true;
+  try {
+    while (sync.all || sync.services || sync.names.size) {
+      if (sync.all) {
+        // A full read covers everything asked for so far.
+        sync.all = false;
+        sync.services = false;
+        sync.names.clear();
+        const opened = sync.opened;
+        if (!(await loadAll())) {
+          const wait = sync.retry;
+          sync.retry = Math.min(sync.retry * 2, 30000);
+          setTimeout(wantAll, wait);
+          return;
+        }
+        sync.retry = 1000;
+        // A read begun before the stream (re)opened may miss what changed before the opening;
+        // the full read the opening asked for comes next and makes the page live.
+        if (opened === sync.opened && sync.open) sync.loaded = true;
+        showStream();
+        continue;
+      }
+      const names = [...sync.names];
+      sync.names.clear();
+      const reads = names.map(readAlias);
+      if (sync.services) {
+        sync.services = false;
+        reads.push(loadServices());
+      }
+      await Promise.all(reads);
+    }
+  } finally {
+    sync.running = false;
+  }
+}
+
+/** Reads every alias, the services and the recent history; whether it could. */
 async function loadAll() {
   try {
-    const [aliases, services] = await Promise.all([api('GET', '/v1/aliases'), api('GET', '/v1/services')]);
+    const [aliases, services, recent] = await Promise.all([
+      api('GET', '/v1/aliases'),
+      api('GET', '/v1/services'),
+      api('GET', `/v1/history?limit=${MAX_ACTIVITY}`),
+    ]);
     state.aliases = new Map(aliases.map((a) => [a.name, a]));
     for (const name of [...state.history.keys()]) if (!state.aliases.has(name)) state.history.delete(name);
     setServices(services);
     renderAliases();
-    for (const name of state.historyOpen) loadHistory(name);
+    fillActivity(recent);
+    await Promise.all([...state.historyOpen].filter((name) => state.aliases.has(name)).map(loadHistory));
+    return true;
   } catch (e) {
     showNotice(`cannot read the aliases: ${e.message}`);
+    return false;
   }
 }
 
@@ -174,43 +261,22 @@ async function loadServices() {
   }
 }
 
-/** Re-reads one alias soon; a burst of events for it becomes one request. */
-function refreshAlias(name) {
-  if (state.pending.has(name)) return;
-  state.pending.set(
-    name,
-    setTimeout(async () => {
-      state.pending.delete(name);
-      try {
-        const alias = await api('GET', aliasPath(name));
-        state.aliases.set(alias.name, alias);
-        renderAlias(alias);
-      } catch (e) {
-        if (e.status === 404) {
-          state.aliases.delete(name);
-          renderAliases();
-        } else {
-          showNotice(`cannot read ${name}: ${e.message}`);
-        }
-      }
-      if (state.historyOpen.has(name)) loadHistory(name);
-    }, 50),
-  );
+/** Re-reads one alias (and its history, if open). */
+async function readAlias(name) {
+  try {
+    const alias = await api('GET', aliasPath(name));
+    state.aliases.set(alias.name, alias);
+    renderAlias(alias);
+  } catch (e) {
+    if (e.status === 404) {
+      state.aliases.delete(name);
+      renderAliases();
+    } else {
+      showNotice(`cannot read ${name}: ${e.message}`);
+    }
+  }
+  if (state.historyOpen.has(name) && state.aliases.has(name)) await loadHistory(name);
 }
-
-/** `read`, run once `ms` after the first of a burst of calls: a burst of events, one read. */
-function coalesced(read, ms) {
-  let timer = null;
-  return () => {
-    if (timer) return;
-    timer = setTimeout(() => {
-      timer = null;
-      read();
-    }, ms);
-  };
-}
-const reloadAll = coalesced(() => loadAll(), 100);
-const refreshServices = coalesced(() => loadServices(), 100);
 
 /** The aliases that answer with (or are promoting to) `service`. */
 function aliasesUsing(service) {
@@ -225,57 +291,45 @@ function onEvent(event) {
   logActivity(event);
   switch (event.type) {
     case 'change':
-      if (event.alias) {
-        noteChange(event);
-        refreshAlias(event.alias);
-      }
-      refreshServices();
+      if (event.alias) wantAlias(event.alias);
+      wantServices();
       break;
     case 'health':
     case 'endpoints':
-      for (const name of aliasesUsing(event.service)) refreshAlias(name);
-      refreshServices();
+      for (const name of aliasesUsing(event.service)) wantAlias(name);
+      wantServices();
       break;
     case 'docker':
-      refreshServices();
+      wantServices();
       break;
     case 'secondary':
       // A drain may wait for it: the draining aliases of its zone say so.
       for (const alias of state.aliases.values()) {
         if (alias.phase === 'draining' && `${alias.zone.replace(/\.$/, '')}.` === event.zone) {
-          refreshAlias(alias.name);
+          wantAlias(alias.name);
         }
       }
       break;
     case 'registry':
     case 'lagged':
     default:
-      reloadAll();
-  }
-}
-
-/** Keeps the operation an alias just finished, so its timeline stays on the card. */
-function noteChange(event) {
-  const alias = state.aliases.get(event.alias);
-  if (!alias) return;
-  if (alias.operation) {
-    state.lastOp.set(alias.name, { op: alias.operation, phase: alias.phase, change: event.change, at: event.at });
-  } else if (state.lastOp.has(alias.name)) {
-    Object.assign(state.lastOp.get(alias.name), { change: event.change, at: event.at });
+      wantAll();
   }
 }
 
 let source = null;
 let backoff = 500;
 function connect() {
-  setStream('connecting', 'stream-off');
   source = new EventSource('/v1/events');
   source.onopen = () => {
     backoff = 500;
-    setStream('live', 'stream-on');
+    sync.open = true;
+    sync.opened += 1;
+    sync.loaded = false;
+    showStream();
     // Read everything once the stream is open, so no change falls between the read and the
     // stream; after a reconnect this also catches up on what was missed.
-    loadAll();
+    wantAll();
   };
   source.onmessage = (message) => {
     let event;
@@ -288,11 +342,18 @@ function connect() {
   };
   source.onerror = () => {
     source.close();
+    sync.open = false;
     const wait = backoff;
     backoff = Math.min(backoff * 2, 30000);
     setStream(`reconnecting in ${human(wait)}`, 'stream-off');
     setTimeout(connect, wait);
   };
+}
+
+/** The badge: `live` only with the stream open and the state read since it opened. */
+function showStream() {
+  if (sync.open && sync.loaded) setStream('live', 'stream-on');
+  else setStream('loading', 'stream-off');
 }
 
 function setStream(text, kind) {
@@ -389,21 +450,17 @@ function card(alias) {
   return node;
 }
 
-/** The running operation (or the last one seen) as warming → mixed → draining → stable. */
+/** The running operation, or else how the last one ended (as the API says, so a reload or a
+ *  restart of aliasd does not forget it), as warming → mixed → draining → stable. */
 function timeline(alias) {
-  let op = alias.operation;
-  let ended = null;
-  if (!op) {
-    const last = state.lastOp.get(alias.name);
-    if (!last) return null;
-    op = last.op;
-    ended = last;
-  }
+  const ended = alias.operation ? null : alias.last_operation;
+  const op = alias.operation || ended;
+  if (!op) return null;
   const current = ended ? 'stable' : alias.phase;
   const at = PHASES.indexOf(current);
-  // An operation that ended otherwise than completed (aborted, timed out) skipped the phases
-  // after the last one it reached.
-  const reached = ended && ended.change !== 'completed' ? PHASES.indexOf(ended.phase) : at;
+  // An operation that ended otherwise than completed (aborted, timed out, rolled back) skipped
+  // the phases after the last one it reached.
+  const reached = ended && ended.outcome !== 'completed' ? PHASES.indexOf(ended.reached) : at;
   const stepClass = (i) => (i === at ? 'current' : i > at ? 'todo' : i <= reached ? 'done' : 'skipped');
   const steps = PHASES.map((phase, i) =>
     el('li', {
@@ -434,7 +491,17 @@ function timeline(alias) {
     el('p', { class: 'gates small' }, gates.join(' · ')),
   );
   if (ended) {
-    box.append(el('p', { class: 'waiting' }, `${ended.change || 'ended'} `, timeEl(ended.at)));
+    box.append(
+      el(
+        'p',
+        { class: 'outcome', dataset: { outcome: ended.outcome } },
+        el('strong', { text: ended.outcome }),
+        ' ',
+        timeEl(ended.ended_at),
+        ` by ${ended.ended_by}`,
+        ended.ended_reason ? el('span', { class: 'reason', text: ` — ${ended.ended_reason}` }) : null,
+      ),
+    );
   } else {
     if (op.phase_deadline) {
       box.append(
@@ -694,46 +761,105 @@ function renderServices() {
     ),
   );
   const docker = doc.docker;
-  $('docker').textContent = docker
-    ? `Docker: ${docker.connected ? 'connected to' : 'NOT connected to'} ${docker.endpoint}${docker.version ? ` (${docker.version})` : ''} since ${docker.since}${docker.error ? ` — ${docker.error}` : ''}`
-    : 'Docker discovery is off.';
-  $('problems').replaceChildren(...(doc.problems || []).map((p) => el('li', { class: 'error-text', text: `${p.container}: ${p.problem}` })));
+  $('docker').replaceChildren(
+    ...(docker
+      ? [
+          `Docker: ${docker.connected ? 'connected to' : 'NOT connected to'} ${docker.endpoint}${docker.version ? ` (${docker.version})` : ''} since `,
+          timeEl(docker.since),
+          docker.error ? ` — ${docker.error}` : '',
+        ]
+      : ['Docker discovery is off.']),
+  );
+  // A skipped container as aliasctl names it: its name and short id (the full id on hover).
+  $('problems').replaceChildren(
+    ...(doc.problems || []).map((p) =>
+      el(
+        'li',
+        { class: 'error-text', dataset: { container: p.container.id } },
+        el('strong', { text: p.container.name }),
+        ' (',
+        el('span', { class: 'mono', title: p.container.id, text: p.container.short_id }),
+        `): ${p.problem}`,
+      ),
+    ),
+  );
 }
 
 // ---------------------------------------------------------------------------------------------
-// Activity: the events as they come.
+// Activity: the recent history when the page loads, then the events as they come.
 
-function logActivity(event) {
-  const at = event.at || new Date().toISOString();
-  let text;
+// The changes the stream sends as `registry` events; the other history entries come as `change`.
+const REGISTRY_CHANGES = new Set(['created', 'updated', 'removed', 'service_set', 'service_deleted', 'reloaded']);
+
+/** One history entry, the same whether it came from the stream or from /v1/history. */
+function entryKey(e) {
+  return [e.alias, e.service || '', e.revision, e.change, e.at].join('|');
+}
+
+function activityText(event) {
   switch (event.type) {
     case 'change':
-      text = `${event.alias}: ${event.change} (${event.phase}), answering ${list(event.answering)} by ${event.actor}`;
-      break;
+      return `${event.alias}: ${event.change} (${event.phase}), answering ${list(event.answering)} by ${event.actor}${event.reason ? ` — ${event.reason}` : ''}`;
     case 'health':
-      text = `${event.service} ${event.endpoint}: ${event.health}${event.error ? ` (${event.error})` : ''}`;
-      break;
+      return `${event.service} ${event.endpoint}: ${event.health}${event.error ? ` (${event.error})` : ''}`;
     case 'endpoints':
-      text = `${event.service}: endpoints ${list(event.endpoints)}`;
-      break;
+      return `${event.service}: endpoints ${list(event.endpoints)}`;
     case 'docker':
-      text = `Docker ${event.connected ? 'connected' : 'lost'}${event.error ? `: ${event.error}` : ''}`;
-      break;
+      return `Docker ${event.connected ? 'connected' : 'lost'}${event.error ? `: ${event.error}` : ''}`;
     case 'registry':
-      text = `${event.service || 'config'}: ${event.change} by ${event.actor}`;
-      break;
+      return `${event.alias || event.service || 'config'}: ${event.change} by ${event.actor}`;
     case 'lagged':
-      text = `the stream skipped ${event.skipped} events; everything was read again`;
-      break;
+      return `the stream skipped ${event.skipped} events; everything was read again`;
     case 'secondary':
-      text = `secondary ${event.address} of ${event.zone} serves ${event.serial ?? 'nothing yet'}${event.caught_up ? ' (caught up)' : `, the zone is at ${event.wanted}`}${event.error ? ` (${event.error})` : ''}`;
-      break;
+      return `secondary ${event.address} of ${event.zone} serves ${event.serial ?? 'nothing yet'}${event.caught_up ? ' (caught up)' : `, the zone is at ${event.wanted}`}${event.error ? ` (${event.error})` : ''}`;
     default:
-      text = JSON.stringify(event);
+      return JSON.stringify(event);
+  }
+}
+
+function activityItem(event, key) {
+  const at = event.at || new Date().toISOString();
+  return el('li', { dataset: { type: event.type, at, key } }, timeEl(at), ' ', activityText(event));
+}
+
+/** Keeps the newest MAX_ACTIVITY entries. */
+function trimActivity(root) {
+  while (root.children.length > MAX_ACTIVITY) {
+    const key = root.lastElementChild.dataset.key;
+    if (key) state.activity.delete(key);
+    root.lastElementChild.remove();
+  }
+}
+
+function logActivity(event) {
+  let key;
+  if (event.type === 'change' || event.type === 'registry') {
+    key = entryKey(event);
+    if (state.activity.has(key)) return;
+    state.activity.add(key);
   }
   const root = $('activity');
-  root.prepend(el('li', { dataset: { type: event.type } }, timeEl(at), ' ', text));
-  while (root.children.length > MAX_ACTIVITY) root.lastElementChild.remove();
+  root.prepend(activityItem(event, key));
+  trimActivity(root);
+}
+
+/** Adds the recent history (HistoryDto[], newest first) to what the stream has listed: each
+ *  entry once, everything newest first by its time. */
+function fillActivity(entries) {
+  const root = $('activity');
+  const fresh = [];
+  for (const entry of entries) {
+    const key = entryKey(entry);
+    if (state.activity.has(key)) continue;
+    state.activity.add(key);
+    fresh.push(activityItem({ ...entry, type: REGISTRY_CHANGES.has(entry.change) ? 'registry' : 'change' }, key));
+  }
+  // RFC 3339 times in UTC with milliseconds sort as text. The sort is stable: what the stream
+  // listed stays before history entries of the same millisecond.
+  const items = [...root.children, ...fresh].sort((a, b) => (a.dataset.at < b.dataset.at ? 1 : a.dataset.at > b.dataset.at ? -1 : 0));
+  root.replaceChildren(...items);
+  trimActivity(root);
+  $('activity-loading').hidden = true;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -955,7 +1081,6 @@ async function send(event) {
     const alias = reply && reply.alias ? reply.alias : reply;
     if (alias && alias.name) {
       state.aliases.set(alias.name, alias);
-      if (alias.operation) state.lastOp.set(alias.name, { op: alias.operation, phase: alias.phase });
       renderAlias(alias);
     }
     $('action').close();

@@ -232,3 +232,36 @@ fn numbered_entries_are_kept_up_to_the_committed_sequence_number() {
         4
     );
 }
+
+#[test]
+fn the_newest_entries_across_lists_come_newest_first_up_to_the_limit() {
+    // Three lists as the writer keeps them (each oldest first): unnumbered entries from before
+    // numbering are older than every numbered one.
+    let numbered = |seq: u64, e: HistoryEntry| HistoryEntry { seq, ..e };
+    let web = vec![
+        entry(WEB, 1),
+        numbered(2, entry(WEB, 2)),
+        numbered(5, entry(WEB, 3)),
+    ];
+    let api = vec![numbered(3, entry(API, 1)), numbered(6, entry(API, 2))];
+    let config = vec![numbered(4, entry("", 1))];
+    let lists = || [web.as_slice(), api.as_slice(), &[], config.as_slice()];
+    let order = |limit| -> Vec<(String, u64)> {
+        newest(lists(), limit)
+            .into_iter()
+            .map(|e| (e.alias, e.revision))
+            .collect()
+    };
+    let all = vec![
+        (API.to_owned(), 2),
+        (WEB.to_owned(), 3),
+        (String::new(), 1),
+        (API.to_owned(), 1),
+        (WEB.to_owned(), 2),
+        (WEB.to_owned(), 1),
+    ];
+    assert_eq!(order(100), all);
+    assert_eq!(order(3), all[..3].to_vec());
+    assert_eq!(order(0), Vec::new());
+    assert!(newest([], 10).is_empty());
+}

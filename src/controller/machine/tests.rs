@@ -59,6 +59,7 @@ fn stable(targets: &[&str]) -> AliasState {
         revision: START_REVISION,
         changed_at_ms: T0 - 60_000,
         changed_by: "config".into(),
+        last_op: None,
     }
 }
 
@@ -259,6 +260,7 @@ fn link_in_stable_relinks_and_remembers_the_previous_targets() {
             revision: START_REVISION + 1,
             changed_at_ms: T0,
             changed_by: "ci".into(),
+            last_op: None,
         }
     );
     assert_eq!(
@@ -479,6 +481,15 @@ fn warming_past_its_deadline_goes_back_to_a_and_b_may_stop_at_once() {
         reason.contains("v2 had 1 healthy endpoint(s) of 2"),
         "{reason}"
     );
+    // How it ended stays in the state, with what the timeout found.
+    let ended = after.last_op.expect("the ended operation");
+    assert_eq!(
+        (ended.outcome, ended.reached, ended.at_ms, ended.by.as_str()),
+        (EndKind::WarmTimeout, Reached::Warming, w.now, "deploy")
+    );
+    assert_eq!(ended.why.as_deref(), Some(reason.as_str()));
+    assert_eq!(ended.op, *op(&warming));
+    assert_eq!(ended.revision, after.revision);
 }
 
 // ---- Mixed ----
@@ -517,6 +528,12 @@ fn mixed_rolls_back_when_too_few_endpoints_of_b_are_left_up() {
         assert_eq!(change.kind, ChangeKind::AutoRollback, "{what}");
         let reason = change.reason.unwrap_or_default();
         assert!(reason.contains("v2 turned unhealthy"), "{reason}");
+        let ended = after.last_op.expect("the ended operation");
+        assert_eq!(
+            (ended.outcome, ended.reached, ended.why),
+            (EndKind::AutoRollback, Reached::Mixed, Some(reason)),
+            "{what}"
+        );
     }
 }
 
@@ -661,6 +678,15 @@ fn draining_completes_at_its_end_and_a_may_stop_then() {
             revision: draining.revision + 1,
             changed_at_ms: until_ms,
             changed_by: "deploy".into(),
+            last_op: Some(Ended {
+                op: op(&draining).clone(),
+                outcome: EndKind::Completed,
+                reached: Reached::Draining,
+                at_ms: until_ms,
+                by: "deploy".into(),
+                why: None,
+                revision: draining.revision + 1,
+            }),
         }
     );
     assert_eq!(change.kind, ChangeKind::Completed);
@@ -699,9 +725,27 @@ fn abort_goes_back_to_a_and_retires_b_after_the_drain_window_if_it_answered() {
         (w.draining(), true),
     ];
     w.advance(1_000);
-    for (state, b_answered) in states {
+    for ((state, b_answered), reached) in
+        states
+            .into_iter()
+            .zip([Reached::Warming, Reached::Mixed, Reached::Draining])
+    {
         let phase = state.phase.name();
         let (after, change) = w.change(&state, abort());
+        // The abort is recorded as the end of the operation, by who aborted it and why.
+        assert_eq!(
+            after.last_op,
+            Some(Ended {
+                op: op(&state).clone(),
+                outcome: EndKind::Aborted,
+                reached,
+                at_ms: w.now,
+                by: "oncall".into(),
+                why: Some("errors".into()),
+                revision: state.revision + 1,
+            }),
+            "{phase}"
+        );
         assert_eq!(after.phase, Phase::Stable, "{phase}");
         assert_eq!(after.targets, svc(&["v1"]), "{phase}");
         let safe_at = if b_answered {

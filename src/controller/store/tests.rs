@@ -1,6 +1,8 @@
 use super::*;
 use crate::check::HealthSpec;
-use crate::controller::machine::{OpKind, Operation, Phase, PromoteOptions, Retired};
+use crate::controller::machine::{
+    EndKind, Ended, OpKind, Operation, Phase, PromoteOptions, Reached, Retired,
+};
 use crate::controller::state::StoredAlias;
 use crate::controller::state::StoredDelta;
 use crate::registry::{AliasSpec, ApiService, ContainerRef, DockerEndpoint, DockerHealth};
@@ -30,6 +32,30 @@ fn sample() -> StoredState {
                 op: 2,
             }),
             ttl_served_s: 30,
+            last_op: Some(Ended {
+                op: Operation {
+                    id: 2,
+                    kind: OpKind::Promote,
+                    from: vec!["web-v1".parse().unwrap()],
+                    to: vec!["web-v2".parse().unwrap()],
+                    options: PromoteOptions {
+                        stop_old: true,
+                        observe_ms: 10_000,
+                        confirm: false,
+                        min_healthy: None,
+                        warm_timeout_ms: 120_000,
+                    },
+                    actor: "deploy".into(),
+                    reason: None,
+                    started_at_ms: 1_699_999_900_000,
+                },
+                outcome: EndKind::Completed,
+                reached: Reached::Draining,
+                at_ms: 1_700_000_000_000,
+                by: "deploy".into(),
+                why: None,
+                revision: 3,
+            }),
         },
     );
     let op = Operation {
@@ -64,6 +90,7 @@ fn sample() -> StoredState {
             previous: None,
             retired: None,
             ttl_served_s: 5,
+            last_op: None,
         },
     );
     // What the API and Docker defined.
@@ -169,6 +196,7 @@ fn a_state_file_written_before_promotions_loads_as_stable() {
     assert_eq!(web.previous, None);
     assert_eq!(web.retired, None);
     assert_eq!(web.ttl_served_s, 0);
+    assert_eq!(web.last_op, None);
     assert_eq!(web.targets, names(&["web-v1"]));
 }
 
