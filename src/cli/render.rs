@@ -24,13 +24,7 @@ pub(super) fn plus(services: &[String]) -> String {
     }
 }
 
-pub(super) fn plural(n: u32, word: &str) -> String {
-    if n == 1 {
-        format!("{n} {word}")
-    } else {
-        format!("{n} {word}s")
-    }
-}
+pub(super) use crate::text::{counted, plural};
 
 /// The one-line summary of what a promote or rollback did.
 pub(super) fn started_text(reply: &OperationReply) -> String {
@@ -258,7 +252,9 @@ pub(super) fn event_text(event: &EventDto) -> String {
                 s.address, s.zone
             )
         }
-        EventDto::Lagged { skipped } => format!("{skipped} events skipped; state re-read"),
+        EventDto::Lagged { skipped } => {
+            format!("{} skipped; state re-read", plural(*skipped, "event"))
+        }
     }
 }
 
@@ -472,11 +468,15 @@ pub(super) fn alias_detail(a: &AliasDto) -> String {
     }
     if let Some(d) = &a.drain {
         s.push_str(&format!(
-            "drain:      {}: TTL window {} {}; {} request(s)/connection(s) still open through the proxy\n",
+            "drain:      {}: TTL window {} {}; {} still open through the proxy\n",
             d.services.join(", "),
             if d.ttl_window_over { "ended" } else { "ends" },
             d.ttl_window_until,
-            d.proxy_inflight
+            counted(
+                d.proxy_inflight,
+                "request or connection",
+                "requests or connections"
+            )
         ));
         for behind in &d.secondaries_behind {
             s.push_str(&format!("            waiting for secondary {behind}\n"));

@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use super::state::AliasState;
 use crate::model::ServiceName;
+use crate::text::plural;
 
 /// Milliseconds since the Unix epoch.
 pub type Ms = u64;
@@ -268,7 +269,7 @@ pub enum MachineError {
     NoConfirmGate,
     #[error("targets must name at least one service")]
     EmptyTargets,
-    #[error("min_healthy is {wanted} but {services} has only {total} endpoint(s)")]
+    #[error("min_healthy is {wanted} but {services} has only {}", plural(*total, "endpoint"))]
     MinHealthyTooHigh {
         wanted: u32,
         total: u32,
@@ -527,9 +528,9 @@ fn tick(state: &AliasState, ctx: &Ctx<'_>) -> Option<(AliasState, ChangeKind, Op
                     back_to_a(state, op, false, ctx),
                     ChangeKind::WarmTimeout,
                     Some(format!(
-                        "{} had {} healthy endpoint(s) of {} needed after {}",
+                        "{} had {} of {} needed after {}",
                         join(&op.to),
-                        counts.healthy,
+                        plural(counts.healthy, "healthy endpoint"),
                         need,
                         humantime::format_duration(std::time::Duration::from_millis(
                             op.options.warm_timeout_ms
@@ -618,10 +619,10 @@ fn failing(op: &Operation, ctx: &Ctx<'_>) -> Option<String> {
     let up = counts.total - counts.failed.min(counts.total);
     (up < need).then(|| {
         format!(
-            "{} turned unhealthy: {} of {} endpoint(s) failing, {} needed",
+            "{} turned unhealthy: {} of {} failing, {} needed",
             join(&op.to),
             counts.failed,
-            counts.total,
+            plural(counts.total, "endpoint"),
             need
         )
     })

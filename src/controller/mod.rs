@@ -46,8 +46,9 @@ use store::{Store, StoreError};
 pub enum ControlError {
     #[error("unknown alias `{0}`")]
     UnknownAlias(String),
-    #[error("unknown service `{0}`")]
-    UnknownService(String),
+    /// `known` lists the services there are ([`crate::text::known`]), so a typo shows.
+    #[error("unknown service `{name}` (known: {known})")]
+    UnknownService { name: String, known: String },
     #[error("targets must name at least one service")]
     EmptyTargets,
     #[error("service `{0}` is listed twice in targets")]
@@ -66,6 +67,16 @@ pub enum ControlError {
     Storage(String),
     #[error("aliasd is shutting down")]
     Unavailable,
+}
+
+impl ControlError {
+    /// `name` is not a service of `topology`: the error lists the ones that are.
+    pub fn unknown_service(topology: &Topology, name: &ServiceName) -> Self {
+        Self::UnknownService {
+            name: name.to_string(),
+            known: crate::text::known(topology.services.keys()),
+        }
+    }
 }
 
 impl From<MachineError> for ControlError {
@@ -1938,7 +1949,7 @@ fn stored_registry(base: &Base, stored: &StoredState, notes: &mut Vec<String>) -
 pub fn check_services(topology: &Topology, targets: &[ServiceName]) -> Result<(), ControlError> {
     for (i, t) in targets.iter().enumerate() {
         if !topology.services.contains_key(t) {
-            return Err(ControlError::UnknownService(t.to_string()));
+            return Err(ControlError::unknown_service(topology, t));
         }
         if targets[..i].contains(t) {
             return Err(ControlError::DuplicateTarget(t.to_string()));

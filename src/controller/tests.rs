@@ -203,7 +203,10 @@ fn relink_refuses_bad_requests_with_the_matching_error() {
         (
             "web.internal.",
             &["web-v1", "web-v9"],
-            ControlError::UnknownService("web-v9".into()),
+            ControlError::UnknownService {
+                name: "web-v9".into(),
+                known: "web-v1, web-v2, web-v3".into(),
+            },
         ),
         (
             "web.internal.",

@@ -242,7 +242,7 @@ async fn an_unhealthy_v2_times_out_warming_and_exits_3() {
         &stdout,
         &[
             "web.internal: warming",
-            "web.internal: warm_timeout: web-v2 had 0 healthy endpoint(s) of 1 needed",
+            "web.internal: warm_timeout: web-v2 had 0 healthy endpoints of 1 needed",
             "answering web-v1 again",
         ],
     );

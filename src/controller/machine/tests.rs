@@ -343,7 +343,7 @@ fn promote_with_min_healthy_above_the_endpoint_total_is_refused() {
     );
     assert_eq!(
         err.to_string(),
-        "min_healthy is 5 but v2+v3 has only 4 endpoint(s)"
+        "min_healthy is 5 but v2+v3 has only 4 endpoints"
     );
     // Exactly the total is allowed.
     let (next, _) = w.change(&state, promote(&["v2", "v3"], with_min_healthy(Some(4))));
@@ -476,7 +476,7 @@ fn warming_past_its_deadline_goes_back_to_a_and_b_may_stop_at_once() {
     assert_eq!(change.actor, "deploy");
     let reason = change.reason.unwrap_or_default();
     assert!(
-        reason.contains("v2 had 1 healthy endpoint(s) of 2"),
+        reason.contains("v2 had 1 healthy endpoint of 2 needed"),
         "{reason}"
     );
 }
