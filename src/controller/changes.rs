@@ -38,6 +38,7 @@ fn service_entry(
         targets: Vec::new(),
         answering: Vec::new(),
         op: None,
+        op_kind: None,
     }
 }
 
@@ -587,6 +588,7 @@ pub fn reload(
         targets: Vec::new(),
         answering: Vec::new(),
         op: None,
+        op_kind: None,
     });
     Ok(Reloaded {
         state: next,

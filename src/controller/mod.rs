@@ -1252,7 +1252,7 @@ impl Controller {
                 self.stops_asked.remove(&(alias.clone(), op));
                 let input = Input::Stopped {
                     op,
-                    actor: "aliasd".into(),
+                    actor: machine::AUTOMATIC.into(),
                     reason: report,
                 };
                 if let Err(e) = self.apply(&alias, input).await {
@@ -1722,7 +1722,9 @@ impl Controller {
                 .or_else(|| self.state.aliases.get(name));
             let mut e = entry(name, alias, change);
             if e.op.is_none() && change.kind != ChangeKind::Linked {
-                e.op = prev.and_then(|p| p.phase.operation()).map(|op| op.id);
+                let op = prev.and_then(|p| p.phase.operation());
+                e.op = op.map(|op| op.id);
+                e.op_kind = op.map(|op| op.kind);
             }
             alias_entries.push(e);
             before.insert(name, alias);
@@ -1996,6 +1998,11 @@ pub fn entry(alias: &AliasName, state: &AliasState, change: &Change) -> HistoryE
         op: state.phase.operation().map(|op| op.id).or_else(|| {
             (change.kind == ChangeKind::Stopped)
                 .then(|| state.retired.as_ref().map(|r| r.op))
+                .flatten()
+        }),
+        op_kind: state.phase.operation().map(|op| op.kind).or_else(|| {
+            (change.kind == ChangeKind::Stopped)
+                .then(|| state.retired.as_ref().and_then(|r| r.kind))
                 .flatten()
         }),
     }

@@ -526,6 +526,8 @@ fn a_stored_promotion_is_picked_up_where_it_was() {
         services: services(&["web-v3"]),
         safe_to_stop_at_ms: STARTED_AT,
         op: 3,
+        // As in a state written before retirements recorded the operation's kind.
+        kind: None,
     };
     let stored = stored(
         &[(
@@ -710,6 +712,7 @@ fn a_history_entry_shows_the_state_after_the_change() {
             targets: vec!["web-v1".into()],
             answering: vec!["web-v1".into(), "web-v2".into()],
             op: Some(4),
+            op_kind: Some(OpKind::Promote),
         }
     );
 
