@@ -1,7 +1,9 @@
 //! The binaries as an operator runs them: `aliasctl` output and exit codes, `aliasd check`, and
 //! `aliasd run` refusing a bad config.
 
-use crate::support::{Fixture, TOKEN, run_bin};
+use std::time::Duration;
+
+use crate::support::{Fixture, TOKEN, run_bin, run_bin_within};
 
 const ALIASCTL: &str = env!("CARGO_BIN_EXE_aliasctl");
 const ALIASD: &str = env!("CARGO_BIN_EXE_aliasd");
@@ -465,5 +467,72 @@ fn aliasctl_defines_services_and_aliases_and_reloads() {
     assert!(
         stderr.contains("aliasd.toml:") && stderr.contains("links unknown service `nope`"),
         "{stderr}"
+    );
+}
+
+/// Runs `aliasd demo` with `flags`, which must make it fail; returns its one error line after
+/// checking that stderr holds nothing else worth a user's attention.
+fn failing_demo(flags: &[&str]) -> String {
+    let mut args = vec!["demo"];
+    args.extend_from_slice(flags);
+    let out = run_bin_within(ALIASD, &args, &[], Duration::from_secs(30));
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let errors: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("aliasd: error: "))
+        .collect();
+    assert_eq!(errors.len(), 1, "{stderr}");
+    // The demo's connection caps are aliasd's defaults: nothing for its user to act on.
+    assert!(!stderr.contains("WARN"), "{stderr}");
+    errors[0].to_owned()
+}
+
+#[test]
+fn a_taken_demo_port_is_one_line_naming_the_address_and_the_flag() {
+    // A free port for the backends: bound and let go (the demo binds it a moment later).
+    let backend_port = std::net::TcpListener::bind("127.0.0.11:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+        .to_string();
+    let dns = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let dns_port = dns.local_addr().unwrap().port().to_string();
+    let line = failing_demo(&[
+        "--dns-port",
+        &dns_port,
+        "--api-port",
+        "0",
+        "--proxy-port",
+        "0",
+        "--backend-port",
+        &backend_port,
+    ]);
+    assert_eq!(
+        line,
+        format!(
+            "aliasd: error: cannot listen for DNS on 127.0.0.1:{dns_port}: another program has that port; choose another port with --dns-port"
+        )
+    );
+    drop(dns);
+
+    let backend = std::net::TcpListener::bind("127.0.0.11:0").unwrap();
+    let backend_port = backend.local_addr().unwrap().port().to_string();
+    let line = failing_demo(&[
+        "--dns-port",
+        "0",
+        "--api-port",
+        "0",
+        "--proxy-port",
+        "0",
+        "--backend-port",
+        &backend_port,
+    ]);
+    assert_eq!(
+        line,
+        format!(
+            "aliasd: error: cannot listen for backend web-v1 on 127.0.0.11:{backend_port}: another program has that port; choose another port with --backend-port"
+        )
     );
 }
