@@ -724,4 +724,26 @@ fn a_history_entry_shows_the_state_after_the_change() {
     assert_eq!(done.phase, "stable");
     assert_eq!(done.targets, ["web-v2"]);
     assert_eq!(done.answering, ["web-v2"]);
+
+    // The stop of retired containers belongs to the operation that retired them, kind and all;
+    // a retirement stored before kinds were recorded gives none.
+    let retired = |kind| machine::Retired {
+        services: services(&["web-v1"]),
+        safe_to_stop_at_ms: LATER,
+        op: 4,
+        kind,
+        stop_old: true,
+        stopped_at_ms: Some(LATER),
+    };
+    for kind in [Some(OpKind::Promote), Some(OpKind::Rollback), None] {
+        let after = AliasState {
+            retired: Some(retired(kind)),
+            ..completed.clone()
+        };
+        let stopped = entry(&web, &after, &change(ChangeKind::Stopped));
+        assert_eq!((stopped.op, stopped.op_kind), (Some(4), kind));
+    }
+    // Other changes of a stable alias belong to no operation.
+    let linked = entry(&web, &completed, &change(ChangeKind::Linked));
+    assert_eq!((linked.op, linked.op_kind), (None, None));
 }
