@@ -531,7 +531,25 @@ fn source_chain(e: &dyn std::error::Error) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::SseParser;
+    use super::{Client, ClientError, SseParser};
+
+    #[test]
+    fn a_blank_token_is_no_token_and_one_a_header_cannot_carry_is_refused() {
+        let server = "http://127.0.0.1:5380";
+        for blank in ["", "  "] {
+            let client = Client::new(server, Some(blank.to_owned())).unwrap();
+            assert!(!client.has_token(), "{blank:?}");
+        }
+        assert!(
+            Client::new(server, Some("s3cret-s3cret-s3cret".into()))
+                .unwrap()
+                .has_token()
+        );
+        assert!(matches!(
+            Client::new(server, Some("two\nlines".into())),
+            Err(ClientError::BadToken)
+        ));
+    }
 
     const STREAM: &str = ":\n\ndata: {\"type\":\"lagged\",\"skipped\":1}\n\n: keep-alive\n\n\
         data:{\"a\":1}\r\n\r\nevent: x\nid: 7\ndata: one\ndata: two\n\nretry: 5\n\n\

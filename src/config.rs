@@ -861,8 +861,8 @@ struct Validator<'a> {
     missing_secret: MissingSecret,
     /// With [`MissingSecret::Warn`]: the secrets whose variables are not set.
     warnings: Vec<String>,
-    /// TSIG keys left out for a missing secret (with [`MissingSecret::Warn`]), so a secondary
-    /// that names one is not reported as naming no key.
+    /// TSIG keys left out for a missing secret, so a secondary that names one is not reported a
+    /// second time, as naming no key.
     keys_without_secret: Vec<hickory_proto::rr::Name>,
 }
 

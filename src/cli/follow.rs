@@ -9,13 +9,14 @@ use std::time::{Duration, SystemTime};
 
 use tokio::time::Instant;
 
-use super::render::{event_text, op_word, plural, plus, started_text, status_line, where_is};
+use super::render::{event_text, op_word, plus, started_text, status_line, where_is};
 use super::{
     CliError, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_TIMEOUT, Result, WaitArgs, compact_json,
     out, say, to_json,
 };
 use crate::api::dto::{AliasDto, EventDto, HistoryDto, OperationDto, OperationReply, RetiredDto};
 use crate::client::{Client, ClientError, EventStream};
+use crate::text::plural;
 
 const DEFAULT_WAIT: Duration = Duration::from_secs(300);
 /// How often `--wait` reads the history when the events stream is gone.

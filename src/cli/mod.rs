@@ -4,8 +4,8 @@
 //!
 //! Tables for people, `--json` for scripts. Exit 0 on success, 1 with a one-line error otherwise,
 //! 2 for a usage error: every duration, count and reason is checked here against the bounds the
-//! server applies (`crate::bounds`), with the server's words, before anything is sent. `promote --wait` and `rollback --wait` follow the operation to its end:
-//! 0 when it completed (or nothing had to change), 3 when it ended without completing (aborted,
+//! server applies (`crate::bounds`), with the server's words, before anything is sent.
+//! `promote --wait` and `rollback --wait` follow the operation to its end: 0 when it completed (or nothing had to change), 3 when it ended without completing (aborted,
 //! warm timeout, automatic rollback), 4 when `--timeout` expired first.
 //!
 //! `render` turns the API's DTOs into text (pure); `follow` is the `--wait` follower and
@@ -247,24 +247,24 @@ struct WaitArgs {
 // Durations are sent as written: the server parses the same text the same way.
 
 /// `--timeout`: a duration within [`crate::bounds::WAIT_TIMEOUT`].
-pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
+fn parse_duration(text: &str) -> Result<Duration, String> {
     crate::bounds::WAIT_TIMEOUT.parse("the timeout", text)
 }
 
 /// `--observe`: a duration within [`crate::bounds::OBSERVE`].
-pub(crate) fn parse_observe(text: &str) -> Result<String, String> {
+fn parse_observe(text: &str) -> Result<String, String> {
     crate::bounds::OBSERVE.parse("observe", text)?;
     Ok(text.to_owned())
 }
 
 /// `--warm-timeout`: a duration within [`crate::bounds::WARM_TIMEOUT`].
-pub(crate) fn parse_warm_timeout(text: &str) -> Result<String, String> {
+fn parse_warm_timeout(text: &str) -> Result<String, String> {
     crate::bounds::WARM_TIMEOUT.parse("warm_timeout", text)?;
     Ok(text.to_owned())
 }
 
 /// `--min-healthy`: a whole number within [`crate::bounds::min_healthy`].
-pub(crate) fn parse_min_healthy(text: &str) -> Result<u32, String> {
+fn parse_min_healthy(text: &str) -> Result<u32, String> {
     let n = text
         .trim()
         .parse::<u32>()
@@ -274,14 +274,14 @@ pub(crate) fn parse_min_healthy(text: &str) -> Result<u32, String> {
 }
 
 /// `--reason`: within [`crate::bounds::reason`].
-pub(crate) fn parse_reason(text: &str) -> Result<String, String> {
+fn parse_reason(text: &str) -> Result<String, String> {
     crate::bounds::reason(Some(text))?;
     Ok(text.to_owned())
 }
 
 /// One `--health KEY=VALUE`: the key is one aliasd knows and the value is within its bounds.
 /// Whether the settings fit together is checked once all are read ([`health_spec`]).
-pub(crate) fn parse_health(text: &str) -> Result<String, String> {
+fn parse_health(text: &str) -> Result<String, String> {
     health_spec(std::slice::from_ref(&text.to_owned()))?;
     Ok(text.to_owned())
 }
@@ -289,7 +289,7 @@ pub(crate) fn parse_health(text: &str) -> Result<String, String> {
 /// The `--health` settings as one spec, checked as the server checks them, so far as that
 /// does not depend on the server's `[health]` defaults (which this side does not know): over
 /// an HTTP check whose interval and timeout leave every value in bounds its room.
-pub(crate) fn health_spec(pairs: &[String]) -> Result<HealthSpec, String> {
+fn health_spec(pairs: &[String]) -> Result<HealthSpec, String> {
     let spec = HealthSpec::from_pairs(pairs.iter().map(String::as_str))?;
     let roomy = CheckConfig {
         kind: CheckKind::Http {
@@ -305,7 +305,7 @@ pub(crate) fn health_spec(pairs: &[String]) -> Result<HealthSpec, String> {
     Ok(spec)
 }
 
-/// Why a command failed: one line, exit 1.
+/// Why a command failed: one line, exit 1 ([`EXIT_USAGE`] for [`CliError::Usage`]).
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
     /// The API could not be reached, refused the request or answered nonsense.
@@ -333,9 +333,9 @@ pub enum CliError {
     EventsEnded { server: String },
     /// A change was sent without a token and aliasd asked for one.
     #[error(
-        "aliasd at {server} makes changes only for a token: pass --token TOKEN or set ALIASCTL_TOKEN to the secret of an [[api.token]] in aliasd's config (HTTP 401)"
+        "this change needs a token and none was given: pass --token TOKEN or set ALIASCTL_TOKEN to the secret of an [[api.token]] in aliasd's config (HTTP 401)"
     )]
-    NoToken { server: String },
+    NoToken,
     /// The token was sent and aliasd refused it (`said` is aliasd's reason).
     #[error(
         "aliasd at {server} refused the token given by --token or ALIASCTL_TOKEN ({said}): it must be the secret of an [[api.token]] in aliasd's config (HTTP 401)"
@@ -368,9 +368,7 @@ impl CliError {
                         said: message,
                     }
                 } else {
-                    Self::NoToken {
-                        server: server.to_owned(),
-                    }
+                    Self::NoToken
                 }
             }
             other => other,

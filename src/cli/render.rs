@@ -7,6 +7,7 @@ use crate::api::dto::{
     AliasDto, EventDto, HistoryDto, MemberDto, OperationReply, PlanDto, ReloadDto, RetiredDto,
     ServiceDto, ServicesDto,
 };
+use crate::text::{counted, plural};
 
 pub(super) fn op_word(kind: &str) -> &'static str {
     if kind == "rollback" {
@@ -32,8 +33,6 @@ pub(super) fn plus(services: &[String]) -> String {
         services.join("+")
     }
 }
-
-pub(super) use crate::text::{counted, plural};
 
 /// The one-line summary of what a promote or rollback did.
 pub(super) fn started_text(reply: &OperationReply) -> String {
