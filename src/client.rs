@@ -31,6 +31,10 @@ const MAX_EVENT_LINE: usize = 4 << 20;
 pub enum ClientError {
     #[error("invalid server URL `{0}`: expected something like http://127.0.0.1:5380")]
     BadUrl(String),
+    #[error(
+        "the token cannot be sent: it holds a character an HTTP header cannot carry (such as a newline)"
+    )]
+    BadToken,
     #[error("cannot reach aliasd at {server}: {reason}")]
     Unreachable { server: String, reason: String },
     /// The server answered with an error status and said why.
@@ -72,7 +76,8 @@ pub struct Client {
 }
 
 impl Client {
-    /// `server` is a base URL such as `http://127.0.0.1:5380`.
+    /// `server` is a base URL such as `http://127.0.0.1:5380`. An empty (or blank) `token` is
+    /// no token: that is what `--token ''` or an empty variable mean.
     pub fn new(server: &str, token: Option<String>) -> Result<Self, ClientError> {
         let base = server.trim_end_matches('/').to_owned();
         let uri: Uri = base
@@ -81,6 +86,12 @@ impl Client {
         if uri.scheme_str() != Some("http") || uri.host().is_none() {
             return Err(ClientError::BadUrl(server.to_owned()));
         }
+        let token = token.filter(|t| !t.trim().is_empty());
+        if let Some(t) = &token
+            && hyper::header::HeaderValue::from_str(&format!("Bearer {t}")).is_err()
+        {
+            return Err(ClientError::BadToken);
+        }
         let http = HyperClient::builder(TokioExecutor::new()).build_http();
         Ok(Self { base, token, http })
     }
@@ -88,6 +99,11 @@ impl Client {
     /// The base URL this client talks to.
     pub fn server(&self) -> &str {
         &self.base
+    }
+
+    /// Whether requests carry a token.
+    pub fn has_token(&self) -> bool {
+        self.token.is_some()
     }
 
     pub async fn health(&self) -> Result<HealthDto, ClientError> {
@@ -515,7 +531,25 @@ fn source_chain(e: &dyn std::error::Error) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::SseParser;
+    use super::{Client, ClientError, SseParser};
+
+    #[test]
+    fn a_blank_token_is_no_token_and_one_a_header_cannot_carry_is_refused() {
+        let server = "http://127.0.0.1:5380";
+        for blank in ["", "  "] {
+            let client = Client::new(server, Some(blank.to_owned())).unwrap();
+            assert!(!client.has_token(), "{blank:?}");
+        }
+        assert!(
+            Client::new(server, Some("s3cret-s3cret-s3cret".into()))
+                .unwrap()
+                .has_token()
+        );
+        assert!(matches!(
+            Client::new(server, Some("two\nlines".into())),
+            Err(ClientError::BadToken)
+        ));
+    }
 
     const STREAM: &str = ":\n\ndata: {\"type\":\"lagged\",\"skipped\":1}\n\n: keep-alive\n\n\
         data:{\"a\":1}\r\n\r\nevent: x\nid: 7\ndata: one\ndata: two\n\nretry: 5\n\n\

@@ -622,13 +622,40 @@ impl RawDuration {
 
 // ---- loading and validation ----
 
+/// What `aliasd check` makes of a config: the config, and what only the environment it was
+/// checked in is missing (a secret's variable that is not set there).
+///
+/// `run` refuses what `warnings` names, so `config` is for reporting, not for serving, unless
+/// `warnings` is empty: a token or TSIG key whose secret was missing is left out of it.
+#[derive(Debug)]
+pub struct Checked {
+    pub config: Config,
+    /// One line each, naming the file, line and column, like the problems of [`ConfigError`].
+    pub warnings: Vec<String>,
+}
+
+/// How a `secret_env` that names an unset variable counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum MissingSecret {
+    /// A problem: `run` and reloads cannot serve without the secret.
+    Refuse,
+    /// A warning: `check` is often run where the secrets are not (a laptop, CI), and the file
+    /// itself is fine.
+    Warn,
+}
+
 impl Config {
     /// Reads, parses and validates the config at `path` and the zone files it names.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
-            problems: vec![format!("{}: cannot read config: {e}", path.display())],
-        })?;
+        let text = read_config(path)?;
         Self::parse(&text, path, &|name| std::env::var(name).ok())
+    }
+
+    /// What `aliasd check` does: [`Config::load`], except that a secret's environment variable
+    /// that is not set is a warning, not a problem.
+    pub fn check(path: &Path) -> Result<Checked, ConfigError> {
+        let text = read_config(path)?;
+        Self::parse_checked(&text, path, &|name| std::env::var(name).ok())
     }
 
     /// Parses config text. `path` names the file in messages and anchors relative paths;
@@ -638,8 +665,37 @@ impl Config {
         path: &Path,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Self, ConfigError> {
+        Self::parse_as(text, path, env, MissingSecret::Refuse).map(|checked| checked.config)
+    }
+
+    /// [`Config::parse`] as `aliasd check` does it: unset secret variables are warnings.
+    pub fn parse_checked(
+        text: &str,
+        path: &Path,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Checked, ConfigError> {
+        Self::parse_as(text, path, env, MissingSecret::Warn)
+    }
+
+    fn parse_as(
+        text: &str,
+        path: &Path,
+        env: &dyn Fn(&str) -> Option<String>,
+        missing_secret: MissingSecret,
+    ) -> Result<Checked, ConfigError> {
         let raw: RawConfig = toml::from_str(text).map_err(|e| {
             let at = Locator::new(path, text);
+            // A misspelt key can make serde fail far from it, or with a list of every key:
+            // name the key where it is written, and what was probably meant.
+            let keys = keys::key_problems(text);
+            if !keys.is_empty() {
+                return ConfigError {
+                    problems: keys
+                        .iter()
+                        .map(|(span, message)| at.at(span, message))
+                        .collect(),
+                };
+            }
             let message = e.message().trim_end_matches('\n').to_owned();
             ConfigError {
                 problems: vec![match e.span() {
@@ -653,15 +709,27 @@ impl Config {
             base: path.parent().unwrap_or(Path::new(".")).to_owned(),
             problems: Vec::new(),
             reported: Vec::new(),
+            missing_secret,
+            warnings: Vec::new(),
+            keys_without_secret: Vec::new(),
         };
         let config = v.config(raw, env);
         match config {
-            Some(config) if v.problems.is_empty() => Ok(config),
+            Some(config) if v.problems.is_empty() => Ok(Checked {
+                config,
+                warnings: v.warnings,
+            }),
             _ => Err(ConfigError {
                 problems: v.problems,
             }),
         }
     }
+}
+
+fn read_config(path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path).map_err(|e| ConfigError {
+        problems: vec![format!("{}: cannot read config: {e}", path.display())],
+    })
 }
 
 /// What of a config a reload cannot change: listeners, the set of zones, the state directory,
@@ -790,6 +858,12 @@ struct Validator<'a> {
     problems: Vec<String>,
     /// Where problems were reported, so a value inherited by many places is reported once.
     reported: Vec<Range<usize>>,
+    missing_secret: MissingSecret,
+    /// With [`MissingSecret::Warn`]: the secrets whose variables are not set.
+    warnings: Vec<String>,
+    /// TSIG keys left out for a missing secret, so a secondary that names one is not reported a
+    /// second time, as naming no key.
+    keys_without_secret: Vec<hickory_proto::rr::Name>,
 }
 
 impl Validator<'_> {
@@ -800,6 +874,36 @@ impl Validator<'_> {
             self.problems.push(line);
             self.reported.push(span.clone());
         }
+    }
+
+    /// The secret in the variable `var`, or `None` after reporting that it is not set: as a
+    /// problem, or (for `aliasd check`) as a warning. `what` names the table for the message.
+    fn secret_from_env(
+        &mut self,
+        var: &Spanned<String>,
+        what: &str,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Option<String> {
+        if let Some(secret) = env(var.get_ref()) {
+            return Some(secret);
+        }
+        match self.missing_secret {
+            MissingSecret::Refuse => self.err(
+                &var.span(),
+                format!(
+                    "{what}: environment variable `{}` is not set",
+                    var.get_ref()
+                ),
+            ),
+            MissingSecret::Warn => self.warnings.push(self.at.at(
+                &var.span(),
+                &format!(
+                    "{what}: environment variable `{}` is not set here; `aliasd run` refuses to start without it",
+                    var.get_ref()
+                ),
+            )),
+        }
+        None
     }
 
     fn path(&self, text: &str) -> PathBuf {
@@ -1128,19 +1232,15 @@ impl Validator<'_> {
             }
             let (text, span) = match (&k.secret, &k.secret_env) {
                 (Some(s), None) => (s.get_ref().clone(), s.span()),
-                (None, Some(var)) => match env(var.get_ref()) {
-                    Some(s) => (s, var.span()),
-                    None => {
-                        self.err(
-                            &var.span(),
-                            format!(
-                                "tsig_key `{name}`: environment variable `{}` is not set",
-                                var.get_ref()
-                            ),
-                        );
-                        continue;
+                (None, Some(var)) => {
+                    match self.secret_from_env(var, &format!("tsig_key `{name}`"), env) {
+                        Some(s) => (s, var.span()),
+                        None => {
+                            self.keys_without_secret.push(name);
+                            continue;
+                        }
                     }
-                },
+                }
                 _ => {
                     self.err(
                         &k.name.span(),
@@ -1156,8 +1256,8 @@ impl Validator<'_> {
                 Ok(secret) => self.err(
                     &span,
                     format!(
-                        "tsig_key `{name}`: the secret is {} bytes; at least {MIN_TSIG_SECRET} are needed (`openssl rand -base64 32` makes one)",
-                        secret.len()
+                        "tsig_key `{name}`: the secret is {}; at least {MIN_TSIG_SECRET} are needed (`openssl rand -base64 32` makes one)",
+                        crate::text::plural(secret.len() as u64, "byte")
                     ),
                 ),
                 Err(e) => self.err(
@@ -1196,7 +1296,9 @@ impl Validator<'_> {
                     let found = parse_dns_name(k.get_ref()).ok().and_then(|mut n| {
                         n.set_fqdn(true);
                         let n = n.to_lowercase();
-                        keys.iter().any(|key| key.name == n).then_some(n)
+                        let known = keys.iter().any(|key| key.name == n)
+                            || self.keys_without_secret.contains(&n);
+                        known.then_some(n)
                     });
                     if found.is_none() {
                         self.err(
@@ -1272,19 +1374,12 @@ impl Validator<'_> {
             }
             let secret = match (&t.secret, &t.secret_env) {
                 (Some(s), None) => s.get_ref().clone(),
-                (None, Some(var)) => match env(var.get_ref()) {
-                    Some(s) => s,
-                    None => {
-                        self.err(
-                            &var.span(),
-                            format!(
-                                "api.token `{name}`: environment variable `{}` is not set",
-                                var.get_ref()
-                            ),
-                        );
-                        continue;
+                (None, Some(var)) => {
+                    match self.secret_from_env(var, &format!("api.token `{name}`"), env) {
+                        Some(s) => s,
+                        None => continue,
                     }
-                },
+                }
                 _ => {
                     self.err(
                         &t.name.span(),
@@ -1593,7 +1688,8 @@ impl Validator<'_> {
                     self.err(
                         &p.alias.span(),
                         format!(
-                            "proxy on {listen}: unknown alias `{a}` (no [[alias]] has that name)"
+                            "proxy on {listen}: unknown alias `{a}` (no [[alias]] has that name; known: {})",
+                            crate::text::known(aliases.keys())
                         ),
                     );
                     continue;
@@ -1705,7 +1801,10 @@ impl Validator<'_> {
                     // With Docker on, a service may have no entry: its containers define it.
                     Ok(s) if !docker && !services.contains_key(&s) => self.err(
                         &t.span(),
-                        format!("alias `{name}` links unknown service `{s}` (no [[service]] has that name)"),
+                        format!(
+                            "alias `{name}` links unknown service `{s}` (no [[service]] has that name; known: {})",
+                            crate::text::known(services.keys())
+                        ),
                     ),
                     Ok(s) if targets.contains(&s) => self.err(
                         &t.span(),
@@ -1791,5 +1890,6 @@ fn docker_host(text: &str) -> Result<DockerHost, String> {
     ))
 }
 
+mod keys;
 #[cfg(test)]
 mod tests;

@@ -13,7 +13,7 @@ use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use arc_swap::ArcSwap;
 
@@ -37,6 +37,9 @@ pub enum DaemonError {
     Store(#[from] StoreError),
     #[error("{0}")]
     Bind(io::Error),
+    /// DNS could not bind one of `dns.listen` (the message names the address and protocol).
+    #[error("{0}")]
+    BindDns(io::Error),
     #[error("cannot bind the api on {addr}: {source}")]
     BindApi { addr: SocketAddr, source: io::Error },
     #[error(transparent)]
@@ -70,13 +73,31 @@ pub struct Daemon {
     shutdown: CancellationToken,
 }
 
+/// Who chose the connection caps (`max_connections`) of a config, which decides whether an
+/// open-file limit below them is worth a warning.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Caps {
+    /// The operator's config (`aliasd run`): they can raise the limit or lower the caps, so a
+    /// limit below the caps is a warning.
+    Operator,
+    /// aliasd's defaults in a config it generated (`aliasd demo`): its user chose none of it and
+    /// a loopback demo never comes near the caps, so it is only noted at debug level.
+    Defaults,
+}
+
 impl Daemon {
     /// Loads the state, publishes the first snapshot and binds DNS, the API and the proxies.
-    pub async fn start(
+    pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Self, DaemonError> {
+        Self::start_with(config, shutdown, Caps::Operator).await
+    }
+
+    /// [`Daemon::start`] for a config whose connection caps were chosen as `caps` says.
+    pub async fn start_with(
         mut config: Config,
         shutdown: CancellationToken,
+        caps: Caps,
     ) -> Result<Self, DaemonError> {
-        raise_fd_limit(&config);
+        raise_fd_limit(&config, caps);
         let (store, stored) = Store::open(&config.state_dir)?;
         info!(dir = %config.state_dir.display(), "state directory opened");
         // The zones' origins are all the rest needs of them; their records move into the base.
@@ -140,7 +161,7 @@ impl Daemon {
             crate::dns::xfr::Transfers::new(&origins, &config.transfers, &config.tsig_keys);
         let dns = DnsServer::start(&config.dns, &origins, snapshots.clone(), transfers.clone())
             .await
-            .map_err(DaemonError::Bind)?;
+            .map_err(DaemonError::BindDns)?;
         crate::dns::notify::spawn(
             transfers,
             snapshots.clone(),
@@ -247,8 +268,9 @@ const FD_HEADROOM: u64 = 1024;
 
 /// Raises the open-file soft limit to the hard one, as servers do: every client connection is a
 /// descriptor, and the listeners' `max_connections` are meant to be what limits them, not a soft
-/// default of 1024. Warns when even the hard limit is below what those caps add up to.
-fn raise_fd_limit(config: &Config) {
+/// default of 1024. Warns when even the hard limit is below what those caps add up to and the
+/// operator chose the caps ([`Caps`]).
+fn raise_fd_limit(config: &Config, chosen: Caps) {
     use nix::sys::resource::{Resource, getrlimit, setrlimit};
     let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
         return;
@@ -273,13 +295,20 @@ fn raise_fd_limit(config: &Config) {
             .sum::<u64>()
         + FD_HEADROOM;
     if limit < caps {
-        warn!(
-            open_files = limit,
-            needed = caps,
-            "the open-file limit is below what the listeners' max_connections add up to \
-             (a proxied connection takes two); raise `ulimit -n` (LimitNOFILE= under systemd) \
-             or lower the caps"
-        );
+        match chosen {
+            Caps::Operator => warn!(
+                open_files = limit,
+                needed = caps,
+                "the open-file limit is below what the listeners' max_connections add up to \
+                 (a proxied connection takes two); raise `ulimit -n` (LimitNOFILE= under systemd) \
+                 or lower the caps"
+            ),
+            Caps::Defaults => debug!(
+                open_files = limit,
+                needed = caps,
+                "the open-file limit is below what the default max_connections add up to"
+            ),
+        }
     }
 }
 

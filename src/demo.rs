@@ -10,7 +10,7 @@ use std::path::Path;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
-use crate::daemon::{Daemon, Ready};
+use crate::daemon::{Caps, Daemon, DaemonError, Ready};
 
 /// The demo's fixed token: it only ever listens on loopback.
 pub const DEMO_TOKEN: &str = "demo-token-not-a-secret";
@@ -35,20 +35,46 @@ pub struct DemoOptions {
 pub enum DemoError {
     #[error("cannot create the demo directory: {0}")]
     TempDir(std::io::Error),
-    #[error("cannot start backend {name} on {addr}: {source} (try --backend-port)")]
-    Backend {
-        name: &'static str,
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
     #[error("the demo config is invalid (a bug): {0}")]
     Config(#[from] crate::config::ConfigError),
     #[error("{0}")]
     Io(#[from] std::io::Error),
     #[error(transparent)]
     Daemon(#[from] crate::daemon::DaemonError),
-    #[error("{0} (another program has that port: try --dns-port, --api-port or --proxy-port)")]
-    Port(crate::daemon::DaemonError),
+    /// One of the demo's addresses cannot be listened on. One line: the OS error is worded in
+    /// `reason` and is not a source, so `{:#}` does not print it a second time.
+    #[error("cannot listen for {what} on {addr}: {reason}; choose another port with {flag}")]
+    Port {
+        what: String,
+        addr: SocketAddr,
+        reason: String,
+        flag: &'static str,
+    },
+}
+
+impl DemoError {
+    fn port(
+        what: impl Into<String>,
+        addr: SocketAddr,
+        error: &std::io::Error,
+        flag: &'static str,
+    ) -> Self {
+        use std::io::ErrorKind;
+        let reason = match error.kind() {
+            ErrorKind::AddrInUse => "another program has that port".to_owned(),
+            ErrorKind::AddrNotAvailable => {
+                "the address is not available on this machine".to_owned()
+            }
+            ErrorKind::PermissionDenied => "permission denied".to_owned(),
+            _ => error.to_string(),
+        };
+        Self::Port {
+            what: what.into(),
+            addr,
+            reason,
+            flag,
+        }
+    }
 }
 
 const V1: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 11);
@@ -65,25 +91,33 @@ pub async fn run(options: DemoOptions, shutdown: CancellationToken) -> Result<()
         let addr = SocketAddr::new(IpAddr::V4(ip), options.backend_port);
         let backend = crate::backend::spawn(addr, name, shutdown.clone())
             .await
-            .map_err(|source| DemoError::Backend { name, addr, source })?;
+            .map_err(|e| DemoError::port(format!("backend {name}"), addr, &e, "--backend-port"))?;
         // With port 0, web-v1 takes a free port and web-v2 the same one, so that the two
         // versions differ only in their address, as the config and the walk-through say.
         options.backend_port = backend.addr.port();
     }
     let config = write_config(dir.path(), &options)?;
     let state_dir = config.state_dir.clone();
-    let daemon = Daemon::start(config, shutdown).await.map_err(|e| match e {
-        crate::daemon::DaemonError::Bind(_)
-        | crate::daemon::DaemonError::BindApi { .. }
-        | crate::daemon::DaemonError::BindProxy(_) => DemoError::Port(e),
-        other => DemoError::Daemon(other),
-    })?;
+    let dns = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), options.dns_port);
+    // The demo's caps are aliasd's defaults, not its user's choice: no open-file warning.
+    let daemon = Daemon::start_with(config, shutdown, Caps::Defaults)
+        .await
+        .map_err(|e| match e {
+            DaemonError::BindDns(e) => DemoError::port("DNS", dns, &e, "--dns-port"),
+            DaemonError::BindApi { addr, source } => {
+                DemoError::port("the API", addr, &source, "--api-port")
+            }
+            DaemonError::BindProxy(p) => {
+                DemoError::port("the proxy", p.addr, &p.source, "--proxy-port")
+            }
+            other => DemoError::Daemon(other),
+        })?;
     if let Some(path) = &options.ready_file {
         crate::daemon::write_ready_file(path, &daemon.ready).map_err(|source| {
-            crate::daemon::DaemonError::ReadyFile {
+            DemoError::Daemon(DaemonError::ReadyFile {
                 path: path.clone(),
                 source,
-            }
+            })
         })?;
     }
     println!(

@@ -14,7 +14,8 @@
 //! - [`cli`] is `aliasctl` itself: its commands, the `--wait` follower, `watch` and the tables.
 //!
 //! The vocabulary shared by all of them has no IO: [`model`] (names, endpoints), [`check`]
-//! (health-check settings and health), [`clock`] (the one place the wall clock is read).
+//! (health-check settings and health), [`clock`] (the one place the wall clock is read), [`text`]
+//! (counted nouns and bounded lists of names, worded once for every message).
 
 pub mod api;
 pub mod backend;
@@ -36,6 +37,7 @@ pub mod probe;
 pub mod proxy;
 pub mod registry;
 pub mod snapshot;
+pub mod text;
 pub mod wire;
 pub mod zonefile;
 pub mod zoneindex;

@@ -819,8 +819,12 @@ pub struct HistoryDto {
     pub phase: String,
     pub targets: Vec<String>,
     pub answering: Vec<String>,
+    /// The operation the change belongs to (the revision that started it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub op: Option<u64>,
+    /// Its kind: `promote` or `rollback` (absent in entries recorded before aliasd noted it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub op_kind: Option<String>,
 }
 
 impl HistoryDto {
@@ -840,6 +844,13 @@ impl HistoryDto {
             targets: e.targets.clone(),
             answering: e.answering.clone(),
             op: e.op,
+            op_kind: e.op_kind.map(|k| {
+                match k {
+                    machine::OpKind::Promote => "promote",
+                    machine::OpKind::Rollback => "rollback",
+                }
+                .to_owned()
+            }),
         }
     }
 }

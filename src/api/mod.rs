@@ -196,7 +196,7 @@ impl From<ControlError> for ApiError {
     fn from(e: ControlError) -> Self {
         match e {
             ControlError::UnknownAlias(_)
-            | ControlError::UnknownService(_)
+            | ControlError::UnknownService { .. }
             | ControlError::NotFound(_) => Self::NotFound(e.to_string()),
             ControlError::EmptyTargets
             | ControlError::DuplicateTarget(_)
@@ -507,14 +507,9 @@ async fn list_aliases(State(state): State<AppState>) -> Json<Vec<AliasDto>> {
 /// The alias that `text` names, or a 404 that lists the known ones.
 fn find_alias(snapshot: &Snapshot, text: &str) -> Result<AliasName, ApiError> {
     snapshot.topology.find_alias(text).cloned().ok_or_else(|| {
-        let known: Vec<String> = snapshot.aliases.keys().map(|a| a.to_string()).collect();
         ApiError::NotFound(format!(
             "unknown alias `{text}` (known: {})",
-            if known.is_empty() {
-                "none".into()
-            } else {
-                known.join(", ")
-            }
+            crate::text::known(snapshot.aliases.keys())
         ))
     })
 }
@@ -825,7 +820,8 @@ fn plan(
             "warming",
             &from,
             format!(
-                "{need} endpoint(s) of {} healthy, at most {}",
+                "{} of {} healthy, at most {}",
+                crate::text::plural(need, "endpoint"),
                 names(&to).join("+"),
                 human(options.warm_timeout_ms)
             ),
@@ -1228,7 +1224,7 @@ async fn get_service(
         .topology
         .services
         .get(&name)
-        .ok_or_else(|| ApiError::NotFound(format!("unknown service `{name}`")))?;
+        .ok_or_else(|| ControlError::unknown_service(&snapshot.topology, &name))?;
     Ok(Json(ServiceDto::from_service(
         &name,
         found,

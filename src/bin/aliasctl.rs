@@ -24,7 +24,7 @@ fn main() -> ExitCode {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             eprintln!("aliasctl: error: {e}");
-            ExitCode::from(cli::EXIT_ERROR)
+            ExitCode::from(e.exit_code())
         }
     }
 }

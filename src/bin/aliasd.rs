@@ -13,6 +13,7 @@ use tracing_subscriber::EnvFilter;
 use aliasd::config::Config;
 use aliasd::daemon;
 use aliasd::demo::{self, DemoOptions};
+use aliasd::text::{counted, plural};
 
 #[derive(Parser)]
 #[command(
@@ -114,13 +115,27 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Check { config } => {
-            let loaded = Config::load(&config)?;
+            // A secret that only the server's environment holds is not a fault of the file:
+            // say so, and leave the refusal to `run`.
+            let checked = Config::check(&config)?;
+            for warning in &checked.warnings {
+                eprintln!("aliasd: warning: {warning}");
+            }
+            let loaded = &checked.config;
             println!(
-                "{}: ok ({} zone(s), {} service(s), {} alias(es))",
+                "{}: ok ({}, {}, {}){}",
                 config.display(),
-                loaded.zones.len(),
-                loaded.services.len(),
-                loaded.aliases.len()
+                plural(loaded.zones.len() as u64, "zone"),
+                plural(loaded.services.len() as u64, "service"),
+                counted(loaded.aliases.len() as u64, "alias", "aliases"),
+                if checked.warnings.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        "; {} on stderr",
+                        plural(checked.warnings.len() as u64, "warning")
+                    )
+                }
             );
             Ok(())
         }

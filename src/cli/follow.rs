@@ -9,13 +9,14 @@ use std::time::{Duration, SystemTime};
 
 use tokio::time::Instant;
 
-use super::render::{event_text, op_word, plural, plus, started_text, status_line, where_is};
+use super::render::{event_text, op_word, plus, started_text, status_line, where_is};
 use super::{
     CliError, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_TIMEOUT, Result, WaitArgs, compact_json,
     out, say, to_json,
 };
 use crate::api::dto::{AliasDto, EventDto, HistoryDto, OperationDto, OperationReply, RetiredDto};
 use crate::client::{Client, ClientError, EventStream};
+use crate::text::plural;
 
 const DEFAULT_WAIT: Duration = Duration::from_secs(300);
 /// How often `--wait` reads the history when the events stream is gone.
@@ -468,22 +469,7 @@ pub(super) async fn watch(
                 });
             }
         };
-        let relevant = match &event {
-            EventDto::Change { entry, .. } => entry.alias == a.name,
-            EventDto::Health { service, .. } | EventDto::Endpoints { service, .. } => {
-                a.members.iter().any(|m| &m.service == service)
-            }
-            EventDto::Registry { entry } => entry
-                .service
-                .as_ref()
-                .is_none_or(|s| a.members.iter().any(|m| &m.service == s)),
-            EventDto::Docker { .. } | EventDto::Lagged { .. } => true,
-            EventDto::Secondary { secondary, .. } => {
-                a.phase == "draining"
-                    && format!("{}.", a.zone.trim_end_matches('.')) == secondary.zone
-            }
-        };
-        if !relevant {
+        if !concerns(&a, &event) {
             continue;
         }
         a = match client.alias(&a.name).await {
@@ -497,6 +483,27 @@ pub(super) async fn watch(
         if until_stable && stable(&a) {
             view.finish();
             return Ok(EXIT_OK);
+        }
+    }
+}
+
+/// Whether `event` concerns the watched alias `a`: a change of it, health or endpoints of one
+/// of its services, a registry change of it or of one of its services, a reload (which may
+/// change anything), Docker's status, a lag, and while it drains its zone's secondaries.
+/// Everything else is about other aliases and services, and `watch` stays quiet about it.
+pub(super) fn concerns(a: &AliasDto, event: &EventDto) -> bool {
+    let member = |service: &str| a.members.iter().any(|m| m.service == service);
+    match event {
+        EventDto::Change { entry, .. } => entry.alias == a.name,
+        EventDto::Health { service, .. } | EventDto::Endpoints { service, .. } => member(service),
+        EventDto::Registry { entry } => match (&entry.service, entry.alias.as_str()) {
+            (Some(service), _) => member(service),
+            (None, "") => true,
+            (None, alias) => alias == a.name,
+        },
+        EventDto::Docker { .. } | EventDto::Lagged { .. } => true,
+        EventDto::Secondary { secondary, .. } => {
+            a.phase == "draining" && format!("{}.", a.zone.trim_end_matches('.')) == secondary.zone
         }
     }
 }

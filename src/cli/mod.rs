@@ -3,8 +3,9 @@
 //! result to an exit code; everything else is here.
 //!
 //! Tables for people, `--json` for scripts. Exit 0 on success, 1 with a one-line error otherwise,
-//! 2 for a usage error. `promote --wait` and `rollback --wait` follow the operation to its end:
-//! 0 when it completed (or nothing had to change), 3 when it ended without completing (aborted,
+//! 2 for a usage error: every duration, count and reason is checked here against the bounds the
+//! server applies (`crate::bounds`), with the server's words, before anything is sent.
+//! `promote --wait` and `rollback --wait` follow the operation to its end: 0 when it completed (or nothing had to change), 3 when it ended without completing (aborted,
 //! warm timeout, automatic rollback), 4 when `--timeout` expired first.
 //!
 //! `render` turns the API's DTOs into text (pure); `follow` is the `--wait` follower and
@@ -18,7 +19,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::api::dto::{
     OneOrMany, PromoteRequest, PutAliasRequest, PutServiceRequest, RollbackRequest,
 };
-use crate::check::HealthSpec;
+use crate::check::{CheckConfig, CheckKind, HealthSpec};
 use crate::client::{Client, ClientError, Promotion};
 
 mod follow;
@@ -36,6 +37,8 @@ use render::{
 pub const EXIT_OK: u8 = 0;
 /// Any other error: unreachable, refused (4xx), the state could not be read.
 pub const EXIT_ERROR: u8 = 1;
+/// A usage error: a flag's value is out of its bounds or malformed (clap exits with it too).
+pub const EXIT_USAGE: u8 = 2;
 /// The operation ended without completing: aborted, warm timeout or automatic rollback.
 pub const EXIT_FAILED: u8 = 3;
 /// `--timeout` expired before the operation ended; it goes on in aliasd.
@@ -59,7 +62,8 @@ pub struct Cli {
         default_value = "http://127.0.0.1:5380"
     )]
     server: String,
-    /// Bearer token for changes.
+    /// Bearer token for changes: the secret of an [[api.token]] in aliasd's config (an empty
+    /// one counts as none).
     #[arg(long, global = true, env = "ALIASCTL_TOKEN", hide_env_values = true)]
     token: Option<String>,
     /// Print JSON instead of tables.
@@ -99,7 +103,7 @@ enum Command {
         #[command(flatten)]
         gates: GateArgs,
         /// Why, recorded in the history.
-        #[arg(long, value_name = "TEXT")]
+        #[arg(long, value_name = "TEXT", value_parser = parse_reason)]
         reason: Option<String>,
         /// Once the old services are safe to stop, stop their Docker containers (never removes
         /// them; endpoints not from Docker are left alone).
@@ -115,14 +119,14 @@ enum Command {
     Confirm {
         alias: String,
         /// Why, recorded in the history.
-        #[arg(long, value_name = "TEXT")]
+        #[arg(long, value_name = "TEXT", value_parser = parse_reason)]
         reason: Option<String>,
     },
     /// Abort the running promotion or rollback of ALIAS: it answers with its old services again.
     Abort {
         alias: String,
         /// Why, recorded in the history.
-        #[arg(long, value_name = "TEXT")]
+        #[arg(long, value_name = "TEXT", value_parser = parse_reason)]
         reason: Option<String>,
     },
     /// Roll ALIAS back to an earlier revision (by default the targets before the last change),
@@ -135,7 +139,7 @@ enum Command {
         #[command(flatten)]
         gates: GateArgs,
         /// Why, recorded in the history.
-        #[arg(long, value_name = "TEXT")]
+        #[arg(long, value_name = "TEXT", value_parser = parse_reason)]
         reason: Option<String>,
         #[command(flatten)]
         wait: WaitArgs,
@@ -162,7 +166,7 @@ enum ServiceCommand {
         endpoints: Vec<String>,
         /// A health setting over the config's [health]: kind, path, expect, host, interval,
         /// timeout, rise or fall; repeat for several (--health kind=http --health path=/ready).
-        #[arg(long = "health", value_name = "KEY=VALUE")]
+        #[arg(long = "health", value_name = "KEY=VALUE", value_parser = parse_health)]
         health: Vec<String>,
     },
     /// Delete SERVICE (defined through the API); refused while an alias links it.
@@ -215,16 +219,16 @@ impl AliasSettings {
 #[derive(Args)]
 struct GateArgs {
     /// How long both versions answer before the old one drains ("30s").
-    #[arg(long, value_name = "DURATION")]
+    #[arg(long, value_name = "DURATION", value_parser = parse_observe)]
     observe: Option<String>,
     /// After observing, wait in phase mixed for `aliasctl confirm`.
     #[arg(long)]
     confirm_gate: bool,
     /// Healthy endpoints the new services need (default: all of them).
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = parse_min_healthy)]
     min_healthy: Option<u32>,
     /// How long the new services have to become healthy ("2m").
-    #[arg(long, value_name = "DURATION")]
+    #[arg(long, value_name = "DURATION", value_parser = parse_warm_timeout)]
     warm_timeout: Option<String>,
 }
 
@@ -238,12 +242,70 @@ struct WaitArgs {
     timeout: Option<Duration>,
 }
 
+// The value parsers below check on this side what the server would refuse, with the same
+// bounds and words, so a typo is a usage error (exit 2) even when aliasd cannot be reached.
+// Durations are sent as written: the server parses the same text the same way.
+
 /// `--timeout`: a duration within [`crate::bounds::WAIT_TIMEOUT`].
 fn parse_duration(text: &str) -> Result<Duration, String> {
     crate::bounds::WAIT_TIMEOUT.parse("the timeout", text)
 }
 
-/// Why a command failed: one line, exit 1.
+/// `--observe`: a duration within [`crate::bounds::OBSERVE`].
+fn parse_observe(text: &str) -> Result<String, String> {
+    crate::bounds::OBSERVE.parse("observe", text)?;
+    Ok(text.to_owned())
+}
+
+/// `--warm-timeout`: a duration within [`crate::bounds::WARM_TIMEOUT`].
+fn parse_warm_timeout(text: &str) -> Result<String, String> {
+    crate::bounds::WARM_TIMEOUT.parse("warm_timeout", text)?;
+    Ok(text.to_owned())
+}
+
+/// `--min-healthy`: a whole number within [`crate::bounds::min_healthy`].
+fn parse_min_healthy(text: &str) -> Result<u32, String> {
+    let n = text
+        .trim()
+        .parse::<u32>()
+        .map_err(|_| format!("min_healthy: `{text}` is not a whole number"))?;
+    crate::bounds::min_healthy(Some(n))?;
+    Ok(n)
+}
+
+/// `--reason`: within [`crate::bounds::reason`].
+fn parse_reason(text: &str) -> Result<String, String> {
+    crate::bounds::reason(Some(text))?;
+    Ok(text.to_owned())
+}
+
+/// One `--health KEY=VALUE`: the key is one aliasd knows and the value is within its bounds.
+/// Whether the settings fit together is checked once all are read ([`health_spec`]).
+fn parse_health(text: &str) -> Result<String, String> {
+    health_spec(std::slice::from_ref(&text.to_owned()))?;
+    Ok(text.to_owned())
+}
+
+/// The `--health` settings as one spec, checked as the server checks them, so far as that
+/// does not depend on the server's `[health]` defaults (which this side does not know): over
+/// an HTTP check whose interval and timeout leave every value in bounds its room.
+fn health_spec(pairs: &[String]) -> Result<HealthSpec, String> {
+    let spec = HealthSpec::from_pairs(pairs.iter().map(String::as_str))?;
+    let roomy = CheckConfig {
+        kind: CheckKind::Http {
+            path: "/".to_owned(),
+            expect: 200..=399,
+            host: None,
+        },
+        interval: crate::check::MAX_INTERVAL,
+        timeout: crate::check::MIN_TIMEOUT,
+        ..CheckConfig::default()
+    };
+    spec.apply(&roomy).map_err(|problems| problems.join("; "))?;
+    Ok(spec)
+}
+
+/// Why a command failed: one line, exit 1 ([`EXIT_USAGE`] for [`CliError::Usage`]).
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
     /// The API could not be reached, refused the request or answered nonsense.
@@ -269,9 +331,49 @@ pub enum CliError {
     },
     #[error("the events stream from {server} ended (aliasd stopped?)")]
     EventsEnded { server: String },
-    /// An argument was wrong before anything was sent.
+    /// A change was sent without a token and aliasd asked for one.
+    #[error(
+        "this change needs a token and none was given: pass --token TOKEN or set ALIASCTL_TOKEN to the secret of an [[api.token]] in aliasd's config (HTTP 401)"
+    )]
+    NoToken,
+    /// The token was sent and aliasd refused it (`said` is aliasd's reason).
+    #[error(
+        "aliasd at {server} refused the token given by --token or ALIASCTL_TOKEN ({said}): it must be the secret of an [[api.token]] in aliasd's config (HTTP 401)"
+    )]
+    TokenRefused { server: String, said: String },
+    /// An argument was wrong before anything was sent: exit 2.
     #[error("{0}")]
     Usage(String),
+}
+
+impl CliError {
+    /// The exit status for this error: [`EXIT_USAGE`] for a usage error, else [`EXIT_ERROR`].
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Self::Usage(_) => EXIT_USAGE,
+            _ => EXIT_ERROR,
+        }
+    }
+
+    /// A 401 told in terms of what the user can do: aliasctl's flags, not HTTP headers, which
+    /// aliasctl writes itself. `token` says whether one was sent.
+    fn explain_401(self, server: &str, token: bool) -> Self {
+        match self {
+            Self::Client(ClientError::Api { status, message })
+                if status == hyper::StatusCode::UNAUTHORIZED =>
+            {
+                if token {
+                    Self::TokenRefused {
+                        server: server.to_owned(),
+                        said: message,
+                    }
+                } else {
+                    Self::NoToken
+                }
+            }
+            other => other,
+        }
+    }
 }
 
 type Result<T, E = CliError> = std::result::Result<T, E>;
@@ -296,10 +398,16 @@ fn say(line: &str) {
     out(&format!("{line}\n"));
 }
 
-/// Runs one command and returns its exit status (see the module docs); an `Err` is exit 1
-/// ([`EXIT_ERROR`]) with its one-line message.
+/// Runs one command and returns its exit status (see the module docs); an `Err` is printed as
+/// one line and exits with [`CliError::exit_code`].
 pub async fn run(cli: Cli) -> Result<u8> {
     let client = Client::new(&cli.server, cli.token.clone())?;
+    command(&client, cli)
+        .await
+        .map_err(|e| e.explain_401(client.server(), client.has_token()))
+}
+
+async fn command(client: &Client, cli: Cli) -> Result<u8> {
     let json = cli.json;
     let text = match cli.command {
         Command::Status { alias: None } => {
@@ -339,8 +447,8 @@ pub async fn run(cli: Cli) -> Result<u8> {
             endpoints,
             health,
         }) => {
-            let health = HealthSpec::from_pairs(health.iter().map(String::as_str))
-                .map_err(CliError::Usage)?;
+            let health =
+                health_spec(&health).map_err(|e| CliError::Usage(format!("--health: {e}")))?;
             let request = PutServiceRequest {
                 endpoints,
                 health: (!health.is_empty()).then_some(health),
@@ -380,9 +488,9 @@ pub async fn run(cli: Cli) -> Result<u8> {
             alias,
             to,
             settings,
-        }) => put_alias(&client, &alias, settings.request(Some(to)), json).await?,
+        }) => put_alias(client, &alias, settings.request(Some(to)), json).await?,
         Command::Alias(AliasCommand::Set { alias, settings }) => {
-            put_alias(&client, &alias, settings.request(None), json).await?
+            put_alias(client, &alias, settings.request(None), json).await?
         }
         Command::Reload => {
             let summary = client.reload().await?;
@@ -427,7 +535,7 @@ pub async fn run(cli: Cli) -> Result<u8> {
                         Promotion::Planned(_) => Err(CliError::PlanNotOperation),
                     }
                 };
-                return operation(&client, json, &wait, send).await;
+                return operation(client, json, &wait, send).await;
             }
         }
         Command::Rollback {
@@ -446,7 +554,7 @@ pub async fn run(cli: Cli) -> Result<u8> {
                 reason,
             };
             let send = async { Ok::<_, CliError>(client.rollback(&alias, &request).await?) };
-            return operation(&client, json, &wait, send).await;
+            return operation(client, json, &wait, send).await;
         }
         Command::Confirm { alias, reason } => {
             let reply = client.confirm(&alias, reason).await?;
@@ -476,7 +584,7 @@ pub async fn run(cli: Cli) -> Result<u8> {
             alias,
             until_stable,
             timeout,
-        } => return watch(&client, &alias, until_stable, timeout, json).await,
+        } => return watch(client, &alias, until_stable, timeout, json).await,
     };
     out(&text);
     Ok(EXIT_OK)

@@ -7,6 +7,7 @@ use crate::api::dto::{
     AliasDto, EventDto, HistoryDto, MemberDto, OperationReply, PlanDto, ReloadDto, RetiredDto,
     ServiceDto, ServicesDto,
 };
+use crate::text::{counted, plural};
 
 pub(super) fn op_word(kind: &str) -> &'static str {
     if kind == "rollback" {
@@ -16,19 +17,20 @@ pub(super) fn op_word(kind: &str) -> &'static str {
     }
 }
 
+/// `promotion 4`, `rollback 9`: the operation a history entry belongs to, if any (`operation 4`
+/// for entries recorded before aliasd noted the kind).
+pub(super) fn op_label(e: &HistoryDto) -> Option<String> {
+    e.op.map(|id| {
+        let word = e.op_kind.as_deref().map_or("operation", op_word);
+        format!("{word} {id}")
+    })
+}
+
 pub(super) fn plus(services: &[String]) -> String {
     if services.is_empty() {
         "(nothing)".into()
     } else {
         services.join("+")
-    }
-}
-
-pub(super) fn plural(n: u32, word: &str) -> String {
-    if n == 1 {
-        format!("{n} {word}")
-    } else {
-        format!("{n} {word}s")
     }
 }
 
@@ -179,9 +181,12 @@ pub(super) fn plan_text(plan: &PlanDto) -> String {
 pub(super) fn event_text(event: &EventDto) -> String {
     match event {
         EventDto::Change { entry, .. } => format!(
-            "{}: {} (revision {} by {}){}",
+            "{}: {} ({}revision {} by {}){}",
             entry.alias,
             entry.change,
+            op_label(entry)
+                .map(|op| format!("{op}, "))
+                .unwrap_or_default(),
             entry.revision,
             entry.actor,
             entry
@@ -205,7 +210,14 @@ pub(super) fn event_text(event: &EventDto) -> String {
         ),
         EventDto::Registry { entry } => format!(
             "{}: {} by {}{}",
-            entry.service.as_deref().unwrap_or("config"),
+            entry
+                .service
+                .as_deref()
+                .unwrap_or(if entry.alias.is_empty() {
+                    "config"
+                } else {
+                    &entry.alias
+                }),
             entry.change,
             entry.actor,
             entry
@@ -258,7 +270,9 @@ pub(super) fn event_text(event: &EventDto) -> String {
                 s.address, s.zone
             )
         }
-        EventDto::Lagged { skipped } => format!("{skipped} events skipped; state re-read"),
+        EventDto::Lagged { skipped } => {
+            format!("{} skipped; state re-read", plural(*skipped, "event"))
+        }
     }
 }
 
@@ -472,11 +486,15 @@ pub(super) fn alias_detail(a: &AliasDto) -> String {
     }
     if let Some(d) = &a.drain {
         s.push_str(&format!(
-            "drain:      {}: TTL window {} {}; {} request(s)/connection(s) still open through the proxy\n",
+            "drain:      {}: TTL window {} {}; {} still open through the proxy\n",
             d.services.join(", "),
             if d.ttl_window_over { "ended" } else { "ends" },
             d.ttl_window_until,
-            d.proxy_inflight
+            counted(
+                d.proxy_inflight,
+                "request or connection",
+                "requests or connections"
+            )
         ));
         for behind in &d.secondaries_behind {
             s.push_str(&format!("            waiting for secondary {behind}\n"));
@@ -496,33 +514,32 @@ pub(super) fn alias_detail(a: &AliasDto) -> String {
     s
 }
 
+/// One row per entry; the OP column (`promotion 4`, `rollback 9`) only when some entry belongs
+/// to an operation, so a service's history stays narrow.
 pub(super) fn history_table(history: &[HistoryDto]) -> String {
+    let ops = history.iter().any(|e| e.op.is_some());
     let rows: Vec<Vec<String>> = history
         .iter()
         .map(|e| {
-            vec![
-                e.revision.to_string(),
-                e.at.clone(),
-                e.change.clone(),
+            let mut row = vec![e.revision.to_string(), e.at.clone(), e.change.clone()];
+            if ops {
+                row.push(op_label(e).unwrap_or_else(|| "-".to_owned()));
+            }
+            row.extend([
                 e.phase.clone(),
                 e.answering.join(","),
                 e.actor.clone(),
                 e.reason.clone().unwrap_or_default(),
-            ]
+            ]);
+            row
         })
         .collect();
-    table(
-        &[
-            "REV",
-            "TIME",
-            "CHANGE",
-            "PHASE",
-            "ANSWERING",
-            "ACTOR",
-            "REASON",
-        ],
-        &rows,
-    )
+    let mut header = vec!["REV", "TIME", "CHANGE"];
+    if ops {
+        header.push("OP");
+    }
+    header.extend(["PHASE", "ANSWERING", "ACTOR", "REASON"]);
+    table(&header, &rows)
 }
 
 /// Every service with one row per endpoint (its source, container and health), then how

@@ -132,6 +132,7 @@ fn history_table_trims_an_empty_last_column() {
         targets: strings(&["web-v1"]),
         answering: strings(answering),
         op: Some(4),
+        op_kind: Some("rollback".into()),
     };
     let table = history_table(&[
         entry(
@@ -145,9 +146,60 @@ fn history_table_trims_an_empty_last_column() {
     ]);
     assert_eq!(
         table,
-        "REV  TIME                      CHANGE   PHASE    ANSWERING      ACTOR  REASON\n\
-         4    2025-01-02T03:04:00.000Z  started  warming  web-v1         ci     release 2\n\
-         5    2025-01-02T03:05:00.000Z  mixed    mixed    web-v1,web-v2  ci\n"
+        "REV  TIME                      CHANGE   OP          PHASE    ANSWERING      ACTOR  REASON\n\
+         4    2025-01-02T03:04:00.000Z  started  rollback 4  warming  web-v1         ci     release 2\n\
+         5    2025-01-02T03:05:00.000Z  mixed    rollback 4  mixed    web-v1,web-v2  ci\n"
+    );
+}
+
+#[test]
+fn history_marks_each_change_of_an_operation_with_its_kind() {
+    let entry = |revision: u64, change: &str, op: Option<u64>, kind: Option<&str>| HistoryDto {
+        alias: "web.internal".into(),
+        service: None,
+        revision,
+        at: format!("2025-01-02T03:0{revision}:00.000Z"),
+        actor: "aliasd".into(),
+        change: change.into(),
+        reason: None,
+        phase: "stable".into(),
+        targets: strings(&["web-v1"]),
+        answering: strings(&["web-v1"]),
+        op,
+        op_kind: kind.map(str::to_owned),
+    };
+    let table = history_table(&[
+        entry(1, "linked", None, None),
+        entry(2, "completed", Some(1), Some("promote")),
+        entry(4, "completed", Some(3), Some("rollback")),
+        entry(6, "completed", Some(5), None),
+    ]);
+    let ops: Vec<&str> = table
+        .lines()
+        .map(|l| {
+            l.split("  ")
+                .map(str::trim)
+                .filter(|c| !c.is_empty())
+                .nth(3)
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(
+        ops,
+        ["OP", "-", "promotion 1", "rollback 3", "operation 5"],
+        "{table}"
+    );
+    // A service's history has no operations and no OP column.
+    let service = history_table(&[entry(1, "service_set", None, None)]);
+    assert!(service.starts_with("REV  TIME  "), "{service}");
+    assert!(!service.contains("OP"), "{service}");
+    assert_eq!(
+        event_text(&EventDto::Change {
+            entry: entry(4, "completed", Some(3), Some("rollback")),
+            retired: None,
+            drain_until: None,
+        }),
+        "web.internal: completed (rollback 3, revision 4 by aliasd)"
     );
 }
 
@@ -370,4 +422,46 @@ fn services_and_events_render_as_text() {
         event_text(&EventDto::Lagged { skipped: 3 }),
         "3 events skipped; state re-read"
     );
+}
+
+#[test]
+fn watch_reports_only_what_concerns_its_alias() {
+    use super::follow::concerns;
+    let web = stable_alias();
+    let registry = |alias: &str, service: Option<&str>, change: &str| EventDto::Registry {
+        entry: HistoryDto {
+            alias: alias.into(),
+            service: service.map(str::to_owned),
+            revision: 2,
+            at: "2025-01-02T03:04:05.000Z".into(),
+            actor: "demo".into(),
+            change: change.into(),
+            reason: Some("removed through the API".into()),
+            phase: String::new(),
+            targets: vec![],
+            answering: vec![],
+            op: None,
+            op_kind: None,
+        },
+    };
+    let other_alias_removed = registry("api.internal", None, "removed");
+    assert!(!concerns(&web, &other_alias_removed));
+    assert_eq!(
+        event_text(&other_alias_removed),
+        "api.internal: removed by demo: removed through the API"
+    );
+    assert!(concerns(&web, &registry("web.internal", None, "updated")));
+    assert!(concerns(&web, &registry("", Some("web-v1"), "service_set")));
+    assert!(!concerns(&web, &registry("", Some("vm-v1"), "service_set")));
+    // A reload may change anything.
+    assert!(concerns(&web, &registry("", None, "reloaded")));
+    let health = |service: &str| EventDto::Health {
+        service: service.into(),
+        endpoint: "127.0.0.13:8080".into(),
+        health: "unhealthy".into(),
+        error: None,
+        at: "2025-01-02T03:05:10.000Z".into(),
+    };
+    assert!(concerns(&web, &health("web-v1")));
+    assert!(!concerns(&web, &health("web-v2")));
 }

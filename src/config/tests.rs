@@ -165,25 +165,98 @@ fn targets(config: &Config, alias: &str) -> Vec<String> {
 #[test]
 fn an_unknown_top_level_key_is_refused_with_its_position() {
     let text = format!("bogus = 1\n{BASE}");
-    Fixture::new().refused(&text, Some("bogus"), &["unknown field `bogus`", "`dns`"]);
+    Fixture::new().refused(
+        &text,
+        Some("bogus"),
+        &["unknown key `bogus` at the top level", "`dns`", "`service`"],
+    );
 }
 
 #[test]
 fn an_unknown_key_inside_a_table_is_refused_with_its_position() {
     let fx = Fixture::new();
     let cases = [
-        ("[dns]\n", "`listen`"),
-        ("[[service]]\n", "`endpoints`"),
-        ("[[alias]]\n", "`targets`"),
+        ("[dns]\n", "in [dns]", "`listen`"),
+        ("[[service]]\n", "in [[service]]", "`endpoints`"),
+        ("[[alias]]\n", "in [[alias]]", "`targets`"),
     ];
-    for (table, expected_key) in cases {
+    for (table, place, expected_key) in cases {
         let text = base_with(table, &format!("{table}bogus = 1\n"));
         fx.refused(
             &text,
             Some("bogus"),
-            &["unknown field `bogus`", expected_key],
+            &[&format!("unknown key `bogus` {place}"), expected_key],
         );
     }
+}
+
+#[test]
+fn a_misspelt_key_is_refused_with_the_key_it_resembles() {
+    let fx = Fixture::new();
+    let cases = [
+        (
+            base_with_dns("alias_tll = 5"),
+            "alias_tll",
+            "`alias_tll` in [dns]; did you mean `alias_ttl`?",
+        ),
+        (
+            base_with("[state]", "[State]"),
+            "State",
+            "`State` at the top level; did you mean `state`?",
+        ),
+        (
+            base_with("name = \"web\"\n", "name = \"web\"\nport-name = \"grpc\"\n"),
+            "port-name",
+            "`port-name` in [[alias]]; did you mean `port_name`?",
+        ),
+    ];
+    for (text, at, words) in cases {
+        fx.refused(&text, Some(at), &[&format!("unknown key {words}")]);
+    }
+}
+
+#[test]
+fn services_written_as_a_table_name_the_key_and_how_to_write_it() {
+    // `[[services]]` for every service, and a `[service.health]` after one of them: serde alone
+    // fails at the second with "invalid type: map, expected a sequence".
+    let fx = Fixture::new();
+    let text = BASE.replace("[[service]]", "[[services]]") + "[service.health]\nkind = \"tcp\"\n";
+    let problems = fx.problems(&text);
+    let path = fx.config_path().display().to_string();
+    assert_eq!(
+        problems,
+        [
+            format!(
+                "{path}:{}: unknown key `services` at the top level; did you mean `service`? (each one is written [[service]])",
+                position(&text, "services")
+            ),
+            format!(
+                "{path}:{}: `service` is a list of tables: write each one as [[service]] (a table such as [service.x] belongs after the [[service]] it is part of)",
+                position(&text, "service.health")
+            ),
+        ]
+    );
+    // Without the table after it, the one problem is the key.
+    let text = BASE.replace("[[service]]", "[[services]]");
+    fx.refused(
+        &text,
+        Some("services"),
+        &[
+            "unknown key `services`",
+            "did you mean `service`?",
+            "[[service]]",
+        ],
+    );
+}
+
+#[test]
+fn a_wrong_type_without_an_unknown_key_keeps_the_parsers_message() {
+    let text = base_with(r#"listen = ["127.0.0.1:5353"]"#, "listen = 5");
+    Fixture::new().refused(
+        &text,
+        Some("listen = |5"),
+        &["invalid type: integer `5`, expected a sequence"],
+    );
 }
 
 #[test]
@@ -426,6 +499,45 @@ fn a_token_whose_environment_variable_is_unset_is_refused() {
 }
 
 #[test]
+fn check_warns_of_an_unset_secret_variable_where_run_refuses() {
+    let fx = Fixture::new();
+    let text = base_plus("[[api.token]]\nname = \"deploy\"\nsecret_env = \"DEPLOY_TOKEN\"\n");
+    let checked = Config::parse_checked(&text, &fx.config_path(), &|_| None).unwrap();
+    assert_eq!(
+        checked.warnings,
+        [format!(
+            "{}:{}: api.token `deploy`: environment variable `DEPLOY_TOKEN` is not set here; \
+             `aliasd run` refuses to start without it",
+            fx.config_path().display(),
+            position(&text, r#""DEPLOY_TOKEN""#)
+        )]
+    );
+    assert!(checked.config.api.tokens.is_empty());
+    // What `run` reads refuses the same file.
+    assert!(fx.parse(&text).is_err());
+    // Set, it is neither a warning nor a problem.
+    let set = |_: &str| Some(TOKEN_SECRET.to_owned());
+    let checked = Config::parse_checked(&text, &fx.config_path(), &set).unwrap();
+    assert!(checked.warnings.is_empty());
+    assert_eq!(checked.config.api.tokens.len(), 1);
+}
+
+#[test]
+fn check_still_refuses_a_real_problem_beside_an_unset_secret() {
+    let fx = Fixture::new();
+    let text = base_plus("[[api.token]]\nname = \"deploy\"\nsecret_env = \"DEPLOY_TOKEN\"\n")
+        .replace(r#"["web-v1"]"#, r#"["web-v9"]"#);
+    let problems = Config::parse_checked(&text, &fx.config_path(), &|_| None)
+        .unwrap_err()
+        .problems;
+    assert_eq!(problems.len(), 1, "{problems:#?}");
+    assert!(
+        problems[0].contains("unknown service `web-v9`"),
+        "{problems:#?}"
+    );
+}
+
+#[test]
 fn a_short_token_secret_is_refused() {
     let fx = Fixture::new();
     let fifteen = &TOKEN_SECRET[..15];
@@ -524,7 +636,11 @@ fn an_alias_linking_an_unknown_service_is_refused() {
     Fixture::new().refused(
         &text,
         Some(r#""web-v9""#),
-        &["alias `web.internal`", "unknown service `web-v9`"],
+        &[
+            "alias `web.internal`",
+            "unknown service `web-v9`",
+            "known: web-v1, web-v2)",
+        ],
     );
 }
 
@@ -1120,7 +1236,11 @@ fn bad_health_settings_are_refused_with_their_position() {
             "65537",
             &["health.concurrency must be between 1 and 65536"],
         ),
-        ("bogus = 1", "bogus", &["unknown field `bogus`", "`kind`"]),
+        (
+            "bogus = 1",
+            "bogus",
+            &["unknown key `bogus` in [health]", "`kind`"],
+        ),
         (r#"kind = 1"#, "kind = |1", &["invalid type"]),
     ];
     for (settings, at, words) in cases {
@@ -1188,7 +1308,11 @@ fn bad_service_health_settings_are_refused_naming_the_service() {
             "concurrency = |4",
             &["health.concurrency belongs in the top-level [health] only"],
         ),
-        ("bogus = 1", "bogus", &["unknown field `bogus`"]),
+        (
+            "bogus = 1",
+            "bogus",
+            &["unknown key `bogus` in [service.health]"],
+        ),
     ];
     for (settings, at, words) in cases {
         fx.refused(&with_service_health(settings), Some(at), words);
@@ -1247,7 +1371,7 @@ fn bad_promotion_settings_are_refused_with_their_position() {
         (
             "bogus = 1",
             "bogus",
-            &["unknown field `bogus`", "`observe`"],
+            &["unknown key `bogus` in [promotion]", "`observe`"],
         ),
     ];
     for (settings, at, words) in cases {
@@ -1345,6 +1469,31 @@ fn secondaries_transfer_allow_and_tsig_keys_are_read() {
     assert!(
         !format!("{:?}", config.tsig_keys).contains("Gk2x"),
         "secrets stay out of Debug"
+    );
+}
+
+#[test]
+fn check_warns_of_an_unset_tsig_secret_variable_and_keeps_the_key_name() {
+    let fx = Fixture::new();
+    let text = with_secondaries(
+        "secondaries = [{ address = \"10.0.0.21\", tsig_key = \"xfr\" }]",
+        "[[tsig_key]]\nname = \"xfr\"\nsecret_env = \"XFR_SECRET\"\n",
+    );
+    let checked = Config::parse_checked(&text, &fx.config_path(), &|_| None).unwrap();
+    assert_eq!(checked.warnings.len(), 1, "{:#?}", checked.warnings);
+    let warning = &checked.warnings[0];
+    let at = format!(
+        "{}:{}: tsig_key `xfr.`: environment variable `XFR_SECRET` is not set here",
+        fx.config_path().display(),
+        position(&text, r#""XFR_SECRET""#)
+    );
+    assert!(warning.starts_with(&at), "{warning}");
+    assert!(warning.contains("`aliasd run` refuses"), "{warning}");
+    let problems = fx.problems(&text);
+    assert_eq!(problems.len(), 1, "{problems:#?}");
+    assert!(
+        problems[0].contains("environment variable `XFR_SECRET` is not set"),
+        "{problems:#?}"
     );
 }
 

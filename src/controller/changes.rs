@@ -38,6 +38,7 @@ fn service_entry(
         targets: Vec::new(),
         answering: Vec::new(),
         op: None,
+        op_kind: None,
     }
 }
 
@@ -148,7 +149,7 @@ pub fn delete_service(
                 "service `{name}` is not defined through the API: its endpoints come from Docker containers, and it goes when they do"
             ))
         } else {
-            ControlError::UnknownService(name.to_string())
+            ControlError::unknown_service(topology, name)
         });
     }
     let users = linked_by(state, name);
@@ -398,14 +399,23 @@ pub struct ReloadSummary {
 impl ReloadSummary {
     pub fn text(&self) -> String {
         let mut parts = Vec::new();
-        for (label, items) in [
-            ("aliases added", &self.aliases_added),
-            ("aliases removed", &self.aliases_removed),
-            ("services added", &self.services_added),
-            ("services removed", &self.services_removed),
-            ("services changed", &self.services_changed),
+        for (one, many, items) in [
+            ("alias added", "aliases added", &self.aliases_added),
+            ("alias removed", "aliases removed", &self.aliases_removed),
+            ("service added", "services added", &self.services_added),
+            (
+                "service removed",
+                "services removed",
+                &self.services_removed,
+            ),
+            (
+                "service changed",
+                "services changed",
+                &self.services_changed,
+            ),
         ] {
             if !items.is_empty() {
+                let label = if items.len() == 1 { one } else { many };
                 parts.push(format!("{label}: {}", items.join(", ")));
             }
         }
@@ -578,6 +588,7 @@ pub fn reload(
         targets: Vec::new(),
         answering: Vec::new(),
         op: None,
+        op_kind: None,
     });
     Ok(Reloaded {
         state: next,

@@ -14,7 +14,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tracing::warn;
 
-use super::machine::ChangeKind;
+use super::machine::{ChangeKind, OpKind};
 use super::store::{StoreError, checked_line, read_checked_line, replace_file};
 
 const HISTORY_FILE: &str = "history.jsonl";
@@ -91,6 +91,10 @@ pub struct HistoryEntry {
     /// The operation this change belongs to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub op: Option<u64>,
+    /// Whether that operation is a promotion or a rollback; absent in entries written before
+    /// the kind was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub op_kind: Option<OpKind>,
 }
 
 fn is_zero(n: &u64) -> bool {

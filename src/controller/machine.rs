@@ -15,9 +15,13 @@ use serde::{Deserialize, Serialize};
 
 use super::state::AliasState;
 use crate::model::ServiceName;
+use crate::text::plural;
 
 /// Milliseconds since the Unix epoch.
 pub type Ms = u64;
+
+/// The actor of every change aliasd makes by itself (a phase that time or health moves on).
+pub const AUTOMATIC: &str = "aliasd";
 
 /// The gates of one promotion.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -119,6 +123,9 @@ pub struct Retired {
     pub safe_to_stop_at_ms: Ms,
     /// The operation that retired them.
     pub op: u64,
+    /// Its kind; absent in states written before the kind was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<OpKind>,
     /// Their containers are to be stopped once they are safe to stop (`--stop-old`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub stop_old: bool,
@@ -340,7 +347,7 @@ pub enum MachineError {
     NoConfirmGate,
     #[error("targets must name at least one service")]
     EmptyTargets,
-    #[error("min_healthy is {wanted} but {services} has only {total} endpoint(s)")]
+    #[error("min_healthy is {wanted} but {services} has only {}", plural(*total, "endpoint"))]
     MinHealthyTooHigh {
         wanted: u32,
         total: u32,
@@ -558,12 +565,12 @@ pub fn step(state: &AliasState, input: Input, ctx: &Ctx<'_>) -> Result<Outcome, 
             _ => Ok(Outcome::Unchanged),
         },
 
+        // What time or health moves on is aliasd's decision, not the operator's who started
+        // the operation (that one is credited in the entry that started it, which `op` names):
+        // a warm timeout, an automatic rollback or the end of a drain are credited to aliasd,
+        // like the stop of retired containers.
         Input::Tick => tick(state, ctx).map_or(Ok(Outcome::Unchanged), |(next, kind, why)| {
-            let actor = state
-                .phase
-                .operation()
-                .map_or("aliasd".to_owned(), |op| op.actor.clone());
-            changed(next, kind, &actor, why)
+            changed(next, kind, AUTOMATIC, why)
         }),
     }
 }
@@ -587,6 +594,7 @@ fn back_to_a(
             ctx.now
         },
         op: op.id,
+        kind: Some(op.kind),
         stop_old: false,
         stopped_at_ms: None,
     });
@@ -618,9 +626,9 @@ fn tick(state: &AliasState, ctx: &Ctx<'_>) -> Option<(AliasState, ChangeKind, Op
                     back_to_a(state, op, false, ctx),
                     ChangeKind::WarmTimeout,
                     Some(format!(
-                        "{} had {} healthy endpoint(s) of {} needed after {}",
+                        "{} had {} of {} needed after {}",
                         join(&op.to),
-                        counts.healthy,
+                        plural(counts.healthy, "healthy endpoint"),
                         need,
                         humantime::format_duration(std::time::Duration::from_millis(
                             op.options.warm_timeout_ms
@@ -692,6 +700,7 @@ fn tick(state: &AliasState, ctx: &Ctx<'_>) -> Option<(AliasState, ChangeKind, Op
                 services: leaving,
                 safe_to_stop_at_ms: ctx.now,
                 op: op.id,
+                kind: Some(op.kind),
                 stop_old: op.options.stop_old,
                 stopped_at_ms: None,
             });
@@ -709,10 +718,10 @@ fn failing(op: &Operation, ctx: &Ctx<'_>) -> Option<String> {
     let up = counts.total - counts.failed.min(counts.total);
     (up < need).then(|| {
         format!(
-            "{} turned unhealthy: {} of {} endpoint(s) failing, {} needed",
+            "{} turned unhealthy: {} of {} failing, {} needed",
             join(&op.to),
             counts.failed,
-            counts.total,
+            plural(counts.total, "endpoint"),
             need
         )
     })

@@ -46,8 +46,9 @@ use store::{Store, StoreError};
 pub enum ControlError {
     #[error("unknown alias `{0}`")]
     UnknownAlias(String),
-    #[error("unknown service `{0}`")]
-    UnknownService(String),
+    /// `known` lists the services there are ([`crate::text::known`]), so a typo shows.
+    #[error("unknown service `{name}` (known: {known})")]
+    UnknownService { name: String, known: String },
     #[error("targets must name at least one service")]
     EmptyTargets,
     #[error("service `{0}` is listed twice in targets")]
@@ -66,6 +67,16 @@ pub enum ControlError {
     Storage(String),
     #[error("aliasd is shutting down")]
     Unavailable,
+}
+
+impl ControlError {
+    /// `name` is not a service of `topology`: the error lists the ones that are.
+    pub fn unknown_service(topology: &Topology, name: &ServiceName) -> Self {
+        Self::UnknownService {
+            name: name.to_string(),
+            known: crate::text::known(topology.services.keys()),
+        }
+    }
 }
 
 impl From<MachineError> for ControlError {
@@ -1265,7 +1276,7 @@ impl Controller {
                 self.stops_asked.remove(&(alias.clone(), op));
                 let input = Input::Stopped {
                     op,
-                    actor: "aliasd".into(),
+                    actor: machine::AUTOMATIC.into(),
                     reason: report,
                 };
                 if let Err(e) = self.apply(&alias, input).await {
@@ -1735,7 +1746,9 @@ impl Controller {
                 .or_else(|| self.state.aliases.get(name));
             let mut e = entry(name, alias, change);
             if e.op.is_none() && change.kind != ChangeKind::Linked {
-                e.op = prev.and_then(|p| p.phase.operation()).map(|op| op.id);
+                let op = prev.and_then(|p| p.phase.operation());
+                e.op = op.map(|op| op.id);
+                e.op_kind = op.map(|op| op.kind);
             }
             alias_entries.push(e);
             before.insert(name, alias);
@@ -1962,7 +1975,7 @@ fn stored_registry(base: &Base, stored: &StoredState, notes: &mut Vec<String>) -
 pub fn check_services(topology: &Topology, targets: &[ServiceName]) -> Result<(), ControlError> {
     for (i, t) in targets.iter().enumerate() {
         if !topology.services.contains_key(t) {
-            return Err(ControlError::UnknownService(t.to_string()));
+            return Err(ControlError::unknown_service(topology, t));
         }
         if targets[..i].contains(t) {
             return Err(ControlError::DuplicateTarget(t.to_string()));
@@ -2009,6 +2022,11 @@ pub fn entry(alias: &AliasName, state: &AliasState, change: &Change) -> HistoryE
         op: state.phase.operation().map(|op| op.id).or_else(|| {
             (change.kind == ChangeKind::Stopped)
                 .then(|| state.retired.as_ref().map(|r| r.op))
+                .flatten()
+        }),
+        op_kind: state.phase.operation().map(|op| op.kind).or_else(|| {
+            (change.kind == ChangeKind::Stopped)
+                .then(|| state.retired.as_ref().and_then(|r| r.kind))
                 .flatten()
         }),
     }

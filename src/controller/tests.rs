@@ -205,7 +205,10 @@ fn relink_refuses_bad_requests_with_the_matching_error() {
         (
             "web.internal.",
             &["web-v1", "web-v9"],
-            ControlError::UnknownService("web-v9".into()),
+            ControlError::UnknownService {
+                name: "web-v9".into(),
+                known: "web-v1, web-v2, web-v3".into(),
+            },
         ),
         (
             "web.internal.",
@@ -526,6 +529,8 @@ fn a_stored_promotion_is_picked_up_where_it_was() {
         services: services(&["web-v3"]),
         safe_to_stop_at_ms: STARTED_AT,
         op: 3,
+        // As in a state written before retirements recorded the operation's kind.
+        kind: None,
     };
     let stored = stored(
         &[(
@@ -725,6 +730,7 @@ fn a_history_entry_shows_the_state_after_the_change() {
             targets: vec!["web-v1".into()],
             answering: vec!["web-v1".into(), "web-v2".into()],
             op: Some(4),
+            op_kind: Some(OpKind::Promote),
         }
     );
 
@@ -736,4 +742,26 @@ fn a_history_entry_shows_the_state_after_the_change() {
     assert_eq!(done.phase, "stable");
     assert_eq!(done.targets, ["web-v2"]);
     assert_eq!(done.answering, ["web-v2"]);
+
+    // The stop of retired containers belongs to the operation that retired them, kind and all;
+    // a retirement stored before kinds were recorded gives none.
+    let retired = |kind| machine::Retired {
+        services: services(&["web-v1"]),
+        safe_to_stop_at_ms: LATER,
+        op: 4,
+        kind,
+        stop_old: true,
+        stopped_at_ms: Some(LATER),
+    };
+    for kind in [Some(OpKind::Promote), Some(OpKind::Rollback), None] {
+        let after = AliasState {
+            retired: Some(retired(kind)),
+            ..completed.clone()
+        };
+        let stopped = entry(&web, &after, &change(ChangeKind::Stopped));
+        assert_eq!((stopped.op, stopped.op_kind), (Some(4), kind));
+    }
+    // Other changes of a stable alias belong to no operation.
+    let linked = entry(&web, &completed, &change(ChangeKind::Linked));
+    assert_eq!((linked.op, linked.op_kind), (None, None));
 }

@@ -248,7 +248,7 @@ fn bad_proxy_sections_are_refused_with_their_positions() {
         (
             "[[proxy]]\nlisten = \"127.0.0.1:8000\"\nalias = \"webb\"\n".to_owned(),
             "\"webb\"",
-            "proxy on 127.0.0.1:8000: unknown alias `webb.internal` (no [[alias]] has that name)",
+            "proxy on 127.0.0.1:8000: unknown alias `webb.internal` (no [[alias]] has that name; known: nothing.internal, web.internal)",
         ),
         (
             "[[proxy]]\nlisten = \"localhost:80\"\nalias = \"web\"\n".to_owned(),
@@ -283,7 +283,7 @@ fn bad_proxy_sections_are_refused_with_their_positions() {
         (
             format!("{head}retries = 3\n"),
             "retries",
-            "unknown field `retries`",
+            "unknown key `retries` in [[proxy]]; the keys there are `listen`, `alias`",
         ),
     ];
     for (extra, needle, message) in cases {

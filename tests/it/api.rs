@@ -126,7 +126,8 @@ async fn bad_requests_get_the_right_status_and_say_what_is_wrong() {
             "/v1/aliases/web/targets",
             r#"{"targets": ["web-v9"]}"#,
             404,
-            "unknown service `web-v9`",
+            // Like an unknown alias, an unknown service lists the known ones.
+            "unknown service `web-v9` (known: api-v1, big-v1, empty, web-v1, web-v2)",
         ),
         (
             "/v1/aliases/nope/targets",

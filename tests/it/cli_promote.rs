@@ -242,7 +242,7 @@ async fn an_unhealthy_v2_times_out_warming_and_exits_3() {
         &stdout,
         &[
             "web.internal: warming",
-            "web.internal: warm_timeout: web-v2 had 0 healthy endpoint(s) of 1 needed",
+            "web.internal: warm_timeout: web-v2 had 0 healthy endpoints of 1 needed",
             "answering web-v1 again",
         ],
     );
@@ -284,6 +284,13 @@ async fn v2_failing_while_mixed_rolls_back_and_exits_3() {
         ],
     );
     assert!(!stdout.contains("draining"), "{stdout}");
+    let history = setup.history().await;
+    let rolled_back = history.last().unwrap();
+    assert_eq!(rolled_back.change, "auto_rollback");
+    assert_eq!(
+        rolled_back.actor, "aliasd",
+        "aliasd decided it, not the token"
+    );
     assert!(
         text(&out.stderr).contains("ended with auto_rollback"),
         "{}",
@@ -392,6 +399,7 @@ async fn a_confirm_gate_outlasts_the_timeout_then_confirm_finishes_it() {
             "REV",
             "TIME",
             "CHANGE",
+            "OP",
             "PHASE",
             "ANSWERING",
             "ACTOR",
@@ -600,6 +608,42 @@ async fn rollback_wait_after_a_completed_promotion_returns_to_v1() {
     let a = setup.alias().await;
     assert_back_on_v1(&a);
     assert_eq!(a.retired.expect("web-v2 retired").services, ["web-v2"]);
+
+    // The history says which changes were the rollback's, and who made each: the operator
+    // started both operations, aliasd moved them on.
+    let history = setup.history().await;
+    let rows: Vec<(&str, Option<&str>, &str)> = history
+        .iter()
+        .filter(|e| e.op.is_some())
+        .map(|e| (e.change.as_str(), e.op_kind.as_deref(), e.actor.as_str()))
+        .collect();
+    let op = |kind| {
+        [
+            ("started", Some(kind), "ci"),
+            ("mixed", Some(kind), "aliasd"),
+            ("draining", Some(kind), "aliasd"),
+            ("completed", Some(kind), "aliasd"),
+        ]
+    };
+    assert_eq!(
+        rows,
+        [op("promote"), op("rollback")].concat(),
+        "{history:#?}"
+    );
+    let rollback_id = history
+        .iter()
+        .rev()
+        .find(|e| e.change == "started")
+        .unwrap()
+        .revision;
+    let table = text(&setup.ctl(&["history", "web"]).await.stdout);
+    let rollback_rows: Vec<&str> = table
+        .lines()
+        .filter(|l| l.contains(&format!("rollback {rollback_id} ")))
+        .collect();
+    assert_eq!(rollback_rows.len(), 4, "{table}");
+    assert!(rollback_rows[0].contains("started") && rollback_rows[0].contains("bad release"));
+    assert!(rollback_rows[3].contains("completed"), "{table}");
 
     // --to names a revision of the history: the first one had web-v1 too, so nothing to do.
     let again = setup

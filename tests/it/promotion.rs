@@ -195,9 +195,24 @@ async fn a_promotion_moves_through_every_phase_and_answers_are_never_empty() {
         .map(|e| e["change"].as_str().unwrap().to_owned())
         .collect();
     assert_eq!(story, ["started", "mixed", "draining", "completed"]);
+    // The operator started it; what health and time moved on is aliasd's doing.
+    let actors: Vec<(&str, &str)> = h
+        .iter()
+        .filter(|e| e["op"] == op)
+        .map(|e| (e["change"].as_str().unwrap(), e["actor"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        actors,
+        [
+            ("started", TOKEN_NAME),
+            ("mixed", "aliasd"),
+            ("draining", "aliasd"),
+            ("completed", "aliasd")
+        ]
+    );
     assert!(
         h.iter()
-            .all(|e| e["actor"] == TOKEN_NAME || e["actor"] == "config")
+            .all(|e| e["op_kind"] == "promote" || e["op"].is_null())
     );
     assert_eq!(
         h.iter().find(|e| e["change"] == "started").unwrap()["reason"],

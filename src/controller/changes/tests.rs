@@ -212,7 +212,10 @@ fn a_linked_service_cannot_be_deleted_and_the_message_names_the_alias() {
     let err = delete_service(&base, &state, &t, &svc("web-v1"), "deploy", NOW).unwrap_err();
     assert!(matches!(err, ControlError::Conflict(m) if m.contains("defined in the config")));
     let err = delete_service(&base, &state, &t, &svc("nope"), "deploy", NOW).unwrap_err();
-    assert_eq!(err, ControlError::UnknownService("nope".into()));
+    assert_eq!(
+        err.to_string(),
+        "unknown service `nope` (known: web-v1, web-v2, web-v3)"
+    );
 }
 
 #[test]
@@ -382,7 +385,10 @@ fn bad_alias_requests_are_refused_with_the_reason() {
                 ..AliasPut::default()
             }
         ),
-        ControlError::UnknownService("nope".into())
+        ControlError::UnknownService {
+            name: "nope".into(),
+            known: "web-v1, web-v2".into()
+        }
     );
     assert!(matches!(
         err("db", AliasPut { targets: targets(&["web-v1"]), ..AliasPut::default() }),
@@ -532,4 +538,17 @@ fn an_unchanged_reload_records_itself_and_changes_no_alias() {
     assert_eq!(summary.text(), "no alias or service changed");
     assert_eq!(entries.len(), 1);
     assert_eq!(entries[0].actor, "ops");
+}
+
+#[test]
+fn a_reload_summary_counts_in_words() {
+    let summary = ReloadSummary {
+        aliases_added: vec!["api.internal".into()],
+        services_added: vec!["api-v1".into(), "api-v2".into()],
+        ..ReloadSummary::default()
+    };
+    assert_eq!(
+        summary.text(),
+        "alias added: api.internal; services added: api-v1, api-v2"
+    );
 }

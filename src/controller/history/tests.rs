@@ -19,6 +19,7 @@ fn entry(alias: &str, revision: u64) -> HistoryEntry {
         targets: vec![format!("web-v{revision}")],
         answering: vec![format!("web-v{revision}")],
         op: (revision > 2).then_some(revision - 1),
+        op_kind: (revision > 2).then_some(OpKind::Rollback),
     }
 }
 
@@ -264,4 +265,16 @@ fn the_newest_entries_across_lists_come_newest_first_up_to_the_limit() {
     assert_eq!(order(3), all[..3].to_vec());
     assert_eq!(order(0), Vec::new());
     assert!(newest([], 10).is_empty());
+}
+
+#[test]
+fn an_entry_says_whether_its_operation_is_a_rollback_and_old_entries_still_load() {
+    let e = entry(WEB, 3);
+    let json = serde_json::to_string(&e).unwrap();
+    assert!(json.contains(r#""op":2,"op_kind":"rollback""#), "{json}");
+    assert_eq!(serde_json::from_str::<HistoryEntry>(&json).unwrap(), e);
+    // Written before the kind was recorded: it loads without one.
+    let old = r#"{"alias":"web.internal.","revision":3,"at_ms":1,"actor":"deploy","change":"mixed","phase":"mixed","targets":["web-v1"],"answering":["web-v1","web-v2"],"op":2}"#;
+    let loaded: HistoryEntry = serde_json::from_str(old).unwrap();
+    assert_eq!((loaded.op, loaded.op_kind), (Some(2), None));
 }

@@ -112,6 +112,7 @@ fn retired(services: &[&str], safe_to_stop_at_ms: Ms, op: u64) -> Option<Retired
         services: svc(services),
         safe_to_stop_at_ms,
         op,
+        kind: Some(OpKind::Promote),
     })
 }
 
@@ -199,8 +200,12 @@ impl World {
         }
     }
 
+    /// A change that time or health makes: always credited to aliasd, whoever started the
+    /// operation (`deploy` in these tests).
     fn tick(&self, state: &AliasState) -> (AliasState, Change) {
-        self.change(state, Input::Tick)
+        let (next, change) = self.change(state, Input::Tick);
+        assert_eq!(change.actor, AUTOMATIC, "{:?}", change.kind);
+        (next, change)
     }
 
     fn assert_unchanged(&self, state: &AliasState, input: Input) {
@@ -345,7 +350,7 @@ fn promote_with_min_healthy_above_the_endpoint_total_is_refused() {
     );
     assert_eq!(
         err.to_string(),
-        "min_healthy is 5 but v2+v3 has only 4 endpoint(s)"
+        "min_healthy is 5 but v2+v3 has only 4 endpoints"
     );
     // Exactly the total is allowed.
     let (next, _) = w.change(&state, promote(&["v2", "v3"], with_min_healthy(Some(4))));
@@ -453,7 +458,7 @@ fn warming_moves_to_mixed_once_enough_endpoints_are_healthy() {
         );
         assert_eq!(mixed.targets, svc(&["v1"]), "{what}");
         assert_eq!(change.kind, ChangeKind::Mixed, "{what}");
-        assert_eq!(change.actor, "deploy", "{what}");
+        assert_eq!(change.actor, "aliasd", "{what}");
         let reason = change.reason.unwrap_or_default();
         assert!(reason.contains(&format!("{healthy} healthy")), "{reason}");
     }
@@ -475,17 +480,17 @@ fn warming_past_its_deadline_goes_back_to_a_and_b_may_stop_at_once() {
     assert_eq!(after.retired, retired(&["v2"], w.now, op(&warming).id));
     assert_eq!(change.kind, ChangeKind::WarmTimeout);
     assert!(change.kind.is_failure());
-    assert_eq!(change.actor, "deploy");
+    assert_eq!(change.actor, "aliasd");
     let reason = change.reason.unwrap_or_default();
     assert!(
-        reason.contains("v2 had 1 healthy endpoint(s) of 2"),
+        reason.contains("v2 had 1 healthy endpoint of 2 needed"),
         "{reason}"
     );
     // How it ended stays in the state, with what the timeout found.
     let ended = after.last_op.expect("the ended operation");
     assert_eq!(
         (ended.outcome, ended.reached, ended.at_ms, ended.by.as_str()),
-        (EndKind::WarmTimeout, Reached::Warming, w.now, "deploy")
+        (EndKind::WarmTimeout, Reached::Warming, w.now, "aliasd")
     );
     assert_eq!(ended.why.as_deref(), Some(reason.as_str()));
     assert_eq!(ended.op, *op(&warming));
@@ -577,7 +582,7 @@ fn mixed_moves_to_draining_once_observed_for_the_longest_ttl_served() {
         );
         assert_eq!(draining.targets, svc(&["v1"]));
         assert_eq!(change.kind, ChangeKind::Draining);
-        assert_eq!(change.actor, "deploy");
+        assert_eq!(change.actor, "aliasd");
     }
 }
 
@@ -677,13 +682,14 @@ fn draining_completes_at_its_end_and_a_may_stop_then() {
             ttl_served_s: TTL_WINDOW,
             revision: draining.revision + 1,
             changed_at_ms: until_ms,
-            changed_by: "deploy".into(),
+            // The drain ended by itself: aliasd's change, not the operator's.
+            changed_by: "aliasd".into(),
             last_op: Some(Ended {
                 op: op(&draining).clone(),
                 outcome: EndKind::Completed,
                 reached: Reached::Draining,
                 at_ms: until_ms,
-                by: "deploy".into(),
+                by: "aliasd".into(),
                 why: None,
                 revision: draining.revision + 1,
             }),

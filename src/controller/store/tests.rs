@@ -30,6 +30,7 @@ fn sample() -> StoredState {
                 services: vec!["web-v1".parse().unwrap()],
                 safe_to_stop_at_ms: 1_700_000_032_000,
                 op: 2,
+                kind: Some(OpKind::Rollback),
             }),
             ttl_served_s: 30,
             last_op: Some(Ended {
