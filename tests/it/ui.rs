@@ -299,11 +299,11 @@ async fn the_dashboard_follows_a_promotion_live_and_drives_every_action() {
     // page says why.
     v2[0].set_healthy(false);
     wait_service_health(&daemon, "web-v2", "unhealthy").await;
-    promote_from_the_page(&browser, "web-v2", "3s", "0 of 1 endpoint(s) healthy now").await;
+    promote_from_the_page(&browser, "web-v2", "3s", "0 of 1 endpoint healthy now").await;
     wait_current(&browser, "warming").await;
     browser
         .wait_text(&web(".waiting"), "why it waits in warming", |t| {
-            t.contains("waiting for 1 healthy endpoint(s) of web-v2: 0 of 1 healthy now")
+            t.contains("waiting for 1 healthy endpoint of web-v2: 0 of 1 healthy now")
         })
         .await;
     browser
@@ -375,7 +375,7 @@ async fn the_dashboard_follows_a_promotion_live_and_drives_every_action() {
 
     // Abort one: back to web-v1, held in mixed (observing, then the confirm gate), aborted
     // from the page. Meanwhile the README's picture, with the history open: taller, to hold it.
-    promote_from_the_page(&browser, "web-v1", "1m", "1 of 1 endpoint(s) healthy now").await;
+    promote_from_the_page(&browser, "web-v1", "1m", "1 of 1 endpoint healthy now").await;
     wait_current(&browser, "mixed").await;
     browser
         .wait_text(

@@ -49,6 +49,11 @@ function badge(text, kind) {
   return el('span', { class: `badge badge-${kind || text}`, text });
 }
 
+/** `n` with the word for one or for many: "1 endpoint", "2 endpoints". */
+function counted(n, one, many) {
+  return `${n} ${n === 1 ? one : many}`;
+}
+
 function list(items) {
   return items && items.length ? items.join(', ') : '–';
 }
@@ -437,7 +442,7 @@ function card(alias) {
       'answering ',
       el('strong', { text: list(alias.answering) }),
       alias.fallback ? badge(`fallback: ${alias.fallback}`, 'warn') : null,
-      el('span', { class: 'muted', text: ` · ${alias.endpoints.length} endpoint(s) in DNS · ${alias.srv}` }),
+      el('span', { class: 'muted', text: ` · ${counted(alias.endpoints.length, 'endpoint', 'endpoints')} in DNS · ${alias.srv}` }),
     ),
     el('p', { class: 'muted small' }, 'changed ', timeEl(alias.changed_at), ` by ${alias.changed_by}`),
     alias.warnings && alias.warnings.length ? el('ul', { class: 'warnings' }, alias.warnings.map((w) => el('li', { text: w }))) : null,
@@ -533,7 +538,7 @@ function waitingText(alias) {
   switch (alias.phase) {
     case 'warming': {
       const need = op.min_healthy === null || op.min_healthy === undefined ? endpoints.length : op.min_healthy;
-      return `waiting for ${need} healthy endpoint(s) of ${list(op.to)}: ${healthy} of ${endpoints.length} healthy now; gives up at the deadline`;
+      return `waiting for ${counted(need, 'healthy endpoint', 'healthy endpoints')} of ${list(op.to)}: ${healthy} of ${endpoints.length} healthy now; gives up at the deadline`;
     }
     case 'mixed':
       if (deadline !== null && now < deadline) {
@@ -546,7 +551,7 @@ function waitingText(alias) {
       if (!drain) return 'draining';
       const over = drain.ttl_window_over || Date.parse(drain.ttl_window_until) <= now;
       if (!over) return `${list(drain.services)} left the answers; clients may have cached them until the TTL window ends (proxy in-flight on them: ${drain.proxy_inflight})`;
-      if (drain.proxy_inflight > 0) return `TTL window over; waiting for the proxy's ${drain.proxy_inflight} open request(s) on ${list(drain.services)}`;
+      if (drain.proxy_inflight > 0) return `TTL window over; waiting for the proxy's ${counted(drain.proxy_inflight, 'open request', 'open requests')} on ${list(drain.services)}`;
       const behind = drain.secondaries_behind || [];
       if (behind.length > 0) return `TTL window over; waiting for secondary ${behind.join('; ')}`;
       return 'TTL window over: completing';
@@ -1056,12 +1061,12 @@ function planView(plan) {
     el(
       'ol',
       { class: 'plan-steps' },
-      plan.steps.map((s) => el('li', { dataset: { phase: s.phase } }, el('strong', { text: s.phase }), ` answering ${list(s.services)} (${s.endpoints.length} endpoint(s)) until ${s.until}`)),
+      plan.steps.map((s) => el('li', { dataset: { phase: s.phase } }, el('strong', { text: s.phase }), ` answering ${list(s.services)} (${counted(s.endpoints.length, 'endpoint', 'endpoints')}) until ${s.until}`)),
     ),
     el(
       'p',
       { class: 'small' },
-      `${list(plan.to)}: ${plan.healthy_now} of ${plan.total} endpoint(s) healthy now, ${plan.min_healthy} needed · observe ${plan.observe}${plan.confirm ? ' then confirm' : ''} · warm timeout ${plan.warm_timeout} · drain window ${plan.drain_window} (TTL ${plan.ttl}s, negative TTL ${plan.negative_ttl}s)`,
+      `${list(plan.to)}: ${plan.healthy_now} of ${counted(plan.total, 'endpoint', 'endpoints')} healthy now, ${plan.min_healthy} needed · observe ${plan.observe}${plan.confirm ? ' then confirm' : ''} · warm timeout ${plan.warm_timeout} · drain window ${plan.drain_window} (TTL ${plan.ttl}s, negative TTL ${plan.negative_ttl}s)`,
     ),
   );
 }
