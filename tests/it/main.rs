@@ -16,6 +16,7 @@ mod persistence;
 mod promotion;
 mod proxy;
 mod readme;
+mod readme_text;
 mod registry;
 mod secondaries;
 mod secondary_servers;

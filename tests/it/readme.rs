@@ -10,27 +10,12 @@
 //! `ALIASCTL_SERVER` and `ALIASCTL_TOKEN` are removed from the test's environment, so only the
 //! README's `export` lines set them.
 //!
-//! How a block is read:
-//! - A command is a line that is not a comment; a line ending in `\` goes on on the next one.
-//! - A `# ...` comment at the end of a command, and every comment-only line right after the
-//!   command up to the next command or blank line, is one line of what the command prints, in
-//!   order. A bare `#` is an empty line.
-//! - Comment-only lines that open a paragraph (at the start of the block or after a blank line)
-//!   are for the reader and not checked.
-//! - `export` lines stay in effect for every later command, as in the reader's terminal.
-//! - A command that starts with `while ` loops until the reader presses Ctrl-C: it is skipped,
-//!   with the lines it shows.
-//!
-//! How output is compared:
-//! - What a command prints is its stdout, and when it fails its stdout followed by its stderr
-//!   (the error message).
-//! - Lines are compared exactly, except that each run of spaces counts as one (table columns are
-//!   as wide as their widest cell, and the test's ports are longer than the README's), `...`
-//!   inside a line stands for any text (serials, times), and a line that is only `...` stands for
-//!   any number of lines. The number of lines counts: a line printed but not shown is a mismatch.
-//! - A command must exit 0, unless a line it shows contains `error:`: then it must fail.
-//! - A mismatch names the README line of the command and of the lines it shows, with what was
-//!   expected and what was printed; the test goes on and reports every mismatch at the end.
+//! How a block is read and what a command prints is compared: the rules in `readme_text.rs`,
+//! which the Docker walk-through's test (`compose.rs`) follows too. Here besides: `export` lines
+//! stay in effect for every later command, as in the reader's terminal; a mismatch does not stop
+//! the test, which reports every mismatch at the end. curl runs with a `.curlrc` that turns its
+//! progress meter off: curl draws it on stderr only when its output is not a terminal, and here
+//! its output is a pipe, not the reader's terminal.
 //!
 //! The demo: `aliasd demo` on ports of its own (port 0 everywhere, read back from
 //! `--ready-file` and, for the backends, from the API), so the test runs beside any other. The
@@ -50,6 +35,8 @@ use std::time::{Duration, Instant};
 use aliasd::client::Client;
 use aliasd::daemon::Ready;
 
+use crate::readme_text::{Compare, shell_blocks};
+
 /// The sections (`## ` headings, by their start) whose shell blocks run, in README order.
 const SECTIONS: &[&str] = &[
     "## Walk-through",
@@ -60,26 +47,6 @@ const SECTIONS: &[&str] = &[
 /// How long one command may take: `promote --wait` takes about 20 s with the demo's gates.
 const COMMAND_LIMIT: Duration = Duration::from_secs(120);
 
-/// One ```` ```sh ```` block of the README.
-#[derive(Debug)]
-struct Block {
-    /// The README line of its opening fence.
-    line: usize,
-    /// Its introduction tells the reader to restart the demo first.
-    restart: bool,
-    commands: Vec<Step>,
-}
-
-/// One command of a block with the lines the README says it prints.
-#[derive(Debug)]
-struct Step {
-    /// The README line it starts on.
-    line: usize,
-    text: String,
-    /// `(README line, text)` of each line it shows.
-    shown: Vec<(usize, String)>,
-}
-
 #[test]
 fn the_readme_walk_through_runs_as_written() {
     let readme = Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md");
@@ -87,7 +54,7 @@ fn the_readme_walk_through_runs_as_written() {
     let blocks = shell_blocks(&text, SECTIONS);
     for section in SECTIONS {
         assert!(
-            blocks.iter().any(|(s, _)| s == section),
+            blocks.iter().any(|b| b.section == *section),
             "README.md has no ```sh block under a heading starting with {section:?}"
         );
     }
@@ -99,25 +66,33 @@ fn the_readme_walk_through_runs_as_written() {
     std::fs::create_dir(work.path().join("target")).expect("mkdir target");
     std::os::unix::fs::symlink(bin_dir, work.path().join("target").join("release"))
         .expect("symlink target/release");
+    let curl_home = work.path().join("curl-home");
+    std::fs::create_dir(&curl_home).expect("mkdir curl-home");
+    std::fs::write(curl_home.join(".curlrc"), "no-progress-meter\n").expect("write .curlrc");
 
     let mut demo = Demo::start(work.path(), 0);
     let mut starts = 1;
     let mut exports: Vec<String> = Vec::new();
     let mut failures: Vec<String> = Vec::new();
     let (mut ran, mut checked, mut skipped) = (0, 0, 0);
-    for (_, block) in &blocks {
+    for block in &blocks {
         assert!(
-            !block.commands.is_empty(),
+            !block.steps.is_empty(),
             "README.md:{}: a ```sh block with no command in it",
             block.line
         );
-        if block.restart {
+        if block.intro.contains("Restart the demo") {
             demo.stop();
             demo = Demo::start(work.path(), starts);
             starts += 1;
         }
-        for step in &block.commands {
-            if step.text.trim_start().starts_with("while ") {
+        let ports = demo.ports;
+        let compare = Compare {
+            substitute: &|line| localize(line, ports),
+            loose: false,
+        };
+        for step in &block.steps {
+            if step.loops_until_interrupted() {
                 skipped += 1;
                 continue;
             }
@@ -125,13 +100,13 @@ fn the_readme_walk_through_runs_as_written() {
             let script = exports
                 .iter()
                 .chain(std::iter::once(&step.text))
-                .map(|line| localize(line, demo.ports))
+                .map(|line| localize(line, ports))
                 .collect::<Vec<_>>()
                 .join("\n");
-            let run = run_sh(&script, work.path());
+            let (code, printed) = run_sh(&script, work.path(), &curl_home);
             ran += 1;
             checked += step.shown.len();
-            if let Some(problem) = check(step, &run, demo.ports) {
+            if let Some(problem) = compare.check(step, code, &printed) {
                 failures.push(problem);
             } else if step.text.trim_start().starts_with("export ") {
                 exports.push(step.text.clone());
@@ -147,8 +122,8 @@ fn the_readme_walk_through_runs_as_written() {
         failures.len(),
         failures.join("\n")
     );
-    // The rules above found real work: a README whose blocks no longer parse as commands with
-    // shown output must not pass by checking nothing.
+    // The rules found real work: a README whose blocks no longer parse as commands with shown
+    // output must not pass by checking nothing.
     assert!(
         ran >= 15 && checked >= 20,
         "only {ran} commands ran, {checked} shown lines were checked and {skipped} watchers \
@@ -156,151 +131,34 @@ fn the_readme_walk_through_runs_as_written() {
     );
 }
 
-/// The shell blocks of the sections whose headings start with one of `sections`, in README
-/// order, each with the section it is in.
-fn shell_blocks(text: &str, sections: &[&'static str]) -> Vec<(&'static str, Block)> {
-    let lines: Vec<&str> = text.lines().collect();
-    let mut out = Vec::new();
-    let mut section: Option<&'static str> = None;
-    // The prose since the last heading or block: a block's introduction.
-    let mut intro = String::new();
-    let mut i = 0;
-    while i < lines.len() {
-        let line = lines[i];
-        if line.starts_with("## ") {
-            section = sections.iter().copied().find(|s| line.starts_with(s));
-            intro.clear();
-        } else if line.starts_with("### ") {
-            intro.clear();
-        } else if line.trim_start().starts_with("```") {
-            let end = (i + 1..lines.len())
-                .find(|&j| lines[j].trim_start().starts_with("```"))
-                .unwrap_or_else(|| panic!("README.md:{}: a code block is never closed", i + 1));
-            if let (Some(name), "```sh") = (section, line.trim()) {
-                let block = Block {
-                    line: i + 1,
-                    restart: intro.contains("Restart the demo"),
-                    commands: parse_block(&lines[i + 1..end], i + 2),
-                };
-                out.push((name, block));
-            }
-            intro.clear();
-            i = end;
-        } else {
-            intro.push_str(line);
-            intro.push('\n');
-        }
-        i += 1;
-    }
-    out
-}
-
-/// The commands of one block whose first line is README line `first`, by the rules in this
-/// file's header.
-fn parse_block(lines: &[&str], first: usize) -> Vec<Step> {
-    let mut steps: Vec<Step> = Vec::new();
-    // Whether a comment-only line is more of the last command's output (else it is prose).
-    let mut output_goes_on = false;
-    let mut i = 0;
-    while i < lines.len() {
-        let line = lines[i].trim();
-        let number = first + i;
-        if line.is_empty() {
-            output_goes_on = false;
-        } else if let Some(comment) = line.strip_prefix('#') {
-            if output_goes_on {
-                let step = steps.last_mut().expect("output follows a command");
-                step.shown.push((number, comment_text(comment)));
-            }
-        } else {
-            let mut text = String::new();
-            let mut last = lines[i];
-            while let Some(head) = last.strip_suffix('\\') {
-                text.push_str(head);
-                text.push_str("\\\n");
-                i += 1;
-                last = lines.get(i).unwrap_or_else(|| {
-                    panic!("README.md:{number}: the block ends inside a continued command")
-                });
-            }
-            let (command, comment) = split_comment(last);
-            text.push_str(command.trim_end());
-            let mut shown = Vec::new();
-            if let Some(comment) = comment {
-                shown.push((first + i, comment_text(comment)));
-            }
-            steps.push(Step {
-                line: number,
-                text,
-                shown,
-            });
-            output_goes_on = true;
-        }
-        i += 1;
-    }
-    steps
-}
-
-/// A comment's text without the one space that follows `#`.
-fn comment_text(after_hash: &str) -> String {
-    after_hash
-        .strip_prefix(' ')
-        .unwrap_or(after_hash)
-        .to_owned()
-}
-
-/// Splits a command line at its comment: the first `#` outside quotes that follows whitespace.
-fn split_comment(line: &str) -> (&str, Option<&str>) {
-    let mut quote: Option<char> = None;
-    let mut previous = ' ';
-    for (at, c) in line.char_indices() {
-        match quote {
-            Some(q) if c == q => quote = None,
-            Some(_) => {}
-            None if c == '\'' || c == '"' => quote = Some(c),
-            None if c == '#' && previous.is_whitespace() => {
-                return (&line[..at], Some(&line[at + 1..]));
-            }
-            None => {}
-        }
-        previous = c;
-    }
-    (line, None)
-}
-
-/// What one command did.
-struct Run {
-    success: bool,
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
 /// Runs `script` with `sh -c` in `dir`, in a process group of its own that is killed if it
-/// overruns [`COMMAND_LIMIT`].
-fn run_sh(script: &str, dir: &Path) -> Run {
+/// overruns [`COMMAND_LIMIT`]; returns its exit status (`None`: killed by a signal) and what it
+/// printed, stdout and stderr through one pipe as a terminal would show them.
+fn run_sh(script: &str, dir: &Path, curl_home: &Path) -> (Option<i32>, String) {
     use std::os::unix::process::CommandExt;
-    let mut child = Command::new("sh")
-        .arg("-c")
-        .arg(script)
-        .current_dir(dir)
-        .env_remove("ALIASCTL_SERVER")
-        .env_remove("ALIASCTL_TOKEN")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .spawn()
-        .expect("run sh");
-    let drain = |mut pipe: Box<dyn Read + Send>| {
-        std::thread::spawn(move || {
-            let mut bytes = Vec::new();
-            let _ = pipe.read_to_end(&mut bytes);
-            String::from_utf8_lossy(&bytes).into_owned()
-        })
+    let (mut output, writer) = std::io::pipe().expect("pipe");
+    let mut child = {
+        // The command holds its copies of the pipe's writing end until it is dropped: dropped
+        // here, so that the pipe ends when the shell and all it started have exited.
+        let mut command = Command::new("sh");
+        command
+            .arg("-c")
+            .arg(script)
+            .current_dir(dir)
+            .env_remove("ALIASCTL_SERVER")
+            .env_remove("ALIASCTL_TOKEN")
+            .env("CURL_HOME", curl_home)
+            .stdin(Stdio::null())
+            .stdout(writer.try_clone().expect("pipe"))
+            .stderr(writer)
+            .process_group(0);
+        command.spawn().expect("run sh")
     };
-    let stdout = drain(Box::new(child.stdout.take().expect("stdout")));
-    let stderr = drain(Box::new(child.stderr.take().expect("stderr")));
+    let printed = std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        let _ = output.read_to_end(&mut bytes);
+        String::from_utf8_lossy(&bytes).into_owned()
+    });
     let deadline = Instant::now() + COMMAND_LIMIT;
     let status = loop {
         if let Some(status) = child.try_wait().expect("wait") {
@@ -313,136 +171,13 @@ fn run_sh(script: &str, dir: &Path) -> Run {
                 .status();
             let _ = child.wait();
             panic!(
-                "`{script}` still ran after {COMMAND_LIMIT:?}\nstdout:\n{}\nstderr:\n{}",
-                stdout.join().unwrap_or_default(),
-                stderr.join().unwrap_or_default()
+                "`{script}` still ran after {COMMAND_LIMIT:?}; it printed:\n{}",
+                printed.join().unwrap_or_default()
             );
         }
         std::thread::sleep(Duration::from_millis(10));
     };
-    Run {
-        success: status.success(),
-        code: status.code(),
-        stdout: stdout.join().expect("stdout reader"),
-        stderr: stderr.join().expect("stderr reader"),
-    }
-}
-
-/// Whether `run` did what the README says `step` does; if not, the report of the mismatch.
-fn check(step: &Step, run: &Run, ports: Ports) -> Option<String> {
-    let expect_failure = step.shown.iter().any(|(_, text)| text.contains("error:"));
-    let printed = if run.success {
-        run.stdout.clone()
-    } else {
-        format!("{}{}", run.stdout, run.stderr)
-    };
-    let printed: Vec<&str> = printed.lines().collect();
-    let shown: Vec<String> = step
-        .shown
-        .iter()
-        .map(|(_, text)| localize(text, ports))
-        .collect();
-    let status_ok = run.success != expect_failure;
-    let output_ok = step.shown.is_empty() || lines_match(&shown, &printed);
-    if status_ok && output_ok {
-        return None;
-    }
-    let mut report = format!("README.md:{}: `{}`\n", step.line, step.text);
-    if !status_ok {
-        report.push_str(&format!(
-            "  exit status {}, but the README {}\n",
-            run.code
-                .map_or_else(|| "(killed)".to_owned(), |c| c.to_string()),
-            if expect_failure {
-                "shows an error"
-            } else {
-                "shows no error (it must exit 0)"
-            }
-        ));
-    }
-    if !output_ok {
-        report.push_str("  the README shows (`...`: anything; runs of spaces count as one):\n");
-        for ((line, _), text) in step.shown.iter().zip(&shown) {
-            report.push_str(&format!("    README.md:{line}: {text}\n"));
-        }
-        if let Some((line, want, got)) = first_difference(step, &shown, &printed) {
-            report.push_str(&format!(
-                "  first difference, README.md:{line}:\n    expected: {want}\n    printed:  {got}\n"
-            ));
-        }
-    }
-    report.push_str("  it printed:\n");
-    for line in &printed {
-        report.push_str(&format!("    {line}\n"));
-    }
-    if run.success && !run.stderr.trim().is_empty() {
-        report.push_str(&format!(
-            "  and on stderr:\n    {}\n",
-            run.stderr.trim_end()
-        ));
-    }
-    Some(report)
-}
-
-/// The first shown line that does not match the printed line at the same place, as long as no
-/// `...` line makes places ambiguous.
-fn first_difference(
-    step: &Step,
-    shown: &[String],
-    printed: &[&str],
-) -> Option<(usize, String, String)> {
-    if shown.iter().any(|s| s.trim() == "...") {
-        return None;
-    }
-    (0..shown.len().max(printed.len())).find_map(|k| {
-        let want = shown.get(k).map(String::as_str);
-        let got = printed.get(k).copied();
-        match (want, got) {
-            (Some(w), Some(g)) if line_matches(w, g) => None,
-            _ => Some((
-                step.shown
-                    .get(k)
-                    .map_or_else(|| step.shown.last().map_or(step.line, |s| s.0), |s| s.0),
-                want.unwrap_or("(nothing more)").to_owned(),
-                got.unwrap_or("(nothing more)").to_owned(),
-            )),
-        }
-    })
-}
-
-/// Whether `printed` matches `shown` line by line; a shown line that is only `...` matches any
-/// number of printed lines.
-fn lines_match(shown: &[String], printed: &[&str]) -> bool {
-    match shown.split_first() {
-        None => printed.is_empty(),
-        Some((first, rest)) if first.trim() == "..." => {
-            (0..=printed.len()).any(|skip| lines_match(rest, &printed[skip..]))
-        }
-        Some((first, rest)) => printed
-            .split_first()
-            .is_some_and(|(line, more)| line_matches(first, line) && lines_match(rest, more)),
-    }
-}
-
-/// Whether one printed line matches one shown line: runs of spaces count as one, and `...`
-/// stands for any text.
-fn line_matches(shown: &str, printed: &str) -> bool {
-    let squeeze = |s: &str| s.split_whitespace().collect::<Vec<_>>().join(" ");
-    let (shown, printed) = (squeeze(shown), squeeze(printed));
-    let pieces: Vec<&str> = shown.split("...").collect();
-    let [first, middle @ .., last] = pieces.as_slice() else {
-        return shown == printed;
-    };
-    let Some(mut rest) = printed.strip_prefix(first) else {
-        return false;
-    };
-    for piece in middle {
-        match rest.find(piece) {
-            Some(at) => rest = &rest[at + piece.len()..],
-            None => return false,
-        }
-    }
-    rest.ends_with(last)
+    (status.code(), printed.join().expect("the output's reader"))
 }
 
 /// The demo's ports, which stand for the README's.
@@ -626,65 +361,7 @@ impl Drop for Demo {
 }
 
 #[test]
-fn the_readme_rules_read_blocks_and_compare_lines() {
-    let block = "\
-# prose for the reader
-export A=1
-
-cmd one          # first
-                 # second
-cmd 'a # not a comment' \\
-  --more         # only
-cmd three
-# printed by three
-while sleep 1; do x; done
-# skipped with it
-";
-    let lines: Vec<&str> = block.lines().collect();
-    let steps = parse_block(&lines, 10);
-    let summary: Vec<(usize, &str, Vec<&str>)> = steps
-        .iter()
-        .map(|s| {
-            (
-                s.line,
-                s.text.as_str(),
-                s.shown.iter().map(|(_, t)| t.as_str()).collect(),
-            )
-        })
-        .collect();
-    assert_eq!(
-        summary,
-        [
-            (11, "export A=1", vec![]),
-            (13, "cmd one", vec!["first", "second"]),
-            (15, "cmd 'a # not a comment' \\\n  --more", vec!["only"]),
-            (17, "cmd three", vec!["printed by three"]),
-            (19, "while sleep 1; do x; done", vec!["skipped with it"]),
-        ]
-    );
-    assert_eq!(
-        steps[1].shown[1].0, 14,
-        "each shown line keeps its README line"
-    );
-
-    assert!(line_matches(
-        "a  b ... (revision 2, serial ...)",
-        "a b x (revision 2, serial 7)"
-    ));
-    assert!(!line_matches(
-        "a (revision 2, serial ...)",
-        "a (revision 3, serial 7)"
-    ));
-    assert!(!line_matches("web-v1", "web-v1 web-v2"));
-    let shown = |lines: &[&str]| lines.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
-    assert!(lines_match(
-        &shown(&["a", "...", "z"]),
-        &["a", "b", "c", "z"]
-    ));
-    assert!(lines_match(&shown(&["a", "...", "z"]), &["a", "z"]));
-    assert!(!lines_match(&shown(&["a", "z"]), &["a", "b", "z"]));
-    assert!(!lines_match(&shown(&["a"]), &["a", "more"]));
-
+fn the_readmes_ports_become_the_demos() {
     let ports = Ports {
         dns: 40001,
         api: 40002,
