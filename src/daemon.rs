@@ -21,11 +21,14 @@ use crate::api::{self, AppState, Auth, ReloadRequest};
 use crate::config::{Config, ProxyConfig, RestartKey};
 use crate::controller::changes::ReloadSummary;
 use crate::controller::store::{Store, StoreError};
-use crate::controller::{ControlError, ControlHandle, Controller, StartParts};
+use crate::controller::{Busy, ControlError, ControlHandle, Controller, Event, StartParts};
 use crate::dns::DnsServer;
 use crate::health::{Checker, HealthBoard};
+use crate::metrics::MetricsSource;
+use crate::model::Endpoint;
 use crate::proxy::{self, ProxyStats};
 use crate::registry::Base;
+use crate::secondaries::{Report, Reports};
 use crate::snapshot::SharedSnapshot;
 
 /// How long the tasks get to finish after shutdown is asked for.
@@ -67,7 +70,7 @@ pub struct Daemon {
     /// members still have work.
     pub proxy_stats: Arc<ProxyStats>,
     /// What each zone's secondaries serve, as NOTIFY and SOA polls found.
-    pub secondaries: Arc<crate::dns::notify::Secondaries>,
+    pub secondaries: Arc<crate::secondaries::Secondaries>,
     tasks: JoinSet<()>,
     dns: DnsServer,
     shutdown: CancellationToken,
@@ -134,7 +137,7 @@ impl Daemon {
         let proxies = proxy::bind(&config.proxies).await?;
         let proxy_stats = Arc::new(ProxyStats::new(&proxies));
         let proxy_addrs: Vec<SocketAddr> = proxies.iter().map(|p| p.addr()).collect();
-        let secondaries = crate::dns::notify::Secondaries::new();
+        let secondaries = crate::secondaries::Secondaries::new();
         let (controller, control, snapshots) = Controller::start(StartParts {
             base,
             store,
@@ -162,12 +165,20 @@ impl Daemon {
         let dns = DnsServer::start(&config.dns, &origins, snapshots.clone(), transfers.clone())
             .await
             .map_err(DaemonError::BindDns)?;
+        // What the NOTIFY tasks learn of a secondary goes to the writer's event stream.
+        let events = control.events();
+        let reports: Reports = Arc::new(move |report: Report| {
+            let _ = events.send(Event::Secondary {
+                state: report.state,
+                at_ms: report.at_ms,
+            });
+        });
         crate::dns::notify::spawn(
             transfers,
             snapshots.clone(),
             control.published(),
             &secondaries,
-            &control.events(),
+            &reports,
             &shutdown,
             &mut tasks,
         );
@@ -212,9 +223,9 @@ impl Daemon {
             board,
             reloads,
             metrics: {
-                let mut m = vec![secondaries.clone() as Arc<dyn api::MetricsSource>];
+                let mut m = vec![secondaries.clone() as Arc<dyn MetricsSource>];
                 if !config.proxies.is_empty() {
-                    m.push(proxy_stats.clone() as Arc<dyn api::MetricsSource>);
+                    m.push(proxy_stats.clone() as Arc<dyn MetricsSource>);
                 }
                 m
             },
@@ -259,6 +270,14 @@ impl Daemon {
             );
         }
         info!("stopped");
+    }
+}
+
+/// The writer holds a drain open while the front proxies still have work on the old members;
+/// implemented here, where the two are wired, so neither module imports the other.
+impl Busy for ProxyStats {
+    fn inflight(&self, endpoints: &[Endpoint]) -> u64 {
+        ProxyStats::inflight(self, endpoints)
     }
 }
 

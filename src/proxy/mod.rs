@@ -38,10 +38,9 @@ use crate::check::{CheckKind, Health};
 use crate::clock::now_ms;
 use crate::config::{ProxyConfig, ProxyMode};
 use crate::conns::{Accepted, Slots, accept};
-use crate::controller::machine::draining;
 use crate::health::HealthBoard;
 use crate::model::{Endpoint, ServiceName};
-use crate::snapshot::{SharedSnapshot, endpoints_of};
+use crate::snapshot::SharedSnapshot;
 
 /// Connect attempts per request or connection, each on another member.
 const MAX_CONNECT_TRIES: usize = 3;
@@ -379,15 +378,8 @@ fn escape(value: &str) -> String {
         .replace('\n', "\\n")
 }
 
-/// The controller holds a drain open while old members still have work.
-impl crate::controller::Busy for ProxyStats {
-    fn inflight(&self, endpoints: &[Endpoint]) -> u64 {
-        ProxyStats::inflight(self, endpoints)
-    }
-}
-
 /// `GET /metrics` appends these.
-impl crate::api::MetricsSource for ProxyStats {
+impl crate::metrics::MetricsSource for ProxyStats {
     fn render_prometheus(&self, out: &mut String) {
         ProxyStats::render_prometheus(self, out);
     }
@@ -740,19 +732,9 @@ impl Proxy {
         let Some(view) = snapshot.aliases.get(&self.config.alias) else {
             return Choice::default();
         };
-        let old = draining(&view.state);
-        let draining = if old.is_empty() {
-            Vec::new()
-        } else {
-            let answering = endpoints_of(&snapshot.topology, &view.answering);
-            endpoints_of(&snapshot.topology, &old)
-                .into_iter()
-                .filter(|e| !answering.contains(e))
-                .collect()
-        };
         Choice {
             active: view.endpoints.clone(),
-            draining,
+            draining: view.draining.clone(),
         }
     }
 
