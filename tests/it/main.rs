@@ -11,6 +11,7 @@ mod dns;
 mod docker;
 mod files;
 mod lab;
+mod layers;
 mod limits;
 mod persistence;
 mod promotion;
