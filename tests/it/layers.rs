@@ -262,10 +262,8 @@ fn violations(layers: &Layers, declared: &BTreeSet<String>, imports: &[Import]) 
     }
     let mut same_layer: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
     for i in imports {
-        let (Some(&from), Some(&to)) = (
-            layer_of.get(i.from.as_str()),
-            layer_of.get(i.to.as_str()),
-        ) else {
+        let (Some(&from), Some(&to)) = (layer_of.get(i.from.as_str()), layer_of.get(i.to.as_str()))
+        else {
             if !declared.contains(&i.to) {
                 problems.push(format!(
                     "{}:{}: `{}` names `crate::{}`, which src/lib.rs does not declare",
@@ -323,7 +321,8 @@ fn read(path: &Path) -> String {
 /// The crate's own layers, declared modules and imports.
 fn this_crate() -> (Layers, BTreeSet<String>, Vec<Import>) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let layers = parse_layers(&read(&root.join("ARCHITECTURE.md"))).unwrap_or_else(|e| panic!("{e}"));
+    let layers =
+        parse_layers(&read(&root.join("ARCHITECTURE.md"))).unwrap_or_else(|e| panic!("{e}"));
     let src = root.join("src");
     let declared = declared_modules(&read(&src.join("lib.rs")));
     let mut files = Vec::new();
@@ -370,11 +369,18 @@ fn an_import_against_the_layers_is_named_with_its_file_and_line() {
     let named: Vec<(usize, &str)> = imports.iter().map(|i| (i.line, i.to.as_str())).collect();
     assert_eq!(
         named,
-        [(3, "snapshot"), (4, "model"), (4, "wire"), (8, "controller")]
+        [
+            (3, "snapshot"),
+            (4, "model"),
+            (4, "wire"),
+            (8, "controller")
+        ]
     );
     assert_eq!(
         violations(&layers, &modules, &imports),
-        ["src/proxy/mod.rs:8: `proxy` (layer 3) imports `controller` (layer 4), against the layers of ARCHITECTURE.md"]
+        [
+            "src/proxy/mod.rs:8: `proxy` (layer 3) imports `controller` (layer 4), against the layers of ARCHITECTURE.md"
+        ]
     );
     // The same file, the writer's side: allowed.
     let imports = imports_of("controller/mod.rs", source);
@@ -384,7 +390,15 @@ fn an_import_against_the_layers_is_named_with_its_file_and_line() {
 #[test]
 fn a_module_in_no_layer_and_a_circle_inside_a_layer_are_refused() {
     let layers = parse_layers(LAYERS).expect("the layers");
-    let modules = declared(&["model", "wire", "snapshot", "proxy", "dns", "controller", "extra"]);
+    let modules = declared(&[
+        "model",
+        "wire",
+        "snapshot",
+        "proxy",
+        "dns",
+        "controller",
+        "extra",
+    ]);
     let mut imports = imports_of("model.rs", "use crate::wire::WireName;\n");
     // A grouped import over several lines, and a `super::` that leaves its module.
     imports.extend(imports_of(
