@@ -41,6 +41,7 @@ pub mod secondaries;
 pub mod serial;
 pub mod snapshot;
 pub mod state;
+pub mod supervise;
 pub mod text;
 pub mod wire;
 pub mod zonefile;

@@ -21,6 +21,7 @@ mod readme_text;
 mod registry;
 mod secondaries;
 mod secondary_servers;
+mod supervision;
 mod support;
 mod ui;
 mod websocket;
