@@ -182,38 +182,16 @@ impl Daemon {
         let dns = DnsServer::start(&config.dns, &origins, snapshots.clone(), transfers.clone())
             .await
             .map_err(DaemonError::BindDns)?;
-        // What the NOTIFY tasks learn of a secondary goes to the writer's event stream.
-        let events = control.events();
-        let reports: Reports = Arc::new(move |report: Report| {
-            let _ = events.send(Event::Secondary {
-                state: report.state,
-                at_ms: report.at_ms,
-            });
-        });
         crate::dns::notify::spawn(
             transfers,
             snapshots.clone(),
             control.published(),
             &secondaries,
-            &reports,
+            &to_events(&control),
             &shutdown,
             &mut tasks,
         );
-
-        let api_listener = TcpListener::bind(config.api.listen)
-            .await
-            .map_err(|source| DaemonError::BindApi {
-                addr: config.api.listen,
-                source,
-            })?;
-        let api_addr = api_listener.local_addr().map_err(DaemonError::Bind)?;
-        if !api_addr.ip().is_loopback() {
-            warn!(addr = %api_addr, "the control api listens beyond loopback; keep its tokens secret");
-        }
-        if config.api.tokens.is_empty() {
-            warn!("no api tokens are configured: every change through the api will be refused");
-        }
-        info!(addr = %api_addr, "api listening");
+        let (api_listener, api_addr) = bind_api(&config).await?;
 
         proxy::spawn(
             proxies,
@@ -348,6 +326,36 @@ mod test_hook {
             }
         })
     }
+}
+
+/// What the NOTIFY tasks learn of a secondary, sent to the writer's event stream.
+fn to_events(control: &ControlHandle) -> Reports {
+    let events = control.events();
+    Arc::new(move |report: Report| {
+        let _ = events.send(Event::Secondary {
+            state: report.state,
+            at_ms: report.at_ms,
+        });
+    })
+}
+
+/// Binds the control API's listener and warns about what makes it unsafe or useless.
+async fn bind_api(config: &Config) -> Result<(TcpListener, SocketAddr), DaemonError> {
+    let listener = TcpListener::bind(config.api.listen)
+        .await
+        .map_err(|source| DaemonError::BindApi {
+            addr: config.api.listen,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(DaemonError::Bind)?;
+    if !addr.ip().is_loopback() {
+        warn!(%addr, "the control api listens beyond loopback; keep its tokens secret");
+    }
+    if config.api.tokens.is_empty() {
+        warn!("no api tokens are configured: every change through the api will be refused");
+    }
+    info!(%addr, "api listening");
+    Ok((listener, addr))
 }
 
 /// The writer holds a drain open while the front proxies still have work on the old members;
