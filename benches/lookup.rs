@@ -11,9 +11,9 @@ use std::time::Instant;
 
 use aliasd::config::Config;
 use aliasd::controller::first_render;
-use aliasd::controller::state::State;
 use aliasd::registry::Base;
 use aliasd::snapshot::{HealthMap, LastGood, Snapshot};
+use aliasd::state::State;
 use hickory_proto::rr::{LowerName, Name, RecordType};
 
 fn snapshot(static_names: usize, aliases: usize) -> (Snapshot, State, tempfile::TempDir) {

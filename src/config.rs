@@ -16,7 +16,6 @@ use toml::Spanned;
 
 use crate::bounds;
 use crate::check::{CheckConfig, CheckKind, parse_status_range};
-use crate::controller::history::Retention;
 use crate::model::{AliasName, Endpoint, ServiceName, parse_dns_name};
 use crate::model::{check_port_name, place_alias};
 use crate::zonefile::{StaticZone, ZoneError};
@@ -194,6 +193,29 @@ impl ProxyConfig {
     pub const DEFAULT_DRAIN_DEADLINE: Duration = Duration::from_secs(30);
     pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
     pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(30);
+}
+
+/// How much history is kept (`[history]`): per alias (and per service, and of the config's
+/// own entries) the newest `keep_per_alias` entries, of those the ones younger than `max_age`,
+/// and always the newest one, which carries the revision the next change continues from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    pub keep_per_alias: usize,
+    pub max_age: Duration,
+}
+
+impl Retention {
+    pub const DEFAULT_KEEP: usize = 1000;
+    pub const DEFAULT_MAX_AGE: Duration = Duration::from_secs(365 * 24 * 3600);
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Self {
+            keep_per_alias: Self::DEFAULT_KEEP,
+            max_age: Self::DEFAULT_MAX_AGE,
+        }
+    }
 }
 
 /// Defaults for promotions that the request does not set.

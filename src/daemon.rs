@@ -1,5 +1,15 @@
 //! The shell around the core: opens the store, binds every listener, wires the tasks and stops
 //! them all on one `CancellationToken`.
+//!
+//! It also supervises them: when a part aliasd cannot serve without (the writer, DNS over UDP
+//! or TCP, the API, a proxy listener) ends or panics before shutdown, it logs which and why,
+//! stops the rest and returns [`DaemonError::Ended`], so `aliasd run` exits non-zero and a
+//! service manager restarts it, instead of serving a frozen snapshot while the API answers 503.
+//!
+//! Test hook, in debug builds only: with `ALIASD_TEST_HOOK=panic-writer-on-sigusr1` in its
+//! environment, the writer's task panics when the process receives SIGUSR1, so a test can see a
+//! dead writer end the process. Release builds (the Docker image's included) compile no hook,
+//! and a debug build needs both the variable and the signal.
 
 use std::io;
 use std::net::SocketAddr;
@@ -13,7 +23,7 @@ use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 use arc_swap::ArcSwap;
 
@@ -21,12 +31,16 @@ use crate::api::{self, AppState, Auth, ReloadRequest};
 use crate::config::{Config, ProxyConfig, RestartKey};
 use crate::controller::changes::ReloadSummary;
 use crate::controller::store::{Store, StoreError};
-use crate::controller::{ControlError, ControlHandle, Controller, StartParts};
+use crate::controller::{Busy, ControlError, ControlHandle, Controller, Event, StartParts};
 use crate::dns::DnsServer;
 use crate::health::{Checker, HealthBoard};
+use crate::metrics::MetricsSource;
+use crate::model::Endpoint;
 use crate::proxy::{self, ProxyStats};
 use crate::registry::Base;
+use crate::secondaries::{Report, Reports};
 use crate::snapshot::SharedSnapshot;
+use crate::supervise::{Critical, Ended};
 
 /// How long the tasks get to finish after shutdown is asked for.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -46,6 +60,8 @@ pub enum DaemonError {
     BindProxy(#[from] proxy::BindError),
     #[error("cannot write the ready file {path}: {source}")]
     ReadyFile { path: PathBuf, source: io::Error },
+    #[error("{0}; aliasd stopped everything else so that it can be restarted")]
+    Ended(Ended),
 }
 
 /// The addresses actually bound, written to `--ready-file` once aliasd serves.
@@ -67,8 +83,11 @@ pub struct Daemon {
     /// members still have work.
     pub proxy_stats: Arc<ProxyStats>,
     /// What each zone's secondaries serve, as NOTIFY and SOA polls found.
-    pub secondaries: Arc<crate::dns::notify::Secondaries>,
+    pub secondaries: Arc<crate::secondaries::Secondaries>,
+    /// Tasks aliasd can serve without for a while (discovery, NOTIFY, the reloader).
     tasks: JoinSet<()>,
+    /// The writer, the API and the proxies; DNS supervises its own loops.
+    critical: Critical,
     dns: DnsServer,
     shutdown: CancellationToken,
 }
@@ -118,6 +137,7 @@ impl Daemon {
         );
         let (sources_tx, sources_rx) = mpsc::channel(64);
         let mut tasks = JoinSet::new();
+        let mut critical = Critical::default();
         let docker_tx = config.docker.as_ref().map(|docker| {
             let (tx, rx) = mpsc::channel(64);
             info!(docker = %docker.host, prefix = %docker.label_prefix, "Docker discovery on");
@@ -134,7 +154,7 @@ impl Daemon {
         let proxies = proxy::bind(&config.proxies).await?;
         let proxy_stats = Arc::new(ProxyStats::new(&proxies));
         let proxy_addrs: Vec<SocketAddr> = proxies.iter().map(|p| p.addr()).collect();
-        let secondaries = crate::dns::notify::Secondaries::new();
+        let secondaries = crate::secondaries::Secondaries::new();
         let (controller, control, snapshots) = Controller::start(StartParts {
             base,
             store,
@@ -167,25 +187,11 @@ impl Daemon {
             snapshots.clone(),
             control.published(),
             &secondaries,
-            &control.events(),
+            &to_events(&control),
             &shutdown,
             &mut tasks,
         );
-
-        let api_listener = TcpListener::bind(config.api.listen)
-            .await
-            .map_err(|source| DaemonError::BindApi {
-                addr: config.api.listen,
-                source,
-            })?;
-        let api_addr = api_listener.local_addr().map_err(DaemonError::Bind)?;
-        if !api_addr.ip().is_loopback() {
-            warn!(addr = %api_addr, "the control api listens beyond loopback; keep its tokens secret");
-        }
-        if config.api.tokens.is_empty() {
-            warn!("no api tokens are configured: every change through the api will be refused");
-        }
-        info!(addr = %api_addr, "api listening");
+        let (api_listener, api_addr) = bind_api(&config).await?;
 
         proxy::spawn(
             proxies,
@@ -193,9 +199,12 @@ impl Daemon {
             snapshots.clone(),
             board.clone(),
             &shutdown,
-            &mut tasks,
+            &mut critical,
         );
-        tasks.spawn(controller.run(shutdown.clone()));
+        let writer = controller.run(shutdown.clone());
+        #[cfg(debug_assertions)]
+        let writer = test_hook::writer(writer).map_err(DaemonError::Bind)?;
+        critical.spawn("the writer", writer);
         let auth = Arc::new(ArcSwap::from_pointee(Auth::new(&config.api.tokens)));
         let reloads = Reloader::spawn(
             restart_key,
@@ -212,21 +221,24 @@ impl Daemon {
             board,
             reloads,
             metrics: {
-                let mut m = vec![secondaries.clone() as Arc<dyn api::MetricsSource>];
+                let mut m = vec![secondaries.clone() as Arc<dyn MetricsSource>];
                 if !config.proxies.is_empty() {
-                    m.push(proxy_stats.clone() as Arc<dyn api::MetricsSource>);
+                    m.push(proxy_stats.clone() as Arc<dyn MetricsSource>);
                 }
                 m
             },
             busy: proxy_stats.clone(),
             secondaries: secondaries.clone(),
         });
-        tasks.spawn(api::serve::serve(
-            api_listener,
-            app,
-            api::serve::Limits::from(&config.api),
-            shutdown.clone(),
-        ));
+        critical.spawn(
+            format!("the API on {api_addr}"),
+            api::serve::serve(
+                api_listener,
+                app,
+                api::serve::Limits::from(&config.api),
+                shutdown.clone(),
+            ),
+        );
 
         Ok(Self {
             ready: Ready {
@@ -239,17 +251,38 @@ impl Daemon {
             proxy_stats,
             secondaries,
             tasks,
+            critical,
             dns,
             shutdown,
         })
     }
 
-    /// Waits for shutdown, then stops every task within [`DRAIN_TIMEOUT`].
-    pub async fn wait(mut self) {
-        self.shutdown.cancelled().await;
-        info!("shutting down");
+    /// Waits for shutdown, or for a part aliasd cannot serve without to end; then stops every
+    /// task within [`DRAIN_TIMEOUT`]. Returns [`DaemonError::Ended`] in the second case.
+    pub async fn wait(mut self) -> Result<(), DaemonError> {
+        // Shutdown first: once it is asked for, the parts end because of it.
+        let ended = tokio::select! {
+            biased;
+            () = self.shutdown.cancelled() => None,
+            ended = self.critical.ended() => Some(ended),
+            ended = self.dns.ended() => Some(ended),
+        };
+        match &ended {
+            None => info!("shutting down"),
+            Some(ended) => {
+                error!(
+                    "aliasd cannot serve without {}, which {}; stopping everything, so that a \
+                     service manager restarts aliasd",
+                    ended.name, ended.why
+                );
+                self.shutdown.cancel();
+            }
+        }
         let drain = async {
             self.dns.shutdown().await;
+            while !self.critical.is_empty() {
+                self.critical.ended().await;
+            }
             while self.tasks.join_next().await.is_some() {}
         };
         if tokio::time::timeout(DRAIN_TIMEOUT, drain).await.is_err() {
@@ -259,6 +292,77 @@ impl Daemon {
             );
         }
         info!("stopped");
+        ended.map_or(Ok(()), |ended| Err(DaemonError::Ended(ended)))
+    }
+}
+
+/// See the module's documentation.
+#[cfg(debug_assertions)]
+mod test_hook {
+    use std::future::Future;
+    use std::io;
+
+    use tokio::signal::unix::{SignalKind, signal};
+
+    /// The variable, and the value that arms the hook.
+    const VAR: &str = "ALIASD_TEST_HOOK";
+    const PANIC_WRITER: &str = "panic-writer-on-sigusr1";
+
+    /// `writer`, made to panic on SIGUSR1 when the hook is armed.
+    pub fn writer(
+        writer: impl Future<Output = ()> + Send + 'static,
+    ) -> io::Result<impl Future<Output = ()> + Send + 'static> {
+        let mut usr1 = match std::env::var(VAR) {
+            Ok(value) if value == PANIC_WRITER => Some(signal(SignalKind::user_defined1())?),
+            _ => None,
+        };
+        Ok(async move {
+            match &mut usr1 {
+                None => writer.await,
+                Some(usr1) => tokio::select! {
+                    () = writer => {}
+                    _ = usr1.recv() => panic!("{VAR}={PANIC_WRITER}: SIGUSR1 received"),
+                },
+            }
+        })
+    }
+}
+
+/// What the NOTIFY tasks learn of a secondary, sent to the writer's event stream.
+fn to_events(control: &ControlHandle) -> Reports {
+    let events = control.events();
+    Arc::new(move |report: Report| {
+        let _ = events.send(Event::Secondary {
+            state: report.state,
+            at_ms: report.at_ms,
+        });
+    })
+}
+
+/// Binds the control API's listener and warns about what makes it unsafe or useless.
+async fn bind_api(config: &Config) -> Result<(TcpListener, SocketAddr), DaemonError> {
+    let listener = TcpListener::bind(config.api.listen)
+        .await
+        .map_err(|source| DaemonError::BindApi {
+            addr: config.api.listen,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(DaemonError::Bind)?;
+    if !addr.ip().is_loopback() {
+        warn!(%addr, "the control api listens beyond loopback; keep its tokens secret");
+    }
+    if config.api.tokens.is_empty() {
+        warn!("no api tokens are configured: every change through the api will be refused");
+    }
+    info!(%addr, "api listening");
+    Ok((listener, addr))
+}
+
+/// The writer holds a drain open while the front proxies still have work on the old members;
+/// implemented here, where the two are wired, so neither module imports the other.
+impl Busy for ProxyStats {
+    fn inflight(&self, endpoints: &[Endpoint]) -> u64 {
+        ProxyStats::inflight(self, endpoints)
     }
 }
 
@@ -325,8 +429,7 @@ pub async fn run(
             source,
         })?;
     }
-    daemon.wait().await;
-    Ok(())
+    daemon.wait().await
 }
 
 /// Writes the ready file atomically, so a reader never sees half of it (`run` and `demo`).

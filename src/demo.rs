@@ -124,7 +124,7 @@ pub async fn run(options: DemoOptions, shutdown: CancellationToken) -> Result<()
         "{}",
         instructions(&daemon.ready, options.backend_port, dir.path(), &state_dir)
     );
-    daemon.wait().await;
+    daemon.wait().await?;
     Ok(())
 }
 

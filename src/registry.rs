@@ -180,7 +180,7 @@ pub struct Base {
     pub negative_ttl: u32,
     pub defaults: PromotionDefaults,
     /// How much history the controller keeps.
-    pub retention: crate::controller::history::Retention,
+    pub retention: crate::config::Retention,
     /// Whether Docker discovery runs: then an alias may name a service no source has yet.
     pub docker: bool,
 }

@@ -20,10 +20,9 @@ use hickory_proto::rr::{LowerName, Name, RData, Record, RecordSet, RecordType};
 
 use crate::check::Health;
 use crate::config::IfNoneHealthy;
-use crate::controller::machine::answering;
-use crate::controller::state::{AliasState, State};
 use crate::model::{AliasName, Endpoint, ServiceName};
 use crate::registry::{EndpointInfo, Sources, Topology};
+use crate::state::{AliasState, State, answering, draining};
 use crate::wire::{self, WireName, wire_lower, wire_name};
 use crate::zoneindex::{NameIndex, Node, ZoneStatics};
 
@@ -78,6 +77,10 @@ pub struct AliasView {
     pub endpoints: Vec<Endpoint>,
     /// The endpoints that passed the health filter (empty when a policy chose the answer).
     pub passing: Vec<Endpoint>,
+    /// Endpoints of the services draining out of the answers (and of no answering service):
+    /// the front proxies send them no new work but let what is open finish. Rendered with the
+    /// view, so a request reads it instead of working it out.
+    pub draining: Vec<Endpoint>,
     /// Set when no endpoint passed and `if_none_healthy` chose the answer.
     pub fallback: Option<IfNoneHealthy>,
     pub srv_name: Name,
@@ -611,6 +614,16 @@ fn render_alias(
         &named,
         topology.alias_ttl,
     );
+    let old = draining(alias_state);
+    let draining = if old.is_empty() {
+        Vec::new()
+    } else {
+        let answering = endpoints_of(topology, &services);
+        endpoints_of(topology, &old)
+            .into_iter()
+            .filter(|e| !answering.contains(e))
+            .collect()
+    };
     let view = AliasView {
         name: name.clone(),
         zone: topology.zones[def.zone].origin.name().clone(),
@@ -618,6 +631,7 @@ fn render_alias(
         answering: services,
         endpoints,
         passing,
+        draining,
         fallback,
         srv_name,
         warnings,

@@ -30,7 +30,7 @@ struct Server {
 }
 
 static SERVER: LazyLock<Server> = LazyLock::new(|| {
-    let fixture = Fixture::new();
+    let fixture = aliasd_fuzz::fixture();
     let mut dns = fixture.config.dns.clone();
     dns.listen = vec!["127.0.0.1:0".parse().unwrap()];
     dns.udp_sockets = 1;

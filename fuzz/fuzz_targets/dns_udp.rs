@@ -8,7 +8,7 @@ use std::sync::LazyLock;
 use aliasd::dns::agree::Fixture;
 use libfuzzer_sys::fuzz_target;
 
-static FIXTURE: LazyLock<Fixture> = LazyLock::new(Fixture::new);
+static FIXTURE: LazyLock<Fixture> = LazyLock::new(aliasd_fuzz::fixture);
 
 fuzz_target!(|packet: &[u8]| {
     if let Err(e) = FIXTURE.check(packet) {

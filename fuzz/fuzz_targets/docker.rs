@@ -11,15 +11,14 @@ use std::sync::LazyLock;
 use aliasd::check::CheckConfig;
 use aliasd::config::Config;
 use aliasd::controller::SourceUpdate;
-use aliasd::controller::state::StoredState;
+use aliasd::state::StoredState;
 use aliasd::discovery::docker::{Effect, Rules, View, facts_of};
-use aliasd::dns::agree::Fixture;
 use bollard::models::{ContainerInspectResponse, EventMessage};
 use libfuzzer_sys::fuzz_target;
 
 const PREFIX: &str = "aliasd.";
 
-static CONFIG: LazyLock<Config> = LazyLock::new(|| Fixture::new().config);
+static CONFIG: LazyLock<Config> = LazyLock::new(|| aliasd_fuzz::fixture().config);
 
 fuzz_target!(|bytes: &[u8]| {
     let check = CheckConfig::default();

@@ -12,12 +12,11 @@ use std::sync::LazyLock;
 
 use aliasd::config::Config;
 use aliasd::controller::history::History;
-use aliasd::controller::state::StoredState;
+use aliasd::state::StoredState;
 use aliasd::controller::store::{Store, StoreError};
-use aliasd::dns::agree::Fixture;
 use libfuzzer_sys::fuzz_target;
 
-static CONFIG: LazyLock<Config> = LazyLock::new(|| Fixture::new().config);
+static CONFIG: LazyLock<Config> = LazyLock::new(|| aliasd_fuzz::fixture().config);
 
 /// Each line prefixed with its right checksum.
 fn with_checksums(text: &[u8]) -> Vec<u8> {

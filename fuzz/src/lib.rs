@@ -6,12 +6,13 @@ use std::path::Path;
 
 use aliasd::api::dto::{AliasDto, ServiceDto};
 use aliasd::config::Config;
-use aliasd::controller::state::StoredState;
 use aliasd::controller::{NoProxy, first_render};
-use aliasd::dns::notify::Secondaries;
+use aliasd::dns::agree::Fixture;
 use aliasd::health::HealthBoard;
 use aliasd::registry::Base;
+use aliasd::secondaries::Secondaries;
 use aliasd::snapshot::Snapshot;
+use aliasd::state::StoredState;
 
 /// A fresh directory, in memory where the machine has `/dev/shm`.
 pub fn scratch() -> tempfile::TempDir {
@@ -21,6 +22,11 @@ pub fn scratch() -> tempfile::TempDir {
     } else {
         tempfile::tempdir().expect("a temporary directory")
     }
+}
+
+/// The DNS fixture (`aliasd::dns::agree`), its first snapshot rendered as aliasd does at start.
+pub fn fixture() -> Fixture {
+    Fixture::new(|config| first_render(&Base::from_config(config), None, 1).1)
 }
 
 /// The zone file the targets' configs name.

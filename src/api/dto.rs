@@ -325,7 +325,7 @@ impl OperationDto {
 
 /// The secondaries of `zone` not serving its serial yet, as `aliasctl status` shows them.
 fn behind(
-    secondaries: &crate::dns::notify::Secondaries,
+    secondaries: &crate::secondaries::Secondaries,
     zone: &hickory_proto::rr::Name,
 ) -> Vec<String> {
     let zone = zone.to_string();
@@ -363,7 +363,7 @@ impl AliasDto {
         snapshot: &Snapshot,
         board: &HealthBoard,
         busy: &dyn Busy,
-        secondaries: &crate::dns::notify::Secondaries,
+        secondaries: &crate::secondaries::Secondaries,
     ) -> Self {
         let serial = snapshot
             .zones
@@ -968,7 +968,7 @@ pub struct SecondaryDto {
 }
 
 impl SecondaryDto {
-    pub fn from_state(s: &crate::dns::notify::SecondaryState, now_ms: u64) -> Self {
+    pub fn from_state(s: &crate::secondaries::SecondaryState, now_ms: u64) -> Self {
         let caught_up = s.caught_up();
         Self {
             zone: s.zone.clone(),

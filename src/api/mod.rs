@@ -40,6 +40,7 @@ use crate::controller::changes::AliasPut;
 use crate::controller::machine::{self, Ctx, Input, OpKind, Outcome};
 use crate::controller::{ControlError, ControlHandle, Event, Gates, RollbackTo, Started, counts};
 use crate::health::HealthBoard;
+use crate::metrics::MetricsSource;
 use crate::model::{AliasName, Endpoint, ServiceName};
 use crate::snapshot::{SharedSnapshot, Snapshot, endpoints_of, health_of};
 use dto::{
@@ -70,12 +71,7 @@ pub struct AppState {
     /// The front proxy's open work per endpoint, shown with each member.
     pub busy: Arc<dyn crate::controller::Busy>,
     /// What each zone's secondaries serve.
-    pub secondaries: Arc<crate::dns::notify::Secondaries>,
-}
-
-/// Something that writes Prometheus text-format metrics.
-pub trait MetricsSource: Send + Sync {
-    fn render_prometheus(&self, out: &mut String);
+    pub secondaries: Arc<crate::secondaries::Secondaries>,
 }
 
 /// The configured tokens, kept as SHA-256 digests so every comparison is over 32 bytes and

@@ -5,14 +5,15 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use super::error::{ControlError, check_services};
 use super::history::HistoryEntry;
 use super::machine::{self, Change, ChangeKind, Ctx, Input, Outcome};
-use super::state::{AliasState, State};
-use super::{ControlError, entry, fresh, serial_gt};
 use crate::check::HealthSpec;
 use crate::config::IfNoneHealthy;
 use crate::model::{AliasName, Endpoint, ServiceName};
 use crate::registry::{AliasSpec, ApiService, Base, Topology, check_port_name, place_alias};
+use crate::serial::serial_gt;
+use crate::state::{AliasState, State, fresh, names};
 
 /// The most endpoints one API-defined service may list.
 pub const MAX_API_ENDPOINTS: usize = 10_000;
@@ -222,7 +223,7 @@ pub fn put_alias(
         if t.is_empty() {
             return Err(ControlError::EmptyTargets);
         }
-        super::check_services(topology, t)?;
+        check_services(topology, t)?;
     }
     let mut next = state.clone();
     match (
@@ -596,6 +597,34 @@ pub fn reload(
         entries,
         summary,
     })
+}
+
+/// The history entry for `change`, which left `alias` in `state`.
+pub fn entry(alias: &AliasName, state: &AliasState, change: &Change) -> HistoryEntry {
+    HistoryEntry {
+        seq: 0,
+        alias: alias.name().to_ascii(),
+        service: None,
+        revision: state.revision,
+        at_ms: state.changed_at_ms,
+        actor: change.actor.clone(),
+        change: change.kind,
+        reason: change.reason.clone(),
+        phase: state.phase.name().to_owned(),
+        targets: names(&state.targets),
+        answering: names(&machine::answering(state)),
+        // A stop of retired containers belongs to the operation that retired them.
+        op: state.phase.operation().map(|op| op.id).or_else(|| {
+            (change.kind == ChangeKind::Stopped)
+                .then(|| state.retired.as_ref().map(|r| r.op))
+                .flatten()
+        }),
+        op_kind: state.phase.operation().map(|op| op.kind).or_else(|| {
+            (change.kind == ChangeKind::Stopped)
+                .then(|| state.retired.as_ref().and_then(|r| r.kind))
+                .flatten()
+        }),
+    }
 }
 
 #[cfg(test)]

@@ -9,29 +9,18 @@ use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use tracing::warn;
 
 use super::machine::{ChangeKind, OpKind};
 use super::store::{StoreError, checked_line, read_checked_line, replace_file};
+use crate::config::Retention;
 
 const HISTORY_FILE: &str = "history.jsonl";
 
-/// How much history is kept (`[history]`): per alias (and per service, and of the config's
-/// own entries) the newest `keep_per_alias` entries, of those the ones younger than `max_age`,
-/// and always the newest one, which carries the revision the next change continues from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Retention {
-    pub keep_per_alias: usize,
-    pub max_age: Duration,
-}
-
+/// Applying the retention (`[history]`, set in the config) to one alias's entries.
 impl Retention {
-    pub const DEFAULT_KEEP: usize = 1000;
-    pub const DEFAULT_MAX_AGE: Duration = Duration::from_secs(365 * 24 * 3600);
-
     /// Drops from `entries` (oldest first, one alias's) what this retention does not keep at
     /// `now_ms`; returns how many it dropped.
     pub fn trim(&self, entries: &mut Vec<HistoryEntry>, now_ms: u64) -> usize {
@@ -50,15 +39,6 @@ impl Retention {
         let drop = by_count.max(by_age);
         entries.drain(..drop);
         drop
-    }
-}
-
-impl Default for Retention {
-    fn default() -> Self {
-        Self {
-            keep_per_alias: Self::DEFAULT_KEEP,
-            max_age: Self::DEFAULT_MAX_AGE,
-        }
     }
 }
 

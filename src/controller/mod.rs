@@ -9,9 +9,9 @@
 //! change that a crash could lose, and DNS never serves one.
 
 pub mod changes;
+mod error;
 pub mod history;
 pub mod machine;
-pub mod state;
 pub mod store;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -31,66 +31,15 @@ use crate::registry::{
     Base, ContainerRef, DockerEndpoint, DockerState, Problem, Registry, SourceStatus, Sources,
     Topology,
 };
+use crate::serial::serial_gt;
 use crate::snapshot::{AliasView, Dirty, HealthMap, LastGood, SharedSnapshot, Snapshot, health_of};
-use changes::{AliasPut, ReloadSummary};
+use crate::state::{AliasState, State, StoredAlias, StoredDelta, StoredState, fresh, names};
+use changes::{AliasPut, ReloadSummary, entry};
+pub use error::{ControlError, check_services};
 use history::{History, HistoryEntry};
 use imbl::ordmap::DiffItem;
-use machine::{
-    Change, ChangeKind, Counts, Ctx, Input, MachineError, OpKind, Outcome, Phase, PromoteOptions,
-};
-use state::{AliasState, State, StoredAlias, StoredDelta, StoredState};
+use machine::{Change, ChangeKind, Counts, Ctx, Input, OpKind, Outcome, Phase, PromoteOptions};
 use store::{Store, StoreError};
-
-/// Why a command was refused.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ControlError {
-    #[error("unknown alias `{0}`")]
-    UnknownAlias(String),
-    /// `known` lists the services there are ([`crate::text::known`]), so a typo shows.
-    #[error("unknown service `{name}` (known: {known})")]
-    UnknownService { name: String, known: String },
-    #[error("targets must name at least one service")]
-    EmptyTargets,
-    #[error("service `{0}` is listed twice in targets")]
-    DuplicateTarget(String),
-    /// The request does not fit the alias's current phase.
-    #[error("{0}")]
-    Conflict(String),
-    #[error("{0}")]
-    BadRequest(String),
-    /// A reload refused whole: every problem, one a line.
-    #[error("{}", .0.join("\n"))]
-    Invalid(Vec<String>),
-    #[error("{0}")]
-    NotFound(String),
-    #[error("the change could not be stored, nothing was changed: {0}")]
-    Storage(String),
-    #[error("aliasd is shutting down")]
-    Unavailable,
-}
-
-impl ControlError {
-    /// `name` is not a service of `topology`: the error lists the ones that are.
-    pub fn unknown_service(topology: &Topology, name: &ServiceName) -> Self {
-        Self::UnknownService {
-            name: name.to_string(),
-            known: crate::text::known(topology.services.keys()),
-        }
-    }
-}
-
-impl From<MachineError> for ControlError {
-    fn from(e: MachineError) -> Self {
-        match e {
-            MachineError::EmptyTargets => Self::EmptyTargets,
-            MachineError::MinHealthyTooHigh { .. } => Self::BadRequest(e.to_string()),
-            MachineError::Busy { .. }
-            | MachineError::NothingRunning
-            | MachineError::NotMixed { .. }
-            | MachineError::NoConfirmGate => Self::Conflict(e.to_string()),
-        }
-    }
-}
 
 /// How far ahead of the serials served the stored serials run: a serial is published only
 /// below what is stored, so health changes move serials without a write, and after a crash
@@ -187,7 +136,7 @@ pub enum Event {
     /// A secondary of a zone now serves another serial, caught up or fell behind, or failed
     /// to answer.
     Secondary {
-        state: crate::dns::notify::SecondaryState,
+        state: crate::secondaries::SecondaryState,
         at_ms: u64,
     },
     /// aliasd is stopping: streams of events end here.
@@ -594,7 +543,7 @@ pub struct Controller {
     sources_all_dirty: bool,
     busy: Arc<dyn Busy>,
     drain_deadline: Duration,
-    secondaries: Arc<crate::dns::notify::Secondaries>,
+    secondaries: Arc<crate::secondaries::Secondaries>,
     /// Per draining alias, its zone and the serial its drain began with: the serial every
     /// secondary must serve before the old version can be safe to stop.
     drain_serials: HashMap<AliasName, (usize, u32)>,
@@ -619,7 +568,7 @@ pub struct StartParts {
     pub busy: Arc<dyn Busy>,
     pub drain_deadline: Duration,
     /// What each zone's secondaries serve: a drain waits for them too.
-    pub secondaries: Arc<crate::dns::notify::Secondaries>,
+    pub secondaries: Arc<crate::secondaries::Secondaries>,
 }
 
 impl Controller {
@@ -1971,19 +1920,6 @@ fn stored_registry(base: &Base, stored: &StoredState, notes: &mut Vec<String>) -
     registry
 }
 
-/// Checks that every service in `targets` exists and none is repeated.
-pub fn check_services(topology: &Topology, targets: &[ServiceName]) -> Result<(), ControlError> {
-    for (i, t) in targets.iter().enumerate() {
-        if !topology.services.contains_key(t) {
-            return Err(ControlError::unknown_service(topology, t));
-        }
-        if targets[..i].contains(t) {
-            return Err(ControlError::DuplicateTarget(t.to_string()));
-        }
-    }
-    Ok(())
-}
-
 /// Endpoint health counts over the union of `services`' endpoints.
 pub fn counts(topology: &Topology, health: &HealthMap, services: &[ServiceName]) -> Counts {
     let mut c = Counts::default();
@@ -1998,38 +1934,6 @@ pub fn counts(topology: &Topology, health: &HealthMap, services: &[ServiceName])
         }
     }
     c
-}
-
-fn names(services: &[ServiceName]) -> Vec<String> {
-    services.iter().map(ToString::to_string).collect()
-}
-
-/// The history entry for `change`, which left `alias` in `state`.
-pub fn entry(alias: &AliasName, state: &AliasState, change: &Change) -> HistoryEntry {
-    HistoryEntry {
-        seq: 0,
-        alias: alias.name().to_ascii(),
-        service: None,
-        revision: state.revision,
-        at_ms: state.changed_at_ms,
-        actor: change.actor.clone(),
-        change: change.kind,
-        reason: change.reason.clone(),
-        phase: state.phase.name().to_owned(),
-        targets: names(&state.targets),
-        answering: names(&machine::answering(state)),
-        // A stop of retired containers belongs to the operation that retired them.
-        op: state.phase.operation().map(|op| op.id).or_else(|| {
-            (change.kind == ChangeKind::Stopped)
-                .then(|| state.retired.as_ref().map(|r| r.op))
-                .flatten()
-        }),
-        op_kind: state.phase.operation().map(|op| op.kind).or_else(|| {
-            (change.kind == ChangeKind::Stopped)
-                .then(|| state.retired.as_ref().and_then(|r| r.kind))
-                .flatten()
-        }),
-    }
 }
 
 /// The state after linking `alias` to `targets`, or `None` when it is already linked so.
@@ -2074,21 +1978,6 @@ pub fn relink(
             next.aliases.insert(alias.clone(), *alias_state);
             Ok(Some(next))
         }
-    }
-}
-
-/// A fresh alias state linked to `targets`.
-pub(crate) fn fresh(targets: Vec<ServiceName>, revision: u64, now_ms: u64, by: &str) -> AliasState {
-    AliasState {
-        targets,
-        phase: Phase::Stable,
-        previous: None,
-        retired: None,
-        ttl_served_s: 0,
-        revision,
-        changed_at_ms: now_ms,
-        changed_by: by.to_owned(),
-        last_op: None,
     }
 }
 
@@ -2241,11 +2130,6 @@ pub fn initial_state(
         },
         notes,
     )
-}
-
-/// RFC 1982 serial number comparison: is `a` after `b`?
-pub(crate) fn serial_gt(a: u32, b: u32) -> bool {
-    a != b && a.wrapping_sub(b) < (1 << 31)
 }
 
 /// The on-disk form of `state`.

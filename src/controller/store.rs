@@ -15,7 +15,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use super::state::{StoredDelta, StoredState};
+use crate::state::{StoredDelta, StoredState};
 
 const MAGIC: &str = "aliasd-state";
 const VERSION: u32 = 1;

@@ -18,9 +18,7 @@ use hickory_server::zone_handler::Catalog;
 use super::fast::{self, Fast};
 use super::slow;
 use crate::config::Config;
-use crate::controller::first_render;
-use crate::registry::Base;
-use crate::snapshot::SharedSnapshot;
+use crate::snapshot::{SharedSnapshot, Snapshot};
 
 /// Static records of every kind the fast path serves, and some it leaves to the full path.
 pub const ZONE: &str = r#"$TTL 300
@@ -92,12 +90,14 @@ pub struct Fixture {
 }
 
 impl Fixture {
-    pub fn new() -> Self {
+    /// `first` renders the first snapshot of the parsed config, as the writer does at start
+    /// (`controller::first_render`); DNS sits below the writer, so the caller brings it.
+    pub fn new(first: impl FnOnce(&Config) -> Snapshot) -> Self {
         let dir = tempfile::tempdir().expect("a temporary directory");
         std::fs::write(dir.path().join("internal.zone"), ZONE).expect("the zone file");
         let config = Config::parse(&config(), &dir.path().join("aliasd.toml"), &|_| None)
             .unwrap_or_else(|e| panic!("{e}"));
-        let (_, snapshot) = first_render(&Base::from_config(&config), None, 1);
+        let snapshot = first(&config);
         let snapshots: SharedSnapshot = Arc::new(ArcSwap::from_pointee(snapshot));
         let origin = LowerName::from(Name::from_ascii("internal.").expect("origin"));
         let catalog = super::catalog(&[origin], &snapshots, false);
@@ -147,12 +147,6 @@ impl Fixture {
             ));
         }
         Ok(true)
-    }
-}
-
-impl Default for Fixture {
-    fn default() -> Self {
-        Self::new()
     }
 }
 

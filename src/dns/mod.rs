@@ -29,12 +29,12 @@ use smallvec::SmallVec;
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
-use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
 
 use crate::config::DnsConfig;
 use crate::snapshot::SharedSnapshot;
+use crate::supervise::{Critical, Ended};
 use fast::Fast;
 use handler::SnapshotZone;
 
@@ -57,7 +57,9 @@ struct SlowQuery {
 
 /// A running DNS server and the addresses it actually bound.
 pub struct DnsServer {
-    tcp: JoinSet<()>,
+    /// The TCP accept loops, the full path's task and the UDP threads: DNS serves only while
+    /// every one of them runs.
+    critical: Critical,
     tcp_stop: CancellationToken,
     /// One entry per configured address, with the real port.
     pub addrs: Vec<SocketAddr>,
@@ -83,7 +85,7 @@ impl DnsServer {
         snapshots: SharedSnapshot,
         transfers: Arc<xfr::Transfers>,
     ) -> io::Result<Self> {
-        let mut tcp_tasks = JoinSet::new();
+        let mut critical = Critical::default();
         let tcp_stop = CancellationToken::new();
         let tcp_limits = tcp::Limits {
             idle_timeout: config.tcp_idle_timeout,
@@ -91,7 +93,10 @@ impl DnsServer {
         };
         let slow_catalog = Arc::new(catalog(origins, &snapshots, config.log_queries));
         let (slow_tx, slow_rx) = mpsc::channel::<SlowQuery>(SLOW_QUEUE);
-        tokio::spawn(serve_slow(slow_catalog.clone(), slow_rx));
+        critical.spawn(
+            "DNS's full answer path (the UDP queries the fast path declines)",
+            serve_slow(slow_catalog.clone(), slow_rx),
+        );
         let answerers = Arc::new(tcp::Answerers {
             catalog: slow_catalog.clone(),
             snapshots: snapshots.clone(),
@@ -112,27 +117,35 @@ impl DnsServer {
                 let socket = Arc::new(udp);
                 let (snapshots, slow_tx, stop) = (snapshots.clone(), slow_tx.clone(), stop.clone());
                 let log = config.log_queries;
+                let on_exit = critical.on_exit(format!("DNS over UDP on {bound} (socket {i})"));
                 threads.push(
                     std::thread::Builder::new()
                         .name(format!("dns-udp-{i}"))
-                        .spawn(move || udp_loop(&socket, &snapshots, &slow_tx, &stop, log))?,
+                        .spawn(move || {
+                            let _on_exit = on_exit;
+                            udp_loop(&socket, &snapshots, &slow_tx, &stop, log);
+                        })?,
                 );
             }
-            tcp_tasks.spawn(tcp::serve(
-                tcp,
-                answerers.clone(),
-                tcp_limits,
-                tcp_stop.clone(),
-            ));
+            critical.spawn(
+                format!("DNS over TCP on {bound}"),
+                tcp::serve(tcp, answerers.clone(), tcp_limits, tcp_stop.clone()),
+            );
             addrs.push(bound);
         }
         Ok(Self {
-            tcp: tcp_tasks,
+            critical,
             tcp_stop,
             addrs,
             stop,
             threads,
         })
+    }
+
+    /// The first of the server's loops to end (by returning or panicking); never resolves
+    /// while they all run. Any one ending before [`DnsServer::shutdown`] is a failure.
+    pub async fn ended(&mut self) -> Ended {
+        self.critical.ended().await
     }
 
     /// Stops accepting and waits for the server's tasks and threads to end.
@@ -146,7 +159,9 @@ impl DnsServer {
         })
         .await;
         self.tcp_stop.cancel();
-        while self.tcp.join_next().await.is_some() {}
+        while !self.critical.is_empty() {
+            self.critical.ended().await;
+        }
     }
 }
 

@@ -9,22 +9,21 @@
 //! for the zone's SOA and records the serial it serves ([`SecondaryState`]).
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::{DNSClass, LowerName, Name, RData, RecordType};
 use tokio::net::UdpSocket;
-use tokio::sync::{broadcast, watch};
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use super::xfr::{Transfers, serial_lt, sign, verify_response};
+use super::xfr::{Transfers, sign, verify_response};
 use crate::clock::now_ms;
 use crate::config::{Secondary, TsigKey};
-use crate::controller::Event;
-use crate::controller::machine::Caught;
+use crate::secondaries::{Report, Reports, Secondaries, SecondaryState};
 use crate::snapshot::SharedSnapshot;
 
 /// How long one NOTIFY or SOA query waits for its answer.
@@ -37,135 +36,14 @@ pub const POLL_EVERY: Duration = Duration::from_secs(5);
 /// After a NOTIFY, the serial is read this often until the secondary serves it.
 const CATCH_UP_POLL: Duration = Duration::from_millis(50);
 
-/// What aliasd knows of one secondary.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SecondaryState {
-    pub zone: String,
-    /// The zone's index in the config (and the snapshot).
-    pub zone_index: usize,
-    pub address: SocketAddr,
-    /// The serial it served when last asked, and when that was (ms since the epoch).
-    pub serial: Option<u32>,
-    pub serial_at_ms: Option<u64>,
-    /// When it was first seen serving `serial`.
-    pub serial_since_ms: Option<u64>,
-    /// The serial it should have, and since when (ms since the epoch).
-    pub wanted: u32,
-    pub wanted_since_ms: u64,
-    /// The last serial it acknowledged a NOTIFY for.
-    pub notified: Option<u32>,
-    /// Why the last NOTIFY or SOA query failed, if it did.
-    pub error: Option<String>,
-}
-
-impl SecondaryState {
-    /// Whether it serves the serial it should.
-    pub fn caught_up(&self) -> bool {
-        self.serial
-            .is_some_and(|s| s == self.wanted || serial_lt(self.wanted, s))
-    }
-}
-
-/// Every secondary's state, shared with the API and the metrics.
-#[derive(Debug, Default)]
-pub struct Secondaries(Mutex<Vec<SecondaryState>>);
-
-impl Secondaries {
-    pub fn new() -> Arc<Self> {
-        Arc::default()
-    }
-
-    /// Where the secondaries of zone `zone` stand on `serial`: serving it (or later) since
-    /// when, or not all of them yet.
-    pub fn caught(&self, zone: usize, serial: u32) -> Caught {
-        let all = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        let mut since = 0;
-        for s in all.iter().filter(|s| s.zone_index == zone) {
-            match (s.serial, s.serial_since_ms) {
-                (Some(have), Some(at)) if !serial_lt(have, serial) => since = since.max(at),
-                _ => return Caught::Waiting,
-            }
-        }
-        Caught::Since(since)
-    }
-
-    /// Zone `zone`'s secondaries should serve `serial` from `now` on.
-    fn want(&self, zone: usize, serial: u32, now: u64) {
-        let mut all = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        for s in all.iter_mut().filter(|s| s.zone_index == zone) {
-            if s.wanted != serial {
-                s.wanted = serial;
-                s.wanted_since_ms = now;
-            }
-        }
-    }
-
-    pub fn all(&self) -> Vec<SecondaryState> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
-    }
-
-    /// Changes entry `index`; returns it when what it says changed (not only when it was
-    /// last asked).
-    fn update(&self, index: usize, f: impl FnOnce(&mut SecondaryState)) -> Option<SecondaryState> {
-        let mut all = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        let s = all.get_mut(index)?;
-        let before = (s.serial, s.caught_up(), s.error.clone(), s.notified);
-        f(s);
-        let after = (s.serial, s.caught_up(), s.error.clone(), s.notified);
-        (before != after).then(|| s.clone())
-    }
-}
-
-impl crate::api::MetricsSource for Secondaries {
-    fn render_prometheus(&self, out: &mut String) {
-        use std::fmt::Write;
-        let all = self.all();
-        if all.is_empty() {
-            return;
-        }
-        let now = now_ms();
-        let _ = writeln!(
-            out,
-            "# HELP aliasd_secondary_serial The zone serial each secondary served when last asked."
-        );
-        let _ = writeln!(out, "# TYPE aliasd_secondary_serial gauge");
-        for s in &all {
-            if let Some(serial) = s.serial {
-                let _ = writeln!(
-                    out,
-                    "aliasd_secondary_serial{{zone=\"{}\",secondary=\"{}\"}} {serial}",
-                    s.zone, s.address
-                );
-            }
-        }
-        let _ = writeln!(
-            out,
-            "# HELP aliasd_secondary_behind_seconds How long each secondary has not served the zone's serial (0: caught up)."
-        );
-        let _ = writeln!(out, "# TYPE aliasd_secondary_behind_seconds gauge");
-        for s in &all {
-            let behind = if s.caught_up() {
-                0.0
-            } else {
-                now.saturating_sub(s.wanted_since_ms) as f64 / 1000.0
-            };
-            let _ = writeln!(
-                out,
-                "aliasd_secondary_behind_seconds{{zone=\"{}\",secondary=\"{}\"}} {behind:.3}",
-                s.zone, s.address
-            );
-        }
-    }
-}
-
 /// Starts the NOTIFY tasks of every zone's secondaries, which keep `secondaries` up to date
-/// and send an [`Event::Secondary`] when one changes.
+/// and send a [`Report`] to `reports` when what is known of one changes.
 pub fn spawn(
     transfers: Arc<Transfers>,
     snapshots: SharedSnapshot,
     mut published: watch::Receiver<u64>,
     secondaries: &Arc<Secondaries>,
-    events: &broadcast::Sender<Event>,
+    reports: &Reports,
     shutdown: &CancellationToken,
     tasks: &mut JoinSet<()>,
 ) {
@@ -177,22 +55,18 @@ pub fn spawn(
         let serial = first.zones.get(index).map_or(0, |z| z.serial);
         let (tx, _) = watch::channel(serial);
         for secondary in &settings.secondaries {
-            let slot = {
-                let mut all = secondaries.0.lock().unwrap_or_else(|p| p.into_inner());
-                all.push(SecondaryState {
-                    zone: origin.to_string(),
-                    zone_index: index,
-                    address: secondary.address,
-                    serial: None,
-                    serial_at_ms: None,
-                    serial_since_ms: None,
-                    wanted: serial,
-                    wanted_since_ms: now,
-                    notified: None,
-                    error: None,
-                });
-                all.len() - 1
-            };
+            let slot = secondaries.add(SecondaryState {
+                zone: origin.to_string(),
+                zone_index: index,
+                address: secondary.address,
+                serial: None,
+                serial_at_ms: None,
+                serial_since_ms: None,
+                wanted: serial,
+                wanted_since_ms: now,
+                notified: None,
+                error: None,
+            });
             let key = secondary
                 .tsig_key
                 .as_ref()
@@ -207,7 +81,7 @@ pub fn spawn(
                     secondaries: secondaries.clone(),
                     snapshots: snapshots.clone(),
                     zone: index,
-                    events: events.clone(),
+                    reports: reports.clone(),
                 },
                 tx.subscribe(),
                 shutdown.clone(),
@@ -249,7 +123,7 @@ struct Follower {
     secondaries: Arc<Secondaries>,
     snapshots: SharedSnapshot,
     zone: usize,
-    events: broadcast::Sender<Event>,
+    reports: Reports,
 }
 
 async fn follow(f: Follower, mut wanted: watch::Receiver<u32>, shutdown: CancellationToken) {
@@ -329,11 +203,10 @@ async fn follow(f: Follower, mut wanted: watch::Receiver<u32>, shutdown: Cancell
 }
 
 impl Follower {
-    /// Changes what is known of this secondary, and tells the events stream when that says
-    /// something new.
+    /// Changes what is known of this secondary, and reports it when that says something new.
     fn record(&self, f: impl FnOnce(&mut SecondaryState)) {
         if let Some(state) = self.secondaries.update(self.slot, f) {
-            let _ = self.events.send(Event::Secondary {
+            (self.reports)(Report {
                 state,
                 at_ms: now_ms(),
             });

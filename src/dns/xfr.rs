@@ -23,6 +23,7 @@ use tracing::{debug, info};
 
 use crate::clock::now_ms;
 use crate::config::{TsigKey, ZoneTransfer};
+use crate::serial::serial_lt;
 use crate::snapshot::{Snapshot, ZoneView};
 
 /// Generations kept for IXFR. A secondary further behind gets the whole zone.
@@ -445,9 +446,4 @@ fn timers(tbs: &mut Vec<u8>, tsig: &TSIG) {
 
 fn now_secs() -> u64 {
     now_ms() / 1000
-}
-
-/// RFC 1982 serial arithmetic: `a` is before `b`.
-pub fn serial_lt(a: u32, b: u32) -> bool {
-    a != b && b.wrapping_sub(a) < 0x8000_0000
 }

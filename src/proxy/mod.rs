@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 use arc_swap::ArcSwap;
 
@@ -38,10 +38,10 @@ use crate::check::{CheckKind, Health};
 use crate::clock::now_ms;
 use crate::config::{ProxyConfig, ProxyMode};
 use crate::conns::{Accepted, Slots, accept};
-use crate::controller::machine::draining;
 use crate::health::HealthBoard;
 use crate::model::{Endpoint, ServiceName};
-use crate::snapshot::{SharedSnapshot, endpoints_of};
+use crate::snapshot::SharedSnapshot;
+use crate::supervise::Critical;
 
 /// Connect attempts per request or connection, each on another member.
 const MAX_CONNECT_TRIES: usize = 3;
@@ -379,15 +379,8 @@ fn escape(value: &str) -> String {
         .replace('\n', "\\n")
 }
 
-/// The controller holds a drain open while old members still have work.
-impl crate::controller::Busy for ProxyStats {
-    fn inflight(&self, endpoints: &[Endpoint]) -> u64 {
-        ProxyStats::inflight(self, endpoints)
-    }
-}
-
 /// `GET /metrics` appends these.
-impl crate::api::MetricsSource for ProxyStats {
+impl crate::metrics::MetricsSource for ProxyStats {
     fn render_prometheus(&self, out: &mut String) {
         ProxyStats::render_prometheus(self, out);
     }
@@ -448,7 +441,7 @@ pub fn spawn(
     snapshots: SharedSnapshot,
     board: Arc<HealthBoard>,
     shutdown: &CancellationToken,
-    tasks: &mut JoinSet<()>,
+    critical: &mut Critical,
 ) {
     for (bound, entry) in bound.into_iter().zip(&stats.proxies) {
         let proxy = Arc::new(Proxy {
@@ -460,7 +453,8 @@ pub fn spawn(
             members: Grow::default(),
             entry: entry.clone(),
         });
-        tasks.spawn(proxy.run(bound.listener, shutdown.clone()));
+        let name = format!("the proxy on {} (alias {})", proxy.addr, proxy.alias_host);
+        critical.spawn(name, proxy.run(bound.listener, shutdown.clone()));
     }
 }
 
@@ -568,10 +562,8 @@ impl Proxy {
                 return;
             }
         };
-        let mut done = Vec::new();
+        let mut threads = Critical::default();
         for worker in 0..workers() {
-            let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-            done.push(rx);
             let cloned = match listener.try_clone() {
                 Ok(l) => l,
                 Err(error) => {
@@ -579,10 +571,12 @@ impl Proxy {
                     break;
                 }
             };
+            let on_exit = threads.on_exit(format!("worker {worker}"));
             let (proxy, shutdown, limit) = (self.clone(), shutdown.clone(), limit.clone());
             let spawned = std::thread::Builder::new()
                 .name(format!("proxy-{worker}"))
                 .spawn(move || {
+                    let _on_exit = on_exit;
                     WORKER.set(worker);
                     let runtime = match tokio::runtime::Builder::new_current_thread()
                         .enable_all()
@@ -600,15 +594,25 @@ impl Proxy {
                             Err(error) => warn!(%error, "cannot register the proxy listener"),
                         }
                     });
-                    let _ = tx.send(());
                 });
             if let Err(error) = spawned {
                 warn!(proxy = %self.addr, %error, "cannot start a proxy worker thread");
             }
         }
         drop(listener);
-        for rx in done {
-            let _ = rx.await;
+        // The proxy serves while all of its workers do: one that ends before shutdown ends the
+        // proxy (and so aliasd, which supervises this task) rather than leave it short of
+        // threads; after shutdown they end as their connections finish.
+        tokio::select! {
+            biased;
+            () = shutdown.cancelled() => {}
+            ended = threads.ended() => if !shutdown.is_cancelled() {
+                error!(proxy = %self.addr, "proxy {ended} before shutdown");
+                return;
+            }
+        }
+        while !threads.is_empty() {
+            threads.ended().await;
         }
         let _ = watcher.await;
     }
@@ -740,19 +744,9 @@ impl Proxy {
         let Some(view) = snapshot.aliases.get(&self.config.alias) else {
             return Choice::default();
         };
-        let old = draining(&view.state);
-        let draining = if old.is_empty() {
-            Vec::new()
-        } else {
-            let answering = endpoints_of(&snapshot.topology, &view.answering);
-            endpoints_of(&snapshot.topology, &old)
-                .into_iter()
-                .filter(|e| !answering.contains(e))
-                .collect()
-        };
         Choice {
             active: view.endpoints.clone(),
-            draining,
+            draining: view.draining.clone(),
         }
     }
 

@@ -926,3 +926,21 @@ fn while_draining_last_known_good_does_not_bring_back_the_old_version() {
     );
     assert_eq!(view.fallback, Some(IfNoneHealthy::LastKnownGood));
 }
+
+#[test]
+fn a_draining_alias_names_the_old_members_that_no_answering_service_has() {
+    let none = health(&[]);
+    for phase in [None, Some(promoting("warming")), Some(promoting("mixed"))] {
+        let view = app(topology(), phase.clone(), &none, &LastGood::new());
+        assert!(view.draining.is_empty(), "{phase:?}: {:?}", view.draining);
+    }
+    let view = app(
+        topology(),
+        Some(promoting("draining")),
+        &none,
+        &LastGood::new(),
+    );
+    // 10.0.0.2:8080 is web-v2's too, so it goes on answering instead of draining.
+    assert_eq!(view.draining, endpoints(&["10.0.0.1:8080"]));
+    assert_eq!(view.answering, [service("web-v2")]);
+}

@@ -131,7 +131,12 @@ targets = ["big-v1"]
 
     /// Starts aliasd on this fixture and waits until it serves.
     pub fn start(&self) -> Daemon {
-        Daemon::start(&self.config(), self.dir.path())
+        self.start_with_env(&[])
+    }
+
+    /// [`Fixture::start`] with more variables in aliasd's environment.
+    pub fn start_with_env(&self, env: &[(&str, &str)]) -> Daemon {
+        Daemon::start(&self.config(), self.dir.path(), env)
     }
 
     /// Runs aliasd expecting it to fail at start; returns its exit status and stderr.
@@ -162,7 +167,7 @@ pub struct Daemon {
 }
 
 impl Daemon {
-    fn start(config: &Path, dir: &Path) -> Self {
+    fn start(config: &Path, dir: &Path, env: &[(&str, &str)]) -> Self {
         let ready_path = dir.join("ready.json");
         let _ = std::fs::remove_file(&ready_path);
         let log = dir.join(format!("aliasd-{}.log", unique()));
@@ -172,6 +177,7 @@ impl Daemon {
             .arg("--ready-file")
             .arg(&ready_path)
             .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).expect("log file"))
             .spawn()
@@ -235,11 +241,21 @@ impl Daemon {
 
     /// SIGTERM, then wait for a clean exit.
     pub fn terminate(mut self) -> std::process::ExitStatus {
+        self.signal("TERM");
+        self.exit_status()
+    }
+
+    /// Sends the signal `name` (`TERM`, `USR1`) to the process.
+    pub fn signal(&self, name: &str) {
         let status = Command::new("kill")
-            .args(["-TERM", &self.pid().to_string()])
+            .args([&format!("-{name}"), &self.pid().to_string()])
             .status()
-            .expect("kill -TERM");
-        assert!(status.success());
+            .expect("kill");
+        assert!(status.success(), "kill -{name} failed");
+    }
+
+    /// Waits for the process to exit (up to 15 s) and returns how it did.
+    pub fn exit_status(&mut self) -> std::process::ExitStatus {
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
             if let Some(status) = self.child.try_wait().expect("wait") {
@@ -247,7 +263,7 @@ impl Daemon {
             }
             assert!(
                 Instant::now() < deadline,
-                "aliasd ignored SIGTERM:\n{}",
+                "aliasd did not exit in 15 s:\n{}",
                 self.log()
             );
             std::thread::sleep(Duration::from_millis(20));

@@ -3,9 +3,9 @@ use crate::check::HealthSpec;
 use crate::controller::machine::{
     EndKind, Ended, OpKind, Operation, Phase, PromoteOptions, Reached, Retired,
 };
-use crate::controller::state::StoredAlias;
-use crate::controller::state::StoredDelta;
 use crate::registry::{AliasSpec, ApiService, ContainerRef, DockerEndpoint, DockerHealth};
+use crate::state::StoredAlias;
+use crate::state::StoredDelta;
 
 fn names(services: &[&str]) -> Vec<String> {
     services.iter().map(|s| s.to_string()).collect()

@@ -1,14 +1,23 @@
-//! The controller's state: what is durable and what every snapshot is rendered from.
+//! The writer's state: what is durable and what every snapshot is rendered from.
 //!
 //! Plain data with no IO; the store writes it, the controller changes it, the snapshot reads it.
+//! `phase.rs` holds the vocabulary of one alias's state (phases, operations, how they ended) and
+//! the rules for which services it answers with and drains.
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::machine::{Ended, Phase, Retired};
 use crate::model::{AliasName, ServiceName};
 use crate::registry::{AliasSpec, ApiService, DockerEndpoint, Registry};
+
+mod phase;
+
+pub(crate) use phase::minus;
+pub use phase::{
+    ChangeKind, EndKind, Ended, Ms, OpKind, Operation, Phase, PromoteOptions, Reached, Retired,
+    answering, draining,
+};
 
 /// The links of one alias, where it is in a promotion, and who changed it last.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -171,4 +180,24 @@ pub struct StoredAlias {
 
 fn stable() -> Phase {
     Phase::Stable
+}
+
+/// A fresh alias state linked to `targets`.
+pub fn fresh(targets: Vec<ServiceName>, revision: u64, now_ms: u64, by: &str) -> AliasState {
+    AliasState {
+        targets,
+        phase: Phase::Stable,
+        previous: None,
+        retired: None,
+        ttl_served_s: 0,
+        revision,
+        changed_at_ms: now_ms,
+        changed_by: by.to_owned(),
+        last_op: None,
+    }
+}
+
+/// Service names as stored and recorded in the history.
+pub fn names(services: &[ServiceName]) -> Vec<String> {
+    services.iter().map(ToString::to_string).collect()
 }
