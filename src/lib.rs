@@ -37,6 +37,8 @@ pub mod probe;
 pub mod proxy;
 pub mod registry;
 pub mod snapshot;
+#[cfg(test)]
+pub(crate) mod testkit;
 pub mod text;
 pub mod wire;
 pub mod zonefile;

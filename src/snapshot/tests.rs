@@ -2,8 +2,8 @@ use super::*;
 
 use hickory_proto::rr::rdata::SOA;
 
-use crate::config::Config;
 use crate::registry::Base;
+use crate::testkit::ConfigDir;
 
 use crate::controller::initial_state;
 use crate::controller::machine::{OpKind, Operation, Phase, PromoteOptions};
@@ -83,21 +83,19 @@ fn topology() -> Arc<Topology> {
 }
 
 fn topology_of(config: &str) -> Arc<Topology> {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("internal.zone"), INTERNAL_ZONE).unwrap();
-    std::fs::write(dir.path().join("example.zone"), EXAMPLE_ZONE).unwrap();
-    let path = dir.path().join("aliasd.toml");
-    let config = Config::parse(config, &path, &|_| None).unwrap_or_else(|e| panic!("{e}"));
-    Arc::new(Topology::from_config(&config))
+    Arc::new(Topology::from_config(&zones().parse(config)))
 }
 
 fn base_of(config: &str) -> Base {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("internal.zone"), INTERNAL_ZONE).unwrap();
-    std::fs::write(dir.path().join("example.zone"), EXAMPLE_ZONE).unwrap();
-    let path = dir.path().join("aliasd.toml");
-    let config = Config::parse(config, &path, &|_| None).unwrap_or_else(|e| panic!("{e}"));
-    Base::from_config(&config)
+    zones().base(config)
+}
+
+/// The two zones the configs name.
+fn zones() -> ConfigDir {
+    ConfigDir::new(&[
+        ("internal.zone", INTERNAL_ZONE),
+        ("example.zone", EXAMPLE_ZONE),
+    ])
 }
 
 /// The state the config describes, with [`SERIALS`].
