@@ -6,7 +6,8 @@ use std::time::{Duration, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::check::HealthSpec;
+use super::spec::fields;
+use crate::check::{HealthSpec, whole_number};
 use crate::clock::now_ms;
 use crate::controller::Busy;
 use crate::controller::changes::ReloadSummary;
@@ -21,8 +22,10 @@ use crate::snapshot::{AliasView, Snapshot, endpoints_of};
 /// A closed set of words on the wire. serde and the OpenAPI spec write each variant as its
 /// string (the spec lists them as an `enum`), and `Display` prints the same word, so `aliasctl`
 /// matches on variants: a word renamed here breaks the build, not a comparison at run time.
+/// (Each word is taken as a `tt`: utoipa does not see into a `literal` fragment, and would
+/// write the variant's own name.)
 macro_rules! wire_enum {
-    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident = $text:literal,)+ }) => {
+    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident = $text:tt,)+ }) => {
         $(#[$meta])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
         pub enum $name {
@@ -792,8 +795,7 @@ pub struct ServicesDto {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PutServiceRequest {
-    /// `IP:PORT` or `[IPv6]:PORT`, at most 10,000.
-    #[schema(max_items = 10000, example = json!(["10.0.0.5:8080"]))]
+    #[schema(schema_with = fields::endpoints)]
     pub endpoints: Vec<String>,
     /// Health settings over `[health]`: kind, path, expect, host, interval, timeout, rise, fall.
     #[serde(
@@ -801,6 +803,7 @@ pub struct PutServiceRequest {
         skip_serializing_if = "Option::is_none",
         deserialize_with = "object_only"
     )]
+    #[schema(schema_with = fields::health)]
     pub health: Option<HealthSpec>,
 }
 
@@ -826,14 +829,13 @@ where
 pub struct PutAliasRequest {
     /// The services it answers with: required to create, a relink when it changes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(min_items = 1, max_items = 64)]
+    #[schema(schema_with = fields::optional_targets)]
     pub targets: Option<Vec<String>>,
-    /// The SRV service label (`http` gives `_http._tcp.<alias>`): 1 to 15 lower-case letters,
-    /// digits and dashes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = fields::port_name)]
     pub port_name: Option<String>,
-    /// `last-known-good`, `all` or `none`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = fields::if_none_healthy)]
     pub if_none_healthy: Option<String>,
 }
 
@@ -873,8 +875,7 @@ impl ReloadDto {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LinkRequest {
-    /// Service names (lower-case DNS labels), 1 to 64.
-    #[schema(min_items = 1, max_items = 64, example = json!(["web-v1"]))]
+    #[schema(schema_with = fields::targets)]
     pub targets: Vec<String>,
 }
 
@@ -905,26 +906,26 @@ impl OneOrMany {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PromoteRequest {
-    /// The service (or up to 64 services) to promote to.
+    #[schema(schema_with = fields::promote_to)]
     pub to: OneOrMany,
-    /// How long both versions answer before the old one drains: a duration from "0s" to
-    /// "7days" ("30s", "2m").
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(example = "30s")]
+    #[schema(schema_with = fields::observe)]
     pub observe: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub confirm: Option<bool>,
     /// Healthy endpoints the new version needs, 1 to 10,000 (default: all of them).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "whole_number"
+    )]
     #[schema(minimum = 1, maximum = 10000)]
     pub min_healthy: Option<u32>,
-    /// How long the new version has to become healthy: "100ms" to "1day".
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(example = "2m")]
+    #[schema(schema_with = fields::warm_timeout)]
     pub warm_timeout: Option<String>,
-    /// Why, for the history: at most 1024 bytes, no control characters but tab.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(max_length = 1024)]
+    #[schema(schema_with = fields::reason)]
     pub reason: Option<String>,
     /// Stop the old version's Docker containers once it is safe to stop.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -936,26 +937,30 @@ pub struct PromoteRequest {
 #[serde(deny_unknown_fields)]
 pub struct RollbackRequest {
     /// A revision from the alias's history; without it, the targets before the last change.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "whole_number"
+    )]
     pub to_revision: Option<u64>,
-    /// How long both versions answer before the old one drains: a duration from "0s" to
-    /// "7days" ("30s", "2m").
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(example = "30s")]
+    #[schema(schema_with = fields::observe)]
     pub observe: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub confirm: Option<bool>,
     /// Healthy endpoints the new version needs, 1 to 10,000 (default: all of them).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "whole_number"
+    )]
     #[schema(minimum = 1, maximum = 10000)]
     pub min_healthy: Option<u32>,
-    /// How long the new version has to become healthy: "100ms" to "1day".
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(example = "2m")]
+    #[schema(schema_with = fields::warm_timeout)]
     pub warm_timeout: Option<String>,
-    /// Why, for the history: at most 1024 bytes, no control characters but tab.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(max_length = 1024)]
+    #[schema(schema_with = fields::reason)]
     pub reason: Option<String>,
 }
 
@@ -963,9 +968,8 @@ pub struct RollbackRequest {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReasonRequest {
-    /// Why, for the history: at most 1024 bytes, no control characters but tab.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(max_length = 1024)]
+    #[schema(schema_with = fields::reason)]
     pub reason: Option<String>,
 }
 

@@ -117,7 +117,8 @@ pub trait RequestBody: DeserializeOwned {
     const EXAMPLE: &'static str;
 }
 
-/// A JSON object body; an empty body is `{}`, which `T` may accept (every field optional).
+/// A JSON object body; an empty body or `null` is `{}`, which `T` may accept (every field
+/// optional: the spec then calls the body optional, and so nullable).
 pub struct Body<T>(pub T);
 
 impl<T: RequestBody> FromRequest<AppState> for Body<T> {
@@ -132,7 +133,7 @@ impl<T: RequestBody> FromRequest<AppState> for Body<T> {
 }
 
 fn parse_body<T: RequestBody>(body: &[u8]) -> Result<T, ApiError> {
-    let body = if body.iter().all(u8::is_ascii_whitespace) {
+    let body = if body.iter().all(u8::is_ascii_whitespace) || body.trim_ascii() == b"null" {
         &b"{}"[..]
     } else {
         body

@@ -661,6 +661,13 @@ async fn promote(
     )?;
     gates.stop_old = request.stop_old;
     reason_field(request.reason.as_ref())?;
+    // Well-formed, but this config cannot do it: a conflict with how aliasd runs, not a bad
+    // request (the spec cannot say what the config enables).
+    if gates.stop_old == Some(true) && state.snapshots.load().sources.docker.is_none() {
+        return Err(ApiError::Conflict(
+            "stop_old stops the old version's Docker containers, but Docker discovery is off ([docker] enabled = false)".into(),
+        ));
+    }
     if query.dry_run {
         let snapshot = state.snapshots.load();
         let view = snapshot
@@ -691,7 +698,7 @@ async fn promote(
     path = "/v1/aliases/{alias}/rollback",
     tag = "operations",
     summary = "Promote back to the previous targets, or to a revision of the history",
-    request_body(content = RollbackRequest, description = "JSON; an empty body counts as `{}`"),
+    request_body(content = Option<RollbackRequest>, description = "JSON; an empty body counts as `{}`"),
     params(AliasParam),
     responses(
         (status = 200, description = "Nothing to do", body = OperationReply),
@@ -728,7 +735,7 @@ async fn rollback(
     path = "/v1/aliases/{alias}/confirm",
     tag = "operations",
     summary = "Pass the confirm gate of a running promotion",
-    request_body(content = ReasonRequest, description = "JSON; an empty body counts as `{}`"),
+    request_body(content = Option<ReasonRequest>, description = "JSON; an empty body counts as `{}`"),
     params(AliasParam),
     responses((status = 200, description = "Confirmed", body = OperationReply), ChangeErrors),
     security(("token" = []))
@@ -753,7 +760,7 @@ async fn confirm(
     path = "/v1/aliases/{alias}/abort",
     tag = "operations",
     summary = "Abort a running promotion: back to the old version",
-    request_body(content = ReasonRequest, description = "JSON; an empty body counts as `{}`"),
+    request_body(content = Option<ReasonRequest>, description = "JSON; an empty body counts as `{}`"),
     params(AliasParam),
     responses((status = 200, description = "Aborted", body = OperationReply), ChangeErrors),
     security(("token" = []))
@@ -1080,7 +1087,7 @@ async fn service_history(
     path = "/v1/aliases/{alias}",
     tag = "aliases",
     summary = "Create an API alias, or change its targets, port name or fallback",
-    request_body(content = PutAliasRequest, description = "JSON; an empty body counts as `{}`"),
+    request_body(content = Option<PutAliasRequest>, description = "JSON; an empty body counts as `{}`"),
     params(AliasParam),
     responses(
         (status = 200, description = "Changed (or already so)", body = AliasDto),
@@ -1167,13 +1174,18 @@ async fn reload(
     Ok(Json(ReloadDto::from_summary(&summary)))
 }
 
-/// The `{alias}` path parameter.
+/// The `{alias}` path parameter: DNS labels, relative to the first zone unless they already end
+/// in it (a name outside every zone, or with a trailing dot, is refused when created).
 #[derive(utoipa::IntoParams)]
 #[into_params(parameter_in = Path)]
 #[allow(dead_code)] // Only the spec is made of it; [`AliasPath`] reads the parameter.
 struct AliasParam {
     /// The alias: `web`, or fully qualified `web.internal`
-    #[param(example = "web")]
+    #[param(
+        example = "web",
+        max_length = 200,
+        pattern = "^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$"
+    )]
     alias: String,
 }
 
@@ -1219,6 +1231,36 @@ mod tests {
     use axum::http::Request;
     use axum::routing::get;
     use tower::ServiceExt;
+
+    /// Each wire enum's JSON is its word, and the spec lists exactly those words.
+    fn words_agree<T: serde::Serialize + Copy + std::fmt::Display>(schema: &str, all: &[T]) {
+        let words: Vec<String> = all.iter().map(ToString::to_string).collect();
+        let json: Vec<String> = all
+            .iter()
+            .map(|v| {
+                serde_json::to_value(v)
+                    .unwrap()
+                    .as_str()
+                    .unwrap()
+                    .to_owned()
+            })
+            .collect();
+        assert_eq!(json, words, "{schema}");
+        let spec = serde_json::to_value(openapi()).unwrap();
+        let listed = &spec["components"]["schemas"][schema]["enum"];
+        assert_eq!(listed, &serde_json::json!(words), "{schema}");
+    }
+
+    #[test]
+    fn wire_enums_are_their_words_in_json_and_in_the_spec() {
+        words_agree("Phase", dto::Phase::ALL);
+        words_agree("Role", dto::Role::ALL);
+        words_agree("Health", dto::Health::ALL);
+        words_agree("OpKind", dto::OpKind::ALL);
+        words_agree("OpOutcome", dto::OpOutcome::ALL);
+        words_agree("Change", dto::Change::ALL);
+        assert_eq!(dto::Change::WarmTimeout.to_string(), "warm_timeout");
+    }
 
     #[test]
     fn any_stored_time_renders_even_past_year_9999() {

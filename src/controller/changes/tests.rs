@@ -375,7 +375,7 @@ fn bad_alias_requests_are_refused_with_the_reason() {
     ));
     assert!(matches!(
         err("api", AliasPut::default()),
-        ControlError::BadRequest(m) if m.contains("`targets` is required")
+        ControlError::NotFound(m) if m.contains("`targets` is required")
     ));
     assert_eq!(
         err(
