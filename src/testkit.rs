@@ -2,7 +2,7 @@
 //! config text is parsed as `aliasd.toml`, and the head every test config shares, so each test
 //! writes only the services, aliases and settings it is about.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crate::config::{Config, ConfigError};
 use crate::registry::Base;
@@ -35,6 +35,11 @@ impl ConfigDir {
     /// A directory with [`ZONE`] as `internal.zone`.
     pub fn internal() -> Self {
         Self::new(&[("internal.zone", ZONE)])
+    }
+
+    /// The directory itself.
+    pub fn root(&self) -> &Path {
+        self.dir.path()
     }
 
     /// Where the config is taken to be.
