@@ -16,6 +16,39 @@ $TTL 300
 ns1 IN A   127.0.0.1
 ";
 
+/// The `example.` zone of the tests with a second zone.
+pub const EXAMPLE_ZONE: &str = "\
+$TTL 300
+@   IN SOA ns1.example. hostmaster.example. ( 100 3600 600 86400 5 )
+    IN NS  ns1.example.
+ns1 IN A   127.0.0.1
+";
+
+/// A small valid config in `internal.`: `web-v1` and `web-v2`, and `web` linked to `web-v1`.
+/// Tests change one thing in it.
+pub const BASE: &str = r#"[dns]
+listen = ["127.0.0.1:5353"]
+
+[[zone]]
+origin = "internal."
+file = "internal.zone"
+
+[state]
+dir = "state"
+
+[[service]]
+name = "web-v1"
+endpoints = ["10.0.0.1:8080"]
+
+[[service]]
+name = "web-v2"
+endpoints = ["10.0.0.2:8080"]
+
+[[alias]]
+name = "web"
+targets = ["web-v1"]
+"#;
+
 /// A temporary directory holding zone files; a config parsed here "lives" in it as
 /// `aliasd.toml`, so its relative `file = "..."` paths find them.
 pub struct ConfigDir {

@@ -1,7 +1,7 @@
 use super::*;
 use std::ops::RangeInclusive;
 
-use crate::testkit::ConfigDir;
+use crate::testkit::{self, ConfigDir};
 
 /// The zone of most tests: `db` and `host.rack1` are static names an alias must not take.
 const INTERNAL_ZONE: &str = "\
@@ -13,36 +13,8 @@ db         IN A   10.0.0.9
 host.rack1 IN A   10.0.0.10
 ";
 
-const EXAMPLE_ZONE: &str = "\
-$TTL 300
-@   IN SOA ns1.example. hostmaster.example. ( 100 3600 600 86400 5 )
-    IN NS  ns1.example.
-ns1 IN A   127.0.0.1
-";
-
 /// A small valid config; error tests change one thing in it.
-const BASE: &str = r#"[dns]
-listen = ["127.0.0.1:5353"]
-
-[[zone]]
-origin = "internal."
-file = "internal.zone"
-
-[state]
-dir = "state"
-
-[[service]]
-name = "web-v1"
-endpoints = ["10.0.0.1:8080"]
-
-[[service]]
-name = "web-v2"
-endpoints = ["10.0.0.2:8080"]
-
-[[alias]]
-name = "web"
-targets = ["web-v1"]
-"#;
+const BASE: &str = testkit::BASE;
 
 const TOKEN_SECRET: &str = "0123456789abcdef";
 
@@ -56,7 +28,7 @@ impl Fixture {
         Self {
             dir: ConfigDir::new(&[
                 ("internal.zone", INTERNAL_ZONE),
-                ("example.zone", EXAMPLE_ZONE),
+                ("example.zone", testkit::EXAMPLE_ZONE),
             ]),
         }
     }

@@ -2,22 +2,8 @@ use super::*;
 
 use hickory_proto::rr::Name;
 
-use crate::config::Config;
 use crate::registry::{Base, Registry};
-
-const INTERNAL_ZONE: &str = "\
-$TTL 300
-@   IN SOA ns1.internal. hostmaster.internal. ( 7 3600 600 86400 5 )
-    IN NS  ns1.internal.
-ns1 IN A   127.0.0.1
-";
-
-const EXAMPLE_ZONE: &str = "\
-$TTL 300
-@   IN SOA ns1.example. hostmaster.example. ( 100 3600 600 86400 5 )
-    IN NS  ns1.example.
-ns1 IN A   127.0.0.1
-";
+use crate::testkit::{self, ConfigDir};
 
 const CONFIG: &str = r#"[dns]
 listen = ["127.0.0.1:5353"]
@@ -65,11 +51,11 @@ fn topology() -> Topology {
 
 /// The config part of the test config.
 fn base() -> Base {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("internal.zone"), INTERNAL_ZONE).unwrap();
-    std::fs::write(dir.path().join("example.zone"), EXAMPLE_ZONE).unwrap();
-    let config = Config::parse(CONFIG, &dir.path().join("aliasd.toml"), &|_| None)
-        .unwrap_or_else(|e| panic!("{e}"));
+    let config = ConfigDir::new(&[
+        ("internal.zone", testkit::ZONE),
+        ("example.zone", testkit::EXAMPLE_ZONE),
+    ])
+    .parse(CONFIG);
     let file_serials: Vec<u32> = config.zones.iter().map(|z| z.serial).collect();
     assert_eq!(file_serials, FILE_SERIALS);
     Base::from_config(&config)
