@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use aliasd::api::dto::{EventDto, PromoteRequest};
+use aliasd::api::dto::{Change, EventDto, PromoteRequest};
 use aliasd::client::Client;
 use aliasd::daemon::Ready;
 use hickory_proto::op::{Message, Query};
@@ -392,13 +392,13 @@ async fn switch_latencies(running: &Running, s: &Sizes) {
         loop {
             match events.next_event().await {
                 Some(Ok(EventDto::Change { entry, .. }))
-                    if entry.alias == "web.internal" && entry.change == "draining" =>
+                    if entry.alias == "web.internal" && entry.change == Change::Draining =>
                 {
                     let t0 = Instant::now();
                     phase_us.push(seen_after(&socket, server, &want, t0));
                 }
                 Some(Ok(EventDto::Change { entry, .. }))
-                    if entry.alias == "web.internal" && entry.change == "completed" =>
+                    if entry.alias == "web.internal" && entry.change == Change::Completed =>
                 {
                     break;
                 }

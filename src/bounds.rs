@@ -31,11 +31,59 @@ impl DurationRange {
         }
     }
 
+    /// A regular expression (for the OpenAPI spec) of the durations written as one whole number
+    /// and a unit (`ms`, `s`, `m`, `h`, `d`) that always lie within this range: every string it
+    /// matches is accepted. The server also takes other spellings humantime reads (`1h 30m`);
+    /// a pattern cannot bound their sum.
+    pub fn pattern(&self) -> String {
+        let (min, max) = (self.min.as_millis(), self.max.as_millis());
+        let units: [(&str, u128); 5] = [
+            ("ms", 1),
+            ("s", 1000),
+            ("m", 60_000),
+            ("h", 3_600_000),
+            ("(d|days?)", 86_400_000),
+        ];
+        let forms: Vec<String> = units
+            .iter()
+            .filter_map(|(unit, size)| {
+                let number = whole_numbers(min.div_ceil(*size), max / size)?;
+                Some(format!("({number}){unit}"))
+            })
+            .collect();
+        format!("^({})$", forms.join("|"))
+    }
+
     /// Parses `text` as a duration (`30s`, `2m`) and checks it.
     pub fn parse(&self, field: &str, text: &str) -> Result<Duration, String> {
         let d = crate::check::parse_duration(text).map_err(|e| format!("{field}: {e}"))?;
         self.check(field, d)
     }
+}
+
+/// A regular expression of whole numbers (no leading zeros) that all lie in `lo..=hi`: exact
+/// below 10, else the numbers of the digit counts that fit, so that none falls outside.
+fn whole_numbers(lo: u128, hi: u128) -> Option<String> {
+    if lo > hi {
+        return None;
+    }
+    if hi < 10 {
+        return Some(if lo == hi {
+            lo.to_string()
+        } else {
+            format!("[{lo}-{hi}]")
+        });
+    }
+    // The most digits every number of which is at most `hi`.
+    let most = (1..=38).take_while(|d| 10u128.pow(*d) - 1 <= hi).last()?;
+    let fewest = match lo {
+        0 => return Some(format!("0|[1-9][0-9]{{0,{}}}", most - 1)),
+        // 10^(k-1) is the smallest number of k digits: every k-digit number is at least `lo`.
+        _ if lo == 10u128.pow(lo.ilog10()) => lo.ilog10() + 1,
+        // Otherwise only numbers of more digits than `lo` are all at least `lo`.
+        _ => lo.ilog10() + 2,
+    };
+    (fewest <= most).then(|| format!("[1-9][0-9]{{{},{}}}", fewest - 1, most - 1))
 }
 
 fn human(d: Duration) -> String {
@@ -92,7 +140,7 @@ pub const MAX_CONNECTIONS: std::ops::RangeInclusive<u64> = 1..=1_000_000;
 /// Secondaries one zone may list.
 pub const MAX_SECONDARIES: usize = 64;
 
-/// `reason` of an operation, in bytes.
+/// `reason` of an operation, in characters.
 pub const MAX_REASON: usize = 1024;
 /// Services one alias may link.
 pub const MAX_TARGETS: usize = 64;
@@ -106,14 +154,14 @@ pub const MAX_HISTORY_KEEP: usize = 1_000_000;
 pub const HISTORY_LIMIT: std::ops::RangeInclusive<usize> = 1..=1000;
 pub const HISTORY_LIMIT_DEFAULT: usize = 100;
 
-/// Checks an optional `reason`: at most [`MAX_REASON`] bytes, no control characters.
+/// Checks an optional `reason`: at most [`MAX_REASON`] characters (as the OpenAPI spec's
+/// `maxLength` counts them), no control characters.
 pub fn reason(value: Option<&str>) -> Result<(), String> {
-    match value {
-        Some(r) if r.len() > MAX_REASON => Err(format!(
-            "reason must be at most {MAX_REASON} bytes (got {})",
-            r.len()
+    match value.map(|r| (r, r.chars().count())) {
+        Some((_, n)) if n > MAX_REASON => Err(format!(
+            "reason must be at most {MAX_REASON} characters (got {n})"
         )),
-        Some(r) if r.chars().any(|c| c.is_control() && c != '\t') => {
+        Some((r, _)) if r.chars().any(|c| c.is_control() && c != '\t') => {
             Err("reason must not contain control characters".to_owned())
         }
         _ => Ok(()),
@@ -146,6 +194,41 @@ mod tests {
         );
         let e = OBSERVE.parse("observe", "soon").unwrap_err();
         assert!(e.starts_with("observe: `soon` is not a duration"), "{e}");
+    }
+
+    #[test]
+    fn every_duration_a_range_pattern_matches_is_in_the_range() {
+        assert_eq!(
+            OBSERVE.pattern(),
+            "^((0|[1-9][0-9]{0,7})ms|(0|[1-9][0-9]{0,4})s|(0|[1-9][0-9]{0,3})m\
+             |(0|[1-9][0-9]{0,1})h|([0-7])(d|days?))$"
+        );
+        assert_eq!(
+            WARM_TIMEOUT.pattern(),
+            "^(([1-9][0-9]{2,6})ms|([1-9][0-9]{0,3})s|([1-9][0-9]{0,2})m|([1-9][0-9]{0,0})h\
+             |(1)(d|days?))$"
+        );
+        // The largest and smallest numbers each form allows parse within the range.
+        for (range, words) in [
+            (
+                OBSERVE,
+                ["0ms", "99999999ms", "99999s", "9999m", "99h", "7days"],
+            ),
+            (
+                WARM_TIMEOUT,
+                ["100ms", "9999999ms", "9999s", "999m", "9h", "1day"],
+            ),
+        ] {
+            for word in words {
+                assert!(range.parse("x", word).is_ok(), "{word}");
+            }
+        }
+        assert_eq!(whole_numbers(5, 3), None);
+        assert_eq!(whole_numbers(150, 999), None);
+        assert_eq!(
+            whole_numbers(150, 99_999).as_deref(),
+            Some("[1-9][0-9]{3,4}")
+        );
     }
 
     #[test]

@@ -103,6 +103,30 @@ pub fn parse_status_range(text: &str) -> Option<RangeInclusive<u16>> {
     ((100..=599).contains(&lo) && (lo..=599).contains(&hi)).then_some(lo..=hi)
 }
 
+/// An optional whole number as JSON writes it: `3`, or `3.0`, which JSON Schema (and so the
+/// OpenAPI spec) counts as the same integer; a fraction, a negative number or one too large for
+/// `T` is refused. For `#[serde(deserialize_with = "whole_number")]` with `#[serde(default)]`.
+pub fn whole_number<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: TryFrom<u64>,
+{
+    use serde::de::Error;
+    let Some(number) = Option::<serde_json::Number>::deserialize(d)? else {
+        return Ok(None);
+    };
+    let whole = number.as_u64().or_else(|| {
+        number
+            .as_f64()
+            .filter(|f| f.fract() == 0.0 && (0.0..=u64::MAX as f64).contains(f))
+            .map(|f| f as u64)
+    });
+    whole
+        .and_then(|n| T::try_from(n).ok())
+        .map(Some)
+        .ok_or_else(|| D::Error::custom(format!("`{number}` is not a whole number in range")))
+}
+
 /// Parses a human duration such as `30s`, `2m` or `1h 30m`.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     humantime::parse_duration(text.trim())
@@ -139,11 +163,19 @@ pub struct HealthSpec {
     #[schema(example = "1s")]
     pub timeout: Option<String>,
     /// Consecutive passes to become healthy, 1 to 100.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "whole_number"
+    )]
     #[schema(minimum = 1, maximum = 100)]
     pub rise: Option<u32>,
     /// Consecutive failures to become unhealthy, 1 to 100.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "whole_number"
+    )]
     #[schema(minimum = 1, maximum = 100)]
     pub fall: Option<u32>,
 }
@@ -227,7 +259,10 @@ impl HealthSpec {
         }
         if let CheckKind::Http { path, expect, host } = &mut check.kind {
             if let Some(p) = &self.path {
-                if !p.starts_with('/') || p.len() > MAX_TEXT || p.chars().any(char::is_control) {
+                if !p.starts_with('/')
+                    || p.chars().count() > MAX_TEXT
+                    || p.chars().any(char::is_control)
+                {
                     problems.push(format!(
                         "path must start with `/` and be at most {MAX_TEXT} printable characters"
                     ));
@@ -244,7 +279,8 @@ impl HealthSpec {
                 }
             }
             if let Some(h) = &self.host {
-                if h.is_empty() || h.len() > MAX_TEXT || h.chars().any(|c| c.is_control()) {
+                if h.is_empty() || h.chars().count() > MAX_TEXT || h.chars().any(|c| c.is_control())
+                {
                     problems.push(format!("host must be 1 to {MAX_TEXT} printable characters"));
                 } else {
                     *host = Some(h.clone());

@@ -42,6 +42,8 @@ pub mod serial;
 pub mod snapshot;
 pub mod state;
 pub mod supervise;
+#[cfg(test)]
+pub(crate) mod testkit;
 pub mod text;
 pub mod wire;
 pub mod zonefile;

@@ -6,16 +6,247 @@ use std::time::{Duration, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::check::HealthSpec;
+use super::spec::fields;
+use crate::check::{HealthSpec, whole_number};
 use crate::clock::now_ms;
 use crate::controller::Busy;
 use crate::controller::changes::ReloadSummary;
+use crate::controller::dry_run::DryRun;
 use crate::controller::history::HistoryEntry;
-use crate::controller::machine::{self, Ended, Operation, Phase, Retired};
+use crate::controller::machine::{self, Ended, Operation, Retired};
 use crate::health::HealthBoard;
-use crate::model::ServiceName;
-use crate::registry::{ContainerRef, EndpointInfo, Problem, Service, SourceStatus};
+use crate::model::{AliasName, ServiceName};
+use crate::registry::{ContainerRef, EndpointInfo, Problem, Service, SourceStatus, Topology};
 use crate::snapshot::{AliasView, Snapshot, endpoints_of};
+
+/// A closed set of words on the wire. serde and the OpenAPI spec write each variant as its
+/// string (the spec lists them as an `enum`), and `Display` prints the same word, so `aliasctl`
+/// matches on variants: a word renamed here breaks the build, not a comparison at run time.
+/// (Each word is taken as a `tt`: utoipa does not see into a `literal` fragment, and would
+/// write the variant's own name.)
+macro_rules! wire_enum {
+    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident = $text:tt,)+ }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+        pub enum $name {
+            $($(#[$vmeta])* #[serde(rename = $text)] $variant,)+
+        }
+
+        impl $name {
+            /// Every variant, in the order the spec lists them.
+            pub const ALL: &[Self] = &[$(Self::$variant),+];
+
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(Self::$variant => $text,)+
+                }
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.pad(self.as_str())
+            }
+        }
+    };
+}
+
+wire_enum! {
+    /// The phase of an alias: stable, or a step of a running promotion or rollback.
+    Phase {
+        Stable = "stable",
+        Warming = "warming",
+        Mixed = "mixed",
+        Draining = "draining",
+    }
+}
+
+wire_enum! {
+    /// What a member service is to its alias: `active` (linked), `incoming` (being promoted
+    /// to) or `draining` (left the answers).
+    Role {
+        Active = "active",
+        Incoming = "incoming",
+        Draining = "draining",
+    }
+}
+
+wire_enum! {
+    /// An endpoint's health: aliasd's check together with the container's own HEALTHCHECK.
+    Health {
+        Unknown = "unknown",
+        Starting = "starting",
+        Healthy = "healthy",
+        Unhealthy = "unhealthy",
+    }
+}
+
+wire_enum! {
+    /// The kind of an operation.
+    OpKind {
+        Promote = "promote",
+        Rollback = "rollback",
+    }
+}
+
+wire_enum! {
+    /// How an operation ended.
+    OpOutcome {
+        Completed = "completed",
+        Aborted = "aborted",
+        WarmTimeout = "warm_timeout",
+        AutoRollback = "auto_rollback",
+    }
+}
+
+wire_enum! {
+    /// The kind of a history entry.
+    Change {
+        Linked = "linked",
+        Started = "started",
+        Mixed = "mixed",
+        Confirmed = "confirmed",
+        Draining = "draining",
+        Completed = "completed",
+        Aborted = "aborted",
+        WarmTimeout = "warm_timeout",
+        AutoRollback = "auto_rollback",
+        /// The old version's containers were stopped after it became safe to stop.
+        Stopped = "stopped",
+        Created = "created",
+        Updated = "updated",
+        Removed = "removed",
+        ServiceSet = "service_set",
+        ServiceDeleted = "service_deleted",
+        Reloaded = "reloaded",
+    }
+}
+
+impl Phase {
+    pub fn of(phase: &machine::Phase) -> Self {
+        match phase {
+            machine::Phase::Stable => Self::Stable,
+            machine::Phase::Warming { .. } => Self::Warming,
+            machine::Phase::Mixed { .. } => Self::Mixed,
+            machine::Phase::Draining { .. } => Self::Draining,
+        }
+    }
+
+    /// The phase a history entry stores as text; `None` for an entry about a service or the
+    /// config (stored as "").
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.iter().copied().find(|p| p.as_str() == text)
+    }
+}
+
+impl From<machine::Reached> for Phase {
+    fn from(r: machine::Reached) -> Self {
+        match r {
+            machine::Reached::Warming => Self::Warming,
+            machine::Reached::Mixed => Self::Mixed,
+            machine::Reached::Draining => Self::Draining,
+        }
+    }
+}
+
+impl From<crate::check::Health> for Health {
+    fn from(h: crate::check::Health) -> Self {
+        use crate::check::Health as H;
+        match h {
+            H::Unknown => Self::Unknown,
+            H::Starting => Self::Starting,
+            H::Healthy => Self::Healthy,
+            H::Unhealthy => Self::Unhealthy,
+        }
+    }
+}
+
+impl From<machine::OpKind> for OpKind {
+    fn from(k: machine::OpKind) -> Self {
+        match k {
+            machine::OpKind::Promote => Self::Promote,
+            machine::OpKind::Rollback => Self::Rollback,
+        }
+    }
+}
+
+impl From<machine::EndKind> for OpOutcome {
+    fn from(k: machine::EndKind) -> Self {
+        match k {
+            machine::EndKind::Completed => Self::Completed,
+            machine::EndKind::Aborted => Self::Aborted,
+            machine::EndKind::WarmTimeout => Self::WarmTimeout,
+            machine::EndKind::AutoRollback => Self::AutoRollback,
+        }
+    }
+}
+
+impl From<machine::ChangeKind> for Change {
+    fn from(k: machine::ChangeKind) -> Self {
+        use machine::ChangeKind as K;
+        match k {
+            K::Linked => Self::Linked,
+            K::Started => Self::Started,
+            K::Mixed => Self::Mixed,
+            K::Confirmed => Self::Confirmed,
+            K::Draining => Self::Draining,
+            K::Completed => Self::Completed,
+            K::Aborted => Self::Aborted,
+            K::WarmTimeout => Self::WarmTimeout,
+            K::AutoRollback => Self::AutoRollback,
+            K::Stopped => Self::Stopped,
+            K::Created => Self::Created,
+            K::Updated => Self::Updated,
+            K::Removed => Self::Removed,
+            K::ServiceSet => Self::ServiceSet,
+            K::ServiceDeleted => Self::ServiceDeleted,
+            K::Reloaded => Self::Reloaded,
+        }
+    }
+}
+
+impl Change {
+    /// Whether this change ends an operation.
+    pub fn ends_operation(self) -> bool {
+        matches!(
+            self,
+            Self::Completed | Self::Aborted | Self::WarmTimeout | Self::AutoRollback
+        )
+    }
+}
+
+/// A history entry's phase: one of [`Phase`], or "" for an entry about a service or the config
+/// (the JSON is the same as when it was a string).
+mod phase_or_empty {
+    use super::Phase;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(phase: &Option<Phase>, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(phase.map_or("", Phase::as_str))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Phase>, D::Error> {
+        let text = String::deserialize(d)?;
+        if text.is_empty() {
+            return Ok(None);
+        }
+        Phase::parse(&text)
+            .map(Some)
+            .ok_or_else(|| serde::de::Error::custom(format!("unknown phase `{text}`")))
+    }
+
+    pub fn schema() -> utoipa::openapi::Object {
+        use utoipa::openapi::{ObjectBuilder, Type};
+        let words = Phase::ALL.iter().map(|p| p.as_str()).chain([""]);
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .enum_values(Some(words))
+            .description(Some(
+                "The phase after the change; empty for an entry about a service or the config",
+            ))
+            .build()
+    }
+}
 
 /// An alias as `GET /v1/aliases/{alias}` shows it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
@@ -25,8 +256,7 @@ pub struct AliasDto {
     pub zone: String,
     /// The linked services; during a promotion, the old ones.
     pub targets: Vec<String>,
-    /// `stable`, `warming`, `mixed` or `draining`.
-    pub phase: String,
+    pub phase: Phase,
     /// The services whose endpoints are answered now.
     pub answering: Vec<String>,
     /// The endpoints DNS answers with: the answering services' endpoints that are not unhealthy.
@@ -72,8 +302,7 @@ pub struct AliasDto {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
 pub struct MemberDto {
     pub service: String,
-    /// `active` (linked), `incoming` (being promoted to) or `draining` (left the answers).
-    pub role: String,
+    pub role: Role,
     pub answering: bool,
     /// Requests and connections the front proxy has open on this service now.
     #[serde(default)]
@@ -100,9 +329,7 @@ pub struct DrainDto {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
 pub struct EndpointDto {
     pub addr: String,
-    /// `unknown`, `starting`, `healthy` or `unhealthy`: aliasd's check together with the
-    /// container's own HEALTHCHECK.
-    pub health: String,
+    pub health: Health,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_check: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -150,7 +377,7 @@ impl EndpointDto {
         };
         Self {
             addr: info.endpoint.to_string(),
-            health: info.effective(checked).as_str().to_owned(),
+            health: info.effective(checked).into(),
             last_check: status
                 .as_ref()
                 .and_then(|s| s.last_check_ms)
@@ -166,8 +393,7 @@ impl EndpointDto {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
 pub struct OperationDto {
     pub id: u64,
-    /// `promote` or `rollback`.
-    pub kind: String,
+    pub kind: OpKind,
     pub from: Vec<String>,
     pub to: Vec<String>,
     pub actor: String,
@@ -197,10 +423,8 @@ pub struct OperationDto {
 pub struct LastOperationDto {
     /// The alias revision that started it.
     pub id: u64,
-    /// `promote` or `rollback`.
-    pub kind: String,
-    /// `completed`, `aborted`, `warm_timeout` or `auto_rollback`.
-    pub outcome: String,
+    pub kind: OpKind,
+    pub outcome: OpOutcome,
     /// RFC 3339 time it ended.
     pub ended_at: String,
     /// Who ended it: who aborted it, else who started it (aliasd moves an operation on in its
@@ -210,7 +434,7 @@ pub struct LastOperationDto {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ended_reason: Option<String>,
     /// The phase it was in when it ended: `warming`, `mixed` or `draining`.
-    pub reached: String,
+    pub reached: Phase,
     /// The alias revision of the change that ended it.
     pub revision: u64,
     pub from: Vec<String>,
@@ -235,12 +459,12 @@ impl LastOperationDto {
         let op = &e.op;
         Self {
             id: op.id,
-            kind: kind_name(op.kind).into(),
-            outcome: e.outcome.as_str().into(),
+            kind: op.kind.into(),
+            outcome: e.outcome.into(),
             ended_at: rfc3339_ms(e.at_ms),
             ended_by: e.by.clone(),
             ended_reason: e.why.clone(),
-            reached: e.reached.as_str().into(),
+            reached: e.reached.into(),
             revision: e.revision,
             from: op.from.iter().map(ToString::to_string).collect(),
             to: op.to.iter().map(ToString::to_string).collect(),
@@ -253,13 +477,6 @@ impl LastOperationDto {
             warm_timeout: human(op.options.warm_timeout_ms),
             stop_old: op.options.stop_old,
         }
-    }
-}
-
-fn kind_name(kind: machine::OpKind) -> &'static str {
-    match kind {
-        machine::OpKind::Promote => "promote",
-        machine::OpKind::Rollback => "rollback",
     }
 }
 
@@ -296,16 +513,16 @@ fn human(ms: u64) -> String {
 }
 
 impl OperationDto {
-    pub fn from_phase(phase: &Phase) -> Option<Self> {
+    pub fn from_phase(phase: &machine::Phase) -> Option<Self> {
         let op: &Operation = phase.operation()?;
         let (confirmed, drain_until) = match phase {
-            Phase::Mixed { confirmed, .. } => (*confirmed, None),
-            Phase::Draining { until_ms, .. } => (true, Some(rfc3339_ms(*until_ms))),
+            machine::Phase::Mixed { confirmed, .. } => (*confirmed, None),
+            machine::Phase::Draining { until_ms, .. } => (true, Some(rfc3339_ms(*until_ms))),
             _ => (false, None),
         };
         Some(Self {
             id: op.id,
-            kind: kind_name(op.kind).into(),
+            kind: op.kind.into(),
             from: op.from.iter().map(ToString::to_string).collect(),
             to: op.to.iter().map(ToString::to_string).collect(),
             actor: op.actor.clone(),
@@ -388,14 +605,14 @@ impl AliasDto {
             .iter()
             .map(|service| {
                 let role = if draining.contains(service) {
-                    "draining"
+                    Role::Draining
                 } else if state.targets.contains(service)
-                    || matches!(state.phase, Phase::Draining { .. })
+                    || matches!(state.phase, machine::Phase::Draining { .. })
                 {
                     // While draining, the new version answers alone: it is the active one.
-                    "active"
+                    Role::Active
                 } else {
-                    "incoming"
+                    Role::Incoming
                 };
                 let infos = snapshot
                     .topology
@@ -408,7 +625,7 @@ impl AliasDto {
                     .collect();
                 MemberDto {
                     service: service.to_string(),
-                    role: role.into(),
+                    role,
                     answering: view.answering.contains(service),
                     inflight: busy.inflight(&snapshot.topology.addrs(service)),
                     endpoints,
@@ -419,7 +636,7 @@ impl AliasDto {
             name: view.name.to_string(),
             zone: view.zone.to_ascii(),
             targets: state.targets.iter().map(ToString::to_string).collect(),
-            phase: state.phase.name().into(),
+            phase: Phase::of(&state.phase),
             answering: view.answering.iter().map(ToString::to_string).collect(),
             endpoints: view.endpoints.iter().map(ToString::to_string).collect(),
             fallback: view.fallback.and_then(|f| {
@@ -432,7 +649,7 @@ impl AliasDto {
             last_operation: state.last_op.as_ref().map(LastOperationDto::from_ended),
             retired: state.retired.as_ref().map(RetiredDto::from_retired),
             drain: match &state.phase {
-                Phase::Draining { until_ms, .. } => Some(DrainDto {
+                machine::Phase::Draining { until_ms, .. } => Some(DrainDto {
                     services: draining.iter().map(ToString::to_string).collect(),
                     ttl_window_until: rfc3339_ms(*until_ms),
                     ttl_window_over: now_ms() >= *until_ms,
@@ -578,8 +795,7 @@ pub struct ServicesDto {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PutServiceRequest {
-    /// `IP:PORT` or `[IPv6]:PORT`, at most 10,000.
-    #[schema(max_items = 10000, example = json!(["10.0.0.5:8080"]))]
+    #[schema(schema_with = fields::endpoints)]
     pub endpoints: Vec<String>,
     /// Health settings over `[health]`: kind, path, expect, host, interval, timeout, rise, fall.
     #[serde(
@@ -587,6 +803,7 @@ pub struct PutServiceRequest {
         skip_serializing_if = "Option::is_none",
         deserialize_with = "object_only"
     )]
+    #[schema(schema_with = fields::health)]
     pub health: Option<HealthSpec>,
 }
 
@@ -612,14 +829,13 @@ where
 pub struct PutAliasRequest {
     /// The services it answers with: required to create, a relink when it changes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(min_items = 1, max_items = 64)]
+    #[schema(schema_with = fields::optional_targets)]
     pub targets: Option<Vec<String>>,
-    /// The SRV service label (`http` gives `_http._tcp.<alias>`): 1 to 15 lower-case letters,
-    /// digits and dashes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = fields::port_name)]
     pub port_name: Option<String>,
-    /// `last-known-good`, `all` or `none`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = fields::if_none_healthy)]
     pub if_none_healthy: Option<String>,
 }
 
@@ -659,8 +875,7 @@ impl ReloadDto {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LinkRequest {
-    /// Service names (lower-case DNS labels), 1 to 64.
-    #[schema(min_items = 1, max_items = 64, example = json!(["web-v1"]))]
+    #[schema(schema_with = fields::targets)]
     pub targets: Vec<String>,
 }
 
@@ -691,26 +906,26 @@ impl OneOrMany {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PromoteRequest {
-    /// The service (or up to 64 services) to promote to.
+    #[schema(schema_with = fields::promote_to)]
     pub to: OneOrMany,
-    /// How long both versions answer before the old one drains: a duration from "0s" to
-    /// "7days" ("30s", "2m").
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(example = "30s")]
+    #[schema(schema_with = fields::observe)]
     pub observe: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub confirm: Option<bool>,
     /// Healthy endpoints the new version needs, 1 to 10,000 (default: all of them).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "whole_number"
+    )]
     #[schema(minimum = 1, maximum = 10000)]
     pub min_healthy: Option<u32>,
-    /// How long the new version has to become healthy: "100ms" to "1day".
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(example = "2m")]
+    #[schema(schema_with = fields::warm_timeout)]
     pub warm_timeout: Option<String>,
-    /// Why, for the history: at most 1024 bytes, no control characters but tab.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(max_length = 1024)]
+    #[schema(schema_with = fields::reason)]
     pub reason: Option<String>,
     /// Stop the old version's Docker containers once it is safe to stop.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -722,26 +937,30 @@ pub struct PromoteRequest {
 #[serde(deny_unknown_fields)]
 pub struct RollbackRequest {
     /// A revision from the alias's history; without it, the targets before the last change.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "whole_number"
+    )]
     pub to_revision: Option<u64>,
-    /// How long both versions answer before the old one drains: a duration from "0s" to
-    /// "7days" ("30s", "2m").
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(example = "30s")]
+    #[schema(schema_with = fields::observe)]
     pub observe: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub confirm: Option<bool>,
     /// Healthy endpoints the new version needs, 1 to 10,000 (default: all of them).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "whole_number"
+    )]
     #[schema(minimum = 1, maximum = 10000)]
     pub min_healthy: Option<u32>,
-    /// How long the new version has to become healthy: "100ms" to "1day".
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(example = "2m")]
+    #[schema(schema_with = fields::warm_timeout)]
     pub warm_timeout: Option<String>,
-    /// Why, for the history: at most 1024 bytes, no control characters but tab.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(max_length = 1024)]
+    #[schema(schema_with = fields::reason)]
     pub reason: Option<String>,
 }
 
@@ -749,9 +968,8 @@ pub struct RollbackRequest {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReasonRequest {
-    /// Why, for the history: at most 1024 bytes, no control characters but tab.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(max_length = 1024)]
+    #[schema(schema_with = fields::reason)]
     pub reason: Option<String>,
 }
 
@@ -767,7 +985,7 @@ pub struct OperationReply {
 /// One step of a dry-run plan.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
 pub struct PlanStepDto {
-    pub phase: String,
+    pub phase: Phase,
     pub services: Vec<String>,
     pub endpoints: Vec<String>,
     /// What ends the step.
@@ -797,6 +1015,71 @@ pub struct PlanDto {
     pub total: u32,
 }
 
+impl PlanDto {
+    /// The plan of promoting `alias` as the controller worked it out, in words.
+    pub fn from_dry_run(alias: &AliasName, plan: &DryRun, topology: &Topology) -> Self {
+        let names = |s: &[ServiceName]| s.iter().map(ToString::to_string).collect::<Vec<_>>();
+        let step = |phase: Phase, services: &[ServiceName], until: String| PlanStepDto {
+            phase,
+            services: names(services),
+            endpoints: endpoints_of(topology, services)
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
+            until,
+        };
+        let (from, to, options) = (&plan.from, &plan.to, &plan.options);
+        let mut both = from.clone();
+        both.extend(to.iter().filter(|s| !from.contains(s)).cloned());
+        let observe = if options.confirm {
+            format!(
+                "{} of observation, then an explicit confirm",
+                human(options.observe_ms)
+            )
+        } else {
+            format!("{} of observation", human(options.observe_ms))
+        };
+        let steps = vec![
+            step(
+                Phase::Warming,
+                from,
+                format!(
+                    "{} of {} healthy, at most {}",
+                    crate::text::plural(plan.need, "endpoint"),
+                    names(to).join("+"),
+                    human(options.warm_timeout_ms)
+                ),
+            ),
+            step(Phase::Mixed, &both, observe),
+            step(
+                Phase::Draining,
+                to,
+                format!(
+                    "{} (the TTL window plus grace) for the old version's cached answers",
+                    human(plan.drain_window_ms)
+                ),
+            ),
+            step(Phase::Stable, to, "the old version is safe to stop".into()),
+        ];
+        Self {
+            alias: alias.to_string(),
+            from: names(from),
+            to: names(to),
+            noop: plan.noop,
+            steps,
+            ttl: topology.alias_ttl,
+            negative_ttl: topology.negative_ttl,
+            drain_window: human(plan.drain_window_ms),
+            observe: human(options.observe_ms),
+            confirm: options.confirm,
+            min_healthy: plan.need,
+            warm_timeout: human(options.warm_timeout_ms),
+            healthy_now: plan.counts.healthy,
+            total: plan.counts.total,
+        }
+    }
+}
+
 /// One history entry.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
 pub struct HistoryDto {
@@ -809,22 +1092,21 @@ pub struct HistoryDto {
     pub revision: u64,
     pub at: String,
     pub actor: String,
-    /// `linked`, `started`, `mixed`, `confirmed`, `draining`, `completed`, `aborted`,
-    /// `warm_timeout`, `auto_rollback`, `stopped`, `created`, `updated`, `removed`,
-    /// `service_set`, `service_deleted` or `reloaded`.
-    pub change: String,
+    pub change: Change,
     /// Why, as the operator gave it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
-    pub phase: String,
+    #[serde(with = "phase_or_empty")]
+    #[schema(schema_with = phase_or_empty::schema)]
+    pub phase: Option<Phase>,
     pub targets: Vec<String>,
     pub answering: Vec<String>,
     /// The operation the change belongs to (the revision that started it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub op: Option<u64>,
-    /// Its kind: `promote` or `rollback` (absent in entries recorded before aliasd noted it).
+    /// Its kind (absent in entries recorded before aliasd noted it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub op_kind: Option<String>,
+    pub op_kind: Option<OpKind>,
 }
 
 impl HistoryDto {
@@ -835,22 +1117,13 @@ impl HistoryDto {
             revision: e.revision,
             at: rfc3339_ms(e.at_ms),
             actor: e.actor.clone(),
-            change: serde_json::to_value(e.change)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_owned))
-                .unwrap_or_default(),
+            change: e.change.into(),
             reason: e.reason.clone(),
-            phase: e.phase.clone(),
+            phase: Phase::parse(&e.phase),
             targets: e.targets.clone(),
             answering: e.answering.clone(),
             op: e.op,
-            op_kind: e.op_kind.map(|k| {
-                match k {
-                    machine::OpKind::Promote => "promote",
-                    machine::OpKind::Rollback => "rollback",
-                }
-                .to_owned()
-            }),
+            op_kind: e.op_kind.map(OpKind::from),
         }
     }
 }
@@ -872,7 +1145,7 @@ pub enum EventDto {
     Health {
         service: String,
         endpoint: String,
-        health: String,
+        health: Health,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         error: Option<String>,
         at: String,

@@ -6,23 +6,21 @@
 //! [`ApiError`], a JSON `{"error": "..."}` with the right status.
 
 pub mod dto;
+mod extract;
 pub mod serve;
 pub mod spec;
 pub mod ui;
 
-use std::sync::Arc;
-
 use std::convert::Infallible;
+use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
-use bytes::Bytes;
-use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use tokio::sync::{mpsc, oneshot};
@@ -37,17 +35,20 @@ use crate::check::Health;
 use crate::clock::now_ms;
 use crate::config::{ApiToken, IfNoneHealthy};
 use crate::controller::changes::AliasPut;
-use crate::controller::machine::{self, Ctx, Input, OpKind, Outcome};
-use crate::controller::{ControlError, ControlHandle, Event, Gates, RollbackTo, Started, counts};
+use crate::controller::machine;
+use crate::controller::{ControlError, ControlHandle, Event, Gates, RollbackTo, Started, dry_run};
 use crate::health::HealthBoard;
 use crate::metrics::MetricsSource;
-use crate::model::{AliasName, Endpoint, ServiceName};
-use crate::snapshot::{SharedSnapshot, Snapshot, endpoints_of, health_of};
+use crate::model::{Endpoint, ServiceName};
+use crate::snapshot::{AliasView, SharedSnapshot, health_of};
 use dto::{
     AliasDto, DeletedDto, DockerDto, ErrorDto, EventDto, HealthDto, HistoryDto, LinkRequest,
-    OperationReply, PlanDto, PlanStepDto, ProblemDto, PromoteAnswer, PromoteRequest,
-    PutAliasRequest, PutServiceRequest, ReasonRequest, ReloadDto, RetiredDto, RollbackRequest,
-    SecondariesDto, SecondaryDto, ServiceDto, ServicesDto,
+    OperationReply, PlanDto, ProblemDto, PromoteAnswer, PromoteRequest, PutAliasRequest,
+    PutServiceRequest, ReasonRequest, ReloadDto, RetiredDto, RollbackRequest, SecondariesDto,
+    SecondaryDto, ServiceDto, ServicesDto,
+};
+use extract::{
+    Actor, AliasPath, Body, ChangeErrors, NewAliasPath, ReadErrors, RequestBody, ServicePath,
 };
 
 /// A request to reload the config: who asked, and where the outcome goes.
@@ -92,20 +93,7 @@ impl Auth {
 
     /// The name of the token in `headers`, or an error saying what is missing.
     fn check(&self, headers: &HeaderMap) -> Result<String, ApiError> {
-        let value = headers
-            .get(header::AUTHORIZATION)
-            .ok_or(ApiError::Unauthorized(
-                "missing Authorization: Bearer <token> header",
-            ))?;
-        let given = value
-            .to_str()
-            .ok()
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim)
-            .ok_or(ApiError::Unauthorized(
-                "the Authorization header must be `Bearer <token>`",
-            ))?;
-        let given = digest(given);
+        let given = digest(extract::bearer(headers)?);
         // Compare against every token without stopping early, so timing tells nothing.
         let mut found = None;
         for (name, want) in &self.tokens {
@@ -478,6 +466,33 @@ async fn healthz(State(state): State<AppState>) -> Json<HealthDto> {
     })
 }
 
+impl AppState {
+    /// `view` as the API shows it, in the current snapshot.
+    fn alias_dto(&self, view: &AliasView) -> AliasDto {
+        let snapshot = self.snapshots.load();
+        AliasDto::from_view(view, &snapshot, &self.board, &*self.busy, &self.secondaries)
+    }
+
+    /// What a promote, rollback, confirm or abort answers, with `status`.
+    fn reply(&self, started: &Started, status: StatusCode) -> Response {
+        let reply = OperationReply {
+            started: started.started,
+            alias: self.alias_dto(&started.view),
+        };
+        (status, Json(reply)).into_response()
+    }
+
+    /// 202 when an operation was started (it goes on after the answer), 200 otherwise.
+    fn operation_reply(&self, started: &Started) -> Response {
+        let status = if started.started {
+            StatusCode::ACCEPTED
+        } else {
+            StatusCode::OK
+        };
+        self.reply(started, status)
+    }
+}
+
 #[utoipa::path(
     get,
     path = "/v1/aliases",
@@ -493,21 +508,9 @@ async fn list_aliases(State(state): State<AppState>) -> Json<Vec<AliasDto>> {
         snapshot
             .aliases
             .values()
-            .map(|v| {
-                AliasDto::from_view(v, &snapshot, &state.board, &*state.busy, &state.secondaries)
-            })
+            .map(|v| state.alias_dto(v))
             .collect(),
     )
-}
-
-/// The alias that `text` names, or a 404 that lists the known ones.
-fn find_alias(snapshot: &Snapshot, text: &str) -> Result<AliasName, ApiError> {
-    snapshot.topology.find_alias(text).cloned().ok_or_else(|| {
-        ApiError::NotFound(format!(
-            "unknown alias `{text}` (known: {})",
-            crate::text::known(snapshot.aliases.keys())
-        ))
-    })
 }
 
 #[utoipa::path(
@@ -515,32 +518,19 @@ fn find_alias(snapshot: &Snapshot, text: &str) -> Result<AliasName, ApiError> {
     path = "/v1/aliases/{alias}",
     tag = "aliases",
     summary = "One alias: phase, answers, members and their health",
-    params(
-        ("alias" = String, Path, description = "The alias: `web`, or fully qualified `web.internal`", example = "web")
-    ),
-    responses(
-        (status = 200, description = "The alias", body = AliasDto),
-        (status = 400, description = "The request is malformed or a value is out of its bounds; `error` names the field", body = ErrorDto),
-        (status = 404, description = "No such alias or service", body = ErrorDto)
-    )
+    params(AliasParam),
+    responses((status = 200, description = "The alias", body = AliasDto), ReadErrors)
 )]
 async fn get_alias(
     State(state): State<AppState>,
-    Path(alias): Path<String>,
+    AliasPath(name): AliasPath,
 ) -> Result<Json<AliasDto>, ApiError> {
     let snapshot = state.snapshots.load();
-    let name = find_alias(&snapshot, &alias)?;
     let view = snapshot
         .aliases
         .get(&name)
-        .ok_or_else(|| ApiError::NotFound(format!("unknown alias `{alias}`")))?;
-    Ok(Json(AliasDto::from_view(
-        view,
-        &snapshot,
-        &state.board,
-        &*state.busy,
-        &state.secondaries,
-    )))
+        .ok_or_else(|| ApiError::NotFound(format!("unknown alias `{name}`")))?;
+    Ok(Json(state.alias_dto(view)))
 }
 
 #[utoipa::path(
@@ -549,65 +539,28 @@ async fn get_alias(
     tag = "aliases",
     summary = "Relink: answer with exactly these services, at once",
     request_body(content = LinkRequest, description = "JSON; an empty body counts as `{}`"),
-    params(
-        ("alias" = String, Path, description = "The alias: `web`, or fully qualified `web.internal`", example = "web")
-    ),
-    responses(
-        (status = 200, description = "Linked", body = AliasDto),
-        (status = 400, description = "The request is malformed or a value is out of its bounds; `error` names the field", body = ErrorDto),
-        (status = 401, description = "No valid bearer token", body = ErrorDto),
-        (status = 404, description = "No such alias or service", body = ErrorDto),
-        (status = 409, description = "The change conflicts with the current state (e.g. an operation is running)", body = ErrorDto),
-        (status = 500, description = "The change could not be stored; nothing was changed", body = ErrorDto),
-        (status = 503, description = "aliasd is stopping", body = ErrorDto)
-    ),
+    params(AliasParam),
+    responses((status = 200, description = "Linked", body = AliasDto), ChangeErrors),
     security(("token" = []))
 )]
 async fn put_targets(
     State(state): State<AppState>,
-    Path(alias): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
+    Actor(actor): Actor,
+    AliasPath(name): AliasPath,
+    Body(request): Body<LinkRequest>,
 ) -> Result<Json<AliasDto>, ApiError> {
-    let actor = state.auth.load().check(&headers)?;
-    let name = find_alias(&state.snapshots.load(), &alias)?;
-    let request: LinkRequest = json_body(&body, r#"{"targets": ["web-v1"]}"#)?;
-    if request.targets.is_empty() {
-        return Err(ApiError::BadRequest(
-            "`targets` must name at least one service".into(),
-        ));
-    }
     let targets = service_names("targets", &request.targets)?;
     let view = state.control.link(name, targets, actor).await?;
-    let snapshot = state.snapshots.load();
-    Ok(Json(AliasDto::from_view(
-        &view,
-        &snapshot,
-        &state.board,
-        &*state.busy,
-        &state.secondaries,
-    )))
+    Ok(Json(state.alias_dto(&view)))
 }
 
-/// Parses a JSON body; an empty body is `{}` where `T` allows it.
-fn json_body<T: DeserializeOwned>(body: &[u8], example: &str) -> Result<T, ApiError> {
-    let body = if body.iter().all(u8::is_ascii_whitespace) {
-        &b"{}"[..]
-    } else {
-        body
-    };
-    let bad =
-        |e: String| ApiError::BadRequest(format!("the body must be JSON like {example}: {e}"));
-    // serde reads a struct from an array too; the API takes objects only.
-    match serde_json::from_slice::<serde_json::Value>(body) {
-        Ok(serde_json::Value::Object(_)) => {}
-        Ok(_) => return Err(bad("it is not a JSON object".into())),
-        Err(e) => return Err(bad(e.to_string())),
-    }
-    serde_json::from_slice(body).map_err(|e| bad(e.to_string()))
-}
-
+/// `names` as service names: 1 to [`bounds::MAX_TARGETS`], each well-formed.
 fn service_names(field: &str, names: &[String]) -> Result<Vec<ServiceName>, ApiError> {
+    if names.is_empty() {
+        return Err(ApiError::BadRequest(format!(
+            "field `{field}` must name at least one service"
+        )));
+    }
     if names.len() > bounds::MAX_TARGETS {
         return Err(ApiError::BadRequest(format!(
             "field `{field}` may name at most {} services (got {})",
@@ -666,34 +619,9 @@ fn gates(
 
 #[derive(serde::Deserialize, Default)]
 #[serde(deny_unknown_fields)]
-struct DryRun {
+struct DryRunQuery {
     #[serde(default)]
     dry_run: bool,
-}
-
-/// 202 when an operation was started (it goes on after the answer), 200 otherwise.
-fn operation_reply(state: &AppState, started: &Started) -> Response {
-    let status = if started.started {
-        StatusCode::ACCEPTED
-    } else {
-        StatusCode::OK
-    };
-    reply_with(state, started, status)
-}
-
-fn reply_with(state: &AppState, started: &Started, status: StatusCode) -> Response {
-    let snapshot = state.snapshots.load();
-    let reply = OperationReply {
-        started: started.started,
-        alias: AliasDto::from_view(
-            &started.view,
-            &snapshot,
-            &state.board,
-            &*state.busy,
-            &state.secondaries,
-        ),
-    };
-    (status, Json(reply)).into_response()
 }
 
 #[utoipa::path(
@@ -703,39 +631,24 @@ fn reply_with(state: &AppState, started: &Started, status: StatusCode) -> Respon
     summary = "Start a health-gated promotion (or show its plan with `dry_run=true`)",
     request_body(content = PromoteRequest, description = "JSON; an empty body counts as `{}`"),
     params(
-        ("alias" = String, Path, description = "The alias: `web`, or fully qualified `web.internal`", example = "web"),
+        AliasParam,
         ("dry_run" = Option<bool>, Query, description = "Only show the plan; change nothing")
     ),
     responses(
         (status = 200, description = "Nothing to do (already answering with `to`), or the plan", body = PromoteAnswer),
         (status = 202, description = "Started; it goes on after the answer", body = OperationReply),
-        (status = 400, description = "The request is malformed or a value is out of its bounds; `error` names the field", body = ErrorDto),
-        (status = 401, description = "No valid bearer token", body = ErrorDto),
-        (status = 404, description = "No such alias or service", body = ErrorDto),
-        (status = 409, description = "The change conflicts with the current state (e.g. an operation is running)", body = ErrorDto),
-        (status = 500, description = "The change could not be stored; nothing was changed", body = ErrorDto),
-        (status = 503, description = "aliasd is stopping", body = ErrorDto)
+        ChangeErrors
     ),
     security(("token" = []))
 )]
 async fn promote(
     State(state): State<AppState>,
-    Path(alias): Path<String>,
-    Query(query): Query<DryRun>,
-    headers: HeaderMap,
-    body: Bytes,
+    Actor(actor): Actor,
+    AliasPath(name): AliasPath,
+    Query(query): Query<DryRunQuery>,
+    Body(request): Body<PromoteRequest>,
 ) -> Result<Response, ApiError> {
-    let actor = state.auth.load().check(&headers)?;
-    let snapshot = state.snapshots.load_full();
-    let name = find_alias(&snapshot, &alias)?;
-    let request: PromoteRequest = json_body(&body, r#"{"to": "web-v2", "observe": "30s"}"#)?;
-    let to = request.to.clone().into_vec();
-    if to.is_empty() {
-        return Err(ApiError::BadRequest(
-            "field `to` must name at least one service".into(),
-        ));
-    }
-    let to = service_names("to", &to)?;
+    let to = service_names("to", &request.to.clone().into_vec())?;
     let mut gates = gates(
         request.observe.as_ref(),
         request.confirm,
@@ -744,122 +657,36 @@ async fn promote(
     )?;
     gates.stop_old = request.stop_old;
     reason_field(request.reason.as_ref())?;
+    // Well-formed, but this config cannot do it: a conflict with how aliasd runs, not a bad
+    // request (the spec cannot say what the config enables).
+    if gates.stop_old == Some(true) && state.snapshots.load().sources.docker.is_none() {
+        return Err(ApiError::Conflict(
+            "stop_old stops the old version's Docker containers, but Docker discovery is off ([docker] enabled = false)".into(),
+        ));
+    }
     if query.dry_run {
-        return plan(&state, &snapshot, &name, to, &gates, actor, request.reason)
-            .map(|p| Json(p).into_response());
+        let snapshot = state.snapshots.load();
+        let view = snapshot
+            .aliases
+            .get(&name)
+            .ok_or_else(|| ApiError::NotFound(format!("unknown alias `{name}`")))?;
+        let plan = dry_run::promote(
+            &snapshot.topology,
+            &state.board.healths(),
+            &view.state,
+            to,
+            &gates,
+            actor,
+            request.reason,
+            now_ms(),
+        )?;
+        return Ok(Json(PlanDto::from_dry_run(&name, &plan, &snapshot.topology)).into_response());
     }
     let started = state
         .control
         .promote(name, to, gates, request.reason, actor)
         .await?;
-    Ok(operation_reply(&state, &started))
-}
-
-/// The plan of a promotion, computed by running the same pure machine on a copy of the state.
-fn plan(
-    state: &AppState,
-    snapshot: &Snapshot,
-    name: &AliasName,
-    to: Vec<ServiceName>,
-    gates: &Gates,
-    actor: String,
-    reason: Option<String>,
-) -> Result<PlanDto, ApiError> {
-    let topology = &snapshot.topology;
-    crate::controller::check_services(topology, &to)?;
-    let view = snapshot
-        .aliases
-        .get(name)
-        .ok_or_else(|| ApiError::NotFound(format!("unknown alias `{name}`")))?;
-    let health = state.board.healths();
-    let count = |services: &[ServiceName]| counts(topology, &health, services);
-    let options = gates.resolve(&topology.defaults);
-    let ctx = Ctx {
-        now: now_ms(),
-        ttl_window_s: topology.ttl_window_s(),
-        grace_ms: topology.defaults.drain_grace.as_millis() as u64,
-        counts: &count,
-        busy: &|_| 0,
-        drain_deadline_ms: 0,
-        secondaries: &|| machine::Caught::Since(0),
-    };
-    let input = Input::Promote {
-        to: to.clone(),
-        options: options.clone(),
-        kind: OpKind::Promote,
-        actor,
-        reason,
-    };
-    let outcome = machine::step(&view.state, input, &ctx).map_err(ControlError::from)?;
-    let from = view.state.targets.clone();
-    let b = count(&to);
-    let window_ms = u64::from(view.state.ttl_served_s.max(ctx.ttl_window_s)) * 1000 + ctx.grace_ms;
-    let human = |ms: u64| humantime::format_duration(Duration::from_millis(ms)).to_string();
-    let names = |s: &[ServiceName]| s.iter().map(ToString::to_string).collect::<Vec<_>>();
-    let eps = |s: &[ServiceName]| {
-        endpoints_of(topology, s)
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-    };
-    let mut both = from.clone();
-    both.extend(to.iter().filter(|s| !from.contains(s)).cloned());
-    let step = |phase: &str, services: &[ServiceName], until: String| PlanStepDto {
-        phase: phase.into(),
-        services: names(services),
-        endpoints: eps(services),
-        until,
-    };
-    let need = machine::required(&options, b);
-    let steps = vec![
-        step(
-            "warming",
-            &from,
-            format!(
-                "{} of {} healthy, at most {}",
-                crate::text::plural(need, "endpoint"),
-                names(&to).join("+"),
-                human(options.warm_timeout_ms)
-            ),
-        ),
-        step(
-            "mixed",
-            &both,
-            if options.confirm {
-                format!(
-                    "{} of observation, then an explicit confirm",
-                    human(options.observe_ms)
-                )
-            } else {
-                format!("{} of observation", human(options.observe_ms))
-            },
-        ),
-        step(
-            "draining",
-            &to,
-            format!(
-                "{} (the TTL window plus grace) for the old version's cached answers",
-                human(window_ms)
-            ),
-        ),
-        step("stable", &to, "the old version is safe to stop".into()),
-    ];
-    Ok(PlanDto {
-        alias: name.to_string(),
-        from: names(&from),
-        to: names(&to),
-        noop: outcome == Outcome::Unchanged,
-        steps,
-        ttl: topology.alias_ttl,
-        negative_ttl: topology.negative_ttl,
-        drain_window: human(window_ms),
-        observe: human(options.observe_ms),
-        confirm: options.confirm,
-        min_healthy: need,
-        warm_timeout: human(options.warm_timeout_ms),
-        healthy_now: b.healthy,
-        total: b.total,
-    })
+    Ok(state.operation_reply(&started))
 }
 
 #[utoipa::path(
@@ -867,31 +694,21 @@ fn plan(
     path = "/v1/aliases/{alias}/rollback",
     tag = "operations",
     summary = "Promote back to the previous targets, or to a revision of the history",
-    request_body(content = RollbackRequest, description = "JSON; an empty body counts as `{}`"),
-    params(
-        ("alias" = String, Path, description = "The alias: `web`, or fully qualified `web.internal`", example = "web")
-    ),
+    request_body(content = Option<RollbackRequest>, description = "JSON; an empty body counts as `{}`"),
+    params(AliasParam),
     responses(
         (status = 200, description = "Nothing to do", body = OperationReply),
         (status = 202, description = "Started", body = OperationReply),
-        (status = 400, description = "The request is malformed or a value is out of its bounds; `error` names the field", body = ErrorDto),
-        (status = 401, description = "No valid bearer token", body = ErrorDto),
-        (status = 404, description = "No such alias or service", body = ErrorDto),
-        (status = 409, description = "The change conflicts with the current state (e.g. an operation is running)", body = ErrorDto),
-        (status = 500, description = "The change could not be stored; nothing was changed", body = ErrorDto),
-        (status = 503, description = "aliasd is stopping", body = ErrorDto)
+        ChangeErrors
     ),
     security(("token" = []))
 )]
 async fn rollback(
     State(state): State<AppState>,
-    Path(alias): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
+    Actor(actor): Actor,
+    AliasPath(name): AliasPath,
+    Body(request): Body<RollbackRequest>,
 ) -> Result<Response, ApiError> {
-    let actor = state.auth.load().check(&headers)?;
-    let name = find_alias(&state.snapshots.load(), &alias)?;
-    let request: RollbackRequest = json_body(&body, r#"{"to_revision": 3, "reason": "..."}"#)?;
     reason_field(request.reason.as_ref())?;
     let gates = gates(
         request.observe.as_ref(),
@@ -906,7 +723,7 @@ async fn rollback(
         .control
         .rollback(name, to, gates, request.reason, actor)
         .await?;
-    Ok(operation_reply(&state, &started))
+    Ok(state.operation_reply(&started))
 }
 
 #[utoipa::path(
@@ -914,37 +731,24 @@ async fn rollback(
     path = "/v1/aliases/{alias}/confirm",
     tag = "operations",
     summary = "Pass the confirm gate of a running promotion",
-    request_body(content = ReasonRequest, description = "JSON; an empty body counts as `{}`"),
-    params(
-        ("alias" = String, Path, description = "The alias: `web`, or fully qualified `web.internal`", example = "web")
-    ),
-    responses(
-        (status = 200, description = "Confirmed", body = OperationReply),
-        (status = 400, description = "The request is malformed or a value is out of its bounds; `error` names the field", body = ErrorDto),
-        (status = 401, description = "No valid bearer token", body = ErrorDto),
-        (status = 404, description = "No such alias or service", body = ErrorDto),
-        (status = 409, description = "The change conflicts with the current state (e.g. an operation is running)", body = ErrorDto),
-        (status = 500, description = "The change could not be stored; nothing was changed", body = ErrorDto),
-        (status = 503, description = "aliasd is stopping", body = ErrorDto)
-    ),
+    request_body(content = Option<ReasonRequest>, description = "JSON; an empty body counts as `{}`"),
+    params(AliasParam),
+    responses((status = 200, description = "Confirmed", body = OperationReply), ChangeErrors),
     security(("token" = []))
 )]
 async fn confirm(
     State(state): State<AppState>,
-    Path(alias): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
+    Actor(actor): Actor,
+    AliasPath(name): AliasPath,
+    Body(request): Body<ReasonRequest>,
 ) -> Result<Response, ApiError> {
-    let (name, reason, actor) = reasoned(&state, &alias, &headers, &body)?;
-    let view = state.control.confirm(name, reason, actor).await?;
-    Ok(reply_with(
-        &state,
-        &Started {
-            view,
-            started: true,
-        },
-        StatusCode::OK,
-    ))
+    reason_field(request.reason.as_ref())?;
+    let view = state.control.confirm(name, request.reason, actor).await?;
+    let started = Started {
+        view,
+        started: true,
+    };
+    Ok(state.reply(&started, StatusCode::OK))
 }
 
 #[utoipa::path(
@@ -952,51 +756,24 @@ async fn confirm(
     path = "/v1/aliases/{alias}/abort",
     tag = "operations",
     summary = "Abort a running promotion: back to the old version",
-    request_body(content = ReasonRequest, description = "JSON; an empty body counts as `{}`"),
-    params(
-        ("alias" = String, Path, description = "The alias: `web`, or fully qualified `web.internal`", example = "web")
-    ),
-    responses(
-        (status = 200, description = "Aborted", body = OperationReply),
-        (status = 400, description = "The request is malformed or a value is out of its bounds; `error` names the field", body = ErrorDto),
-        (status = 401, description = "No valid bearer token", body = ErrorDto),
-        (status = 404, description = "No such alias or service", body = ErrorDto),
-        (status = 409, description = "The change conflicts with the current state (e.g. an operation is running)", body = ErrorDto),
-        (status = 500, description = "The change could not be stored; nothing was changed", body = ErrorDto),
-        (status = 503, description = "aliasd is stopping", body = ErrorDto)
-    ),
+    request_body(content = Option<ReasonRequest>, description = "JSON; an empty body counts as `{}`"),
+    params(AliasParam),
+    responses((status = 200, description = "Aborted", body = OperationReply), ChangeErrors),
     security(("token" = []))
 )]
 async fn abort(
     State(state): State<AppState>,
-    Path(alias): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
+    Actor(actor): Actor,
+    AliasPath(name): AliasPath,
+    Body(request): Body<ReasonRequest>,
 ) -> Result<Response, ApiError> {
-    let (name, reason, actor) = reasoned(&state, &alias, &headers, &body)?;
-    let view = state.control.abort(name, reason, actor).await?;
-    Ok(reply_with(
-        &state,
-        &Started {
-            view,
-            started: true,
-        },
-        StatusCode::OK,
-    ))
-}
-
-/// The checks `confirm` and `abort` share: the token, the alias and an optional reason.
-fn reasoned(
-    state: &AppState,
-    alias: &str,
-    headers: &HeaderMap,
-    body: &[u8],
-) -> Result<(AliasName, Option<String>, String), ApiError> {
-    let actor = state.auth.load().check(headers)?;
-    let name = find_alias(&state.snapshots.load(), alias)?;
-    let request: ReasonRequest = json_body(body, r#"{"reason": "..."}"#)?;
     reason_field(request.reason.as_ref())?;
-    Ok((name, request.reason, actor))
+    let view = state.control.abort(name, request.reason, actor).await?;
+    let started = Started {
+        view,
+        started: true,
+    };
+    Ok(state.reply(&started, StatusCode::OK))
 }
 
 #[utoipa::path(
@@ -1004,20 +781,13 @@ fn reasoned(
     path = "/v1/aliases/{alias}/history",
     tag = "aliases",
     summary = "The alias's history, oldest first (as the retention keeps it)",
-    params(
-        ("alias" = String, Path, description = "The alias: `web`, or fully qualified `web.internal`", example = "web")
-    ),
-    responses(
-        (status = 200, description = "The history", body = Vec<HistoryDto>),
-        (status = 400, description = "The request is malformed or a value is out of its bounds; `error` names the field", body = ErrorDto),
-        (status = 404, description = "No such alias or service", body = ErrorDto)
-    )
+    params(AliasParam),
+    responses((status = 200, description = "The history", body = Vec<HistoryDto>), ReadErrors)
 )]
 async fn history(
     State(state): State<AppState>,
-    Path(alias): Path<String>,
+    AliasPath(name): AliasPath,
 ) -> Result<Json<Vec<HistoryDto>>, ApiError> {
-    let name = find_alias(&state.snapshots.load(), &alias)?;
     let entries = state.control.history(name).await?;
     Ok(Json(entries.iter().map(HistoryDto::from_entry).collect()))
 }
@@ -1038,8 +808,7 @@ struct RecentQuery {
     ),
     responses(
         (status = 200, description = "The entries, newest first (as the retention keeps them)", body = Vec<HistoryDto>),
-        (status = 400, description = "The request is malformed or a value is out of its bounds; `error` names the field", body = ErrorDto),
-        (status = 503, description = "aliasd is stopping", body = ErrorDto)
+        ReadErrors
     )
 )]
 async fn recent_history(
@@ -1128,7 +897,7 @@ fn event_dto(event: Event) -> Option<EventDto> {
         Event::Health { change, at_ms } => EventDto::Health {
             service: change.service.to_string(),
             endpoint: change.endpoint.to_string(),
-            health: change.health.as_str().to_owned(),
+            health: change.health.into(),
             error: change.error,
             at: dto::rfc3339_ms(at_ms),
         },
@@ -1191,30 +960,18 @@ fn created_or_ok(created: bool) -> StatusCode {
     }
 }
 
-fn service_name(text: &str) -> Result<ServiceName, ApiError> {
-    text.parse()
-        .map_err(|e: crate::model::InvalidName| ApiError::BadRequest(e.0))
-}
-
 #[utoipa::path(
     get,
     path = "/v1/services/{service}",
     tag = "services",
     summary = "One service",
-    params(
-        ("service" = String, Path, description = "The service name: 1 to 63 lower-case letters, digits, `-` or `_`, starting with a letter or digit", pattern = "^[a-z0-9][a-z0-9_-]{0,62}$", example = "web-v1")
-    ),
-    responses(
-        (status = 200, description = "The service", body = ServiceDto),
-        (status = 400, description = "The request is malformed or a value is out of its bounds; `error` names the field", body = ErrorDto),
-        (status = 404, description = "No such alias or service", body = ErrorDto)
-    )
+    params(ServiceParam),
+    responses((status = 200, description = "The service", body = ServiceDto), ReadErrors)
 )]
 async fn get_service(
     State(state): State<AppState>,
-    Path(service): Path<String>,
+    ServicePath(name): ServicePath,
 ) -> Result<Json<ServiceDto>, ApiError> {
-    let name = service_name(&service)?;
     let snapshot = state.snapshots.load();
     let found = snapshot
         .topology
@@ -1237,33 +994,20 @@ async fn get_service(
     tag = "services",
     summary = "Define a service through the API, or replace its endpoints and check",
     request_body(content = PutServiceRequest, description = "JSON; an empty body counts as `{}`"),
-    params(
-        ("service" = String, Path, description = "The service name: 1 to 63 lower-case letters, digits, `-` or `_`, starting with a letter or digit", pattern = "^[a-z0-9][a-z0-9_-]{0,62}$", example = "web-v1")
-    ),
+    params(ServiceParam),
     responses(
         (status = 200, description = "Changed", body = ServiceDto),
         (status = 201, description = "Created", body = ServiceDto),
-        (status = 400, description = "The request is malformed or a value is out of its bounds; `error` names the field", body = ErrorDto),
-        (status = 401, description = "No valid bearer token", body = ErrorDto),
-        (status = 404, description = "No such alias or service", body = ErrorDto),
-        (status = 409, description = "The change conflicts with the current state (e.g. an operation is running)", body = ErrorDto),
-        (status = 500, description = "The change could not be stored; nothing was changed", body = ErrorDto),
-        (status = 503, description = "aliasd is stopping", body = ErrorDto)
+        ChangeErrors
     ),
     security(("token" = []))
 )]
 async fn put_service(
     State(state): State<AppState>,
-    Path(service): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
+    Actor(actor): Actor,
+    ServicePath(name): ServicePath,
+    Body(request): Body<PutServiceRequest>,
 ) -> Result<Response, ApiError> {
-    let actor = state.auth.load().check(&headers)?;
-    let name = service_name(&service)?;
-    let request: PutServiceRequest = json_body(
-        &body,
-        r#"{"endpoints": ["10.0.0.5:8080"], "health": {"kind": "http", "path": "/healthz"}}"#,
-    )?;
     if request.endpoints.len() > bounds::MAX_ENDPOINTS {
         return Err(ApiError::BadRequest(format!(
             "field `endpoints` may hold at most {} endpoints (got {})",
@@ -1293,9 +1037,8 @@ async fn put_service(
         snapshot.topology.services.get(&name).ok_or_else(|| {
             ApiError::Internal(format!("service `{name}` vanished after its change"))
         })?;
-    let status = created_or_ok(created);
     let dto = ServiceDto::from_service(&name, found, &snapshot, &state.board);
-    Ok((status, Json(dto)).into_response())
+    Ok((created_or_ok(created), Json(dto)).into_response())
 }
 
 #[utoipa::path(
@@ -1303,27 +1046,15 @@ async fn put_service(
     path = "/v1/services/{service}",
     tag = "services",
     summary = "Remove an API service (refused while an alias links it)",
-    params(
-        ("service" = String, Path, description = "The service name: 1 to 63 lower-case letters, digits, `-` or `_`, starting with a letter or digit", pattern = "^[a-z0-9][a-z0-9_-]{0,62}$", example = "web-v1")
-    ),
-    responses(
-        (status = 200, description = "Removed", body = DeletedDto),
-        (status = 400, description = "The request is malformed or a value is out of its bounds; `error` names the field", body = ErrorDto),
-        (status = 401, description = "No valid bearer token", body = ErrorDto),
-        (status = 404, description = "No such alias or service", body = ErrorDto),
-        (status = 409, description = "The change conflicts with the current state (e.g. an operation is running)", body = ErrorDto),
-        (status = 500, description = "The change could not be stored; nothing was changed", body = ErrorDto),
-        (status = 503, description = "aliasd is stopping", body = ErrorDto)
-    ),
+    params(ServiceParam),
+    responses((status = 200, description = "Removed", body = DeletedDto), ChangeErrors),
     security(("token" = []))
 )]
 async fn delete_service(
     State(state): State<AppState>,
-    Path(service): Path<String>,
-    headers: HeaderMap,
+    Actor(actor): Actor,
+    ServicePath(name): ServicePath,
 ) -> Result<Json<DeletedDto>, ApiError> {
-    let actor = state.auth.load().check(&headers)?;
-    let name = service_name(&service)?;
     state.control.delete_service(name.clone(), actor).await?;
     Ok(Json(DeletedDto {
         deleted: name.to_string(),
@@ -1335,20 +1066,13 @@ async fn delete_service(
     path = "/v1/services/{service}/history",
     tag = "services",
     summary = "The history of an API service",
-    params(
-        ("service" = String, Path, description = "The service name: 1 to 63 lower-case letters, digits, `-` or `_`, starting with a letter or digit", pattern = "^[a-z0-9][a-z0-9_-]{0,62}$", example = "web-v1")
-    ),
-    responses(
-        (status = 200, description = "The history", body = Vec<HistoryDto>),
-        (status = 400, description = "The request is malformed or a value is out of its bounds; `error` names the field", body = ErrorDto),
-        (status = 404, description = "No such alias or service", body = ErrorDto)
-    )
+    params(ServiceParam),
+    responses((status = 200, description = "The history", body = Vec<HistoryDto>), ReadErrors)
 )]
 async fn service_history(
     State(state): State<AppState>,
-    Path(service): Path<String>,
+    ServicePath(name): ServicePath,
 ) -> Result<Json<Vec<HistoryDto>>, ApiError> {
-    let name = service_name(&service)?;
     let entries = state.control.service_history(name).await?;
     Ok(Json(entries.iter().map(HistoryDto::from_entry).collect()))
 }
@@ -1359,39 +1083,21 @@ async fn service_history(
     path = "/v1/aliases/{alias}",
     tag = "aliases",
     summary = "Create an API alias, or change its targets, port name or fallback",
-    request_body(content = PutAliasRequest, description = "JSON; an empty body counts as `{}`"),
-    params(
-        ("alias" = String, Path, description = "The alias: `web`, or fully qualified `web.internal`", example = "web")
-    ),
+    request_body(content = Option<PutAliasRequest>, description = "JSON; an empty body counts as `{}`"),
+    params(AliasParam),
     responses(
         (status = 200, description = "Changed (or already so)", body = AliasDto),
         (status = 201, description = "Created", body = AliasDto),
-        (status = 400, description = "The request is malformed or a value is out of its bounds; `error` names the field", body = ErrorDto),
-        (status = 401, description = "No valid bearer token", body = ErrorDto),
-        (status = 404, description = "No such alias or service", body = ErrorDto),
-        (status = 409, description = "The change conflicts with the current state (e.g. an operation is running)", body = ErrorDto),
-        (status = 500, description = "The change could not be stored; nothing was changed", body = ErrorDto),
-        (status = 503, description = "aliasd is stopping", body = ErrorDto)
+        ChangeErrors
     ),
     security(("token" = []))
 )]
 async fn put_alias(
     State(state): State<AppState>,
-    Path(alias): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
+    Actor(actor): Actor,
+    NewAliasPath(name): NewAliasPath,
+    Body(request): Body<PutAliasRequest>,
 ) -> Result<Response, ApiError> {
-    let actor = state.auth.load().check(&headers)?;
-    let name = state
-        .snapshots
-        .load()
-        .topology
-        .resolve_alias(&alias)
-        .map_err(|e| ApiError::BadRequest(format!("alias: {e}")))?;
-    let request: PutAliasRequest = json_body(
-        &body,
-        r#"{"targets": ["web-v1"], "port_name": "http", "if_none_healthy": "last-known-good"}"#,
-    )?;
     let targets = request
         .targets
         .as_deref()
@@ -1415,16 +1121,7 @@ async fn put_alias(
         if_none_healthy,
     };
     let (view, created) = state.control.put_alias(name, put, actor).await?;
-    let snapshot = state.snapshots.load();
-    let status = created_or_ok(created);
-    let dto = AliasDto::from_view(
-        &view,
-        &snapshot,
-        &state.board,
-        &*state.busy,
-        &state.secondaries,
-    );
-    Ok((status, Json(dto)).into_response())
+    Ok((created_or_ok(created), Json(state.alias_dto(&view))).into_response())
 }
 
 #[utoipa::path(
@@ -1432,27 +1129,15 @@ async fn put_alias(
     path = "/v1/aliases/{alias}",
     tag = "aliases",
     summary = "Remove an API alias",
-    params(
-        ("alias" = String, Path, description = "The alias: `web`, or fully qualified `web.internal`", example = "web")
-    ),
-    responses(
-        (status = 200, description = "Removed", body = DeletedDto),
-        (status = 400, description = "The request is malformed or a value is out of its bounds; `error` names the field", body = ErrorDto),
-        (status = 401, description = "No valid bearer token", body = ErrorDto),
-        (status = 404, description = "No such alias or service", body = ErrorDto),
-        (status = 409, description = "The change conflicts with the current state (e.g. an operation is running)", body = ErrorDto),
-        (status = 500, description = "The change could not be stored; nothing was changed", body = ErrorDto),
-        (status = 503, description = "aliasd is stopping", body = ErrorDto)
-    ),
+    params(AliasParam),
+    responses((status = 200, description = "Removed", body = DeletedDto), ChangeErrors),
     security(("token" = []))
 )]
 async fn delete_alias(
     State(state): State<AppState>,
-    Path(alias): Path<String>,
-    headers: HeaderMap,
+    Actor(actor): Actor,
+    AliasPath(name): AliasPath,
 ) -> Result<Json<DeletedDto>, ApiError> {
-    let actor = state.auth.load().check(&headers)?;
-    let name = find_alias(&state.snapshots.load(), &alias)?;
     state.control.delete_alias(name.clone(), actor).await?;
     Ok(Json(DeletedDto {
         deleted: name.to_string(),
@@ -1466,20 +1151,13 @@ async fn delete_alias(
     path = "/v1/reload",
     tag = "meta",
     summary = "Re-read the config and zone files and apply them as one change, or refuse them whole",
-    responses(
-        (status = 200, description = "Applied", body = ReloadDto),
-        (status = 400, description = "The request is malformed or a value is out of its bounds; `error` names the field", body = ErrorDto),
-        (status = 401, description = "No valid bearer token", body = ErrorDto),
-        (status = 500, description = "The change could not be stored; nothing was changed", body = ErrorDto),
-        (status = 503, description = "aliasd is stopping", body = ErrorDto)
-    ),
+    responses((status = 200, description = "Applied", body = ReloadDto), ChangeErrors),
     security(("token" = []))
 )]
 async fn reload(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    Actor(actor): Actor,
 ) -> Result<Json<ReloadDto>, ApiError> {
-    let actor = state.auth.load().check(&headers)?;
     let (reply, rx) = oneshot::channel();
     state
         .reloads
@@ -1492,6 +1170,56 @@ async fn reload(
     Ok(Json(ReloadDto::from_summary(&summary)))
 }
 
+/// The `{alias}` path parameter: DNS labels, relative to the first zone unless they already end
+/// in it (a name outside every zone, or with a trailing dot, is refused when created).
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)] // Only the spec is made of it; [`AliasPath`] reads the parameter.
+struct AliasParam {
+    /// The alias: `web`, or fully qualified `web.internal`
+    #[param(
+        example = "web",
+        max_length = 200,
+        pattern = "^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$"
+    )]
+    alias: String,
+}
+
+/// The `{service}` path parameter.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)] // Only the spec is made of it; [`ServicePath`] reads the parameter.
+struct ServiceParam {
+    /// The service name: 1 to 63 lower-case letters, digits, `-` or `_`, starting with a letter or digit
+    #[param(pattern = "^[a-z0-9][a-z0-9_-]{0,62}$", example = "web-v1")]
+    service: String,
+}
+impl RequestBody for LinkRequest {
+    const EXAMPLE: &'static str = r#"{"targets": ["web-v1"]}"#;
+}
+
+impl RequestBody for PromoteRequest {
+    const EXAMPLE: &'static str = r#"{"to": "web-v2", "observe": "30s"}"#;
+}
+
+impl RequestBody for RollbackRequest {
+    const EXAMPLE: &'static str = r#"{"to_revision": 3, "reason": "..."}"#;
+}
+
+impl RequestBody for ReasonRequest {
+    const EXAMPLE: &'static str = r#"{"reason": "..."}"#;
+}
+
+impl RequestBody for PutServiceRequest {
+    const EXAMPLE: &'static str =
+        r#"{"endpoints": ["10.0.0.5:8080"], "health": {"kind": "http", "path": "/healthz"}}"#;
+}
+
+impl RequestBody for PutAliasRequest {
+    const EXAMPLE: &'static str =
+        r#"{"targets": ["web-v1"], "port_name": "http", "if_none_healthy": "last-known-good"}"#;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1499,6 +1227,36 @@ mod tests {
     use axum::http::Request;
     use axum::routing::get;
     use tower::ServiceExt;
+
+    /// Each wire enum's JSON is its word, and the spec lists exactly those words.
+    fn words_agree<T: serde::Serialize + Copy + std::fmt::Display>(schema: &str, all: &[T]) {
+        let words: Vec<String> = all.iter().map(ToString::to_string).collect();
+        let json: Vec<String> = all
+            .iter()
+            .map(|v| {
+                serde_json::to_value(v)
+                    .unwrap()
+                    .as_str()
+                    .unwrap()
+                    .to_owned()
+            })
+            .collect();
+        assert_eq!(json, words, "{schema}");
+        let spec = serde_json::to_value(openapi()).unwrap();
+        let listed = &spec["components"]["schemas"][schema]["enum"];
+        assert_eq!(listed, &serde_json::json!(words), "{schema}");
+    }
+
+    #[test]
+    fn wire_enums_are_their_words_in_json_and_in_the_spec() {
+        words_agree("Phase", dto::Phase::ALL);
+        words_agree("Role", dto::Role::ALL);
+        words_agree("Health", dto::Health::ALL);
+        words_agree("OpKind", dto::OpKind::ALL);
+        words_agree("OpOutcome", dto::OpOutcome::ALL);
+        words_agree("Change", dto::Change::ALL);
+        assert_eq!(dto::Change::WarmTimeout.to_string(), "warm_timeout");
+    }
 
     #[test]
     fn any_stored_time_renders_even_past_year_9999() {

@@ -14,7 +14,9 @@ use super::{
     CliError, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_TIMEOUT, Result, WaitArgs, compact_json,
     out, say, to_json,
 };
-use crate::api::dto::{AliasDto, EventDto, HistoryDto, OperationDto, OperationReply, RetiredDto};
+use crate::api::dto::{
+    AliasDto, Change, EventDto, Health, HistoryDto, OperationDto, OperationReply, Phase, RetiredDto,
+};
 use crate::client::{Client, ClientError, EventStream};
 use crate::text::plural;
 
@@ -60,7 +62,7 @@ pub(super) async fn operation(
         say(&format!(
             "{}: {} {} started: {} → {}",
             reply.alias.name,
-            op_word(&op.kind),
+            op_word(op.kind),
             op.id,
             plus(&op.from),
             plus(&op.to)
@@ -93,7 +95,7 @@ async fn started_op(client: &Client, alias: &AliasDto) -> Result<u64> {
         .await?
         .iter()
         .rev()
-        .find(|e| e.change == "started" && e.revision <= alias.revision)
+        .find(|e| e.change == Change::Started && e.revision <= alias.revision)
         .and_then(|e| e.op.or(Some(e.revision)))
         .ok_or_else(|| CliError::StartNotInHistory {
             alias: alias.name.clone(),
@@ -121,7 +123,7 @@ struct Follow<'a> {
     /// The highest revision handled, so the history and the events never print a change twice.
     seen: u64,
     /// The phase after the last change handled.
-    phase: String,
+    phase: Phase,
 }
 
 impl<'a> Follow<'a> {
@@ -142,7 +144,7 @@ impl<'a> Follow<'a> {
             client,
             alias: alias.name.clone(),
             op,
-            kind: operation.map_or("promotion", |o| op_word(&o.kind)),
+            kind: operation.map_or("promotion", |o| op_word(o.kind)),
             json,
             from: operation.map(|o| o.from.clone()).unwrap_or_default(),
             to,
@@ -154,7 +156,7 @@ impl<'a> Follow<'a> {
                 .map(|o| o.warm_timeout.clone())
                 .unwrap_or_default(),
             seen: op.saturating_sub(1),
-            phase: alias.phase.clone(),
+            phase: alias.phase,
         }
     }
 
@@ -167,7 +169,9 @@ impl<'a> Follow<'a> {
         entry.alias == self.alias
             && entry.revision > self.seen
             && (entry.op == Some(self.op)
-                || (entry.op.is_none() && entry.revision > self.op && is_end(&entry.change)))
+                || (entry.op.is_none()
+                    && entry.revision > self.op
+                    && entry.change.ends_operation()))
     }
 
     /// Follows the events until the operation ends; falls back to the history when the stream
@@ -195,7 +199,7 @@ impl<'a> Follow<'a> {
                         health,
                         error,
                         ..
-                    })) => self.health(&service, &endpoint, &health, error.as_deref()),
+                    })) => self.health(&service, &endpoint, health, error.as_deref()),
                     Some(Ok(EventDto::Lagged { .. })) => {
                         // Changes may have been skipped: the history has them.
                         if let Some(code) = self.poll().await? {
@@ -274,15 +278,17 @@ impl<'a> Follow<'a> {
         drain_until: Option<String>,
     ) -> Option<u8> {
         self.seen = self.seen.max(entry.revision);
-        self.phase = entry.phase.clone();
+        if let Some(phase) = entry.phase {
+            self.phase = phase;
+        }
         let name = &self.alias;
         let why = entry
             .reason
             .as_deref()
             .map(|r| format!(" ({r})"))
             .unwrap_or_default();
-        let line = match entry.change.as_str() {
-            "started" => format!(
+        let line = match entry.change {
+            Change::Started => format!(
                 "{name}: warming (waiting for {} of {}{})",
                 plural(self.need, "healthy endpoint"),
                 plus(&self.to),
@@ -292,7 +298,7 @@ impl<'a> Follow<'a> {
                     format!(", at most {}", self.warm_timeout)
                 }
             ),
-            "mixed" => format!(
+            Change::Mixed => format!(
                 "{name}: mixed: answering {}{why}; observing for {}{}",
                 plus(&entry.answering),
                 self.observe,
@@ -302,8 +308,8 @@ impl<'a> Follow<'a> {
                     String::new()
                 }
             ),
-            "confirmed" => format!("{name}: confirmed by {}{why}", entry.actor),
-            "draining" => {
+            Change::Confirmed => format!("{name}: confirmed by {}{why}", entry.actor),
+            Change::Draining => {
                 let old: Vec<String> = self
                     .from
                     .iter()
@@ -323,7 +329,7 @@ impl<'a> Follow<'a> {
                     }
                 )
             }
-            "completed" => match retired.filter(|r| r.op == self.op) {
+            Change::Completed => match retired.filter(|r| r.op == self.op) {
                 Some(r) => format!(
                     "{name}: completed: {} {} safe to stop since {}{}",
                     plus(&r.services),
@@ -337,7 +343,7 @@ impl<'a> Follow<'a> {
                 ),
                 None => format!("{name}: completed: answering {}", plus(&entry.answering)),
             },
-            "stopped" => format!("{name}: {}", entry.reason.as_deref().unwrap_or("stopped")),
+            Change::Stopped => format!("{name}: {}", entry.reason.as_deref().unwrap_or("stopped")),
             change => format!(
                 "{name}: {change}: {}; answering {} again",
                 entry.reason.as_deref().unwrap_or("no reason given"),
@@ -349,11 +355,11 @@ impl<'a> Follow<'a> {
         } else {
             say(&line);
         }
-        match entry.change.as_str() {
+        match entry.change {
             // With stop_old, the end is the stop of the old containers (if anything retired).
-            "completed" if self.stop_old && retired.is_some_and(|r| r.stop_old) => None,
-            "completed" | "stopped" => Some(EXIT_OK),
-            change if is_end(change) => {
+            Change::Completed if self.stop_old && retired.is_some_and(|r| r.stop_old) => None,
+            Change::Completed | Change::Stopped => Some(EXIT_OK),
+            change if change.ends_operation() => {
                 eprintln!(
                     "aliasctl: {} {} of {name} ended with {change}: {}",
                     self.kind,
@@ -367,7 +373,7 @@ impl<'a> Follow<'a> {
     }
 
     /// Prints a health change of the services involved while the operation runs.
-    fn health(&self, service: &str, endpoint: &str, health: &str, error: Option<&str>) {
+    fn health(&self, service: &str, endpoint: &str, health: Health, error: Option<&str>) {
         if self.json
             || !(self.to.iter().any(|s| s == service) || self.from.iter().any(|s| s == service))
         {
@@ -402,14 +408,6 @@ impl<'a> Follow<'a> {
     }
 }
 
-/// Whether a change ends an operation.
-fn is_end(change: &str) -> bool {
-    matches!(
-        change,
-        "completed" | "aborted" | "warm_timeout" | "auto_rollback"
-    )
-}
-
 // ---- watch ----
 
 /// Follows one alias until Ctrl-C (or until it is stable, or the timeout).
@@ -429,7 +427,7 @@ pub(super) async fn watch(
         drawn: false,
     };
     view.show(&a, None);
-    let stable = |a: &AliasDto| a.phase == "stable" && a.operation.is_none();
+    let stable = |a: &AliasDto| a.phase == Phase::Stable && a.operation.is_none();
     if until_stable && stable(&a) {
         view.finish();
         return Ok(EXIT_OK);
@@ -503,7 +501,8 @@ pub(super) fn concerns(a: &AliasDto, event: &EventDto) -> bool {
         },
         EventDto::Docker { .. } | EventDto::Lagged { .. } => true,
         EventDto::Secondary { secondary, .. } => {
-            a.phase == "draining" && format!("{}.", a.zone.trim_end_matches('.')) == secondary.zone
+            a.phase == Phase::Draining
+                && format!("{}.", a.zone.trim_end_matches('.')) == secondary.zone
         }
     }
 }

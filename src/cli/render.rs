@@ -4,16 +4,15 @@
 //! DTOs (see `tests.rs`); printing is the caller's business.
 
 use crate::api::dto::{
-    AliasDto, EventDto, HistoryDto, MemberDto, OperationReply, PlanDto, ReloadDto, RetiredDto,
-    ServiceDto, ServicesDto,
+    AliasDto, EventDto, Health, HistoryDto, MemberDto, OpKind, OperationReply, Phase, PlanDto,
+    ReloadDto, RetiredDto, ServiceDto, ServicesDto,
 };
 use crate::text::{counted, plural};
 
-pub(super) fn op_word(kind: &str) -> &'static str {
-    if kind == "rollback" {
-        "rollback"
-    } else {
-        "promotion"
+pub(super) fn op_word(kind: OpKind) -> &'static str {
+    match kind {
+        OpKind::Promote => "promotion",
+        OpKind::Rollback => "rollback",
     }
 }
 
@@ -21,7 +20,7 @@ pub(super) fn op_word(kind: &str) -> &'static str {
 /// for entries recorded before aliasd noted the kind).
 pub(super) fn op_label(e: &HistoryDto) -> Option<String> {
     e.op.map(|id| {
-        let word = e.op_kind.as_deref().map_or("operation", op_word);
+        let word = e.op_kind.map_or("operation", op_word);
         format!("{word} {id}")
     })
 }
@@ -48,7 +47,7 @@ pub(super) fn started_text(reply: &OperationReply) -> String {
         Some(op) => format!(
             "{}: {} {} started: {} → {} (phase {}{})",
             a.name,
-            op_word(&op.kind),
+            op_word(op.kind),
             op.id,
             plus(&op.from),
             plus(&op.to),
@@ -68,14 +67,14 @@ pub(super) fn where_is(a: &AliasDto) -> String {
     if let Some(op) = &a.operation {
         s.push_str(&format!(
             " ({} {} {} → {})",
-            op_word(&op.kind),
+            op_word(op.kind),
             op.id,
             plus(&op.from),
             plus(&op.to)
         ));
         if let Some(until) = &op.drain_until {
             s.push_str(&format!(", draining until {until}"));
-        } else if a.phase == "mixed" && op.confirm && !op.confirmed {
+        } else if a.phase == Phase::Mixed && op.confirm && !op.confirmed {
             s.push_str(&format!(
                 ", observing until {} then waiting for a confirm",
                 op.phase_deadline.as_deref().unwrap_or("?")
@@ -151,7 +150,7 @@ pub(super) fn plan_text(plan: &PlanDto) -> String {
         .map(|(i, step)| {
             vec![
                 (i + 1).to_string(),
-                step.phase.clone(),
+                step.phase.to_string(),
                 step.services.join(","),
                 step.endpoints.join(","),
                 step.until.clone(),
@@ -282,7 +281,7 @@ pub(super) fn status_line(a: &AliasDto) -> String {
     if let Some(op) = &a.operation {
         s.push_str(&format!(
             " ({} {} {} → {}",
-            op_word(&op.kind),
+            op_word(op.kind),
             op.id,
             plus(&op.from),
             plus(&op.to)
@@ -292,7 +291,7 @@ pub(super) fn status_line(a: &AliasDto) -> String {
         } else if let Some(deadline) = &op.phase_deadline {
             s.push_str(&format!(", until {deadline}"));
         }
-        if a.phase == "mixed" && op.confirm && !op.confirmed {
+        if a.phase == Phase::Mixed && op.confirm && !op.confirmed {
             s.push_str(", needs a confirm");
         }
         s.push(')');
@@ -309,18 +308,26 @@ pub(super) fn status_line(a: &AliasDto) -> String {
 
 /// `web-v2 incoming 1/2 healthy (127.0.0.42:80 unhealthy: HTTP 503)`.
 pub(super) fn member_summary(m: &MemberDto) -> String {
-    let healthy = m.endpoints.iter().filter(|e| e.health == "healthy").count();
+    let healthy = m
+        .endpoints
+        .iter()
+        .filter(|e| e.health == Health::Healthy)
+        .count();
     let mut s = format!(
         "{} {} {healthy}/{} healthy",
         m.service,
         m.role,
         m.endpoints.len()
     );
-    let unknown = m.endpoints.iter().filter(|e| e.health == "unknown").count();
+    let unknown = m
+        .endpoints
+        .iter()
+        .filter(|e| e.health == Health::Unknown)
+        .count();
     if unknown > 0 {
         s.push_str(&format!(", {unknown} unknown"));
     }
-    if let Some(bad) = m.endpoints.iter().find(|e| e.health == "unhealthy") {
+    if let Some(bad) = m.endpoints.iter().find(|e| e.health == Health::Unhealthy) {
         s.push_str(&format!(
             " ({} unhealthy{})",
             bad.addr,
@@ -368,7 +375,7 @@ pub(super) fn alias_table(aliases: &[AliasDto]) -> String {
             vec![
                 a.name.clone(),
                 a.targets.join(","),
-                a.phase.clone(),
+                a.phase.to_string(),
                 a.endpoints.join(","),
                 a.revision.to_string(),
                 a.changed_by.clone(),
@@ -415,7 +422,7 @@ pub(super) fn alias_detail(a: &AliasDto) -> String {
     if let Some(op) = &a.operation {
         s.push_str(&format!(
             "operation:  {} {}: {} → {}, by {} at {}{}\n",
-            op_word(&op.kind),
+            op_word(op.kind),
             op.id,
             plus(&op.from),
             plus(&op.to),
@@ -440,10 +447,10 @@ pub(super) fn alias_detail(a: &AliasDto) -> String {
         if let Some(until) = &op.drain_until {
             s.push_str(&format!("  drain until:    {until}\n"));
         } else if let Some(deadline) = &op.phase_deadline {
-            let what = match a.phase.as_str() {
-                "warming" => "warm deadline:  ",
-                "mixed" => "observe until:  ",
-                _ => "phase deadline: ",
+            let what = match a.phase {
+                Phase::Warming => "warm deadline:  ",
+                Phase::Mixed => "observe until:  ",
+                Phase::Stable | Phase::Draining => "phase deadline: ",
             };
             s.push_str(&format!("  {what}{deadline}\n"));
         }
@@ -521,12 +528,12 @@ pub(super) fn history_table(history: &[HistoryDto]) -> String {
     let rows: Vec<Vec<String>> = history
         .iter()
         .map(|e| {
-            let mut row = vec![e.revision.to_string(), e.at.clone(), e.change.clone()];
+            let mut row = vec![e.revision.to_string(), e.at.clone(), e.change.to_string()];
             if ops {
                 row.push(op_label(e).unwrap_or_else(|| "-".to_owned()));
             }
             row.extend([
-                e.phase.clone(),
+                e.phase.map_or_else(String::new, |p| p.to_string()),
                 e.answering.join(","),
                 e.actor.clone(),
                 e.reason.clone().unwrap_or_default(),
@@ -572,7 +579,7 @@ pub(super) fn service_table(services: &ServicesDto) -> String {
                 e.container
                     .as_ref()
                     .map_or("-".to_owned(), |c| format!("{} ({})", c.name, c.short_id)),
-                e.health.clone(),
+                e.health.to_string(),
                 linked.clone(),
             ]);
         }

@@ -5,18 +5,19 @@ use super::render::{
     service_table, started_text, status_line,
 };
 use crate::api::dto::{
-    AliasDto, ContainerDto, DockerDto, EndpointDto, EventDto, HistoryDto, MemberDto, OperationDto,
-    OperationReply, PlanDto, PlanStepDto, ProblemDto, RetiredDto, ServiceDto, ServicesDto,
+    AliasDto, Change, ContainerDto, DockerDto, EndpointDto, EventDto, Health, HistoryDto,
+    MemberDto, OpKind, OperationDto, OperationReply, Phase, PlanDto, PlanStepDto, ProblemDto,
+    RetiredDto, Role, ServiceDto, ServicesDto,
 };
 
 fn strings(items: &[&str]) -> Vec<String> {
     items.iter().map(|s| s.to_string()).collect()
 }
 
-fn endpoint(addr: &str, health: &str, last_error: Option<&str>) -> EndpointDto {
+fn endpoint(addr: &str, health: Health, last_error: Option<&str>) -> EndpointDto {
     EndpointDto {
         addr: addr.into(),
-        health: health.into(),
+        health,
         last_check: None,
         last_error: last_error.map(str::to_owned),
         source: "config".into(),
@@ -31,7 +32,7 @@ fn stable_alias() -> AliasDto {
         name: "web.internal".into(),
         zone: "internal.".into(),
         targets: strings(&["web-v1"]),
-        phase: "stable".into(),
+        phase: Phase::Stable,
         answering: strings(&["web-v1"]),
         endpoints: strings(&["127.0.0.11:8080"]),
         fallback: None,
@@ -39,10 +40,10 @@ fn stable_alias() -> AliasDto {
         warnings: Vec::new(),
         members: vec![MemberDto {
             service: "web-v1".into(),
-            role: "active".into(),
+            role: Role::Active,
             answering: true,
             inflight: 0,
-            endpoints: vec![endpoint("127.0.0.11:8080", "healthy", None)],
+            endpoints: vec![endpoint("127.0.0.11:8080", Health::Healthy, None)],
         }],
         operation: None,
         last_operation: None,
@@ -62,23 +63,23 @@ fn stable_alias() -> AliasDto {
 /// with one of web-v2's two endpoints unhealthy.
 fn mixed_alias() -> AliasDto {
     let mut a = stable_alias();
-    a.phase = "mixed".into();
+    a.phase = Phase::Mixed;
     a.answering = strings(&["web-v1", "web-v2"]);
     a.endpoints = strings(&["127.0.0.11:8080", "127.0.0.12:8080"]);
     a.members.push(MemberDto {
         service: "web-v2".into(),
-        role: "incoming".into(),
+        role: Role::Incoming,
         answering: true,
         inflight: 2,
         endpoints: vec![
-            endpoint("127.0.0.12:8080", "healthy", None),
-            endpoint("127.0.0.13:8080", "unhealthy", Some("HTTP 503")),
+            endpoint("127.0.0.12:8080", Health::Healthy, None),
+            endpoint("127.0.0.13:8080", Health::Unhealthy, Some("HTTP 503")),
         ],
     });
     a.operation = Some(OperationDto {
         stop_old: false,
         id: 4,
-        kind: "promote".into(),
+        kind: OpKind::Promote,
         from: strings(&["web-v1"]),
         to: strings(&["web-v2"]),
         actor: "ci".into(),
@@ -101,7 +102,7 @@ fn alias_table_aligns_columns_two_spaces_apart() {
     let mut api = stable_alias();
     api.name = "api.internal".into();
     api.targets = strings(&["api-v1", "api-v2"]);
-    api.phase = "mixed".into();
+    api.phase = Phase::Mixed;
     api.endpoints = strings(&["127.0.0.21:9000"]);
     api.revision = 12;
     api.changed_by = "aliasctl".into();
@@ -120,29 +121,30 @@ fn alias_table_aligns_columns_two_spaces_apart() {
 
 #[test]
 fn history_table_trims_an_empty_last_column() {
-    let entry = |revision: u64, change: &str, phase: &str, answering: &[&str], reason| HistoryDto {
-        alias: "web.internal".into(),
-        service: None,
-        revision,
-        at: format!("2025-01-02T03:0{revision}:00.000Z"),
-        actor: "ci".into(),
-        change: change.into(),
-        reason,
-        phase: phase.into(),
-        targets: strings(&["web-v1"]),
-        answering: strings(answering),
-        op: Some(4),
-        op_kind: Some("rollback".into()),
-    };
+    let entry =
+        |revision: u64, change: Change, phase: Phase, answering: &[&str], reason| HistoryDto {
+            alias: "web.internal".into(),
+            service: None,
+            revision,
+            at: format!("2025-01-02T03:0{revision}:00.000Z"),
+            actor: "ci".into(),
+            change,
+            reason,
+            phase: Some(phase),
+            targets: strings(&["web-v1"]),
+            answering: strings(answering),
+            op: Some(4),
+            op_kind: Some(OpKind::Rollback),
+        };
     let table = history_table(&[
         entry(
             4,
-            "started",
-            "warming",
+            Change::Started,
+            Phase::Warming,
             &["web-v1"],
             Some("release 2".into()),
         ),
-        entry(5, "mixed", "mixed", &["web-v1", "web-v2"], None),
+        entry(5, Change::Mixed, Phase::Mixed, &["web-v1", "web-v2"], None),
     ]);
     assert_eq!(
         table,
@@ -154,25 +156,25 @@ fn history_table_trims_an_empty_last_column() {
 
 #[test]
 fn history_marks_each_change_of_an_operation_with_its_kind() {
-    let entry = |revision: u64, change: &str, op: Option<u64>, kind: Option<&str>| HistoryDto {
+    let entry = |revision: u64, change: Change, op: Option<u64>, kind: Option<OpKind>| HistoryDto {
         alias: "web.internal".into(),
         service: None,
         revision,
         at: format!("2025-01-02T03:0{revision}:00.000Z"),
         actor: "aliasd".into(),
-        change: change.into(),
+        change,
         reason: None,
-        phase: "stable".into(),
+        phase: Some(Phase::Stable),
         targets: strings(&["web-v1"]),
         answering: strings(&["web-v1"]),
         op,
-        op_kind: kind.map(str::to_owned),
+        op_kind: kind,
     };
     let table = history_table(&[
-        entry(1, "linked", None, None),
-        entry(2, "completed", Some(1), Some("promote")),
-        entry(4, "completed", Some(3), Some("rollback")),
-        entry(6, "completed", Some(5), None),
+        entry(1, Change::Linked, None, None),
+        entry(2, Change::Completed, Some(1), Some(OpKind::Promote)),
+        entry(4, Change::Completed, Some(3), Some(OpKind::Rollback)),
+        entry(6, Change::Completed, Some(5), None),
     ]);
     let ops: Vec<&str> = table
         .lines()
@@ -190,12 +192,12 @@ fn history_marks_each_change_of_an_operation_with_its_kind() {
         "{table}"
     );
     // A service's history has no operations and no OP column.
-    let service = history_table(&[entry(1, "service_set", None, None)]);
+    let service = history_table(&[entry(1, Change::ServiceSet, None, None)]);
     assert!(service.starts_with("REV  TIME  "), "{service}");
     assert!(!service.contains("OP"), "{service}");
     assert_eq!(
         event_text(&EventDto::Change {
-            entry: entry(4, "completed", Some(3), Some("rollback")),
+            entry: entry(4, Change::Completed, Some(3), Some(OpKind::Rollback)),
             retired: None,
             drain_until: None,
         }),
@@ -212,13 +214,13 @@ fn plan_text_lists_the_steps_and_the_gates() {
         noop: false,
         steps: vec![
             PlanStepDto {
-                phase: "warming".into(),
+                phase: Phase::Warming,
                 services: strings(&["web-v1"]),
                 endpoints: strings(&["127.0.0.11:8080"]),
                 until: "web-v2 healthy, at most 2m".into(),
             },
             PlanStepDto {
-                phase: "mixed".into(),
+                phase: Phase::Mixed,
                 services: strings(&["web-v1", "web-v2"]),
                 endpoints: strings(&["127.0.0.11:8080", "127.0.0.12:8080"]),
                 until: "30s, then a confirm".into(),
@@ -351,14 +353,14 @@ fn services_and_events_render_as_text() {
             short_id: "4c46bfba1c5e".into(),
             name: "web-v2-1".into(),
         }),
-        ..endpoint("172.18.0.2:8080", "starting", None)
+        ..endpoint("172.18.0.2:8080", Health::Starting, None)
     };
     let services = service_table(&ServicesDto {
         services: vec![
             ServiceDto {
                 name: "web-v1".into(),
                 source: "config".into(),
-                endpoints: vec![endpoint("127.0.0.11:8080", "healthy", None)],
+                endpoints: vec![endpoint("127.0.0.11:8080", Health::Healthy, None)],
                 linked_by: strings(&["web.internal"]),
                 check: "http /healthz".into(),
                 warnings: vec![],
@@ -412,7 +414,7 @@ fn services_and_events_render_as_text() {
         event_text(&EventDto::Health {
             service: "web-v2".into(),
             endpoint: "127.0.0.13:8080".into(),
-            health: "unhealthy".into(),
+            health: Health::Unhealthy,
             error: Some("HTTP 503".into()),
             at: "2025-01-02T03:05:10.000Z".into(),
         }),
@@ -428,37 +430,46 @@ fn services_and_events_render_as_text() {
 fn watch_reports_only_what_concerns_its_alias() {
     use super::follow::concerns;
     let web = stable_alias();
-    let registry = |alias: &str, service: Option<&str>, change: &str| EventDto::Registry {
+    let registry = |alias: &str, service: Option<&str>, change: Change| EventDto::Registry {
         entry: HistoryDto {
             alias: alias.into(),
             service: service.map(str::to_owned),
             revision: 2,
             at: "2025-01-02T03:04:05.000Z".into(),
             actor: "demo".into(),
-            change: change.into(),
+            change,
             reason: Some("removed through the API".into()),
-            phase: String::new(),
+            phase: None,
             targets: vec![],
             answering: vec![],
             op: None,
             op_kind: None,
         },
     };
-    let other_alias_removed = registry("api.internal", None, "removed");
+    let other_alias_removed = registry("api.internal", None, Change::Removed);
     assert!(!concerns(&web, &other_alias_removed));
     assert_eq!(
         event_text(&other_alias_removed),
         "api.internal: removed by demo: removed through the API"
     );
-    assert!(concerns(&web, &registry("web.internal", None, "updated")));
-    assert!(concerns(&web, &registry("", Some("web-v1"), "service_set")));
-    assert!(!concerns(&web, &registry("", Some("vm-v1"), "service_set")));
+    assert!(concerns(
+        &web,
+        &registry("web.internal", None, Change::Updated)
+    ));
+    assert!(concerns(
+        &web,
+        &registry("", Some("web-v1"), Change::ServiceSet)
+    ));
+    assert!(!concerns(
+        &web,
+        &registry("", Some("vm-v1"), Change::ServiceSet)
+    ));
     // A reload may change anything.
-    assert!(concerns(&web, &registry("", None, "reloaded")));
+    assert!(concerns(&web, &registry("", None, Change::Reloaded)));
     let health = |service: &str| EventDto::Health {
         service: service.into(),
         endpoint: "127.0.0.13:8080".into(),
-        health: "unhealthy".into(),
+        health: Health::Unhealthy,
         error: None,
         at: "2025-01-02T03:05:10.000Z".into(),
     };

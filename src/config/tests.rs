@@ -1,7 +1,7 @@
 use super::*;
 use std::ops::RangeInclusive;
 
-use tempfile::TempDir;
+use crate::testkit::{self, ConfigDir};
 
 /// The zone of most tests: `db` and `host.rack1` are static names an alias must not take.
 const INTERNAL_ZONE: &str = "\
@@ -13,54 +13,28 @@ db         IN A   10.0.0.9
 host.rack1 IN A   10.0.0.10
 ";
 
-const EXAMPLE_ZONE: &str = "\
-$TTL 300
-@   IN SOA ns1.example. hostmaster.example. ( 100 3600 600 86400 5 )
-    IN NS  ns1.example.
-ns1 IN A   127.0.0.1
-";
-
 /// A small valid config; error tests change one thing in it.
-const BASE: &str = r#"[dns]
-listen = ["127.0.0.1:5353"]
-
-[[zone]]
-origin = "internal."
-file = "internal.zone"
-
-[state]
-dir = "state"
-
-[[service]]
-name = "web-v1"
-endpoints = ["10.0.0.1:8080"]
-
-[[service]]
-name = "web-v2"
-endpoints = ["10.0.0.2:8080"]
-
-[[alias]]
-name = "web"
-targets = ["web-v1"]
-"#;
+const BASE: &str = testkit::BASE;
 
 const TOKEN_SECRET: &str = "0123456789abcdef";
 
 /// A temporary directory holding the zone files; the config "lives" in it as `aliasd.toml`.
 struct Fixture {
-    dir: TempDir,
+    dir: ConfigDir,
 }
 
 impl Fixture {
     fn new() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("internal.zone"), INTERNAL_ZONE).unwrap();
-        std::fs::write(dir.path().join("example.zone"), EXAMPLE_ZONE).unwrap();
-        Self { dir }
+        Self {
+            dir: ConfigDir::new(&[
+                ("internal.zone", INTERNAL_ZONE),
+                ("example.zone", testkit::EXAMPLE_ZONE),
+            ]),
+        }
     }
 
     fn config_path(&self) -> PathBuf {
-        self.dir.path().join("aliasd.toml")
+        self.dir.path()
     }
 
     fn parse_with_env(
@@ -72,7 +46,7 @@ impl Fixture {
     }
 
     fn parse(&self, text: &str) -> Result<Config, ConfigError> {
-        self.parse_with_env(text, &|_| None)
+        self.dir.try_parse(text)
     }
 
     fn problems(&self, text: &str) -> Vec<String> {
@@ -416,7 +390,7 @@ fn overlapping_zones_are_refused() {
 fn a_missing_zone_file_is_refused_with_its_path() {
     let fx = Fixture::new();
     let text = base_with("internal.zone", "missing.zone");
-    let missing = fx.dir.path().join("missing.zone");
+    let missing = fx.dir.root().join("missing.zone");
     fx.refused(
         &text,
         Some(r#""missing.zone""#),
@@ -430,7 +404,7 @@ fn a_missing_zone_file_is_refused_with_its_path() {
 #[test]
 fn a_zone_file_syntax_error_names_the_zone_file_and_its_line() {
     let fx = Fixture::new();
-    let bad = fx.dir.path().join("bad.zone");
+    let bad = fx.dir.root().join("bad.zone");
     std::fs::write(&bad, INTERNAL_ZONE.replace("10.0.0.9", "10.0.0.999")).unwrap();
     let text = base_with("internal.zone", "bad.zone");
     fx.refused(
@@ -720,7 +694,7 @@ fn nested_aliases_are_refused_in_either_order() {
 #[test]
 fn an_alias_colliding_with_a_static_name_is_refused() {
     let fx = Fixture::new();
-    let zone = fx.dir.path().join("internal.zone");
+    let zone = fx.dir.root().join("internal.zone");
     // `db` is a static name; `rack1` is above the static `host.rack1`.
     for (name, clash) in [("db", "db.internal."), ("rack1", "host.rack1.internal.")] {
         let text = base_with(r#"name = "web""#, &format!("name = \"{name}\""));
@@ -807,10 +781,10 @@ fn the_base_config_parses_with_the_defaults() {
         "127.0.0.1:5380".parse::<SocketAddr>().unwrap()
     );
     assert!(config.api.tokens.is_empty());
-    assert_eq!(config.state_dir, fx.dir.path().join("state"));
+    assert_eq!(config.state_dir, fx.dir.root().join("state"));
     assert_eq!(config.zones.len(), 1);
     assert_eq!(config.zones[0].origin.to_ascii(), "internal.");
-    assert_eq!(config.zones[0].path, fx.dir.path().join("internal.zone"));
+    assert_eq!(config.zones[0].path, fx.dir.root().join("internal.zone"));
     assert_eq!(config.zones[0].serial, 7);
     let services: Vec<&str> = config.services.keys().map(|s| s.as_str()).collect();
     assert_eq!(services, ["web-v1", "web-v2"]);

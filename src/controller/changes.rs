@@ -290,10 +290,12 @@ pub fn put_alias(
             }))
         }
         _ => {
+            // Not malformed (the same body changes an alias that exists): there is no alias to
+            // change, so a 404, as the API's spec can state no rule that depends on what exists.
             let targets = put.targets.ok_or_else(|| {
-                ControlError::BadRequest(
-                    "`targets` is required to create an alias: the services it answers with".into(),
-                )
+                ControlError::NotFound(format!(
+                    "no alias `{name}` to change; `targets` is required to create an alias: the services it answers with"
+                ))
             })?;
             place_alias(name, &topology.zones, &topology.aliases)
                 .map_err(ControlError::BadRequest)?;

@@ -48,8 +48,10 @@ impl From<MachineError> for ControlError {
     fn from(e: MachineError) -> Self {
         match e {
             MachineError::EmptyTargets => Self::EmptyTargets,
-            MachineError::MinHealthyTooHigh { .. } => Self::BadRequest(e.to_string()),
-            MachineError::Busy { .. }
+            // How many endpoints a service has is the current state, not the request's shape:
+            // a conflict, as the API's spec (which cannot know it) documents.
+            MachineError::MinHealthyTooHigh { .. }
+            | MachineError::Busy { .. }
             | MachineError::NothingRunning
             | MachineError::NotMixed { .. }
             | MachineError::NoConfirmGate => Self::Conflict(e.to_string()),

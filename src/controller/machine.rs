@@ -140,8 +140,9 @@ pub fn required(options: &PromoteOptions, counts: Counts) -> u32 {
     options.min_healthy.unwrap_or(counts.total).max(1)
 }
 
-/// The drain window: TTLs served while the old answers were out there, plus the grace.
-fn drain_window_ms(state: &AliasState, ctx: &Ctx<'_>) -> u64 {
+/// The drain window: TTLs served while the old answers were out there, plus the grace. Public
+/// so a dry run shows the window the drain would wait.
+pub fn drain_window_ms(state: &AliasState, ctx: &Ctx<'_>) -> u64 {
     u64::from(state.ttl_served_s.max(ctx.ttl_window_s)) * 1000 + ctx.grace_ms
 }
 

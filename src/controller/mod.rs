@@ -9,6 +9,7 @@
 //! change that a crash could lose, and DNS never serves one.
 
 pub mod changes;
+pub mod dry_run;
 mod error;
 pub mod history;
 pub mod machine;

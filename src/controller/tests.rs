@@ -2,57 +2,18 @@ use super::*;
 
 use hickory_proto::rr::Name;
 
-use crate::config::Config;
 use crate::registry::{Base, Registry};
+use crate::testkit::{self, ConfigDir};
 
-const INTERNAL_ZONE: &str = "\
-$TTL 300
-@   IN SOA ns1.internal. hostmaster.internal. ( 7 3600 600 86400 5 )
-    IN NS  ns1.internal.
-ns1 IN A   127.0.0.1
-";
-
-const EXAMPLE_ZONE: &str = "\
-$TTL 300
-@   IN SOA ns1.example. hostmaster.example. ( 100 3600 600 86400 5 )
-    IN NS  ns1.example.
-ns1 IN A   127.0.0.1
-";
-
-const CONFIG: &str = r#"[dns]
-listen = ["127.0.0.1:5353"]
-
-[[zone]]
-origin = "internal."
-file = "internal.zone"
-
-[[zone]]
-origin = "example."
-file = "example.zone"
-
-[state]
-dir = "state"
-
-[[service]]
-name = "web-v1"
-endpoints = ["10.0.0.1:8080"]
-
-[[service]]
-name = "web-v2"
-endpoints = ["10.0.0.2:8080"]
-
-[[service]]
-name = "web-v3"
-endpoints = ["10.0.0.3:8080"]
-
-[[alias]]
-name = "web"
-targets = ["web-v1"]
-
-[[alias]]
-name = "app.example."
-targets = ["web-v2", "web-v3"]
-"#;
+/// [`testkit::BASE`] with a second zone, `example.`, holding `app` on `web-v2` and `web-v3`.
+fn config() -> String {
+    format!(
+        "{}\n[[zone]]\norigin = \"example.\"\nfile = \"example.zone\"\n\n{}\n{}",
+        testkit::BASE,
+        testkit::service("web-v3", &["10.0.0.3:8080"]),
+        testkit::alias("app.example.", &["web-v2", "web-v3"]),
+    )
+}
 
 /// The SOA serials written in the two zone files.
 const FILE_SERIALS: [u32; 2] = [7, 100];
@@ -65,11 +26,11 @@ fn topology() -> Topology {
 
 /// The config part of the test config.
 fn base() -> Base {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("internal.zone"), INTERNAL_ZONE).unwrap();
-    std::fs::write(dir.path().join("example.zone"), EXAMPLE_ZONE).unwrap();
-    let config = Config::parse(CONFIG, &dir.path().join("aliasd.toml"), &|_| None)
-        .unwrap_or_else(|e| panic!("{e}"));
+    let config = ConfigDir::new(&[
+        ("internal.zone", testkit::ZONE),
+        ("example.zone", testkit::EXAMPLE_ZONE),
+    ])
+    .parse(&config());
     let file_serials: Vec<u32> = config.zones.iter().map(|z| z.serial).collect();
     assert_eq!(file_serials, FILE_SERIALS);
     Base::from_config(&config)

@@ -14,71 +14,39 @@ use super::*;
 use crate::backend::{self, Backend};
 use crate::config::Config;
 use crate::daemon::Daemon;
-
-const ZONE: &str = "\
-$TTL 300
-@   IN SOA ns1.internal. hostmaster.internal. ( 1 3600 600 86400 5 )
-    IN NS  ns1.internal.
-ns1 IN A   127.0.0.1
-";
+use crate::testkit::{self, ConfigDir};
 
 /// A config with `web` linked to `web-v1` at `v1`, and `extra` appended.
 fn config_text(v1: &[SocketAddr], extra: &str) -> String {
-    let list: Vec<String> = v1.iter().map(|a| format!("\"{a}\"")).collect();
-    format!(
-        r#"[dns]
-listen = ["127.0.0.1:0"]
-udp_sockets = 1
-
-[[zone]]
-origin = "internal."
-file = "internal.zone"
-
-[api]
-listen = "127.0.0.1:0"
-
-[state]
-dir = "state"
-
-[health]
-kind = "none"
-
-[[service]]
-name = "web-v1"
-endpoints = [{}]
-
-[[service]]
-name = "empty"
-endpoints = []
-
-[[alias]]
-name = "web"
-targets = ["web-v1"]
-
-[[alias]]
-name = "nothing"
-targets = ["empty"]
-{extra}"#,
-        list.join(", ")
+    let v1: Vec<String> = v1.iter().map(ToString::to_string).collect();
+    let v1: Vec<&str> = v1.iter().map(String::as_str).collect();
+    testkit::config(
+        r#"["127.0.0.1:0"]"#,
+        "udp_sockets = 1",
+        &format!(
+            "[api]\nlisten = \"127.0.0.1:0\"\n\n[health]\nkind = \"none\"\n\n{}\n{}\n{}\n{}{extra}",
+            testkit::service("web-v1", &v1),
+            testkit::service("empty", &[]),
+            testkit::alias("web", &["web-v1"]),
+            testkit::alias("nothing", &["empty"]),
+        ),
     )
 }
 
-/// A directory with the zone file; configs are parsed as if they were `aliasd.toml` in it.
-struct Dir(tempfile::TempDir);
+/// The zone file's directory; configs are parsed as if they were `aliasd.toml` in it.
+struct Dir(ConfigDir);
 
 impl Dir {
     fn new() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("internal.zone"), ZONE).unwrap();
-        Self(dir)
+        Self(ConfigDir::internal())
     }
 
     fn path(&self) -> PathBuf {
-        self.0.path().join("aliasd.toml")
+        self.0.path()
     }
 
     fn parse(&self, text: &str) -> Result<Config, Vec<String>> {
-        Config::parse(text, &self.path(), &|_| None).map_err(|e| e.problems)
+        self.0.try_parse(text).map_err(|e| e.problems)
     }
 }
 

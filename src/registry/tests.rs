@@ -1,7 +1,7 @@
 use super::*;
 
 use crate::check::{CheckKind, HealthSpec};
-use crate::config::Config;
+use crate::testkit::{self, ConfigDir};
 
 const ZONE: &str = "\
 $TTL 300
@@ -11,27 +11,15 @@ db  IN A   10.9.0.1
 ";
 
 fn base_with(extra: &str) -> Base {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("internal.zone"), ZONE).unwrap();
-    let text = format!(
-        r#"[dns]
-listen = ["127.0.0.1:5353"]
-[[zone]]
-origin = "internal."
-file = "internal.zone"
-[state]
-dir = "state"
-[health]
-kind = "tcp"
-[[service]]
-name = "web-v1"
-endpoints = ["10.0.0.1:8080"]
-{extra}
-"#
+    let rest = format!(
+        "[health]\nkind = \"tcp\"\n{}{extra}\n",
+        testkit::service("web-v1", &["10.0.0.1:8080"])
     );
-    let config = Config::parse(&text, &dir.path().join("aliasd.toml"), &|_| None)
-        .unwrap_or_else(|e| panic!("{e}"));
-    Base::from_config(&config)
+    ConfigDir::new(&[("internal.zone", ZONE)]).base(&testkit::config(
+        r#"["127.0.0.1:5353"]"#,
+        "",
+        &rest,
+    ))
 }
 
 fn svc(name: &str) -> ServiceName {

@@ -2,8 +2,8 @@ use super::*;
 
 use hickory_proto::rr::rdata::SOA;
 
-use crate::config::Config;
 use crate::registry::Base;
+use crate::testkit::{self, ConfigDir};
 
 use crate::controller::initial_state;
 use crate::controller::machine::{OpKind, Operation, Phase, PromoteOptions};
@@ -27,51 +27,30 @@ const EXAMPLE_ZONE: &str = r#"$TTL 30
 ns1 IN A   127.0.0.1
 "#;
 
-const CONFIG: &str = r#"[dns]
-listen = ["127.0.0.1:5353"]
-alias_ttl = 30
-negative_ttl = 60
-
-[[zone]]
-origin = "internal."
-file = "internal.zone"
-
-[[zone]]
-origin = "example."
-file = "example.zone"
-
-[state]
-dir = "state"
-
-[[service]]
-name = "web-v1"
-endpoints = ["10.0.0.1:8080", "10.0.0.2:8080"]
-
-[[service]]
-name = "web-v2"
-endpoints = ["10.0.0.2:8080", "10.0.0.2:9090", "[fd00::2]:8080"]
-
-[[service]]
-name = "idle"
-endpoints = []
-
-[[alias]]
-name = "web"
-targets = ["web-v1", "web-v2"]
-
-[[alias]]
-name = "idle"
-targets = ["idle"]
-
-[[alias]]
-name = "api"
-targets = ["web-v2"]
-port_name = "grpc"
-
-[[alias]]
-name = "app.example."
-targets = ["web-v1"]
-"#;
+/// Two zones; aliases with several endpoints and IPv6, none, an SRV port name, and one in the
+/// second zone. Its last table is the `app.example.` alias (a test appends a key to it).
+fn config() -> String {
+    use crate::testkit::{alias, service};
+    let rest = [
+        "[[zone]]\norigin = \"example.\"\nfile = \"example.zone\"\n".to_owned(),
+        service("web-v1", &["10.0.0.1:8080", "10.0.0.2:8080"]),
+        service(
+            "web-v2",
+            &["10.0.0.2:8080", "10.0.0.2:9090", "[fd00::2]:8080"],
+        ),
+        service("idle", &[]),
+        alias("web", &["web-v1", "web-v2"]),
+        alias("idle", &["idle"]),
+        alias("api", &["web-v2"]) + "port_name = \"grpc\"\n",
+        alias("app.example.", &["web-v1"]),
+    ]
+    .join("\n");
+    testkit::config(
+        r#"["127.0.0.1:5353"]"#,
+        "alias_ttl = 30\nnegative_ttl = 60",
+        &rest,
+    )
+}
 
 const ALIAS_TTL: u32 = 30;
 const NEGATIVE_TTL: u32 = 60;
@@ -79,30 +58,28 @@ const NEGATIVE_TTL: u32 = 60;
 const SERIALS: [u32; 2] = [42, 4000];
 
 fn topology() -> Arc<Topology> {
-    topology_of(CONFIG)
+    topology_of(&config())
 }
 
 fn topology_of(config: &str) -> Arc<Topology> {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("internal.zone"), INTERNAL_ZONE).unwrap();
-    std::fs::write(dir.path().join("example.zone"), EXAMPLE_ZONE).unwrap();
-    let path = dir.path().join("aliasd.toml");
-    let config = Config::parse(config, &path, &|_| None).unwrap_or_else(|e| panic!("{e}"));
-    Arc::new(Topology::from_config(&config))
+    Arc::new(Topology::from_config(&zones().parse(config)))
 }
 
 fn base_of(config: &str) -> Base {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("internal.zone"), INTERNAL_ZONE).unwrap();
-    std::fs::write(dir.path().join("example.zone"), EXAMPLE_ZONE).unwrap();
-    let path = dir.path().join("aliasd.toml");
-    let config = Config::parse(config, &path, &|_| None).unwrap_or_else(|e| panic!("{e}"));
-    Base::from_config(&config)
+    zones().base(config)
+}
+
+/// The two zones the configs name.
+fn zones() -> ConfigDir {
+    ConfigDir::new(&[
+        ("internal.zone", INTERNAL_ZONE),
+        ("example.zone", EXAMPLE_ZONE),
+    ])
 }
 
 /// The state the config describes, with [`SERIALS`].
 fn config_state(_topology: &Topology) -> State {
-    let (mut state, notes) = initial_state(&base_of(CONFIG), None, 1);
+    let (mut state, notes) = initial_state(&base_of(&config()), None, 1);
     assert!(notes.is_empty(), "{notes:?}");
     state.serials = SERIALS.to_vec();
     state
@@ -650,7 +627,7 @@ fn last_good(good: &[&str]) -> LastGood {
 
 /// The config with `if_none_healthy = policy` on `app.example.`, its last `[[alias]]`.
 fn topology_with_policy(policy: &str) -> Arc<Topology> {
-    topology_of(&format!("{CONFIG}if_none_healthy = \"{policy}\"\n"))
+    topology_of(&format!("{}if_none_healthy = \"{policy}\"\n", config()))
 }
 
 /// The addresses `name` answers for A and AAAA, in order.

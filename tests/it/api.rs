@@ -211,7 +211,7 @@ async fn out_of_range_values_are_refused_naming_the_field_and_the_alias_still_re
             "POST",
             "/v1/aliases/web/promote",
             serde_json::json!({"to": "web-v2", "reason": long_reason}).to_string(),
-            "`reason` must be at most 1024 bytes",
+            "`reason` must be at most 1024 characters",
         ),
         (
             "POST",

@@ -193,7 +193,7 @@ fn every_duration_and_count_flag_is_checked_before_anything_is_sent() {
     );
     assert_usage_error(
         &promote(&["--reason", &"x".repeat(1025)]),
-        "reason must be at most 1024 bytes",
+        "reason must be at most 1024 characters",
     );
     assert_usage_error(
         &promote(&["--wait", "--timeout", "5x"]),

@@ -6,7 +6,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::process::Output;
 use std::time::{Duration, Instant};
 
-use aliasd::api::dto::{AliasDto, HistoryDto, PlanDto};
+use aliasd::api::dto::{AliasDto, Change, Health, HistoryDto, OpKind, Phase, PlanDto};
 use aliasd::backend::{self, Backend};
 use aliasd::client::Client;
 use tokio_util::sync::CancellationToken;
@@ -58,7 +58,7 @@ impl Setup {
             .wait_for("web-v1 healthy", |a| {
                 a.members
                     .iter()
-                    .all(|m| m.endpoints.iter().all(|e| e.health == "healthy"))
+                    .all(|m| m.endpoints.iter().all(|e| e.health == Health::Healthy))
             })
             .await;
         setup
@@ -152,7 +152,7 @@ fn changes(history: &[HistoryDto]) -> Vec<&str> {
 }
 
 fn assert_back_on_v1(a: &AliasDto) {
-    assert_eq!(a.phase, "stable", "{a:#?}");
+    assert_eq!(a.phase, Phase::Stable, "{a:#?}");
     assert_eq!(a.targets, ["web-v1"], "{a:#?}");
     assert_eq!(a.answering, ["web-v1"], "{a:#?}");
     assert!(a.operation.is_none(), "{a:#?}");
@@ -192,7 +192,7 @@ async fn promote_wait_prints_every_phase_and_exits_0_when_completed() {
     let json = setup.ctl(&["--json", "status", "web"]).await;
     assert_exit(&json, 0);
     let a: AliasDto = serde_json::from_slice(&json.stdout).expect("status --json");
-    assert_eq!(a.phase, "stable");
+    assert_eq!(a.phase, Phase::Stable);
     assert_eq!(a.targets, ["web-v2"]);
     assert!(a.operation.is_none());
     let retired = a.retired.expect("web-v1 is retired");
@@ -215,8 +215,11 @@ async fn promote_wait_prints_every_phase_and_exits_0_when_completed() {
 
     let history = setup.history().await;
     let last = history.last().unwrap();
-    assert_eq!(last.change, "completed");
-    let started = history.iter().find(|e| e.change == "started").unwrap();
+    assert_eq!(last.change, Change::Completed);
+    let started = history
+        .iter()
+        .find(|e| e.change == Change::Started)
+        .unwrap();
     assert_eq!(started.reason.as_deref(), Some("release 2"));
 }
 
@@ -269,7 +272,7 @@ async fn v2_failing_while_mixed_rolls_back_and_exits_3() {
         "--timeout",
         "20s",
     ]);
-    setup.wait_for("mixed", |a| a.phase == "mixed").await;
+    setup.wait_for("mixed", |a| a.phase == Phase::Mixed).await;
     setup.v2.set_healthy(false);
     let out = run.await.expect("aliasctl ran");
     assert_exit(&out, 3);
@@ -286,7 +289,7 @@ async fn v2_failing_while_mixed_rolls_back_and_exits_3() {
     assert!(!stdout.contains("draining"), "{stdout}");
     let history = setup.history().await;
     let rolled_back = history.last().unwrap();
-    assert_eq!(rolled_back.change, "auto_rollback");
+    assert_eq!(rolled_back.change, Change::AutoRollback);
     assert_eq!(
         rolled_back.actor, "aliasd",
         "aliasd decided it, not the token"
@@ -333,7 +336,7 @@ async fn a_confirm_gate_outlasts_the_timeout_then_confirm_finishes_it() {
         show(&out)
     );
     let a = setup.alias().await;
-    assert_eq!(a.phase, "mixed", "the promotion goes on: {a:#?}");
+    assert_eq!(a.phase, Phase::Mixed, "the promotion goes on: {a:#?}");
     let op = a.operation.expect("an operation");
     assert!(op.confirm && !op.confirmed, "{op:?}");
 
@@ -365,7 +368,7 @@ async fn a_confirm_gate_outlasts_the_timeout_then_confirm_finishes_it() {
     );
     setup
         .wait_for("stable on web-v2", |a| {
-            a.phase == "stable" && a.targets == ["web-v2"]
+            a.phase == Phase::Stable && a.targets == ["web-v2"]
         })
         .await;
 
@@ -615,7 +618,13 @@ async fn rollback_wait_after_a_completed_promotion_returns_to_v1() {
     let rows: Vec<(&str, Option<&str>, &str)> = history
         .iter()
         .filter(|e| e.op.is_some())
-        .map(|e| (e.change.as_str(), e.op_kind.as_deref(), e.actor.as_str()))
+        .map(|e| {
+            (
+                e.change.as_str(),
+                e.op_kind.map(OpKind::as_str),
+                e.actor.as_str(),
+            )
+        })
         .collect();
     let op = |kind| {
         [
@@ -633,7 +642,7 @@ async fn rollback_wait_after_a_completed_promotion_returns_to_v1() {
     let rollback_id = history
         .iter()
         .rev()
-        .find(|e| e.change == "started")
+        .find(|e| e.change == Change::Started)
         .unwrap()
         .revision;
     let table = text(&setup.ctl(&["history", "web"]).await.stdout);
@@ -716,7 +725,7 @@ async fn losing_aliasd_while_waiting_exits_1_with_one_line() {
         "--timeout",
         "20s",
     ]);
-    setup.wait_for("mixed", |a| a.phase == "mixed").await;
+    setup.wait_for("mixed", |a| a.phase == Phase::Mixed).await;
     // Give aliasctl the time to print the mixed change, then take the daemon away.
     tokio::time::sleep(Duration::from_millis(200)).await;
     let Setup {

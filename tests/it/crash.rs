@@ -26,7 +26,7 @@ use tokio::net::UdpSocket;
 use tokio_util::sync::CancellationToken;
 
 use crate::support::{
-    Daemon, Fixture, StopOnDrop, TOKEN, TOKEN_NAME, addresses, http, query_message, spawn_backends,
+    ConfigText, Daemon, Fixture, StopOnDrop, TOKEN, addresses, http, query_message, spawn_backends,
 };
 
 /// Kills in one run.
@@ -53,54 +53,13 @@ impl Rng {
     }
 }
 
-fn config(v1: SocketAddr, v2: SocketAddr) -> String {
-    format!(
-        r#"
-[dns]
-listen = ["127.0.0.1:0"]
-udp_sockets = 1
-alias_ttl = 1
-negative_ttl = 1
-
-[[zone]]
-origin = "internal."
-file = "internal.zone"
-
-[api]
-listen = "127.0.0.1:0"
-
-[[api.token]]
-name = "{TOKEN_NAME}"
-secret = "{TOKEN}"
-
-[state]
-dir = "state"
-
-[health]
-kind = "none"
-
-[promotion]
-observe = "300ms"
-warm_timeout = "5s"
-drain_grace = "100ms"
-
-[[service]]
-name = "web-v1"
-endpoints = ["{v1}"]
-
-[[service]]
-name = "web-v2"
-endpoints = ["{v2}"]
-
-[[alias]]
-name = "web"
-targets = ["web-v1"]
-
-[[proxy]]
-listen = "127.0.0.1:0"
-alias = "web"
-"#
-    )
+fn config(v1: SocketAddr, v2: SocketAddr) -> ConfigText {
+    ConfigText::new()
+        .section("[promotion]\nobserve = \"300ms\"\nwarm_timeout = \"5s\"\ndrain_grace = \"100ms\"")
+        .service("web-v1", [v1])
+        .service("web-v2", [v2])
+        .alias("web", ["web-v1"])
+        .section("[[proxy]]\nlisten = \"127.0.0.1:0\"\nalias = \"web\"")
 }
 
 /// Where the load goes now: the running daemon's life number and addresses, or nothing while
@@ -363,7 +322,7 @@ async fn kill_9_at_100_random_moments_loses_no_acknowledged_change_and_fails_no_
     let v1 = spawn_backends(0, 81, 1, "web-v1", &stop_backends).await;
     let v2 = spawn_backends(0, 82, 1, "web-v2", &stop_backends).await;
     let _backends = StopOnDrop(stop_backends);
-    let fixture = Fixture::with_config_text(&config(v1[0].addr, v2[0].addr));
+    let fixture = config(v1[0].addr, v2[0].addr).fixture();
 
     let target: Current = Arc::default();
     let stop_load = CancellationToken::new();

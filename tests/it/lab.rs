@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use tokio::net::{UnixListener, UnixStream};
 use tokio_util::sync::CancellationToken;
 
-use crate::support::{FAST_PROMOTION, Fixture, TOKEN, TOKEN_NAME};
+use crate::support::{ConfigText, FAST_PROMOTION, Fixture};
 
 /// The label every lab object carries, with the lab's name as its value.
 pub const LAB_LABEL: &str = "aliasd-test";
@@ -270,54 +270,21 @@ impl Lab {
             listen.push(format!("\"{}:53\"", self.gateway));
         }
         let socket = socket.map_or(String::new(), |p| format!("socket = \"{}\"\n", p.display()));
-        let mut config = format!(
-            r#"
-[dns]
-listen = [{listen}]
-udp_sockets = 1
-alias_ttl = 1
-negative_ttl = 1
-
-[[zone]]
-origin = "internal."
-file = "internal.zone"
-
-[api]
-listen = "127.0.0.1:0"
-
-[[api.token]]
-name = "{TOKEN_NAME}"
-secret = "{TOKEN}"
-
-[state]
-dir = "state"
-
-[health]
-kind = "http"
-path = "/healthz"
-interval = "200ms"
-timeout = "150ms"
-rise = 2
-fall = 2
-{FAST_PROMOTION}
-[docker]
-enabled = true
-{socket}label_prefix = "{prefix}"
-network = "{network}"
-{extra}
-"#,
-            listen = listen.join(", "),
-            prefix = self.prefix,
-            network = self.network,
-        );
+        let mut config = ConfigText::new()
+            .dns("listen", format!("[{}]", listen.join(", ")))
+            .health(
+                "kind = \"http\"\npath = \"/healthz\"\ninterval = \"200ms\"\ntimeout = \"150ms\"\nrise = 2\nfall = 2",
+            )
+            .section(FAST_PROMOTION)
+            .section(&format!(
+                "[docker]\nenabled = true\n{socket}label_prefix = \"{}\"\nnetwork = \"{}\"",
+                self.prefix, self.network
+            ))
+            .section(extra);
         for (name, targets) in aliases {
-            let targets: Vec<String> = targets.iter().map(|t| format!("\"{t}\"")).collect();
-            config.push_str(&format!(
-                "\n[[alias]]\nname = \"{name}\"\ntargets = [{}]\n",
-                targets.join(", ")
-            ));
+            config = config.alias(name, targets.iter());
         }
-        Fixture::with_config_text(&config)
+        config.fixture()
     }
 }
 

@@ -16,7 +16,7 @@ use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
 use crate::proxy::{GET, exchange};
-use crate::support::{Daemon, Fixture, StopOnDrop, TOKEN, TOKEN_NAME, dig, spawn_backends};
+use crate::support::{ConfigText, Daemon, Fixture, StopOnDrop, dig, spawn_backends};
 
 /// Idle connections opened against each listener.
 const IDLE: usize = 10_000;
@@ -32,49 +32,17 @@ const API_CAP: usize = 1_000;
 const BACKEND_IP: &str = "127.0.0.91";
 
 fn config(backend: SocketAddr, extra_api: &str) -> String {
-    format!(
-        r#"
-[dns]
-listen = ["127.0.0.1:0"]
-udp_sockets = 1
-alias_ttl = 1
-tcp_idle_timeout = "60s"
-
-[[zone]]
-origin = "internal."
-file = "internal.zone"
-
-[api]
-listen = "127.0.0.1:0"
-header_timeout = "60s"
-idle_timeout = "60s"
-{extra_api}
-
-[[api.token]]
-name = "{TOKEN_NAME}"
-secret = "{TOKEN}"
-
-[state]
-dir = "state"
-
-[health]
-kind = "none"
-
-[[service]]
-name = "web-v1"
-endpoints = ["{backend}"]
-
-[[alias]]
-name = "web"
-targets = ["web-v1"]
-
-[[proxy]]
-listen = "127.0.0.1:0"
-alias = "web"
-idle_timeout = "60s"
-header_timeout = "60s"
-"#
-    )
+    ConfigText::new()
+        .dns_default("negative_ttl")
+        .dns("tcp_idle_timeout", "\"60s\"")
+        .api("header_timeout = \"60s\"\nidle_timeout = \"60s\"")
+        .api(extra_api)
+        .service("web-v1", [backend])
+        .alias("web", ["web-v1"])
+        .section(
+            "[[proxy]]\nlisten = \"127.0.0.1:0\"\nalias = \"web\"\nidle_timeout = \"60s\"\nheader_timeout = \"60s\"",
+        )
+        .render()
 }
 
 /// Raises this process's open-file limit to its hard limit (aliasd, its child, inherits it and

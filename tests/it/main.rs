@@ -10,6 +10,7 @@ mod crash;
 mod dns;
 mod docker;
 mod files;
+mod fixtures;
 mod lab;
 mod layers;
 mod limits;

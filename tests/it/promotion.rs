@@ -533,9 +533,10 @@ async fn conflicts_bad_input_and_dry_runs_are_refused_or_change_nothing() {
         ),
         (json!({"observe": "1s"}), 400, "field `to`"),
         (json!({"to": "web-v9"}), 404, "unknown service `web-v9`"),
+        // More than the service has: a conflict with its current endpoints, not malformed.
         (
             json!({"to": "web-v2", "min_healthy": 5}),
-            400,
+            409,
             "min_healthy is 5",
         ),
         (
@@ -709,7 +710,8 @@ async fn a_dry_run_refuses_what_the_promotion_would_refuse() {
     for (body, want, text) in [
         (r#"{"to": ["web-v2", "web-v2"]}"#, 400, "twice"),
         (r#"{"to": "web-v9"}"#, 404, "unknown service"),
-        (r#"{"to": "web-v2", "min_healthy": 3}"#, 400, "min_healthy"),
+        // More than the service has: a conflict with the current endpoints, not malformed.
+        (r#"{"to": "web-v2", "min_healthy": 3}"#, 409, "min_healthy"),
     ] {
         let (status, err) = http(&daemon, "POST", url, Some(TOKEN), body).await;
         assert_eq!(status, want, "{body}: {err}");

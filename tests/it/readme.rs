@@ -314,7 +314,11 @@ impl Demo {
                 .iter()
                 .flat_map(|s| &s.endpoints)
                 .collect();
-            if endpoints.len() == 2 && endpoints.iter().all(|e| e.health == "healthy") {
+            if endpoints.len() == 2
+                && endpoints
+                    .iter()
+                    .all(|e| e.health == aliasd::api::dto::Health::Healthy)
+            {
                 let addr: std::net::SocketAddr =
                     endpoints[0].addr.parse().expect("an endpoint address");
                 return addr.port();

@@ -168,7 +168,6 @@ async fn bad_registry_requests_are_refused_with_the_field_and_nothing_changes() 
             json!({"targets": ["web-v1"]}),
             "nested with alias `web.internal`",
         ),
-        ("/v1/aliases/new", json!({}), "`targets` is required"),
         (
             "/v1/aliases/new",
             json!({"targets": ["web-v1"], "if_none_healthy": "maybe"}),
@@ -190,6 +189,16 @@ async fn bad_registry_requests_are_refused_with_the_field_and_nothing_changes() 
     }
     let (status, err) = put(&daemon, "/v1/aliases/new", json!({"targets": ["nope"]})).await;
     assert_eq!(status, 404, "{err}");
+    // An alias that does not exist has nothing to change: without `targets` it is not created.
+    let (status, err) = put(&daemon, "/v1/aliases/new", json!({})).await;
+    assert_eq!(status, 404, "{err}");
+    assert!(
+        err["error"]
+            .as_str()
+            .unwrap()
+            .contains("`targets` is required"),
+        "{err}"
+    );
     let (status, _) = put(&daemon, "/v1/services/vm", json!({"endpoints": []})).await;
     assert_eq!(status, 201);
     let (status, _) = http(

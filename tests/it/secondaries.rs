@@ -10,65 +10,29 @@ use aliasd::api::dto::EventDto;
 use serde_json::json;
 
 use crate::secondary_servers::{KEY_NAME, Kind, SECRET, Secondary, free_port};
-use crate::support::{Daemon, Fixture, TOKEN, TOKEN_NAME, http, post};
+use crate::support::{ConfigText, Daemon, Fixture, TOKEN, http, post};
 
 const WRONG_SECRET: &str = "AAAx7hU3C5kS5u7wK1m2b7cQ6N4pYy1cZt6o9b0aXkE=";
 
 /// A config where `internal.` has `secondaries` (TOML inline tables) and `transfer_allow`.
 pub fn config(dns_port: u16, secondaries: &[String], allow: &[&str], extra: &str) -> String {
     let allow: Vec<String> = allow.iter().map(|a| format!("\"{a}\"")).collect();
-    format!(
-        r#"
-[dns]
-listen = ["127.0.0.1:{dns_port}"]
-udp_sockets = 1
-alias_ttl = 1
-negative_ttl = 1
-
-[[zone]]
-origin = "internal."
-file = "internal.zone"
-secondaries = [{secondaries}]
-transfer_allow = [{allow}]
-
-[[tsig_key]]
-name = "{KEY_NAME}"
-secret = "{SECRET}"
-
-[api]
-listen = "127.0.0.1:0"
-
-[[api.token]]
-name = "{TOKEN_NAME}"
-secret = "{TOKEN}"
-
-[state]
-dir = "state"
-
-[health]
-kind = "none"
-
-[promotion]
-observe = "500ms"
-warm_timeout = "5s"
-drain_grace = "100ms"
-
-[[service]]
-name = "web-v1"
-endpoints = ["10.7.0.1:80", "10.7.0.2:80"]
-
-[[service]]
-name = "web-v2"
-endpoints = ["10.7.0.3:80"]
-
-[[alias]]
-name = "web"
-targets = ["web-v1"]
-{extra}
-"#,
-        secondaries = secondaries.join(", "),
-        allow = allow.join(", ")
-    )
+    ConfigText::new()
+        .dns("listen", format!("[\"127.0.0.1:{dns_port}\"]"))
+        .zone(&format!(
+            "secondaries = [{}]\ntransfer_allow = [{}]",
+            secondaries.join(", "),
+            allow.join(", ")
+        ))
+        .section(&format!(
+            "[[tsig_key]]\nname = \"{KEY_NAME}\"\nsecret = \"{SECRET}\""
+        ))
+        .section("[promotion]\nobserve = \"500ms\"\nwarm_timeout = \"5s\"\ndrain_grace = \"100ms\"")
+        .service("web-v1", ["10.7.0.1:80", "10.7.0.2:80"])
+        .service("web-v2", ["10.7.0.3:80"])
+        .alias("web", ["web-v1"])
+        .section(extra)
+        .render()
 }
 
 /// A secondary entry of the config.

@@ -17,6 +17,8 @@ use hyper_util::rt::TokioExecutor;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
 
+pub use crate::fixtures::ConfigText;
+
 pub const TOKEN: &str = "test-token-0123456789";
 /// Short promotion gates, so a whole promotion takes a second or two.
 pub const FAST_PROMOTION: &str =
@@ -50,75 +52,23 @@ impl Fixture {
 
     /// The standard config with `extra` TOML appended (more services or aliases).
     pub fn with_extra(extra: &str) -> Self {
-        let dir = tempfile::tempdir().expect("tempdir");
-        std::fs::write(dir.path().join("internal.zone"), ZONE).expect("write zone");
-        let big: Vec<String> = (0..BIG_ENDPOINTS)
-            .map(|i| format!("\"10.1.{}.{}:8080\"", i / 200, i % 200 + 1))
-            .collect();
-        let config = format!(
-            r#"
-[dns]
-listen = ["127.0.0.1:0"]
-udp_sockets = 2
-alias_ttl = 5
-negative_ttl = 7
-
-[[zone]]
-origin = "internal."
-file = "internal.zone"
-
-[api]
-listen = "127.0.0.1:0"
-
-[[api.token]]
-name = "{TOKEN_NAME}"
-secret = "{TOKEN}"
-
-[state]
-dir = "state"
-
-# These endpoints do not exist: nothing is checked, so every endpoint counts as healthy.
-[health]
-kind = "none"
-
-[[service]]
-name = "web-v1"
-endpoints = ["127.0.0.11:8080", "127.0.0.12:8080"]
-
-[[service]]
-name = "web-v2"
-endpoints = ["127.0.0.21:8081"]
-
-[[service]]
-name = "api-v1"
-endpoints = ["[fd00::1:11]:9000", "127.0.0.31:9000"]
-
-[[service]]
-name = "empty"
-endpoints = []
-
-[[service]]
-name = "big-v1"
-endpoints = [{big}]
-
-[[alias]]
-name = "web"
-targets = ["web-v1"]
-
-[[alias]]
-name = "api.internal."
-targets = ["api-v1"]
-port_name = "grpc"
-
-[[alias]]
-name = "big"
-targets = ["big-v1"]
-{extra}
-"#,
-            big = big.join(", ")
-        );
-        std::fs::write(dir.path().join("aliasd.toml"), config).expect("write config");
-        Self { dir }
+        let big = (0..BIG_ENDPOINTS).map(|i| format!("10.1.{}.{}:8080", i / 200, i % 200 + 1));
+        ConfigText::new()
+            .dns("udp_sockets", 2)
+            .dns("alias_ttl", 5)
+            .dns("negative_ttl", 7)
+            .service("web-v1", ["127.0.0.11:8080", "127.0.0.12:8080"])
+            .service("web-v2", ["127.0.0.21:8081"])
+            .service("api-v1", ["[fd00::1:11]:9000", "127.0.0.31:9000"])
+            .service("empty", [""; 0])
+            .service("big-v1", big)
+            .alias("web", ["web-v1"])
+            .section(
+                "[[alias]]\nname = \"api.internal.\"\ntargets = [\"api-v1\"]\nport_name = \"grpc\"",
+            )
+            .alias("big", ["big-v1"])
+            .section(extra)
+            .fixture()
     }
 
     pub fn config(&self) -> PathBuf {
@@ -484,58 +434,18 @@ impl Fixture {
         aliases: &[(&str, &[&str])],
         promotion: &str,
     ) -> Self {
-        let quoted = |items: Vec<String>| {
-            items
-                .iter()
-                .map(|i| format!("\"{i}\""))
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
-        let mut config = format!(
-            r#"
-[dns]
-listen = ["127.0.0.1:0"]
-udp_sockets = 1
-alias_ttl = 1
-negative_ttl = 1
-
-[[zone]]
-origin = "internal."
-file = "internal.zone"
-
-[api]
-listen = "127.0.0.1:0"
-
-[[api.token]]
-name = "{TOKEN_NAME}"
-secret = "{TOKEN}"
-
-[state]
-dir = "state"
-
-[health]
-kind = "http"
-path = "/healthz"
-interval = "100ms"
-timeout = "80ms"
-rise = 1
-fall = 2
-{promotion}
-"#
-        );
+        let mut config = ConfigText::new()
+            .health(
+                "kind = \"http\"\npath = \"/healthz\"\ninterval = \"100ms\"\ntimeout = \"80ms\"\nrise = 1\nfall = 2",
+            )
+            .section(promotion);
         for (name, endpoints) in services {
-            config.push_str(&format!(
-                "\n[[service]]\nname = \"{name}\"\nendpoints = [{}]\n",
-                quoted(endpoints.iter().map(ToString::to_string).collect())
-            ));
+            config = config.service(name, endpoints.iter());
         }
         for (name, targets) in aliases {
-            config.push_str(&format!(
-                "\n[[alias]]\nname = \"{name}\"\ntargets = [{}]\n",
-                quoted(targets.iter().map(ToString::to_string).collect())
-            ));
+            config = config.alias(name, targets.iter());
         }
-        Self::with_config_text(&config)
+        config.fixture()
     }
 }
 

@@ -1,8 +1,8 @@
 use super::*;
 
-use crate::config::Config;
 use crate::controller::initial_state;
 use crate::controller::machine::{OpKind, Operation, Phase, PromoteOptions};
+use crate::testkit::{self, ConfigDir};
 
 const ZONE: &str = "\
 $TTL 300
@@ -12,37 +12,12 @@ ns1 IN A   127.0.0.1
 db  IN A   10.9.0.1
 ";
 
-const CONFIG: &str = r#"[dns]
-listen = ["127.0.0.1:5353"]
-
-[[zone]]
-origin = "internal."
-file = "internal.zone"
-
-[state]
-dir = "state"
-
-[[service]]
-name = "web-v1"
-endpoints = ["10.0.0.1:8080"]
-
-[[service]]
-name = "web-v2"
-endpoints = ["10.0.0.2:8080"]
-
-[[alias]]
-name = "web"
-targets = ["web-v1"]
-"#;
+const CONFIG: &str = testkit::BASE;
 
 const NOW: u64 = 1_700_000_000_000;
 
 fn base_of(config: &str) -> Base {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("internal.zone"), ZONE).unwrap();
-    let config = Config::parse(config, &dir.path().join("aliasd.toml"), &|_| None)
-        .unwrap_or_else(|e| panic!("{e}"));
-    Base::from_config(&config)
+    ConfigDir::new(&[("internal.zone", ZONE)]).base(config)
 }
 
 fn base() -> Base {
@@ -375,7 +350,7 @@ fn bad_alias_requests_are_refused_with_the_reason() {
     ));
     assert!(matches!(
         err("api", AliasPut::default()),
-        ControlError::BadRequest(m) if m.contains("`targets` is required")
+        ControlError::NotFound(m) if m.contains("`targets` is required")
     ));
     assert_eq!(
         err(
