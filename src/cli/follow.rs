@@ -9,7 +9,9 @@ use std::time::{Duration, SystemTime};
 
 use tokio::time::Instant;
 
-use super::render::{event_text, op_word, plus, started_text, status_line, where_is};
+use super::render::{
+    event_text, op_move, op_name, op_word, plus, started_text, status_line, where_is,
+};
 use super::{
     CliError, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_TIMEOUT, Result, WaitArgs, compact_json,
     out, say, to_json,
@@ -60,12 +62,10 @@ pub(super) async fn operation(
     } else if let (true, Some(op)) = (reply.started, &reply.alias.operation) {
         // The phases follow, one line each.
         say(&format!(
-            "{}: {} {} started: {} → {}",
+            "{}: {} started: {}",
             reply.alias.name,
-            op_word(op.kind),
-            op.id,
-            plus(&op.from),
-            plus(&op.to)
+            op_name(op),
+            op_move(op)
         ));
     } else {
         say(&started_text(&reply));

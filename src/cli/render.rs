@@ -4,8 +4,8 @@
 //! DTOs (see `tests.rs`); printing is the caller's business.
 
 use crate::api::dto::{
-    AliasDto, EventDto, Health, HistoryDto, MemberDto, OpKind, OperationReply, Phase, PlanDto,
-    ReloadDto, RetiredDto, ServiceDto, ServicesDto,
+    AliasDto, EventDto, Health, HistoryDto, MemberDto, OpKind, OperationDto, OperationReply, Phase,
+    PlanDto, ReloadDto, RetiredDto, ServiceDto, ServicesDto,
 };
 use crate::text::{counted, plural};
 
@@ -14,6 +14,16 @@ pub(super) fn op_word(kind: OpKind) -> &'static str {
         OpKind::Promote => "promotion",
         OpKind::Rollback => "rollback",
     }
+}
+
+/// `promotion 4`: a running operation by its kind and id.
+pub(super) fn op_name(op: &OperationDto) -> String {
+    format!("{} {}", op_word(op.kind), op.id)
+}
+
+/// `web-v1 → web-v2`: what a running operation moves from and to.
+pub(super) fn op_move(op: &OperationDto) -> String {
+    format!("{} → {}", plus(&op.from), plus(&op.to))
 }
 
 /// `promotion 4`, `rollback 9`: the operation a history entry belongs to, if any (`operation 4`
@@ -45,12 +55,10 @@ pub(super) fn started_text(reply: &OperationReply) -> String {
     }
     match &a.operation {
         Some(op) => format!(
-            "{}: {} {} started: {} → {} (phase {}{})",
+            "{}: {} started: {} (phase {}{})",
             a.name,
-            op_word(op.kind),
-            op.id,
-            plus(&op.from),
-            plus(&op.to),
+            op_name(op),
+            op_move(op),
             a.phase,
             op.phase_deadline
                 .as_ref()
@@ -65,13 +73,7 @@ pub(super) fn started_text(reply: &OperationReply) -> String {
 pub(super) fn where_is(a: &AliasDto) -> String {
     let mut s = format!("phase {}, answering {}", a.phase, plus(&a.answering));
     if let Some(op) = &a.operation {
-        s.push_str(&format!(
-            " ({} {} {} → {})",
-            op_word(op.kind),
-            op.id,
-            plus(&op.from),
-            plus(&op.to)
-        ));
+        s.push_str(&format!(" ({} {})", op_name(op), op_move(op)));
         if let Some(until) = &op.drain_until {
             s.push_str(&format!(", draining until {until}"));
         } else if a.phase == Phase::Mixed && op.confirm && !op.confirmed {
@@ -279,13 +281,7 @@ pub(super) fn event_text(event: &EventDto) -> String {
 pub(super) fn status_line(a: &AliasDto) -> String {
     let mut s = format!("{} {}", a.name, a.phase);
     if let Some(op) = &a.operation {
-        s.push_str(&format!(
-            " ({} {} {} → {}",
-            op_word(op.kind),
-            op.id,
-            plus(&op.from),
-            plus(&op.to)
-        ));
+        s.push_str(&format!(" ({} {}", op_name(op), op_move(op)));
         if let Some(until) = &op.drain_until {
             s.push_str(&format!(", drain until {until}"));
         } else if let Some(deadline) = &op.phase_deadline {
@@ -421,11 +417,9 @@ pub(super) fn alias_detail(a: &AliasDto) -> String {
     }
     if let Some(op) = &a.operation {
         s.push_str(&format!(
-            "operation:  {} {}: {} → {}, by {} at {}{}\n",
-            op_word(op.kind),
-            op.id,
-            plus(&op.from),
-            plus(&op.to),
+            "operation:  {}: {}, by {} at {}{}\n",
+            op_name(op),
+            op_move(op),
             op.actor,
             op.started_at,
             op.reason
