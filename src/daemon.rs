@@ -20,7 +20,8 @@ use arc_swap::ArcSwap;
 use crate::api::{self, AppState, Auth, ReloadRequest};
 use crate::config::{Config, ProxyConfig, RestartKey};
 use crate::controller::changes::ReloadSummary;
-use crate::controller::store::{Store, StoreError};
+use crate::controller::recover::recover;
+use crate::controller::store::StoreError;
 use crate::controller::{ControlError, ControlHandle, Controller, StartParts};
 use crate::dns::DnsServer;
 use crate::health::{Checker, HealthBoard};
@@ -98,8 +99,6 @@ impl Daemon {
         caps: Caps,
     ) -> Result<Self, DaemonError> {
         raise_fd_limit(&config, caps);
-        let (store, stored) = Store::open(&config.state_dir)?;
-        info!(dir = %config.state_dir.display(), "state directory opened");
         // The zones' origins are all the rest needs of them; their records move into the base.
         let origins: Vec<LowerName> = config
             .zones
@@ -108,6 +107,11 @@ impl Daemon {
             .collect();
         let restart_key = config.restart_key();
         let base = Arc::new(Base::take_from(&mut config));
+        let recovered = recover(&config.state_dir, &base, crate::clock::now_ms())?;
+        info!(dir = %config.state_dir.display(), "state directory opened");
+        for note in &recovered.notes {
+            warn!("{note}");
+        }
         let board = Arc::new(HealthBoard::default());
         let (health_tx, health_rx) = mpsc::channel(1024);
         let checker = Checker::new(
@@ -137,8 +141,10 @@ impl Daemon {
         let secondaries = crate::dns::notify::Secondaries::new();
         let (controller, control, snapshots) = Controller::start(StartParts {
             base,
-            store,
-            stored,
+            store: Box::new(recovered.store),
+            state: recovered.state,
+            topology: recovered.topology,
+            history: recovered.entries,
             board: board.clone(),
             checker,
             health_rx,
@@ -155,7 +161,7 @@ impl Daemon {
                 .map(|p| p.drain_deadline)
                 .max()
                 .unwrap_or(ProxyConfig::DEFAULT_DRAIN_DEADLINE),
-        })?;
+        });
 
         let transfers =
             crate::dns::xfr::Transfers::new(&origins, &config.transfers, &config.tsig_keys);

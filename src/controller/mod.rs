@@ -11,6 +11,7 @@
 pub mod changes;
 pub mod history;
 pub mod machine;
+pub mod recover;
 pub mod state;
 pub mod store;
 
@@ -33,7 +34,7 @@ use crate::registry::{
 };
 use crate::snapshot::{AliasView, Dirty, HealthMap, LastGood, SharedSnapshot, Snapshot, health_of};
 use changes::{AliasPut, ReloadSummary};
-use history::{History, HistoryEntry};
+use history::HistoryEntry;
 use imbl::ordmap::DiffItem;
 use machine::{
     Change, ChangeKind, Counts, Ctx, Input, MachineError, OpKind, Outcome, Phase, PromoteOptions,
@@ -523,12 +524,6 @@ impl ControlHandle {
     }
 }
 
-/// The store and the history, used together from blocking tasks.
-struct Durable {
-    store: Store,
-    history: History,
-}
-
 /// One batch of changes to commit together.
 #[derive(Default)]
 struct Batch {
@@ -561,7 +556,8 @@ pub struct Controller {
     base: Arc<Base>,
     topology: Arc<Topology>,
     state: State,
-    durable: Arc<Mutex<Durable>>,
+    /// Used from blocking tasks, one at a time (the writer waits for each).
+    durable: Arc<Mutex<Box<dyn Store>>>,
     history: HashMap<AliasName, Vec<HistoryEntry>>,
     service_history: HashMap<ServiceName, Vec<HistoryEntry>>,
     /// Entries about the whole config (reloads): kept under the same retention.
@@ -603,8 +599,12 @@ pub struct Controller {
 /// What the controller starts from.
 pub struct StartParts {
     pub base: Arc<Base>,
-    pub store: Store,
-    pub stored: Option<StoredState>,
+    /// Where commits go, and what [`recover::recover`] (or another store) found in it.
+    pub store: Box<dyn Store>,
+    pub state: State,
+    pub topology: Arc<Topology>,
+    /// Every committed history entry, oldest first.
+    pub history: Vec<HistoryEntry>,
     /// The checkers' board, and the checker the controller keeps matching the registry.
     pub board: Arc<HealthBoard>,
     pub checker: Checker,
@@ -625,11 +625,13 @@ pub struct StartParts {
 impl Controller {
     /// Builds the starting state from the config and what was stored, stores it, and publishes
     /// generation 1. Returns the controller, its handle and the shared snapshot cell.
-    pub fn start(parts: StartParts) -> Result<(Self, ControlHandle, SharedSnapshot), StoreError> {
+    pub fn start(parts: StartParts) -> (Self, ControlHandle, SharedSnapshot) {
         let StartParts {
             base,
             store,
-            stored,
+            state,
+            topology,
+            history: entries,
             board,
             mut checker,
             health_rx,
@@ -640,70 +642,7 @@ impl Controller {
             drain_deadline,
             secondaries,
         } = parts;
-        let committed: HashMap<String, u64> = stored
-            .as_ref()
-            .map(|s| {
-                s.aliases
-                    .iter()
-                    .map(|(k, a)| (k.clone(), a.revision))
-                    .collect()
-            })
-            .unwrap_or_default();
-        let committed_seq = stored.as_ref().map(|s| s.history_seq);
-        let (mut history_file, entries) = History::open(store.dir(), &committed, committed_seq)?;
         let now = now_ms();
-        let (mut state, notes) = initial_state(&base, stored.as_ref(), now);
-        for note in notes {
-            warn!("{note}");
-        }
-        // Entries of older files may carry higher numbers than a state that was moved away.
-        state.history_seq = state
-            .history_seq
-            .max(entries.iter().map(|e| e.seq).max().unwrap_or(0));
-        let topology = Arc::new(Topology::build(
-            &base,
-            &state.registry,
-            state.named_services(),
-        ));
-        let window = topology.ttl_window_s();
-        state.aliases = std::mem::take(&mut state.aliases)
-            .into_iter()
-            .map(|(name, mut alias)| {
-                alias.ttl_served_s = alias.ttl_served_s.max(window);
-                (name, alias)
-            })
-            .collect();
-        // Changes made at start (first start, or the config overruling stored links) are history too.
-        let mut started: Vec<HistoryEntry> = state
-            .aliases
-            .iter()
-            .filter(|(name, a)| committed.get(&name.name().to_ascii()) != Some(&a.revision))
-            .map(|(name, a)| {
-                entry(
-                    name,
-                    a,
-                    &Change {
-                        kind: ChangeKind::Linked,
-                        actor: a.changed_by.clone(),
-                        reason: Some("at start, from the config".into()),
-                    },
-                )
-            })
-            .collect();
-        for e in &mut started {
-            state.history_seq += 1;
-            e.seq = state.history_seq;
-        }
-        history_file.append(&started)?;
-        state.serial_reserve = state
-            .serials
-            .iter()
-            .map(|s| s.wrapping_add(SERIAL_RESERVE))
-            .collect();
-        // Every start writes a fresh checkpoint: the journal starts empty.
-        let mut store = store;
-        store.checkpoint(&mut to_stored(&topology, &state))?;
-
         let mut history: HashMap<AliasName, Vec<HistoryEntry>> = HashMap::new();
         let mut service_history: HashMap<ServiceName, Vec<HistoryEntry>> = HashMap::new();
         let alias_names: HashMap<String, AliasName> = state
@@ -712,8 +651,8 @@ impl Controller {
             .map(|a| (a.name().to_ascii(), a.clone()))
             .collect();
         let mut global_history = Vec::new();
-        let file_entries = entries.len() + started.len();
-        for e in entries.into_iter().chain(started) {
+        let file_entries = entries.len();
+        for e in entries {
             if e.alias.is_empty() && e.service.is_none() {
                 global_history.push(e);
             } else if let Some(service) = e.service.as_ref().and_then(|s| s.parse().ok()) {
@@ -767,10 +706,7 @@ impl Controller {
             base,
             topology,
             state,
-            durable: Arc::new(Mutex::new(Durable {
-                store,
-                history: history_file,
-            })),
+            durable: Arc::new(Mutex::new(store)),
             history,
             service_history,
             global_history,
@@ -804,7 +740,7 @@ impl Controller {
         if let Err(e) = controller.compact_history_now() {
             warn!(error = %e, "could not compact the history; it is tried again later");
         }
-        Ok((
+        (
             controller,
             ControlHandle {
                 tx,
@@ -812,7 +748,7 @@ impl Controller {
                 published,
             },
             shared,
-        ))
+        )
     }
 
     /// Applies the retention to every entry kept in memory (the age limit moves with time).
@@ -874,7 +810,7 @@ impl Controller {
         let kept = self.kept_history();
         let mut refs: Vec<&HistoryEntry> = kept.iter().collect();
         let mut d = self.durable.lock().unwrap_or_else(|p| p.into_inner());
-        d.history.compact(&mut refs)?;
+        d.compact_history(&mut refs)?;
         drop(d);
         self.after_compaction(kept.len());
         Ok(())
@@ -902,7 +838,7 @@ impl Controller {
         let result = tokio::task::spawn_blocking(move || {
             let mut refs: Vec<&HistoryEntry> = kept.iter().collect();
             let mut d = durable.lock().unwrap_or_else(|p| p.into_inner());
-            d.history.compact(&mut refs)
+            d.compact_history(&mut refs)
         })
         .await;
         match result {
@@ -1759,7 +1695,7 @@ impl Controller {
             e.seq = next.history_seq;
         }
         if durable_change {
-            let mut delta = delta(&topology, &self.state, &next, reserve_moved);
+            let delta = delta(&topology, &self.state, &next, reserve_moved);
             let durable = self.durable.clone();
             let batch: Vec<HistoryEntry> = other_entries
                 .iter()
@@ -1769,21 +1705,7 @@ impl Controller {
             let (whole_state, whole_topology) = (next.clone(), topology.clone());
             tokio::task::spawn_blocking(move || {
                 let mut d = durable.lock().unwrap_or_else(|p| p.into_inner());
-                let before = d.history.append(&batch)?;
-                if let Err(e) = d.store.append(&mut delta) {
-                    if let Err(t) = d.history.truncate(before) {
-                        error!(error = %t, "could not cut back the history after a failed state write");
-                    }
-                    return Err(e);
-                }
-                if d.store.wants_checkpoint() {
-                    // The change is durable already; a failed checkpoint is tried again later.
-                    let mut stored = to_stored(&whole_topology, &whole_state);
-                    if let Err(e) = d.store.checkpoint(&mut stored) {
-                        warn!(error = %e, "could not checkpoint the state; the journal keeps growing");
-                    }
-                }
-                Ok(())
+                d.commit(delta, &batch, &|| to_stored(&whole_topology, &whole_state))
             })
             .await
             .map_err(|e| ControlError::Storage(e.to_string()))?
