@@ -10,7 +10,7 @@ use crate::check::HealthSpec;
 use crate::clock::now_ms;
 use crate::controller::Busy;
 use crate::controller::changes::ReloadSummary;
-use crate::controller::history::HistoryEntry;
+use crate::controller::history::{HistoryEntry, WireEntry};
 use crate::controller::machine::{self, Ended, Operation, Phase, Retired};
 use crate::health::HealthBoard;
 use crate::model::ServiceName;
@@ -829,22 +829,23 @@ pub struct HistoryDto {
 
 impl HistoryDto {
     pub fn from_entry(e: &HistoryEntry) -> Self {
+        let wire = WireEntry::from(e.clone());
         Self {
-            alias: e.alias.trim_end_matches('.').to_owned(),
-            service: e.service.clone(),
-            revision: e.revision,
+            alias: wire.alias.trim_end_matches('.').to_owned(),
+            service: wire.service,
+            revision: wire.revision,
             at: rfc3339_ms(e.at_ms),
             actor: e.actor.clone(),
             change: serde_json::to_value(e.change)
                 .ok()
                 .and_then(|v| v.as_str().map(str::to_owned))
                 .unwrap_or_default(),
-            reason: e.reason.clone(),
-            phase: e.phase.clone(),
-            targets: e.targets.clone(),
-            answering: e.answering.clone(),
-            op: e.op,
-            op_kind: e.op_kind.map(|k| {
+            reason: wire.reason,
+            phase: wire.phase,
+            targets: wire.targets,
+            answering: wire.answering,
+            op: wire.op,
+            op_kind: wire.op_kind.map(|k| {
                 match k {
                     machine::OpKind::Promote => "promote",
                     machine::OpKind::Rollback => "rollback",

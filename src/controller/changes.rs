@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::history::HistoryEntry;
+use super::history::{HistoryEntry, Subject};
 use super::machine::{self, Change, ChangeKind, Ctx, Input, Outcome};
 use super::state::{AliasState, State};
 use super::{ControlError, entry, fresh, serial_gt};
@@ -17,7 +17,7 @@ use crate::registry::{AliasSpec, ApiService, Base, Topology, check_port_name, pl
 /// The most endpoints one API-defined service may list.
 pub const MAX_API_ENDPOINTS: usize = 10_000;
 
-/// A service entry of the history (no alias, no revision).
+/// A service entry of the history.
 fn service_entry(
     service: &ServiceName,
     kind: ChangeKind,
@@ -27,18 +27,11 @@ fn service_entry(
 ) -> HistoryEntry {
     HistoryEntry {
         seq: 0,
-        alias: String::new(),
-        service: Some(service.to_string()),
-        revision: 0,
+        subject: Subject::Service(service.to_string()),
         at_ms,
         actor: actor.to_owned(),
         change: kind,
         reason: Some(reason),
-        phase: String::new(),
-        targets: Vec::new(),
-        answering: Vec::new(),
-        op: None,
-        op_kind: None,
     }
 }
 
@@ -192,9 +185,11 @@ pub struct AliasChange {
 
 /// The revision an alias created (again) starts after: it continues its history, so a
 /// revision number always means one change.
-pub fn next_revision_after(history: Option<&Vec<HistoryEntry>>) -> u64 {
+pub fn next_revision_after(history: &[HistoryEntry]) -> u64 {
     history
-        .and_then(|h| h.iter().map(|e| e.revision).max())
+        .iter()
+        .map(HistoryEntry::revision)
+        .max()
         .unwrap_or(0)
 }
 
@@ -340,7 +335,9 @@ pub fn removal_entry(
             reason: Some(reason.to_owned()),
         },
     );
-    e.answering = Vec::new();
+    if let Subject::Alias(a) = &mut e.subject {
+        a.answering = Vec::new();
+    }
     e
 }
 
@@ -577,18 +574,11 @@ pub fn reload(
     let mut entries = removals;
     entries.push(HistoryEntry {
         seq: 0,
-        alias: String::new(),
-        service: None,
-        revision: 0,
+        subject: Subject::Config,
         at_ms: now_ms,
         actor: actor.to_owned(),
         change: ChangeKind::Reloaded,
         reason: Some(summary.text()),
-        phase: String::new(),
-        targets: Vec::new(),
-        answering: Vec::new(),
-        op: None,
-        op_kind: None,
     });
     Ok(Reloaded {
         state: next,

@@ -10,6 +10,7 @@
 
 pub mod changes;
 pub mod history;
+pub mod index;
 pub mod machine;
 pub mod recover;
 pub mod state;
@@ -34,8 +35,9 @@ use crate::registry::{
 };
 use crate::snapshot::{AliasView, Dirty, HealthMap, LastGood, SharedSnapshot, Snapshot, health_of};
 use changes::{AliasPut, ReloadSummary};
-use history::HistoryEntry;
+use history::{AliasChange, HistoryEntry, Subject};
 use imbl::ordmap::DiffItem;
+use index::HistoryIndex;
 use machine::{
     Change, ChangeKind, Counts, Ctx, Input, MachineError, OpKind, Outcome, Phase, PromoteOptions,
 };
@@ -97,11 +99,6 @@ impl From<MachineError> for ControlError {
 /// below what is stored, so health changes move serials without a write, and after a crash
 /// aliasd starts above any serial it served.
 pub const SERIAL_RESERVE: u32 = 1000;
-/// The history file is rewritten once it holds this many entries the retention dropped (and
-/// at least half as many as it keeps), so a rewrite's cost is spread over many changes.
-const COMPACT_MIN_GARBAGE: usize = 64;
-/// How often the retention's age limit is applied to every alias.
-const TRIM_EVERY_MS: u64 = 60_000;
 
 /// Who asked for a change, recorded with it.
 pub type Actor = String;
@@ -558,15 +555,7 @@ pub struct Controller {
     state: State,
     /// Used from blocking tasks, one at a time (the writer waits for each).
     durable: Arc<Mutex<Box<dyn Store>>>,
-    history: HashMap<AliasName, Vec<HistoryEntry>>,
-    service_history: HashMap<ServiceName, Vec<HistoryEntry>>,
-    /// Entries about the whole config (reloads): kept under the same retention.
-    global_history: Vec<HistoryEntry>,
-    /// Entries in the history file, and of those the ones the retention keeps (in memory).
-    file_entries: usize,
-    kept_entries: usize,
-    /// When the retention's age limit was last applied to every alias.
-    last_trim_ms: u64,
+    history: HistoryIndex,
     health: HealthMap,
     last_good: LastGood,
     sources: Arc<Sources>,
@@ -643,29 +632,7 @@ impl Controller {
             secondaries,
         } = parts;
         let now = now_ms();
-        let mut history: HashMap<AliasName, Vec<HistoryEntry>> = HashMap::new();
-        let mut service_history: HashMap<ServiceName, Vec<HistoryEntry>> = HashMap::new();
-        let alias_names: HashMap<String, AliasName> = state
-            .aliases
-            .keys()
-            .map(|a| (a.name().to_ascii(), a.clone()))
-            .collect();
-        let mut global_history = Vec::new();
-        let file_entries = entries.len();
-        for e in entries {
-            if e.alias.is_empty() && e.service.is_none() {
-                global_history.push(e);
-            } else if let Some(service) = e.service.as_ref().and_then(|s| s.parse().ok()) {
-                service_history.entry(service).or_default().push(e);
-            } else if let Some(name) = alias_names.get(&e.alias) {
-                history.entry(name.clone()).or_default().push(e);
-            } else if let Ok(name) = AliasName::resolve(&e.alias, &hickory_proto::rr::Name::root())
-                && !e.alias.is_empty()
-            {
-                // A removed alias keeps its history, so a re-created one continues it.
-                history.entry(name).or_default().push(e);
-            }
-        }
+        let history = HistoryIndex::load(entries);
         let targets = check_targets(&topology);
         let mut health = HealthMap::new();
         let started_health: Vec<_> = targets
@@ -708,11 +675,6 @@ impl Controller {
             state,
             durable: Arc::new(Mutex::new(store)),
             history,
-            service_history,
-            global_history,
-            file_entries,
-            kept_entries: file_entries,
-            last_trim_ms: 0,
             health,
             last_good,
             sources,
@@ -753,61 +715,15 @@ impl Controller {
 
     /// Applies the retention to every entry kept in memory (the age limit moves with time).
     fn trim_history(&mut self, now: u64) {
-        let retention = self.base.retention;
-        let mut dropped = 0;
-        for entries in self
-            .history
-            .values_mut()
-            .chain(self.service_history.values_mut())
-            .chain(std::iter::once(&mut self.global_history))
-        {
-            dropped += retention.trim(entries, now);
-        }
-        self.kept_entries -= dropped;
-        self.last_trim_ms = now;
-    }
-
-    /// Keeps an entry in memory under the retention.
-    fn remember(&mut self, e: HistoryEntry, now: u64) {
-        let retention = self.base.retention;
-        let entries = if let Some(service) = e.service.as_ref().and_then(|s| s.parse().ok()) {
-            self.service_history.entry(service).or_default()
-        } else if e.alias.is_empty() {
-            &mut self.global_history
-        } else if let Ok(name) = AliasName::resolve(&e.alias, &hickory_proto::rr::Name::root()) {
-            self.history.entry(name).or_default()
-        } else {
-            return;
-        };
-        entries.push(e);
-        let dropped = retention.trim(entries, now);
-        self.file_entries += 1;
-        self.kept_entries = self.kept_entries + 1 - dropped;
-    }
-
-    /// Whether the file holds enough that the retention dropped to be worth rewriting.
-    fn history_worth_compacting(&self) -> bool {
-        let garbage = self.file_entries.saturating_sub(self.kept_entries);
-        garbage >= COMPACT_MIN_GARBAGE && garbage >= self.kept_entries / 2
-    }
-
-    /// Everything the retention keeps, for a rewrite of the file.
-    fn kept_history(&self) -> Vec<HistoryEntry> {
-        self.history
-            .values()
-            .chain(self.service_history.values())
-            .chain(std::iter::once(&self.global_history))
-            .flatten()
-            .cloned()
-            .collect()
+        self.history.trim(&self.base.retention, now);
     }
 
     /// At start: compacts in place, on this thread.
     fn compact_history_now(&mut self) -> Result<(), StoreError> {
-        if !self.history_worth_compacting() {
+        if !self.history.worth_compacting() {
             return Ok(());
         }
-        let kept = self.kept_history();
+        let kept = self.history.kept();
         let mut refs: Vec<&HistoryEntry> = kept.iter().collect();
         let mut d = self.durable.lock().unwrap_or_else(|p| p.into_inner());
         d.compact_history(&mut refs)?;
@@ -818,21 +734,20 @@ impl Controller {
 
     fn after_compaction(&mut self, kept: usize) {
         info!(
-            dropped = self.file_entries - kept,
+            dropped = self.history.garbage(),
             kept, "history compacted under its retention"
         );
-        self.file_entries = kept;
-        self.kept_entries = kept;
+        self.history.compacted(kept);
     }
 
     /// Compacts the history file when worth it. Runs in the writer between commits, so no
     /// append can interleave; only committed entries are ever dropped, and each keeps its
     /// number and revision. A failure leaves the old file, which still loads.
     async fn compact_history(&mut self) {
-        if !self.history_worth_compacting() {
+        if !self.history.worth_compacting() {
             return;
         }
-        let kept = self.kept_history();
+        let kept = self.history.kept();
         let n = kept.len();
         let durable = self.durable.clone();
         let result = tokio::task::spawn_blocking(move || {
@@ -981,24 +896,13 @@ impl Controller {
                 let _ = reply.send(result.map(|_| ()).and_then(|()| self.view(&alias)));
             }
             Command::History { alias, reply } => {
-                let _ = reply.send(self.history.get(&alias).cloned().unwrap_or_default());
+                let _ = reply.send(self.history.of_alias(&alias).to_vec());
             }
             Command::ServiceHistory { service, reply } => {
-                let _ = reply.send(
-                    self.service_history
-                        .get(&service)
-                        .cloned()
-                        .unwrap_or_default(),
-                );
+                let _ = reply.send(self.history.of_service(&service).to_vec());
             }
             Command::RecentHistory { limit, reply } => {
-                let lists = self
-                    .history
-                    .values()
-                    .chain(self.service_history.values())
-                    .chain(std::iter::once(&self.global_history))
-                    .map(Vec::as_slice);
-                let _ = reply.send(history::newest(lists, limit));
+                let _ = reply.send(self.history.recent(limit));
             }
             Command::PutService {
                 service,
@@ -1087,7 +991,7 @@ impl Controller {
         put: AliasPut,
         actor: Actor,
     ) -> Result<(AliasView, bool), ControlError> {
-        let last = changes::next_revision_after(self.history.get(alias));
+        let last = changes::next_revision_after(self.history.of_alias(alias));
         let change = changes::put_alias(
             &self.base,
             &self.state,
@@ -1360,11 +1264,15 @@ impl Controller {
                     ))
                 })?,
             RollbackTo::Revision(rev) => {
-                let entries = self.history.get(alias);
-                match entries.and_then(|h| h.iter().find(|e| e.revision == rev)) {
-                    Some(e) => e.answering.clone(),
+                let entries = self.history.of_alias(alias);
+                match entries
+                    .iter()
+                    .filter_map(HistoryEntry::alias)
+                    .find(|a| a.revision == rev)
+                {
+                    Some(a) => a.answering.clone(),
                     None => {
-                        let oldest = entries.and_then(|h| h.first()).map(|e| e.revision);
+                        let oldest = entries.first().map(HistoryEntry::revision);
                         let r = self.base.retention;
                         return Err(ControlError::NotFound(match oldest {
                             Some(oldest) if rev < oldest => format!(
@@ -1414,7 +1322,7 @@ impl Controller {
     /// Applies every transition that time and health have made due, and commits them.
     async fn settle(&mut self) {
         let now = now_ms();
-        if now.saturating_sub(self.last_trim_ms) >= TRIM_EVERY_MS {
+        if self.history.trim_due(now) {
             self.trim_history(now);
             self.compact_history().await;
         }
@@ -1681,10 +1589,13 @@ impl Controller {
                 .copied()
                 .or_else(|| self.state.aliases.get(name));
             let mut e = entry(name, alias, change);
-            if e.op.is_none() && change.kind != ChangeKind::Linked {
+            if let Subject::Alias(a) = &mut e.subject
+                && a.op.is_none()
+                && change.kind != ChangeKind::Linked
+            {
                 let op = prev.and_then(|p| p.phase.operation());
-                e.op = op.map(|op| op.id);
-                e.op_kind = op.map(|op| op.kind);
+                a.op = op.map(|op| op.id);
+                a.op_kind = op.map(|op| op.kind);
             }
             alias_entries.push(e);
             before.insert(name, alias);
@@ -1767,15 +1678,20 @@ impl Controller {
             });
         }
         for e in other_entries {
+            let (alias, service) = match &e.subject {
+                Subject::Alias(a) => (a.alias.as_str(), ""),
+                Subject::Service(s) => ("", s.as_str()),
+                Subject::Config => ("", ""),
+            };
             info!(
                 change = ?e.change,
-                alias = %e.alias,
-                service = e.service.as_deref().unwrap_or(""),
+                alias,
+                service,
                 actor = %e.actor,
                 reason = e.reason.as_deref().unwrap_or(""),
                 "registry changed"
             );
-            self.remember(e.clone(), now);
+            self.history.push(e.clone(), &self.base.retention, now);
             let _ = self.events.send(Event::Registry { entry: e });
         }
         for ((name, alias, change), entry) in changes.into_iter().zip(alias_entries) {
@@ -1788,14 +1704,14 @@ impl Controller {
                 reason = change.reason.as_deref().unwrap_or(""),
                 "alias changed"
             );
-            self.remember(entry.clone(), now);
+            self.history.push(entry.clone(), &self.base.retention, now);
             let _ = self.events.send(Event::Change {
                 entry,
                 state: Box::new(alias),
             });
         }
         self.ask_stops();
-        if now.saturating_sub(self.last_trim_ms) >= TRIM_EVERY_MS {
+        if self.history.trim_due(now) {
             self.trim_history(now);
         }
         self.compact_history().await;
@@ -1930,27 +1846,28 @@ fn names(services: &[ServiceName]) -> Vec<String> {
 pub fn entry(alias: &AliasName, state: &AliasState, change: &Change) -> HistoryEntry {
     HistoryEntry {
         seq: 0,
-        alias: alias.name().to_ascii(),
-        service: None,
-        revision: state.revision,
+        subject: Subject::Alias(AliasChange {
+            alias: alias.name().to_ascii(),
+            revision: state.revision,
+            phase: state.phase.name().to_owned(),
+            targets: names(&state.targets),
+            answering: names(&machine::answering(state)),
+            // A stop of retired containers belongs to the operation that retired them.
+            op: state.phase.operation().map(|op| op.id).or_else(|| {
+                (change.kind == ChangeKind::Stopped)
+                    .then(|| state.retired.as_ref().map(|r| r.op))
+                    .flatten()
+            }),
+            op_kind: state.phase.operation().map(|op| op.kind).or_else(|| {
+                (change.kind == ChangeKind::Stopped)
+                    .then(|| state.retired.as_ref().and_then(|r| r.kind))
+                    .flatten()
+            }),
+        }),
         at_ms: state.changed_at_ms,
         actor: change.actor.clone(),
         change: change.kind,
         reason: change.reason.clone(),
-        phase: state.phase.name().to_owned(),
-        targets: names(&state.targets),
-        answering: names(&machine::answering(state)),
-        // A stop of retired containers belongs to the operation that retired them.
-        op: state.phase.operation().map(|op| op.id).or_else(|| {
-            (change.kind == ChangeKind::Stopped)
-                .then(|| state.retired.as_ref().map(|r| r.op))
-                .flatten()
-        }),
-        op_kind: state.phase.operation().map(|op| op.kind).or_else(|| {
-            (change.kind == ChangeKind::Stopped)
-                .then(|| state.retired.as_ref().and_then(|r| r.kind))
-                .flatten()
-        }),
     }
 }
 

@@ -719,26 +719,28 @@ fn a_history_entry_shows_the_state_after_the_change() {
         entry(&web, &in_mixed, &change(ChangeKind::Mixed)),
         HistoryEntry {
             seq: 0,
-            service: None,
-            alias: "web.internal.".into(),
-            revision: 5,
+            subject: Subject::Alias(AliasChange {
+                alias: "web.internal.".into(),
+                revision: 5,
+                phase: "mixed".into(),
+                targets: vec!["web-v1".into()],
+                answering: vec!["web-v1".into(), "web-v2".into()],
+                op: Some(4),
+                op_kind: Some(OpKind::Promote),
+            }),
             at_ms: LATER,
             actor: "deploy".into(),
             change: ChangeKind::Mixed,
             reason: Some("why".into()),
-            phase: "mixed".into(),
-            targets: vec!["web-v1".into()],
-            answering: vec!["web-v1".into(), "web-v2".into()],
-            op: Some(4),
-            op_kind: Some(OpKind::Promote),
         }
     );
 
     // After the operation, the targets are the new ones and they alone answer.
     let completed = stable(&["web-v2"], 8, LATER, "deploy");
     let done = entry(&web, &completed, &change(ChangeKind::Completed));
-    assert_eq!(done.revision, 8);
     assert_eq!(done.change, ChangeKind::Completed);
+    let done = done.alias().unwrap();
+    assert_eq!(done.revision, 8);
     assert_eq!(done.phase, "stable");
     assert_eq!(done.targets, ["web-v2"]);
     assert_eq!(done.answering, ["web-v2"]);
@@ -759,9 +761,11 @@ fn a_history_entry_shows_the_state_after_the_change() {
             ..completed.clone()
         };
         let stopped = entry(&web, &after, &change(ChangeKind::Stopped));
+        let stopped = stopped.alias().unwrap();
         assert_eq!((stopped.op, stopped.op_kind), (Some(4), kind));
     }
     // Other changes of a stable alias belong to no operation.
     let linked = entry(&web, &completed, &change(ChangeKind::Linked));
+    let linked = linked.alias().unwrap();
     assert_eq!((linked.op, linked.op_kind), (None, None));
 }
