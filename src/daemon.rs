@@ -107,7 +107,8 @@ impl Daemon {
             .collect();
         let restart_key = config.restart_key();
         let base = Arc::new(Base::take_from(&mut config));
-        let recovered = recover(&config.state_dir, &base, crate::clock::now_ms())?;
+        let clock: crate::clock::SharedClock = Arc::new(crate::clock::Wall);
+        let recovered = recover(&config.state_dir, &base, clock.now_ms())?;
         info!(dir = %config.state_dir.display(), "state directory opened");
         for note in &recovered.notes {
             warn!("{note}");
@@ -161,6 +162,7 @@ impl Daemon {
                 .map(|p| p.drain_deadline)
                 .max()
                 .unwrap_or(ProxyConfig::DEFAULT_DRAIN_DEADLINE),
+            clock,
         });
 
         let transfers =

@@ -25,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use crate::check::{Health, HealthSpec};
-use crate::clock::now_ms;
+use crate::clock::SharedClock;
 use crate::config::PromotionDefaults;
 use crate::health::{Checker, HealthBoard, HealthChange, starting_health};
 use crate::model::{AliasName, Endpoint, ServiceName};
@@ -583,6 +583,7 @@ pub struct Controller {
     /// Per draining alias, its zone and the serial its drain began with: the serial every
     /// secondary must serve before the old version can be safe to stop.
     drain_serials: HashMap<AliasName, (usize, u32)>,
+    clock: SharedClock,
 }
 
 /// What the controller starts from.
@@ -609,6 +610,8 @@ pub struct StartParts {
     pub drain_deadline: Duration,
     /// What each zone's secondaries serve: a drain waits for them too.
     pub secondaries: Arc<crate::dns::notify::Secondaries>,
+    /// Where the writer reads the time: the wall clock, or a test's.
+    pub clock: SharedClock,
 }
 
 impl Controller {
@@ -630,8 +633,9 @@ impl Controller {
             busy,
             drain_deadline,
             secondaries,
+            clock,
         } = parts;
-        let now = now_ms();
+        let now = clock.now_ms();
         let history = HistoryIndex::load(entries);
         let targets = check_targets(&topology);
         let mut health = HealthMap::new();
@@ -696,6 +700,7 @@ impl Controller {
             drain_deadline,
             secondaries,
             drain_serials: HashMap::new(),
+            clock,
         };
         let mut controller = controller;
         controller.trim_history(now);
@@ -805,7 +810,7 @@ impl Controller {
         self.health_touched.insert(change.service.clone());
         let _ = self.events.send(Event::Health {
             change,
-            at_ms: now_ms(),
+            at_ms: self.clock.now_ms(),
         });
     }
 
@@ -821,7 +826,7 @@ impl Controller {
     /// How long until the next deadline of any alias (at most a second, so a wall-clock jump
     /// is noticed soon; 100 ms while a drain waits for proxy work to end).
     fn next_wake(&self) -> Duration {
-        let now = now_ms();
+        let now = self.clock.now_ms();
         let mut next: Option<u64> = None;
         for a in self.state.aliases.values() {
             if let Phase::Draining { until_ms, .. } = a.phase
@@ -918,7 +923,7 @@ impl Controller {
                     endpoints,
                     health,
                     &actor,
-                    now_ms(),
+                    self.clock.now_ms(),
                 );
                 let result = match change {
                     Ok(Some((state, entry, created))) => self
@@ -941,7 +946,7 @@ impl Controller {
                     &self.topology,
                     &service,
                     &actor,
-                    now_ms(),
+                    self.clock.now_ms(),
                 );
                 let _ = reply.send(self.commit_registry(change).await);
             }
@@ -959,8 +964,13 @@ impl Controller {
                 actor,
                 reply,
             } => {
-                let change =
-                    changes::delete_alias(&self.base, &self.state, &alias, &actor, now_ms());
+                let change = changes::delete_alias(
+                    &self.base,
+                    &self.state,
+                    &alias,
+                    &actor,
+                    self.clock.now_ms(),
+                );
                 let _ = reply.send(self.commit_registry(change).await);
             }
             Command::Reload { base, actor, reply } => {
@@ -1000,7 +1010,7 @@ impl Controller {
             put,
             last.max(self.state.aliases.get(alias).map_or(0, |a| a.revision)),
             &actor,
-            now_ms(),
+            self.clock.now_ms(),
         )?;
         let Some(change) = change else {
             return Ok((self.view(alias)?, false));
@@ -1025,7 +1035,7 @@ impl Controller {
             created,
             entries,
             summary,
-        } = changes::reload(&self.base, &base, &self.state, &actor, now_ms())
+        } = changes::reload(&self.base, &base, &self.state, &actor, self.clock.now_ms())
             .map_err(ControlError::Invalid)?;
         self.commit(Batch {
             state: Some(state),
@@ -1059,7 +1069,7 @@ impl Controller {
                         d.problems = problems;
                         sources_changed = true;
                     }
-                    d.status.last_sync_ms = Some(now_ms());
+                    d.status.last_sync_ms = Some(self.clock.now_ms());
                 }
                 self.sources = Arc::new(sources);
                 let services: imbl::OrdMap<_, _> = services.into_iter().collect();
@@ -1158,7 +1168,7 @@ impl Controller {
                 in_use.entry(s).or_insert_with(|| name.clone());
             }
         }
-        let now = now_ms();
+        let now = self.clock.now_ms();
         for (name, alias) in &self.state.aliases {
             let Some(r) = &alias.retired else { continue };
             if !r.stop_pending() || now < r.safe_to_stop_at_ms {
@@ -1321,7 +1331,7 @@ impl Controller {
 
     /// Applies every transition that time and health have made due, and commits them.
     async fn settle(&mut self) {
-        let now = now_ms();
+        let now = self.clock.now_ms();
         if self.history.trim_due(now) {
             self.trim_history(now);
             self.compact_history().await;
@@ -1394,7 +1404,7 @@ impl Controller {
         let count = |services: &[ServiceName]| counts(&self.topology, &self.health, services);
         let busy = |services: &[ServiceName]| self.busy_on(services);
         let ctx = Ctx {
-            now: now_ms(),
+            now: self.clock.now_ms(),
             ttl_window_s: self.topology.ttl_window_s(),
             grace_ms: self.base.defaults.drain_grace.as_millis() as u64,
             counts: &count,
@@ -1668,7 +1678,7 @@ impl Controller {
         });
         self.shared.store(Arc::new(snapshot));
         self.published.send_replace(self.generation);
-        let now = now_ms();
+        let now = self.clock.now_ms();
         for (service, endpoints) in endpoint_events {
             info!(service = %service, endpoints = endpoints.len(), "service endpoints changed");
             let _ = self.events.send(Event::Endpoints {

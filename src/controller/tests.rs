@@ -769,3 +769,5 @@ fn a_history_entry_shows_the_state_after_the_change() {
     let linked = linked.alias().unwrap();
     assert_eq!((linked.op, linked.op_kind), (None, None));
 }
+
+mod virtual_time;
