@@ -105,3 +105,6 @@ pub fn recover(dir: &Path, base: &Base, now_ms: u64) -> Result<Recovered, StoreE
         notes,
     })
 }
+
+#[cfg(test)]
+mod tests;
