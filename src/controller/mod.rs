@@ -9,6 +9,7 @@
 //! change that a crash could lose, and DNS never serves one.
 
 pub mod changes;
+pub mod core;
 pub mod history;
 pub mod index;
 pub mod machine;
@@ -24,6 +25,7 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
+use self::core::{Batch, Core, Effect, Unit};
 use crate::check::{Health, HealthSpec};
 use crate::clock::SharedClock;
 use crate::config::PromotionDefaults;
@@ -33,7 +35,7 @@ use crate::registry::{
     Base, ContainerRef, DockerEndpoint, DockerState, Problem, Registry, SourceStatus, Sources,
     Topology,
 };
-use crate::snapshot::{AliasView, Dirty, HealthMap, LastGood, SharedSnapshot, Snapshot, health_of};
+use crate::snapshot::{AliasView, HealthMap, LastGood, SharedSnapshot, Snapshot, health_of};
 use changes::{AliasPut, ReloadSummary};
 use history::{AliasChange, HistoryEntry, Subject};
 use imbl::ordmap::DiffItem;
@@ -521,46 +523,14 @@ impl ControlHandle {
     }
 }
 
-/// One batch of changes to commit together.
-#[derive(Default)]
-struct Batch {
-    /// The next state, when the registry, the alias set or the serials change; `None` keeps
-    /// the current one (alias transitions still apply).
-    state: Option<State>,
-    /// A reload's new config part.
-    base: Option<Arc<Base>>,
-    /// Alias transitions, applied over the state.
-    changes: Vec<(AliasName, AliasState, Change)>,
-    /// Entries not tied to an alias transition: services, removals, reloads.
-    entries: Vec<HistoryEntry>,
-    /// The serials were set by the change itself (a reload): do not bump them again.
-    serials_set: bool,
-    /// The sources' status changed: publish even if nothing else did.
-    sources_changed: bool,
-}
-
-impl Batch {
-    fn of(changes: Vec<(AliasName, AliasState, Change)>) -> Self {
-        Self {
-            changes,
-            ..Self::default()
-        }
-    }
-}
-
 /// The writer task's state.
 pub struct Controller {
-    base: Arc<Base>,
-    topology: Arc<Topology>,
-    state: State,
+    /// The writer's data: what the planner plans from.
+    core: Core,
     /// Used from blocking tasks, one at a time (the writer waits for each).
     durable: Arc<Mutex<Box<dyn Store>>>,
-    history: HistoryIndex,
-    health: HealthMap,
-    last_good: LastGood,
-    sources: Arc<Sources>,
+    /// The cell readers load snapshots from.
     shared: SharedSnapshot,
-    generation: u64,
     rx: mpsc::Receiver<Command>,
     health_rx: mpsc::Receiver<HealthChange>,
     sources_rx: mpsc::Receiver<SourceUpdate>,
@@ -571,18 +541,9 @@ pub struct Controller {
     published: Arc<watch::Sender<u64>>,
     board: Arc<HealthBoard>,
     checker: Checker,
-    /// Health changed since the last render.
-    health_dirty: bool,
-    /// The services whose endpoints changed health since the last render.
-    health_touched: BTreeSet<ServiceName>,
-    /// Docker's reachability flipped: every alias's warnings may change.
-    sources_all_dirty: bool,
     busy: Arc<dyn Busy>,
     drain_deadline: Duration,
     secondaries: Arc<crate::dns::notify::Secondaries>,
-    /// Per draining alias, its zone and the serial its drain began with: the serial every
-    /// secondary must serve before the old version can be safe to stop.
-    drain_serials: HashMap<AliasName, (usize, u32)>,
     clock: SharedClock,
 }
 
@@ -669,21 +630,28 @@ impl Controller {
             &last_good,
             sources.clone(),
         );
-        let shared: SharedSnapshot = Arc::new(arc_swap::ArcSwap::from_pointee(snapshot));
+        let snapshot = Arc::new(snapshot);
+        let shared: SharedSnapshot = Arc::new(arc_swap::ArcSwap::new(snapshot.clone()));
         let (tx, rx) = mpsc::channel(64);
         let (events, _) = broadcast::channel(1024);
         let published = Arc::new(watch::Sender::new(1));
         let controller = Self {
-            base,
-            topology,
-            state,
+            core: Core {
+                base,
+                topology,
+                state,
+                health,
+                last_good,
+                sources,
+                published: snapshot.clone(),
+                history,
+                drain_serials: HashMap::new(),
+                health_dirty: true,
+                health_touched: BTreeSet::new(),
+                sources_all_dirty: false,
+            },
             durable: Arc::new(Mutex::new(store)),
-            history,
-            health,
-            last_good,
-            sources,
             shared: shared.clone(),
-            generation: 1,
             rx,
             health_rx,
             sources_rx,
@@ -693,13 +661,9 @@ impl Controller {
             published: published.clone(),
             board,
             checker,
-            health_dirty: true,
-            health_touched: BTreeSet::new(),
-            sources_all_dirty: false,
             busy,
             drain_deadline,
             secondaries,
-            drain_serials: HashMap::new(),
             clock,
         };
         let mut controller = controller;
@@ -720,15 +684,15 @@ impl Controller {
 
     /// Applies the retention to every entry kept in memory (the age limit moves with time).
     fn trim_history(&mut self, now: u64) {
-        self.history.trim(&self.base.retention, now);
+        self.core.history.trim(&self.core.base.retention, now);
     }
 
     /// At start: compacts in place, on this thread.
     fn compact_history_now(&mut self) -> Result<(), StoreError> {
-        if !self.history.worth_compacting() {
+        if !self.core.history.worth_compacting() {
             return Ok(());
         }
-        let kept = self.history.kept();
+        let kept = self.core.history.kept();
         let mut refs: Vec<&HistoryEntry> = kept.iter().collect();
         let mut d = self.durable.lock().unwrap_or_else(|p| p.into_inner());
         d.compact_history(&mut refs)?;
@@ -739,20 +703,20 @@ impl Controller {
 
     fn after_compaction(&mut self, kept: usize) {
         info!(
-            dropped = self.history.garbage(),
+            dropped = self.core.history.garbage(),
             kept, "history compacted under its retention"
         );
-        self.history.compacted(kept);
+        self.core.history.compacted(kept);
     }
 
     /// Compacts the history file when worth it. Runs in the writer between commits, so no
     /// append can interleave; only committed entries are ever dropped, and each keeps its
     /// number and revision. A failure leaves the old file, which still loads.
     async fn compact_history(&mut self) {
-        if !self.history.worth_compacting() {
+        if !self.core.history.worth_compacting() {
             return;
         }
-        let kept = self.history.kept();
+        let kept = self.core.history.kept();
         let n = kept.len();
         let durable = self.durable.clone();
         let result = tokio::task::spawn_blocking(move || {
@@ -805,9 +769,9 @@ impl Controller {
         if self.board.epoch(&key) != Some(change.epoch) {
             return;
         }
-        self.health.insert(key, change.health);
-        self.health_dirty = true;
-        self.health_touched.insert(change.service.clone());
+        self.core.health.insert(key, change.health);
+        self.core.health_dirty = true;
+        self.core.health_touched.insert(change.service.clone());
         let _ = self.events.send(Event::Health {
             change,
             at_ms: self.clock.now_ms(),
@@ -819,8 +783,10 @@ impl Controller {
         if services.is_empty() {
             return 0;
         }
-        self.busy
-            .inflight(&crate::snapshot::endpoints_of(&self.topology, services))
+        self.busy.inflight(&crate::snapshot::endpoints_of(
+            &self.core.topology,
+            services,
+        ))
     }
 
     /// How long until the next deadline of any alias (at most a second, so a wall-clock jump
@@ -828,7 +794,7 @@ impl Controller {
     fn next_wake(&self) -> Duration {
         let now = self.clock.now_ms();
         let mut next: Option<u64> = None;
-        for a in self.state.aliases.values() {
+        for a in self.core.state.aliases.values() {
             if let Phase::Draining { until_ms, .. } = a.phase
                 && until_ms <= now
             {
@@ -901,13 +867,13 @@ impl Controller {
                 let _ = reply.send(result.map(|_| ()).and_then(|()| self.view(&alias)));
             }
             Command::History { alias, reply } => {
-                let _ = reply.send(self.history.of_alias(&alias).to_vec());
+                let _ = reply.send(self.core.history.of_alias(&alias).to_vec());
             }
             Command::ServiceHistory { service, reply } => {
-                let _ = reply.send(self.history.of_service(&service).to_vec());
+                let _ = reply.send(self.core.history.of_service(&service).to_vec());
             }
             Command::RecentHistory { limit, reply } => {
-                let _ = reply.send(self.history.recent(limit));
+                let _ = reply.send(self.core.history.recent(limit));
             }
             Command::PutService {
                 service,
@@ -917,8 +883,8 @@ impl Controller {
                 reply,
             } => {
                 let change = changes::put_service(
-                    &self.base,
-                    &self.state,
+                    &self.core.base,
+                    &self.core.state,
                     &service,
                     endpoints,
                     health,
@@ -941,9 +907,9 @@ impl Controller {
                 reply,
             } => {
                 let change = changes::delete_service(
-                    &self.base,
-                    &self.state,
-                    &self.topology,
+                    &self.core.base,
+                    &self.core.state,
+                    &self.core.topology,
                     &service,
                     &actor,
                     self.clock.now_ms(),
@@ -965,8 +931,8 @@ impl Controller {
                 reply,
             } => {
                 let change = changes::delete_alias(
-                    &self.base,
-                    &self.state,
+                    &self.core.base,
+                    &self.core.state,
                     &alias,
                     &actor,
                     self.clock.now_ms(),
@@ -1001,14 +967,14 @@ impl Controller {
         put: AliasPut,
         actor: Actor,
     ) -> Result<(AliasView, bool), ControlError> {
-        let last = changes::next_revision_after(self.history.of_alias(alias));
+        let last = changes::next_revision_after(self.core.history.of_alias(alias));
         let change = changes::put_alias(
-            &self.base,
-            &self.state,
-            &self.topology,
+            &self.core.base,
+            &self.core.state,
+            &self.core.topology,
             alias,
             put,
-            last.max(self.state.aliases.get(alias).map_or(0, |a| a.revision)),
+            last.max(self.core.state.aliases.get(alias).map_or(0, |a| a.revision)),
             &actor,
             self.clock.now_ms(),
         )?;
@@ -1035,8 +1001,14 @@ impl Controller {
             created,
             entries,
             summary,
-        } = changes::reload(&self.base, &base, &self.state, &actor, self.clock.now_ms())
-            .map_err(ControlError::Invalid)?;
+        } = changes::reload(
+            &self.core.base,
+            &base,
+            &self.core.state,
+            &actor,
+            self.clock.now_ms(),
+        )
+        .map_err(ControlError::Invalid)?;
         self.commit(Batch {
             state: Some(state),
             base: Some(base),
@@ -1054,7 +1026,7 @@ impl Controller {
     async fn source(&mut self, update: SourceUpdate) {
         match update {
             SourceUpdate::Docker { services, problems } => {
-                let mut sources = (*self.sources).clone();
+                let mut sources = (*self.core.sources).clone();
                 let mut sources_changed = false;
                 if let Some(d) = &mut sources.docker {
                     if d.problems != problems {
@@ -1071,10 +1043,10 @@ impl Controller {
                     }
                     d.status.last_sync_ms = Some(self.clock.now_ms());
                 }
-                self.sources = Arc::new(sources);
+                self.core.sources = Arc::new(sources);
                 let services: imbl::OrdMap<_, _> = services.into_iter().collect();
-                let state = (self.state.registry.docker != services).then(|| {
-                    let mut next = self.state.clone();
+                let state = (self.core.state.registry.docker != services).then(|| {
+                    let mut next = self.core.state.clone();
                     next.registry.docker = services;
                     next
                 });
@@ -1091,10 +1063,10 @@ impl Controller {
                 }
             }
             SourceUpdate::DockerStatus(status) => {
-                let mut sources = (*self.sources).clone();
+                let mut sources = (*self.core.sources).clone();
                 if let Some(d) = &mut sources.docker {
                     if d.status.connected != status.connected {
-                        self.sources_all_dirty = true;
+                        self.core.sources_all_dirty = true;
                         if status.connected {
                             info!(docker = %status.endpoint, version = status.version.as_deref().unwrap_or(""), "Docker connected");
                         } else {
@@ -1111,7 +1083,7 @@ impl Controller {
                         ..status.clone()
                     };
                 }
-                self.sources = Arc::new(sources);
+                self.core.sources = Arc::new(sources);
                 let _ = self.events.send(Event::Docker { status });
                 let batch = Batch {
                     sources_changed: true,
@@ -1142,6 +1114,7 @@ impl Controller {
     fn ask_stops(&mut self) {
         let Some(tx) = &self.docker_tx else { return };
         let connected = self
+            .core
             .sources
             .docker
             .as_ref()
@@ -1150,6 +1123,7 @@ impl Controller {
             return;
         }
         let owed = self
+            .core
             .state
             .aliases
             .values()
@@ -1158,7 +1132,7 @@ impl Controller {
             return;
         }
         let mut in_use: HashMap<ServiceName, AliasName> = HashMap::new();
-        for (name, a) in &self.state.aliases {
+        for (name, a) in &self.core.state.aliases {
             let op = a.phase.operation();
             for s in machine::answering(a)
                 .into_iter()
@@ -1169,7 +1143,7 @@ impl Controller {
             }
         }
         let now = self.clock.now_ms();
-        for (name, alias) in &self.state.aliases {
+        for (name, alias) in &self.core.state.aliases {
             let Some(r) = &alias.retired else { continue };
             if !r.stop_pending() || now < r.safe_to_stop_at_ms {
                 continue;
@@ -1188,7 +1162,8 @@ impl Controller {
                     continue;
                 }
                 containers.extend(
-                    self.topology
+                    self.core
+                        .topology
                         .services
                         .get(s)
                         .into_iter()
@@ -1210,7 +1185,7 @@ impl Controller {
     }
 
     fn check_services(&self, targets: &[ServiceName]) -> Result<(), ControlError> {
-        check_services(&self.topology, targets)
+        check_services(&self.core.topology, targets)
     }
 
     async fn link(
@@ -1241,7 +1216,7 @@ impl Controller {
         }
         let input = Input::Promote {
             to,
-            options: gates.resolve(&self.base.defaults),
+            options: gates.resolve(&self.core.base.defaults),
             kind,
             actor,
             reason,
@@ -1259,6 +1234,7 @@ impl Controller {
         to: RollbackTo,
     ) -> Result<Vec<ServiceName>, ControlError> {
         let state = self
+            .core
             .state
             .aliases
             .get(alias)
@@ -1274,7 +1250,7 @@ impl Controller {
                     ))
                 })?,
             RollbackTo::Revision(rev) => {
-                let entries = self.history.of_alias(alias);
+                let entries = self.core.history.of_alias(alias);
                 match entries
                     .iter()
                     .filter_map(HistoryEntry::alias)
@@ -1283,7 +1259,7 @@ impl Controller {
                     Some(a) => a.answering.clone(),
                     None => {
                         let oldest = entries.first().map(HistoryEntry::revision);
-                        let r = self.base.retention;
+                        let r = self.core.base.retention;
                         return Err(ControlError::NotFound(match oldest {
                             Some(oldest) if rev < oldest => format!(
                                 "revision {rev} of alias `{alias}` was compacted away by the history retention (keep_per_alias = {}, max_age = {}); the oldest revision kept is {oldest}",
@@ -1301,7 +1277,7 @@ impl Controller {
             .map(|t| {
                 t.parse::<ServiceName>()
                     .ok()
-                    .filter(|s| self.topology.services.contains_key(s))
+                    .filter(|s| self.core.topology.services.contains_key(s))
                     .ok_or_else(|| {
                         ControlError::Conflict(format!(
                             "cannot roll back to service `{t}`: it no longer exists"
@@ -1315,6 +1291,7 @@ impl Controller {
     /// Returns whether the input changed anything.
     async fn apply(&mut self, alias: &AliasName, input: Input) -> Result<bool, ControlError> {
         let current = self
+            .core
             .state
             .aliases
             .get(alias)
@@ -1332,12 +1309,12 @@ impl Controller {
     /// Applies every transition that time and health have made due, and commits them.
     async fn settle(&mut self) {
         let now = self.clock.now_ms();
-        if self.history.trim_due(now) {
+        if self.core.history.trim_due(now) {
             self.trim_history(now);
             self.compact_history().await;
         }
         let changes = self.due_transitions(None);
-        if changes.is_empty() && !self.health_dirty {
+        if changes.is_empty() && !self.core.health_dirty {
             return;
         }
         if let Err(e) = self.commit(Batch::of(changes)).await {
@@ -1367,6 +1344,7 @@ impl Controller {
             latest.insert(name, state);
         }
         let moving = self
+            .core
             .state
             .aliases
             .iter()
@@ -1377,7 +1355,7 @@ impl Controller {
                 continue;
             }
             let mut current = alias.clone();
-            let caught = || match self.drain_serials.get(name) {
+            let caught = || match self.core.drain_serials.get(name) {
                 Some(&(zone, serial)) => self.secondaries.caught(zone, serial),
                 None => machine::Caught::Since(0),
             };
@@ -1401,12 +1379,13 @@ impl Controller {
 
     /// Runs `f` with the machine's view of now: the clock, the TTL window and health counts.
     fn with_ctx<R>(&self, f: impl FnOnce(&Ctx<'_>) -> R) -> R {
-        let count = |services: &[ServiceName]| counts(&self.topology, &self.health, services);
+        let count =
+            |services: &[ServiceName]| counts(&self.core.topology, &self.core.health, services);
         let busy = |services: &[ServiceName]| self.busy_on(services);
         let ctx = Ctx {
             now: self.clock.now_ms(),
-            ttl_window_s: self.topology.ttl_window_s(),
-            grace_ms: self.base.defaults.drain_grace.as_millis() as u64,
+            ttl_window_s: self.core.topology.ttl_window_s(),
+            grace_ms: self.core.base.defaults.drain_grace.as_millis() as u64,
             counts: &count,
             busy: &busy,
             drain_deadline_ms: self.drain_deadline.as_millis() as u64,
@@ -1415,279 +1394,77 @@ impl Controller {
         f(&ctx)
     }
 
-    /// Makes a batch durable (history, then state), then publishes and emits it. Also
-    /// republishes when health alone changed the answers, bumping the zone serial.
+    /// Plans a batch, makes its unit durable, and only then takes the plan on, publishes the
+    /// snapshot, sends the events and runs the effects. A refused unit leaves the core and
+    /// the snapshot as they were, and the caller gets the reason. Also republishes when
+    /// health alone changed the answers, bumping the zone serial.
     async fn commit(&mut self, batch: Batch) -> Result<(), ControlError> {
-        let Batch {
-            state,
-            base,
-            changes,
-            entries: other_entries,
-            serials_set,
-            sources_changed,
-        } = batch;
-        let registry_changed = state.is_some();
-        let mut next = state.unwrap_or_else(|| self.state.clone());
-        for (name, alias, _) in &changes {
-            next.aliases.insert(name.clone(), alias.clone());
-        }
-        let base_next = base.clone().unwrap_or_else(|| self.base.clone());
-        // The topology follows the registry, the alias set and the config; a change of an alias
-        // phase alone can only add placeholders for services it names, which exist already.
-        let topology = if registry_changed || base.is_some() {
-            Arc::new(Topology::build(
-                &base_next,
-                &next.registry,
-                next.named_services(),
-            ))
-        } else {
-            self.topology.clone()
-        };
-        let topology_changed = !Arc::ptr_eq(&topology, &self.topology);
-        // Endpoints that are new start with their starting health; those gone are forgotten.
-        let (health, check_targets) = if topology_changed {
-            let targets = check_targets(&topology);
-            let mut health = HealthMap::with_capacity(targets.len());
-            let mut with_start = Vec::with_capacity(targets.len());
-            for (key, check) in targets {
-                let h = self
-                    .health
-                    .get(&key)
-                    .copied()
-                    .unwrap_or_else(|| starting_health(&check, false));
-                health.insert(key.clone(), h);
-                with_start.push((key, check, h));
-            }
-            (Some(health), Some(with_start))
-        } else {
-            (None, None)
-        };
-        let health_now = health.as_ref().unwrap_or(&self.health);
-        let current = self.shared.load_full();
-        // Only the aliases this batch touches are rendered again; the others are shared.
-        let changed_services = if topology_changed {
-            changed_endpoints(&self.topology, &topology)
-        } else {
-            Vec::new()
-        };
-        let dirty = if base.is_some() || self.sources_all_dirty {
-            Dirty::All
-        } else {
-            let mut set: BTreeSet<AliasName> = changes.iter().map(|(n, _, _)| n.clone()).collect();
-            for item in self.state.aliases.diff(&next.aliases) {
-                set.insert(match item {
-                    DiffItem::Add(k, _) | DiffItem::Remove(k, _) => k.clone(),
-                    DiffItem::Update { new: (k, _), .. } => k.clone(),
-                });
-            }
-            let mut touched: BTreeSet<&ServiceName> = self.health_touched.iter().collect();
-            touched.extend(changed_services.iter().map(|(s, _)| s));
-            if !touched.is_empty() {
-                for (name, a) in next.aliases.iter() {
-                    let op = a.phase.operation();
-                    let uses = a
-                        .targets
-                        .iter()
-                        .chain(op.into_iter().flat_map(|o| o.to.iter()))
-                        .any(|s| touched.contains(s));
-                    if uses {
-                        set.insert(name.clone());
-                    }
-                }
-            }
-            // API alias settings (port name, policy) live in the registry.
-            for item in self
-                .state
-                .registry
-                .api_aliases
-                .diff(&next.registry.api_aliases)
-            {
-                set.insert(match item {
-                    DiffItem::Add(k, _) | DiffItem::Remove(k, _) => k.clone(),
-                    DiffItem::Update { new: (k, _), .. } => k.clone(),
-                });
-            }
-            Dirty::Aliases(set)
-        };
-        let mut snapshot = current.update(
-            self.generation + 1,
-            topology.clone(),
-            &next,
-            health_now,
-            &self.last_good,
-            self.sources.clone(),
-            &dirty,
-        );
-        let rendered: Vec<AliasName> = match &dirty {
-            Dirty::All => snapshot
-                .aliases
-                .keys()
-                .chain(current.aliases.keys())
-                .cloned()
-                .collect::<BTreeSet<_>>()
-                .into_iter()
-                .collect(),
-            Dirty::Aliases(set) => set.iter().cloned().collect(),
-        };
-        let mut bumped = false;
-        let mut views_changed = false;
-        if !serials_set {
-            let mut zones: BTreeSet<usize> = BTreeSet::new();
-            for name in &rendered {
-                let (before, after) = (current.aliases.get(name), snapshot.aliases.get(name));
-                if before.map(|v| &v.endpoints) != after.map(|v| &v.endpoints) {
-                    let def = topology
-                        .aliases
-                        .get(name)
-                        .or_else(|| self.topology.aliases.get(name));
-                    zones.extend(def.map(|d| d.zone));
-                }
-            }
-            for zone in zones {
-                if next.serials.get(zone) == self.state.serials.get(zone) {
-                    next.serials[zone] = next.serials[zone].wrapping_add(1);
-                    bumped = true;
-                }
-            }
-        }
-        for name in &rendered {
-            let (before, after) = (current.aliases.get(name), snapshot.aliases.get(name));
-            views_changed |= match (before, after) {
-                (Some(b), Some(v)) => {
-                    b.fallback != v.fallback || b.passing != v.passing || b.warnings != v.warnings
-                }
-                (None, None) => false,
-                _ => true,
-            };
-        }
-        // Serials published never pass the reserve stored, so one lost on a crash is never
-        // served again; health alone moves serials without a write until the reserve is used.
-        let mut reserve_moved = false;
-        for (i, serial) in next.serials.iter().enumerate() {
-            let reserved = next.serial_reserve.get(i).copied().unwrap_or(*serial);
-            if serials_set || serial_gt(*serial, reserved) || i >= next.serial_reserve.len() {
-                if i < next.serial_reserve.len() {
-                    next.serial_reserve[i] = serial.wrapping_add(SERIAL_RESERVE);
-                } else {
-                    next.serial_reserve
-                        .push(serial.wrapping_add(SERIAL_RESERVE));
-                }
-                reserve_moved = true;
-            }
-        }
-        next.serial_reserve.truncate(next.serials.len());
-        let durable_change = !changes.is_empty()
-            || !other_entries.is_empty()
-            || reserve_moved
-            || registry_changed
-            || serials_set;
-        if !durable_change && !views_changed && !bumped && !sources_changed && !topology_changed {
-            self.health_dirty = false;
-            self.health_touched.clear();
-            return Ok(());
-        }
-        if bumped {
-            snapshot.set_serials(&next.serials, &topology);
-        }
-        // A change that ends an operation belongs to it: take the operation from the state
-        // before the change when the state after has none.
-        let mut before: HashMap<&AliasName, &AliasState> = HashMap::new();
-        let mut alias_entries: Vec<HistoryEntry> = Vec::with_capacity(changes.len());
-        for (name, alias, change) in &changes {
-            let prev = before
-                .get(name)
-                .copied()
-                .or_else(|| self.state.aliases.get(name));
-            let mut e = entry(name, alias, change);
-            if let Subject::Alias(a) = &mut e.subject
-                && a.op.is_none()
-                && change.kind != ChangeKind::Linked
-            {
-                let op = prev.and_then(|p| p.phase.operation());
-                a.op = op.map(|op| op.id);
-                a.op_kind = op.map(|op| op.kind);
-            }
-            alias_entries.push(e);
-            before.insert(name, alias);
-        }
-        let mut other_entries = other_entries;
-        for e in alias_entries.iter_mut().chain(other_entries.iter_mut()) {
-            next.history_seq += 1;
-            e.seq = next.history_seq;
-        }
-        if durable_change {
-            let delta = delta(&topology, &self.state, &next, reserve_moved);
-            let durable = self.durable.clone();
-            let batch: Vec<HistoryEntry> = other_entries
-                .iter()
-                .chain(&alias_entries)
-                .cloned()
-                .collect();
-            let (whole_state, whole_topology) = (next.clone(), topology.clone());
-            tokio::task::spawn_blocking(move || {
-                let mut d = durable.lock().unwrap_or_else(|p| p.into_inner());
-                d.commit(delta, &batch, &|| to_stored(&whole_topology, &whole_state))
-            })
-            .await
-            .map_err(|e| ControlError::Storage(e.to_string()))?
-            .map_err(|e| ControlError::Storage(e.to_string()))?;
-        }
-
-        let endpoint_events = changed_services;
-        self.state = next;
-        self.health_touched.clear();
-        self.sources_all_dirty = false;
-        if let Some(base) = base {
-            self.base = base;
-        }
-        self.topology = topology;
-        if let Some(health) = health {
-            self.health = health;
-        }
-        if let Some(targets) = check_targets {
-            self.checker.reconcile(targets);
-        }
-        self.health_dirty = false;
-        self.generation += 1;
-        for name in &rendered {
-            match snapshot.aliases.get(name) {
-                Some(view) if !view.passing.is_empty() => {
-                    self.last_good.insert(name.clone(), view.passing.clone());
-                }
-                Some(_) => {}
-                None => {
-                    self.last_good.remove(name);
-                }
-            }
-        }
-        // A drain counts from the first generation that served it.
-        for (name, alias) in &self.state.aliases {
-            if matches!(alias.phase, Phase::Draining { .. }) {
-                let zone = self.topology.aliases.get(name).map_or(0, |d| d.zone);
-                let serial = snapshot.zones.get(zone).map_or(0, |z| z.serial);
-                self.drain_serials
-                    .entry(name.clone())
-                    .or_insert((zone, serial));
-            }
-        }
-        let aliases = &self.state.aliases;
-        self.drain_serials.retain(|name, _| {
-            aliases
-                .get(name)
-                .is_some_and(|a| matches!(a.phase, Phase::Draining { .. }))
-        });
-        self.shared.store(Arc::new(snapshot));
-        self.published.send_replace(self.generation);
         let now = self.clock.now_ms();
-        for (service, endpoints) in endpoint_events {
-            info!(service = %service, endpoints = endpoints.len(), "service endpoints changed");
-            let _ = self.events.send(Event::Endpoints {
-                service,
-                endpoints,
-                at_ms: now,
-            });
+        let Some(mut plan) = self.core.plan(batch, now) else {
+            self.core.nothing_changed();
+            return Ok(());
+        };
+        if let Some(unit) = plan.durable.take() {
+            self.make_durable(unit, &plan.state, &plan.topology).await?;
         }
-        for e in other_entries {
+        let (snapshot, events, effects) = self.core.apply(plan, now);
+        let generation = snapshot.generation;
+        self.shared.store(snapshot);
+        self.published.send_replace(generation);
+        for event in events {
+            log_event(&event);
+            let _ = self.events.send(event);
+        }
+        for effect in effects {
+            match effect {
+                Effect::Reconcile(targets) => self.checker.reconcile(targets),
+            }
+        }
+        self.ask_stops();
+        self.compact_history().await;
+        Ok(())
+    }
+
+    /// Hands `unit` to the store, off the writer's task; `state` and `topology` render the
+    /// whole state for a store that wants it.
+    async fn make_durable(
+        &self,
+        unit: Unit,
+        state: &State,
+        topology: &Arc<Topology>,
+    ) -> Result<(), ControlError> {
+        let durable = self.durable.clone();
+        let (whole_state, whole_topology) = (state.clone(), topology.clone());
+        tokio::task::spawn_blocking(move || {
+            let mut d = durable.lock().unwrap_or_else(|p| p.into_inner());
+            d.commit(unit.delta, &unit.entries, &|| {
+                to_stored(&whole_topology, &whole_state)
+            })
+        })
+        .await
+        .map_err(|e| ControlError::Storage(e.to_string()))?
+        .map_err(|e| ControlError::Storage(e.to_string()))
+    }
+
+    fn view(&self, alias: &AliasName) -> Result<AliasView, ControlError> {
+        self.shared
+            .load()
+            .aliases
+            .get(alias)
+            .map(|v| (**v).clone())
+            .ok_or_else(|| ControlError::UnknownAlias(alias.to_string()))
+    }
+}
+
+/// Logs what a published event says changed.
+fn log_event(event: &Event) {
+    match event {
+        Event::Endpoints {
+            service, endpoints, ..
+        } => {
+            info!(service = %service, endpoints = endpoints.len(), "service endpoints changed");
+        }
+        Event::Registry { entry: e } => {
             let (alias, service) = match &e.subject {
                 Subject::Alias(a) => (a.alias.as_str(), ""),
                 Subject::Service(s) => ("", s.as_str()),
@@ -1701,40 +1478,17 @@ impl Controller {
                 reason = e.reason.as_deref().unwrap_or(""),
                 "registry changed"
             );
-            self.history.push(e.clone(), &self.base.retention, now);
-            let _ = self.events.send(Event::Registry { entry: e });
         }
-        for ((name, alias, change), entry) in changes.into_iter().zip(alias_entries) {
-            info!(
-                alias = %name,
-                change = ?change.kind,
-                phase = alias.phase.name(),
-                revision = alias.revision,
-                actor = %change.actor,
-                reason = change.reason.as_deref().unwrap_or(""),
-                "alias changed"
-            );
-            self.history.push(entry.clone(), &self.base.retention, now);
-            let _ = self.events.send(Event::Change {
-                entry,
-                state: Box::new(alias),
-            });
-        }
-        self.ask_stops();
-        if self.history.trim_due(now) {
-            self.trim_history(now);
-        }
-        self.compact_history().await;
-        Ok(())
-    }
-
-    fn view(&self, alias: &AliasName) -> Result<AliasView, ControlError> {
-        self.shared
-            .load()
-            .aliases
-            .get(alias)
-            .map(|v| (**v).clone())
-            .ok_or_else(|| ControlError::UnknownAlias(alias.to_string()))
+        Event::Change { entry, state } => info!(
+            alias = entry.alias().map_or("", |a| a.alias.as_str()),
+            change = ?entry.change,
+            phase = state.phase.name(),
+            revision = state.revision,
+            actor = %entry.actor,
+            reason = entry.reason.as_deref().unwrap_or(""),
+            "alias changed"
+        ),
+        _ => {}
     }
 }
 

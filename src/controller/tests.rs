@@ -64,7 +64,7 @@ fn topology() -> Topology {
 }
 
 /// The config part of the test config.
-fn base() -> Base {
+pub(crate) fn base() -> Base {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("internal.zone"), INTERNAL_ZONE).unwrap();
     std::fs::write(dir.path().join("example.zone"), EXAMPLE_ZONE).unwrap();
@@ -75,11 +75,11 @@ fn base() -> Base {
     Base::from_config(&config)
 }
 
-fn alias(name: &str) -> AliasName {
+pub(crate) fn alias(name: &str) -> AliasName {
     AliasName::from_fqdn(&Name::from_ascii(name).unwrap())
 }
 
-fn services(names: &[&str]) -> Vec<ServiceName> {
+pub(crate) fn services(names: &[&str]) -> Vec<ServiceName> {
     names.iter().map(|n| n.parse().unwrap()).collect()
 }
 
