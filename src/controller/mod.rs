@@ -839,13 +839,7 @@ impl Controller {
                 actor,
                 reply,
             } => {
-                let result = match self.rollback_target(&alias, to) {
-                    Ok(targets) => {
-                        self.promote(&alias, targets, gates, OpKind::Rollback, reason, actor)
-                            .await
-                    }
-                    Err(e) => Err(e),
-                };
+                let result = self.rollback(&alias, to, gates, reason, actor).await;
                 let _ = reply.send(result);
             }
             Command::Confirm {
@@ -854,8 +848,8 @@ impl Controller {
                 actor,
                 reply,
             } => {
-                let result = self.apply(&alias, Input::Confirm { actor, reason }).await;
-                let _ = reply.send(result.map(|_| ()).and_then(|()| self.view(&alias)));
+                let result = self.apply_and_view(&alias, Input::Confirm { actor, reason });
+                let _ = reply.send(result.await);
             }
             Command::Abort {
                 alias,
@@ -863,8 +857,8 @@ impl Controller {
                 actor,
                 reply,
             } => {
-                let result = self.apply(&alias, Input::Abort { actor, reason }).await;
-                let _ = reply.send(result.map(|_| ()).and_then(|()| self.view(&alias)));
+                let result = self.apply_and_view(&alias, Input::Abort { actor, reason });
+                let _ = reply.send(result.await);
             }
             Command::History { alias, reply } => {
                 let _ = reply.send(self.core.history.of_alias(&alias).to_vec());
@@ -882,23 +876,7 @@ impl Controller {
                 actor,
                 reply,
             } => {
-                let change = changes::put_service(
-                    &self.core.base,
-                    &self.core.state,
-                    &service,
-                    endpoints,
-                    health,
-                    &actor,
-                    self.clock.now_ms(),
-                );
-                let result = match change {
-                    Ok(Some((state, entry, created))) => self
-                        .commit_registry(Ok((state, entry)))
-                        .await
-                        .map(|()| created),
-                    Ok(None) => Ok(false),
-                    Err(e) => Err(e),
-                };
+                let result = self.put_service(&service, endpoints, health, &actor).await;
                 let _ = reply.send(result);
             }
             Command::DeleteService {
@@ -943,6 +921,32 @@ impl Controller {
                 let result = self.reload(base, actor).await;
                 let _ = reply.send(result);
             }
+        }
+    }
+
+    /// Defines `service` through the API, or replaces it; returns whether it was created.
+    async fn put_service(
+        &mut self,
+        service: &ServiceName,
+        endpoints: Vec<Endpoint>,
+        health: HealthSpec,
+        actor: &str,
+    ) -> Result<bool, ControlError> {
+        let change = changes::put_service(
+            &self.core.base,
+            &self.core.state,
+            service,
+            endpoints,
+            health,
+            actor,
+            self.clock.now_ms(),
+        )?;
+        match change {
+            Some((state, entry, created)) => self
+                .commit_registry(Ok((state, entry)))
+                .await
+                .map(|()| created),
+            None => Ok(false),
         }
     }
 
@@ -1228,6 +1232,19 @@ impl Controller {
         })
     }
 
+    async fn rollback(
+        &mut self,
+        alias: &AliasName,
+        to: RollbackTo,
+        gates: Gates,
+        reason: Option<String>,
+        actor: Actor,
+    ) -> Result<Started, ControlError> {
+        let targets = self.rollback_target(alias, to)?;
+        self.promote(alias, targets, gates, OpKind::Rollback, reason, actor)
+            .await
+    }
+
     fn rollback_target(
         &self,
         alias: &AliasName,
@@ -1304,6 +1321,16 @@ impl Controller {
         changes.extend(self.due_transitions(Some(&changes)));
         self.commit(Batch::of(changes)).await?;
         Ok(true)
+    }
+
+    /// [`Controller::apply`], answered with the alias's view after it.
+    async fn apply_and_view(
+        &mut self,
+        alias: &AliasName,
+        input: Input,
+    ) -> Result<AliasView, ControlError> {
+        self.apply(alias, input).await?;
+        self.view(alias)
     }
 
     /// Applies every transition that time and health have made due, and commits them.

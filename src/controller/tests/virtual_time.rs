@@ -8,6 +8,8 @@ use super::*;
 use crate::clock::{Clock, Tokio};
 use crate::config::Config;
 use crate::controller::recover::recover;
+use crate::controller::state::StoredState;
+use crate::controller::store::FileStore;
 
 /// web-v1 and web-v2 are unchecked (always healthy); web-v3 is checked over TCP on a port
 /// nothing listens on, so it never becomes healthy.
@@ -84,40 +86,75 @@ async fn changes(events: &mut broadcast::Receiver<Event>, n: usize) -> Vec<(Chan
     out
 }
 
+/// A writer started on a fresh state directory, as the daemon starts it.
+struct Writer {
+    control: ControlHandle,
+    snapshots: SharedSnapshot,
+    clock: Arc<Tokio>,
+    shutdown: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+    _dir: tempfile::TempDir,
+}
+
+impl Writer {
+    /// Starts the writer with the proxy's `open_work`; `store` wraps the directory's store.
+    fn start(open_work: Arc<OpenWork>, store: impl FnOnce(FileStore) -> Box<dyn Store>) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("internal.zone"), INTERNAL_ZONE).unwrap();
+        let config = Config::parse(CONFIG, &dir.path().join("aliasd.toml"), &|_| None)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let base = Arc::new(Base::from_config(&config));
+        let clock = Arc::new(Tokio::starting_at(STARTED_AT));
+        let recovered = recover(&dir.path().join("state"), &base, clock.now_ms()).unwrap();
+        let shutdown = CancellationToken::new();
+        let board = Arc::new(HealthBoard::default());
+        let (health_tx, health_rx) = mpsc::channel(64);
+        let (_sources_tx, sources_rx) = mpsc::channel(64);
+        let (controller, control, snapshots) = Controller::start(StartParts {
+            base,
+            store: store(recovered.store),
+            state: recovered.state,
+            topology: recovered.topology,
+            history: recovered.entries,
+            board: board.clone(),
+            checker: Checker::new(board, health_tx, 4, shutdown.clone()),
+            health_rx,
+            sources_rx,
+            docker_tx: None,
+            docker_endpoint: None,
+            busy: open_work,
+            drain_deadline: DRAIN_DEADLINE,
+            secondaries: crate::dns::notify::Secondaries::new(),
+            clock: clock.clone(),
+        });
+        let task = tokio::spawn(controller.run(shutdown.clone()));
+        Self {
+            control,
+            snapshots,
+            clock,
+            shutdown,
+            task,
+            _dir: dir,
+        }
+    }
+
+    async fn stop(self) {
+        self.shutdown.cancel();
+        self.task.await.unwrap();
+    }
+}
+
+fn web() -> AliasName {
+    AliasName::resolve("web.internal.", &hickory_proto::rr::Name::root()).unwrap()
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_whole_promotion_its_drain_deadline_a_rollback_and_a_warm_timeout_run_in_virtual_time() {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("internal.zone"), INTERNAL_ZONE).unwrap();
-    let config = Config::parse(CONFIG, &dir.path().join("aliasd.toml"), &|_| None)
-        .unwrap_or_else(|e| panic!("{e}"));
-    let base = Arc::new(Base::from_config(&config));
-    let clock = Arc::new(Tokio::starting_at(STARTED_AT));
-    let recovered = recover(&dir.path().join("state"), &base, clock.now_ms()).unwrap();
-    let shutdown = CancellationToken::new();
-    let board = Arc::new(HealthBoard::default());
-    let (health_tx, health_rx) = mpsc::channel(64);
-    let (_sources_tx, sources_rx) = mpsc::channel(64);
     let open_work = Arc::new(OpenWork::default());
-    let (controller, control, _snapshots) = Controller::start(StartParts {
-        base,
-        store: Box::new(recovered.store),
-        state: recovered.state,
-        topology: recovered.topology,
-        history: recovered.entries,
-        board: board.clone(),
-        checker: Checker::new(board, health_tx, 4, shutdown.clone()),
-        health_rx,
-        sources_rx,
-        docker_tx: None,
-        docker_endpoint: None,
-        busy: open_work.clone(),
-        drain_deadline: DRAIN_DEADLINE,
-        secondaries: crate::dns::notify::Secondaries::new(),
-        clock: clock.clone(),
-    });
+    let writer = Writer::start(open_work.clone(), |s| Box::new(s));
+    let (control, clock) = (&writer.control, &writer.clock);
     let mut events = control.subscribe();
-    let writer = tokio::spawn(controller.run(shutdown.clone()));
-    let web = AliasName::resolve("web.internal.", &hickory_proto::rr::Name::root()).unwrap();
+    let web = web();
     let svc = |n: &str| vec![n.parse::<ServiceName>().unwrap()];
 
     // A promotion while the proxy keeps work open on the old version: web-v2 is healthy at
@@ -199,6 +236,66 @@ async fn a_whole_promotion_its_drain_deadline_a_rollback_and_a_warm_timeout_run_
     let view = control.history(web).await.unwrap();
     assert_eq!(view.last().unwrap().alias().unwrap().answering, ["web-v1"]);
 
-    shutdown.cancel();
-    writer.await.unwrap();
+    writer.stop().await;
+}
+
+/// The directory's store, refusing every commit while `refuse` is set.
+struct Refusing {
+    store: FileStore,
+    refuse: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Store for Refusing {
+    fn commit(
+        &mut self,
+        delta: StoredDelta,
+        entries: &[HistoryEntry],
+        whole: &dyn Fn() -> StoredState,
+    ) -> Result<(), StoreError> {
+        if self.refuse.load(Ordering::SeqCst) {
+            return Err(StoreError::Io {
+                path: "state.journal".into(),
+                error: std::io::Error::other("the disk is full"),
+            });
+        }
+        self.store.commit(delta, entries, whole)
+    }
+
+    fn compact_history(&mut self, kept: &mut [&HistoryEntry]) -> Result<(), StoreError> {
+        self.store.compact_history(kept)
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_change_the_store_refuses_leaves_the_snapshot_and_history_as_they_were() {
+    let refuse = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let writer = Writer::start(Arc::default(), {
+        let refuse = refuse.clone();
+        move |store| Box::new(Refusing { store, refuse })
+    });
+    let control = &writer.control;
+    let before = writer.snapshots.load_full();
+    let history = control.history(web()).await.unwrap();
+    let svc = vec!["web-v2".parse::<ServiceName>().unwrap()];
+    let refused = control
+        .link(web(), svc.clone(), "deploy".into())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&refused, ControlError::Storage(m) if m.contains("the disk is full")),
+        "{refused:?}"
+    );
+    let after = writer.snapshots.load_full();
+    assert_eq!(after.generation, before.generation);
+    assert_eq!(
+        after.aliases[&web()].endpoints,
+        before.aliases[&web()].endpoints
+    );
+    assert_eq!(control.history(web()).await.unwrap(), history);
+    // The writer goes on: once the store takes it, the same change is made.
+    refuse.store(false, Ordering::SeqCst);
+    let view = control.link(web(), svc, "deploy".into()).await.unwrap();
+    assert_eq!(view.answering, ["web-v2".parse::<ServiceName>().unwrap()]);
+    assert_eq!(writer.snapshots.load().generation, before.generation + 1);
+    writer.stop().await;
 }
