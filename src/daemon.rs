@@ -140,6 +140,8 @@ impl Daemon {
         let proxy_stats = Arc::new(ProxyStats::new(&proxies));
         let proxy_addrs: Vec<SocketAddr> = proxies.iter().map(|p| p.addr()).collect();
         let secondaries = crate::dns::notify::Secondaries::new();
+        let transfers =
+            crate::dns::xfr::Transfers::new(&origins, &config.transfers, &config.tsig_keys);
         let (controller, control, snapshots) = Controller::start(StartParts {
             base,
             store: Box::new(recovered.store),
@@ -155,7 +157,12 @@ impl Daemon {
             // A drain holds the old version while the proxies still have work on it, up to
             // the longest drain deadline of any proxy.
             busy: proxy_stats.clone(),
-            secondaries: secondaries.clone(),
+            secondaries: transfers
+                .zones()
+                .iter()
+                .enumerate()
+                .flat_map(|(zone, (_, t))| t.secondaries.iter().map(move |s| (zone, s.address)))
+                .collect(),
             drain_deadline: config
                 .proxies
                 .iter()
@@ -165,8 +172,6 @@ impl Daemon {
             clock,
         });
 
-        let transfers =
-            crate::dns::xfr::Transfers::new(&origins, &config.transfers, &config.tsig_keys);
         let dns = DnsServer::start(&config.dns, &origins, snapshots.clone(), transfers.clone())
             .await
             .map_err(DaemonError::BindDns)?;
@@ -175,7 +180,7 @@ impl Daemon {
             snapshots.clone(),
             control.published(),
             &secondaries,
-            &control.events(),
+            &sources_tx,
             &shutdown,
             &mut tasks,
         );

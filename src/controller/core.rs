@@ -9,14 +9,15 @@
 //! the plan ([`Core::apply`]) and publishes, so nothing is published before it is durable and
 //! a refused unit leaves the core exactly as it was.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use imbl::ordmap::DiffItem;
 
 use super::history::{HistoryEntry, Subject};
 use super::index::HistoryIndex;
-use super::machine::{Change, ChangeKind, Phase};
+use super::machine::{Caught, Change, ChangeKind, Phase};
 use super::state::{AliasState, State, StoredDelta};
 use super::{Event, SERIAL_RESERVE, changed_endpoints, check_targets, delta, entry, serial_gt};
 use crate::check::{CheckConfig, Health};
@@ -44,6 +45,9 @@ pub struct Core {
     /// Per draining alias, its zone and the serial its drain began with: the serial every
     /// secondary must serve before the old version can be safe to stop.
     pub drain_serials: HashMap<AliasName, (usize, u32)>,
+    /// Every zone's secondaries (zone index, address), and the serial each reported it serves
+    /// with when it began serving it; `None` until it reports one.
+    pub secondaries: BTreeMap<(usize, SocketAddr), Option<(u32, u64)>>,
     /// Health changed since the last render.
     pub health_dirty: bool,
     /// The services whose endpoints changed health since the last render.
@@ -348,6 +352,21 @@ impl Core {
             e.seq = next.history_seq;
         }
         (alias_entries, others)
+    }
+
+    /// Where the secondaries of zone `zone` stand on `serial`: serving it (or a later one)
+    /// since when, or not all of them yet.
+    pub fn caught(&self, zone: usize, serial: u32) -> Caught {
+        let mut since = 0;
+        for ((_, _), seen) in self.secondaries.iter().filter(|((z, _), _)| *z == zone) {
+            match seen {
+                Some((have, at)) if *have == serial || serial_gt(*have, serial) => {
+                    since = since.max(*at);
+                }
+                _ => return Caught::Waiting,
+            }
+        }
+        Caught::Since(since)
     }
 
     /// A batch planned to nothing: the health it looked at is now as good as published.

@@ -18,6 +18,7 @@ pub mod state;
 pub mod store;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -194,9 +195,13 @@ pub enum Event {
     Closing,
 }
 
-/// What discovery sends the controller.
+/// What discovery and the NOTIFY tasks send the controller: inputs like any other, which
+/// the writer takes in one at a time (no part of its data is read from shared state).
 #[derive(Debug, Clone)]
 pub enum SourceUpdate {
+    /// A secondary now serves another serial, caught up or fell behind, or failed to answer
+    /// (from its NOTIFY task). A drain waits for every secondary of its zone.
+    Secondary(crate::dns::notify::SecondaryState),
     /// Docker's whole view: every service's endpoints and the containers it skipped.
     Docker {
         services: BTreeMap<ServiceName, Vec<DockerEndpoint>>,
@@ -511,11 +516,6 @@ impl ControlHandle {
         self.events.subscribe()
     }
 
-    /// Where other parts of the daemon send their events (the secondaries' followers).
-    pub fn events(&self) -> broadcast::Sender<Event> {
-        self.events.clone()
-    }
-
     /// The generation of the snapshot published last: it changes with every publish (a burst
     /// of publishes may be seen as its last one).
     pub fn published(&self) -> watch::Receiver<u64> {
@@ -543,7 +543,6 @@ pub struct Controller {
     checker: Checker,
     busy: Arc<dyn Busy>,
     drain_deadline: Duration,
-    secondaries: Arc<crate::dns::notify::Secondaries>,
     clock: SharedClock,
 }
 
@@ -569,8 +568,9 @@ pub struct StartParts {
     /// The proxy's open work, which a drain waits for, and how long it waits at most.
     pub busy: Arc<dyn Busy>,
     pub drain_deadline: Duration,
-    /// What each zone's secondaries serve: a drain waits for them too.
-    pub secondaries: Arc<crate::dns::notify::Secondaries>,
+    /// Every zone's secondaries (zone index, address): a drain waits for each of them to
+    /// report the serial it began with.
+    pub secondaries: Vec<(usize, SocketAddr)>,
     /// Where the writer reads the time: the wall clock, or a test's.
     pub clock: SharedClock,
 }
@@ -646,6 +646,7 @@ impl Controller {
                 published: snapshot.clone(),
                 history,
                 drain_serials: HashMap::new(),
+                secondaries: secondaries.into_iter().map(|s| (s, None)).collect(),
                 health_dirty: true,
                 health_touched: BTreeSet::new(),
                 sources_all_dirty: false,
@@ -663,7 +664,6 @@ impl Controller {
             checker,
             busy,
             drain_deadline,
-            secondaries,
             clock,
         };
         let mut controller = controller;
@@ -1098,6 +1098,16 @@ impl Controller {
                 }
                 self.ask_stops();
             }
+            SourceUpdate::Secondary(state) => {
+                let key = (state.zone_index, state.address);
+                if let Some(seen) = self.core.secondaries.get_mut(&key) {
+                    *seen = state.serial.zip(state.serial_since_ms);
+                }
+                let at_ms = self.clock.now_ms();
+                let _ = self.events.send(Event::Secondary { state, at_ms });
+                // A drain may have been waiting for this secondary.
+                self.settle().await;
+            }
             SourceUpdate::Stopped { alias, op, report } => {
                 self.stops_asked.remove(&(alias.clone(), op));
                 let input = Input::Stopped {
@@ -1383,7 +1393,7 @@ impl Controller {
             }
             let mut current = alias.clone();
             let caught = || match self.core.drain_serials.get(name) {
-                Some(&(zone, serial)) => self.secondaries.caught(zone, serial),
+                Some(&(zone, serial)) => self.core.caught(zone, serial),
                 None => machine::Caught::Since(0),
             };
             let ctx = &Ctx {

@@ -15,7 +15,7 @@ use std::time::Duration;
 use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::{DNSClass, LowerName, Name, RData, RecordType};
 use tokio::net::UdpSocket;
-use tokio::sync::{broadcast, watch};
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
@@ -23,8 +23,7 @@ use tracing::{debug, info, warn};
 use super::xfr::{Transfers, serial_lt, sign, verify_response};
 use crate::clock::now_ms;
 use crate::config::{Secondary, TsigKey};
-use crate::controller::Event;
-use crate::controller::machine::Caught;
+use crate::controller::SourceUpdate;
 use crate::snapshot::SharedSnapshot;
 
 /// How long one NOTIFY or SOA query waits for its answer.
@@ -73,20 +72,6 @@ pub struct Secondaries(Mutex<Vec<SecondaryState>>);
 impl Secondaries {
     pub fn new() -> Arc<Self> {
         Arc::default()
-    }
-
-    /// Where the secondaries of zone `zone` stand on `serial`: serving it (or later) since
-    /// when, or not all of them yet.
-    pub fn caught(&self, zone: usize, serial: u32) -> Caught {
-        let all = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        let mut since = 0;
-        for s in all.iter().filter(|s| s.zone_index == zone) {
-            match (s.serial, s.serial_since_ms) {
-                (Some(have), Some(at)) if !serial_lt(have, serial) => since = since.max(at),
-                _ => return Caught::Waiting,
-            }
-        }
-        Caught::Since(since)
     }
 
     /// Zone `zone`'s secondaries should serve `serial` from `now` on.
@@ -159,13 +144,13 @@ impl crate::api::MetricsSource for Secondaries {
 }
 
 /// Starts the NOTIFY tasks of every zone's secondaries, which keep `secondaries` up to date
-/// and send an [`Event::Secondary`] when one changes.
+/// and tell the writer (`writer`) when what one says changes; the writer sends the event.
 pub fn spawn(
     transfers: Arc<Transfers>,
     snapshots: SharedSnapshot,
     mut published: watch::Receiver<u64>,
     secondaries: &Arc<Secondaries>,
-    events: &broadcast::Sender<Event>,
+    writer: &mpsc::Sender<SourceUpdate>,
     shutdown: &CancellationToken,
     tasks: &mut JoinSet<()>,
 ) {
@@ -207,7 +192,7 @@ pub fn spawn(
                     secondaries: secondaries.clone(),
                     snapshots: snapshots.clone(),
                     zone: index,
-                    events: events.clone(),
+                    writer: writer.clone(),
                 },
                 tx.subscribe(),
                 shutdown.clone(),
@@ -249,7 +234,7 @@ struct Follower {
     secondaries: Arc<Secondaries>,
     snapshots: SharedSnapshot,
     zone: usize,
-    events: broadcast::Sender<Event>,
+    writer: mpsc::Sender<SourceUpdate>,
 }
 
 async fn follow(f: Follower, mut wanted: watch::Receiver<u32>, shutdown: CancellationToken) {
@@ -287,12 +272,14 @@ async fn follow(f: Follower, mut wanted: watch::Receiver<u32>, shutdown: Cancell
                         f.record(|s| {
                             s.notified = Some(serial);
                             s.error = None;
-                        });
+                        })
+                        .await;
                         break;
                     }
                     Err(error) => {
                         debug!(secondary = %f.secondary.address, serial, error, "NOTIFY not acknowledged; retrying");
-                        f.record(|s| s.error = Some(format!("NOTIFY: {error}")));
+                        f.record(|s| s.error = Some(format!("NOTIFY: {error}")))
+                            .await;
                     }
                 }
                 tokio::select! {
@@ -329,14 +316,12 @@ async fn follow(f: Follower, mut wanted: watch::Receiver<u32>, shutdown: Cancell
 }
 
 impl Follower {
-    /// Changes what is known of this secondary, and tells the events stream when that says
+    /// Changes what is known of this secondary, and tells the writer when that says
     /// something new.
-    fn record(&self, f: impl FnOnce(&mut SecondaryState)) {
+    async fn record(&self, f: impl FnOnce(&mut SecondaryState)) {
         if let Some(state) = self.secondaries.update(self.slot, f) {
-            let _ = self.events.send(Event::Secondary {
-                state,
-                at_ms: now_ms(),
-            });
+            // The writer gone means aliasd is stopping: there is no one left to tell.
+            let _ = self.writer.send(SourceUpdate::Secondary(state)).await;
         }
     }
 
@@ -401,7 +386,8 @@ impl Follower {
                 caught_up = s.caught_up();
             }
             Err(error) => s.error = Some(format!("SOA query: {error}")),
-        });
+        })
+        .await;
         caught_up
     }
 

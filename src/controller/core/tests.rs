@@ -45,6 +45,7 @@ fn core() -> Core {
         published,
         history: HistoryIndex::default(),
         drain_serials: HashMap::new(),
+        secondaries: BTreeMap::new(),
         health_dirty: false,
         health_touched: BTreeSet::new(),
         sources_all_dirty: false,
@@ -336,4 +337,44 @@ fn applied_entries_are_kept_under_the_retention() {
         .collect();
     assert_eq!(kept, [4, 5]);
     assert_eq!(core.history.garbage(), 2);
+}
+
+#[test]
+fn a_drain_waits_until_every_secondary_of_its_zone_reported_the_serial() {
+    let a: SocketAddr = "10.0.0.53:53".parse().unwrap();
+    let b: SocketAddr = "[2001:db8::53]:53".parse().unwrap();
+    let other_zone: SocketAddr = "10.0.1.53:53".parse().unwrap();
+    type Reported = Vec<((usize, SocketAddr), Option<(u32, u64)>)>;
+    let cases: Vec<(&str, Reported, Caught)> = vec![
+        ("a zone without secondaries", vec![], Caught::Since(0)),
+        (
+            "one has not reported yet",
+            vec![((0, a), Some((9, 5))), ((0, b), None)],
+            Caught::Waiting,
+        ),
+        (
+            "one serves an older serial",
+            vec![((0, a), Some((9, 5))), ((0, b), Some((8, 2)))],
+            Caught::Waiting,
+        ),
+        (
+            "all serve it or a later one: since the last caught up",
+            vec![((0, a), Some((9, 5))), ((0, b), Some((10, 7)))],
+            Caught::Since(7),
+        ),
+        (
+            "another zone's secondaries do not count",
+            vec![((0, a), Some((9, 5))), ((1, other_zone), None)],
+            Caught::Since(5),
+        ),
+    ];
+    for (name, secondaries, expect) in cases {
+        let mut core = core();
+        core.secondaries = secondaries.into_iter().collect();
+        assert_eq!(core.caught(0, 9), expect, "{name}");
+    }
+    // Serials wrap (RFC 1982): 2 comes after 4294967295.
+    let mut core = core();
+    core.secondaries = [((0, a), Some((2, 3)))].into_iter().collect();
+    assert_eq!(core.caught(0, u32::MAX), Caught::Since(3));
 }

@@ -124,7 +124,7 @@ impl Writer {
             docker_endpoint: None,
             busy: open_work,
             drain_deadline: DRAIN_DEADLINE,
-            secondaries: crate::dns::notify::Secondaries::new(),
+            secondaries: Vec::new(),
             clock: clock.clone(),
         });
         let task = tokio::spawn(controller.run(shutdown.clone()));
