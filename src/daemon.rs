@@ -140,6 +140,7 @@ impl Daemon {
         let proxy_stats = Arc::new(ProxyStats::new(&proxies));
         let proxy_addrs: Vec<SocketAddr> = proxies.iter().map(|p| p.addr()).collect();
         let secondaries = crate::dns::notify::Secondaries::new();
+        let (drained_tx, drained_rx) = mpsc::unbounded_channel();
         let transfers =
             crate::dns::xfr::Transfers::new(&origins, &config.transfers, &config.tsig_keys);
         let (controller, control, snapshots) = Controller::start(StartParts {
@@ -156,7 +157,12 @@ impl Daemon {
             docker_endpoint: config.docker.as_ref().map(|d| d.host.to_string()),
             // A drain holds the old version while the proxies still have work on it, up to
             // the longest drain deadline of any proxy.
-            busy: proxy_stats.clone(),
+            proxies: proxy_addrs
+                .iter()
+                .zip(&config.proxies)
+                .map(|(addr, p)| (*addr, p.alias.clone()))
+                .collect(),
+            drained_rx,
             secondaries: transfers
                 .zones()
                 .iter()
@@ -200,6 +206,14 @@ impl Daemon {
         }
         info!(addr = %api_addr, "api listening");
 
+        proxy::spawn_drain_reports(
+            &proxy_stats,
+            snapshots.clone(),
+            control.published(),
+            drained_tx,
+            &shutdown,
+            &mut tasks,
+        );
         proxy::spawn(
             proxies,
             &proxy_stats,

@@ -9,7 +9,7 @@
 //! the plan ([`Core::apply`]) and publishes, so nothing is published before it is durable and
 //! a refused unit leaves the core exactly as it was.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -19,12 +19,14 @@ use super::history::{HistoryEntry, Subject};
 use super::index::HistoryIndex;
 use super::machine::{Caught, Change, ChangeKind, Phase};
 use super::state::{AliasState, State, StoredDelta};
-use super::{Event, SERIAL_RESERVE, changed_endpoints, check_targets, delta, entry, serial_gt};
+use super::{
+    Drained, Event, SERIAL_RESERVE, changed_endpoints, check_targets, delta, entry, serial_gt,
+};
 use crate::check::{CheckConfig, Health};
 use crate::health::starting_health;
 use crate::model::{AliasName, Endpoint, ServiceName};
 use crate::registry::{Base, Sources, Topology};
-use crate::snapshot::{Dirty, HealthMap, LastGood, Snapshot};
+use crate::snapshot::{Dirty, HealthMap, LastGood, Snapshot, endpoints_of};
 
 /// Every endpoint to check, with its check and the health it starts from.
 pub type CheckTargets = Vec<((ServiceName, Endpoint), CheckConfig, Health)>;
@@ -48,6 +50,10 @@ pub struct Core {
     /// Every zone's secondaries (zone index, address), and the serial each reported it serves
     /// with when it began serving it; `None` until it reports one.
     pub secondaries: BTreeMap<(usize, SocketAddr), Option<(u32, u64)>>,
+    /// Every front proxy: its address and the alias it fronts.
+    pub proxies: Vec<(SocketAddr, AliasName)>,
+    /// Per draining alias, the members each proxy reported idle ([`Drained`]) since.
+    pub drained: HashMap<AliasName, HashSet<(SocketAddr, Endpoint)>>,
     /// Health changed since the last render.
     pub health_dirty: bool,
     /// The services whose endpoints changed health since the last render.
@@ -369,6 +375,50 @@ impl Core {
         Caught::Since(since)
     }
 
+    /// Takes in a proxy's report that a member of a draining alias has no open work left.
+    pub fn drained(&mut self, report: Drained) {
+        let draining = self
+            .state
+            .aliases
+            .get(&report.alias)
+            .is_some_and(|a| matches!(a.phase, Phase::Draining { .. }));
+        // A report of an alias no longer draining is late: its drain ended already.
+        if draining {
+            self.drained
+                .entry(report.alias)
+                .or_default()
+                .insert((report.proxy, report.endpoint));
+        }
+    }
+
+    /// How many members of `services` (out of `alias`'s answers) a proxy of `alias` has not
+    /// reported idle: the open work its drain still waits for.
+    pub fn open_work(&self, alias: &AliasName, services: &[ServiceName]) -> u64 {
+        let proxies: Vec<SocketAddr> = self
+            .proxies
+            .iter()
+            .filter(|(_, a)| a == alias)
+            .map(|(p, _)| *p)
+            .collect();
+        if proxies.is_empty() || services.is_empty() {
+            return 0;
+        }
+        let answering = self
+            .published
+            .aliases
+            .get(alias)
+            .map(|v| endpoints_of(&self.topology, &v.answering))
+            .unwrap_or_default();
+        let reported = self.drained.get(alias);
+        let open = endpoints_of(&self.topology, services)
+            .into_iter()
+            .filter(|e| !answering.contains(e))
+            .flat_map(|e| proxies.iter().map(move |p| (*p, e)))
+            .filter(|key| reported.is_none_or(|r| !r.contains(key)))
+            .count();
+        open as u64
+    }
+
     /// A batch planned to nothing: the health it looked at is now as good as published.
     pub fn nothing_changed(&mut self) {
         self.health_dirty = false;
@@ -437,11 +487,13 @@ impl Core {
             }
         }
         let aliases = &self.state.aliases;
-        self.drain_serials.retain(|name, _| {
+        let draining = |name: &AliasName| {
             aliases
                 .get(name)
                 .is_some_and(|a| matches!(a.phase, Phase::Draining { .. }))
-        });
+        };
+        self.drain_serials.retain(|name, _| draining(name));
+        self.drained.retain(|name, _| draining(name));
     }
 }
 

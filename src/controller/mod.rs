@@ -217,6 +217,16 @@ pub enum SourceUpdate {
     },
 }
 
+/// A front proxy's report: a member of `alias` out of its answers has no open work left
+/// behind the proxy on `proxy` (sent when its last request or connection ends, or at once
+/// when it had none). The drain of the alias waits for these.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Drained {
+    pub proxy: SocketAddr,
+    pub alias: AliasName,
+    pub endpoint: Endpoint,
+}
+
 /// What the controller asks of Docker discovery.
 #[derive(Debug, Clone)]
 pub enum DockerCommand {
@@ -541,7 +551,7 @@ pub struct Controller {
     published: Arc<watch::Sender<u64>>,
     board: Arc<HealthBoard>,
     checker: Checker,
-    busy: Arc<dyn Busy>,
+    drained_rx: mpsc::UnboundedReceiver<Drained>,
     drain_deadline: Duration,
     clock: SharedClock,
 }
@@ -565,8 +575,11 @@ pub struct StartParts {
     pub docker_tx: Option<mpsc::Sender<DockerCommand>>,
     /// Where Docker is, for the status shown before it is first reached.
     pub docker_endpoint: Option<String>,
-    /// The proxy's open work, which a drain waits for, and how long it waits at most.
-    pub busy: Arc<dyn Busy>,
+    /// Every front proxy (its address, and the alias it fronts): a drain of the alias waits
+    /// until each reports ([`Drained`]) that the old members' open work ended, or the drain
+    /// deadline passed.
+    pub proxies: Vec<(SocketAddr, AliasName)>,
+    pub drained_rx: mpsc::UnboundedReceiver<Drained>,
     pub drain_deadline: Duration,
     /// Every zone's secondaries (zone index, address): a drain waits for each of them to
     /// report the serial it began with.
@@ -591,7 +604,8 @@ impl Controller {
             sources_rx,
             docker_tx,
             docker_endpoint,
-            busy,
+            proxies,
+            drained_rx,
             drain_deadline,
             secondaries,
             clock,
@@ -647,6 +661,8 @@ impl Controller {
                 history,
                 drain_serials: HashMap::new(),
                 secondaries: secondaries.into_iter().map(|s| (s, None)).collect(),
+                proxies,
+                drained: HashMap::new(),
                 health_dirty: true,
                 health_touched: BTreeSet::new(),
                 sources_all_dirty: false,
@@ -662,7 +678,7 @@ impl Controller {
             published: published.clone(),
             board,
             checker,
-            busy,
+            drained_rx,
             drain_deadline,
             clock,
         };
@@ -754,6 +770,13 @@ impl Controller {
                     self.settle().await;
                 }
                 Some(update) = self.sources_rx.recv() => self.source(update).await,
+                Some(drained) = self.drained_rx.recv() => {
+                    self.core.drained(drained);
+                    while let Ok(drained) = self.drained_rx.try_recv() {
+                        self.core.drained(drained);
+                    }
+                    self.settle().await;
+                }
                 () = tokio::time::sleep(wait) => self.settle().await,
                 () = shutdown.cancelled() => break,
             }
@@ -778,28 +801,13 @@ impl Controller {
         });
     }
 
-    /// Open proxy work on the endpoints of `services`.
-    fn busy_on(&self, services: &[ServiceName]) -> u64 {
-        if services.is_empty() {
-            return 0;
-        }
-        self.busy.inflight(&crate::snapshot::endpoints_of(
-            &self.core.topology,
-            services,
-        ))
-    }
-
     /// How long until the next deadline of any alias (at most a second, so a wall-clock jump
-    /// is noticed soon; 100 ms while a drain waits for proxy work to end).
+    /// is noticed soon). A drain waiting for proxy work or secondaries is woken by their
+    /// reports, not by polling.
     fn next_wake(&self) -> Duration {
         let now = self.clock.now_ms();
         let mut next: Option<u64> = None;
         for a in self.core.state.aliases.values() {
-            if let Phase::Draining { until_ms, .. } = a.phase
-                && until_ms <= now
-            {
-                return Duration::from_millis(100);
-            }
             if let Some(d) = a.phase.deadline() {
                 next = Some(next.map_or(d, |n| n.min(d)));
             }
@@ -1396,8 +1404,10 @@ impl Controller {
                 Some(&(zone, serial)) => self.core.caught(zone, serial),
                 None => machine::Caught::Since(0),
             };
+            let busy = |services: &[ServiceName]| self.core.open_work(name, services);
             let ctx = &Ctx {
                 secondaries: &caught,
+                busy: &busy,
                 ..*ctx
             };
             // Each tick makes at most one transition; a handful covers any chain.
@@ -1418,13 +1428,13 @@ impl Controller {
     fn with_ctx<R>(&self, f: impl FnOnce(&Ctx<'_>) -> R) -> R {
         let count =
             |services: &[ServiceName]| counts(&self.core.topology, &self.core.health, services);
-        let busy = |services: &[ServiceName]| self.busy_on(services);
         let ctx = Ctx {
             now: self.clock.now_ms(),
             ttl_window_s: self.core.topology.ttl_window_s(),
             grace_ms: self.core.base.defaults.drain_grace.as_millis() as u64,
             counts: &count,
-            busy: &busy,
+            // What a drain waits for is the alias's own: see `ticks`.
+            busy: &|_| 0,
             drain_deadline_ms: self.drain_deadline.as_millis() as u64,
             secondaries: &|| machine::Caught::Since(0),
         };

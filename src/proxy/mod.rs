@@ -23,11 +23,12 @@ use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
@@ -38,9 +39,10 @@ use crate::check::{CheckKind, Health};
 use crate::clock::now_ms;
 use crate::config::{ProxyConfig, ProxyMode};
 use crate::conns::{Accepted, Slots, accept};
+use crate::controller::Drained;
 use crate::controller::machine::draining;
 use crate::health::HealthBoard;
-use crate::model::{Endpoint, ServiceName};
+use crate::model::{AliasName, Endpoint, ServiceName};
 use crate::snapshot::{SharedSnapshot, endpoints_of};
 
 /// Connect attempts per request or connection, each on another member.
@@ -80,6 +82,32 @@ pub struct MemberStats {
     /// One counter per bucket of [`LATENCY_BUCKETS_MS`] (not cumulative), then +Inf.
     buckets: [AtomicU64; LATENCY_BUCKETS_MS.len() + 1],
     latency_sum_us: AtomicU64,
+    /// Set while the member is out of its alias's answers: the writer waits for its open
+    /// work to end, and is told so by the report kept here.
+    watched: AtomicBool,
+    report: Mutex<Option<(mpsc::UnboundedSender<Drained>, Drained)>>,
+}
+
+impl MemberStats {
+    /// Tells the writer the member has no open work (the report set while it drains).
+    fn report_drained(&self) {
+        if let Some((tx, drained)) = lock(&self.report).as_ref() {
+            let _ = tx.send(drained.clone());
+        }
+    }
+
+    /// Starts (or stops) watching for the end of the member's open work; when it is out of
+    /// the answers with nothing open already, reports so at once.
+    fn watch(&self, report: Option<(mpsc::UnboundedSender<Drained>, Drained)>) {
+        let on = report.is_some();
+        *lock(&self.report) = report;
+        // Watched first, then read: a request that ends in between reports too (twice is
+        // harmless), and none ends unreported.
+        self.watched.store(on, Ordering::SeqCst);
+        if on && self.inflight.load(Ordering::SeqCst) == 0 {
+            self.report_drained();
+        }
+    }
 }
 
 /// The counters of one member at one moment.
@@ -139,6 +167,7 @@ struct LocalCounts {
 struct ProxyEntry {
     listen: SocketAddr,
     alias: String,
+    alias_name: AliasName,
     mode: ProxyMode,
     /// The counters of every member that has had work. Endpoints come and go with the
     /// registry: a member's counters are made on its first request and dropped once it is
@@ -230,6 +259,7 @@ impl ProxyStats {
                 Arc::new(ProxyEntry {
                     listen: p.addr,
                     alias: p.config.alias.to_string(),
+                    alias_name: p.config.alias.clone(),
                     mode: p.config.mode,
                     members: Grow::default(),
                     local: LocalCounts::default(),
@@ -442,6 +472,64 @@ pub async fn bind(configs: &[ProxyConfig]) -> Result<Vec<BoundProxy>, BindError>
 }
 
 /// Serves every bound proxy until `shutdown`; `stats` must have been made from the same list.
+/// Tells the writer (`tx`) when a member out of its alias's answers has no open work left: at
+/// every publish for the members it drains then that are idle already, and for the others
+/// when their last request or connection ends ([`Flight`]'s drop).
+pub fn spawn_drain_reports(
+    stats: &ProxyStats,
+    snapshots: SharedSnapshot,
+    mut published: tokio::sync::watch::Receiver<u64>,
+    tx: mpsc::UnboundedSender<Drained>,
+    shutdown: &CancellationToken,
+    tasks: &mut JoinSet<()>,
+) {
+    let (proxies, shutdown) = (stats.proxies.clone(), shutdown.clone());
+    tasks.spawn(async move {
+        loop {
+            let snapshot = snapshots.load_full();
+            for entry in &proxies {
+                let draining = draining_members(&snapshot, &entry.alias_name);
+                for endpoint in &draining {
+                    let report = Drained {
+                        proxy: entry.listen,
+                        alias: entry.alias_name.clone(),
+                        endpoint: *endpoint,
+                    };
+                    entry
+                        .members
+                        .get_or_insert(endpoint, Arc::default)
+                        .watch(Some((tx.clone(), report)));
+                }
+                for (endpoint, stats) in entry.members.snapshot().iter() {
+                    if stats.watched.load(Ordering::SeqCst) && !draining.contains(endpoint) {
+                        stats.watch(None);
+                    }
+                }
+            }
+            tokio::select! {
+                changed = published.changed() => if changed.is_err() { return },
+                () = shutdown.cancelled() => return,
+            }
+        }
+    });
+}
+
+/// The members of `alias` out of its answers while its old version drains.
+fn draining_members(snapshot: &crate::snapshot::Snapshot, alias: &AliasName) -> Vec<Endpoint> {
+    let Some(view) = snapshot.aliases.get(alias) else {
+        return Vec::new();
+    };
+    let old = draining(&view.state);
+    if old.is_empty() {
+        return Vec::new();
+    }
+    let answering = endpoints_of(&snapshot.topology, &view.answering);
+    endpoints_of(&snapshot.topology, &old)
+        .into_iter()
+        .filter(|e| !answering.contains(e))
+        .collect()
+}
+
 pub fn spawn(
     bound: Vec<BoundProxy>,
     stats: &ProxyStats,
@@ -740,19 +828,9 @@ impl Proxy {
         let Some(view) = snapshot.aliases.get(&self.config.alias) else {
             return Choice::default();
         };
-        let old = draining(&view.state);
-        let draining = if old.is_empty() {
-            Vec::new()
-        } else {
-            let answering = endpoints_of(&snapshot.topology, &view.answering);
-            endpoints_of(&snapshot.topology, &old)
-                .into_iter()
-                .filter(|e| !answering.contains(e))
-                .collect()
-        };
         Choice {
             active: view.endpoints.clone(),
-            draining,
+            draining: draining_members(&snapshot, &self.config.alias),
         }
     }
 
@@ -931,7 +1009,12 @@ impl Flight {
 
 impl Drop for Flight {
     fn drop(&mut self) {
-        self.member.stats.inflight.fetch_sub(1, Ordering::Relaxed);
+        let stats = &self.member.stats;
+        if stats.inflight.fetch_sub(1, Ordering::SeqCst) == 1
+            && stats.watched.load(Ordering::SeqCst)
+        {
+            stats.report_drained();
+        }
         if self.failed {
             self.member.stats.error();
         }

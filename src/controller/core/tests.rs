@@ -46,6 +46,8 @@ fn core() -> Core {
         history: HistoryIndex::default(),
         drain_serials: HashMap::new(),
         secondaries: BTreeMap::new(),
+        proxies: Vec::new(),
+        drained: HashMap::new(),
         health_dirty: false,
         health_touched: BTreeSet::new(),
         sources_all_dirty: false,
@@ -377,4 +379,59 @@ fn a_drain_waits_until_every_secondary_of_its_zone_reported_the_serial() {
     let mut core = core();
     core.secondaries = [((0, a), Some((2, 3)))].into_iter().collect();
     assert_eq!(core.caught(0, u32::MAX), Caught::Since(3));
+}
+
+#[test]
+fn a_drain_waits_for_every_proxy_of_its_alias_to_report_the_old_members_idle() {
+    let (p, q): (SocketAddr, SocketAddr) = (
+        "127.0.0.1:8080".parse().unwrap(),
+        "127.0.0.1:9090".parse().unwrap(),
+    );
+    let web = alias("web.internal.");
+    let old: Endpoint = "10.0.0.2:8080".parse().unwrap();
+    // Each case: the proxies of the alias, those that reported the old member idle, the
+    // services the drain takes out, and the open work it still waits for.
+    type Case<'a> = (
+        &'a str,
+        Vec<SocketAddr>,
+        Vec<SocketAddr>,
+        &'a [&'a str],
+        u64,
+    );
+    let cases: Vec<Case> = vec![
+        ("no proxy fronts the alias", vec![], vec![], &["web-v2"], 0),
+        ("one proxy, not reported", vec![p], vec![], &["web-v2"], 1),
+        ("one proxy, reported", vec![p], vec![p], &["web-v2"], 0),
+        (
+            "two proxies, one reported",
+            vec![p, q],
+            vec![q],
+            &["web-v2"],
+            1,
+        ),
+        (
+            "members still answering are not waited for",
+            vec![p],
+            vec![],
+            &["web-v1"],
+            0,
+        ),
+    ];
+    for (name, proxies, reported, services_, expect) in cases {
+        let mut core = core();
+        core.proxies = proxies.into_iter().map(|p| (p, web.clone())).collect();
+        core.drained.insert(
+            web.clone(),
+            reported.into_iter().map(|p| (p, old)).collect(),
+        );
+        assert_eq!(core.open_work(&web, &services(services_)), expect, "{name}");
+    }
+    // A report for an alias that is not draining is late, and forgotten.
+    let mut core = core();
+    core.drained(Drained {
+        proxy: p,
+        alias: web.clone(),
+        endpoint: old,
+    });
+    assert!(core.drained.is_empty());
 }

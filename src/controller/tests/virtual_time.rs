@@ -2,7 +2,7 @@
 //! and the injected [`crate::clock::Tokio`] wall clock move together, so a promotion's observe
 //! window, its drain, a drain deadline and a warm timeout pass without the test sleeping.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 
 use super::*;
 use crate::clock::{Clock, Tokio};
@@ -57,15 +57,8 @@ targets = ["web-v1"]
 const STARTED_AT: u64 = 1_700_000_000_000;
 const DRAIN_DEADLINE: Duration = Duration::from_secs(60);
 
-/// The proxy's open work: the same count on every endpoint, set by the test.
-#[derive(Default)]
-struct OpenWork(AtomicU64);
-
-impl Busy for OpenWork {
-    fn inflight(&self, _endpoints: &[Endpoint]) -> u64 {
-        self.0.load(Ordering::SeqCst)
-    }
-}
+/// The front proxy of `web` the writer waits for (the test sends its reports).
+const PROXY: &str = "127.0.0.1:8080";
 
 /// The next alias change of `alias` on `events`, skipping everything else.
 async fn next_change(events: &mut broadcast::Receiver<Event>) -> HistoryEntry {
@@ -89,6 +82,8 @@ async fn changes(events: &mut broadcast::Receiver<Event>, n: usize) -> Vec<(Chan
 /// A writer started on a fresh state directory, as the daemon starts it.
 struct Writer {
     control: ControlHandle,
+    /// The proxy's reports.
+    drained: mpsc::UnboundedSender<Drained>,
     snapshots: SharedSnapshot,
     clock: Arc<Tokio>,
     shutdown: CancellationToken,
@@ -97,8 +92,10 @@ struct Writer {
 }
 
 impl Writer {
-    /// Starts the writer with the proxy's `open_work`; `store` wraps the directory's store.
-    fn start(open_work: Arc<OpenWork>, store: impl FnOnce(FileStore) -> Box<dyn Store>) -> Self {
+    /// Starts the writer behind a proxy of `web` ([`PROXY`]); `store` wraps the directory's
+    /// store.
+    fn start(store: impl FnOnce(FileStore) -> Box<dyn Store>) -> Self {
+        let (drained, drained_rx) = mpsc::unbounded_channel();
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("internal.zone"), INTERNAL_ZONE).unwrap();
         let config = Config::parse(CONFIG, &dir.path().join("aliasd.toml"), &|_| None)
@@ -122,7 +119,8 @@ impl Writer {
             sources_rx,
             docker_tx: None,
             docker_endpoint: None,
-            busy: open_work,
+            proxies: vec![(PROXY.parse().unwrap(), web())],
+            drained_rx,
             drain_deadline: DRAIN_DEADLINE,
             secondaries: Vec::new(),
             clock: clock.clone(),
@@ -130,6 +128,7 @@ impl Writer {
         let task = tokio::spawn(controller.run(shutdown.clone()));
         Self {
             control,
+            drained,
             snapshots,
             clock,
             shutdown,
@@ -150,17 +149,15 @@ fn web() -> AliasName {
 
 #[tokio::test(start_paused = true)]
 async fn a_whole_promotion_its_drain_deadline_a_rollback_and_a_warm_timeout_run_in_virtual_time() {
-    let open_work = Arc::new(OpenWork::default());
-    let writer = Writer::start(open_work.clone(), |s| Box::new(s));
+    let writer = Writer::start(|s| Box::new(s));
     let (control, clock) = (&writer.control, &writer.clock);
     let mut events = control.subscribe();
     let web = web();
     let svc = |n: &str| vec![n.parse::<ServiceName>().unwrap()];
 
-    // A promotion while the proxy keeps work open on the old version: web-v2 is healthy at
-    // once, both answer for the observe window, and the drain waits out the TTL window and
-    // grace, then the proxy's work until the drain deadline.
-    open_work.0.store(1, Ordering::SeqCst);
+    // A promotion while the proxy keeps work open on the old version (it never reports the
+    // member idle): web-v2 is healthy at once, both answer for the observe window, and the
+    // drain waits out the TTL window and grace, then the proxy's work until the deadline.
     let started = control
         .promote(
             web.clone(),
@@ -193,8 +190,8 @@ async fn a_whole_promotion_its_drain_deadline_a_rollback_and_a_warm_timeout_run_
     let after = control.history(web.clone()).await.unwrap();
     assert_eq!(after.last().unwrap().alias().unwrap().targets, ["web-v2"]);
 
-    // A rollback to the previous targets, with no open work: its drain ends with the window.
-    open_work.0.store(0, Ordering::SeqCst);
+    // A rollback to the previous targets: once the proxy reports web-v2's member idle, the
+    // drain ends with the window.
     control
         .rollback(
             web.clone(),
@@ -205,7 +202,17 @@ async fn a_whole_promotion_its_drain_deadline_a_rollback_and_a_warm_timeout_run_
         )
         .await
         .unwrap();
-    let seen = changes(&mut events, 4).await;
+    let mut seen = changes(&mut events, 3).await;
+    assert_eq!(seen[2].0, ChangeKind::Draining, "{seen:?}");
+    writer
+        .drained
+        .send(Drained {
+            proxy: PROXY.parse().unwrap(),
+            alias: web.clone(),
+            endpoint: "10.0.0.2:8080".parse().unwrap(),
+        })
+        .unwrap();
+    seen.extend(changes(&mut events, 1).await);
     assert_eq!(seen[3].0, ChangeKind::Completed, "{seen:?}");
     assert!(
         seen[3].1 - seen[2].1 < DRAIN_DEADLINE.as_millis() as u64,
@@ -269,7 +276,7 @@ impl Store for Refusing {
 #[tokio::test(start_paused = true)]
 async fn a_change_the_store_refuses_leaves_the_snapshot_and_history_as_they_were() {
     let refuse = Arc::new(std::sync::atomic::AtomicBool::new(true));
-    let writer = Writer::start(Arc::default(), {
+    let writer = Writer::start({
         let refuse = refuse.clone();
         move |store| Box::new(Refusing { store, refuse })
     });
