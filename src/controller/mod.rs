@@ -1,12 +1,16 @@
-//! The controller: the only writer.
+//! The controller: the only writer, as a pure core inside a thin shell.
 //!
-//! Commands from the API, health changes from the checkers, whole endpoint sets from Docker
-//! discovery and the passing of time arrive in one task and are handled one at a time. Each
-//! alias's promotion is the pure machine in `machine`; registry changes (services, alias
-//! definitions, reloads) are the pure functions in `changes`. This shell feeds them, and for
-//! every batch of changes appends the history and writes the state durably, and only then
-//! publishes the new snapshot, emits the events and answers the caller. A caller never sees a
-//! change that a crash could lose, and DNS never serves one.
+//! Every input is a message into one task: commands from the API, health changes from the
+//! checkers, endpoint sets from Docker discovery, the serials the secondaries report (from
+//! their NOTIFY tasks), the members the front proxies report idle, and the passing of time
+//! (read through an injected clock). Each alias's promotion is the pure machine in `machine`;
+//! registry changes (services, alias definitions, reloads) are the pure functions in
+//! `changes`; `core` plans a batch of their results into the next state, the one unit to make
+//! durable, the snapshot, the events and the effects. This shell only sequences them: it hands
+//! the unit to the `store` (the one seam for durability; `recover` opens it at start), and
+//! only once it is durable takes the plan on, publishes the snapshot, sends the events (every
+//! event of `/v1/events` comes from here) and answers the caller. A caller never sees a change
+//! that a crash could lose, and DNS never serves one; a refused unit changes nothing.
 
 pub mod changes;
 pub mod core;
@@ -1791,65 +1795,7 @@ pub fn initial_state(
                 continue;
             }
             None => fresh(def.targets.clone(), 1, now_ms, "config"),
-            Some(s) => {
-                let mut targets: Vec<ServiceName> = Vec::new();
-                for t in &s.targets {
-                    match t.parse::<ServiceName>() {
-                        Ok(t) if known(&t) => {
-                            if !targets.contains(&t) {
-                                targets.push(t);
-                            }
-                        }
-                        _ => notes.push(format!(
-                            "stored links of alias `{name}` name service `{t}`, which no longer exists; it is dropped"
-                        )),
-                    }
-                }
-                let op_services_known = s
-                    .phase
-                    .operation()
-                    .is_none_or(|op| op.to.iter().chain(&op.from).all(known));
-                if !op_services_known {
-                    notes.push(format!(
-                        "alias `{name}`: the stored {} names a service that no longer exists; it is dropped",
-                        s.phase.name()
-                    ));
-                }
-                let alias_state = if targets.is_empty() && def.targets.is_empty() {
-                    notes.push(format!(
-                        "alias `{name}`: none of its stored services exist any more; it answers nothing until it is linked again"
-                    ));
-                    fresh(targets, s.revision + 1, now_ms, "config")
-                } else if targets.is_empty() {
-                    notes.push(format!(
-                        "alias `{name}`: none of its stored services exist any more; using the config's targets"
-                    ));
-                    fresh(def.targets.clone(), s.revision + 1, now_ms, "config")
-                } else if targets.len() != s.targets.len() || !op_services_known {
-                    fresh(targets, s.revision + 1, now_ms, "config")
-                } else {
-                    AliasState {
-                        targets,
-                        phase: s.phase.clone(),
-                        previous: s.previous.as_ref().map(|p| {
-                            p.iter()
-                                .filter_map(|t| t.parse::<ServiceName>().ok().filter(known))
-                                .collect()
-                        }),
-                        retired: s.retired.clone(),
-                        ttl_served_s: s.ttl_served_s,
-                        revision: s.revision,
-                        changed_at_ms: s.changed_at_ms,
-                        changed_by: s.changed_by.clone(),
-                        last_op: None,
-                    }
-                };
-                // How the last operation ended stays true whatever became of its services.
-                AliasState {
-                    last_op: s.last_op.clone(),
-                    ..alias_state
-                }
-            }
+            Some(s) => stored_alias_state(name, &def.targets, s, &known, now_ms, &mut notes),
         };
         aliases.insert(name.clone(), alias_state);
     }
@@ -1891,6 +1837,76 @@ pub fn initial_state(
         },
         notes,
     )
+}
+
+/// The state of alias `name` from its stored links `s`, keeping what still fits: services
+/// that no longer exist are dropped (with a note), and an alias left without any falls back
+/// to the config's `targets`.
+fn stored_alias_state(
+    name: &AliasName,
+    config_targets: &[ServiceName],
+    s: &StoredAlias,
+    known: &dyn Fn(&ServiceName) -> bool,
+    now_ms: u64,
+    notes: &mut Vec<String>,
+) -> AliasState {
+    let mut targets: Vec<ServiceName> = Vec::new();
+    for t in &s.targets {
+        match t.parse::<ServiceName>() {
+                Ok(t) if known(&t) => {
+                    if !targets.contains(&t) {
+                        targets.push(t);
+                    }
+                }
+                _ => notes.push(format!(
+                    "stored links of alias `{name}` name service `{t}`, which no longer exists; it is dropped"
+                )),
+            }
+    }
+    let op_services_known = s
+        .phase
+        .operation()
+        .is_none_or(|op| op.to.iter().chain(&op.from).all(known));
+    if !op_services_known {
+        notes.push(format!(
+            "alias `{name}`: the stored {} names a service that no longer exists; it is dropped",
+            s.phase.name()
+        ));
+    }
+    let alias_state = if targets.is_empty() && config_targets.is_empty() {
+        notes.push(format!(
+                "alias `{name}`: none of its stored services exist any more; it answers nothing until it is linked again"
+            ));
+        fresh(targets, s.revision + 1, now_ms, "config")
+    } else if targets.is_empty() {
+        notes.push(format!(
+            "alias `{name}`: none of its stored services exist any more; using the config's targets"
+        ));
+        fresh(config_targets.to_vec(), s.revision + 1, now_ms, "config")
+    } else if targets.len() != s.targets.len() || !op_services_known {
+        fresh(targets, s.revision + 1, now_ms, "config")
+    } else {
+        AliasState {
+            targets,
+            phase: s.phase.clone(),
+            previous: s.previous.as_ref().map(|p| {
+                p.iter()
+                    .filter_map(|t| t.parse::<ServiceName>().ok().filter(known))
+                    .collect()
+            }),
+            retired: s.retired.clone(),
+            ttl_served_s: s.ttl_served_s,
+            revision: s.revision,
+            changed_at_ms: s.changed_at_ms,
+            changed_by: s.changed_by.clone(),
+            last_op: None,
+        }
+    };
+    // How the last operation ended stays true whatever became of its services.
+    AliasState {
+        last_op: s.last_op.clone(),
+        ..alias_state
+    }
 }
 
 /// RFC 1982 serial number comparison: is `a` after `b`?
