@@ -14,8 +14,8 @@ use aliasd::config::Config;
 use aliasd::controller::recover::{Recovered, recover};
 use aliasd::controller::store::StoreError;
 use aliasd::controller::to_stored;
-use aliasd::registry::Base;
 use aliasd::dns::agree::Fixture;
+use aliasd::registry::Base;
 use libfuzzer_sys::fuzz_target;
 
 static CONFIG: LazyLock<Config> = LazyLock::new(|| Fixture::new().config);
