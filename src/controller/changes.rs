@@ -433,18 +433,9 @@ pub struct Reloaded {
     pub summary: ReloadSummary,
 }
 
-/// The next state under a reloaded config `new`, with the entries that record it: every
-/// problem is collected, and any problem refuses the whole reload.
-pub fn reload(
-    old: &Base,
-    new: &Base,
-    state: &State,
-    actor: &str,
-    now_ms: u64,
-) -> Result<Reloaded, Vec<String>> {
+/// What the API defined that the new config `new` defines too, or no longer has room for.
+fn api_conflicts(new: &Base, state: &State) -> Vec<String> {
     let mut problems = Vec::new();
-    let mut next = state.clone();
-    let mut summary = ReloadSummary::default();
     // API definitions the new config now also has.
     for name in state.registry.api_services.keys() {
         if new.services.contains_key(name) {
@@ -472,6 +463,60 @@ pub fn reload(
             problems.push(format!("alias `{name}` (defined through the API): {e}"));
         }
     }
+    problems
+}
+
+/// The services `new` adds, changes and removes against `old`, into `summary`.
+fn summarize_services(old: &Base, new: &Base, summary: &mut ReloadSummary) {
+    for (name, s) in &new.services {
+        match old.services.get(name) {
+            None => summary.services_added.push(name.to_string()),
+            Some(o) if o.endpoints != s.endpoints || o.check != s.check => {
+                summary.services_changed.push(name.to_string())
+            }
+            Some(_) => {}
+        }
+    }
+    for name in old.services.keys() {
+        if !new.services.contains_key(name) {
+            summary.services_removed.push(name.to_string());
+        }
+    }
+}
+
+/// The serials under `new`: per zone origin, as at a start, from the larger of what was
+/// served and the file's, plus one, since the static records may have changed.
+fn reloaded_serials(old: &Base, new: &Base, state: &State) -> Vec<u32> {
+    new.zones
+        .iter()
+        .map(|z| {
+            let served = old
+                .zones
+                .iter()
+                .position(|o| o.origin.name() == z.origin.name())
+                .and_then(|i| state.serials.get(i).copied());
+            let base = match served {
+                Some(s) if serial_gt(s, z.file_serial) => s,
+                _ => z.file_serial,
+            };
+            base.wrapping_add(1)
+        })
+        .collect()
+}
+
+/// The next state under a reloaded config `new`, with the entries that record it: every
+/// problem is collected, and any problem refuses the whole reload.
+pub fn reload(
+    old: &Base,
+    new: &Base,
+    state: &State,
+    actor: &str,
+    now_ms: u64,
+) -> Result<Reloaded, Vec<String>> {
+    let mut problems = Vec::new();
+    let mut next = state.clone();
+    let mut summary = ReloadSummary::default();
+    problems.extend(api_conflicts(new, state));
     // Config aliases that leave.
     let mut removals = Vec::new();
     for name in old.aliases.keys() {
@@ -531,41 +576,11 @@ pub fn reload(
             }
         }
     }
-    for (name, s) in &new.services {
-        match old.services.get(name) {
-            None => summary.services_added.push(name.to_string()),
-            Some(o) if o.endpoints != s.endpoints || o.check != s.check => {
-                summary.services_changed.push(name.to_string())
-            }
-            Some(_) => {}
-        }
-    }
-    for name in old.services.keys() {
-        if !new.services.contains_key(name) {
-            summary.services_removed.push(name.to_string());
-        }
-    }
+    summarize_services(old, new, &mut summary);
     if !problems.is_empty() {
         return Err(problems);
     }
-    // Serials continue per zone origin, as at a start: from the larger of what was served and
-    // the file's, plus one, since the static records may have changed.
-    next.serials = new
-        .zones
-        .iter()
-        .map(|z| {
-            let served = old
-                .zones
-                .iter()
-                .position(|o| o.origin.name() == z.origin.name())
-                .and_then(|i| state.serials.get(i).copied());
-            let base = match served {
-                Some(s) if serial_gt(s, z.file_serial) => s,
-                _ => z.file_serial,
-            };
-            base.wrapping_add(1)
-        })
-        .collect();
+    next.serials = reloaded_serials(old, new, state);
     summary.zones = new
         .zones
         .iter()
