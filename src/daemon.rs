@@ -163,12 +163,7 @@ impl Daemon {
                 .map(|(addr, p)| (*addr, p.alias.clone()))
                 .collect(),
             drained_rx,
-            secondaries: transfers
-                .zones()
-                .iter()
-                .enumerate()
-                .flat_map(|(zone, (_, t))| t.secondaries.iter().map(move |s| (zone, s.address)))
-                .collect(),
+            secondaries: transfers.secondaries(),
             drain_deadline: config
                 .proxies
                 .iter()
