@@ -30,8 +30,9 @@ use arc_swap::ArcSwap;
 use crate::api::{self, AppState, Auth, ReloadRequest};
 use crate::config::{Config, ProxyConfig, RestartKey};
 use crate::controller::changes::ReloadSummary;
-use crate::controller::store::{Store, StoreError};
-use crate::controller::{Busy, ControlError, ControlHandle, Controller, Event, StartParts};
+use crate::controller::recover::recover;
+use crate::controller::store::StoreError;
+use crate::controller::{Busy, ControlError, ControlHandle, Controller, SourceUpdate, StartParts};
 use crate::dns::DnsServer;
 use crate::health::{Checker, HealthBoard};
 use crate::metrics::MetricsSource;
@@ -117,8 +118,6 @@ impl Daemon {
         caps: Caps,
     ) -> Result<Self, DaemonError> {
         raise_fd_limit(&config, caps);
-        let (store, stored) = Store::open(&config.state_dir)?;
-        info!(dir = %config.state_dir.display(), "state directory opened");
         // The zones' origins are all the rest needs of them; their records move into the base.
         let origins: Vec<LowerName> = config
             .zones
@@ -127,6 +126,12 @@ impl Daemon {
             .collect();
         let restart_key = config.restart_key();
         let base = Arc::new(Base::take_from(&mut config));
+        let clock: crate::clock::SharedClock = Arc::new(crate::clock::Wall);
+        let recovered = recover(&config.state_dir, &base, clock.now_ms())?;
+        info!(dir = %config.state_dir.display(), "state directory opened");
+        for note in &recovered.notes {
+            warn!("{note}");
+        }
         let board = Arc::new(HealthBoard::default());
         let (health_tx, health_rx) = mpsc::channel(1024);
         let checker = Checker::new(
@@ -155,10 +160,15 @@ impl Daemon {
         let proxy_stats = Arc::new(ProxyStats::new(&proxies));
         let proxy_addrs: Vec<SocketAddr> = proxies.iter().map(|p| p.addr()).collect();
         let secondaries = crate::secondaries::Secondaries::new();
+        let (drained_tx, drained_rx) = mpsc::unbounded_channel();
+        let transfers =
+            crate::dns::xfr::Transfers::new(&origins, &config.transfers, &config.tsig_keys);
         let (controller, control, snapshots) = Controller::start(StartParts {
             base,
-            store,
-            stored,
+            store: Box::new(recovered.store),
+            state: recovered.state,
+            topology: recovered.topology,
+            history: recovered.entries,
             board: board.clone(),
             checker,
             health_rx,
@@ -167,18 +177,22 @@ impl Daemon {
             docker_endpoint: config.docker.as_ref().map(|d| d.host.to_string()),
             // A drain holds the old version while the proxies still have work on it, up to
             // the longest drain deadline of any proxy.
-            busy: proxy_stats.clone(),
-            secondaries: secondaries.clone(),
+            proxies: proxy_addrs
+                .iter()
+                .zip(&config.proxies)
+                .map(|(addr, p)| (*addr, p.alias.clone()))
+                .collect(),
+            drained_rx,
+            secondaries: transfers.secondaries(),
             drain_deadline: config
                 .proxies
                 .iter()
                 .map(|p| p.drain_deadline)
                 .max()
                 .unwrap_or(ProxyConfig::DEFAULT_DRAIN_DEADLINE),
-        })?;
+            clock,
+        });
 
-        let transfers =
-            crate::dns::xfr::Transfers::new(&origins, &config.transfers, &config.tsig_keys);
         let dns = DnsServer::start(&config.dns, &origins, snapshots.clone(), transfers.clone())
             .await
             .map_err(DaemonError::BindDns)?;
@@ -187,12 +201,20 @@ impl Daemon {
             snapshots.clone(),
             control.published(),
             &secondaries,
-            &to_events(&control),
+            &to_writer(&sources_tx, &mut tasks),
             &shutdown,
             &mut tasks,
         );
         let (api_listener, api_addr) = bind_api(&config).await?;
 
+        proxy::spawn_drain_reports(
+            &proxy_stats,
+            snapshots.clone(),
+            control.published(),
+            drained_tx,
+            &shutdown,
+            &mut tasks,
+        );
         proxy::spawn(
             proxies,
             &proxy_stats,
@@ -328,14 +350,25 @@ mod test_hook {
     }
 }
 
-/// What the NOTIFY tasks learn of a secondary, sent to the writer's event stream.
-fn to_events(control: &ControlHandle) -> Reports {
-    let events = control.events();
+/// What the NOTIFY tasks learn of a secondary goes to the writer, which decides a drain's wait
+/// from it and sends the event. The reports are few (one per change of what a secondary
+/// serves) and are queued here, so a NOTIFY task never waits on the writer.
+fn to_writer(writer: &mpsc::Sender<SourceUpdate>, tasks: &mut JoinSet<()>) -> Reports {
+    let (tx, mut rx) = mpsc::unbounded_channel::<Report>();
+    let writer = writer.clone();
+    tasks.spawn(async move {
+        while let Some(report) = rx.recv().await {
+            if writer
+                .send(SourceUpdate::Secondary(report.state))
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
+    });
     Arc::new(move |report: Report| {
-        let _ = events.send(Event::Secondary {
-            state: report.state,
-            at_ms: report.at_ms,
-        });
+        let _ = tx.send(report);
     })
 }
 
@@ -356,14 +389,6 @@ async fn bind_api(config: &Config) -> Result<(TcpListener, SocketAddr), DaemonEr
     }
     info!(%addr, "api listening");
     Ok((listener, addr))
-}
-
-/// The writer holds a drain open while the front proxies still have work on the old members;
-/// implemented here, where the two are wired, so neither module imports the other.
-impl Busy for ProxyStats {
-    fn inflight(&self, endpoints: &[Endpoint]) -> u64 {
-        ProxyStats::inflight(self, endpoints)
-    }
 }
 
 /// Descriptors aliasd needs besides client connections: state files, sockets to members and
@@ -524,4 +549,12 @@ pub fn shutdown_on_signals() -> io::Result<CancellationToken> {
         cancel.cancel();
     });
     Ok(token)
+}
+
+/// The API shows the front proxies' open work per endpoint; implemented here, where the two
+/// are wired, so neither module imports the other.
+impl Busy for ProxyStats {
+    fn inflight(&self, endpoints: &[Endpoint]) -> u64 {
+        ProxyStats::inflight(self, endpoints)
+    }
 }

@@ -3,20 +3,24 @@
 //! NUL bytes; its first byte says which of them get their checksums made right, so the fuzzer
 //! reaches the JSON inside as well as the framing around it. A load may refuse the directory as
 //! damaged, naming the file, but never panic; what it accepts must render (state, snapshot,
-//! every alias's API view, every history entry); and loading again gives the same state, so a
-//! torn tail dropped on the first start is dropped the same way.
+//! every alias's API view, every history entry); and a second start loads what the first
+//! checkpointed and keeps every entry it committed, so a torn tail dropped on the first start
+//! stays dropped. Both starts run [`recover`], the daemon's own recovery.
 #![no_main]
 
-use std::collections::HashMap;
 use std::sync::LazyLock;
 
 use aliasd::config::Config;
-use aliasd::controller::history::History;
-use aliasd::state::StoredState;
-use aliasd::controller::store::{Store, StoreError};
+use aliasd::controller::recover::{Recovered, recover};
+use aliasd::controller::store::StoreError;
+use aliasd::controller::to_stored;
+use aliasd::registry::Base;
 use libfuzzer_sys::fuzz_target;
 
 static CONFIG: LazyLock<Config> = LazyLock::new(|| aliasd_fuzz::fixture().config);
+static BASE: LazyLock<Base> = LazyLock::new(|| Base::from_config(&CONFIG));
+/// When the fuzzed starts happen.
+const NOW: u64 = 1_700_000_000_000;
 
 /// Each line prefixed with its right checksum.
 fn with_checksums(text: &[u8]) -> Vec<u8> {
@@ -32,24 +36,15 @@ fn with_checksums(text: &[u8]) -> Vec<u8> {
     out
 }
 
-fn load(dir: &std::path::Path) -> Result<(Option<StoredState>, Vec<String>), StoreError> {
-    let (store, stored) = Store::open(dir)?;
-    let committed: HashMap<String, u64> = stored
-        .as_ref()
-        .map(|s| {
-            s.aliases
-                .iter()
-                .map(|(k, a)| (k.clone(), a.revision))
-                .collect()
-        })
-        .unwrap_or_default();
-    let committed_seq = stored.as_ref().map(|s| s.history_seq);
-    let (_history, entries) = History::open(store.dir(), &committed, committed_seq)?;
-    let entries = entries
+/// Recovers the directory as aliasd's start does; the history entries as JSON lines.
+fn load(dir: &std::path::Path) -> Result<(Recovered, Vec<String>), StoreError> {
+    let recovered = recover(dir, &BASE, NOW)?;
+    let entries = recovered
+        .entries
         .iter()
         .map(|e| serde_json::to_string(e).expect("a history entry serializes"))
         .collect();
-    Ok((stored, entries))
+    Ok((recovered, entries))
 }
 
 fuzz_target!(|bytes: &[u8]| {
@@ -95,11 +90,21 @@ fuzz_target!(|bytes: &[u8]| {
     write("history.jsonl", checked(flags & 4 != 0, history));
 
     match load(dir.path()) {
-        Ok((stored, entries)) => {
-            aliasd_fuzz::render(&CONFIG, stored.as_ref());
-            let again = load(dir.path()).expect("a directory that loaded once loads again");
-            assert_eq!(again.0, stored, "the state changed between two loads");
-            assert_eq!(again.1, entries, "the history changed between two loads");
+        Ok((first, entries)) => {
+            aliasd_fuzz::render(&CONFIG, first.loaded.as_ref());
+            let mut checkpoint = to_stored(&first.topology, &first.state);
+            drop(first);
+            let (again, again_entries) =
+                load(dir.path()).expect("a directory that recovered once recovers again");
+            // What the first start checkpointed is what the second loads, and every entry it
+            // committed is still there.
+            let mut loaded = again.loaded.expect("the first start wrote a checkpoint");
+            (loaded.journal_seq, checkpoint.journal_seq) = (0, 0);
+            assert_eq!(loaded, checkpoint, "the state changed between two starts");
+            assert!(
+                again_entries.starts_with(&entries),
+                "the history lost entries between two starts"
+            );
         }
         Err(e) => {
             let message = e.to_string();

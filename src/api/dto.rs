@@ -12,7 +12,7 @@ use crate::clock::now_ms;
 use crate::controller::Busy;
 use crate::controller::changes::ReloadSummary;
 use crate::controller::dry_run::DryRun;
-use crate::controller::history::HistoryEntry;
+use crate::controller::history::{HistoryEntry, WireEntry};
 use crate::controller::machine::{self, Ended, Operation, Retired};
 use crate::health::HealthBoard;
 use crate::model::{AliasName, ServiceName};
@@ -1111,19 +1111,20 @@ pub struct HistoryDto {
 
 impl HistoryDto {
     pub fn from_entry(e: &HistoryEntry) -> Self {
+        let wire = WireEntry::from(e.clone());
         Self {
-            alias: e.alias.trim_end_matches('.').to_owned(),
-            service: e.service.clone(),
-            revision: e.revision,
+            alias: wire.alias.trim_end_matches('.').to_owned(),
+            service: wire.service,
+            revision: wire.revision,
             at: rfc3339_ms(e.at_ms),
             actor: e.actor.clone(),
             change: e.change.into(),
-            reason: e.reason.clone(),
-            phase: Phase::parse(&e.phase),
-            targets: e.targets.clone(),
-            answering: e.answering.clone(),
-            op: e.op,
-            op_kind: e.op_kind.map(OpKind::from),
+            reason: wire.reason,
+            phase: Phase::parse(&wire.phase),
+            targets: wire.targets,
+            answering: wire.answering,
+            op: wire.op,
+            op_kind: wire.op_kind.map(OpKind::from),
         }
     }
 }

@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::error::{ControlError, check_services};
-use super::history::HistoryEntry;
+use super::history::{HistoryEntry, Subject};
 use super::machine::{self, Change, ChangeKind, Ctx, Input, Outcome};
 use crate::check::HealthSpec;
 use crate::config::IfNoneHealthy;
@@ -18,7 +18,7 @@ use crate::state::{AliasState, State, fresh, names};
 /// The most endpoints one API-defined service may list.
 pub const MAX_API_ENDPOINTS: usize = 10_000;
 
-/// A service entry of the history (no alias, no revision).
+/// A service entry of the history.
 fn service_entry(
     service: &ServiceName,
     kind: ChangeKind,
@@ -28,18 +28,11 @@ fn service_entry(
 ) -> HistoryEntry {
     HistoryEntry {
         seq: 0,
-        alias: String::new(),
-        service: Some(service.to_string()),
-        revision: 0,
+        subject: Subject::Service(service.to_string()),
         at_ms,
         actor: actor.to_owned(),
         change: kind,
         reason: Some(reason),
-        phase: String::new(),
-        targets: Vec::new(),
-        answering: Vec::new(),
-        op: None,
-        op_kind: None,
     }
 }
 
@@ -193,9 +186,11 @@ pub struct AliasChange {
 
 /// The revision an alias created (again) starts after: it continues its history, so a
 /// revision number always means one change.
-pub fn next_revision_after(history: Option<&Vec<HistoryEntry>>) -> u64 {
+pub fn next_revision_after(history: &[HistoryEntry]) -> u64 {
     history
-        .and_then(|h| h.iter().map(|e| e.revision).max())
+        .iter()
+        .map(HistoryEntry::revision)
+        .max()
         .unwrap_or(0)
 }
 
@@ -343,7 +338,9 @@ pub fn removal_entry(
             reason: Some(reason.to_owned()),
         },
     );
-    e.answering = Vec::new();
+    if let Subject::Alias(a) = &mut e.subject {
+        a.answering = Vec::new();
+    }
     e
 }
 
@@ -439,18 +436,9 @@ pub struct Reloaded {
     pub summary: ReloadSummary,
 }
 
-/// The next state under a reloaded config `new`, with the entries that record it: every
-/// problem is collected, and any problem refuses the whole reload.
-pub fn reload(
-    old: &Base,
-    new: &Base,
-    state: &State,
-    actor: &str,
-    now_ms: u64,
-) -> Result<Reloaded, Vec<String>> {
+/// What the API defined that the new config `new` defines too, or no longer has room for.
+fn api_conflicts(new: &Base, state: &State) -> Vec<String> {
     let mut problems = Vec::new();
-    let mut next = state.clone();
-    let mut summary = ReloadSummary::default();
     // API definitions the new config now also has.
     for name in state.registry.api_services.keys() {
         if new.services.contains_key(name) {
@@ -478,6 +466,60 @@ pub fn reload(
             problems.push(format!("alias `{name}` (defined through the API): {e}"));
         }
     }
+    problems
+}
+
+/// The services `new` adds, changes and removes against `old`, into `summary`.
+fn summarize_services(old: &Base, new: &Base, summary: &mut ReloadSummary) {
+    for (name, s) in &new.services {
+        match old.services.get(name) {
+            None => summary.services_added.push(name.to_string()),
+            Some(o) if o.endpoints != s.endpoints || o.check != s.check => {
+                summary.services_changed.push(name.to_string())
+            }
+            Some(_) => {}
+        }
+    }
+    for name in old.services.keys() {
+        if !new.services.contains_key(name) {
+            summary.services_removed.push(name.to_string());
+        }
+    }
+}
+
+/// The serials under `new`: per zone origin, as at a start, from the larger of what was
+/// served and the file's, plus one, since the static records may have changed.
+fn reloaded_serials(old: &Base, new: &Base, state: &State) -> Vec<u32> {
+    new.zones
+        .iter()
+        .map(|z| {
+            let served = old
+                .zones
+                .iter()
+                .position(|o| o.origin.name() == z.origin.name())
+                .and_then(|i| state.serials.get(i).copied());
+            let base = match served {
+                Some(s) if serial_gt(s, z.file_serial) => s,
+                _ => z.file_serial,
+            };
+            base.wrapping_add(1)
+        })
+        .collect()
+}
+
+/// The next state under a reloaded config `new`, with the entries that record it: every
+/// problem is collected, and any problem refuses the whole reload.
+pub fn reload(
+    old: &Base,
+    new: &Base,
+    state: &State,
+    actor: &str,
+    now_ms: u64,
+) -> Result<Reloaded, Vec<String>> {
+    let mut problems = Vec::new();
+    let mut next = state.clone();
+    let mut summary = ReloadSummary::default();
+    problems.extend(api_conflicts(new, state));
     // Config aliases that leave.
     let mut removals = Vec::new();
     for name in old.aliases.keys() {
@@ -537,41 +579,11 @@ pub fn reload(
             }
         }
     }
-    for (name, s) in &new.services {
-        match old.services.get(name) {
-            None => summary.services_added.push(name.to_string()),
-            Some(o) if o.endpoints != s.endpoints || o.check != s.check => {
-                summary.services_changed.push(name.to_string())
-            }
-            Some(_) => {}
-        }
-    }
-    for name in old.services.keys() {
-        if !new.services.contains_key(name) {
-            summary.services_removed.push(name.to_string());
-        }
-    }
+    summarize_services(old, new, &mut summary);
     if !problems.is_empty() {
         return Err(problems);
     }
-    // Serials continue per zone origin, as at a start: from the larger of what was served and
-    // the file's, plus one, since the static records may have changed.
-    next.serials = new
-        .zones
-        .iter()
-        .map(|z| {
-            let served = old
-                .zones
-                .iter()
-                .position(|o| o.origin.name() == z.origin.name())
-                .and_then(|i| state.serials.get(i).copied());
-            let base = match served {
-                Some(s) if serial_gt(s, z.file_serial) => s,
-                _ => z.file_serial,
-            };
-            base.wrapping_add(1)
-        })
-        .collect();
+    next.serials = reloaded_serials(old, new, state);
     summary.zones = new
         .zones
         .iter()
@@ -580,18 +592,11 @@ pub fn reload(
     let mut entries = removals;
     entries.push(HistoryEntry {
         seq: 0,
-        alias: String::new(),
-        service: None,
-        revision: 0,
+        subject: Subject::Config,
         at_ms: now_ms,
         actor: actor.to_owned(),
         change: ChangeKind::Reloaded,
         reason: Some(summary.text()),
-        phase: String::new(),
-        targets: Vec::new(),
-        answering: Vec::new(),
-        op: None,
-        op_kind: None,
     });
     Ok(Reloaded {
         state: next,
@@ -605,27 +610,28 @@ pub fn reload(
 pub fn entry(alias: &AliasName, state: &AliasState, change: &Change) -> HistoryEntry {
     HistoryEntry {
         seq: 0,
-        alias: alias.name().to_ascii(),
-        service: None,
-        revision: state.revision,
+        subject: Subject::Alias(super::history::AliasChange {
+            alias: alias.name().to_ascii(),
+            revision: state.revision,
+            phase: state.phase.name().to_owned(),
+            targets: names(&state.targets),
+            answering: names(&machine::answering(state)),
+            // A stop of retired containers belongs to the operation that retired them.
+            op: state.phase.operation().map(|op| op.id).or_else(|| {
+                (change.kind == ChangeKind::Stopped)
+                    .then(|| state.retired.as_ref().map(|r| r.op))
+                    .flatten()
+            }),
+            op_kind: state.phase.operation().map(|op| op.kind).or_else(|| {
+                (change.kind == ChangeKind::Stopped)
+                    .then(|| state.retired.as_ref().and_then(|r| r.kind))
+                    .flatten()
+            }),
+        }),
         at_ms: state.changed_at_ms,
         actor: change.actor.clone(),
         change: change.kind,
         reason: change.reason.clone(),
-        phase: state.phase.name().to_owned(),
-        targets: names(&state.targets),
-        answering: names(&machine::answering(state)),
-        // A stop of retired containers belongs to the operation that retired them.
-        op: state.phase.operation().map(|op| op.id).or_else(|| {
-            (change.kind == ChangeKind::Stopped)
-                .then(|| state.retired.as_ref().map(|r| r.op))
-                .flatten()
-        }),
-        op_kind: state.phase.operation().map(|op| op.kind).or_else(|| {
-            (change.kind == ChangeKind::Stopped)
-                .then(|| state.retired.as_ref().and_then(|r| r.kind))
-                .flatten()
-        }),
     }
 }
 

@@ -43,17 +43,79 @@ impl Retention {
 }
 
 /// One change, as stored and as the API shows it.
+///
+/// On disk (and in the fuzzed files) an entry is the flat [`WireEntry`]; in memory what it is
+/// about is its [`Subject`], so no reader tells an alias entry from a service's by an empty
+/// string or a zero revision.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(into = "WireEntry", from = "WireEntry")]
 pub struct HistoryEntry {
     /// Grows by one with every entry; the state stores the last one it commits. 0 in entries
     /// written before entries had one.
+    pub seq: u64,
+    pub subject: Subject,
+    pub at_ms: u64,
+    pub actor: String,
+    pub change: ChangeKind,
+    pub reason: Option<String>,
+}
+
+/// What a history entry is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Subject {
+    /// A change of an alias: its links and phase after the change.
+    Alias(AliasChange),
+    /// A service defined or deleted through the API (`service_set`, `service_deleted`): its
+    /// name.
+    Service(String),
+    /// The whole config (`reloaded`).
+    Config,
+}
+
+/// An alias as one change left it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AliasChange {
+    /// Absolute alias name, with the trailing dot.
+    pub alias: String,
+    /// Starts at 1 and grows by one with every change of the alias.
+    pub revision: u64,
+    /// The phase after the change.
+    pub phase: String,
+    /// The linked services after the change.
+    pub targets: Vec<String>,
+    /// The services answering after the change.
+    pub answering: Vec<String>,
+    /// The operation this change belongs to.
+    pub op: Option<u64>,
+    /// Whether that operation is a promotion or a rollback; absent in entries written before
+    /// the kind was recorded.
+    pub op_kind: Option<OpKind>,
+}
+
+impl HistoryEntry {
+    /// The alias change this entry records, if it is about an alias.
+    pub fn alias(&self) -> Option<&AliasChange> {
+        match &self.subject {
+            Subject::Alias(a) => Some(a),
+            Subject::Service(_) | Subject::Config => None,
+        }
+    }
+
+    /// The alias's revision after the change; 0 for an entry about a service or the config.
+    pub fn revision(&self) -> u64 {
+        self.alias().map_or(0, |a| a.revision)
+    }
+}
+
+/// An entry as `history.jsonl` holds it: one flat record, where an entry about a service or
+/// the config has an empty alias, revision 0 and an empty phase. Its fields and their order
+/// are the file format.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WireEntry {
     #[serde(default, skip_serializing_if = "is_zero")]
     pub seq: u64,
-    /// Absolute alias name, with the trailing dot; empty for an entry about a service or the
-    /// whole config.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub alias: String,
-    /// The service an entry is about (`service_set`, `service_deleted`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service: Option<String>,
     pub revision: u64,
@@ -62,19 +124,81 @@ pub struct HistoryEntry {
     pub change: ChangeKind,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
-    /// The phase after the change.
     pub phase: String,
-    /// The linked services after the change.
     pub targets: Vec<String>,
-    /// The services answering after the change.
     pub answering: Vec<String>,
-    /// The operation this change belongs to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub op: Option<u64>,
-    /// Whether that operation is a promotion or a rollback; absent in entries written before
-    /// the kind was recorded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub op_kind: Option<OpKind>,
+}
+
+/// The one rule that reads a subject from the flat record: a service names it, else an alias
+/// does, else it is about the config.
+impl From<WireEntry> for HistoryEntry {
+    fn from(w: WireEntry) -> Self {
+        let subject = match w.service {
+            Some(service) => Subject::Service(service),
+            None if w.alias.is_empty() => Subject::Config,
+            None => Subject::Alias(AliasChange {
+                alias: w.alias,
+                revision: w.revision,
+                phase: w.phase,
+                targets: w.targets,
+                answering: w.answering,
+                op: w.op,
+                op_kind: w.op_kind,
+            }),
+        };
+        Self {
+            seq: w.seq,
+            subject,
+            at_ms: w.at_ms,
+            actor: w.actor,
+            change: w.change,
+            reason: w.reason,
+        }
+    }
+}
+
+impl From<HistoryEntry> for WireEntry {
+    fn from(e: HistoryEntry) -> Self {
+        let (service, a) = match e.subject {
+            Subject::Alias(a) => (None, a),
+            Subject::Service(s) => (Some(s), AliasChange::none()),
+            Subject::Config => (None, AliasChange::none()),
+        };
+        Self {
+            seq: e.seq,
+            alias: a.alias,
+            service,
+            revision: a.revision,
+            at_ms: e.at_ms,
+            actor: e.actor,
+            change: e.change,
+            reason: e.reason,
+            phase: a.phase,
+            targets: a.targets,
+            answering: a.answering,
+            op: a.op,
+            op_kind: a.op_kind,
+        }
+    }
+}
+
+impl AliasChange {
+    /// The alias fields of an entry about no alias, as the file writes them.
+    fn none() -> Self {
+        Self {
+            alias: String::new(),
+            revision: 0,
+            phase: String::new(),
+            targets: Vec::new(),
+            answering: Vec::new(),
+            op: None,
+            op_kind: None,
+        }
+    }
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -233,12 +357,12 @@ fn parse(
         let is_last = offset + end + 1 == bytes.len();
         match parse_line(line) {
             Ok(entry) => {
-                let beyond = if entry.seq > 0 {
-                    committed_seq.is_some_and(|c| entry.seq > c)
-                } else {
-                    committed
-                        .get(&entry.alias)
-                        .is_some_and(|limit| entry.revision > *limit)
+                let beyond = match (entry.seq, entry.alias()) {
+                    (0, Some(a)) => committed
+                        .get(&a.alias)
+                        .is_some_and(|limit| a.revision > *limit),
+                    (0, None) => false,
+                    (seq, _) => committed_seq.is_some_and(|c| seq > c),
                 };
                 if beyond {
                     // Appended, but the state write that commits it never happened. Every

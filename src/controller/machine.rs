@@ -146,55 +146,113 @@ pub fn drain_window_ms(state: &AliasState, ctx: &Ctx<'_>) -> u64 {
     u64::from(state.ttl_served_s.max(ctx.ttl_window_s)) * 1000 + ctx.grace_ms
 }
 
+/// The outcome of a change of `state` into `next`: numbered, stamped and credited; an
+/// operation it ends is recorded as ended; retired services it uses again are no longer
+/// retired.
+fn changed(
+    state: &AliasState,
+    ctx: &Ctx<'_>,
+    next: AliasState,
+    kind: ChangeKind,
+    actor: &str,
+    reason: Option<String>,
+) -> Result<Outcome, MachineError> {
+    let mut next = next;
+    next.revision = state.revision + 1;
+    next.changed_at_ms = ctx.now;
+    next.changed_by = actor.to_owned();
+    // A change that takes a running operation back to stable ends it: say how.
+    if let Some(op) = state.phase.operation()
+        && matches!(next.phase, Phase::Stable)
+        && let Some(outcome) = EndKind::of(kind)
+    {
+        next.last_op = Some(Ended {
+            op: op.clone(),
+            outcome,
+            reached: match state.phase {
+                Phase::Mixed { .. } => Reached::Mixed,
+                Phase::Draining { .. } => Reached::Draining,
+                Phase::Stable | Phase::Warming { .. } => Reached::Warming,
+            },
+            at_ms: ctx.now,
+            by: actor.to_owned(),
+            why: reason.clone(),
+            revision: next.revision,
+        });
+    }
+    next.ttl_served_s = next.ttl_served_s.max(ctx.ttl_window_s);
+    // A retired service that answers again, or is being promoted to, is not safe to stop.
+    let mut in_use = answering(&next);
+    in_use.extend(
+        next.phase
+            .operation()
+            .map(|op| op.to.clone())
+            .unwrap_or_default(),
+    );
+    if let Some(r) = &mut next.retired {
+        r.services.retain(|s| !in_use.contains(s));
+        if r.services.is_empty() {
+            next.retired = None;
+        }
+    }
+    Ok(Outcome::Changed(
+        Box::new(next),
+        Change {
+            kind,
+            actor: actor.to_owned(),
+            reason,
+        },
+    ))
+}
+
+/// Starts operation `kind` of `state` to `to` (warming), once nothing else runs: refused
+/// when `to` is empty or cannot reach `min_healthy`; unchanged when it is what answers.
+fn start_operation(
+    state: &AliasState,
+    ctx: &Ctx<'_>,
+    to: Vec<ServiceName>,
+    options: PromoteOptions,
+    kind: OpKind,
+    actor: &str,
+    reason: Option<String>,
+) -> Result<Outcome, MachineError> {
+    if to.is_empty() {
+        return Err(MachineError::EmptyTargets);
+    }
+    if to == state.targets {
+        return Ok(Outcome::Unchanged);
+    }
+    let counts = (ctx.counts)(&to);
+    if let Some(wanted) = options.min_healthy
+        && wanted > counts.total
+    {
+        return Err(MachineError::MinHealthyTooHigh {
+            wanted,
+            total: counts.total,
+            services: join(&to),
+        });
+    }
+    let mut next = state.clone();
+    next.phase = Phase::Warming {
+        deadline_ms: ctx.now.saturating_add(options.warm_timeout_ms),
+        op: Operation {
+            id: state.revision + 1,
+            kind,
+            from: state.targets.clone(),
+            to,
+            options,
+            actor: actor.to_owned(),
+            reason: reason.clone(),
+            started_at_ms: ctx.now,
+        },
+    };
+    changed(state, ctx, next, ChangeKind::Started, actor, reason)
+}
+
 /// Applies `input` to `state`.
 pub fn step(state: &AliasState, input: Input, ctx: &Ctx<'_>) -> Result<Outcome, MachineError> {
     let changed = |next: AliasState, kind: ChangeKind, actor: &str, reason: Option<String>| {
-        let mut next = next;
-        next.revision = state.revision + 1;
-        next.changed_at_ms = ctx.now;
-        next.changed_by = actor.to_owned();
-        // A change that takes a running operation back to stable ends it: say how.
-        if let Some(op) = state.phase.operation()
-            && matches!(next.phase, Phase::Stable)
-            && let Some(outcome) = EndKind::of(kind)
-        {
-            next.last_op = Some(Ended {
-                op: op.clone(),
-                outcome,
-                reached: match state.phase {
-                    Phase::Mixed { .. } => Reached::Mixed,
-                    Phase::Draining { .. } => Reached::Draining,
-                    Phase::Stable | Phase::Warming { .. } => Reached::Warming,
-                },
-                at_ms: ctx.now,
-                by: actor.to_owned(),
-                why: reason.clone(),
-                revision: next.revision,
-            });
-        }
-        next.ttl_served_s = next.ttl_served_s.max(ctx.ttl_window_s);
-        // A retired service that answers again, or is being promoted to, is not safe to stop.
-        let mut in_use = answering(&next);
-        in_use.extend(
-            next.phase
-                .operation()
-                .map(|op| op.to.clone())
-                .unwrap_or_default(),
-        );
-        if let Some(r) = &mut next.retired {
-            r.services.retain(|s| !in_use.contains(s));
-            if r.services.is_empty() {
-                next.retired = None;
-            }
-        }
-        Ok(Outcome::Changed(
-            Box::new(next),
-            Change {
-                kind,
-                actor: actor.to_owned(),
-                reason,
-            },
-        ))
+        changed(state, ctx, next, kind, actor, reason)
     };
     let busy = || match &state.phase {
         Phase::Stable => None,
@@ -231,37 +289,7 @@ pub fn step(state: &AliasState, input: Input, ctx: &Ctx<'_>) -> Result<Outcome, 
             if let Some(e) = busy() {
                 return Err(e);
             }
-            if to.is_empty() {
-                return Err(MachineError::EmptyTargets);
-            }
-            if to == state.targets {
-                return Ok(Outcome::Unchanged);
-            }
-            let counts = (ctx.counts)(&to);
-            if let Some(wanted) = options.min_healthy
-                && wanted > counts.total
-            {
-                return Err(MachineError::MinHealthyTooHigh {
-                    wanted,
-                    total: counts.total,
-                    services: join(&to),
-                });
-            }
-            let mut next = state.clone();
-            next.phase = Phase::Warming {
-                deadline_ms: ctx.now.saturating_add(options.warm_timeout_ms),
-                op: Operation {
-                    id: state.revision + 1,
-                    kind,
-                    from: state.targets.clone(),
-                    to,
-                    options,
-                    actor: actor.clone(),
-                    reason: reason.clone(),
-                    started_at_ms: ctx.now,
-                },
-            };
-            changed(next, ChangeKind::Started, &actor, reason)
+            start_operation(state, ctx, to, options, kind, &actor, reason)
         }
 
         Input::Confirm { actor, reason } => match &state.phase {

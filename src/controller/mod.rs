@@ -1,21 +1,29 @@
-//! The controller: the only writer.
+//! The controller: the only writer, as a pure core inside a thin shell.
 //!
-//! Commands from the API, health changes from the checkers, whole endpoint sets from Docker
-//! discovery and the passing of time arrive in one task and are handled one at a time. Each
-//! alias's promotion is the pure machine in `machine`; registry changes (services, alias
-//! definitions, reloads) are the pure functions in `changes`. This shell feeds them, and for
-//! every batch of changes appends the history and writes the state durably, and only then
-//! publishes the new snapshot, emits the events and answers the caller. A caller never sees a
-//! change that a crash could lose, and DNS never serves one.
+//! Every input is a message into one task: commands from the API, health changes from the
+//! checkers, endpoint sets from Docker discovery, the serials the secondaries report (from
+//! their NOTIFY tasks), the members the front proxies report idle, and the passing of time
+//! (read through an injected clock). Each alias's promotion is the pure machine in `machine`;
+//! registry changes (services, alias definitions, reloads) are the pure functions in
+//! `changes`; `core` plans a batch of their results into the next state, the one unit to make
+//! durable, the snapshot, the events and the effects. This shell only sequences them: it hands
+//! the unit to the `store` (the one seam for durability; `recover` opens it at start), and
+//! only once it is durable takes the plan on, publishes the snapshot, sends the events (every
+//! event of `/v1/events` comes from here) and answers the caller. A caller never sees a change
+//! that a crash could lose, and DNS never serves one; a refused unit changes nothing.
 
 pub mod changes;
+pub mod core;
 pub mod dry_run;
 mod error;
 pub mod history;
+pub mod index;
 pub mod machine;
+pub mod recover;
 pub mod store;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -23,8 +31,9 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
+use self::core::{Batch, Core, Effect, Unit};
 use crate::check::{Health, HealthSpec};
-use crate::clock::now_ms;
+use crate::clock::SharedClock;
 use crate::config::PromotionDefaults;
 use crate::health::{Checker, HealthBoard, HealthChange, starting_health};
 use crate::model::{AliasName, Endpoint, ServiceName};
@@ -33,24 +42,20 @@ use crate::registry::{
     Topology,
 };
 use crate::serial::serial_gt;
-use crate::snapshot::{AliasView, Dirty, HealthMap, LastGood, SharedSnapshot, Snapshot, health_of};
+use crate::snapshot::{AliasView, HealthMap, LastGood, SharedSnapshot, Snapshot, health_of};
 use crate::state::{AliasState, State, StoredAlias, StoredDelta, StoredState, fresh, names};
 use changes::{AliasPut, ReloadSummary, entry};
 pub use error::{ControlError, check_services};
-use history::{History, HistoryEntry};
+use history::{HistoryEntry, Subject};
 use imbl::ordmap::DiffItem;
-use machine::{Change, ChangeKind, Counts, Ctx, Input, OpKind, Outcome, Phase, PromoteOptions};
+use index::HistoryIndex;
+use machine::{Change, Counts, Ctx, Input, OpKind, Outcome, PromoteOptions};
 use store::{Store, StoreError};
 
 /// How far ahead of the serials served the stored serials run: a serial is published only
 /// below what is stored, so health changes move serials without a write, and after a crash
 /// aliasd starts above any serial it served.
 pub const SERIAL_RESERVE: u32 = 1000;
-/// The history file is rewritten once it holds this many entries the retention dropped (and
-/// at least half as many as it keeps), so a rewrite's cost is spread over many changes.
-const COMPACT_MIN_GARBAGE: usize = 64;
-/// How often the retention's age limit is applied to every alias.
-const TRIM_EVERY_MS: u64 = 60_000;
 
 /// Who asked for a change, recorded with it.
 pub type Actor = String;
@@ -144,9 +149,13 @@ pub enum Event {
     Closing,
 }
 
-/// What discovery sends the controller.
+/// What discovery and the NOTIFY tasks send the controller: inputs like any other, which
+/// the writer takes in one at a time (no part of its data is read from shared state).
 #[derive(Debug, Clone)]
 pub enum SourceUpdate {
+    /// A secondary now serves another serial, caught up or fell behind, or failed to answer
+    /// (from its NOTIFY task). A drain waits for every secondary of its zone.
+    Secondary(crate::secondaries::SecondaryState),
     /// Docker's whole view: every service's endpoints and the containers it skipped.
     Docker {
         services: BTreeMap<ServiceName, Vec<DockerEndpoint>>,
@@ -161,6 +170,8 @@ pub enum SourceUpdate {
         report: String,
     },
 }
+
+pub use crate::proxy::Drained;
 
 /// What the controller asks of Docker discovery.
 #[derive(Debug, Clone)]
@@ -461,11 +472,6 @@ impl ControlHandle {
         self.events.subscribe()
     }
 
-    /// Where other parts of the daemon send their events (the secondaries' followers).
-    pub fn events(&self) -> broadcast::Sender<Event> {
-        self.events.clone()
-    }
-
     /// The generation of the snapshot published last: it changes with every publish (a burst
     /// of publishes may be seen as its last one).
     pub fn published(&self) -> watch::Receiver<u64> {
@@ -473,59 +479,14 @@ impl ControlHandle {
     }
 }
 
-/// The store and the history, used together from blocking tasks.
-struct Durable {
-    store: Store,
-    history: History,
-}
-
-/// One batch of changes to commit together.
-#[derive(Default)]
-struct Batch {
-    /// The next state, when the registry, the alias set or the serials change; `None` keeps
-    /// the current one (alias transitions still apply).
-    state: Option<State>,
-    /// A reload's new config part.
-    base: Option<Arc<Base>>,
-    /// Alias transitions, applied over the state.
-    changes: Vec<(AliasName, AliasState, Change)>,
-    /// Entries not tied to an alias transition: services, removals, reloads.
-    entries: Vec<HistoryEntry>,
-    /// The serials were set by the change itself (a reload): do not bump them again.
-    serials_set: bool,
-    /// The sources' status changed: publish even if nothing else did.
-    sources_changed: bool,
-}
-
-impl Batch {
-    fn of(changes: Vec<(AliasName, AliasState, Change)>) -> Self {
-        Self {
-            changes,
-            ..Self::default()
-        }
-    }
-}
-
 /// The writer task's state.
 pub struct Controller {
-    base: Arc<Base>,
-    topology: Arc<Topology>,
-    state: State,
-    durable: Arc<Mutex<Durable>>,
-    history: HashMap<AliasName, Vec<HistoryEntry>>,
-    service_history: HashMap<ServiceName, Vec<HistoryEntry>>,
-    /// Entries about the whole config (reloads): kept under the same retention.
-    global_history: Vec<HistoryEntry>,
-    /// Entries in the history file, and of those the ones the retention keeps (in memory).
-    file_entries: usize,
-    kept_entries: usize,
-    /// When the retention's age limit was last applied to every alias.
-    last_trim_ms: u64,
-    health: HealthMap,
-    last_good: LastGood,
-    sources: Arc<Sources>,
+    /// The writer's data: what the planner plans from.
+    core: Core,
+    /// Used from blocking tasks, one at a time (the writer waits for each).
+    durable: Arc<Mutex<Box<dyn Store>>>,
+    /// The cell readers load snapshots from.
     shared: SharedSnapshot,
-    generation: u64,
     rx: mpsc::Receiver<Command>,
     health_rx: mpsc::Receiver<HealthChange>,
     sources_rx: mpsc::Receiver<SourceUpdate>,
@@ -536,25 +497,20 @@ pub struct Controller {
     published: Arc<watch::Sender<u64>>,
     board: Arc<HealthBoard>,
     checker: Checker,
-    /// Health changed since the last render.
-    health_dirty: bool,
-    /// The services whose endpoints changed health since the last render.
-    health_touched: BTreeSet<ServiceName>,
-    /// Docker's reachability flipped: every alias's warnings may change.
-    sources_all_dirty: bool,
-    busy: Arc<dyn Busy>,
+    drained_rx: mpsc::UnboundedReceiver<Drained>,
     drain_deadline: Duration,
-    secondaries: Arc<crate::secondaries::Secondaries>,
-    /// Per draining alias, its zone and the serial its drain began with: the serial every
-    /// secondary must serve before the old version can be safe to stop.
-    drain_serials: HashMap<AliasName, (usize, u32)>,
+    clock: SharedClock,
 }
 
 /// What the controller starts from.
 pub struct StartParts {
     pub base: Arc<Base>,
-    pub store: Store,
-    pub stored: Option<StoredState>,
+    /// Where commits go, and what [`recover::recover`] (or another store) found in it.
+    pub store: Box<dyn Store>,
+    pub state: State,
+    pub topology: Arc<Topology>,
+    /// Every committed history entry, oldest first.
+    pub history: Vec<HistoryEntry>,
     /// The checkers' board, and the checker the controller keeps matching the registry.
     pub board: Arc<HealthBoard>,
     pub checker: Checker,
@@ -565,118 +521,43 @@ pub struct StartParts {
     pub docker_tx: Option<mpsc::Sender<DockerCommand>>,
     /// Where Docker is, for the status shown before it is first reached.
     pub docker_endpoint: Option<String>,
-    /// The proxy's open work, which a drain waits for, and how long it waits at most.
-    pub busy: Arc<dyn Busy>,
+    /// Every front proxy (its address, and the alias it fronts): a drain of the alias waits
+    /// until each reports ([`Drained`]) that the old members' open work ended, or the drain
+    /// deadline passed.
+    pub proxies: Vec<(SocketAddr, AliasName)>,
+    pub drained_rx: mpsc::UnboundedReceiver<Drained>,
     pub drain_deadline: Duration,
-    /// What each zone's secondaries serve: a drain waits for them too.
-    pub secondaries: Arc<crate::secondaries::Secondaries>,
+    /// Every zone's secondaries (zone index, address): a drain waits for each of them to
+    /// report the serial it began with.
+    pub secondaries: Vec<(usize, SocketAddr)>,
+    /// Where the writer reads the time: the wall clock, or a test's.
+    pub clock: SharedClock,
 }
 
 impl Controller {
     /// Builds the starting state from the config and what was stored, stores it, and publishes
     /// generation 1. Returns the controller, its handle and the shared snapshot cell.
-    pub fn start(parts: StartParts) -> Result<(Self, ControlHandle, SharedSnapshot), StoreError> {
+    pub fn start(parts: StartParts) -> (Self, ControlHandle, SharedSnapshot) {
         let StartParts {
             base,
             store,
-            stored,
+            state,
+            topology,
+            history: entries,
             board,
             mut checker,
             health_rx,
             sources_rx,
             docker_tx,
             docker_endpoint,
-            busy,
+            proxies,
+            drained_rx,
             drain_deadline,
             secondaries,
+            clock,
         } = parts;
-        let committed: HashMap<String, u64> = stored
-            .as_ref()
-            .map(|s| {
-                s.aliases
-                    .iter()
-                    .map(|(k, a)| (k.clone(), a.revision))
-                    .collect()
-            })
-            .unwrap_or_default();
-        let committed_seq = stored.as_ref().map(|s| s.history_seq);
-        let (mut history_file, entries) = History::open(store.dir(), &committed, committed_seq)?;
-        let now = now_ms();
-        let (mut state, notes) = initial_state(&base, stored.as_ref(), now);
-        for note in notes {
-            warn!("{note}");
-        }
-        // Entries of older files may carry higher numbers than a state that was moved away.
-        state.history_seq = state
-            .history_seq
-            .max(entries.iter().map(|e| e.seq).max().unwrap_or(0));
-        let topology = Arc::new(Topology::build(
-            &base,
-            &state.registry,
-            state.named_services(),
-        ));
-        let window = topology.ttl_window_s();
-        state.aliases = std::mem::take(&mut state.aliases)
-            .into_iter()
-            .map(|(name, mut alias)| {
-                alias.ttl_served_s = alias.ttl_served_s.max(window);
-                (name, alias)
-            })
-            .collect();
-        // Changes made at start (first start, or the config overruling stored links) are history too.
-        let mut started: Vec<HistoryEntry> = state
-            .aliases
-            .iter()
-            .filter(|(name, a)| committed.get(&name.name().to_ascii()) != Some(&a.revision))
-            .map(|(name, a)| {
-                entry(
-                    name,
-                    a,
-                    &Change {
-                        kind: ChangeKind::Linked,
-                        actor: a.changed_by.clone(),
-                        reason: Some("at start, from the config".into()),
-                    },
-                )
-            })
-            .collect();
-        for e in &mut started {
-            state.history_seq += 1;
-            e.seq = state.history_seq;
-        }
-        history_file.append(&started)?;
-        state.serial_reserve = state
-            .serials
-            .iter()
-            .map(|s| s.wrapping_add(SERIAL_RESERVE))
-            .collect();
-        // Every start writes a fresh checkpoint: the journal starts empty.
-        let mut store = store;
-        store.checkpoint(&mut to_stored(&topology, &state))?;
-
-        let mut history: HashMap<AliasName, Vec<HistoryEntry>> = HashMap::new();
-        let mut service_history: HashMap<ServiceName, Vec<HistoryEntry>> = HashMap::new();
-        let alias_names: HashMap<String, AliasName> = state
-            .aliases
-            .keys()
-            .map(|a| (a.name().to_ascii(), a.clone()))
-            .collect();
-        let mut global_history = Vec::new();
-        let file_entries = entries.len() + started.len();
-        for e in entries.into_iter().chain(started) {
-            if e.alias.is_empty() && e.service.is_none() {
-                global_history.push(e);
-            } else if let Some(service) = e.service.as_ref().and_then(|s| s.parse().ok()) {
-                service_history.entry(service).or_default().push(e);
-            } else if let Some(name) = alias_names.get(&e.alias) {
-                history.entry(name.clone()).or_default().push(e);
-            } else if let Ok(name) = AliasName::resolve(&e.alias, &hickory_proto::rr::Name::root())
-                && !e.alias.is_empty()
-            {
-                // A removed alias keeps its history, so a re-created one continues it.
-                history.entry(name).or_default().push(e);
-            }
-        }
+        let now = clock.now_ms();
+        let history = HistoryIndex::load(entries);
         let targets = check_targets(&topology);
         let mut health = HealthMap::new();
         let started_health: Vec<_> = targets
@@ -709,29 +590,31 @@ impl Controller {
             &last_good,
             sources.clone(),
         );
-        let shared: SharedSnapshot = Arc::new(arc_swap::ArcSwap::from_pointee(snapshot));
+        let snapshot = Arc::new(snapshot);
+        let shared: SharedSnapshot = Arc::new(arc_swap::ArcSwap::new(snapshot.clone()));
         let (tx, rx) = mpsc::channel(64);
         let (events, _) = broadcast::channel(1024);
         let published = Arc::new(watch::Sender::new(1));
         let controller = Self {
-            base,
-            topology,
-            state,
-            durable: Arc::new(Mutex::new(Durable {
-                store,
-                history: history_file,
-            })),
-            history,
-            service_history,
-            global_history,
-            file_entries,
-            kept_entries: file_entries,
-            last_trim_ms: 0,
-            health,
-            last_good,
-            sources,
+            core: Core {
+                base,
+                topology,
+                state,
+                health,
+                last_good,
+                sources,
+                published: snapshot.clone(),
+                history,
+                drain_serials: HashMap::new(),
+                secondaries: secondaries.into_iter().map(|s| (s, None)).collect(),
+                proxies,
+                drained: HashMap::new(),
+                health_dirty: true,
+                health_touched: BTreeSet::new(),
+                sources_all_dirty: false,
+            },
+            durable: Arc::new(Mutex::new(store)),
             shared: shared.clone(),
-            generation: 1,
             rx,
             health_rx,
             sources_rx,
@@ -741,20 +624,16 @@ impl Controller {
             published: published.clone(),
             board,
             checker,
-            health_dirty: true,
-            health_touched: BTreeSet::new(),
-            sources_all_dirty: false,
-            busy,
+            drained_rx,
             drain_deadline,
-            secondaries,
-            drain_serials: HashMap::new(),
+            clock,
         };
         let mut controller = controller;
         controller.trim_history(now);
         if let Err(e) = controller.compact_history_now() {
             warn!(error = %e, "could not compact the history; it is tried again later");
         }
-        Ok((
+        (
             controller,
             ControlHandle {
                 tx,
@@ -762,69 +641,23 @@ impl Controller {
                 published,
             },
             shared,
-        ))
+        )
     }
 
     /// Applies the retention to every entry kept in memory (the age limit moves with time).
     fn trim_history(&mut self, now: u64) {
-        let retention = self.base.retention;
-        let mut dropped = 0;
-        for entries in self
-            .history
-            .values_mut()
-            .chain(self.service_history.values_mut())
-            .chain(std::iter::once(&mut self.global_history))
-        {
-            dropped += retention.trim(entries, now);
-        }
-        self.kept_entries -= dropped;
-        self.last_trim_ms = now;
-    }
-
-    /// Keeps an entry in memory under the retention.
-    fn remember(&mut self, e: HistoryEntry, now: u64) {
-        let retention = self.base.retention;
-        let entries = if let Some(service) = e.service.as_ref().and_then(|s| s.parse().ok()) {
-            self.service_history.entry(service).or_default()
-        } else if e.alias.is_empty() {
-            &mut self.global_history
-        } else if let Ok(name) = AliasName::resolve(&e.alias, &hickory_proto::rr::Name::root()) {
-            self.history.entry(name).or_default()
-        } else {
-            return;
-        };
-        entries.push(e);
-        let dropped = retention.trim(entries, now);
-        self.file_entries += 1;
-        self.kept_entries = self.kept_entries + 1 - dropped;
-    }
-
-    /// Whether the file holds enough that the retention dropped to be worth rewriting.
-    fn history_worth_compacting(&self) -> bool {
-        let garbage = self.file_entries.saturating_sub(self.kept_entries);
-        garbage >= COMPACT_MIN_GARBAGE && garbage >= self.kept_entries / 2
-    }
-
-    /// Everything the retention keeps, for a rewrite of the file.
-    fn kept_history(&self) -> Vec<HistoryEntry> {
-        self.history
-            .values()
-            .chain(self.service_history.values())
-            .chain(std::iter::once(&self.global_history))
-            .flatten()
-            .cloned()
-            .collect()
+        self.core.history.trim(&self.core.base.retention, now);
     }
 
     /// At start: compacts in place, on this thread.
     fn compact_history_now(&mut self) -> Result<(), StoreError> {
-        if !self.history_worth_compacting() {
+        if !self.core.history.worth_compacting() {
             return Ok(());
         }
-        let kept = self.kept_history();
+        let kept = self.core.history.kept();
         let mut refs: Vec<&HistoryEntry> = kept.iter().collect();
         let mut d = self.durable.lock().unwrap_or_else(|p| p.into_inner());
-        d.history.compact(&mut refs)?;
+        d.compact_history(&mut refs)?;
         drop(d);
         self.after_compaction(kept.len());
         Ok(())
@@ -832,27 +665,26 @@ impl Controller {
 
     fn after_compaction(&mut self, kept: usize) {
         info!(
-            dropped = self.file_entries - kept,
+            dropped = self.core.history.garbage(),
             kept, "history compacted under its retention"
         );
-        self.file_entries = kept;
-        self.kept_entries = kept;
+        self.core.history.compacted(kept);
     }
 
     /// Compacts the history file when worth it. Runs in the writer between commits, so no
     /// append can interleave; only committed entries are ever dropped, and each keeps its
     /// number and revision. A failure leaves the old file, which still loads.
     async fn compact_history(&mut self) {
-        if !self.history_worth_compacting() {
+        if !self.core.history.worth_compacting() {
             return;
         }
-        let kept = self.kept_history();
+        let kept = self.core.history.kept();
         let n = kept.len();
         let durable = self.durable.clone();
         let result = tokio::task::spawn_blocking(move || {
             let mut refs: Vec<&HistoryEntry> = kept.iter().collect();
             let mut d = durable.lock().unwrap_or_else(|p| p.into_inner());
-            d.history.compact(&mut refs)
+            d.compact_history(&mut refs)
         })
         .await;
         match result {
@@ -884,6 +716,13 @@ impl Controller {
                     self.settle().await;
                 }
                 Some(update) = self.sources_rx.recv() => self.source(update).await,
+                Some(drained) = self.drained_rx.recv() => {
+                    self.core.drained(drained);
+                    while let Ok(drained) = self.drained_rx.try_recv() {
+                        self.core.drained(drained);
+                    }
+                    self.settle().await;
+                }
                 () = tokio::time::sleep(wait) => self.settle().await,
                 () = shutdown.cancelled() => break,
             }
@@ -899,35 +738,22 @@ impl Controller {
         if self.board.epoch(&key) != Some(change.epoch) {
             return;
         }
-        self.health.insert(key, change.health);
-        self.health_dirty = true;
-        self.health_touched.insert(change.service.clone());
+        self.core.health.insert(key, change.health);
+        self.core.health_dirty = true;
+        self.core.health_touched.insert(change.service.clone());
         let _ = self.events.send(Event::Health {
             change,
-            at_ms: now_ms(),
+            at_ms: self.clock.now_ms(),
         });
     }
 
-    /// Open proxy work on the endpoints of `services`.
-    fn busy_on(&self, services: &[ServiceName]) -> u64 {
-        if services.is_empty() {
-            return 0;
-        }
-        self.busy
-            .inflight(&crate::snapshot::endpoints_of(&self.topology, services))
-    }
-
     /// How long until the next deadline of any alias (at most a second, so a wall-clock jump
-    /// is noticed soon; 100 ms while a drain waits for proxy work to end).
+    /// is noticed soon). A drain waiting for proxy work or secondaries is woken by their
+    /// reports, not by polling.
     fn next_wake(&self) -> Duration {
-        let now = now_ms();
+        let now = self.clock.now_ms();
         let mut next: Option<u64> = None;
-        for a in self.state.aliases.values() {
-            if let Phase::Draining { until_ms, .. } = a.phase
-                && until_ms <= now
-            {
-                return Duration::from_millis(100);
-            }
+        for a in self.core.state.aliases.values() {
             if let Some(d) = a.phase.deadline() {
                 next = Some(next.map_or(d, |n| n.min(d)));
             }
@@ -967,13 +793,7 @@ impl Controller {
                 actor,
                 reply,
             } => {
-                let result = match self.rollback_target(&alias, to) {
-                    Ok(targets) => {
-                        self.promote(&alias, targets, gates, OpKind::Rollback, reason, actor)
-                            .await
-                    }
-                    Err(e) => Err(e),
-                };
+                let result = self.rollback(&alias, to, gates, reason, actor).await;
                 let _ = reply.send(result);
             }
             Command::Confirm {
@@ -982,8 +802,8 @@ impl Controller {
                 actor,
                 reply,
             } => {
-                let result = self.apply(&alias, Input::Confirm { actor, reason }).await;
-                let _ = reply.send(result.map(|_| ()).and_then(|()| self.view(&alias)));
+                let result = self.apply_and_view(&alias, Input::Confirm { actor, reason });
+                let _ = reply.send(result.await);
             }
             Command::Abort {
                 alias,
@@ -991,28 +811,17 @@ impl Controller {
                 actor,
                 reply,
             } => {
-                let result = self.apply(&alias, Input::Abort { actor, reason }).await;
-                let _ = reply.send(result.map(|_| ()).and_then(|()| self.view(&alias)));
+                let result = self.apply_and_view(&alias, Input::Abort { actor, reason });
+                let _ = reply.send(result.await);
             }
             Command::History { alias, reply } => {
-                let _ = reply.send(self.history.get(&alias).cloned().unwrap_or_default());
+                let _ = reply.send(self.core.history.of_alias(&alias).to_vec());
             }
             Command::ServiceHistory { service, reply } => {
-                let _ = reply.send(
-                    self.service_history
-                        .get(&service)
-                        .cloned()
-                        .unwrap_or_default(),
-                );
+                let _ = reply.send(self.core.history.of_service(&service).to_vec());
             }
             Command::RecentHistory { limit, reply } => {
-                let lists = self
-                    .history
-                    .values()
-                    .chain(self.service_history.values())
-                    .chain(std::iter::once(&self.global_history))
-                    .map(Vec::as_slice);
-                let _ = reply.send(history::newest(lists, limit));
+                let _ = reply.send(self.core.history.recent(limit));
             }
             Command::PutService {
                 service,
@@ -1021,23 +830,7 @@ impl Controller {
                 actor,
                 reply,
             } => {
-                let change = changes::put_service(
-                    &self.base,
-                    &self.state,
-                    &service,
-                    endpoints,
-                    health,
-                    &actor,
-                    now_ms(),
-                );
-                let result = match change {
-                    Ok(Some((state, entry, created))) => self
-                        .commit_registry(Ok((state, entry)))
-                        .await
-                        .map(|()| created),
-                    Ok(None) => Ok(false),
-                    Err(e) => Err(e),
-                };
+                let result = self.put_service(&service, endpoints, health, &actor).await;
                 let _ = reply.send(result);
             }
             Command::DeleteService {
@@ -1046,12 +839,12 @@ impl Controller {
                 reply,
             } => {
                 let change = changes::delete_service(
-                    &self.base,
-                    &self.state,
-                    &self.topology,
+                    &self.core.base,
+                    &self.core.state,
+                    &self.core.topology,
                     &service,
                     &actor,
-                    now_ms(),
+                    self.clock.now_ms(),
                 );
                 let _ = reply.send(self.commit_registry(change).await);
             }
@@ -1069,14 +862,45 @@ impl Controller {
                 actor,
                 reply,
             } => {
-                let change =
-                    changes::delete_alias(&self.base, &self.state, &alias, &actor, now_ms());
+                let change = changes::delete_alias(
+                    &self.core.base,
+                    &self.core.state,
+                    &alias,
+                    &actor,
+                    self.clock.now_ms(),
+                );
                 let _ = reply.send(self.commit_registry(change).await);
             }
             Command::Reload { base, actor, reply } => {
                 let result = self.reload(base, actor).await;
                 let _ = reply.send(result);
             }
+        }
+    }
+
+    /// Defines `service` through the API, or replaces it; returns whether it was created.
+    async fn put_service(
+        &mut self,
+        service: &ServiceName,
+        endpoints: Vec<Endpoint>,
+        health: HealthSpec,
+        actor: &str,
+    ) -> Result<bool, ControlError> {
+        let change = changes::put_service(
+            &self.core.base,
+            &self.core.state,
+            service,
+            endpoints,
+            health,
+            actor,
+            self.clock.now_ms(),
+        )?;
+        match change {
+            Some((state, entry, created)) => self
+                .commit_registry(Ok((state, entry)))
+                .await
+                .map(|()| created),
+            None => Ok(false),
         }
     }
 
@@ -1101,16 +925,16 @@ impl Controller {
         put: AliasPut,
         actor: Actor,
     ) -> Result<(AliasView, bool), ControlError> {
-        let last = changes::next_revision_after(self.history.get(alias));
+        let last = changes::next_revision_after(self.core.history.of_alias(alias));
         let change = changes::put_alias(
-            &self.base,
-            &self.state,
-            &self.topology,
+            &self.core.base,
+            &self.core.state,
+            &self.core.topology,
             alias,
             put,
-            last.max(self.state.aliases.get(alias).map_or(0, |a| a.revision)),
+            last.max(self.core.state.aliases.get(alias).map_or(0, |a| a.revision)),
             &actor,
-            now_ms(),
+            self.clock.now_ms(),
         )?;
         let Some(change) = change else {
             return Ok((self.view(alias)?, false));
@@ -1135,8 +959,14 @@ impl Controller {
             created,
             entries,
             summary,
-        } = changes::reload(&self.base, &base, &self.state, &actor, now_ms())
-            .map_err(ControlError::Invalid)?;
+        } = changes::reload(
+            &self.core.base,
+            &base,
+            &self.core.state,
+            &actor,
+            self.clock.now_ms(),
+        )
+        .map_err(ControlError::Invalid)?;
         self.commit(Batch {
             state: Some(state),
             base: Some(base),
@@ -1154,7 +984,7 @@ impl Controller {
     async fn source(&mut self, update: SourceUpdate) {
         match update {
             SourceUpdate::Docker { services, problems } => {
-                let mut sources = (*self.sources).clone();
+                let mut sources = (*self.core.sources).clone();
                 let mut sources_changed = false;
                 if let Some(d) = &mut sources.docker {
                     if d.problems != problems {
@@ -1169,12 +999,12 @@ impl Controller {
                         d.problems = problems;
                         sources_changed = true;
                     }
-                    d.status.last_sync_ms = Some(now_ms());
+                    d.status.last_sync_ms = Some(self.clock.now_ms());
                 }
-                self.sources = Arc::new(sources);
+                self.core.sources = Arc::new(sources);
                 let services: imbl::OrdMap<_, _> = services.into_iter().collect();
-                let state = (self.state.registry.docker != services).then(|| {
-                    let mut next = self.state.clone();
+                let state = (self.core.state.registry.docker != services).then(|| {
+                    let mut next = self.core.state.clone();
                     next.registry.docker = services;
                     next
                 });
@@ -1191,10 +1021,10 @@ impl Controller {
                 }
             }
             SourceUpdate::DockerStatus(status) => {
-                let mut sources = (*self.sources).clone();
+                let mut sources = (*self.core.sources).clone();
                 if let Some(d) = &mut sources.docker {
                     if d.status.connected != status.connected {
-                        self.sources_all_dirty = true;
+                        self.core.sources_all_dirty = true;
                         if status.connected {
                             info!(docker = %status.endpoint, version = status.version.as_deref().unwrap_or(""), "Docker connected");
                         } else {
@@ -1211,7 +1041,7 @@ impl Controller {
                         ..status.clone()
                     };
                 }
-                self.sources = Arc::new(sources);
+                self.core.sources = Arc::new(sources);
                 let _ = self.events.send(Event::Docker { status });
                 let batch = Batch {
                     sources_changed: true,
@@ -1221,6 +1051,16 @@ impl Controller {
                     error!(error = %e, "could not publish Docker's status");
                 }
                 self.ask_stops();
+            }
+            SourceUpdate::Secondary(state) => {
+                let key = (state.zone_index, state.address);
+                if let Some(seen) = self.core.secondaries.get_mut(&key) {
+                    *seen = state.serial.zip(state.serial_since_ms);
+                }
+                let at_ms = self.clock.now_ms();
+                let _ = self.events.send(Event::Secondary { state, at_ms });
+                // A drain may have been waiting for this secondary.
+                self.settle().await;
             }
             SourceUpdate::Stopped { alias, op, report } => {
                 self.stops_asked.remove(&(alias.clone(), op));
@@ -1242,6 +1082,7 @@ impl Controller {
     fn ask_stops(&mut self) {
         let Some(tx) = &self.docker_tx else { return };
         let connected = self
+            .core
             .sources
             .docker
             .as_ref()
@@ -1250,6 +1091,7 @@ impl Controller {
             return;
         }
         let owed = self
+            .core
             .state
             .aliases
             .values()
@@ -1258,7 +1100,7 @@ impl Controller {
             return;
         }
         let mut in_use: HashMap<ServiceName, AliasName> = HashMap::new();
-        for (name, a) in &self.state.aliases {
+        for (name, a) in &self.core.state.aliases {
             let op = a.phase.operation();
             for s in machine::answering(a)
                 .into_iter()
@@ -1268,8 +1110,8 @@ impl Controller {
                 in_use.entry(s).or_insert_with(|| name.clone());
             }
         }
-        let now = now_ms();
-        for (name, alias) in &self.state.aliases {
+        let now = self.clock.now_ms();
+        for (name, alias) in &self.core.state.aliases {
             let Some(r) = &alias.retired else { continue };
             if !r.stop_pending() || now < r.safe_to_stop_at_ms {
                 continue;
@@ -1288,7 +1130,8 @@ impl Controller {
                     continue;
                 }
                 containers.extend(
-                    self.topology
+                    self.core
+                        .topology
                         .services
                         .get(s)
                         .into_iter()
@@ -1310,7 +1153,7 @@ impl Controller {
     }
 
     fn check_services(&self, targets: &[ServiceName]) -> Result<(), ControlError> {
-        check_services(&self.topology, targets)
+        check_services(&self.core.topology, targets)
     }
 
     async fn link(
@@ -1341,7 +1184,7 @@ impl Controller {
         }
         let input = Input::Promote {
             to,
-            options: gates.resolve(&self.base.defaults),
+            options: gates.resolve(&self.core.base.defaults),
             kind,
             actor,
             reason,
@@ -1353,12 +1196,26 @@ impl Controller {
         })
     }
 
+    async fn rollback(
+        &mut self,
+        alias: &AliasName,
+        to: RollbackTo,
+        gates: Gates,
+        reason: Option<String>,
+        actor: Actor,
+    ) -> Result<Started, ControlError> {
+        let targets = self.rollback_target(alias, to)?;
+        self.promote(alias, targets, gates, OpKind::Rollback, reason, actor)
+            .await
+    }
+
     fn rollback_target(
         &self,
         alias: &AliasName,
         to: RollbackTo,
     ) -> Result<Vec<ServiceName>, ControlError> {
         let state = self
+            .core
             .state
             .aliases
             .get(alias)
@@ -1374,12 +1231,16 @@ impl Controller {
                     ))
                 })?,
             RollbackTo::Revision(rev) => {
-                let entries = self.history.get(alias);
-                match entries.and_then(|h| h.iter().find(|e| e.revision == rev)) {
-                    Some(e) => e.answering.clone(),
+                let entries = self.core.history.of_alias(alias);
+                match entries
+                    .iter()
+                    .filter_map(HistoryEntry::alias)
+                    .find(|a| a.revision == rev)
+                {
+                    Some(a) => a.answering.clone(),
                     None => {
-                        let oldest = entries.and_then(|h| h.first()).map(|e| e.revision);
-                        let r = self.base.retention;
+                        let oldest = entries.first().map(HistoryEntry::revision);
+                        let r = self.core.base.retention;
                         return Err(ControlError::NotFound(match oldest {
                             Some(oldest) if rev < oldest => format!(
                                 "revision {rev} of alias `{alias}` was compacted away by the history retention (keep_per_alias = {}, max_age = {}); the oldest revision kept is {oldest}",
@@ -1397,7 +1258,7 @@ impl Controller {
             .map(|t| {
                 t.parse::<ServiceName>()
                     .ok()
-                    .filter(|s| self.topology.services.contains_key(s))
+                    .filter(|s| self.core.topology.services.contains_key(s))
                     .ok_or_else(|| {
                         ControlError::Conflict(format!(
                             "cannot roll back to service `{t}`: it no longer exists"
@@ -1411,6 +1272,7 @@ impl Controller {
     /// Returns whether the input changed anything.
     async fn apply(&mut self, alias: &AliasName, input: Input) -> Result<bool, ControlError> {
         let current = self
+            .core
             .state
             .aliases
             .get(alias)
@@ -1425,15 +1287,25 @@ impl Controller {
         Ok(true)
     }
 
+    /// [`Controller::apply`], answered with the alias's view after it.
+    async fn apply_and_view(
+        &mut self,
+        alias: &AliasName,
+        input: Input,
+    ) -> Result<AliasView, ControlError> {
+        self.apply(alias, input).await?;
+        self.view(alias)
+    }
+
     /// Applies every transition that time and health have made due, and commits them.
     async fn settle(&mut self) {
-        let now = now_ms();
-        if now.saturating_sub(self.last_trim_ms) >= TRIM_EVERY_MS {
+        let now = self.clock.now_ms();
+        if self.core.history.trim_due(now) {
             self.trim_history(now);
             self.compact_history().await;
         }
         let changes = self.due_transitions(None);
-        if changes.is_empty() && !self.health_dirty {
+        if changes.is_empty() && !self.core.health_dirty {
             return;
         }
         if let Err(e) = self.commit(Batch::of(changes)).await {
@@ -1463,6 +1335,7 @@ impl Controller {
             latest.insert(name, state);
         }
         let moving = self
+            .core
             .state
             .aliases
             .iter()
@@ -1473,12 +1346,14 @@ impl Controller {
                 continue;
             }
             let mut current = alias.clone();
-            let caught = || match self.drain_serials.get(name) {
-                Some(&(zone, serial)) => self.secondaries.caught(zone, serial),
+            let caught = || match self.core.drain_serials.get(name) {
+                Some(&(zone, serial)) => self.core.caught(zone, serial),
                 None => machine::Caught::Since(0),
             };
+            let busy = |services: &[ServiceName]| self.core.open_work(name, services);
             let ctx = &Ctx {
                 secondaries: &caught,
+                busy: &busy,
                 ..*ctx
             };
             // Each tick makes at most one transition; a handful covers any chain.
@@ -1497,337 +1372,71 @@ impl Controller {
 
     /// Runs `f` with the machine's view of now: the clock, the TTL window and health counts.
     fn with_ctx<R>(&self, f: impl FnOnce(&Ctx<'_>) -> R) -> R {
-        let count = |services: &[ServiceName]| counts(&self.topology, &self.health, services);
-        let busy = |services: &[ServiceName]| self.busy_on(services);
+        let count =
+            |services: &[ServiceName]| counts(&self.core.topology, &self.core.health, services);
         let ctx = Ctx {
-            now: now_ms(),
-            ttl_window_s: self.topology.ttl_window_s(),
-            grace_ms: self.base.defaults.drain_grace.as_millis() as u64,
+            now: self.clock.now_ms(),
+            ttl_window_s: self.core.topology.ttl_window_s(),
+            grace_ms: self.core.base.defaults.drain_grace.as_millis() as u64,
             counts: &count,
-            busy: &busy,
+            // What a drain waits for is the alias's own: see `ticks`.
+            busy: &|_| 0,
             drain_deadline_ms: self.drain_deadline.as_millis() as u64,
             secondaries: &|| machine::Caught::Since(0),
         };
         f(&ctx)
     }
 
-    /// Makes a batch durable (history, then state), then publishes and emits it. Also
-    /// republishes when health alone changed the answers, bumping the zone serial.
+    /// Plans a batch, makes its unit durable, and only then takes the plan on, publishes the
+    /// snapshot, sends the events and runs the effects. A refused unit leaves the core and
+    /// the snapshot as they were, and the caller gets the reason. Also republishes when
+    /// health alone changed the answers, bumping the zone serial.
     async fn commit(&mut self, batch: Batch) -> Result<(), ControlError> {
-        let Batch {
-            state,
-            base,
-            changes,
-            entries: other_entries,
-            serials_set,
-            sources_changed,
-        } = batch;
-        let registry_changed = state.is_some();
-        let mut next = state.unwrap_or_else(|| self.state.clone());
-        for (name, alias, _) in &changes {
-            next.aliases.insert(name.clone(), alias.clone());
-        }
-        let base_next = base.clone().unwrap_or_else(|| self.base.clone());
-        // The topology follows the registry, the alias set and the config; a change of an alias
-        // phase alone can only add placeholders for services it names, which exist already.
-        let topology = if registry_changed || base.is_some() {
-            Arc::new(Topology::build(
-                &base_next,
-                &next.registry,
-                next.named_services(),
-            ))
-        } else {
-            self.topology.clone()
-        };
-        let topology_changed = !Arc::ptr_eq(&topology, &self.topology);
-        // Endpoints that are new start with their starting health; those gone are forgotten.
-        let (health, check_targets) = if topology_changed {
-            let targets = check_targets(&topology);
-            let mut health = HealthMap::with_capacity(targets.len());
-            let mut with_start = Vec::with_capacity(targets.len());
-            for (key, check) in targets {
-                let h = self
-                    .health
-                    .get(&key)
-                    .copied()
-                    .unwrap_or_else(|| starting_health(&check, false));
-                health.insert(key.clone(), h);
-                with_start.push((key, check, h));
-            }
-            (Some(health), Some(with_start))
-        } else {
-            (None, None)
-        };
-        let health_now = health.as_ref().unwrap_or(&self.health);
-        let current = self.shared.load_full();
-        // Only the aliases this batch touches are rendered again; the others are shared.
-        let changed_services = if topology_changed {
-            changed_endpoints(&self.topology, &topology)
-        } else {
-            Vec::new()
-        };
-        let dirty = if base.is_some() || self.sources_all_dirty {
-            Dirty::All
-        } else {
-            let mut set: BTreeSet<AliasName> = changes.iter().map(|(n, _, _)| n.clone()).collect();
-            for item in self.state.aliases.diff(&next.aliases) {
-                set.insert(match item {
-                    DiffItem::Add(k, _) | DiffItem::Remove(k, _) => k.clone(),
-                    DiffItem::Update { new: (k, _), .. } => k.clone(),
-                });
-            }
-            let mut touched: BTreeSet<&ServiceName> = self.health_touched.iter().collect();
-            touched.extend(changed_services.iter().map(|(s, _)| s));
-            if !touched.is_empty() {
-                for (name, a) in next.aliases.iter() {
-                    let op = a.phase.operation();
-                    let uses = a
-                        .targets
-                        .iter()
-                        .chain(op.into_iter().flat_map(|o| o.to.iter()))
-                        .any(|s| touched.contains(s));
-                    if uses {
-                        set.insert(name.clone());
-                    }
-                }
-            }
-            // API alias settings (port name, policy) live in the registry.
-            for item in self
-                .state
-                .registry
-                .api_aliases
-                .diff(&next.registry.api_aliases)
-            {
-                set.insert(match item {
-                    DiffItem::Add(k, _) | DiffItem::Remove(k, _) => k.clone(),
-                    DiffItem::Update { new: (k, _), .. } => k.clone(),
-                });
-            }
-            Dirty::Aliases(set)
-        };
-        let mut snapshot = current.update(
-            self.generation + 1,
-            topology.clone(),
-            &next,
-            health_now,
-            &self.last_good,
-            self.sources.clone(),
-            &dirty,
-        );
-        let rendered: Vec<AliasName> = match &dirty {
-            Dirty::All => snapshot
-                .aliases
-                .keys()
-                .chain(current.aliases.keys())
-                .cloned()
-                .collect::<BTreeSet<_>>()
-                .into_iter()
-                .collect(),
-            Dirty::Aliases(set) => set.iter().cloned().collect(),
-        };
-        let mut bumped = false;
-        let mut views_changed = false;
-        if !serials_set {
-            let mut zones: BTreeSet<usize> = BTreeSet::new();
-            for name in &rendered {
-                let (before, after) = (current.aliases.get(name), snapshot.aliases.get(name));
-                if before.map(|v| &v.endpoints) != after.map(|v| &v.endpoints) {
-                    let def = topology
-                        .aliases
-                        .get(name)
-                        .or_else(|| self.topology.aliases.get(name));
-                    zones.extend(def.map(|d| d.zone));
-                }
-            }
-            for zone in zones {
-                if next.serials.get(zone) == self.state.serials.get(zone) {
-                    next.serials[zone] = next.serials[zone].wrapping_add(1);
-                    bumped = true;
-                }
-            }
-        }
-        for name in &rendered {
-            let (before, after) = (current.aliases.get(name), snapshot.aliases.get(name));
-            views_changed |= match (before, after) {
-                (Some(b), Some(v)) => {
-                    b.fallback != v.fallback || b.passing != v.passing || b.warnings != v.warnings
-                }
-                (None, None) => false,
-                _ => true,
-            };
-        }
-        // Serials published never pass the reserve stored, so one lost on a crash is never
-        // served again; health alone moves serials without a write until the reserve is used.
-        let mut reserve_moved = false;
-        for (i, serial) in next.serials.iter().enumerate() {
-            let reserved = next.serial_reserve.get(i).copied().unwrap_or(*serial);
-            if serials_set || serial_gt(*serial, reserved) || i >= next.serial_reserve.len() {
-                if i < next.serial_reserve.len() {
-                    next.serial_reserve[i] = serial.wrapping_add(SERIAL_RESERVE);
-                } else {
-                    next.serial_reserve
-                        .push(serial.wrapping_add(SERIAL_RESERVE));
-                }
-                reserve_moved = true;
-            }
-        }
-        next.serial_reserve.truncate(next.serials.len());
-        let durable_change = !changes.is_empty()
-            || !other_entries.is_empty()
-            || reserve_moved
-            || registry_changed
-            || serials_set;
-        if !durable_change && !views_changed && !bumped && !sources_changed && !topology_changed {
-            self.health_dirty = false;
-            self.health_touched.clear();
+        let now = self.clock.now_ms();
+        let Some(mut plan) = self.core.plan(batch, now) else {
+            self.core.nothing_changed();
             return Ok(());
+        };
+        if let Some(unit) = plan.durable.take() {
+            self.make_durable(unit, &plan.state, &plan.topology).await?;
         }
-        if bumped {
-            snapshot.set_serials(&next.serials, &topology);
+        let (snapshot, events, effects) = self.core.apply(plan, now);
+        let generation = snapshot.generation;
+        self.shared.store(snapshot);
+        self.published.send_replace(generation);
+        for event in events {
+            log_event(&event);
+            let _ = self.events.send(event);
         }
-        // A change that ends an operation belongs to it: take the operation from the state
-        // before the change when the state after has none.
-        let mut before: HashMap<&AliasName, &AliasState> = HashMap::new();
-        let mut alias_entries: Vec<HistoryEntry> = Vec::with_capacity(changes.len());
-        for (name, alias, change) in &changes {
-            let prev = before
-                .get(name)
-                .copied()
-                .or_else(|| self.state.aliases.get(name));
-            let mut e = entry(name, alias, change);
-            if e.op.is_none() && change.kind != ChangeKind::Linked {
-                let op = prev.and_then(|p| p.phase.operation());
-                e.op = op.map(|op| op.id);
-                e.op_kind = op.map(|op| op.kind);
+        for effect in effects {
+            match effect {
+                Effect::Reconcile(targets) => self.checker.reconcile(targets),
             }
-            alias_entries.push(e);
-            before.insert(name, alias);
-        }
-        let mut other_entries = other_entries;
-        for e in alias_entries.iter_mut().chain(other_entries.iter_mut()) {
-            next.history_seq += 1;
-            e.seq = next.history_seq;
-        }
-        if durable_change {
-            let mut delta = delta(&topology, &self.state, &next, reserve_moved);
-            let durable = self.durable.clone();
-            let batch: Vec<HistoryEntry> = other_entries
-                .iter()
-                .chain(&alias_entries)
-                .cloned()
-                .collect();
-            let (whole_state, whole_topology) = (next.clone(), topology.clone());
-            tokio::task::spawn_blocking(move || {
-                let mut d = durable.lock().unwrap_or_else(|p| p.into_inner());
-                let before = d.history.append(&batch)?;
-                if let Err(e) = d.store.append(&mut delta) {
-                    if let Err(t) = d.history.truncate(before) {
-                        error!(error = %t, "could not cut back the history after a failed state write");
-                    }
-                    return Err(e);
-                }
-                if d.store.wants_checkpoint() {
-                    // The change is durable already; a failed checkpoint is tried again later.
-                    let mut stored = to_stored(&whole_topology, &whole_state);
-                    if let Err(e) = d.store.checkpoint(&mut stored) {
-                        warn!(error = %e, "could not checkpoint the state; the journal keeps growing");
-                    }
-                }
-                Ok(())
-            })
-            .await
-            .map_err(|e| ControlError::Storage(e.to_string()))?
-            .map_err(|e| ControlError::Storage(e.to_string()))?;
-        }
-
-        let endpoint_events = changed_services;
-        self.state = next;
-        self.health_touched.clear();
-        self.sources_all_dirty = false;
-        if let Some(base) = base {
-            self.base = base;
-        }
-        self.topology = topology;
-        if let Some(health) = health {
-            self.health = health;
-        }
-        if let Some(targets) = check_targets {
-            self.checker.reconcile(targets);
-        }
-        self.health_dirty = false;
-        self.generation += 1;
-        for name in &rendered {
-            match snapshot.aliases.get(name) {
-                Some(view) if !view.passing.is_empty() => {
-                    self.last_good.insert(name.clone(), view.passing.clone());
-                }
-                Some(_) => {}
-                None => {
-                    self.last_good.remove(name);
-                }
-            }
-        }
-        // A drain counts from the first generation that served it.
-        for (name, alias) in &self.state.aliases {
-            if matches!(alias.phase, Phase::Draining { .. }) {
-                let zone = self.topology.aliases.get(name).map_or(0, |d| d.zone);
-                let serial = snapshot.zones.get(zone).map_or(0, |z| z.serial);
-                self.drain_serials
-                    .entry(name.clone())
-                    .or_insert((zone, serial));
-            }
-        }
-        let aliases = &self.state.aliases;
-        self.drain_serials.retain(|name, _| {
-            aliases
-                .get(name)
-                .is_some_and(|a| matches!(a.phase, Phase::Draining { .. }))
-        });
-        self.shared.store(Arc::new(snapshot));
-        self.published.send_replace(self.generation);
-        let now = now_ms();
-        for (service, endpoints) in endpoint_events {
-            info!(service = %service, endpoints = endpoints.len(), "service endpoints changed");
-            let _ = self.events.send(Event::Endpoints {
-                service,
-                endpoints,
-                at_ms: now,
-            });
-        }
-        for e in other_entries {
-            info!(
-                change = ?e.change,
-                alias = %e.alias,
-                service = e.service.as_deref().unwrap_or(""),
-                actor = %e.actor,
-                reason = e.reason.as_deref().unwrap_or(""),
-                "registry changed"
-            );
-            self.remember(e.clone(), now);
-            let _ = self.events.send(Event::Registry { entry: e });
-        }
-        for ((name, alias, change), entry) in changes.into_iter().zip(alias_entries) {
-            info!(
-                alias = %name,
-                change = ?change.kind,
-                phase = alias.phase.name(),
-                revision = alias.revision,
-                actor = %change.actor,
-                reason = change.reason.as_deref().unwrap_or(""),
-                "alias changed"
-            );
-            self.remember(entry.clone(), now);
-            let _ = self.events.send(Event::Change {
-                entry,
-                state: Box::new(alias),
-            });
         }
         self.ask_stops();
-        if now.saturating_sub(self.last_trim_ms) >= TRIM_EVERY_MS {
-            self.trim_history(now);
-        }
         self.compact_history().await;
         Ok(())
+    }
+
+    /// Hands `unit` to the store, off the writer's task; `state` and `topology` render the
+    /// whole state for a store that wants it.
+    async fn make_durable(
+        &self,
+        unit: Unit,
+        state: &State,
+        topology: &Arc<Topology>,
+    ) -> Result<(), ControlError> {
+        let durable = self.durable.clone();
+        let (whole_state, whole_topology) = (state.clone(), topology.clone());
+        tokio::task::spawn_blocking(move || {
+            let mut d = durable.lock().unwrap_or_else(|p| p.into_inner());
+            d.commit(unit.delta, &unit.entries, &|| {
+                to_stored(&whole_topology, &whole_state)
+            })
+        })
+        .await
+        .map_err(|e| ControlError::Storage(e.to_string()))?
+        .map_err(|e| ControlError::Storage(e.to_string()))
     }
 
     fn view(&self, alias: &AliasName) -> Result<AliasView, ControlError> {
@@ -1837,6 +1446,42 @@ impl Controller {
             .get(alias)
             .map(|v| (**v).clone())
             .ok_or_else(|| ControlError::UnknownAlias(alias.to_string()))
+    }
+}
+
+/// Logs what a published event says changed.
+fn log_event(event: &Event) {
+    match event {
+        Event::Endpoints {
+            service, endpoints, ..
+        } => {
+            info!(service = %service, endpoints = endpoints.len(), "service endpoints changed");
+        }
+        Event::Registry { entry: e } => {
+            let (alias, service) = match &e.subject {
+                Subject::Alias(a) => (a.alias.as_str(), ""),
+                Subject::Service(s) => ("", s.as_str()),
+                Subject::Config => ("", ""),
+            };
+            info!(
+                change = ?e.change,
+                alias,
+                service,
+                actor = %e.actor,
+                reason = e.reason.as_deref().unwrap_or(""),
+                "registry changed"
+            );
+        }
+        Event::Change { entry, state } => info!(
+            alias = entry.alias().map_or("", |a| a.alias.as_str()),
+            change = ?entry.change,
+            phase = state.phase.name(),
+            revision = state.revision,
+            actor = %entry.actor,
+            reason = entry.reason.as_deref().unwrap_or(""),
+            "alias changed"
+        ),
+        _ => {}
     }
 }
 
@@ -2031,65 +1676,7 @@ pub fn initial_state(
                 continue;
             }
             None => fresh(def.targets.clone(), 1, now_ms, "config"),
-            Some(s) => {
-                let mut targets: Vec<ServiceName> = Vec::new();
-                for t in &s.targets {
-                    match t.parse::<ServiceName>() {
-                        Ok(t) if known(&t) => {
-                            if !targets.contains(&t) {
-                                targets.push(t);
-                            }
-                        }
-                        _ => notes.push(format!(
-                            "stored links of alias `{name}` name service `{t}`, which no longer exists; it is dropped"
-                        )),
-                    }
-                }
-                let op_services_known = s
-                    .phase
-                    .operation()
-                    .is_none_or(|op| op.to.iter().chain(&op.from).all(known));
-                if !op_services_known {
-                    notes.push(format!(
-                        "alias `{name}`: the stored {} names a service that no longer exists; it is dropped",
-                        s.phase.name()
-                    ));
-                }
-                let alias_state = if targets.is_empty() && def.targets.is_empty() {
-                    notes.push(format!(
-                        "alias `{name}`: none of its stored services exist any more; it answers nothing until it is linked again"
-                    ));
-                    fresh(targets, s.revision + 1, now_ms, "config")
-                } else if targets.is_empty() {
-                    notes.push(format!(
-                        "alias `{name}`: none of its stored services exist any more; using the config's targets"
-                    ));
-                    fresh(def.targets.clone(), s.revision + 1, now_ms, "config")
-                } else if targets.len() != s.targets.len() || !op_services_known {
-                    fresh(targets, s.revision + 1, now_ms, "config")
-                } else {
-                    AliasState {
-                        targets,
-                        phase: s.phase.clone(),
-                        previous: s.previous.as_ref().map(|p| {
-                            p.iter()
-                                .filter_map(|t| t.parse::<ServiceName>().ok().filter(known))
-                                .collect()
-                        }),
-                        retired: s.retired.clone(),
-                        ttl_served_s: s.ttl_served_s,
-                        revision: s.revision,
-                        changed_at_ms: s.changed_at_ms,
-                        changed_by: s.changed_by.clone(),
-                        last_op: None,
-                    }
-                };
-                // How the last operation ended stays true whatever became of its services.
-                AliasState {
-                    last_op: s.last_op.clone(),
-                    ..alias_state
-                }
-            }
+            Some(s) => stored_alias_state(name, &def.targets, s, &known, now_ms, &mut notes),
         };
         aliases.insert(name.clone(), alias_state);
     }
@@ -2131,6 +1718,76 @@ pub fn initial_state(
         },
         notes,
     )
+}
+
+/// The state of alias `name` from its stored links `s`, keeping what still fits: services
+/// that no longer exist are dropped (with a note), and an alias left without any falls back
+/// to the config's `targets`.
+fn stored_alias_state(
+    name: &AliasName,
+    config_targets: &[ServiceName],
+    s: &StoredAlias,
+    known: &dyn Fn(&ServiceName) -> bool,
+    now_ms: u64,
+    notes: &mut Vec<String>,
+) -> AliasState {
+    let mut targets: Vec<ServiceName> = Vec::new();
+    for t in &s.targets {
+        match t.parse::<ServiceName>() {
+                Ok(t) if known(&t) => {
+                    if !targets.contains(&t) {
+                        targets.push(t);
+                    }
+                }
+                _ => notes.push(format!(
+                    "stored links of alias `{name}` name service `{t}`, which no longer exists; it is dropped"
+                )),
+            }
+    }
+    let op_services_known = s
+        .phase
+        .operation()
+        .is_none_or(|op| op.to.iter().chain(&op.from).all(known));
+    if !op_services_known {
+        notes.push(format!(
+            "alias `{name}`: the stored {} names a service that no longer exists; it is dropped",
+            s.phase.name()
+        ));
+    }
+    let alias_state = if targets.is_empty() && config_targets.is_empty() {
+        notes.push(format!(
+                "alias `{name}`: none of its stored services exist any more; it answers nothing until it is linked again"
+            ));
+        fresh(targets, s.revision + 1, now_ms, "config")
+    } else if targets.is_empty() {
+        notes.push(format!(
+            "alias `{name}`: none of its stored services exist any more; using the config's targets"
+        ));
+        fresh(config_targets.to_vec(), s.revision + 1, now_ms, "config")
+    } else if targets.len() != s.targets.len() || !op_services_known {
+        fresh(targets, s.revision + 1, now_ms, "config")
+    } else {
+        AliasState {
+            targets,
+            phase: s.phase.clone(),
+            previous: s.previous.as_ref().map(|p| {
+                p.iter()
+                    .filter_map(|t| t.parse::<ServiceName>().ok().filter(known))
+                    .collect()
+            }),
+            retired: s.retired.clone(),
+            ttl_served_s: s.ttl_served_s,
+            revision: s.revision,
+            changed_at_ms: s.changed_at_ms,
+            changed_by: s.changed_by.clone(),
+            last_op: None,
+        }
+    };
+    // How the last operation ended stays true whatever became of its services.
+    AliasState {
+        last_op: s.last_op.clone(),
+        ..alias_state
+    }
 }
 
 /// The on-disk form of `state`.

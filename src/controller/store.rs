@@ -15,6 +15,9 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
+use tracing::{error, warn};
+
+use super::history::{History, HistoryEntry};
 use crate::state::{StoredDelta, StoredState};
 
 const MAGIC: &str = "aliasd-state";
@@ -42,9 +45,71 @@ pub enum StoreError {
     Corrupt { path: PathBuf, reason: String },
 }
 
-/// The state directory, locked for this process.
+/// Where the writer's commits go: the one seam between the writer and durability.
+///
+/// The writer hands over one unit, a state delta and the history entries it commits, and gets
+/// back durable or refused: when [`Store::commit`] returns an error nothing of the unit
+/// remains, so the writer keeps its state and snapshot exactly as they were. [`FileStore`]
+/// (checkpoint, journal and `history.jsonl` in the state directory) is the one implementation.
+/// A store whose commits are transactions on a remote consensus store fits the same seam: its
+/// `commit` is the transaction, and the state other nodes write reaches the writer as inputs
+/// (from a watch), never through this trait. The calls block; the writer runs them off its
+/// task.
+pub trait Store: Send {
+    /// Makes `delta` and `entries` durable together, or neither. `whole` renders the whole
+    /// state, for a store that wants to rewrite it (a checkpoint) rather than append.
+    fn commit(
+        &mut self,
+        delta: StoredDelta,
+        entries: &[HistoryEntry],
+        whole: &dyn Fn() -> StoredState,
+    ) -> Result<(), StoreError>;
+
+    /// Rewrites the history with only `kept` (committed entries, in any order). A failure
+    /// leaves the old history, which still loads.
+    fn compact_history(&mut self, kept: &mut [&HistoryEntry]) -> Result<(), StoreError>;
+}
+
+/// The state directory: the checkpoint and journal of the state, and the history file.
 #[derive(Debug)]
-pub struct Store {
+pub struct FileStore {
+    pub journal: Journal,
+    pub history: History,
+}
+
+impl Store for FileStore {
+    /// History first, then the state: the state write is what commits the entries, so after a
+    /// crash between the two the entries are dropped on load as never committed.
+    fn commit(
+        &mut self,
+        mut delta: StoredDelta,
+        entries: &[HistoryEntry],
+        whole: &dyn Fn() -> StoredState,
+    ) -> Result<(), StoreError> {
+        let before = self.history.append(entries)?;
+        if let Err(e) = self.journal.append(&mut delta) {
+            if let Err(t) = self.history.truncate(before) {
+                error!(error = %t, "could not cut back the history after a failed state write");
+            }
+            return Err(e);
+        }
+        if self.journal.wants_checkpoint() {
+            // The change is durable already; a failed checkpoint is tried again later.
+            if let Err(e) = self.journal.checkpoint(&mut whole()) {
+                warn!(error = %e, "could not checkpoint the state; the journal keeps growing");
+            }
+        }
+        Ok(())
+    }
+
+    fn compact_history(&mut self, kept: &mut [&HistoryEntry]) -> Result<(), StoreError> {
+        self.history.compact(kept)
+    }
+}
+
+/// The state directory's checkpoint and journal, locked for this process.
+#[derive(Debug)]
+pub struct Journal {
     dir: PathBuf,
     // Held for the life of the store: the flock is released when the file is closed.
     _lock: File,
@@ -55,7 +120,7 @@ pub struct Store {
     journal_seq: u64,
 }
 
-impl Store {
+impl Journal {
     /// Opens (creating if needed) and locks `dir`, and loads the state file if there is one.
     pub fn open(dir: &Path) -> Result<(Self, Option<StoredState>), StoreError> {
         let io_err = |path: &Path| {
@@ -133,7 +198,7 @@ impl Store {
     }
 
     /// Appends one change durably (fsync). `delta.seq` is set here. When this returns Ok, a
-    /// crash cannot lose it. Returns the journal length before, for [`Store::cut_journal`].
+    /// crash cannot lose it. Returns the journal length before, for [`Journal::cut_journal`].
     pub fn append(&mut self, delta: &mut StoredDelta) -> Result<u64, StoreError> {
         let before = self.journal_len;
         delta.seq = self.journal_seq + 1;

@@ -2,7 +2,9 @@ use super::*;
 
 use hickory_proto::rr::Name;
 
+use crate::controller::history::AliasChange;
 use crate::registry::{Base, Registry};
+use crate::state::{ChangeKind, Phase};
 use crate::testkit::{self, ConfigDir};
 
 /// [`testkit::BASE`] with a second zone, `example.`, holding `app` on `web-v2` and `web-v3`.
@@ -25,7 +27,7 @@ fn topology() -> Topology {
 }
 
 /// The config part of the test config.
-fn base() -> Base {
+pub(crate) fn base() -> Base {
     let config = ConfigDir::new(&[
         ("internal.zone", testkit::ZONE),
         ("example.zone", testkit::EXAMPLE_ZONE),
@@ -36,11 +38,11 @@ fn base() -> Base {
     Base::from_config(&config)
 }
 
-fn alias(name: &str) -> AliasName {
+pub(crate) fn alias(name: &str) -> AliasName {
     AliasName::from_fqdn(&Name::from_ascii(name).unwrap())
 }
 
-fn services(names: &[&str]) -> Vec<ServiceName> {
+pub(crate) fn services(names: &[&str]) -> Vec<ServiceName> {
     names.iter().map(|n| n.parse().unwrap()).collect()
 }
 
@@ -680,26 +682,28 @@ fn a_history_entry_shows_the_state_after_the_change() {
         entry(&web, &in_mixed, &change(ChangeKind::Mixed)),
         HistoryEntry {
             seq: 0,
-            service: None,
-            alias: "web.internal.".into(),
-            revision: 5,
+            subject: Subject::Alias(AliasChange {
+                alias: "web.internal.".into(),
+                revision: 5,
+                phase: "mixed".into(),
+                targets: vec!["web-v1".into()],
+                answering: vec!["web-v1".into(), "web-v2".into()],
+                op: Some(4),
+                op_kind: Some(OpKind::Promote),
+            }),
             at_ms: LATER,
             actor: "deploy".into(),
             change: ChangeKind::Mixed,
             reason: Some("why".into()),
-            phase: "mixed".into(),
-            targets: vec!["web-v1".into()],
-            answering: vec!["web-v1".into(), "web-v2".into()],
-            op: Some(4),
-            op_kind: Some(OpKind::Promote),
         }
     );
 
     // After the operation, the targets are the new ones and they alone answer.
     let completed = stable(&["web-v2"], 8, LATER, "deploy");
     let done = entry(&web, &completed, &change(ChangeKind::Completed));
-    assert_eq!(done.revision, 8);
     assert_eq!(done.change, ChangeKind::Completed);
+    let done = done.alias().unwrap();
+    assert_eq!(done.revision, 8);
     assert_eq!(done.phase, "stable");
     assert_eq!(done.targets, ["web-v2"]);
     assert_eq!(done.answering, ["web-v2"]);
@@ -720,9 +724,13 @@ fn a_history_entry_shows_the_state_after_the_change() {
             ..completed.clone()
         };
         let stopped = entry(&web, &after, &change(ChangeKind::Stopped));
+        let stopped = stopped.alias().unwrap();
         assert_eq!((stopped.op, stopped.op_kind), (Some(4), kind));
     }
     // Other changes of a stable alias belong to no operation.
     let linked = entry(&web, &completed, &change(ChangeKind::Linked));
+    let linked = linked.alias().unwrap();
     assert_eq!((linked.op, linked.op_kind), (None, None));
 }
+
+mod virtual_time;

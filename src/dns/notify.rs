@@ -162,6 +162,7 @@ async fn follow(f: Follower, mut wanted: watch::Receiver<u32>, shutdown: Cancell
                             s.notified = Some(serial);
                             s.error = None;
                         });
+
                         break;
                     }
                     Err(error) => {

@@ -64,6 +64,15 @@ impl Transfers {
         &self.zones
     }
 
+    /// Every zone's secondaries: the zone's index and the secondary's address.
+    pub fn secondaries(&self) -> Vec<(usize, SocketAddr)> {
+        self.zones
+            .iter()
+            .enumerate()
+            .flat_map(|(zone, (_, t))| t.secondaries.iter().map(move |s| (zone, s.address)))
+            .collect()
+    }
+
     /// The key named `name`.
     pub fn key(&self, name: &Name) -> Option<&TsigKey> {
         self.keys.iter().find(|k| &k.name == name)

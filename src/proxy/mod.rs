@@ -23,11 +23,12 @@ use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
@@ -39,9 +40,19 @@ use crate::clock::now_ms;
 use crate::config::{ProxyConfig, ProxyMode};
 use crate::conns::{Accepted, Slots, accept};
 use crate::health::HealthBoard;
-use crate::model::{Endpoint, ServiceName};
+use crate::model::{AliasName, Endpoint, ServiceName};
 use crate::snapshot::SharedSnapshot;
 use crate::supervise::Critical;
+
+/// A front proxy's report to the writer: a member of `alias` out of its answers has no open
+/// work left behind the proxy on `proxy` (sent when its last request or connection ends, or
+/// at once when it had none). The drain of the alias waits for these.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Drained {
+    pub proxy: SocketAddr,
+    pub alias: AliasName,
+    pub endpoint: Endpoint,
+}
 
 /// Connect attempts per request or connection, each on another member.
 const MAX_CONNECT_TRIES: usize = 3;
@@ -80,6 +91,32 @@ pub struct MemberStats {
     /// One counter per bucket of [`LATENCY_BUCKETS_MS`] (not cumulative), then +Inf.
     buckets: [AtomicU64; LATENCY_BUCKETS_MS.len() + 1],
     latency_sum_us: AtomicU64,
+    /// Set while the member is out of its alias's answers: the writer waits for its open
+    /// work to end, and is told so by the report kept here.
+    watched: AtomicBool,
+    report: Mutex<Option<(mpsc::UnboundedSender<Drained>, Drained)>>,
+}
+
+impl MemberStats {
+    /// Tells the writer the member has no open work (the report set while it drains).
+    fn report_drained(&self) {
+        if let Some((tx, drained)) = lock(&self.report).as_ref() {
+            let _ = tx.send(drained.clone());
+        }
+    }
+
+    /// Starts (or stops) watching for the end of the member's open work; when it is out of
+    /// the answers with nothing open already, reports so at once.
+    fn watch(&self, report: Option<(mpsc::UnboundedSender<Drained>, Drained)>) {
+        let on = report.is_some();
+        *lock(&self.report) = report;
+        // Watched first, then read: a request that ends in between reports too (twice is
+        // harmless), and none ends unreported.
+        self.watched.store(on, Ordering::SeqCst);
+        if on && self.inflight.load(Ordering::SeqCst) == 0 {
+            self.report_drained();
+        }
+    }
 }
 
 /// The counters of one member at one moment.
@@ -139,6 +176,7 @@ struct LocalCounts {
 struct ProxyEntry {
     listen: SocketAddr,
     alias: String,
+    alias_name: AliasName,
     mode: ProxyMode,
     /// The counters of every member that has had work. Endpoints come and go with the
     /// registry: a member's counters are made on its first request and dropped once it is
@@ -230,6 +268,7 @@ impl ProxyStats {
                 Arc::new(ProxyEntry {
                     listen: p.addr,
                     alias: p.config.alias.to_string(),
+                    alias_name: p.config.alias.clone(),
                     mode: p.config.mode,
                     members: Grow::default(),
                     local: LocalCounts::default(),
@@ -435,6 +474,57 @@ pub async fn bind(configs: &[ProxyConfig]) -> Result<Vec<BoundProxy>, BindError>
 }
 
 /// Serves every bound proxy until `shutdown`; `stats` must have been made from the same list.
+/// Tells the writer (`tx`) when a member out of its alias's answers has no open work left: at
+/// every publish for the members it drains then that are idle already, and for the others
+/// when their last request or connection ends ([`Flight`]'s drop).
+pub fn spawn_drain_reports(
+    stats: &ProxyStats,
+    snapshots: SharedSnapshot,
+    mut published: tokio::sync::watch::Receiver<u64>,
+    tx: mpsc::UnboundedSender<Drained>,
+    shutdown: &CancellationToken,
+    tasks: &mut JoinSet<()>,
+) {
+    let (proxies, shutdown) = (stats.proxies.clone(), shutdown.clone());
+    tasks.spawn(async move {
+        loop {
+            let snapshot = snapshots.load_full();
+            for entry in &proxies {
+                let draining = draining_members(&snapshot, &entry.alias_name);
+                for endpoint in &draining {
+                    let report = Drained {
+                        proxy: entry.listen,
+                        alias: entry.alias_name.clone(),
+                        endpoint: *endpoint,
+                    };
+                    entry
+                        .members
+                        .get_or_insert(endpoint, Arc::default)
+                        .watch(Some((tx.clone(), report)));
+                }
+                for (endpoint, stats) in entry.members.snapshot().iter() {
+                    if stats.watched.load(Ordering::SeqCst) && !draining.contains(endpoint) {
+                        stats.watch(None);
+                    }
+                }
+            }
+            tokio::select! {
+                changed = published.changed() => if changed.is_err() { return },
+                () = shutdown.cancelled() => return,
+            }
+        }
+    });
+}
+
+/// The members of `alias` out of its answers while its old version drains.
+fn draining_members(snapshot: &crate::snapshot::Snapshot, alias: &AliasName) -> Vec<Endpoint> {
+    snapshot
+        .aliases
+        .get(alias)
+        .map(|view| view.draining.clone())
+        .unwrap_or_default()
+}
+
 pub fn spawn(
     bound: Vec<BoundProxy>,
     stats: &ProxyStats,
@@ -925,7 +1015,12 @@ impl Flight {
 
 impl Drop for Flight {
     fn drop(&mut self) {
-        self.member.stats.inflight.fetch_sub(1, Ordering::Relaxed);
+        let stats = &self.member.stats;
+        if stats.inflight.fetch_sub(1, Ordering::SeqCst) == 1
+            && stats.watched.load(Ordering::SeqCst)
+        {
+            stats.report_drained();
+        }
         if self.failed {
             self.member.stats.error();
         }

@@ -60,7 +60,7 @@ fn put(base: &Base, state: &State, name: &str, endpoints: &[&str]) -> State {
     )
     .unwrap()
     .unwrap();
-    assert_eq!(entry.service.as_deref(), Some(name));
+    assert_eq!(entry.subject, Subject::Service(name.into()));
     next
 }
 
@@ -434,7 +434,7 @@ fn an_alias_in_a_promotion_cannot_be_removed_and_config_aliases_not_at_all() {
     assert!(!next.aliases.contains_key(&alias("api")));
     assert!(!next.registry.api_aliases.contains_key(&alias("api")));
     assert_eq!(entry.change, ChangeKind::Removed);
-    assert_eq!(entry.revision, 2);
+    assert_eq!(entry.revision(), 2);
 }
 
 // ---- reload ----

@@ -4,22 +4,28 @@ const WEB: &str = "web.internal.";
 const API: &str = "api.internal.";
 
 fn entry(alias: &str, revision: u64) -> HistoryEntry {
-    HistoryEntry {
-        seq: 0,
-        service: None,
+    let subject = Subject::Alias(AliasChange {
         alias: alias.into(),
         revision,
+        phase: "stable".into(),
+        targets: vec![format!("web-v{revision}")],
+        answering: vec![format!("web-v{revision}")],
+        op: (revision > 2).then_some(revision - 1),
+        op_kind: (revision > 2).then_some(OpKind::Rollback),
+    });
+    HistoryEntry {
+        seq: 0,
+        subject: if alias.is_empty() {
+            Subject::Config
+        } else {
+            subject
+        },
         at_ms: 1_700_000_000_000 + revision,
         actor: "deploy".into(),
         change: ChangeKind::Linked,
         reason: revision
             .is_multiple_of(2)
             .then(|| format!("change {revision}")),
-        phase: "stable".into(),
-        targets: vec![format!("web-v{revision}")],
-        answering: vec![format!("web-v{revision}")],
-        op: (revision > 2).then_some(revision - 1),
-        op_kind: (revision > 2).then_some(OpKind::Rollback),
     }
 }
 
@@ -197,9 +203,7 @@ fn numbered_entries_are_kept_up_to_the_committed_sequence_number() {
     let dir = tempfile::tempdir().unwrap();
     let numbered = |seq: u64, e: HistoryEntry| HistoryEntry { seq, ..e };
     let service = HistoryEntry {
-        alias: String::new(),
-        service: Some("vm".into()),
-        revision: 0,
+        subject: Subject::Service("vm".into()),
         ..entry(WEB, 1)
     };
     // An old unnumbered entry, then numbered ones: one for a service, one for an alias.
@@ -216,7 +220,7 @@ fn numbered_entries_are_kept_up_to_the_committed_sequence_number() {
         .unwrap()
         .1;
     assert_eq!(kept.len(), 3);
-    assert_eq!(kept[1].service.as_deref(), Some("vm"));
+    assert_eq!(kept[1].subject, Subject::Service("vm".into()));
     assert_eq!(kept[2].seq, 2);
     // Entry 3 was never committed: it is gone from the file as well.
     let again = History::open(dir.path(), &HashMap::new(), Some(3))
@@ -250,13 +254,20 @@ fn the_newest_entries_across_lists_come_newest_first_up_to_the_limit() {
     let order = |limit| -> Vec<(String, u64)> {
         newest(lists(), limit)
             .into_iter()
-            .map(|e| (e.alias, e.revision))
+            .map(|e| {
+                let revision = e.revision();
+                (
+                    e.alias().map(|a| a.alias.clone()).unwrap_or_default(),
+                    revision,
+                )
+            })
             .collect()
     };
     let all = vec![
         (API.to_owned(), 2),
         (WEB.to_owned(), 3),
-        (String::new(), 1),
+        // The config's entry: no alias, no revision.
+        (String::new(), 0),
         (API.to_owned(), 1),
         (WEB.to_owned(), 2),
         (WEB.to_owned(), 1),
@@ -276,5 +287,6 @@ fn an_entry_says_whether_its_operation_is_a_rollback_and_old_entries_still_load(
     // Written before the kind was recorded: it loads without one.
     let old = r#"{"alias":"web.internal.","revision":3,"at_ms":1,"actor":"deploy","change":"mixed","phase":"mixed","targets":["web-v1"],"answering":["web-v1","web-v2"],"op":2}"#;
     let loaded: HistoryEntry = serde_json::from_str(old).unwrap();
-    assert_eq!((loaded.op, loaded.op_kind), (Some(2), None));
+    let a = loaded.alias().unwrap();
+    assert_eq!((a.op, a.op_kind), (Some(2), None));
 }

@@ -133,19 +133,19 @@ fn sample() -> StoredState {
 #[test]
 fn a_saved_state_loads_back() {
     let dir = tempfile::tempdir().unwrap();
-    let (store, loaded) = Store::open(dir.path()).unwrap();
+    let (store, loaded) = Journal::open(dir.path()).unwrap();
     assert_eq!(loaded, None);
     store.save(&sample()).unwrap();
     drop(store);
-    let (_, loaded) = Store::open(dir.path()).unwrap();
+    let (_, loaded) = Journal::open(dir.path()).unwrap();
     assert_eq!(loaded, Some(sample()));
 }
 
 #[test]
 fn a_second_open_of_the_same_directory_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let (_held, _) = Store::open(dir.path()).unwrap();
-    let err = Store::open(dir.path()).unwrap_err();
+    let (_held, _) = Journal::open(dir.path()).unwrap();
+    let err = Journal::open(dir.path()).unwrap_err();
     assert!(matches!(err, StoreError::Locked { .. }), "{err}");
 }
 
@@ -167,7 +167,7 @@ fn truncated_and_corrupt_files_are_refused_and_left_alone() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(STATE_FILE);
         fs::write(&path, &bytes).unwrap();
-        let err = Store::open(dir.path()).unwrap_err();
+        let err = Journal::open(dir.path()).unwrap_err();
         assert!(matches!(err, StoreError::Corrupt { .. }), "{what}: {err}");
         assert!(err.to_string().contains("state.json"), "{what}: {err}");
         assert_eq!(
@@ -191,7 +191,7 @@ fn a_state_file_written_before_promotions_loads_as_stable() {
     file.extend_from_slice(body);
     file.push(b'\n');
     fs::write(dir.path().join(STATE_FILE), file).unwrap();
-    let (_, loaded) = Store::open(dir.path()).unwrap();
+    let (_, loaded) = Journal::open(dir.path()).unwrap();
     let web = &loaded.unwrap().aliases["web.internal."];
     assert_eq!(web.phase, Phase::Stable);
     assert_eq!(web.previous, None);
@@ -204,14 +204,14 @@ fn a_state_file_written_before_promotions_loads_as_stable() {
 #[test]
 fn a_save_replaces_the_previous_state() {
     let dir = tempfile::tempdir().unwrap();
-    let (store, _) = Store::open(dir.path()).unwrap();
+    let (store, _) = Journal::open(dir.path()).unwrap();
     store.save(&sample()).unwrap();
     let mut next = sample();
     next.aliases.remove("api.internal.");
     next.serials.insert("internal.".into(), 43);
     store.save(&next).unwrap();
     drop(store);
-    let (_, loaded) = Store::open(dir.path()).unwrap();
+    let (_, loaded) = Journal::open(dir.path()).unwrap();
     assert_eq!(loaded, Some(next));
     assert!(!dir.path().join(format!("{STATE_FILE}.tmp")).exists());
 }
@@ -244,8 +244,8 @@ fn after(targets: &[&str], serial: u32, seq: u64) -> StoredState {
     s
 }
 
-fn checkpointed(dir: &Path) -> Store {
-    let (mut store, _) = Store::open(dir).unwrap();
+fn checkpointed(dir: &Path) -> Journal {
+    let (mut store, _) = Journal::open(dir).unwrap();
     store.checkpoint(&mut sample()).unwrap();
     store
 }
@@ -258,7 +258,7 @@ fn journal_records_apply_over_the_checkpoint_after_a_restart() {
     store.append(&mut relink(&["web-v4"], 60)).unwrap();
     assert_eq!(store.journal_seq(), 2);
     drop(store);
-    let (store, loaded) = Store::open(dir.path()).unwrap();
+    let (store, loaded) = Journal::open(dir.path()).unwrap();
     let loaded = loaded.unwrap();
     assert_eq!(loaded, after(&["web-v4"], 60, 2));
     assert_eq!(loaded.aliases.get("api.internal."), None);
@@ -276,13 +276,13 @@ fn a_torn_last_record_was_never_acknowledged_and_is_dropped() {
     let mut torn = good.clone();
     torn.extend_from_slice(&checked_line(&relink(&["web-v9"], 90))[..30]);
     fs::write(&path, &torn).unwrap();
-    let (mut store, loaded) = Store::open(dir.path()).unwrap();
+    let (mut store, loaded) = Journal::open(dir.path()).unwrap();
     assert_eq!(loaded.unwrap(), after(&["web-v3"], 50, 1));
     assert_eq!(fs::read(&path).unwrap(), good, "the torn tail is cut off");
     // The next record follows on cleanly.
     store.append(&mut relink(&["web-v5"], 55)).unwrap();
     drop(store);
-    let (_, loaded) = Store::open(dir.path()).unwrap();
+    let (_, loaded) = Journal::open(dir.path()).unwrap();
     assert_eq!(loaded.unwrap(), after(&["web-v5"], 55, 2));
 }
 
@@ -297,7 +297,7 @@ fn a_damaged_record_before_the_end_is_refused_and_left_alone() {
     let mut bytes = fs::read(&path).unwrap();
     bytes[15] ^= 0x01;
     fs::write(&path, &bytes).unwrap();
-    let err = Store::open(dir.path()).unwrap_err();
+    let err = Journal::open(dir.path()).unwrap_err();
     assert!(
         matches!(&err, StoreError::Corrupt { path, .. } if path.ends_with(JOURNAL_FILE)),
         "{err}"
@@ -322,12 +322,12 @@ fn a_checkpoint_empties_the_journal_and_a_crash_before_that_skips_what_it_holds(
     drop(store);
     // As if aliasd died between the checkpoint and emptying the journal.
     fs::write(dir.path().join(JOURNAL_FILE), &journal).unwrap();
-    let (mut store, loaded) = Store::open(dir.path()).unwrap();
+    let (mut store, loaded) = Journal::open(dir.path()).unwrap();
     assert_eq!(loaded.unwrap(), whole);
     store.append(&mut relink(&["web-v4"], 60)).unwrap();
     assert_eq!(store.journal_seq(), 2);
     drop(store);
-    let (_, loaded) = Store::open(dir.path()).unwrap();
+    let (_, loaded) = Journal::open(dir.path()).unwrap();
     assert_eq!(loaded.unwrap(), after(&["web-v4"], 60, 2));
 }
 
