@@ -12,8 +12,10 @@
 //! from the proxy's choice until its active health check passes again ([`balance::Passive`]).
 //!
 //! [`ProxyStats`] holds every counter (atomics only), shared with the rest of the daemon: the
-//! controller can ask how much work old members still have ([`ProxyStats::inflight`]) and an
-//! HTTP route can serve [`ProxyStats::render_prometheus`].
+//! API shows how much work members have ([`ProxyStats::inflight`]) and an HTTP route can serve
+//! [`ProxyStats::render_prometheus`]. The writer is told, never asks: a member out of its
+//! alias's answers reports to it ([`spawn_drain_reports`]) once its open work has ended, which
+//! is what a drain waits for.
 
 pub mod balance;
 mod http;
