@@ -1,6 +1,6 @@
 //! What each zone's secondaries serve: the state the NOTIFY tasks (`dns::notify`) keep up to
-//! date by asking them, read by the writer (a drain waits for every secondary), the API and the
-//! metrics; and the reports of its changes the NOTIFY tasks send on.
+//! date by asking them, read by the API and the metrics; and the reports of its changes the
+//! NOTIFY tasks send on (the daemon forwards them to the writer, whose drains wait for them).
 //!
 //! A module of its own, below both DNS and the writer, so neither imports the other for it.
 
@@ -70,20 +70,6 @@ pub struct Secondaries(Mutex<Vec<SecondaryState>>);
 impl Secondaries {
     pub fn new() -> Arc<Self> {
         Arc::default()
-    }
-
-    /// Where the secondaries of zone `zone` stand on `serial`: serving it (or later) since
-    /// when, or not all of them yet.
-    pub fn caught(&self, zone: usize, serial: u32) -> Caught {
-        let all = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        let mut since = 0;
-        for s in all.iter().filter(|s| s.zone_index == zone) {
-            match (s.serial, s.serial_since_ms) {
-                (Some(have), Some(at)) if !serial_lt(have, serial) => since = since.max(at),
-                _ => return Caught::Waiting,
-            }
-        }
-        Caught::Since(since)
     }
 
     /// Zone `zone`'s secondaries should serve `serial` from `now` on.

@@ -60,19 +60,11 @@ pub const SERIAL_RESERVE: u32 = 1000;
 /// Who asked for a change, recorded with it.
 pub type Actor = String;
 
-/// Work the front proxy still has open (requests in flight, connections) on some endpoints.
-/// The drain of an old version waits for it.
+/// Work the front proxy still has open (requests in flight, connections) on some endpoints,
+/// as the API shows it. The writer is not asked: a drain waits for the proxies' [`Drained`]
+/// reports.
 pub trait Busy: Send + Sync {
     fn inflight(&self, endpoints: &[Endpoint]) -> u64;
-}
-
-/// No proxy: nothing is ever busy.
-pub struct NoProxy;
-
-impl Busy for NoProxy {
-    fn inflight(&self, _endpoints: &[Endpoint]) -> u64 {
-        0
-    }
 }
 
 /// The gates a promote or rollback asks for; unset ones come from the config's defaults.
