@@ -266,13 +266,23 @@ pub struct ControlHandle {
 }
 
 impl ControlHandle {
-    async fn ask<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, ControlError> {
+    /// Sends the command `make` builds around a fresh reply channel and waits for the reply;
+    /// a writer that has stopped (the send or the reply fails) is `Unavailable`.
+    async fn request<R>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<R>) -> Command,
+    ) -> Result<R, ControlError> {
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(make(reply))
             .await
             .map_err(|_| ControlError::Unavailable)?;
-        rx.await.map_err(|_| ControlError::Unavailable)?
+        rx.await.map_err(|_| ControlError::Unavailable)
+    }
+
+    /// `request` for the commands whose reply is itself a result.
+    async fn ask<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, ControlError> {
+        self.request(make).await?
     }
 
     /// Links `alias` to exactly `targets`. Returns once the change is durable and published.
@@ -360,12 +370,8 @@ impl ControlHandle {
     }
 
     pub async fn history(&self, alias: AliasName) -> Result<Vec<HistoryEntry>, ControlError> {
-        let (reply, rx) = oneshot::channel();
-        self.tx
-            .send(Command::History { alias, reply })
+        self.request(|reply| Command::History { alias, reply })
             .await
-            .map_err(|_| ControlError::Unavailable)?;
-        rx.await.map_err(|_| ControlError::Unavailable)
     }
 
     /// The history entries of a service defined through the API.
@@ -373,23 +379,15 @@ impl ControlHandle {
         &self,
         service: ServiceName,
     ) -> Result<Vec<HistoryEntry>, ControlError> {
-        let (reply, rx) = oneshot::channel();
-        self.tx
-            .send(Command::ServiceHistory { service, reply })
+        self.request(|reply| Command::ServiceHistory { service, reply })
             .await
-            .map_err(|_| ControlError::Unavailable)?;
-        rx.await.map_err(|_| ControlError::Unavailable)
     }
 
     /// The newest `limit` history entries of every alias, service and the config, newest
     /// first.
     pub async fn recent_history(&self, limit: usize) -> Result<Vec<HistoryEntry>, ControlError> {
-        let (reply, rx) = oneshot::channel();
-        self.tx
-            .send(Command::RecentHistory { limit, reply })
+        self.request(|reply| Command::RecentHistory { limit, reply })
             .await
-            .map_err(|_| ControlError::Unavailable)?;
-        rx.await.map_err(|_| ControlError::Unavailable)
     }
 
     /// Defines `service` through the API, or replaces its definition. Returns whether it was
