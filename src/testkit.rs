@@ -5,7 +5,9 @@
 use std::path::{Path, PathBuf};
 
 use crate::config::{Config, ConfigError};
+use crate::model::ServiceName;
 use crate::registry::Base;
+use crate::state::{OpKind, Operation, PromoteOptions};
 
 /// The smallest `internal.` zone a config can name: its SOA (serial 7, negative TTL 5), NS and
 /// the name server's address.
@@ -119,6 +121,34 @@ pub fn alias(name: &str, targets: &[&str]) -> String {
         "[[alias]]\nname = \"{name}\"\ntargets = [{}]\n",
         quoted(targets)
     )
+}
+
+/// A promotion started by `deploy` at revision `id` and `started_at_ms`, from `from` to `to`,
+/// with the gates the tests share: a 10 s observe window, a 60 s warm timeout, no confirm and
+/// no `min_healthy`. A test about one gate changes it in the value returned.
+pub fn promotion(id: u64, from: &[&str], to: &[&str], started_at_ms: u64) -> Operation {
+    let services = |names: &[&str]| -> Vec<ServiceName> {
+        names
+            .iter()
+            .map(|n| n.parse().expect("a service name"))
+            .collect()
+    };
+    Operation {
+        id,
+        kind: OpKind::Promote,
+        from: services(from),
+        to: services(to),
+        options: PromoteOptions {
+            stop_old: false,
+            observe_ms: 10_000,
+            confirm: false,
+            min_healthy: None,
+            warm_timeout_ms: 60_000,
+        },
+        actor: "deploy".into(),
+        reason: None,
+        started_at_ms,
+    }
 }
 
 fn quoted(items: &[&str]) -> String {

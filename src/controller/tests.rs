@@ -101,22 +101,7 @@ fn stable(targets: &[&str], revision: u64, changed_at_ms: u64, changed_by: &str)
 /// A promotion from `from` to `to` in phase Mixed, started at revision `id`.
 fn mixed(from: &[&str], to: &[&str], id: u64) -> Phase {
     Phase::Mixed {
-        op: machine::Operation {
-            id,
-            kind: OpKind::Promote,
-            from: services(from),
-            to: services(to),
-            options: PromoteOptions {
-                stop_old: false,
-                observe_ms: 10_000,
-                confirm: false,
-                min_healthy: None,
-                warm_timeout_ms: 60_000,
-            },
-            actor: "deploy".into(),
-            reason: None,
-            started_at_ms: STARTED_AT,
-        },
+        op: testkit::promotion(id, from, to, STARTED_AT),
         since_ms: STARTED_AT,
         observe_until_ms: STARTED_AT + 10_000,
         confirmed: false,

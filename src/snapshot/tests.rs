@@ -6,7 +6,7 @@ use crate::registry::Base;
 use crate::testkit::{self, ConfigDir};
 
 use crate::controller::initial_state;
-use crate::controller::machine::{OpKind, Operation, Phase, PromoteOptions};
+use crate::controller::machine::Phase;
 
 const INTERNAL_ZONE: &str = r#"$TTL 300
 @          IN SOA   ns1.internal. hostmaster.internal. ( 7 3600 600 86400 5 )
@@ -677,22 +677,7 @@ fn app(
 
 /// `app.example.` in `phase` of a promotion from web-v1 to web-v2.
 fn promoting(phase: &str) -> Phase {
-    let op = Operation {
-        id: 2,
-        kind: OpKind::Promote,
-        from: vec![service("web-v1")],
-        to: vec![service("web-v2")],
-        options: PromoteOptions {
-            stop_old: false,
-            observe_ms: 10_000,
-            confirm: false,
-            min_healthy: None,
-            warm_timeout_ms: 60_000,
-        },
-        actor: "deploy".into(),
-        reason: None,
-        started_at_ms: 1,
-    };
+    let op = testkit::promotion(2, &["web-v1"], &["web-v2"], 1);
     match phase {
         "warming" => Phase::Warming { op, deadline_ms: 2 },
         "mixed" => Phase::Mixed {

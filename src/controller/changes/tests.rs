@@ -1,7 +1,7 @@
 use super::*;
 
 use crate::controller::initial_state;
-use crate::controller::machine::{OpKind, Operation, Phase, PromoteOptions};
+use crate::controller::machine::Phase;
 use crate::testkit::{self, ConfigDir};
 
 const ZONE: &str = "\
@@ -199,22 +199,7 @@ fn a_service_in_a_running_operation_cannot_be_deleted() {
     let mut state = put(&base, &start(&base), "web-v3", &["10.0.0.3:8080"]);
     let web = state.aliases.get_mut(&alias("web")).unwrap();
     web.phase = Phase::Warming {
-        op: Operation {
-            id: 2,
-            kind: OpKind::Promote,
-            from: vec![svc("web-v1")],
-            to: vec![svc("web-v3")],
-            options: PromoteOptions {
-                observe_ms: 0,
-                confirm: false,
-                min_healthy: None,
-                warm_timeout_ms: 1000,
-                stop_old: false,
-            },
-            actor: "deploy".into(),
-            reason: None,
-            started_at_ms: NOW,
-        },
+        op: testkit::promotion(2, &["web-v1"], &["web-v3"], NOW),
         deadline_ms: NOW + 1000,
     };
     let t = topology(&base, &state);
@@ -406,22 +391,7 @@ fn an_alias_in_a_promotion_cannot_be_removed_and_config_aliases_not_at_all() {
     ));
     let mut busy = state.clone();
     busy.aliases.get_mut(&alias("api")).unwrap().phase = Phase::Mixed {
-        op: Operation {
-            id: 2,
-            kind: OpKind::Promote,
-            from: vec![svc("web-v2")],
-            to: vec![svc("web-v1")],
-            options: PromoteOptions {
-                observe_ms: 0,
-                confirm: false,
-                min_healthy: None,
-                warm_timeout_ms: 1000,
-                stop_old: false,
-            },
-            actor: "deploy".into(),
-            reason: None,
-            started_at_ms: NOW,
-        },
+        op: testkit::promotion(2, &["web-v2"], &["web-v1"], NOW),
         since_ms: NOW,
         observe_until_ms: NOW + 1,
         confirmed: false,

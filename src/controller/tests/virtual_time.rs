@@ -6,53 +6,46 @@ use std::sync::atomic::Ordering;
 
 use super::*;
 use crate::clock::{Clock, Tokio};
-use crate::config::Config;
 use crate::controller::recover::recover;
 use crate::controller::store::FileStore;
 use crate::state::StoredState;
+use crate::testkit::{self, ConfigDir};
 
-/// web-v1 and web-v2 are unchecked (always healthy); web-v3 is checked over TCP on a port
-/// nothing listens on, so it never becomes healthy.
-const CONFIG: &str = r#"[dns]
-listen = ["127.0.0.1:5353"]
-alias_ttl = 5
-negative_ttl = 5
-
-[[zone]]
-origin = "internal."
-file = "internal.zone"
-
-[state]
-dir = "state"
-
-[health]
+/// The settings of the test and `web-v3`, checked over TCP on a port nothing listens on, so it
+/// never becomes healthy.
+const SETTINGS: &str = r#"[health]
 kind = "none"
 
 [promotion]
 observe = "10s"
 warm_timeout = "30s"
 drain_grace = "2s"
+"#;
 
-[[service]]
-name = "web-v1"
-endpoints = ["10.0.0.1:8080"]
-
-[[service]]
-name = "web-v2"
-endpoints = ["10.0.0.2:8080"]
-
-[[service]]
+const WEB_V3: &str = r#"[[service]]
 name = "web-v3"
 endpoints = ["127.0.0.1:9"]
 [service.health]
 kind = "tcp"
 interval = "1s"
 timeout = "1s"
-
-[[alias]]
-name = "web"
-targets = ["web-v1"]
 "#;
+
+/// The config: web-v1 and web-v2 are unchecked (always healthy), web-v3 never becomes healthy,
+/// and `web` is linked to web-v1.
+fn config() -> String {
+    let rest = format!(
+        "{SETTINGS}\n{}\n{}\n{WEB_V3}\n{}",
+        testkit::service("web-v1", &["10.0.0.1:8080"]),
+        testkit::service("web-v2", &["10.0.0.2:8080"]),
+        testkit::alias("web", &["web-v1"]),
+    );
+    testkit::config(
+        r#"["127.0.0.1:5353"]"#,
+        "alias_ttl = 5\nnegative_ttl = 5",
+        &rest,
+    )
+}
 
 const STARTED_AT: u64 = 1_700_000_000_000;
 const DRAIN_DEADLINE: Duration = Duration::from_secs(60);
@@ -88,7 +81,7 @@ struct Writer {
     clock: Arc<Tokio>,
     shutdown: CancellationToken,
     task: tokio::task::JoinHandle<()>,
-    _dir: tempfile::TempDir,
+    _dir: ConfigDir,
 }
 
 impl Writer {
@@ -96,13 +89,10 @@ impl Writer {
     /// store.
     fn start(store: impl FnOnce(FileStore) -> Box<dyn Store>) -> Self {
         let (drained, drained_rx) = mpsc::unbounded_channel();
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("internal.zone"), crate::testkit::ZONE).unwrap();
-        let config = Config::parse(CONFIG, &dir.path().join("aliasd.toml"), &|_| None)
-            .unwrap_or_else(|e| panic!("{e}"));
-        let base = Arc::new(Base::from_config(&config));
+        let dir = ConfigDir::internal();
+        let base = Arc::new(dir.base(&config()));
         let clock = Arc::new(Tokio::starting_at(STARTED_AT));
-        let recovered = recover(&dir.path().join("state"), &base, clock.now_ms()).unwrap();
+        let recovered = recover(&dir.root().join("state"), &base, clock.now_ms()).unwrap();
         let shutdown = CancellationToken::new();
         let board = Arc::new(HealthBoard::default());
         let (health_tx, health_rx) = mpsc::channel(64);
