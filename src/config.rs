@@ -656,6 +656,14 @@ pub struct Checked {
     pub warnings: Vec<String>,
 }
 
+/// Why a table has no secret (both already reported).
+enum NoSecret {
+    /// It sets neither or both of `secret` and `secret_env`.
+    Invalid,
+    /// Its `secret_env` names a variable that is not set.
+    Unset,
+}
+
 /// How a `secret_env` that names an unset variable counts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum MissingSecret {
@@ -926,6 +934,33 @@ impl Validator<'_> {
             )),
         }
         None
+    }
+
+    /// The secret of a table that sets exactly one of `secret` and `secret_env` (`what` names
+    /// the table, `name` is where to point at), with where it came from; or why there is none,
+    /// after reporting it.
+    fn secret(
+        &mut self,
+        secret: &Option<Spanned<String>>,
+        secret_env: &Option<Spanned<String>>,
+        name: &Spanned<String>,
+        what: &str,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<(String, Range<usize>), NoSecret> {
+        match (secret, secret_env) {
+            (Some(s), None) => Ok((s.get_ref().clone(), s.span())),
+            (None, Some(var)) => match self.secret_from_env(var, what, env) {
+                Some(s) => Ok((s, var.span())),
+                None => Err(NoSecret::Unset),
+            },
+            _ => {
+                self.err(
+                    &name.span(),
+                    format!("{what}: set exactly one of `secret` and `secret_env`"),
+                );
+                Err(NoSecret::Invalid)
+            }
+        }
     }
 
     fn path(&self, text: &str) -> PathBuf {
@@ -1252,24 +1287,14 @@ impl Validator<'_> {
                 );
                 continue;
             }
-            let (text, span) = match (&k.secret, &k.secret_env) {
-                (Some(s), None) => (s.get_ref().clone(), s.span()),
-                (None, Some(var)) => {
-                    match self.secret_from_env(var, &format!("tsig_key `{name}`"), env) {
-                        Some(s) => (s, var.span()),
-                        None => {
-                            self.keys_without_secret.push(name);
-                            continue;
-                        }
-                    }
-                }
-                _ => {
-                    self.err(
-                        &k.name.span(),
-                        format!("tsig_key `{name}`: set exactly one of `secret` and `secret_env`"),
-                    );
+            let what = format!("tsig_key `{name}`");
+            let (text, span) = match self.secret(&k.secret, &k.secret_env, &k.name, &what, env) {
+                Ok(found) => found,
+                Err(NoSecret::Unset) => {
+                    self.keys_without_secret.push(name);
                     continue;
                 }
+                Err(NoSecret::Invalid) => continue,
             };
             match data_encoding::BASE64.decode(text.trim().as_bytes()) {
                 Ok(secret) if secret.len() >= MIN_TSIG_SECRET => {
@@ -1394,21 +1419,9 @@ impl Validator<'_> {
                 );
                 continue;
             }
-            let secret = match (&t.secret, &t.secret_env) {
-                (Some(s), None) => s.get_ref().clone(),
-                (None, Some(var)) => {
-                    match self.secret_from_env(var, &format!("api.token `{name}`"), env) {
-                        Some(s) => s,
-                        None => continue,
-                    }
-                }
-                _ => {
-                    self.err(
-                        &t.name.span(),
-                        format!("api.token `{name}`: set exactly one of `secret` and `secret_env`"),
-                    );
-                    continue;
-                }
+            let what = format!("api.token `{name}`");
+            let Ok((secret, _)) = self.secret(&t.secret, &t.secret_env, &t.name, &what, env) else {
+                continue;
             };
             if secret.trim().len() < MIN_TOKEN_LEN {
                 self.err(
