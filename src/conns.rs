@@ -22,6 +22,7 @@ use std::net::SocketAddr;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
+use tokio::task::JoinSet;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
 
 /// When a client connection last moved bytes, and how many requests it has open: it is idle
@@ -297,7 +298,7 @@ pub struct Accepted {
 /// The next connection of `listener` admitted under `slots` (with a [`pinned`](Activity::pinned)
 /// activity when `pinned`), or `None` once `shutdown` is cancelled. A failed accept (out of file
 /// descriptors, say) is logged as `what`'s and retried after a pause rather than spun on.
-pub async fn accept(
+async fn accept(
     listener: &TcpListener,
     slots: &Arc<Slots>,
     pinned: bool,
@@ -335,6 +336,31 @@ pub async fn accept(
         activity,
         slot,
     })
+}
+
+/// Accepts on `listener` as [`accept`] does until `shutdown`, and serves each connection with
+/// the future `serve` makes of it, in a task of its own. Returns, once the listener is closed,
+/// the connections still open, for the caller to wait for or cut short as its shutdown asks.
+pub async fn accept_all<F, Fut>(
+    listener: TcpListener,
+    slots: &Arc<Slots>,
+    pinned: bool,
+    shutdown: &CancellationToken,
+    what: &str,
+    mut serve: F,
+) -> JoinSet<()>
+where
+    F: FnMut(Accepted) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let mut conns = JoinSet::new();
+    while let Some(accepted) = accept(&listener, slots, pinned, shutdown, what).await {
+        // Forget the connections that have ended, so the set holds only the open ones.
+        while conns.try_join_next().is_some() {}
+        conns.spawn(serve(accepted));
+    }
+    drop(listener);
+    conns
 }
 
 /// The pause after a failed accept.

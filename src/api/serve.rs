@@ -17,13 +17,12 @@ use hyper::body::{Frame, Incoming, SizeHint};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 use tracing::debug;
 
 use crate::config::ApiConfig;
-use crate::conns::{Accepted, Activity, BusyGuard, Metered, Slot, Slots, accept};
+use crate::conns::{Accepted, Activity, BusyGuard, Metered, Slot, Slots, accept_all};
 
 /// The limits of the API listener.
 #[derive(Debug, Clone, Copy)]
@@ -52,22 +51,14 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) {
     let slots = Slots::new(limits.max_connections);
-    let mut conns = JoinSet::new();
-    while let Some(Accepted {
-        stream,
-        peer,
-        activity,
-        slot,
-    }) = accept(&listener, &slots, false, &shutdown, "api").await
-    {
-        while conns.try_join_next().is_some() {}
+    let serve = |a: Accepted| {
         let (app, shutdown) = (app.clone(), shutdown.clone());
-        conns.spawn(async move {
-            connection(stream, app, activity, slot, limits, shutdown).await;
-            debug!(%peer, "api connection closed");
-        });
-    }
-    drop(listener);
+        async move {
+            connection(a.stream, app, a.activity, a.slot, limits, shutdown).await;
+            debug!(peer = %a.peer, "api connection closed");
+        }
+    };
+    let mut conns = accept_all(listener, &slots, false, &shutdown, "api", serve).await;
     while conns.join_next().await.is_some() {}
 }
 

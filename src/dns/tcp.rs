@@ -14,12 +14,11 @@ use hickory_server::net::xfer::Protocol;
 use hickory_server::zone_handler::Catalog;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
 use super::xfr::Transfers;
-use crate::conns::{Accepted, Activity, Metered, Slot, Slots, accept};
+use crate::conns::{Accepted, Activity, Metered, Slot, Slots, accept_all};
 use crate::snapshot::SharedSnapshot;
 
 /// The limits of one DNS-over-TCP listener.
@@ -44,19 +43,12 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) {
     let slots = Slots::new(limits.max_connections);
-    let mut conns = JoinSet::new();
-    while let Some(Accepted {
-        stream,
-        peer,
-        activity,
-        slot,
-    }) = accept(&listener, &slots, false, &shutdown, "dns tcp").await
-    {
-        while conns.try_join_next().is_some() {}
+    let serve = |a: Accepted| {
         let (answerers, shutdown) = (answerers.clone(), shutdown.clone());
-        conns.spawn(async move {
+        async move {
+            let (peer, activity, slot) = (a.peer, a.activity, a.slot);
             let stream = Metered {
-                inner: stream,
+                inner: a.stream,
                 activity: activity.clone(),
             };
             let why = connection(
@@ -64,9 +56,9 @@ pub async fn serve(
             )
             .await;
             debug!(%peer, why, "dns tcp connection closed");
-        });
-    }
-    drop(listener);
+        }
+    };
+    let mut conns = accept_all(listener, &slots, false, &shutdown, "dns tcp", serve).await;
     while conns.join_next().await.is_some() {}
 }
 

@@ -40,7 +40,7 @@ use arc_swap::ArcSwap;
 use crate::check::{CheckKind, Health};
 use crate::clock::now_ms;
 use crate::config::{ProxyConfig, ProxyMode};
-use crate::conns::{Accepted, Slots, accept};
+use crate::conns::{Accepted, Slots, accept_all};
 use crate::health::HealthBoard;
 use crate::model::{AliasName, Endpoint, ServiceName};
 use crate::snapshot::SharedSnapshot;
@@ -717,31 +717,25 @@ impl Proxy {
         limit: Arc<Slots>,
         shutdown: CancellationToken,
     ) {
-        let mut conns = JoinSet::new();
         // A TCP-mode connection is a member connection at once, never idle.
         let pinned = self.config.mode == ProxyMode::Tcp;
-        while let Some(Accepted {
-            stream,
-            peer,
-            activity,
-            slot,
-        }) = accept(&listener, &limit, pinned, &shutdown, "proxy").await
-        {
-            while conns.try_join_next().is_some() {}
+        let serve = |a: Accepted| {
             let (proxy, shutdown) = (self.clone(), shutdown.clone());
-            conns.spawn(async move {
+            async move {
                 match proxy.config.mode {
                     ProxyMode::Http => {
-                        http::serve_connection(proxy, stream, peer, shutdown, activity, slot).await;
+                        let (stream, peer) = (a.stream, a.peer);
+                        http::serve_connection(proxy, stream, peer, shutdown, a.activity, a.slot)
+                            .await;
                     }
                     ProxyMode::Tcp => {
-                        let _slot = slot;
-                        tcp::serve_connection(proxy, stream, peer, activity).await;
+                        let _slot = a.slot;
+                        tcp::serve_connection(proxy, a.stream, a.peer, a.activity).await;
                     }
                 }
-            });
-        }
-        drop(listener);
+            }
+        };
+        let mut conns = accept_all(listener, &limit, pinned, &shutdown, "proxy", serve).await;
         let grace = SHUTDOWN_GRACE.min(match self.config.mode {
             ProxyMode::Http => self.config.request_timeout,
             ProxyMode::Tcp => self.config.drain_deadline,
