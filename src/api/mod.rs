@@ -354,8 +354,9 @@ async fn metrics(State(state): State<AppState>) -> Response {
     );
     let _ = writeln!(out, "# TYPE aliasd_alias_phase gauge");
     for (name, view) in &snapshot.aliases {
-        for phase in ["stable", "warming", "mixed", "draining"] {
-            let on = u8::from(view.state.phase.name() == phase);
+        let current = dto::Phase::of(&view.state.phase);
+        for &phase in dto::Phase::ALL {
+            let on = u8::from(phase == current);
             let _ = writeln!(
                 out,
                 "aliasd_alias_phase{{alias=\"{name}\",phase=\"{phase}\"}} {on}"
