@@ -11,8 +11,8 @@ use std::sync::LazyLock;
 use aliasd::check::CheckConfig;
 use aliasd::config::Config;
 use aliasd::controller::SourceUpdate;
-use aliasd::state::StoredState;
 use aliasd::discovery::docker::{Effect, Rules, View, facts_of};
+use aliasd::state::StoredState;
 use bollard::models::{ContainerInspectResponse, EventMessage};
 use libfuzzer_sys::fuzz_target;
 

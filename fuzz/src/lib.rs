@@ -6,13 +6,22 @@ use std::path::Path;
 
 use aliasd::api::dto::{AliasDto, ServiceDto};
 use aliasd::config::Config;
-use aliasd::controller::{NoProxy, first_render};
+use aliasd::controller::{Busy, first_render};
 use aliasd::dns::agree::Fixture;
 use aliasd::health::HealthBoard;
 use aliasd::registry::Base;
 use aliasd::secondaries::Secondaries;
 use aliasd::snapshot::Snapshot;
 use aliasd::state::StoredState;
+
+/// No front proxy: the alias views show no open work.
+struct NoProxy;
+
+impl Busy for NoProxy {
+    fn inflight(&self, _endpoints: &[aliasd::model::Endpoint]) -> u64 {
+        0
+    }
+}
 
 /// A fresh directory, in memory where the machine has `/dev/shm`.
 pub fn scratch() -> tempfile::TempDir {
