@@ -23,6 +23,7 @@ pub mod bounds;
 pub mod check;
 pub mod cli;
 pub mod client;
+pub mod cluster;
 pub mod clock;
 pub mod config;
 pub mod conns;
