@@ -191,6 +191,7 @@ impl Daemon {
                 .max()
                 .unwrap_or(ProxyConfig::DEFAULT_DRAIN_DEADLINE),
             clock,
+            takeover: None,
         });
 
         let dns = DnsServer::start(&config.dns, &origins, snapshots.clone(), transfers.clone())

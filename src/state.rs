@@ -8,7 +8,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::{AliasName, ServiceName};
+use crate::check::Health;
+use crate::model::{AliasName, Endpoint, ServiceName};
 use crate::registry::{AliasSpec, ApiService, DockerEndpoint, Registry};
 
 mod phase;
@@ -155,6 +156,25 @@ impl StoredState {
         }
         self.history_seq = delta.history_seq;
         self.journal_seq = delta.seq;
+    }
+}
+
+/// What every node of a cluster renders with besides the stored state, as one commit changes
+/// it: the serials as published, the health the leader decided, and the last good answers.
+/// Only what changed; empty for a single node (whose store has no other readers).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Live {
+    /// Every zone's serial as published (origin with trailing dot), when any moved.
+    pub serials: BTreeMap<String, u32>,
+    /// Per service, its checked endpoints' health; `None` when it has none any more.
+    pub health: BTreeMap<ServiceName, Option<Vec<(Endpoint, Health)>>>,
+    /// Per alias, the last non-empty set of endpoints that passed; `None` forgets it.
+    pub last_good: BTreeMap<AliasName, Option<Vec<Endpoint>>>,
+}
+
+impl Live {
+    pub fn is_empty(&self) -> bool {
+        self.serials.is_empty() && self.health.is_empty() && self.last_good.is_empty()
     }
 }
 

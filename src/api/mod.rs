@@ -187,7 +187,8 @@ impl From<ControlError> for ApiError {
             | ControlError::BadRequest(_) => Self::BadRequest(e.to_string()),
             ControlError::Conflict(_) => Self::Conflict(e.to_string()),
             ControlError::Invalid(list) => Self::Invalid(list),
-            ControlError::Unavailable => Self::Unavailable(e.to_string()),
+            ControlError::Unavailable | ControlError::NotLeader => Self::Unavailable(e.to_string()),
+            ControlError::StoreUnavailable(m) => Self::Unavailable(m),
             ControlError::Storage(m) => Self::Storage(m),
         }
     }

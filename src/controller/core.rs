@@ -26,7 +26,7 @@ use crate::health::starting_health;
 use crate::model::{AliasName, Endpoint, ServiceName};
 use crate::registry::{Base, Sources, Topology};
 use crate::snapshot::{Dirty, HealthMap, LastGood, Snapshot, endpoints_of};
-use crate::state::{AliasState, State, StoredDelta};
+use crate::state::{AliasState, Live, State, StoredDelta};
 
 /// Every endpoint to check, with its check and the health it starts from.
 pub type CheckTargets = Vec<((ServiceName, Endpoint), CheckConfig, Health)>;
@@ -60,6 +60,9 @@ pub struct Core {
     pub health_touched: BTreeSet<ServiceName>,
     /// Docker's reachability flipped: every alias's warnings may change.
     pub sources_all_dirty: bool,
+    /// A cluster's writer: other nodes render from what it stores, so every change of the
+    /// answers (health, serials, last good answers) is made durable too, as [`Unit::live`].
+    pub replicate: bool,
 }
 
 /// One batch of changes to commit together.
@@ -95,6 +98,8 @@ impl Batch {
 pub struct Unit {
     pub delta: StoredDelta,
     pub entries: Vec<HistoryEntry>,
+    /// What other nodes render with besides the state; empty unless [`Core::replicate`].
+    pub live: Live,
 }
 
 /// What the shell runs after publishing.
@@ -161,11 +166,18 @@ impl Core {
         let bumped = !serials_set && self.bump_serials(&mut next, &rendered, current, &snapshot);
         let views_changed = views_changed(&rendered, current, &snapshot);
         let reserve_moved = move_reserve(&mut next.state, serials_set);
+        let live = if self.replicate {
+            let health_now = next.health.as_ref().unwrap_or(&self.health);
+            self.live(&next, health_now, &rendered, &snapshot)
+        } else {
+            Live::default()
+        };
         let durable_change = !changes.is_empty()
             || !entries.is_empty()
             || reserve_moved
             || registry_changed
-            || serials_set;
+            || serials_set
+            || !live.is_empty();
         if !durable_change
             && !views_changed
             && !bumped
@@ -181,6 +193,7 @@ impl Core {
         let durable = durable_change.then(|| Unit {
             delta: delta(&next.topology, &self.state, &next.state, reserve_moved),
             entries: entries.iter().chain(&alias_entries).cloned().collect(),
+            live,
         });
         let events = events(next.changed_services, entries, changes, alias_entries, now);
         Some(Plan {
@@ -239,6 +252,62 @@ impl Core {
             check_targets,
             changed_services,
         }
+    }
+
+    /// What a cluster's other nodes need besides the state to render what this plan
+    /// publishes: the serials when they moved, the health of every service whose endpoints'
+    /// health or set changed, and the last good answers that changed.
+    fn live(
+        &self,
+        next: &Next,
+        health: &HealthMap,
+        rendered: &[AliasName],
+        snapshot: &Snapshot,
+    ) -> Live {
+        let mut live = Live::default();
+        if next.state.serials != self.state.serials || next.topology_changed {
+            live.serials = next
+                .topology
+                .zones
+                .iter()
+                .zip(&next.state.serials)
+                .map(|(z, s)| (z.origin.name().to_ascii(), *s))
+                .collect();
+        }
+        let mut touched: BTreeSet<&ServiceName> = self.health_touched.iter().collect();
+        if next.health.is_some() {
+            touched.extend(self.health.keys().map(|(s, _)| s));
+            touched.extend(health.keys().map(|(s, _)| s));
+        }
+        if !touched.is_empty() {
+            let mut by_service: BTreeMap<ServiceName, Vec<(Endpoint, Health)>> = BTreeMap::new();
+            for ((service, endpoint), h) in health {
+                if touched.contains(service) {
+                    by_service
+                        .entry(service.clone())
+                        .or_default()
+                        .push((*endpoint, *h));
+                }
+            }
+            for service in touched {
+                let mut list = by_service.remove(service);
+                if let Some(list) = &mut list {
+                    list.sort_by_key(|(e, _)| *e);
+                }
+                live.health.insert(service.clone(), list);
+            }
+        }
+        for name in rendered {
+            let next_good = match snapshot.aliases.get(name) {
+                Some(view) if !view.passing.is_empty() => Some(view.passing.clone()),
+                Some(_) => continue,
+                None => None,
+            };
+            if self.last_good.get(name) != next_good.as_ref() {
+                live.last_good.insert(name.clone(), next_good);
+            }
+        }
+        live
     }
 
     /// Health over a new topology: endpoints that are new start with their starting health;

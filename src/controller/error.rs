@@ -32,6 +32,26 @@ pub enum ControlError {
     Storage(String),
     #[error("aliasd is shutting down")]
     Unavailable,
+    /// A cluster node whose writer is not running: it is not the leader.
+    #[error(
+        "this node is not the cluster's leader, and no leader could take the change; nothing was changed"
+    )]
+    NotLeader,
+    /// The store cannot take changes now (etcd has no quorum, or this node lost its
+    /// leadership): nothing was changed, and asking again later may work.
+    #[error("{0}")]
+    StoreUnavailable(String),
+}
+
+impl From<super::store::StoreError> for ControlError {
+    fn from(e: super::store::StoreError) -> Self {
+        match e {
+            super::store::StoreError::Unavailable(m) => Self::StoreUnavailable(format!(
+                "the change could not be stored, nothing was changed: {m}"
+            )),
+            e => Self::Storage(e.to_string()),
+        }
+    }
 }
 
 impl ControlError {

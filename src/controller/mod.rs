@@ -260,7 +260,9 @@ enum Command {
 /// The API's way in: sends commands and waits for their outcome.
 #[derive(Clone)]
 pub struct ControlHandle {
-    tx: mpsc::Sender<Command>,
+    /// The writer's inbox; `None` while no writer runs on this node (a follower of a cluster,
+    /// between leadership terms).
+    tx: Arc<arc_swap::ArcSwapOption<mpsc::Sender<Command>>>,
     events: broadcast::Sender<Event>,
     published: Arc<watch::Sender<u64>>,
 }
@@ -273,8 +275,8 @@ impl ControlHandle {
         make: impl FnOnce(oneshot::Sender<R>) -> Command,
     ) -> Result<R, ControlError> {
         let (reply, rx) = oneshot::channel();
-        self.tx
-            .send(make(reply))
+        let tx = self.tx.load_full().ok_or(ControlError::NotLeader)?;
+        tx.send(make(reply))
             .await
             .map_err(|_| ControlError::Unavailable)?;
         rx.await.map_err(|_| ControlError::Unavailable)
@@ -467,6 +469,37 @@ impl ControlHandle {
     pub fn published(&self) -> watch::Receiver<u64> {
         self.published.subscribe()
     }
+
+    /// A handle with no writer behind it yet: a cluster node's, whose writer runs only while
+    /// it leads. Its events and publishes come from whoever renders this node's snapshots.
+    pub fn detached(generation: u64) -> Self {
+        let (events, _) = broadcast::channel(1024);
+        Self {
+            tx: Arc::default(),
+            events,
+            published: Arc::new(watch::Sender::new(generation)),
+        }
+    }
+
+    /// Whether a writer runs behind this handle.
+    pub fn has_writer(&self) -> bool {
+        self.tx.load().is_some()
+    }
+
+    /// Takes the writer away (its term ended); commands are refused as [`ControlError::NotLeader`].
+    pub fn detach(&self) {
+        self.tx.store(None);
+    }
+
+    /// Sends `event` to every `/v1/events` stream of this node.
+    pub fn send_event(&self, event: Event) {
+        let _ = self.events.send(event);
+    }
+
+    /// Says a snapshot of `generation` is published (a follower's replica publishes too).
+    pub fn mark_published(&self, generation: u64) {
+        self.published.send_replace(generation);
+    }
 }
 
 /// The writer task's state.
@@ -522,6 +555,18 @@ pub struct StartParts {
     pub secondaries: Vec<(usize, SocketAddr)>,
     /// Where the writer reads the time: the wall clock, or a test's.
     pub clock: SharedClock,
+    /// What a cluster node's writer takes over from the node: its handle, its snapshot cell,
+    /// and the health and last good answers every node renders with. `None` for a single node.
+    pub takeover: Option<Takeover>,
+}
+
+/// What a writer starting on a cluster node continues from (see [`StartParts::takeover`]).
+pub struct Takeover {
+    pub handle: ControlHandle,
+    pub shared: SharedSnapshot,
+    /// Health as the cluster last stored it; endpoints not in it start as a fresh start would.
+    pub health: HealthMap,
+    pub last_good: LastGood,
 }
 
 impl Controller {
@@ -545,14 +590,26 @@ impl Controller {
             drain_deadline,
             secondaries,
             clock,
+            takeover,
         } = parts;
         let now = clock.now_ms();
+        let replicate = takeover.is_some();
+        let (stored_health, last_good) = takeover
+            .as_ref()
+            .map(|t| (t.health.clone(), t.last_good.clone()))
+            .unwrap_or_default();
         let history = HistoryIndex::load(entries);
         let targets = check_targets(&topology);
         let mut health = HealthMap::new();
         let started_health: Vec<_> = targets
             .iter()
-            .map(|(k, c)| (k.clone(), c.clone(), starting_health(c, true)))
+            .map(|(k, c)| {
+                let h = stored_health
+                    .get(k)
+                    .copied()
+                    .unwrap_or_else(|| starting_health(c, true));
+                (k.clone(), c.clone(), h)
+            })
             .collect();
         for (key, _, h) in &started_health {
             health.insert(key.clone(), *h);
@@ -571,9 +628,11 @@ impl Controller {
                 problems: Vec::new(),
             }),
         });
-        let last_good = LastGood::new();
+        let generation = takeover
+            .as_ref()
+            .map_or(1, |t| t.shared.load().generation + 1);
         let snapshot = Snapshot::render(
-            1,
+            generation,
             topology.clone(),
             &state,
             &health,
@@ -581,10 +640,23 @@ impl Controller {
             sources.clone(),
         );
         let snapshot = Arc::new(snapshot);
-        let shared: SharedSnapshot = Arc::new(arc_swap::ArcSwap::new(snapshot.clone()));
         let (tx, rx) = mpsc::channel(64);
-        let (events, _) = broadcast::channel(1024);
-        let published = Arc::new(watch::Sender::new(1));
+        let (shared, handle) = match takeover {
+            Some(t) => {
+                t.shared.store(snapshot.clone());
+                t.handle.tx.store(Some(Arc::new(tx)));
+                t.handle.mark_published(generation);
+                (t.shared, t.handle)
+            }
+            None => {
+                let handle = ControlHandle::detached(generation);
+                handle.tx.store(Some(Arc::new(tx)));
+                (Arc::new(arc_swap::ArcSwap::new(snapshot.clone())), handle)
+            }
+        };
+        let ControlHandle {
+            events, published, ..
+        } = handle.clone();
         let controller = Self {
             core: Core {
                 base,
@@ -602,6 +674,7 @@ impl Controller {
                 health_dirty: true,
                 health_touched: BTreeSet::new(),
                 sources_all_dirty: false,
+                replicate,
             },
             durable: Arc::new(Mutex::new(store)),
             shared: shared.clone(),
@@ -623,15 +696,7 @@ impl Controller {
         if let Err(e) = controller.compact_history_now() {
             warn!(error = %e, "could not compact the history; it is tried again later");
         }
-        (
-            controller,
-            ControlHandle {
-                tx,
-                events,
-                published,
-            },
-            shared,
-        )
+        (controller, handle, shared)
     }
 
     /// Applies the retention to every entry kept in memory (the age limit moves with time).
@@ -1420,13 +1485,13 @@ impl Controller {
         let (whole_state, whole_topology) = (state.clone(), topology.clone());
         tokio::task::spawn_blocking(move || {
             let mut d = durable.lock().unwrap_or_else(|p| p.into_inner());
-            d.commit(unit.delta, &unit.entries, &|| {
+            d.commit(unit.delta, &unit.entries, &unit.live, &|| {
                 to_stored(&whole_topology, &whole_state)
             })
         })
         .await
         .map_err(|e| ControlError::Storage(e.to_string()))?
-        .map_err(|e| ControlError::Storage(e.to_string()))
+        .map_err(ControlError::from)
     }
 
     fn view(&self, alias: &AliasName) -> Result<AliasView, ControlError> {

@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use tracing::{error, warn};
 
 use super::history::{History, HistoryEntry};
-use crate::state::{StoredDelta, StoredState};
+use crate::state::{Live, StoredDelta, StoredState};
 
 const MAGIC: &str = "aliasd-state";
 const VERSION: u32 = 1;
@@ -39,6 +39,10 @@ pub enum StoreError {
         "{path}: another aliasd holds this state directory (its lock is taken); stop it or use another state.dir"
     )]
     Locked { path: PathBuf },
+    /// The store cannot take writes now (a cluster store without quorum, or whose leadership
+    /// ended): nothing was written.
+    #[error("{0}")]
+    Unavailable(String),
     #[error(
         "{path}: the state file is corrupt ({reason}); aliasd will not overwrite it. Restore it from a backup, or move it away to start from the config's links"
     )]
@@ -57,11 +61,15 @@ pub enum StoreError {
 /// task.
 pub trait Store: Send {
     /// Makes `delta` and `entries` durable together, or neither. `whole` renders the whole
-    /// state, for a store that wants to rewrite it (a checkpoint) rather than append.
+    /// state, for a store that wants to rewrite it (a checkpoint) rather than append. `live`
+    /// is what other nodes render with besides the state (health, serials, last good
+    /// answers): a cluster store writes it in the same transaction; a local store has no
+    /// readers and ignores it.
     fn commit(
         &mut self,
         delta: StoredDelta,
         entries: &[HistoryEntry],
+        live: &Live,
         whole: &dyn Fn() -> StoredState,
     ) -> Result<(), StoreError>;
 
@@ -84,6 +92,7 @@ impl Store for FileStore {
         &mut self,
         mut delta: StoredDelta,
         entries: &[HistoryEntry],
+        _live: &Live,
         whole: &dyn Fn() -> StoredState,
     ) -> Result<(), StoreError> {
         let before = self.history.append(entries)?;

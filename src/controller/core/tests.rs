@@ -51,6 +51,7 @@ fn core() -> Core {
         health_dirty: false,
         health_touched: BTreeSet::new(),
         sources_all_dirty: false,
+        replicate: false,
     }
 }
 

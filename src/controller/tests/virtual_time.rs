@@ -8,7 +8,7 @@ use super::*;
 use crate::clock::{Clock, Tokio};
 use crate::controller::recover::recover;
 use crate::controller::store::FileStore;
-use crate::state::StoredState;
+use crate::state::{Live, StoredState};
 use crate::testkit::{self, ConfigDir};
 
 /// The settings of the test and `web-v3`, checked over TCP on a port nothing listens on, so it
@@ -114,6 +114,7 @@ impl Writer {
             drain_deadline: DRAIN_DEADLINE,
             secondaries: Vec::new(),
             clock: clock.clone(),
+            takeover: None,
         });
         let task = tokio::spawn(controller.run(shutdown.clone()));
         Self {
@@ -247,6 +248,7 @@ impl Store for Refusing {
         &mut self,
         delta: StoredDelta,
         entries: &[HistoryEntry],
+        live: &Live,
         whole: &dyn Fn() -> StoredState,
     ) -> Result<(), StoreError> {
         if self.refuse.load(Ordering::SeqCst) {
@@ -255,7 +257,7 @@ impl Store for Refusing {
                 error: std::io::Error::other("the disk is full"),
             });
         }
-        self.store.commit(delta, entries, whole)
+        self.store.commit(delta, entries, live, whole)
     }
 
     fn compact_history(&mut self, kept: &mut [&HistoryEntry]) -> Result<(), StoreError> {
