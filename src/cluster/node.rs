@@ -1,0 +1,1346 @@
+//! One node of a cluster: its lease, what it announces, the election, and its two roles.
+//!
+//! Every node holds one lease in etcd, kept alive every third of `lease_ttl`. Under it sit
+//! the node's announcement (`nodes/<node>`: its API address, the revision it renders, its
+//! definitions' hash, its zones' serials), what its Docker daemon runs (`hosts/<node>/docker`)
+//! and, on the leader, the `leader` key. A node that dies or is cut off takes all of them
+//! with it when the lease expires.
+//!
+//! A follower lists the prefix, renders it ([`Replica`]), and watches from the listed
+//! revision; a lost watch or a compaction means a full list again. Meanwhile it campaigns:
+//! a transaction creates `leader` if no key is there. The winner lists the state and history
+//! again, takes over ([`takeover`]) and runs the writer with an [`EtcdStore`] fenced by the
+//! revision its `leader` key was created at, until its term ends: shutdown, a lease it could
+//! not renew in time (a frozen process wakes up past its lease and stops before it writes),
+//! or any write etcd refused.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use etcd_client::{
+    Client, Compare, CompareOp, EventType, GetOptions, PutOptions, Txn, TxnOp, TxnOpResponse,
+    WatchOptions,
+};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+use crate::clock::SharedClock;
+use crate::controller::history::HistoryEntry;
+use crate::controller::machine::{Change, ChangeKind};
+use crate::controller::store::Store;
+use crate::controller::{
+    ControlHandle, Controller, DockerCommand, Drained, SERIAL_RESERVE, SourceUpdate, StartParts,
+    Takeover, changes::entry, initial_state, to_stored,
+};
+use crate::health::{Checker, HealthBoard};
+use crate::model::AliasName;
+use crate::registry::{Base, DockerEndpoint, Problem, Sources, Topology};
+use crate::snapshot::SharedSnapshot;
+use crate::state::{Live, State, StoredDelta, StoredState};
+
+use super::etcd::{self, EtcdStore, Keys, Listed, Settings, TXN_OPS, describe};
+use super::replica::Replica;
+use super::status::{ClusterMode, ClusterStatus, EtcdStatus, NodeStatus};
+
+/// How long to wait before asking etcd again after a failure.
+const RETRY: Duration = Duration::from_millis(300);
+
+/// What a node announces under `nodes/<node>`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Announcement {
+    pub api: SocketAddr,
+    /// The revision of the last commit it renders.
+    pub applied: i64,
+    pub config_hash: String,
+    pub started_ms: u64,
+    /// Per zone (origin), the serial it serves.
+    pub serials: BTreeMap<String, u32>,
+}
+
+/// What a node's Docker daemon runs, under `hosts/<node>/docker`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostView {
+    pub services: BTreeMap<String, Vec<DockerEndpoint>>,
+    pub problems: Vec<Problem>,
+}
+
+/// What the writer needs on whichever node leads.
+#[derive(Clone)]
+pub struct WriterSetup {
+    pub board: Arc<HealthBoard>,
+    pub health_concurrency: usize,
+    pub proxies: Vec<(SocketAddr, AliasName)>,
+    pub secondaries: Vec<(usize, SocketAddr)>,
+    pub drain_deadline: Duration,
+    pub docker_tx: Option<mpsc::Sender<DockerCommand>>,
+    pub docker_endpoint: Option<String>,
+    pub clock: SharedClock,
+}
+
+/// A node, started: connected, with its first snapshot rendered from etcd.
+pub struct Node {
+    settings: Settings,
+    keys: Keys,
+    client: Client,
+    base: Arc<Base>,
+    shared: SharedSnapshot,
+    handle: ControlHandle,
+    status: watch::Sender<ClusterStatus>,
+    setup: WriterSetup,
+    sources_rx: mpsc::Receiver<SourceUpdate>,
+    drained_rx: mpsc::UnboundedReceiver<Drained>,
+    first: Listed,
+    api: SocketAddr,
+    config_hash: String,
+    started_ms: u64,
+}
+
+/// What the daemon hands a node.
+pub struct NodeParts {
+    pub settings: Settings,
+    pub base: Arc<Base>,
+    /// This node's API, as other nodes reach it.
+    pub api: SocketAddr,
+    pub config_hash: String,
+    pub setup: WriterSetup,
+    /// Discovery's endpoint sets, the secondaries' reports: for whichever writer runs here.
+    pub sources_rx: mpsc::Receiver<SourceUpdate>,
+    pub drained_rx: mpsc::UnboundedReceiver<Drained>,
+}
+
+/// Where the current term's writer takes its inputs; empty while this node follows.
+#[derive(Default)]
+struct Slot {
+    sources: Option<mpsc::Sender<SourceUpdate>>,
+    drained: Option<mpsc::UnboundedSender<Drained>>,
+}
+
+/// etcd as this node last reached it.
+#[derive(Clone)]
+struct Reach {
+    status: watch::Sender<ClusterStatus>,
+    clock: SharedClock,
+}
+
+impl Reach {
+    fn ok(&self) {
+        let now = self.clock.now_ms();
+        self.status.send_if_modified(|s| match &mut s.etcd {
+            Some(e) if !e.connected => {
+                e.connected = true;
+                e.since_ms = now;
+                e.error = None;
+                info!("etcd reached again");
+                true
+            }
+            _ => false,
+        });
+    }
+
+    fn failed(&self, error: &str) {
+        let now = self.clock.now_ms();
+        self.status.send_if_modified(|s| match &mut s.etcd {
+            Some(e) => {
+                let changed = e.connected || e.error.as_deref() != Some(error);
+                if e.connected {
+                    warn!(error, "etcd lost: serving the last state, refusing changes");
+                    e.since_ms = now;
+                }
+                e.connected = false;
+                e.error = Some(error.to_owned());
+                changed
+            }
+            None => false,
+        });
+    }
+}
+
+impl Node {
+    /// Connects to etcd and renders its first snapshot, waiting (and saying so) until etcd
+    /// answers or `shutdown` is cancelled. Returns the node and what the daemon serves from.
+    pub async fn start(
+        parts: NodeParts,
+        shutdown: &CancellationToken,
+    ) -> Option<(Self, SharedSnapshot, ControlHandle, watch::Receiver<ClusterStatus>)> {
+        let NodeParts {
+            settings,
+            base,
+            api,
+            config_hash,
+            setup,
+            sources_rx,
+            drained_rx,
+        } = parts;
+        let keys = Keys::new(&settings.prefix);
+        let started_ms = setup.clock.now_ms();
+        let (mut client, first) = loop {
+            let attempt = async {
+                let mut client = etcd::connect(&settings).await?;
+                let listed = etcd::list(&mut client, &keys)
+                    .await
+                    .map_err(|e| describe(&e))?;
+                Ok::<_, String>((client, listed))
+            };
+            match attempt.await {
+                Ok(found) => break found,
+                Err(e) => {
+                    warn!(etcd = ?settings.etcd, error = %e, "waiting for etcd");
+                    tokio::select! {
+                        () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        () = shutdown.cancelled() => return None,
+                    }
+                }
+            }
+        };
+        for p in &first.problems {
+            error!("{p}");
+        }
+        info!(node = %settings.node, revision = first.revision, "cluster state listed from etcd");
+        let handle = ControlHandle::detached(0);
+        let empty = crate::snapshot::Snapshot::render(
+            0,
+            Arc::new(Topology::build(&base, &Default::default(), [])),
+            &State {
+                aliases: imbl::OrdMap::new(),
+                serials: vec![0; base.zones.len()],
+                registry: Default::default(),
+                serial_reserve: Vec::new(),
+                history_seq: 0,
+            },
+            &Default::default(),
+            &Default::default(),
+            Arc::default(),
+        );
+        let shared: SharedSnapshot = Arc::new(arc_swap::ArcSwap::from_pointee(empty));
+        // The first render, so DNS has answers from its first query.
+        let replica = Replica::new(
+            base.clone(),
+            &first,
+            shared.clone(),
+            handle.clone(),
+            Arc::new(Sources::default()),
+            started_ms,
+        );
+        let mut status = ClusterStatus::single(&settings.node, api, &config_hash, started_ms);
+        status.mode = ClusterMode::Etcd;
+        status.leader = None;
+        status.nodes.clear();
+        status.etcd = Some(EtcdStatus {
+            endpoints: settings.etcd.clone(),
+            connected: true,
+            since_ms: started_ms,
+            error: None,
+        });
+        let (status, status_rx) = watch::channel(status);
+        let mut node = Self {
+            settings,
+            keys,
+            client: client.clone(),
+            base,
+            shared: shared.clone(),
+            handle: handle.clone(),
+            status,
+            setup,
+            sources_rx,
+            drained_rx,
+            first,
+            api,
+            config_hash,
+            started_ms,
+        };
+        node.update_members(&mut client).await;
+        drop(replica);
+        node.warn_if_different();
+        Some((node, shared, handle, status_rx))
+    }
+
+    /// Says loudly, once at start, when this node's definitions are not the leader's.
+    fn warn_if_different(&self) {
+        let status = self.status.borrow();
+        for p in &status.problems {
+            error!("{p}");
+        }
+    }
+
+    /// Lists the members and the leader once (at start, before the watcher runs).
+    async fn update_members(&mut self, client: &mut Client) {
+        if let Ok(members) = list_members(client, &self.keys).await {
+            let mine = self.config_hash.clone();
+            self.status
+                .send_modify(|s| compose(s, &members.0, members.1.as_deref(), &mine));
+        }
+    }
+
+    /// Runs the node until `shutdown`: its lease, its announcement, the members' watch, the
+    /// follower's replica and, when elected, the writer.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let Self {
+            settings,
+            keys,
+            client,
+            base,
+            shared,
+            handle,
+            status,
+            setup,
+            sources_rx,
+            drained_rx,
+            first,
+            api,
+            config_hash,
+            started_ms,
+        } = self;
+        let reach = Reach {
+            status: status.clone(),
+            clock: setup.clock.clone(),
+        };
+        let mut tasks = JoinSet::new();
+        let (lease_tx, lease_rx) = watch::channel(0i64);
+        let lease_until = Arc::new(Mutex::new(Instant::now()));
+        let (applied_tx, applied_rx) = watch::channel(first.meta_revision);
+        let (host_tx, host_rx) = watch::channel::<Option<HostView>>(None);
+        tasks.spawn(keep_lease(
+            client.clone(),
+            settings.ttl_secs(),
+            lease_tx,
+            lease_until.clone(),
+            reach.clone(),
+            shutdown.clone(),
+        ));
+        tasks.spawn(announce(
+            client.clone(),
+            keys.clone(),
+            settings.node.clone(),
+            lease_rx.clone(),
+            applied_rx,
+            host_rx,
+            shared.clone(),
+            Announcement {
+                api,
+                applied: 0,
+                config_hash: config_hash.clone(),
+                started_ms,
+                serials: BTreeMap::new(),
+            },
+            shutdown.clone(),
+        ));
+        tasks.spawn(watch_members(
+            client.clone(),
+            keys.clone(),
+            status.clone(),
+            config_hash.clone(),
+            reach.clone(),
+            shutdown.clone(),
+        ));
+        let slot = Arc::new(Mutex::new(Slot::default()));
+        tasks.spawn(forward_inputs(
+            sources_rx,
+            drained_rx,
+            slot.clone(),
+            host_tx,
+            shutdown.clone(),
+        ));
+        let ctx = Ctx {
+            settings,
+            keys,
+            client,
+            base,
+            shared,
+            handle,
+            setup,
+            reach,
+            lease_rx,
+            lease_until,
+            applied: applied_tx,
+            slot,
+        };
+        let mut first = Some(first);
+        loop {
+            let elected = tokio::select! {
+                fence = campaign(&ctx) => fence,
+                () = follow(&ctx, &mut first) => None,
+                () = shutdown.cancelled() => None,
+            };
+            let Some(fence) = elected else { break };
+            lead(&ctx, fence, &shutdown).await;
+            if shutdown.is_cancelled() {
+                break;
+            }
+        }
+        // Hand over at once instead of after the lease: the others need not wait.
+        let lease = *ctx.lease_rx.borrow();
+        if lease != 0 {
+            let mut client = ctx.client.clone();
+            let _ = tokio::time::timeout(Duration::from_secs(2), client.lease_revoke(lease)).await;
+        }
+        tasks.shutdown().await;
+    }
+}
+
+/// What the node's roles share.
+struct Ctx {
+    settings: Settings,
+    keys: Keys,
+    client: Client,
+    base: Arc<Base>,
+    shared: SharedSnapshot,
+    handle: ControlHandle,
+    setup: WriterSetup,
+    reach: Reach,
+    lease_rx: watch::Receiver<i64>,
+    lease_until: Arc<Mutex<Instant>>,
+    applied: watch::Sender<i64>,
+    slot: Arc<Mutex<Slot>>,
+}
+
+/// Keeps this node's lease: grants one, renews it every third of its TTL, and grants a new
+/// one when it was lost. `until` is how long the lease is known to hold: the time the last
+/// renewal that etcd answered was sent, plus the TTL.
+async fn keep_lease(
+    mut client: Client,
+    ttl: i64,
+    lease_tx: watch::Sender<i64>,
+    until: Arc<Mutex<Instant>>,
+    reach: Reach,
+    shutdown: CancellationToken,
+) {
+    let ttl_d = Duration::from_secs(ttl as u64);
+    let every = ttl_d / 3;
+    while !shutdown.is_cancelled() {
+        let sent = Instant::now();
+        let granted = match client.lease_grant(ttl, None).await {
+            Ok(g) => g,
+            Err(e) => {
+                reach.failed(&describe(&e));
+                tokio::select! {
+                    () = tokio::time::sleep(RETRY) => continue,
+                    () = shutdown.cancelled() => return,
+                }
+            }
+        };
+        reach.ok();
+        let id = granted.id();
+        *until.lock().unwrap_or_else(|p| p.into_inner()) = sent + ttl_d;
+        lease_tx.send_replace(id);
+        let (mut keeper, mut stream) = match client.lease_keep_alive(id).await {
+            Ok(k) => k,
+            Err(e) => {
+                reach.failed(&describe(&e));
+                continue;
+            }
+        };
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep(every) => {}
+                () = shutdown.cancelled() => return,
+            }
+            let sent = Instant::now();
+            let renewed = async {
+                keeper.keep_alive().await?;
+                stream.message().await
+            };
+            match tokio::time::timeout(every.max(Duration::from_millis(500)), renewed).await {
+                Ok(Ok(Some(r))) if r.ttl() > 0 => {
+                    reach.ok();
+                    *until.lock().unwrap_or_else(|p| p.into_inner()) = sent + ttl_d;
+                }
+                Ok(Ok(Some(_))) => {
+                    warn!("this node's lease in etcd expired; taking a new one");
+                    break;
+                }
+                Ok(Ok(None)) => {
+                    reach.failed("etcd closed the lease keep-alive stream");
+                    break;
+                }
+                Ok(Err(e)) => {
+                    reach.failed(&describe(&e));
+                    break;
+                }
+                Err(_) => {
+                    reach.failed("etcd did not answer a lease renewal in time");
+                    break;
+                }
+            }
+            // A renewal that came back after the lease could have ended keeps nothing: the
+            // lease may be gone already, and every key under it.
+            if Instant::now() >= *until.lock().unwrap_or_else(|p| p.into_inner()) {
+                break;
+            }
+        }
+        lease_tx.send_replace(0);
+    }
+}
+
+/// Writes this node's announcement (and its Docker view) under its lease whenever the lease,
+/// the revision it renders or its Docker view changes.
+#[allow(clippy::too_many_arguments)]
+async fn announce(
+    mut client: Client,
+    keys: Keys,
+    node: String,
+    mut lease_rx: watch::Receiver<i64>,
+    mut applied_rx: watch::Receiver<i64>,
+    mut host_rx: watch::Receiver<Option<HostView>>,
+    shared: SharedSnapshot,
+    mut announcement: Announcement,
+    shutdown: CancellationToken,
+) {
+    let mut written: Option<(i64, Announcement)> = None;
+    let mut host_written: Option<(i64, HostView)> = None;
+    loop {
+        let lease = *lease_rx.borrow_and_update();
+        announcement.applied = *applied_rx.borrow_and_update();
+        let snapshot = shared.load();
+        announcement.serials = snapshot
+            .topology
+            .zones
+            .iter()
+            .zip(&snapshot.zones)
+            .map(|(z, v)| (z.origin.name().to_ascii(), v.serial))
+            .collect();
+        let mut failed = false;
+        if lease != 0 && written.as_ref() != Some(&(lease, announcement.clone())) {
+            let value = serde_json::to_vec(&announcement).unwrap_or_default();
+            let put = client.put(
+                keys.node(&node),
+                value,
+                Some(PutOptions::new().with_lease(lease)),
+            );
+            match put.await {
+                Ok(_) => written = Some((lease, announcement.clone())),
+                Err(_) => failed = true,
+            }
+        }
+        let host = host_rx.borrow_and_update().clone();
+        if let Some(view) = host
+            && lease != 0
+            && host_written.as_ref() != Some(&(lease, view.clone()))
+        {
+            let value = serde_json::to_vec(&view).unwrap_or_default();
+            let put = client.put(
+                keys.host_docker(&node),
+                value,
+                Some(PutOptions::new().with_lease(lease)),
+            );
+            match put.await {
+                Ok(_) => host_written = Some((lease, view)),
+                Err(_) => failed = true,
+            }
+        }
+        let wait = if failed { RETRY } else { Duration::from_secs(1) };
+        tokio::select! {
+            _ = lease_rx.changed() => {}
+            _ = applied_rx.changed() => {}
+            _ = host_rx.changed() => {}
+            () = tokio::time::sleep(wait) => {}
+            () = shutdown.cancelled() => return,
+        }
+    }
+}
+
+/// Every node's announcement by name, and the leader's name.
+type Members = (BTreeMap<String, Announcement>, Option<String>);
+
+async fn list_members(client: &mut Client, keys: &Keys) -> Result<Members, etcd_client::Error> {
+    let nodes = client
+        .get(keys.nodes(), Some(GetOptions::new().with_prefix()))
+        .await?;
+    let leader = client.get(keys.leader(), None).await?;
+    let mut members = BTreeMap::new();
+    for kv in nodes.kvs() {
+        if let Ok(raw) = kv.key_str()
+            && let Some(etcd::Key::Node(n)) = keys.classify(raw)
+            && let Ok(a) = serde_json::from_slice::<Announcement>(kv.value())
+        {
+            members.insert(n.to_owned(), a);
+        }
+    }
+    let leader = leader
+        .kvs()
+        .first()
+        .map(|kv| String::from_utf8_lossy(kv.value()).into_owned());
+    Ok((members, leader))
+}
+
+/// The status from the members and the leader.
+fn compose(
+    s: &mut ClusterStatus,
+    members: &BTreeMap<String, Announcement>,
+    leader: Option<&str>,
+    mine: &str,
+) {
+    s.leader = leader.map(str::to_owned);
+    let reference = leader
+        .and_then(|l| members.get(l))
+        .map_or(mine, |a| a.config_hash.as_str())
+        .to_owned();
+    let latest = members.values().map(|a| a.applied).max().unwrap_or(0);
+    s.revision = latest;
+    s.nodes = members
+        .iter()
+        .map(|(name, a)| NodeStatus {
+            name: name.clone(),
+            api: a.api,
+            leader: Some(name.as_str()) == leader,
+            applied_revision: a.applied,
+            behind: latest - a.applied,
+            config_hash: a.config_hash.clone(),
+            config_matches: a.config_hash == reference,
+            started_ms: a.started_ms,
+        })
+        .collect();
+    s.problems = s
+        .nodes
+        .iter()
+        .filter(|n| !n.config_matches)
+        .map(|n| {
+            format!(
+                "node {} answers from other definitions (zones, services, aliases) than the leader {}: its config hash is {}, the leader's {}; give every node the same config files",
+                n.name,
+                leader.unwrap_or("?"),
+                short(&n.config_hash),
+                short(&reference)
+            )
+        })
+        .collect();
+    if leader.is_none() {
+        s.problems
+            .push("no leader: no node holds the leadership in etcd; changes are refused until one does".into());
+    }
+}
+
+fn short(hash: &str) -> &str {
+    &hash[..hash.len().min(12)]
+}
+
+/// Lists and watches the members and the leader into the status.
+async fn watch_members(
+    mut client: Client,
+    keys: Keys,
+    status: watch::Sender<ClusterStatus>,
+    mine: String,
+    reach: Reach,
+    shutdown: CancellationToken,
+) {
+    while !shutdown.is_cancelled() {
+        match list_members(&mut client, &keys).await {
+            Ok((members, leader)) => {
+                reach.ok();
+                let mut members = members;
+                let mut leader = leader;
+                status.send_modify(|s| compose(s, &members, leader.as_deref(), &mine));
+                let revision = 0;
+                let watched = client
+                    .watch(
+                        keys.all(),
+                        Some(WatchOptions::new().with_prefix().with_start_revision(revision)),
+                    )
+                    .await;
+                let Ok(mut stream) = watched else {
+                    tokio::time::sleep(RETRY).await;
+                    continue;
+                };
+                // The watch starts now: what changed between the list and here is listed
+                // again on the first event.
+                let _ = stream.message().await;
+                if let Ok((m, l)) = list_members(&mut client, &keys).await {
+                    members = m;
+                    leader = l;
+                    status.send_modify(|s| compose(s, &members, leader.as_deref(), &mine));
+                }
+                loop {
+                    let message = tokio::select! {
+                        m = stream.message() => m,
+                        () = shutdown.cancelled() => return,
+                    };
+                    let Ok(Some(resp)) = message else {
+                        reach.failed("the watch of the cluster's members ended");
+                        break;
+                    };
+                    if resp.canceled() {
+                        break;
+                    }
+                    let mut changed = false;
+                    for event in resp.events() {
+                        let Some(kv) = event.kv() else { continue };
+                        let Ok(raw) = kv.key_str() else { continue };
+                        match (keys.classify(raw), event.event_type()) {
+                            (Some(etcd::Key::Node(n)), EventType::Put) => {
+                                if let Ok(a) = serde_json::from_slice(kv.value()) {
+                                    members.insert(n.to_owned(), a);
+                                    changed = true;
+                                }
+                            }
+                            (Some(etcd::Key::Node(n)), EventType::Delete) => {
+                                changed |= members.remove(n).is_some();
+                            }
+                            (Some(etcd::Key::Leader), EventType::Put) => {
+                                leader = Some(String::from_utf8_lossy(kv.value()).into_owned());
+                                changed = true;
+                            }
+                            (Some(etcd::Key::Leader), EventType::Delete) => {
+                                leader = None;
+                                changed = true;
+                            }
+                            _ => {}
+                        }
+                    }
+                    if changed {
+                        status.send_modify(|s| compose(s, &members, leader.as_deref(), &mine));
+                    }
+                }
+            }
+            Err(e) => reach.failed(&describe(&e)),
+        }
+        tokio::select! {
+            () = tokio::time::sleep(RETRY) => {}
+            () = shutdown.cancelled() => return,
+        }
+    }
+}
+
+/// Passes discovery's updates and the proxies' reports to the writer of the current term;
+/// Docker's endpoint sets go to etcd under this node's lease instead (the leader merges every
+/// host's).
+async fn forward_inputs(
+    mut sources_rx: mpsc::Receiver<SourceUpdate>,
+    mut drained_rx: mpsc::UnboundedReceiver<Drained>,
+    slot: Arc<Mutex<Slot>>,
+    host_tx: watch::Sender<Option<HostView>>,
+    shutdown: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            Some(update) = sources_rx.recv() => {
+                if let SourceUpdate::Docker { services, problems } = update {
+                    host_tx.send_replace(Some(HostView {
+                        services: services.into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
+                        problems,
+                    }));
+                    continue;
+                }
+                let tx = slot.lock().unwrap_or_else(|p| p.into_inner()).sources.clone();
+                if let Some(tx) = tx {
+                    let _ = tx.send(update).await;
+                }
+            }
+            Some(report) = drained_rx.recv() => {
+                let tx = slot.lock().unwrap_or_else(|p| p.into_inner()).drained.clone();
+                if let Some(tx) = tx {
+                    let _ = tx.send(report);
+                }
+            }
+            () = shutdown.cancelled() => return,
+            else => return,
+        }
+    }
+}
+
+/// Campaigns until this node is elected; returns the fence (the revision its `leader` key was
+/// created at).
+async fn campaign(ctx: &Ctx) -> Option<i64> {
+    let mut client = ctx.client.clone();
+    let mut lease_rx = ctx.lease_rx.clone();
+    let node = ctx.settings.node.clone();
+    loop {
+        let lease = *lease_rx.borrow_and_update();
+        if lease == 0 {
+            if lease_rx.changed().await.is_err() {
+                return None;
+            }
+            continue;
+        }
+        let leader = ctx.keys.leader();
+        let txn = Txn::new()
+            .when(vec![Compare::create_revision(
+                leader.clone(),
+                CompareOp::Equal,
+                0,
+            )])
+            .and_then(vec![TxnOp::put(
+                leader.clone(),
+                node.clone(),
+                Some(PutOptions::new().with_lease(lease)),
+            )])
+            .or_else(vec![TxnOp::get(leader.clone(), None)]);
+        let response = match client.txn(txn).await {
+            Ok(r) => r,
+            Err(e) => {
+                ctx.reach.failed(&describe(&e));
+                tokio::time::sleep(RETRY).await;
+                continue;
+            }
+        };
+        let revision = response.header().map_or(0, |h| h.revision());
+        if response.succeeded() {
+            info!(node = %node, revision, "elected leader");
+            return Some(revision);
+        }
+        let holder = response.op_responses().into_iter().find_map(|r| match r {
+            TxnOpResponse::Get(g) => g.kvs().first().cloned(),
+            _ => None,
+        });
+        if let Some(kv) = &holder
+            && kv.value() == node.as_bytes()
+            && kv.lease() != lease
+        {
+            // This node's own key from a lease it lost (a restart, or a lease that ran out):
+            // nobody else leads under it.
+            let txn = Txn::new()
+                .when(vec![Compare::mod_revision(
+                    leader.clone(),
+                    CompareOp::Equal,
+                    kv.mod_revision(),
+                )])
+                .and_then(vec![TxnOp::delete(leader.clone(), None)]);
+            let _ = client.txn(txn).await;
+            continue;
+        }
+        // Wait for the key to go (its holder resigned, or its lease expired).
+        let watched = client
+            .watch(
+                leader.clone(),
+                Some(WatchOptions::new().with_start_revision(revision + 1)),
+            )
+            .await;
+        let Ok(mut stream) = watched else {
+            tokio::time::sleep(RETRY).await;
+            continue;
+        };
+        loop {
+            tokio::select! {
+                m = stream.message() => match m {
+                    Ok(Some(r)) if r.events().iter().any(|e| e.event_type() == EventType::Delete) => break,
+                    Ok(Some(r)) if !r.canceled() => {}
+                    _ => {
+                        tokio::time::sleep(RETRY).await;
+                        break;
+                    }
+                },
+                // A lost lease means campaigning again under the new one.
+                _ = lease_rx.changed() => break,
+            }
+        }
+    }
+}
+
+/// Follows etcd into this node's snapshots: list, render, watch from the listed revision;
+/// again from a list after a compaction or a lost watch. Returns only if the node stops.
+async fn follow(ctx: &Ctx, first: &mut Option<Listed>) {
+    let mut client = ctx.client.clone();
+    let clock = ctx.setup.clock.clone();
+    loop {
+        let listed = match first.take() {
+            Some(l) => l,
+            None => match etcd::list(&mut client, &ctx.keys).await {
+                Ok(l) => {
+                    ctx.reach.ok();
+                    l
+                }
+                Err(e) => {
+                    ctx.reach.failed(&describe(&e));
+                    tokio::time::sleep(RETRY).await;
+                    continue;
+                }
+            },
+        };
+        let mut replica = Replica::new(
+            ctx.base.clone(),
+            &listed,
+            ctx.shared.clone(),
+            ctx.handle.clone(),
+            Arc::new(Sources::default()),
+            clock.now_ms(),
+        );
+        ctx.applied.send_replace(replica.applied);
+        let watched = client
+            .watch(
+                ctx.keys.all(),
+                Some(
+                    WatchOptions::new()
+                        .with_prefix()
+                        .with_start_revision(listed.revision + 1),
+                ),
+            )
+            .await;
+        let mut stream = match watched {
+            Ok(s) => s,
+            Err(e) => {
+                ctx.reach.failed(&describe(&e));
+                tokio::time::sleep(RETRY).await;
+                continue;
+            }
+        };
+        loop {
+            match stream.message().await {
+                Ok(Some(resp)) if resp.canceled() => {
+                    if resp.compact_revision() > 0 {
+                        warn!(
+                            compacted = resp.compact_revision(),
+                            "etcd compacted past this node's watch; listing everything again"
+                        );
+                    }
+                    break;
+                }
+                Ok(Some(resp)) => {
+                    let revision = resp.header().map_or(0, |h| h.revision());
+                    for p in replica.apply(&ctx.keys, resp.events(), revision, clock.now_ms()) {
+                        error!("{p}");
+                    }
+                    ctx.applied.send_replace(replica.applied);
+                }
+                Ok(None) | Err(_) => {
+                    ctx.reach.failed("the watch of the cluster's state ended; serving the last state");
+                    tokio::time::sleep(RETRY).await;
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// One term as the leader: takes over from what etcd holds and runs the writer until the
+/// term ends.
+async fn lead(ctx: &Ctx, fence: i64, shutdown: &CancellationToken) {
+    let term = shutdown.child_token();
+    let mut client = ctx.client.clone();
+    let now = ctx.setup.clock.now_ms();
+    let listed = etcd::list(&mut client, &ctx.keys).await;
+    let listed = match listed {
+        Ok(l) if l.leader.as_ref().map(|(_, r)| *r) == Some(fence) => l,
+        Ok(_) => {
+            warn!("elected, but the leadership was gone before the state was read");
+            return;
+        }
+        Err(e) => {
+            ctx.reach.failed(&describe(&e));
+            return;
+        }
+    };
+    let (history, problems) = match etcd::list_history(&mut client, &ctx.keys, listed.revision)
+        .await
+    {
+        Ok(h) => h,
+        Err(e) => {
+            ctx.reach.failed(&describe(&e));
+            return;
+        }
+    };
+    for p in problems {
+        error!("{p}");
+    }
+    let taken = takeover(&ctx.base, &listed.data, history, now);
+    for note in &taken.notes {
+        warn!("{note}");
+    }
+    // Watches the lease: past its end, or under a new lease, this term is over.
+    {
+        let term = term.clone();
+        let until = ctx.lease_until.clone();
+        let mut lease_rx = ctx.lease_rx.clone();
+        let lease = *lease_rx.borrow_and_update();
+        tokio::spawn(async move {
+            loop {
+                let end = *until.lock().unwrap_or_else(|p| p.into_inner());
+                if Instant::now() >= end || *lease_rx.borrow() != lease {
+                    warn!("this node's lease could not be renewed in time: stepping down");
+                    term.cancel();
+                    return;
+                }
+                tokio::select! {
+                    () = tokio::time::sleep_until(end.into()) => {}
+                    _ = lease_rx.changed() => {}
+                    () = term.cancelled() => return,
+                }
+            }
+        });
+    }
+    let seqs: BTreeSet<u64> = taken.entries.iter().map(|e| e.seq).collect();
+    let mut store = EtcdStore::new(
+        ctx.client.clone(),
+        ctx.keys.clone(),
+        tokio::runtime::Handle::current(),
+        fence,
+        listed.meta_revision,
+        seqs,
+        term.clone(),
+        ctx.lease_until.clone(),
+        ctx.applied.clone(),
+    );
+    let bootstrap = {
+        let units = taken.bootstrap;
+        tokio::task::spawn_blocking(move || {
+            for (delta, entries, live) in units {
+                store.commit(delta, &entries, &live, &StoredState::default)?;
+            }
+            Ok::<_, crate::controller::store::StoreError>(store)
+        })
+        .await
+    };
+    let store = match bootstrap {
+        Ok(Ok(store)) => store,
+        Ok(Err(e)) => {
+            error!(error = %e, "could not take over the cluster's state; stepping down");
+            term.cancel();
+            return;
+        }
+        Err(e) => {
+            error!(error = %e, "the takeover task failed");
+            term.cancel();
+            return;
+        }
+    };
+    let (health_tx, health_rx) = mpsc::channel(1024);
+    let checker = Checker::new(
+        ctx.setup.board.clone(),
+        health_tx,
+        ctx.setup.health_concurrency,
+        term.clone(),
+    );
+    let (sources_tx, sources_rx) = mpsc::channel(64);
+    let (drained_tx, drained_rx) = mpsc::unbounded_channel();
+    {
+        let mut slot = ctx.slot.lock().unwrap_or_else(|p| p.into_inner());
+        slot.sources = Some(sources_tx.clone());
+        slot.drained = Some(drained_tx);
+    }
+    let s = &ctx.setup;
+    let (controller, _handle, _shared) = Controller::start(StartParts {
+        base: ctx.base.clone(),
+        store: Box::new(store),
+        state: taken.state,
+        topology: taken.topology,
+        history: taken.entries,
+        board: s.board.clone(),
+        checker,
+        health_rx,
+        sources_rx,
+        docker_tx: s.docker_tx.clone(),
+        docker_endpoint: s.docker_endpoint.clone(),
+        proxies: s.proxies.clone(),
+        drained_rx,
+        drain_deadline: s.drain_deadline,
+        secondaries: s.secondaries.clone(),
+        clock: s.clock.clone(),
+        takeover: Some(Takeover {
+            handle: ctx.handle.clone(),
+            shared: ctx.shared.clone(),
+            health: listed.data.health_map(),
+            last_good: listed.data.last_good_map(),
+        }),
+    });
+    info!(node = %ctx.settings.node, fence, "leading: the writer runs here");
+    let hosts = tokio::spawn(merge_hosts(
+        ctx.client.clone(),
+        ctx.keys.clone(),
+        sources_tx,
+        term.clone(),
+    ));
+    controller.run(term.clone()).await;
+    term.cancel();
+    hosts.abort();
+    ctx.handle.detach();
+    *ctx.slot.lock().unwrap_or_else(|p| p.into_inner()) = Slot::default();
+    if shutdown.is_cancelled() {
+        // Resign: delete the key this term created, so another node takes over at once.
+        let txn = Txn::new()
+            .when(vec![Compare::create_revision(
+                ctx.keys.leader(),
+                CompareOp::Equal,
+                fence,
+            )])
+            .and_then(vec![TxnOp::delete(ctx.keys.leader(), None)]);
+        let _ = tokio::time::timeout(Duration::from_secs(2), client.txn(txn)).await;
+        info!("resigned the leadership");
+    } else {
+        warn!(node = %ctx.settings.node, "no longer the leader: following again");
+    }
+}
+
+/// Merges every live host's Docker view into one for the leader's writer: lists, watches,
+/// and sends the whole merged set on every change.
+async fn merge_hosts(
+    mut client: Client,
+    keys: Keys,
+    writer: mpsc::Sender<SourceUpdate>,
+    term: CancellationToken,
+) {
+    let mut last: Option<BTreeMap<crate::model::ServiceName, Vec<DockerEndpoint>>> = None;
+    while !term.is_cancelled() {
+        let listed = client
+            .get(keys.hosts(), Some(GetOptions::new().with_prefix()))
+            .await;
+        let Ok(listed) = listed else {
+            tokio::time::sleep(RETRY).await;
+            continue;
+        };
+        let revision = listed.header().map_or(0, |h| h.revision());
+        let mut hosts: BTreeMap<String, HostView> = BTreeMap::new();
+        for kv in listed.kvs() {
+            if let Ok(raw) = kv.key_str()
+                && let Some(etcd::Key::Host(n)) = keys.classify(raw)
+                && let Ok(v) = serde_json::from_slice(kv.value())
+            {
+                hosts.insert(n.to_owned(), v);
+            }
+        }
+        let any_docker = !hosts.is_empty();
+        send_merged(&hosts, &writer, &mut last, any_docker).await;
+        let watched = client
+            .watch(
+                keys.hosts(),
+                Some(
+                    WatchOptions::new()
+                        .with_prefix()
+                        .with_start_revision(revision + 1),
+                ),
+            )
+            .await;
+        let Ok(mut stream) = watched else {
+            tokio::time::sleep(RETRY).await;
+            continue;
+        };
+        loop {
+            let message = tokio::select! {
+                m = stream.message() => m,
+                () = term.cancelled() => return,
+            };
+            let Ok(Some(resp)) = message else { break };
+            if resp.canceled() {
+                break;
+            }
+            for event in resp.events() {
+                let Some(kv) = event.kv() else { continue };
+                let Ok(raw) = kv.key_str() else { continue };
+                let Some(etcd::Key::Host(n)) = keys.classify(raw) else {
+                    continue;
+                };
+                match event.event_type() {
+                    EventType::Put => {
+                        if let Ok(v) = serde_json::from_slice(kv.value()) {
+                            hosts.insert(n.to_owned(), v);
+                        }
+                    }
+                    EventType::Delete => {
+                        hosts.remove(n);
+                    }
+                }
+            }
+            send_merged(&hosts, &writer, &mut last, true).await;
+        }
+        tokio::time::sleep(RETRY).await;
+    }
+}
+
+async fn send_merged(
+    hosts: &BTreeMap<String, HostView>,
+    writer: &mpsc::Sender<SourceUpdate>,
+    last: &mut Option<BTreeMap<crate::model::ServiceName, Vec<DockerEndpoint>>>,
+    any: bool,
+) {
+    if !any && last.is_none() {
+        return;
+    }
+    let mut services: BTreeMap<crate::model::ServiceName, Vec<DockerEndpoint>> = BTreeMap::new();
+    let mut problems = Vec::new();
+    for view in hosts.values() {
+        for (name, endpoints) in &view.services {
+            if let Ok(n) = name.parse() {
+                services
+                    .entry(n)
+                    .or_default()
+                    .extend(endpoints.iter().cloned());
+            }
+        }
+        problems.extend(view.problems.iter().cloned());
+    }
+    if last.as_ref() == Some(&services) {
+        return;
+    }
+    *last = Some(services.clone());
+    let _ = writer
+        .send(SourceUpdate::Docker { services, problems })
+        .await;
+}
+
+/// What a new leader starts from, and what it writes before it serves: the changes the
+/// start itself made (aliases new in the config, the serials), in units etcd takes.
+pub struct Taken {
+    pub state: State,
+    pub topology: Arc<Topology>,
+    /// Every committed history entry, with those of this start at the end.
+    pub entries: Vec<HistoryEntry>,
+    pub bootstrap: Vec<(StoredDelta, Vec<HistoryEntry>, Live)>,
+    pub notes: Vec<String>,
+}
+
+/// The state a new leader continues from `data` (what etcd holds) over `base`; see [`Taken`].
+/// The serials stay those published, so a failover alone changes no answer.
+pub fn takeover(
+    base: &Base,
+    data: &etcd::Data,
+    mut entries: Vec<HistoryEntry>,
+    now_ms: u64,
+) -> Taken {
+    let stored = data.has_state.then_some(&data.stored);
+    let committed: HashMap<String, u64> = stored
+        .map(|s| {
+            s.aliases
+                .iter()
+                .map(|(k, a)| (k.clone(), a.revision))
+                .collect()
+        })
+        .unwrap_or_default();
+    let (mut state, notes) = initial_state(base, stored, now_ms);
+    state.history_seq = state
+        .history_seq
+        .max(entries.iter().map(|e| e.seq).max().unwrap_or(0));
+    if data.has_state {
+        for (i, zone) in base.zones.iter().enumerate() {
+            if let Some(serial) = data.serials.get(&zone.origin.name().to_ascii()) {
+                state.serials[i] = *serial;
+            }
+        }
+    }
+    let topology = Arc::new(Topology::build(
+        base,
+        &state.registry,
+        state.named_services(),
+    ));
+    let mut started: Vec<HistoryEntry> = state
+        .aliases
+        .iter()
+        .filter(|(name, a)| committed.get(&name.name().to_ascii()) != Some(&a.revision))
+        .map(|(name, a)| {
+            entry(
+                name,
+                a,
+                &Change {
+                    kind: ChangeKind::Linked,
+                    actor: a.changed_by.clone(),
+                    reason: Some("at start, from the config".into()),
+                },
+            )
+        })
+        .collect();
+    for e in &mut started {
+        state.history_seq += 1;
+        e.seq = state.history_seq;
+    }
+    state.serial_reserve = state
+        .serials
+        .iter()
+        .map(|s| s.wrapping_add(SERIAL_RESERVE))
+        .collect();
+    let after = to_stored(&topology, &state);
+    let before = stored.cloned().unwrap_or_default();
+    let mut delta = diff(&before, &after);
+    delta.history_seq = state.history_seq;
+    let live = Live {
+        serials: topology
+            .zones
+            .iter()
+            .zip(&state.serials)
+            .map(|(z, s)| (z.origin.name().to_ascii(), *s))
+            .collect(),
+        ..Live::default()
+    };
+    let bootstrap = split(delta, started.clone(), live, before.history_seq);
+    entries.extend(started);
+    Taken {
+        state,
+        topology,
+        entries,
+        bootstrap,
+        notes,
+    }
+}
+
+/// What differs between two stored states, key by key.
+fn diff(before: &StoredState, after: &StoredState) -> StoredDelta {
+    fn map<V: Clone + PartialEq>(
+        a: &BTreeMap<String, V>,
+        b: &BTreeMap<String, V>,
+    ) -> BTreeMap<String, Option<V>> {
+        let mut out = BTreeMap::new();
+        for (k, v) in b {
+            if a.get(k) != Some(v) {
+                out.insert(k.clone(), Some(v.clone()));
+            }
+        }
+        for k in a.keys() {
+            if !b.contains_key(k) {
+                out.insert(k.clone(), None);
+            }
+        }
+        out
+    }
+    StoredDelta {
+        seq: 0,
+        aliases: map(&before.aliases, &after.aliases),
+        serials: after
+            .serials
+            .iter()
+            .filter(|(k, v)| before.serials.get(*k) != Some(v))
+            .map(|(k, v)| (k.clone(), *v))
+            .collect(),
+        services: map(&before.services, &after.services),
+        alias_specs: map(&before.alias_specs, &after.alias_specs),
+        docker: map(&before.docker, &after.docker),
+        history_seq: after.history_seq,
+    }
+}
+
+/// Splits a takeover's delta into units of at most [`TXN_OPS`] writes: the aliases first,
+/// the rest (with the history entries and the serials) last, so the last unit is what
+/// commits the start.
+fn split(
+    mut delta: StoredDelta,
+    entries: Vec<HistoryEntry>,
+    live: Live,
+    history_seq_before: u64,
+) -> Vec<(StoredDelta, Vec<HistoryEntry>, Live)> {
+    let rest = delta.services.len()
+        + delta.alias_specs.len()
+        + delta.docker.len()
+        + delta.serials.len()
+        + live.serials.len()
+        + entries.len()
+        + 1;
+    let mut units = Vec::new();
+    if rest + delta.aliases.len() > TXN_OPS {
+        let aliases = std::mem::take(&mut delta.aliases);
+        let mut chunk = BTreeMap::new();
+        for (k, v) in aliases {
+            chunk.insert(k, v);
+            if chunk.len() == TXN_OPS - 1 {
+                units.push(aliases_only(std::mem::take(&mut chunk), history_seq_before));
+            }
+        }
+        if !chunk.is_empty() {
+            units.push(aliases_only(chunk, history_seq_before));
+        }
+    }
+    units.push((delta, entries, live));
+    units
+}
+
+fn aliases_only(
+    aliases: BTreeMap<String, Option<crate::state::StoredAlias>>,
+    history_seq: u64,
+) -> (StoredDelta, Vec<HistoryEntry>, Live) {
+    (
+        StoredDelta {
+            aliases,
+            history_seq,
+            ..StoredDelta::default()
+        },
+        Vec::new(),
+        Live::default(),
+    )
+}

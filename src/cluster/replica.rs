@@ -1,0 +1,166 @@
+//! A follower's view: what etcd holds, rendered into this node's snapshots.
+//!
+//! A follower never decides anything: it renders the state, health, serials and last good
+//! answers the leader stored, with the same code the leader renders with, so every node gives
+//! the same answers for the same committed revision (SOA serial included). The history
+//! entries it sees committed become this node's `/v1/events`.
+
+use std::sync::Arc;
+
+use crate::controller::history::{HistoryEntry, Subject, WireEntry};
+use crate::controller::{ControlHandle, Event, initial_state};
+use crate::registry::{Base, Sources, Topology};
+use crate::snapshot::{SharedSnapshot, Snapshot};
+use crate::state::State;
+
+use super::etcd::{Data, Key, Keys, Listed};
+
+/// What a follower renders from.
+pub struct Replica {
+    base: Arc<Base>,
+    pub data: Data,
+    /// The revision of the last commit rendered (`state/meta`'s mod revision).
+    pub applied: i64,
+    /// The last etcd revision taken in (list or watch).
+    pub seen: i64,
+    pub state: State,
+    shared: SharedSnapshot,
+    handle: ControlHandle,
+    sources: Arc<Sources>,
+}
+
+impl Replica {
+    /// Renders `listed` and publishes it.
+    pub fn new(
+        base: Arc<Base>,
+        listed: &Listed,
+        shared: SharedSnapshot,
+        handle: ControlHandle,
+        sources: Arc<Sources>,
+        now_ms: u64,
+    ) -> Self {
+        let mut replica = Self {
+            state: State {
+                aliases: imbl::OrdMap::new(),
+                serials: Vec::new(),
+                registry: Default::default(),
+                serial_reserve: Vec::new(),
+                history_seq: 0,
+            },
+            base,
+            data: listed.data.clone(),
+            applied: listed.meta_revision,
+            seen: listed.revision,
+            shared,
+            handle,
+            sources,
+        };
+        replica.render(now_ms);
+        replica
+    }
+
+    /// The state every node renders for `data` over `base`: the stored links and phases, the
+    /// serials as the leader published them.
+    pub fn state_of(base: &Base, data: &Data, now_ms: u64) -> State {
+        let stored = data.has_state.then_some(&data.stored);
+        let (mut state, _notes) = initial_state(base, stored, now_ms);
+        for (i, zone) in base.zones.iter().enumerate() {
+            if let Some(serial) = data.serials.get(&zone.origin.name().to_ascii())
+                && let Some(s) = state.serials.get_mut(i)
+            {
+                *s = *serial;
+            }
+        }
+        state
+    }
+
+    /// Renders the data and publishes the snapshot.
+    pub fn render(&mut self, now_ms: u64) {
+        self.state = Self::state_of(&self.base, &self.data, now_ms);
+        let topology = Arc::new(Topology::build(
+            &self.base,
+            &self.state.registry,
+            self.state.named_services(),
+        ));
+        let generation = self.shared.load().generation + 1;
+        let snapshot = Snapshot::render(
+            generation,
+            topology,
+            &self.state,
+            &self.data.health_map(),
+            &self.data.last_good_map(),
+            self.sources.clone(),
+        );
+        self.shared.store(Arc::new(snapshot));
+        self.handle.mark_published(generation);
+    }
+
+    /// Takes in one watch response's events (all of one or more whole revisions), renders
+    /// once if any data changed, and sends the history entries committed as events. Returns
+    /// problems with keys that could not be read.
+    pub fn apply(
+        &mut self,
+        keys: &Keys,
+        events: &[etcd_client::Event],
+        revision: i64,
+        now_ms: u64,
+    ) -> Vec<String> {
+        let mut changed = false;
+        let mut problems = Vec::new();
+        let mut entries: Vec<HistoryEntry> = Vec::new();
+        for event in events {
+            let Some(kv) = event.kv() else { continue };
+            let Ok(raw) = kv.key_str() else { continue };
+            let Some(key) = keys.classify(raw) else {
+                continue;
+            };
+            match event.event_type() {
+                etcd_client::EventType::Put => {
+                    if let Key::History(_) = key {
+                        match serde_json::from_slice::<WireEntry>(kv.value()) {
+                            Ok(e) => entries.push(e.into()),
+                            Err(e) => problems.push(format!("etcd key {raw}: {e}")),
+                        }
+                        continue;
+                    }
+                    if key == Key::Meta {
+                        self.applied = self.applied.max(kv.mod_revision());
+                    }
+                    match self.data.put(&key, raw, kv.value()) {
+                        Ok(c) => changed |= c,
+                        Err(e) => problems.push(e),
+                    }
+                }
+                etcd_client::EventType::Delete => changed |= self.data.delete(&key),
+            }
+        }
+        self.seen = self.seen.max(revision);
+        if changed {
+            self.render(now_ms);
+        }
+        entries.sort_by_key(|e| e.seq);
+        for entry in entries {
+            let event = match &entry.subject {
+                Subject::Alias(a) => {
+                    let state = find(&self.state, &a.alias);
+                    match state {
+                        Some(state) => Event::Change {
+                            entry,
+                            state: Box::new(state),
+                        },
+                        None => Event::Registry { entry },
+                    }
+                }
+                _ => Event::Registry { entry },
+            };
+            self.handle.send_event(event);
+        }
+        problems
+    }
+}
+
+/// An alias's state by the name a history entry records (absolute, with the trailing dot).
+fn find(state: &State, name: &str) -> Option<crate::state::AliasState> {
+    let name = crate::model::AliasName::resolve(name, &hickory_proto::rr::Name::root()).ok()?;
+    state.aliases.get(&name).cloned()
+}
