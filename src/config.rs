@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -73,6 +73,56 @@ pub struct Config {
     pub default_check: CheckConfig,
     /// Docker discovery, when `[docker] enabled = true`.
     pub docker: Option<DockerConfig>,
+    /// `[cluster]`: the etcd cluster this node joins; `None` runs a single node.
+    pub cluster: Option<ClusterConfig>,
+}
+
+/// `[cluster]`: how this node joins the others through etcd.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ClusterConfig {
+    /// The etcd endpoints, `http://host:port` or `https://host:port` (all of one scheme).
+    pub etcd: Vec<String>,
+    /// This node's name among the others: `[a-z0-9-_.]{1,63}`.
+    pub node: String,
+    /// Where the other nodes reach this node's API (its port is the one of `api.listen`).
+    pub advertise: IpAddr,
+    /// The etcd key prefix everything of this cluster lives under: `/`-led, no trailing `/`.
+    pub prefix: String,
+    /// The TTL of this node's etcd lease: whole seconds, 2 to 60.
+    pub lease_ttl: Duration,
+    pub username: Option<String>,
+    /// Read from `password_env` at load; set exactly when `username` is.
+    pub password: Option<String>,
+    /// The CA that signed the etcd servers' certificates (set exactly when the URLs are https).
+    pub ca_file: Option<PathBuf>,
+    /// A client certificate and its key (both or neither; only with https).
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+}
+
+impl ClusterConfig {
+    pub const DEFAULT_PREFIX: &str = "/aliasd";
+    pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(5);
+    /// etcd leases are whole seconds; below 2 s one missed keep-alive loses the lease.
+    pub const LEASE_TTL: bounds::DurationRange =
+        bounds::DurationRange::new(Duration::from_secs(2), Duration::from_secs(60));
+}
+
+impl fmt::Debug for ClusterConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClusterConfig")
+            .field("etcd", &self.etcd)
+            .field("node", &self.node)
+            .field("advertise", &self.advertise)
+            .field("prefix", &self.prefix)
+            .field("lease_ttl", &self.lease_ttl)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("ca_file", &self.ca_file)
+            .field("cert_file", &self.cert_file)
+            .field("key_file", &self.key_file)
+            .finish()
+    }
 }
 
 /// Who may transfer a zone, and whom aliasd tells of its changes.
@@ -125,6 +175,41 @@ pub struct DockerConfig {
     pub label_prefix: String,
     /// The container network whose address is used; `None` means the container's only one.
     pub network: Option<String>,
+    /// `labels`: only containers carrying every one of these are discovered; `(key, None)`
+    /// asks for the label with any value.
+    pub labels: Vec<(String, Option<String>)>,
+    /// Which address an endpoint gets, unless a container's `<prefix>address` label says.
+    pub address: DockerAddress,
+}
+
+/// Which address a container's endpoint gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DockerAddress {
+    /// The container's own address on its network (reachable from this host, or the network).
+    #[default]
+    Container,
+    /// This node's `[cluster] advertise` address and the host port that publishes the
+    /// container's `<prefix>port`, so that other hosts reach it.
+    Host,
+}
+
+impl DockerAddress {
+    pub const CHOICES: &str = "container, host";
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "container" => Some(Self::Container),
+            "host" => Some(Self::Host),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Container => "container",
+            Self::Host => "host",
+        }
+    }
 }
 
 /// How to reach the Docker API.
@@ -392,6 +477,33 @@ struct RawConfig {
     proxies: Vec<RawProxy>,
     #[serde(default)]
     docker: Option<RawDocker>,
+    #[serde(default)]
+    cluster: Option<Spanned<RawCluster>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCluster {
+    #[serde(default)]
+    etcd: Option<Spanned<Vec<Spanned<String>>>>,
+    #[serde(default)]
+    node: Option<Spanned<String>>,
+    #[serde(default)]
+    advertise: Option<Spanned<String>>,
+    #[serde(default)]
+    prefix: Option<Spanned<String>>,
+    #[serde(default)]
+    lease_ttl: Option<Spanned<RawDuration>>,
+    #[serde(default)]
+    username: Option<Spanned<String>>,
+    #[serde(default)]
+    password_env: Option<Spanned<String>>,
+    #[serde(default)]
+    ca_file: Option<Spanned<String>>,
+    #[serde(default)]
+    cert_file: Option<Spanned<String>>,
+    #[serde(default)]
+    key_file: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -405,6 +517,10 @@ struct RawDocker {
     label_prefix: Option<Spanned<String>>,
     #[serde(default)]
     network: Option<Spanned<String>>,
+    #[serde(default)]
+    labels: Vec<Spanned<String>>,
+    #[serde(default)]
+    address: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -763,7 +879,7 @@ fn read_config(path: &Path) -> Result<String, ConfigError> {
 }
 
 /// What of a config a reload cannot change: listeners, the set of zones, the state directory,
-/// the proxies, Docker discovery and check concurrency. Kept by the daemon between reloads
+/// the proxies, Docker discovery, the cluster and check concurrency. Kept by the daemon between reloads
 /// instead of the whole config (whose zones can be large).
 #[derive(Debug, Clone, PartialEq)]
 pub struct RestartKey {
@@ -781,6 +897,7 @@ pub struct RestartKey {
     state_dir: PathBuf,
     proxies: Vec<ProxyConfig>,
     docker: Option<DockerConfig>,
+    cluster: Option<ClusterConfig>,
     health_concurrency: usize,
 }
 
@@ -805,6 +922,7 @@ impl Config {
             state_dir: self.state_dir.clone(),
             proxies: self.proxies.clone(),
             docker: self.docker.clone(),
+            cluster: self.cluster.clone(),
             health_concurrency: self.health_concurrency,
         }
     }
@@ -851,6 +969,7 @@ impl RestartKey {
         differs("state.dir", self.state_dir == new.state_dir);
         differs("[[proxy]]", self.proxies == new.proxies);
         differs("[docker]", self.docker == new.docker);
+        differs("[cluster]", self.cluster == new.cluster);
         differs(
             "health.concurrency",
             self.health_concurrency == new.health_concurrency,
@@ -991,7 +1110,11 @@ impl Validator<'_> {
         // The defaults are checked once on their own; services inherit what they do not set.
         let default_check = self.check(&raw.health, "health");
         let services = self.services(&raw.services, &raw.health, &default_check);
-        let docker = raw.docker.as_ref().and_then(|d| self.docker(d, env));
+        let cluster = raw.cluster.as_ref().and_then(|c| self.cluster(c, env));
+        let docker = raw
+            .docker
+            .as_ref()
+            .and_then(|d| self.docker(d, env, raw.cluster.is_some()));
         let aliases = self.aliases(&raw.aliases, &zones, &services, docker.is_some());
         let health_concurrency = match &raw.health.concurrency {
             None => 256,
@@ -1027,6 +1150,7 @@ impl Validator<'_> {
             proxies,
             default_check,
             docker,
+            cluster,
         })
     }
 
@@ -1060,10 +1184,12 @@ impl Validator<'_> {
         }
     }
 
+    /// `cluster`: whether a `[cluster]` table (which must set `advertise`) is there.
     fn docker(
         &mut self,
         raw: &RawDocker,
         env: &dyn Fn(&str) -> Option<String>,
+        cluster: bool,
     ) -> Option<DockerConfig> {
         let host = match &raw.socket {
             Some(s) => match docker_host(s.get_ref()) {
@@ -1117,11 +1243,282 @@ impl Validator<'_> {
                 Some(text.to_owned())
             }
         };
+        let mut labels: Vec<(String, Option<String>)> = Vec::new();
+        for l in &raw.labels {
+            match docker_label_filter(l.get_ref()) {
+                Ok(f) if labels.contains(&f) => self.err(
+                    &l.span(),
+                    format!("docker.labels: `{}` is listed twice", l.get_ref()),
+                ),
+                Ok(f) => labels.push(f),
+                Err(e) => self.err(&l.span(), format!("docker.labels: {e}")),
+            }
+        }
+        let address = match &raw.address {
+            None => DockerAddress::default(),
+            Some(a) => match DockerAddress::parse(a.get_ref()) {
+                Some(DockerAddress::Host) if !cluster => {
+                    self.err(
+                        &a.span(),
+                        "docker.address = \"host\" makes endpoints of this node's advertise address and the containers' published ports, and there is no [cluster] advertise: set [cluster] advertise or use address = \"container\"",
+                    );
+                    DockerAddress::Container
+                }
+                Some(address) => address,
+                None => {
+                    self.err(
+                        &a.span(),
+                        format!(
+                            "docker.address `{}` is not one of {}",
+                            a.get_ref(),
+                            DockerAddress::CHOICES
+                        ),
+                    );
+                    DockerAddress::Container
+                }
+            },
+        };
         raw.enabled.then_some(DockerConfig {
             host,
             label_prefix,
             network,
+            labels,
+            address,
         })
+    }
+
+    /// `[cluster]`, or `None` after reporting why not.
+    fn cluster(
+        &mut self,
+        raw: &Spanned<RawCluster>,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Option<ClusterConfig> {
+        let table = raw.span();
+        let raw = raw.get_ref();
+        let before = self.problems.len();
+        let mut etcd: Vec<String> = Vec::new();
+        let mut tls = None;
+        match &raw.etcd {
+            None => self.err(
+                &table,
+                "cluster.etcd is missing: list the etcd endpoints, such as etcd = [\"http://10.0.0.1:2379\"]",
+            ),
+            Some(list) if list.get_ref().is_empty() => self.err(
+                &list.span(),
+                "cluster.etcd must name at least one endpoint, such as \"http://10.0.0.1:2379\"",
+            ),
+            Some(list) => {
+                for url in list.get_ref() {
+                    match etcd_url(url.get_ref()) {
+                        Ok((_, text)) if etcd.contains(&text) => self.err(
+                            &url.span(),
+                            format!("cluster.etcd: `{text}` is listed twice"),
+                        ),
+                        Ok((https, text)) => {
+                            if tls.is_some_and(|t| t != https) {
+                                self.err(
+                                    &url.span(),
+                                    "cluster.etcd mixes http:// and https:// endpoints: use one scheme for all",
+                                );
+                            }
+                            tls.get_or_insert(https);
+                            etcd.push(text);
+                        }
+                        Err(e) => self.err(&url.span(), format!("cluster.etcd: {e}")),
+                    }
+                }
+            }
+        }
+        let node = match &raw.node {
+            Some(n) => {
+                if let Err(e) = check_node_name(n.get_ref()) {
+                    self.err(&n.span(), format!("cluster.node: {e}"));
+                }
+                n.get_ref().clone()
+            }
+            None => match host_name() {
+                Ok(name) => match check_node_name(&name) {
+                    Ok(()) => name,
+                    Err(e) => {
+                        self.err(
+                            &table,
+                            format!(
+                                "cluster.node is not set and the host name `{name}` cannot be a node name ({e}): set cluster.node"
+                            ),
+                        );
+                        name
+                    }
+                },
+                Err(e) => {
+                    self.err(
+                        &table,
+                        format!("cluster.node is not set and the host name cannot be read ({e}): set cluster.node"),
+                    );
+                    String::new()
+                }
+            },
+        };
+        let advertise = match &raw.advertise {
+            None => {
+                self.err(
+                    &table,
+                    "cluster.advertise is missing: the IP address the other nodes reach this node's API at, such as advertise = \"10.0.0.1\"",
+                );
+                None
+            }
+            Some(a) => match advertise_address(a.get_ref()) {
+                Ok(ip) => Some(ip),
+                Err(e) => {
+                    self.err(&a.span(), format!("cluster.advertise: {e}"));
+                    None
+                }
+            },
+        };
+        let prefix = match &raw.prefix {
+            None => ClusterConfig::DEFAULT_PREFIX.to_owned(),
+            Some(p) => {
+                let text = p.get_ref();
+                if !text.starts_with('/')
+                    || text.len() < 2
+                    || text.ends_with('/')
+                    || text.chars().any(|c| c.is_whitespace() || c.is_control())
+                {
+                    self.err(
+                        &p.span(),
+                        format!(
+                            "cluster.prefix `{text}` must start with `/`, not end with `/` and hold no whitespace, such as \"{}\"",
+                            ClusterConfig::DEFAULT_PREFIX
+                        ),
+                    );
+                }
+                text.clone()
+            }
+        };
+        let lease_ttl = self.duration(
+            &raw.lease_ttl,
+            "cluster.lease_ttl",
+            ClusterConfig::DEFAULT_LEASE_TTL,
+            ClusterConfig::LEASE_TTL,
+        );
+        if let Some(t) = &raw.lease_ttl
+            && lease_ttl.subsec_nanos() != 0
+        {
+            self.err(
+                &t.span(),
+                "cluster.lease_ttl must be whole seconds (etcd leases are)",
+            );
+        }
+        let (username, password) = match (&raw.username, &raw.password_env) {
+            (None, None) => (None, None),
+            (None, Some(var)) => {
+                self.err(
+                    &var.span(),
+                    "cluster.password_env is set without cluster.username: set both or neither",
+                );
+                (None, None)
+            }
+            (Some(user), None) => {
+                self.err(
+                    &user.span(),
+                    "cluster.username needs cluster.password_env, the environment variable that holds the etcd password",
+                );
+                (None, None)
+            }
+            (Some(user), Some(var)) => {
+                let name = user.get_ref().trim();
+                if name.is_empty() {
+                    self.err(&user.span(), "cluster.username must not be empty");
+                }
+                let password = self.secret_from_env(var, "cluster.password_env", env);
+                if password.as_deref().is_some_and(str::is_empty) {
+                    self.err(
+                        &var.span(),
+                        format!(
+                            "cluster.password_env: environment variable `{}` is empty",
+                            var.get_ref()
+                        ),
+                    );
+                }
+                (Some(name.to_owned()), password)
+            }
+        };
+        let https = tls == Some(true);
+        let ca_file = self.cluster_file(&raw.ca_file, "cluster.ca_file", https);
+        let cert_file = self.cluster_file(&raw.cert_file, "cluster.cert_file", https);
+        let key_file = self.cluster_file(&raw.key_file, "cluster.key_file", https);
+        if https && raw.ca_file.is_none() {
+            let span = raw.etcd.as_ref().map_or(table.clone(), |e| e.span());
+            self.err(
+                &span,
+                "cluster.etcd uses https:// and cluster.ca_file is not set: set it to the CA certificate that signed the etcd servers' certificates",
+            );
+        }
+        match (&raw.cert_file, &raw.key_file) {
+            (Some(c), None) => self.err(
+                &c.span(),
+                "cluster.cert_file needs cluster.key_file, the key of the client certificate",
+            ),
+            (None, Some(k)) => self.err(
+                &k.span(),
+                "cluster.key_file needs cluster.cert_file, the client certificate of the key",
+            ),
+            _ => {}
+        }
+        if self.problems.len() > before {
+            return None;
+        }
+        Some(ClusterConfig {
+            etcd,
+            node,
+            advertise: advertise?,
+            prefix,
+            lease_ttl,
+            username,
+            password,
+            ca_file,
+            cert_file,
+            key_file,
+        })
+    }
+
+    /// One of `[cluster]`'s TLS files: resolved against the config's directory and readable
+    /// now, and only with https endpoints.
+    fn cluster_file(
+        &mut self,
+        raw: &Option<Spanned<String>>,
+        key: &str,
+        https: bool,
+    ) -> Option<PathBuf> {
+        let raw = raw.as_ref()?;
+        if !https {
+            self.err(
+                &raw.span(),
+                format!("{key} is only for https:// etcd endpoints, and cluster.etcd uses http://"),
+            );
+            return None;
+        }
+        let text = raw.get_ref().trim();
+        if text.is_empty() {
+            self.err(&raw.span(), format!("{key} must not be empty"));
+            return None;
+        }
+        let path = self.path(text);
+        let readable = std::fs::metadata(&path)
+            .and_then(|m| {
+                if m.is_file() {
+                    Ok(())
+                } else {
+                    Err(std::io::Error::other("it is not a file"))
+                }
+            })
+            .and_then(|()| std::fs::File::open(&path).map(drop));
+        if let Err(e) = readable {
+            self.err(
+                &raw.span(),
+                format!("{key}: cannot read {}: {e}", path.display()),
+            );
+        }
+        Some(path)
     }
 
     fn dns(&mut self, raw: &RawDns) -> Option<DnsConfig> {
@@ -1923,6 +2320,98 @@ fn docker_host(text: &str) -> Result<DockerHost, String> {
     Err(format!(
         "`{text}` is not a Docker address: use /var/run/docker.sock, unix:///PATH or tcp://HOST:PORT (TLS is not supported)"
     ))
+}
+
+/// One `docker.labels` entry: `key=value`, or `key` for the label with any value.
+pub fn docker_label_filter(text: &str) -> Result<(String, Option<String>), String> {
+    if text.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!(
+            "`{text}` holds whitespace; write key=value or key, such as \"com.example.team=payments\""
+        ));
+    }
+    let (key, value) = match text.split_once('=') {
+        Some((k, v)) => (k, Some(v.to_owned())),
+        None => (text, None),
+    };
+    if key.is_empty() {
+        return Err(format!(
+            "`{text}` has no label key; write key=value or key, such as \"com.example.team=payments\""
+        ));
+    }
+    Ok((key.to_owned(), value))
+}
+
+/// One `cluster.etcd` endpoint: whether it is https, and the URL without a trailing `/`.
+fn etcd_url(text: &str) -> Result<(bool, String), String> {
+    let example = "such as \"http://10.0.0.1:2379\"";
+    let (https, rest) = if let Some(rest) = text.strip_prefix("https://") {
+        (true, rest)
+    } else if let Some(rest) = text.strip_prefix("http://") {
+        (false, rest)
+    } else {
+        return Err(format!(
+            "`{text}` is not an http:// or https:// URL ({example})"
+        ));
+    };
+    let hostport = rest.strip_suffix('/').unwrap_or(rest);
+    if hostport.contains(['/', '?', '#', '@']) || hostport.chars().any(char::is_whitespace) {
+        return Err(format!(
+            "`{text}` must be the scheme, host and port alone, with no path ({example})"
+        ));
+    }
+    let ok = hostport.rsplit_once(':').is_some_and(|(host, port)| {
+        let host_ok = match host.strip_prefix('[') {
+            Some(v6) => v6
+                .strip_suffix(']')
+                .is_some_and(|ip| ip.parse::<std::net::Ipv6Addr>().is_ok()),
+            None => !host.is_empty() && !host.contains([':', '[', ']']),
+        };
+        host_ok && port.parse::<u16>().is_ok_and(|p| p > 0)
+    });
+    if !ok {
+        return Err(format!("`{text}` needs a host and a port ({example})"));
+    }
+    let scheme = if https { "https" } else { "http" };
+    Ok((https, format!("{scheme}://{hostport}")))
+}
+
+/// `[a-z0-9-_.]{1,63}`, like a DNS label (with `_` and `.`).
+fn check_node_name(name: &str) -> Result<(), String> {
+    let ok = (1..=63).contains(&name.len())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '_' | '.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{name}` must be 1 to 63 lower-case letters, digits, `-`, `_` or `.`, such as \"host-a\""
+        ))
+    }
+}
+
+/// This machine's host name, lower-cased (Linux keeps it in procfs).
+pub fn host_name() -> Result<String, String> {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_ascii_lowercase())
+        .map_err(|e| format!("/proc/sys/kernel/hostname: {e}"))
+}
+
+/// `cluster.advertise`: an IP address that other machines can reach.
+fn advertise_address(text: &str) -> Result<IpAddr, String> {
+    let text = text.trim();
+    match text.parse::<IpAddr>() {
+        Ok(ip) if ip.is_unspecified() => Err(format!(
+            "`{text}` is the unspecified address; name the IP address the other nodes reach this node at, such as \"10.0.0.1\""
+        )),
+        Ok(ip) => Ok(ip),
+        Err(_) if text.parse::<SocketAddr>().is_ok() => Err(format!(
+            "`{text}` has a port; write the IP address alone (the API's port comes from api.listen)"
+        )),
+        Err(_) => Err(format!(
+            "`{text}` is not an IP address; write the address the other nodes reach this node at, such as \"10.0.0.1\" (not a host name)"
+        )),
+    }
 }
 
 mod keys;

@@ -148,6 +148,7 @@ impl Daemon {
             info!(docker = %docker.host, prefix = %docker.label_prefix, "Docker discovery on");
             tasks.spawn(crate::discovery::docker::run(
                 docker.clone(),
+                config.cluster.as_ref().map(|c| c.advertise),
                 config.default_check.clone(),
                 sources_tx.clone(),
                 rx,

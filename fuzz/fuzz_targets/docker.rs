@@ -24,7 +24,9 @@ fuzz_target!(|bytes: &[u8]| {
     let check = CheckConfig::default();
     let rules = Rules {
         prefix: PREFIX,
+        labels: &[],
         network: None,
+        addressing: Default::default(),
         default_check: &check,
     };
     let mut view = View::default();

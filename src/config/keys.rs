@@ -17,7 +17,7 @@ use serde::de::{Error as _, Visitor};
 use toml::de::{DeTable, DeValue};
 
 use super::{
-    RawAlias, RawApi, RawConfig, RawDns, RawDocker, RawHealth, RawHistory, RawPromotion, RawProxy,
+    RawAlias, RawApi, RawCluster, RawConfig, RawDns, RawDocker, RawHealth, RawHistory, RawPromotion, RawProxy,
     RawSecondary, RawService, RawState, RawToken, RawTsigKey, RawZone,
 };
 
@@ -81,6 +81,7 @@ fn config_shape() -> Shape {
         one("history", shape::<RawHistory>(vec![])),
         many("proxy", shape::<RawProxy>(vec![])),
         one("docker", shape::<RawDocker>(vec![])),
+        one("cluster", shape::<RawCluster>(vec![])),
     ])
 }
 

@@ -1518,3 +1518,430 @@ fn bad_secondaries_and_keys_are_refused_where_they_are_written() {
         &["hmac-md5", "only hmac-sha256"],
     );
 }
+
+// ---- [cluster] ----
+
+/// `BASE` with a `[cluster]` table of these lines.
+fn base_with_cluster(lines: &str) -> String {
+    base_plus(&format!("[cluster]\n{lines}\n"))
+}
+
+const CLUSTER: &str = "etcd = [\"http://10.0.0.1:2379\", \"http://10.0.0.2:2379/\"]\nadvertise = \"10.0.0.1\"";
+
+/// `CLUSTER` with one more line.
+fn cluster_plus(line: &str) -> String {
+    base_with_cluster(&format!("{CLUSTER}\n{line}"))
+}
+
+#[test]
+fn without_a_cluster_table_a_single_node_runs() {
+    let fx = Fixture::new();
+    assert!(fx.parse(BASE).unwrap().cluster.is_none());
+}
+
+#[test]
+fn a_cluster_table_parses_with_the_defaults() {
+    let fx = Fixture::new();
+    let cluster = fx
+        .parse(&base_with_cluster(CLUSTER))
+        .unwrap()
+        .cluster
+        .unwrap();
+    assert_eq!(cluster.etcd, ["http://10.0.0.1:2379", "http://10.0.0.2:2379"]);
+    assert_eq!(cluster.advertise, "10.0.0.1".parse::<IpAddr>().unwrap());
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    assert_eq!(cluster.node, host.trim().to_ascii_lowercase());
+    assert_eq!(cluster.prefix, "/aliasd");
+    assert_eq!(cluster.lease_ttl, Duration::from_secs(5));
+    assert_eq!(cluster.username, None);
+    assert_eq!(cluster.password, None);
+    assert_eq!(cluster.ca_file, None);
+    assert_eq!(cluster.cert_file, None);
+    assert_eq!(cluster.key_file, None);
+}
+
+#[test]
+fn a_full_cluster_table_parses_with_tls_files_relative_to_the_config() {
+    let fx = Fixture::new();
+    for name in ["ca.pem", "client.pem", "client-key.pem"] {
+        std::fs::write(fx.dir.root().join(name), "PEM").unwrap();
+    }
+    let text = base_with_cluster(
+        r#"etcd = ["https://etcd-1.internal:2379", "https://[fd00::1]:2379"]
+node = "host-a"
+advertise = "fd00::10"
+prefix = "/prod/aliasd"
+lease_ttl = "10s"
+username = "aliasd"
+password_env = "ALIASD_ETCD_PASSWORD"
+ca_file = "ca.pem"
+cert_file = "client.pem"
+key_file = "client-key.pem""#,
+    );
+    let env = |name: &str| (name == "ALIASD_ETCD_PASSWORD").then(|| "hunter2".to_owned());
+    let cluster = fx.parse_with_env(&text, &env).unwrap().cluster.unwrap();
+    assert_eq!(
+        cluster.etcd,
+        ["https://etcd-1.internal:2379", "https://[fd00::1]:2379"]
+    );
+    assert_eq!(cluster.node, "host-a");
+    assert_eq!(cluster.advertise, "fd00::10".parse::<IpAddr>().unwrap());
+    assert_eq!(cluster.prefix, "/prod/aliasd");
+    assert_eq!(cluster.lease_ttl, Duration::from_secs(10));
+    assert_eq!(cluster.username.as_deref(), Some("aliasd"));
+    assert_eq!(cluster.password.as_deref(), Some("hunter2"));
+    assert_eq!(cluster.ca_file, Some(fx.dir.root().join("ca.pem")));
+    assert_eq!(cluster.cert_file, Some(fx.dir.root().join("client.pem")));
+    assert_eq!(cluster.key_file, Some(fx.dir.root().join("client-key.pem")));
+    // The password stays out of logs.
+    let debug = format!("{cluster:?}");
+    assert!(!debug.contains("hunter2"), "{debug}");
+    assert!(debug.contains("<redacted>"), "{debug}");
+}
+
+#[test]
+fn an_unknown_cluster_key_is_refused_with_its_position() {
+    let fx = Fixture::new();
+    let text = cluster_plus("lease = \"5s\"");
+    fx.refused(
+        &text,
+        Some("lease = "),
+        &["unknown key `lease` in [cluster]"],
+    );
+}
+
+#[test]
+fn a_cluster_table_without_etcd_or_advertise_is_refused_saying_what_to_add() {
+    let fx = Fixture::new();
+    let text = base_with_cluster("advertise = \"10.0.0.1\"");
+    fx.refused(
+        &text,
+        Some("[cluster]"),
+        &["cluster.etcd is missing", "etcd = [\"http://10.0.0.1:2379\"]"],
+    );
+    let text = base_with_cluster("etcd = [\"http://10.0.0.1:2379\"]");
+    fx.refused(
+        &text,
+        Some("[cluster]"),
+        &["cluster.advertise is missing", "advertise = \"10.0.0.1\""],
+    );
+    let text = base_with_cluster("etcd = []\nadvertise = \"10.0.0.1\"");
+    fx.refused(
+        &text,
+        Some("[]"),
+        &["cluster.etcd must name at least one endpoint"],
+    );
+}
+
+#[test]
+fn bad_etcd_urls_are_refused_each_at_its_position() {
+    let fx = Fixture::new();
+    for (url, words) in [
+        ("10.0.0.1:2379", "is not an http:// or https:// URL"),
+        ("unix:///run/etcd.sock", "is not an http:// or https:// URL"),
+        ("http://10.0.0.1:2379/v3", "with no path"),
+        ("http://10.0.0.1", "needs a host and a port"),
+        ("http://:2379", "needs a host and a port"),
+        ("http://10.0.0.1:0", "needs a host and a port"),
+        ("http://user@10.0.0.1:2379", "with no path"),
+    ] {
+        let text = base_with_cluster(&format!(
+            "etcd = [\"http://10.0.0.9:2379\", \"{url}\"]\nadvertise = \"10.0.0.1\""
+        ));
+        let problem = fx.refused(
+            &text,
+            Some(&format!("\"{url}\"")),
+            &["cluster.etcd: ", url, words],
+        );
+        assert!(problem.contains("http://10.0.0.1:2379"), "{problem}");
+    }
+}
+
+#[test]
+fn an_etcd_url_listed_twice_or_mixed_schemes_are_refused() {
+    let fx = Fixture::new();
+    let text = base_with_cluster(
+        "etcd = [\"http://10.0.0.1:2379\", \"http://10.0.0.1:2379/\"]\nadvertise = \"10.0.0.1\"",
+    );
+    fx.refused(
+        &text,
+        Some("\"http://10.0.0.1:2379/\""),
+        &["`http://10.0.0.1:2379` is listed twice"],
+    );
+    let text = base_with_cluster(
+        "etcd = [\"https://10.0.0.1:2379\", \"http://10.0.0.2:2379\"]\nadvertise = \"10.0.0.1\"\nca_file = \"/etc/hostname\"",
+    );
+    fx.refused(
+        &text,
+        Some("\"http://10.0.0.2:2379\""),
+        &["mixes http:// and https://", "use one scheme for all"],
+    );
+}
+
+#[test]
+fn a_bad_node_name_is_refused() {
+    let fx = Fixture::new();
+    for node in ["Host-A", "", "host a", "host/a", &"a".repeat(64)] {
+        let text = cluster_plus(&format!("node = \"{node}\""));
+        fx.refused(
+            &text,
+            Some(&format!("node = |\"{node}\"")),
+            &["cluster.node: ", "lower-case letters, digits", "such as \"host-a\""],
+        );
+    }
+    let fx_ok = fx.parse(&cluster_plus("node = \"node_1.rack-2\"")).unwrap();
+    assert_eq!(fx_ok.cluster.unwrap().node, "node_1.rack-2");
+}
+
+#[test]
+fn an_advertise_address_must_be_an_ip_alone() {
+    let fx = Fixture::new();
+    for (value, words) in [
+        ("10.0.0.1:5380", "has a port; write the IP address alone"),
+        ("host-a.internal", "is not an IP address"),
+        ("0.0.0.0", "is the unspecified address"),
+        ("::", "is the unspecified address"),
+    ] {
+        let text = base_with_cluster(&format!(
+            "etcd = [\"http://10.0.0.1:2379\"]\nadvertise = \"{value}\""
+        ));
+        fx.refused(
+            &text,
+            Some(&format!("advertise = |\"{value}\"")),
+            &["cluster.advertise: ", value, words],
+        );
+    }
+}
+
+#[test]
+fn a_bad_prefix_is_refused() {
+    let fx = Fixture::new();
+    for prefix in ["aliasd", "/aliasd/", "/", "/ali asd", ""] {
+        let text = cluster_plus(&format!("prefix = \"{prefix}\""));
+        fx.refused(
+            &text,
+            Some(&format!("prefix = |\"{prefix}\"")),
+            &["cluster.prefix", "must start with `/`", "such as \"/aliasd\""],
+        );
+    }
+}
+
+#[test]
+fn a_lease_ttl_out_of_range_or_fractional_is_refused() {
+    let fx = Fixture::new();
+    for (ttl, words) in [
+        ("\"1s\"", "between 2s and 1m"),
+        ("61", "between 2s and 1m"),
+        ("\"2500ms\"", "must be whole seconds"),
+        ("\"soon\"", "cluster.lease_ttl: "),
+    ] {
+        let text = cluster_plus(&format!("lease_ttl = {ttl}"));
+        fx.refused(
+            &text,
+            Some(&format!("lease_ttl = |{ttl}")),
+            &["cluster.lease_ttl", words],
+        );
+    }
+    let config = fx.parse(&cluster_plus("lease_ttl = 60")).unwrap();
+    assert_eq!(config.cluster.unwrap().lease_ttl, Duration::from_secs(60));
+}
+
+#[test]
+fn a_username_needs_a_password_env_and_the_other_way_round() {
+    let fx = Fixture::new();
+    let text = cluster_plus("username = \"aliasd\"");
+    fx.refused(
+        &text,
+        Some("username = |\"aliasd\""),
+        &["cluster.username needs cluster.password_env"],
+    );
+    let text = cluster_plus("password_env = \"ETCD_PASSWORD\"");
+    fx.refused(
+        &text,
+        Some("\"ETCD_PASSWORD\""),
+        &["cluster.password_env is set without cluster.username"],
+    );
+}
+
+#[test]
+fn a_password_env_whose_variable_is_unset_or_empty_is_refused_naming_it() {
+    let fx = Fixture::new();
+    let text = cluster_plus("username = \"aliasd\"\npassword_env = \"ETCD_PASSWORD\"");
+    let problems = fx.parse_with_env(&text, &|_| None).unwrap_err().problems;
+    assert_eq!(
+        problems,
+        [format!(
+            "{}:{}: cluster.password_env: environment variable `ETCD_PASSWORD` is not set",
+            fx.config_path().display(),
+            position(&text, "\"ETCD_PASSWORD\"")
+        )]
+    );
+    let empty = |_: &str| Some(String::new());
+    let problems = fx.parse_with_env(&text, &empty).unwrap_err().problems;
+    assert_eq!(
+        problems,
+        [format!(
+            "{}:{}: cluster.password_env: environment variable `ETCD_PASSWORD` is empty",
+            fx.config_path().display(),
+            position(&text, "\"ETCD_PASSWORD\"")
+        )]
+    );
+    // `aliasd check` warns instead, like for the other secrets.
+    let checked = Config::parse_checked(&text, &fx.config_path(), &|_| None).unwrap();
+    assert_eq!(checked.warnings.len(), 1, "{:#?}", checked.warnings);
+    assert!(checked.warnings[0].contains("`ETCD_PASSWORD` is not set here"));
+}
+
+#[test]
+fn https_endpoints_need_a_ca_file() {
+    let fx = Fixture::new();
+    let text = base_with_cluster("etcd = [\"https://10.0.0.1:2379\"]\nadvertise = \"10.0.0.1\"");
+    fx.refused(
+        &text,
+        Some("[\"https://"),
+        &["cluster.etcd uses https:// and cluster.ca_file is not set", "set it to the CA certificate"],
+    );
+}
+
+#[test]
+fn tls_files_with_http_endpoints_are_refused() {
+    let fx = Fixture::new();
+    for key in ["ca_file", "cert_file", "key_file"] {
+        let text = cluster_plus(&format!("{key} = \"/etc/hostname\""));
+        fx.refused(
+            &text,
+            Some(&format!("{key} = |\"")),
+            &[&format!("cluster.{key} is only for https:// etcd endpoints")],
+        );
+    }
+}
+
+#[test]
+fn a_client_certificate_needs_its_key_and_the_other_way_round() {
+    let fx = Fixture::new();
+    for name in ["ca.pem", "client.pem"] {
+        std::fs::write(fx.dir.root().join(name), "PEM").unwrap();
+    }
+    let https = "etcd = [\"https://10.0.0.1:2379\"]\nadvertise = \"10.0.0.1\"\nca_file = \"ca.pem\"";
+    let text = base_with_cluster(&format!("{https}\ncert_file = \"client.pem\""));
+    fx.refused(
+        &text,
+        Some("cert_file = |\""),
+        &["cluster.cert_file needs cluster.key_file"],
+    );
+    let text = base_with_cluster(&format!("{https}\nkey_file = \"client.pem\""));
+    fx.refused(
+        &text,
+        Some("key_file = |\""),
+        &["cluster.key_file needs cluster.cert_file"],
+    );
+}
+
+#[test]
+fn a_tls_file_that_cannot_be_read_is_refused_naming_the_key_and_the_path() {
+    let fx = Fixture::new();
+    let text = base_with_cluster(
+        "etcd = [\"https://10.0.0.1:2379\"]\nadvertise = \"10.0.0.1\"\nca_file = \"missing-ca.pem\"",
+    );
+    let path = fx.dir.root().join("missing-ca.pem");
+    fx.refused(
+        &text,
+        Some("ca_file = |\""),
+        &[&format!("cluster.ca_file: cannot read {}", path.display())],
+    );
+    // A directory is not a certificate.
+    let text = base_with_cluster(&format!(
+        "etcd = [\"https://10.0.0.1:2379\"]\nadvertise = \"10.0.0.1\"\nca_file = \"{}\"",
+        fx.dir.root().display()
+    ));
+    fx.refused(&text, Some("ca_file = |\""), &["cluster.ca_file: cannot read", "it is not a file"]);
+}
+
+#[test]
+fn changing_the_cluster_table_takes_a_restart() {
+    let fx = Fixture::new();
+    let single = fx.parse(BASE).unwrap().restart_key();
+    let clustered = fx.parse(&base_with_cluster(CLUSTER)).unwrap().restart_key();
+    let other_ttl = fx
+        .parse(&cluster_plus("lease_ttl = \"6s\""))
+        .unwrap()
+        .restart_key();
+    assert!(clustered.restart_needed(&clustered.clone()).is_empty());
+    for (from, to) in [(&single, &clustered), (&clustered, &other_ttl)] {
+        let why = from.restart_needed(to);
+        assert_eq!(why.len(), 1, "{why:#?}");
+        assert!(why[0].contains("[cluster] changed, which takes a restart"), "{}", why[0]);
+    }
+}
+
+// ---- [docker] labels and address ----
+
+fn base_with_docker(lines: &str) -> String {
+    base_plus(&format!("[docker]\nenabled = true\nsocket = \"/var/run/docker.sock\"\n{lines}\n"))
+}
+
+#[test]
+fn docker_labels_and_address_default_to_every_container_and_its_own_address() {
+    let fx = Fixture::new();
+    let docker = fx.parse(&base_with_docker("")).unwrap().docker.unwrap();
+    assert!(docker.labels.is_empty());
+    assert_eq!(docker.address, DockerAddress::Container);
+}
+
+#[test]
+fn docker_labels_parse_as_keys_with_or_without_a_value() {
+    let fx = Fixture::new();
+    let text = base_with_docker("labels = [\"com.example.team=payments\", \"canary\", \"empty=\"]");
+    let docker = fx.parse(&text).unwrap().docker.unwrap();
+    assert_eq!(
+        docker.labels,
+        [
+            ("com.example.team".to_owned(), Some("payments".to_owned())),
+            ("canary".to_owned(), None),
+            ("empty".to_owned(), Some(String::new())),
+        ]
+    );
+}
+
+#[test]
+fn bad_docker_labels_are_refused_each_at_its_position() {
+    let fx = Fixture::new();
+    for (label, words) in [
+        ("=payments", "has no label key"),
+        ("team = payments", "holds whitespace"),
+        ("", "has no label key"),
+    ] {
+        let text = base_with_docker(&format!("labels = [\"canary\", \"{label}\"]"));
+        fx.refused(
+            &text,
+            Some(&format!("\"canary\", |\"{label}\"")),
+            &["docker.labels: ", words, "write key=value or key"],
+        );
+    }
+    let text = base_with_docker("labels = [\"canary\", \"canary\"]");
+    fx.refused(
+        &text,
+        Some("\"canary\", |\"canary\""),
+        &["docker.labels: `canary` is listed twice"],
+    );
+}
+
+#[test]
+fn docker_address_host_needs_a_cluster_advertise_address() {
+    let fx = Fixture::new();
+    let text = base_with_docker("address = \"host\"");
+    fx.refused(
+        &text,
+        Some("address = |\"host\""),
+        &["there is no [cluster] advertise", "set [cluster] advertise or use address = \"container\""],
+    );
+    let text = format!("{}\n[cluster]\n{CLUSTER}\n", base_with_docker("address = \"host\""));
+    let config = fx.parse(&text).unwrap();
+    assert_eq!(config.docker.unwrap().address, DockerAddress::Host);
+    let text = base_with_docker("address = \"bridge\"");
+    fx.refused(
+        &text,
+        Some("address = |\"bridge\""),
+        &["docker.address `bridge` is not one of container, host"],
+    );
+}

@@ -30,7 +30,7 @@ use tokio_stream::StreamExt;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use super::labels::{ContainerFacts, endpoint_of, signal_number};
+use super::labels::{Addressing, ContainerFacts, Published, endpoint_of, signal_number};
 use crate::check::CheckConfig;
 use crate::clock::now_ms;
 use crate::config::{DockerConfig, DockerHost};
@@ -63,19 +63,35 @@ pub struct Tracked {
     died: Option<String>,
 }
 
-/// How containers become endpoints: the label prefix, the network to take the address from
-/// (when a container has several) and the check of endpoints whose labels set none.
+/// How containers become endpoints: the label prefix, the labels a container must carry to be
+/// discovered at all, the network to take the address from (when a container has several), how
+/// the address is chosen, and the check of endpoints whose labels set none.
 #[derive(Debug, Clone, Copy)]
 pub struct Rules<'a> {
     pub prefix: &'a str,
+    /// `docker.labels`.
+    pub labels: &'a [(String, Option<String>)],
     pub network: Option<&'a str>,
+    pub addressing: Addressing,
     pub default_check: &'a CheckConfig,
 }
 
 impl Rules<'_> {
+    /// Whether discovery looks at a container with these facts at all: it is labelled for
+    /// aliasd and carries every label of `docker.labels`.
+    pub fn selects(&self, facts: &ContainerFacts) -> bool {
+        facts.is_labelled(self.prefix) && facts.carries(self.labels)
+    }
+
     /// `facts` as discovery tracks them: the endpoint, or why the container is skipped.
     pub fn track(&self, facts: ContainerFacts) -> Tracked {
-        let made = endpoint_of(&facts, self.prefix, self.network, self.default_check);
+        let made = endpoint_of(
+            &facts,
+            self.prefix,
+            self.network,
+            self.default_check,
+            self.addressing,
+        );
         Tracked {
             facts,
             made,
@@ -194,7 +210,7 @@ impl View {
         let Some(facts) = facts else {
             return self.containers.remove(id).is_some();
         };
-        if !facts.is_labelled(rules.prefix) || !facts.running {
+        if !rules.selects(&facts) || !facts.running {
             // A network change of a stopped container: nothing to answer.
             return false;
         }
@@ -238,9 +254,11 @@ impl View {
 }
 
 /// Runs Docker discovery until `shutdown`: sends whole views and status changes to `updates`,
-/// and carries out the controller's `commands`.
+/// and carries out the controller's `commands`. `advertise` is this node's `[cluster]
+/// advertise` address, which `address = host` endpoints take.
 pub async fn run(
     config: DockerConfig,
+    advertise: Option<IpAddr>,
     default_check: CheckConfig,
     updates: mpsc::Sender<SourceUpdate>,
     mut commands: mpsc::Receiver<DockerCommand>,
@@ -249,6 +267,7 @@ pub async fn run(
     let mut discovery = Discovery {
         endpoint: config.host.to_string(),
         config,
+        advertise,
         default_check,
         updates,
         last_status: None,
@@ -284,6 +303,7 @@ pub async fn run(
 
 struct Discovery {
     config: DockerConfig,
+    advertise: Option<IpAddr>,
     endpoint: String,
     default_check: CheckConfig,
     updates: mpsc::Sender<SourceUpdate>,
@@ -419,11 +439,13 @@ impl Discovery {
 
     /// Lists the labelled running containers and inspects each.
     async fn list(&self, docker: &Docker) -> Result<View, String> {
-        let label = format!("{}service", self.config.label_prefix);
         let summaries = docker
             .list_containers(Some(ListContainersOptions {
                 all: false,
-                filters: Some(HashMap::from([("label".to_owned(), vec![label])])),
+                filters: Some(list_filters(
+                    &self.config.label_prefix,
+                    &self.config.labels,
+                )),
                 ..Default::default()
             }))
             .await
@@ -446,7 +468,12 @@ impl Discovery {
     fn rules(&self) -> Rules<'_> {
         Rules {
             prefix: &self.config.label_prefix,
+            labels: &self.config.labels,
             network: self.config.network.as_deref(),
+            addressing: Addressing {
+                default: self.config.address,
+                advertise: self.advertise,
+            },
             default_check: &self.default_check,
         }
     }
@@ -528,6 +555,20 @@ impl Discovery {
                 .await;
         });
     }
+}
+
+/// The filters of the list of containers: labelled for aliasd (`<prefix>service`) and
+/// carrying every label of `docker.labels` (Docker ands the `label` filters).
+pub fn list_filters(
+    prefix: &str,
+    labels: &[(String, Option<String>)],
+) -> HashMap<String, Vec<String>> {
+    let mut wanted = vec![format!("{prefix}service")];
+    wanted.extend(labels.iter().map(|(key, value)| match value {
+        Some(value) => format!("{key}={value}"),
+        None => key.clone(),
+    }));
+    HashMap::from([("label".to_owned(), wanted)])
 }
 
 /// What a failed request says in the status: a request that timed out means the daemon hung,
@@ -615,7 +656,46 @@ pub fn facts_of(inspect: &ContainerInspectResponse) -> ContainerFacts {
         networks,
         health,
         stop_signal: config.and_then(|c| c.stop_signal.clone()),
+        published: published_of(inspect),
     }
+}
+
+/// The TCP ports `inspect` says are published (`NetworkSettings.Ports`: the bindings in
+/// place, with the host ports Docker picked), sorted.
+fn published_of(inspect: &ContainerInspectResponse) -> Vec<Published> {
+    let Some(ports) = inspect
+        .network_settings
+        .as_ref()
+        .and_then(|n| n.ports.as_ref())
+    else {
+        return Vec::new();
+    };
+    let mut out: Vec<Published> = ports
+        .iter()
+        .filter_map(|(key, bindings)| {
+            let (port, proto) = key.split_once('/').unwrap_or((key, "tcp"));
+            let port = port.parse::<u16>().ok().filter(|_| proto == "tcp")?;
+            Some((port, bindings.as_deref().unwrap_or_default()))
+        })
+        .flat_map(|(container_port, bindings)| {
+            bindings.iter().filter_map(move |b| {
+                let host_port = b.host_port.as_deref()?.parse::<u16>().ok()?;
+                let host_ip = b
+                    .host_ip
+                    .as_deref()
+                    .and_then(|ip| ip.parse::<IpAddr>().ok())
+                    .filter(|ip| !ip.is_unspecified());
+                (host_port > 0).then_some(Published {
+                    container_port,
+                    host_ip,
+                    host_port,
+                })
+            })
+        })
+        .collect();
+    out.sort();
+    out.dedup();
+    out
 }
 
 #[cfg(test)]

@@ -12,12 +12,14 @@
 //! | `aliasd.port` | the port the service listens on in the container (required) |
 //! | `aliasd.port_name` | also publish the endpoint at `_<port_name>._tcp.<alias>` |
 //! | `aliasd.network` | the network whose address to use, when the container has several |
+//! | `aliasd.address` | `container` (its own address) or `host` (this node's advertise address and the published port), over `docker.address` |
 //! | `aliasd.health.<key>` | a health setting over the service's: kind, path, expect, host, interval, timeout, rise, fall |
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 
 use crate::check::{CheckConfig, HealthSpec};
+use crate::config::DockerAddress;
 use crate::model::check_port_name;
 use crate::model::{Endpoint, ServiceName};
 use crate::registry::{ContainerRef, DockerEndpoint, DockerHealth};
@@ -38,6 +40,25 @@ pub struct ContainerFacts {
     pub health: Option<DockerHealth>,
     /// The signal `docker stop` sends it (`SIGTERM` unless the image or run says otherwise).
     pub stop_signal: Option<String>,
+    /// Its published TCP ports (`docker run -p`), sorted.
+    pub published: Vec<Published>,
+}
+
+/// A container's TCP port published on the host.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Published {
+    pub container_port: u16,
+    /// The host address it is bound to; `None` for all of them (`0.0.0.0`, `::` or unset).
+    pub host_ip: Option<IpAddr>,
+    pub host_port: u16,
+}
+
+/// How endpoints get their address: the default of `docker.address`, and this node's
+/// `[cluster] advertise` address that `host` needs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Addressing {
+    pub default: DockerAddress,
+    pub advertise: Option<IpAddr>,
 }
 
 impl ContainerFacts {
@@ -51,6 +72,16 @@ impl ContainerFacts {
     /// Whether the labels ask aliasd to look at this container at all.
     pub fn is_labelled(&self, prefix: &str) -> bool {
         self.labels.contains_key(&format!("{prefix}service"))
+    }
+
+    /// Whether it carries every label of `filter` (`docker.labels`); `(key, None)` matches any
+    /// value.
+    pub fn carries(&self, filter: &[(String, Option<String>)]) -> bool {
+        filter.iter().all(|(key, value)| match (self.labels.get(key), value) {
+            (None, _) => false,
+            (Some(_), None) => true,
+            (Some(have), Some(want)) => have == want,
+        })
     }
 
     /// The number of the signal `docker stop` sends it.
@@ -90,6 +121,7 @@ pub fn endpoint_of(
     prefix: &str,
     network: Option<&str>,
     default_check: &CheckConfig,
+    addressing: Addressing,
 ) -> Result<(ServiceName, DockerEndpoint), String> {
     let label = |key: &str| facts.labels.get(&format!("{prefix}{key}"));
     let mut problems = Vec::new();
@@ -105,7 +137,7 @@ pub fn endpoint_of(
             continue;
         }
         match rest {
-            "service" | "port" | "port_name" | "network" => {}
+            "service" | "port" | "port_name" | "network" | "address" => {}
             _ => match rest.strip_prefix("health.") {
                 Some(setting) => {
                     if let Err(e) = health.set(setting, value) {
@@ -113,7 +145,7 @@ pub fn endpoint_of(
                     }
                 }
                 None => problems.push(format!(
-                    "label {key} is not one aliasd reads ({prefix}service, {prefix}port, {prefix}port_name, {prefix}network, {prefix}health.*)"
+                    "label {key} is not one aliasd reads ({prefix}service, {prefix}port, {prefix}port_name, {prefix}network, {prefix}address, {prefix}health.*)"
                 )),
             },
         }
@@ -157,17 +189,50 @@ pub fn endpoint_of(
     {
         problems.push(format!("label {prefix}port_name: {e}"));
     }
-    let wanted = label("network").map(String::as_str).or(network);
-    let ip = match pick_address(&facts.networks, wanted) {
-        Ok(ip) => Some(ip),
-        Err(e) => {
-            problems.push(e);
-            None
-        }
+    let address = match label("address") {
+        None => Some(addressing.default),
+        Some(a) => match DockerAddress::parse(a.trim()) {
+            Some(a) => Some(a),
+            None => {
+                problems.push(format!(
+                    "label {prefix}address: `{a}` is not one of {}",
+                    DockerAddress::CHOICES
+                ));
+                None
+            }
+        },
     };
-    match (service, port, ip) {
-        (Some(service), Some(port), Some(ip)) if problems.is_empty() => {
-            let endpoint: Endpoint = SocketAddr::new(ip, port)
+    let socket = match (address, port) {
+        (Some(DockerAddress::Container), Some(port)) => {
+            let wanted = label("network").map(String::as_str).or(network);
+            match pick_address(&facts.networks, wanted) {
+                Ok(ip) => Some(SocketAddr::new(ip, port)),
+                Err(e) => {
+                    problems.push(e);
+                    None
+                }
+            }
+        }
+        (Some(DockerAddress::Host), Some(port)) => match addressing.advertise {
+            None => {
+                problems.push(format!(
+                    "address host needs this node's [cluster] advertise address, and the config has no [cluster]: set [cluster] advertise or use {prefix}address = container"
+                ));
+                None
+            }
+            Some(advertise) => match published_port(&facts.published, port, advertise) {
+                Ok(host_port) => Some(SocketAddr::new(advertise, host_port)),
+                Err(e) => {
+                    problems.push(format!("label {prefix}port: {e}"));
+                    None
+                }
+            },
+        },
+        _ => None,
+    };
+    match (service, socket) {
+        (Some(service), Some(socket)) if problems.is_empty() => {
+            let endpoint: Endpoint = socket
                 .to_string()
                 .parse()
                 .map_err(|e: crate::model::InvalidName| e.0)?;
@@ -183,6 +248,41 @@ pub fn endpoint_of(
             ))
         }
         _ => Err(problems.join("; ")),
+    }
+}
+
+/// The host port that publishes container port `port` where `advertise` reaches it: a binding
+/// to all addresses, or to `advertise` itself; the lowest host port when there are several.
+pub fn published_port(
+    published: &[Published],
+    port: u16,
+    advertise: IpAddr,
+) -> Result<u16, String> {
+    let of_port: Vec<&Published> = published
+        .iter()
+        .filter(|p| p.container_port == port)
+        .collect();
+    let reachable = of_port
+        .iter()
+        .filter(|p| p.host_ip.is_none_or(|ip| ip == advertise))
+        .map(|p| p.host_port)
+        .min();
+    match reachable {
+        Some(host_port) => Ok(host_port),
+        None if of_port.is_empty() => Err(format!(
+            "container port {port} is not published on the host: publish port {port} (docker run -p {port}) or use address = container"
+        )),
+        None => Err(format!(
+            "container port {port} is published only on {}, not on this node's advertise address {advertise}: publish port {port} on {advertise} or on all addresses (docker run -p {port}), or use address = container",
+            of_port
+                .iter()
+                .map(|p| match p.host_ip {
+                    Some(ip) => SocketAddr::new(ip, p.host_port).to_string(),
+                    None => p.host_port.to_string(),
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        )),
     }
 }
 

@@ -18,13 +18,16 @@ fn facts(id: &str, ip: &str) -> ContainerFacts {
         networks: vec![("appnet".into(), Some(ip.parse().unwrap()), None)],
         health: None,
         stop_signal: None,
+        published: Vec::new(),
     }
 }
 
 fn tracked(f: ContainerFacts) -> Tracked {
     Rules {
         prefix: PREFIX,
+        labels: &[],
         network: None,
+        addressing: Addressing::default(),
         default_check: &CheckConfig::default(),
     }
     .track(f)
@@ -240,4 +243,74 @@ fn a_timed_out_request_reads_as_a_hung_daemon() {
     );
     assert!(other.starts_with("cannot list containers: "), "{other}");
     assert!(other.contains("boom"), "{other}");
+}
+
+#[test]
+fn the_list_filters_ask_for_the_service_label_and_every_configured_label() {
+    let labels = vec![
+        ("team".to_owned(), Some("payments".to_owned())),
+        ("canary".to_owned(), None),
+    ];
+    let filters = list_filters("aliasd.", &labels);
+    assert_eq!(filters.len(), 1);
+    assert_eq!(
+        filters["label"],
+        ["aliasd.service", "team=payments", "canary"]
+    );
+    assert_eq!(list_filters("aliasd.", &[])["label"], ["aliasd.service"]);
+}
+
+#[test]
+fn a_container_without_the_configured_labels_is_not_taken_in() {
+    let labels = vec![("team".to_owned(), Some("payments".to_owned()))];
+    let check = CheckConfig::default();
+    let rules = Rules {
+        prefix: PREFIX,
+        labels: &labels,
+        network: None,
+        addressing: Addressing::default(),
+        default_check: &check,
+    };
+    let mut v = View::default();
+    // An event (a start) reaches every labelled container, whatever docker.labels says.
+    assert!(!v.inspected("a", Some(facts("a", "172.30.0.2")), &rules));
+    let mut theirs = facts("b", "172.30.0.3");
+    theirs.labels.insert("team".into(), "payments".into());
+    assert!(v.inspected("b", Some(theirs), &rules));
+    assert_eq!(endpoints(&v).len(), 1);
+}
+
+#[test]
+fn published_ports_are_read_from_the_network_settings() {
+    let inspect: ContainerInspectResponse = serde_json::from_value(serde_json::json!({
+        "Id": "abc",
+        "NetworkSettings": {
+            "Ports": {
+                "8080/tcp": [
+                    {"HostIp": "0.0.0.0", "HostPort": "32768"},
+                    {"HostIp": "::", "HostPort": "32768"},
+                    {"HostIp": "127.0.0.1", "HostPort": "40000"}
+                ],
+                "53/udp": [{"HostIp": "0.0.0.0", "HostPort": "5353"}],
+                "9090/tcp": null
+            }
+        }
+    }))
+    .unwrap();
+    let facts = facts_of(&inspect);
+    assert_eq!(
+        facts.published,
+        [
+            Published {
+                container_port: 8080,
+                host_ip: None,
+                host_port: 32768
+            },
+            Published {
+                container_port: 8080,
+                host_ip: Some("127.0.0.1".parse().unwrap()),
+                host_port: 40000
+            },
+        ]
+    );
 }
