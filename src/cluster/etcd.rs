@@ -23,7 +23,6 @@
 //! a deposed leader's write fails in etcd, whatever its clocks say.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -47,39 +46,12 @@ use crate::state::{Live, StoredDelta, StoredState};
 /// Operations in one transaction, below etcd's default `--max-txn-ops` (128).
 pub const TXN_OPS: usize = 120;
 
-/// How a node reaches etcd and who it is (the `[cluster]` table).
-#[derive(Clone)]
-pub struct Settings {
-    pub etcd: Vec<String>,
-    pub node: String,
-    pub advertise: IpAddr,
-    pub prefix: String,
-    pub lease_ttl: Duration,
-    pub username: Option<String>,
-    pub password: Option<String>,
-    pub ca_file: Option<PathBuf>,
-    pub cert_file: Option<PathBuf>,
-    pub key_file: Option<PathBuf>,
-}
+/// How a node reaches etcd and who it is: the `[cluster]` table.
+pub type Settings = crate::config::ClusterConfig;
 
-impl std::fmt::Debug for Settings {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Settings")
-            .field("etcd", &self.etcd)
-            .field("node", &self.node)
-            .field("advertise", &self.advertise)
-            .field("prefix", &self.prefix)
-            .field("lease_ttl", &self.lease_ttl)
-            .field("username", &self.username)
-            .finish_non_exhaustive()
-    }
-}
-
-impl Settings {
-    /// The lease's TTL in whole seconds, as etcd takes it.
-    pub fn ttl_secs(&self) -> i64 {
-        self.lease_ttl.as_secs().max(1) as i64
-    }
+/// The lease's TTL in whole seconds, as etcd takes it.
+pub fn ttl_secs(s: &Settings) -> i64 {
+    s.lease_ttl.as_secs().max(1) as i64
 }
 
 /// Connects to etcd with the settings' credentials and TLS. Requests fail fast when the member

@@ -306,7 +306,7 @@ impl Node {
         let (host_tx, host_rx) = watch::channel::<Option<HostView>>(None);
         tasks.spawn(keep_lease(
             client.clone(),
-            settings.ttl_secs(),
+            etcd::ttl_secs(&settings),
             lease_tx,
             lease_until.clone(),
             reach.clone(),
