@@ -1,6 +1,8 @@
 //! aliasd as a cluster on etcd: state and leadership in etcd, every node serving DNS and the
 //! proxy from its own snapshot.
 
+pub mod hash;
 pub mod status;
 
-pub use status::{ClusterMode, ClusterStatus, EtcdStatus, NodeStatus};
+pub use hash::definitions_hash;
+pub use status::{ClusterMode, ClusterStatus, EtcdStatus, NodeStatus, host_name};
