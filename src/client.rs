@@ -20,6 +20,7 @@ use crate::api::dto::{
     PlanDto, PromoteRequest, PutAliasRequest, PutServiceRequest, ReasonRequest, ReloadDto,
     RollbackRequest, ServiceDto, ServicesDto,
 };
+use crate::cluster::ClusterStatus;
 
 /// How long one API call may take before it is given up.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -108,6 +109,11 @@ impl Client {
 
     pub async fn health(&self) -> Result<HealthDto, ClientError> {
         self.call(Method::GET, "/healthz", None).await
+    }
+
+    /// The cluster as the node asked sees it: the nodes, the leader, etcd's health.
+    pub async fn cluster(&self) -> Result<ClusterStatus, ClientError> {
+        self.call(Method::GET, "/v1/cluster", None).await
     }
 
     pub async fn aliases(&self) -> Result<Vec<AliasDto>, ClientError> {

@@ -20,7 +20,7 @@ use std::time::Duration;
 use hickory_proto::rr::LowerName;
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
@@ -28,6 +28,7 @@ use tracing::{debug, error, info, warn};
 use arc_swap::ArcSwap;
 
 use crate::api::{self, AppState, Auth, ReloadRequest};
+use crate::cluster::{ClusterStatus, definitions_hash};
 use crate::config::{Config, ProxyConfig, RestartKey};
 use crate::controller::changes::ReloadSummary;
 use crate::controller::recover::recover;
@@ -126,7 +127,9 @@ impl Daemon {
             .collect();
         let restart_key = config.restart_key();
         let base = Arc::new(Base::take_from(&mut config));
+        let config_hash = definitions_hash(&base);
         let clock: crate::clock::SharedClock = Arc::new(crate::clock::Wall);
+        let started_ms = clock.now_ms();
         let recovered = recover(&config.state_dir, &base, clock.now_ms())?;
         info!(dir = %config.state_dir.display(), "state directory opened");
         for note in &recovered.notes {
@@ -230,10 +233,18 @@ impl Daemon {
         let writer = test_hook::writer(writer).map_err(DaemonError::Bind)?;
         critical.spawn("the writer", writer);
         let auth = Arc::new(ArcSwap::from_pointee(Auth::new(&config.api.tokens)));
+        // A node on its own: the leader of a cluster of one, named after the host.
+        let (cluster_tx, cluster) = watch::channel(ClusterStatus::single(
+            &crate::cluster::host_name(),
+            api_addr,
+            &config_hash,
+            started_ms,
+        ));
         let reloads = Reloader::spawn(
             restart_key,
             control.clone(),
             auth.clone(),
+            cluster_tx,
             &shutdown,
             &mut tasks,
         )
@@ -253,6 +264,8 @@ impl Daemon {
             },
             busy: proxy_stats.clone(),
             secondaries: secondaries.clone(),
+            cluster,
+            forward_wait: api::forward::DEFAULT_FORWARD_WAIT,
         });
         critical.spawn(
             format!("the API on {api_addr}"),
@@ -473,6 +486,8 @@ struct Reloader {
     current: RestartKey,
     control: ControlHandle,
     auth: Arc<ArcSwap<Auth>>,
+    /// The node's cluster status, whose `config_hash` follows the definitions loaded.
+    cluster: watch::Sender<ClusterStatus>,
 }
 
 impl Reloader {
@@ -481,6 +496,7 @@ impl Reloader {
         current: RestartKey,
         control: ControlHandle,
         auth: Arc<ArcSwap<Auth>>,
+        cluster: watch::Sender<ClusterStatus>,
         shutdown: &CancellationToken,
         tasks: &mut JoinSet<()>,
     ) -> io::Result<mpsc::Sender<ReloadRequest>> {
@@ -491,6 +507,7 @@ impl Reloader {
             current,
             control,
             auth,
+            cluster,
         };
         let shutdown = shutdown.clone();
         tasks.spawn(async move {
@@ -529,8 +546,13 @@ impl Reloader {
         }
         let mut loaded = loaded;
         let base = Arc::new(Base::take_from(&mut loaded));
-        let summary = self.control.reload(base, actor.to_owned()).await?;
+        let summary = self.control.reload(base.clone(), actor.to_owned()).await?;
         self.auth.store(Arc::new(Auth::new(&loaded.api.tokens)));
+        // Hashing a large zone takes a while: off the runtime's threads.
+        if let Ok(hash) = tokio::task::spawn_blocking(move || definitions_hash(&base)).await {
+            self.cluster
+                .send_modify(|status| status.set_config_hash(&hash));
+        }
         self.current = key;
         Ok(summary)
     }

@@ -5,8 +5,10 @@
 //! the controller, which answers once the change is durable and published. Every error is one
 //! [`ApiError`], a JSON `{"error": "..."}` with the right status.
 
+mod cluster;
 pub mod dto;
 mod extract;
+pub mod forward;
 pub mod serve;
 pub mod spec;
 pub mod ui;
@@ -23,7 +25,7 @@ use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tracing::error;
 
 use utoipa::OpenApi;
@@ -33,6 +35,7 @@ use utoipa_axum::routes;
 use crate::bounds;
 use crate::check::Health;
 use crate::clock::now_ms;
+use crate::cluster::ClusterStatus;
 use crate::config::{ApiToken, IfNoneHealthy};
 use crate::controller::changes::AliasPut;
 use crate::controller::machine;
@@ -73,6 +76,11 @@ pub struct AppState {
     pub busy: Arc<dyn crate::controller::Busy>,
     /// What each zone's secondaries serve.
     pub secondaries: Arc<crate::secondaries::Secondaries>,
+    /// The cluster as this node sees it; a single node's never changes.
+    pub cluster: watch::Receiver<ClusterStatus>,
+    /// How long a change sent to a follower waits for a leader before it is refused with a 503
+    /// ([`forward::DEFAULT_FORWARD_WAIT`] unless the cluster sets another).
+    pub forward_wait: Duration,
 }
 
 /// The configured tokens, kept as SHA-256 digests so every comparison is over 32 bytes and
@@ -211,6 +219,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(get_service, put_service, delete_service))
         .routes(routes!(service_history))
         .routes(routes!(list_secondaries))
+        .routes(routes!(cluster::cluster))
         .routes(routes!(reload))
         .routes(routes!(events))
         .routes(routes!(metrics))
@@ -248,9 +257,16 @@ async fn openapi_json() -> Response {
 /// The API's routes over `state`; a function so tests can drive it without a socket.
 pub fn router(state: AppState) -> Router {
     let (routes, _) = api_routes().split_for_parts();
+    let forwarder = forward::Forwarder::new(state.cluster.clone(), state.forward_wait);
     routes
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::extract::DefaultBodyLimit::max(forward::MAX_BODY))
+        // On a follower, changes go to the leader before any handler reads the request.
+        .layer(axum::middleware::from_fn_with_state(
+            forwarder,
+            forward::forward,
+        ))
         .layer(axum::middleware::from_fn(contain_panics))
         .with_state(state)
 }
@@ -329,7 +345,7 @@ async fn not_found() -> ApiError {
 }
 
 /// Prometheus text format: per alias its phase, revision and generation; per endpoint its
-/// health; then the front proxies' request metrics.
+/// health; the cluster as this node sees it; then the front proxies' request metrics.
 #[utoipa::path(
     get,
     path = "/metrics",
@@ -442,6 +458,7 @@ async fn metrics(State(state): State<AppState>) -> Response {
         let _ = writeln!(out, "# TYPE aliasd_docker_problems gauge");
         let _ = writeln!(out, "aliasd_docker_problems {}", docker.problems.len());
     }
+    cluster::render_metrics(&state.cluster.borrow(), &mut out);
     for source in &state.metrics {
         source.render_prometheus(&mut out);
     }

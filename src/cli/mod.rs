@@ -29,8 +29,8 @@ mod tests;
 
 use follow::{operation, watch};
 use render::{
-    aborted_text, alias_detail, alias_table, confirmed_text, history_table, link_text, plan_text,
-    reload_text, service_table, service_text,
+    aborted_text, alias_detail, alias_table, cluster_text, confirmed_text, history_table,
+    link_text, plan_text, reload_text, service_table, service_text,
 };
 
 /// The operation completed: the alias is stable on the new services (or nothing had to change).
@@ -94,6 +94,9 @@ enum Command {
     Alias(AliasCommand),
     /// Re-read aliasd's config and zone files: applied as one change, or refused whole.
     Reload,
+    /// The cluster as the node asked sees it: each node with its role, applied revision, how
+    /// far behind it is and whether its definitions are the leader's; etcd's health; problems.
+    Cluster,
     /// Promote ALIAS to new services: warm, mixed, draining, then stable on the new ones.
     Promote {
         alias: String,
@@ -491,6 +494,14 @@ async fn command(client: &Client, cli: Cli) -> Result<u8> {
         }) => put_alias(client, &alias, settings.request(Some(to)), json).await?,
         Command::Alias(AliasCommand::Set { alias, settings }) => {
             put_alias(client, &alias, settings.request(None), json).await?
+        }
+        Command::Cluster => {
+            let status = client.cluster().await?;
+            if json {
+                to_json(&status)
+            } else {
+                cluster_text(&status)
+            }
         }
         Command::Reload => {
             let summary = client.reload().await?;

@@ -3,10 +3,12 @@
 //! Nothing here does IO or reads the clock, so every rendering can be tested from hand-built
 //! DTOs (see `tests.rs`); printing is the caller's business.
 
+use crate::api::dto::rfc3339_ms;
 use crate::api::dto::{
     AliasDto, EventDto, Health, HistoryDto, MemberDto, OpKind, OperationDto, OperationReply, Phase,
     PlanDto, ReloadDto, RetiredDto, ServiceDto, ServicesDto,
 };
+use crate::cluster::{ClusterMode, ClusterStatus};
 use crate::text::{counted, plural};
 
 pub(super) fn op_word(kind: OpKind) -> &'static str {
@@ -541,6 +543,67 @@ pub(super) fn history_table(history: &[HistoryDto]) -> String {
     }
     header.extend(["PHASE", "ANSWERING", "ACTOR", "REASON"]);
     table(&header, &rows)
+}
+
+/// The cluster as one node sees it: one row per live node, then the mode, etcd's health, the
+/// leader when none is known, and the problems.
+pub(super) fn cluster_text(c: &ClusterStatus) -> String {
+    let rows: Vec<Vec<String>> = c
+        .nodes
+        .iter()
+        .map(|n| {
+            vec![
+                n.name.clone(),
+                n.api.to_string(),
+                if n.leader { "leader" } else { "follower" }.to_owned(),
+                n.applied_revision.to_string(),
+                n.behind.to_string(),
+                if n.config_matches { "same" } else { "differs" }.to_owned(),
+                rfc3339_ms(n.started_ms),
+            ]
+        })
+        .collect();
+    let mut s = table(
+        &[
+            "NODE", "API", "ROLE", "APPLIED", "BEHIND", "CONFIG", "STARTED",
+        ],
+        &rows,
+    );
+    match c.mode {
+        ClusterMode::Single => s.push_str(&format!(
+            "mode: single (no [cluster]: the local journal, no etcd); this node: {}\n",
+            c.node
+        )),
+        ClusterMode::Etcd => s.push_str(&format!(
+            "mode: etcd; this node: {}; latest revision seen: {}\n",
+            c.node, c.revision
+        )),
+    }
+    if let Some(etcd) = &c.etcd {
+        let endpoints = etcd.endpoints.join(", ");
+        let since = rfc3339_ms(etcd.since_ms);
+        if etcd.connected {
+            s.push_str(&format!("etcd: connected to {endpoints} since {since}\n"));
+        } else {
+            s.push_str(&format!(
+                "etcd: UNREACHABLE at {endpoints} since {since}{}; this node serves its last state and takes no changes\n",
+                etcd.error
+                    .as_deref()
+                    .map(|e| format!(" ({e})"))
+                    .unwrap_or_default()
+            ));
+        }
+    }
+    if c.leader.is_none() {
+        s.push_str("leader: none known; changes wait for one, then are refused (HTTP 503)\n");
+    }
+    if !c.problems.is_empty() {
+        s.push_str("problems:\n");
+        for p in &c.problems {
+            s.push_str(&format!("  {p}\n"));
+        }
+    }
+    s
 }
 
 /// Every service with one row per endpoint (its source, container and health), then how

@@ -1,8 +1,8 @@
 //! Unit tests of the renderers: DTOs built by hand, the exact text aliasctl prints for them.
 
 use super::render::{
-    aborted_text, alias_detail, alias_table, event_text, history_table, link_text, plan_text,
-    service_table, started_text, status_line,
+    aborted_text, alias_detail, alias_table, cluster_text, event_text, history_table, link_text,
+    plan_text, service_table, started_text, status_line,
 };
 use crate::api::dto::{
     AliasDto, Change, ContainerDto, DockerDto, EndpointDto, EventDto, Health, HistoryDto,
@@ -475,4 +475,81 @@ fn watch_reports_only_what_concerns_its_alias() {
     };
     assert!(concerns(&web, &health("web-v1")));
     assert!(!concerns(&web, &health("web-v2")));
+}
+
+#[test]
+fn the_cluster_renders_as_a_table_then_etcd_and_the_problems() {
+    use crate::cluster::{ClusterMode, ClusterStatus, EtcdStatus, NodeStatus};
+    let node =
+        |name: &str, port: u16, leader: bool, applied: i64, behind: i64, same: bool| NodeStatus {
+            name: name.into(),
+            api: format!("10.0.0.{port}:5380").parse().unwrap(),
+            leader,
+            applied_revision: applied,
+            behind,
+            config_hash: if same { "h1" } else { "h2" }.into(),
+            config_matches: same,
+            started_ms: 1_735_787_045_000,
+        };
+    let single = ClusterStatus::single("host-a", "127.0.0.1:5380".parse().unwrap(), "h1", 0);
+    assert_eq!(
+        cluster_text(&single),
+        "\
+NODE    API             ROLE    APPLIED  BEHIND  CONFIG  STARTED
+host-a  127.0.0.1:5380  leader  0        0       same    1970-01-01T00:00:00.000Z
+mode: single (no [cluster]: the local journal, no etcd); this node: host-a
+"
+    );
+    let cluster = ClusterStatus {
+        mode: ClusterMode::Etcd,
+        node: "b".into(),
+        leader: Some("a".into()),
+        revision: 120,
+        etcd: Some(EtcdStatus {
+            endpoints: vec!["http://10.0.0.1:2379".into(), "http://10.0.0.2:2379".into()],
+            connected: true,
+            since_ms: 1_735_787_046_000,
+            error: None,
+        }),
+        config_hash: "h2".into(),
+        nodes: vec![
+            node("a", 1, true, 120, 0, true),
+            node("b", 2, false, 117, 3, false),
+        ],
+        problems: vec!["node b answers from other definitions than the leader a".into()],
+    };
+    assert_eq!(
+        cluster_text(&cluster),
+        "\
+NODE  API            ROLE      APPLIED  BEHIND  CONFIG   STARTED
+a     10.0.0.1:5380  leader    120      0       same     2025-01-02T03:04:05.000Z
+b     10.0.0.2:5380  follower  117      3       differs  2025-01-02T03:04:05.000Z
+mode: etcd; this node: b; latest revision seen: 120
+etcd: connected to http://10.0.0.1:2379, http://10.0.0.2:2379 since 2025-01-02T03:04:06.000Z
+problems:
+  node b answers from other definitions than the leader a
+"
+    );
+    let cut_off = ClusterStatus {
+        leader: None,
+        etcd: Some(EtcdStatus {
+            endpoints: vec!["http://10.0.0.1:2379".into()],
+            connected: false,
+            since_ms: 1_735_787_046_000,
+            error: Some("connection refused".into()),
+        }),
+        problems: Vec::new(),
+        ..cluster
+    };
+    let text = cluster_text(&cut_off);
+    assert!(
+        text.contains(
+            "etcd: UNREACHABLE at http://10.0.0.1:2379 since 2025-01-02T03:04:06.000Z (connection refused); this node serves its last state and takes no changes\n"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.ends_with("leader: none known; changes wait for one, then are refused (HTTP 503)\n"),
+        "{text}"
+    );
 }

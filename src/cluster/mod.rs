@@ -2,8 +2,10 @@
 //! proxy from its own snapshot.
 
 pub mod etcd;
+pub mod hash;
 pub mod node;
 pub mod replica;
 pub mod status;
 
-pub use status::{ClusterMode, ClusterStatus, EtcdStatus, NodeStatus};
+pub use hash::definitions_hash;
+pub use status::{ClusterMode, ClusterStatus, EtcdStatus, NodeStatus, host_name};

@@ -106,4 +106,69 @@ impl ClusterStatus {
         }
         self.nodes.iter().find(|n| n.name == leader).map(|n| n.api)
     }
+
+    /// This node's own entry in [`ClusterStatus::nodes`], when it is listed (a node whose lease
+    /// expired is not).
+    pub fn me(&self) -> Option<&NodeStatus> {
+        self.nodes.iter().find(|n| n.name == self.node)
+    }
+
+    /// Whether this node's definitions are the leader's: its own entry says so, or else its
+    /// hash is compared with the leader's entry; `None` while neither is known.
+    pub fn config_matches(&self) -> Option<bool> {
+        if let Some(me) = self.me() {
+            return Some(me.config_matches);
+        }
+        let leader = self.leader.as_deref()?;
+        let leader = self.nodes.iter().find(|n| n.name == leader)?;
+        Some(leader.config_hash == self.config_hash)
+    }
+
+    /// Why no leader can take a change now, for the 503 that says so: etcd's error when it
+    /// cannot be reached, else the problems, else that no node holds the leadership.
+    pub fn no_leader_reason(&self) -> String {
+        if let Some(etcd) = self.etcd.as_ref().filter(|e| !e.connected) {
+            return match &etcd.error {
+                Some(error) => format!("etcd cannot be reached: {error}"),
+                None => "etcd cannot be reached".to_owned(),
+            };
+        }
+        if !self.problems.is_empty() {
+            return self.problems.join("; ");
+        }
+        match &self.leader {
+            Some(leader) => format!("the leader {leader} is not among the live nodes"),
+            None => "no node holds the leadership now".to_owned(),
+        }
+    }
+
+    /// A new digest of this node's definitions (after a reload), in its own entry too, and
+    /// every node compared with the leader's again (this node may be the leader).
+    pub fn set_config_hash(&mut self, hash: &str) {
+        self.config_hash = hash.to_owned();
+        let node = self.node.clone();
+        for n in self.nodes.iter_mut().filter(|n| n.name == node) {
+            n.config_hash = hash.to_owned();
+        }
+        let leader_hash = self
+            .leader
+            .as_deref()
+            .and_then(|l| self.nodes.iter().find(|n| n.name == l))
+            .map(|n| n.config_hash.clone());
+        if let Some(leader_hash) = leader_hash {
+            for n in &mut self.nodes {
+                n.config_matches = n.config_hash == leader_hash;
+            }
+        }
+    }
+}
+
+/// This machine's host name (`/proc/sys/kernel/hostname`), the default name of a node; `aliasd`
+/// where it cannot be read.
+pub fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|name| name.trim().to_owned())
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "aliasd".to_owned())
 }

@@ -290,6 +290,7 @@ async fn metrics_show_phases_revisions_and_endpoint_health_in_prometheus_text() 
     );
     let body = response.into_body().collect().await.unwrap().to_bytes();
     let text = String::from_utf8(body.to_vec()).unwrap();
+    let leader = format!("aliasd_cluster_leader{{node=\"{}\"}} 1", host_name());
     for line in [
         "aliasd_alias_phase{alias=\"web.internal\",phase=\"stable\"} 1",
         "aliasd_alias_phase{alias=\"web.internal\",phase=\"mixed\"} 0",
@@ -297,11 +298,81 @@ async fn metrics_show_phases_revisions_and_endpoint_health_in_prometheus_text() 
         "aliasd_alias_answered_endpoints{alias=\"web.internal\"} 1",
         "aliasd_endpoint_healthy{service=\"web-v1\",endpoint=\"127.0.0.11:8080\",source=\"config\"} 1",
         "# TYPE aliasd_generation gauge",
+        // A single node: the leader of a cluster of one, with no etcd.
+        "# TYPE aliasd_cluster_leader gauge",
+        leader.as_str(),
+        "aliasd_cluster_nodes 1",
+        "aliasd_cluster_applied_revision 0",
+        "aliasd_cluster_behind_revisions 0",
+        "aliasd_cluster_config_matches 1",
     ] {
         assert!(
             text.lines().any(|l| l == line),
             "missing {line:?} in:\n{text}"
         );
+    }
+}
+
+/// This machine's host name, the name a single node takes.
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|n| n.trim().to_owned())
+        .unwrap_or_default()
+}
+
+/// A single node shows itself as the leader of a cluster of one, named after the host, with a
+/// digest of its definitions that a reload of other definitions changes and a reload of the
+/// same ones gives back.
+#[tokio::test]
+async fn a_single_node_is_the_leader_of_a_cluster_of_one() {
+    let fixture = Fixture::new();
+    let daemon = fixture.start();
+    let (status, cluster) = http(&daemon, "GET", "/v1/cluster", None, "").await;
+    assert_eq!(status, 200, "{cluster}");
+    let name = host_name();
+    assert!(!name.is_empty());
+    assert_eq!(cluster["mode"], "single", "{cluster}");
+    assert_eq!(cluster["node"], name.as_str(), "{cluster}");
+    assert_eq!(cluster["leader"], name.as_str(), "{cluster}");
+    assert_eq!(cluster["etcd"], serde_json::Value::Null, "{cluster}");
+    assert_eq!(cluster["problems"], json!([]), "{cluster}");
+    let hash = cluster["config_hash"].as_str().unwrap().to_owned();
+    assert_eq!(hash.len(), 64, "{cluster}");
+    let nodes = cluster["nodes"].as_array().unwrap();
+    assert_eq!(nodes.len(), 1, "{cluster}");
+    let me = &nodes[0];
+    assert_eq!(me["name"], name.as_str());
+    assert_eq!(me["api"], daemon.api.to_string());
+    assert_eq!(
+        (&me["leader"], &me["config_matches"]),
+        (&json!(true), &json!(true))
+    );
+    assert_eq!(me["config_hash"], hash.as_str());
+    let started = me["started_ms"].as_u64().unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    assert!(
+        started <= now && now - started < 120_000,
+        "{started} vs {now}"
+    );
+    // The typed client reads the same.
+    let typed = daemon.client().cluster().await.expect("cluster");
+    assert_eq!(serde_json::to_value(&typed).unwrap(), cluster);
+
+    // Other definitions, another digest; the same ones again, the same digest as at start.
+    let config = std::fs::read_to_string(fixture.config()).unwrap();
+    let changed = config.replace("127.0.0.21:8081", "127.0.0.22:8081");
+    assert_ne!(changed, config);
+    for (text, same) in [(&changed, false), (&config, true)] {
+        std::fs::write(fixture.config(), text).unwrap();
+        let (status, summary) = http(&daemon, "POST", "/v1/reload", Some(TOKEN), "").await;
+        assert_eq!(status, 200, "{summary}");
+        let (_, cluster) = http(&daemon, "GET", "/v1/cluster", None, "").await;
+        assert_eq!(cluster["config_hash"] == hash.as_str(), same, "{cluster}");
+        assert_eq!(cluster["config_hash"], cluster["nodes"][0]["config_hash"]);
+        assert_eq!(cluster["nodes"][0]["config_matches"], true);
     }
 }
 
@@ -530,6 +601,7 @@ async fn the_openapi_spec_is_served_and_every_route_in_it_is_answered() {
         "GET /v1/aliases/{alias}/history",
         "GET /v1/history",
         "GET /v1/secondaries",
+        "GET /v1/cluster",
         "GET /v1/services",
         "GET /v1/services/{service}",
         "PUT /v1/services/{service}",

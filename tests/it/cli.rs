@@ -81,6 +81,63 @@ fn aliasctl_shows_links_and_relinks() {
     assert!(flags.status.success(), "{}", text(&flags.stderr));
 }
 
+/// `aliasctl cluster` against a single node: one row, this node as the leader, mode single, no
+/// etcd; `--json` is the API's status.
+#[test]
+fn aliasctl_cluster_shows_a_single_node_as_its_own_leader() {
+    let fixture = Fixture::new();
+    let daemon = fixture.start();
+    let server = daemon.server_url();
+    let env = [("ALIASCTL_SERVER", server.as_str())];
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .unwrap()
+        .trim()
+        .to_owned();
+
+    let out = run_bin(ALIASCTL, &["cluster"], &env);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let printed = text(&out.stdout);
+    let lines: Vec<&str> = printed.lines().collect();
+    let header: Vec<&str> = lines[0].split_whitespace().collect();
+    assert_eq!(
+        header,
+        [
+            "NODE", "API", "ROLE", "APPLIED", "BEHIND", "CONFIG", "STARTED"
+        ],
+        "{printed}"
+    );
+    let row: Vec<&str> = lines[1].split_whitespace().collect();
+    assert_eq!(
+        row[..6],
+        [
+            host.as_str(),
+            &daemon.api.to_string(),
+            "leader",
+            "0",
+            "0",
+            "same"
+        ],
+        "{printed}"
+    );
+    assert!(row[6].ends_with('Z') && row[6].contains('T'), "{printed}");
+    assert_eq!(
+        lines[2],
+        format!("mode: single (no [cluster]: the local journal, no etcd); this node: {host}"),
+        "{printed}"
+    );
+    assert_eq!(lines.len(), 3, "nothing about etcd or problems:\n{printed}");
+
+    let json = run_bin(ALIASCTL, &["cluster", "--json"], &env);
+    assert!(json.status.success(), "{}", text(&json.stderr));
+    let status: aliasd::cluster::ClusterStatus =
+        serde_json::from_slice(&json.stdout).expect("JSON");
+    assert_eq!(status.mode, aliasd::cluster::ClusterMode::Single);
+    assert!(status.is_leader(), "{status:?}");
+    assert_eq!(status.leader.as_deref(), Some(host.as_str()));
+    assert_eq!(status.nodes.len(), 1);
+    assert_eq!(status.nodes[0].api, daemon.api);
+}
+
 #[test]
 fn aliasctl_fails_with_one_line_and_exit_1() {
     let fixture = Fixture::new();

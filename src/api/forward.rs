@@ -1,0 +1,276 @@
+//! A follower's API answers a change as if the leader had been asked: the request goes on to
+//! the leader's API as it came (method, path, query, headers with the token, body) and the
+//! leader's answer comes back as it was sent (status, headers, body). Only the leader runs the
+//! writer, so this is the one way a change made through any node is applied once.
+//!
+//! What goes to the leader ([`to_leader`]): every change under `/v1/` but `POST /v1/reload`
+//! (each node reloads its own files), and the history reads, which the writer answers. Every
+//! other read is answered from the node's own snapshot, and `/v1/events` is each node's own
+//! stream.
+//!
+//! With no leader known, or the leader's API unreachable, the request waits for the cluster's
+//! status to change, up to [`AppState::forward_wait`](super::AppState) (the lease's TTL and a
+//! second, so a failover fits in it), then is answered 503 with the reason; a change is then
+//! not applied. A request already forwarded by another node is never forwarded again (503
+//! "forward loop"): two nodes that each take the other for the leader cannot bounce it forever.
+
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper_util::client::legacy::Client as HyperClient;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use tokio::sync::watch;
+use tokio::time::Instant;
+use tracing::{debug, warn};
+
+use super::ApiError;
+use super::dto::ErrorDto;
+use crate::cluster::ClusterStatus;
+
+/// Set on a request a node forwards, to the forwarding node's name.
+pub const FORWARDED_BY: HeaderName = HeaderName::from_static("x-aliasd-forwarded-by");
+
+/// How long a request waits for a leader by default: the default lease TTL (5 s) and a second.
+pub const DEFAULT_FORWARD_WAIT: Duration = Duration::from_secs(6);
+
+/// The largest body the API takes (axum's default limit, set explicitly on the router) and so
+/// the largest a follower forwards.
+pub const MAX_BODY: usize = 2 * 1024 * 1024;
+
+/// How long connecting to the leader's API may take before it counts as unreachable.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How long the leader may take to answer once it has the request. A change is answered when it
+/// is durable, so this is long: giving up earlier would not undo the change.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Headers that belong to one connection, never passed on (RFC 9110 section 7.6.1), and `Host`,
+/// which names the leader on the forwarded request.
+const HOP_BY_HOP: [HeaderName; 8] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+];
+
+/// Whether `method path` is answered by the leader (see the module's documentation).
+pub fn to_leader(method: &Method, path: &str) -> bool {
+    let Some(rest) = path.strip_prefix("/v1/") else {
+        return false;
+    };
+    if rest == "events" || rest == "reload" {
+        return false;
+    }
+    if *method == Method::GET || *method == Method::HEAD {
+        return is_history(rest);
+    }
+    true
+}
+
+/// `history`, `aliases/{alias}/history` or `services/{service}/history` (after `/v1/`).
+fn is_history(rest: &str) -> bool {
+    let parts: Vec<&str> = rest.trim_end_matches('/').split('/').collect();
+    matches!(
+        parts.as_slice(),
+        ["history"] | ["aliases" | "services", _, "history"]
+    )
+}
+
+/// What the forwarding layer needs: the cluster's status, how long to wait for a leader, and a
+/// client for the leader's API.
+#[derive(Clone)]
+pub struct Forwarder {
+    cluster: watch::Receiver<ClusterStatus>,
+    wait: Duration,
+    http: HyperClient<HttpConnector, Full<Bytes>>,
+}
+
+impl Forwarder {
+    pub fn new(cluster: watch::Receiver<ClusterStatus>, wait: Duration) -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
+        connector.set_nodelay(true);
+        let http = HyperClient::builder(TokioExecutor::new()).build(connector);
+        Self {
+            cluster,
+            wait,
+            http,
+        }
+    }
+}
+
+/// The middleware: forwards what [`to_leader`] names while another node leads; everything else
+/// goes on to this node's handlers.
+pub async fn forward(State(fwd): State<Forwarder>, request: Request, next: Next) -> Response {
+    if !to_leader(request.method(), request.uri().path()) || fwd.cluster.borrow().is_leader() {
+        return next.run(request).await;
+    }
+    let node = fwd.cluster.borrow().node.clone();
+    if let Some(by) = request.headers().get(&FORWARDED_BY) {
+        let by = String::from_utf8_lossy(by.as_bytes()).into_owned();
+        warn!(%by, node, path = %request.uri().path(), "refused to forward a request that was forwarded already");
+        return ApiError::Unavailable(format!(
+            "forward loop: {by} forwarded this request to {node}, which is not the leader either; \
+             nothing was applied (the nodes disagree on the leader: see `aliasctl cluster`)"
+        ))
+        .into_response();
+    }
+    let (parts, body) = request.into_parts();
+    let body = match axum::body::to_bytes(body, MAX_BODY).await {
+        Ok(body) => body,
+        Err(_) => return too_large(),
+    };
+    let is_change = parts.method != Method::GET && parts.method != Method::HEAD;
+    let deadline = Instant::now() + fwd.wait;
+    let mut cluster = fwd.cluster.clone();
+    loop {
+        let status = cluster.borrow_and_update().clone();
+        if status.is_leader() {
+            // This node took the leadership while the request waited: it answers itself.
+            return next.run(Request::from_parts(parts, Body::from(body))).await;
+        }
+        let reason = match (status.leader.as_deref(), status.leader_api()) {
+            (Some(leader), Some(api)) => {
+                match send(
+                    &fwd,
+                    api,
+                    &parts.method,
+                    &parts.uri,
+                    &parts.headers,
+                    &body,
+                    &node,
+                )
+                .await
+                {
+                    Ok(response) => {
+                        debug!(leader, %api, method = %parts.method, path = %parts.uri.path(), status = %response.status(), "forwarded to the leader");
+                        return response;
+                    }
+                    Err(Failed::Connect(error)) => {
+                        warn!(leader, %api, %error, "the leader's API cannot be reached");
+                        format!("the leader {leader} cannot be reached at {api}: {error}")
+                    }
+                    Err(Failed::Answer(error)) => {
+                        warn!(leader, %api, %error, "the leader took the request but did not answer");
+                        return ApiError::Unavailable(format!(
+                            "the leader {leader} at {api} took the request but did not answer \
+                             ({error}); a change may or may not have been applied: see \
+                             `aliasctl history`"
+                        ))
+                        .into_response();
+                    }
+                }
+            }
+            _ => status.no_leader_reason(),
+        };
+        let changed = tokio::time::timeout_at(deadline, cluster.changed()).await;
+        if !matches!(changed, Ok(Ok(()))) {
+            let outcome = if is_change {
+                "the change was not applied"
+            } else {
+                "the leader keeps the history; try again"
+            };
+            return ApiError::Unavailable(format!(
+                "no leader: {reason}; {outcome} (waited {})",
+                humantime::format_duration(fwd.wait)
+            ))
+            .into_response();
+        }
+    }
+}
+
+/// Why a forwarded request got no answer.
+enum Failed {
+    /// The leader's API could not be reached: nothing was sent, so it can be tried again.
+    Connect(String),
+    /// The request may have reached the leader: it must not be sent again.
+    Answer(String),
+}
+
+/// Sends the request to the leader's API at `api` and returns its answer as it came.
+async fn send(
+    fwd: &Forwarder,
+    api: std::net::SocketAddr,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &Bytes,
+    node: &str,
+) -> Result<Response, Failed> {
+    let path = uri.path_and_query().map_or("/", |p| p.as_str());
+    let target: Uri = format!("http://{api}{path}")
+        .parse()
+        .map_err(|e| Failed::Connect(format!("bad leader address {api}: {e}")))?;
+    let mut request = hyper::Request::new(Full::new(body.clone()));
+    *request.method_mut() = method.clone();
+    *request.uri_mut() = target;
+    let out = request.headers_mut();
+    for (name, value) in headers {
+        if !HOP_BY_HOP.contains(name)
+            && name != header::HOST
+            && name != header::CONTENT_LENGTH
+            && name != FORWARDED_BY
+        {
+            out.append(name.clone(), value.clone());
+        }
+    }
+    let by = HeaderValue::from_str(node).unwrap_or(HeaderValue::from_static("unnamed"));
+    out.insert(FORWARDED_BY, by);
+    let answer = tokio::time::timeout(ANSWER_TIMEOUT, fwd.http.request(request)).await;
+    let response = match answer {
+        Err(_) => {
+            return Err(Failed::Answer(format!(
+                "no answer within {}",
+                humantime::format_duration(ANSWER_TIMEOUT)
+            )));
+        }
+        Ok(Err(error)) if error.is_connect() => return Err(Failed::Connect(error_chain(&error))),
+        Ok(Err(error)) => return Err(Failed::Answer(error_chain(&error))),
+        Ok(Ok(response)) => response,
+    };
+    let (mut head, body) = response.into_parts();
+    for name in &HOP_BY_HOP {
+        head.headers.remove(name);
+    }
+    Ok(Response::from_parts(head, Body::new(body)))
+}
+
+/// An error with its causes, `outer: inner: ...` (hyper's own message alone says little).
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    text
+}
+
+/// A body over [`MAX_BODY`]: 413, as the API's own extractors answer it.
+fn too_large() -> Response {
+    (
+        StatusCode::PAYLOAD_TOO_LARGE,
+        axum::Json(ErrorDto {
+            error: format!(
+                "the body is larger than the API takes ({} bytes); nothing was forwarded to the leader",
+                MAX_BODY
+            ),
+            problems: Vec::new(),
+        }),
+    )
+        .into_response()
+}
+
+#[cfg(test)]
+mod tests;
