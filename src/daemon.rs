@@ -28,6 +28,7 @@ use tracing::{debug, error, info, warn};
 use arc_swap::ArcSwap;
 
 use crate::api::{self, AppState, Auth, ReloadRequest};
+use crate::cluster::node::{Node, NodeParts, WriterSetup};
 use crate::cluster::{ClusterStatus, definitions_hash};
 use crate::config::{Config, ProxyConfig, RestartKey};
 use crate::controller::changes::ReloadSummary;
@@ -64,6 +65,9 @@ pub enum DaemonError {
     ReadyFile { path: PathBuf, source: io::Error },
     #[error("{0}; aliasd stopped everything else so that it can be restarted")]
     Ended(Ended),
+    /// Asked to stop while it was still waiting for etcd.
+    #[error("stopped before etcd could be reached")]
+    Stopped,
 }
 
 /// The addresses actually bound, written to `--ready-file` once aliasd serves.
@@ -130,19 +134,7 @@ impl Daemon {
         let config_hash = definitions_hash(&base);
         let clock: crate::clock::SharedClock = Arc::new(crate::clock::Wall);
         let started_ms = clock.now_ms();
-        let recovered = recover(&config.state_dir, &base, clock.now_ms())?;
-        info!(dir = %config.state_dir.display(), "state directory opened");
-        for note in &recovered.notes {
-            warn!("{note}");
-        }
         let board = Arc::new(HealthBoard::default());
-        let (health_tx, health_rx) = mpsc::channel(1024);
-        let checker = Checker::new(
-            board.clone(),
-            health_tx,
-            config.health_concurrency,
-            shutdown.clone(),
-        );
         let (sources_tx, sources_rx) = mpsc::channel(64);
         let mut tasks = JoinSet::new();
         let mut critical = Critical::default();
@@ -167,18 +159,11 @@ impl Daemon {
         let (drained_tx, drained_rx) = mpsc::unbounded_channel();
         let transfers =
             crate::dns::xfr::Transfers::new(&origins, &config.transfers, &config.tsig_keys);
-        let (controller, control, snapshots) = Controller::start(StartParts {
-            base,
-            store: Box::new(recovered.store),
-            state: recovered.state,
-            topology: recovered.topology,
-            history: recovered.entries,
+        // The API's port is part of what a cluster node announces: bound before the writer.
+        let (api_listener, api_addr) = bind_api(&config).await?;
+        let setup = WriterSetup {
             board: board.clone(),
-            checker,
-            health_rx,
-            sources_rx,
-            docker_tx,
-            docker_endpoint: config.docker.as_ref().map(|d| d.host.to_string()),
+            health_concurrency: config.health_concurrency,
             // A drain holds the old version while the proxies still have work on it, up to
             // the longest drain deadline of any proxy.
             proxies: proxy_addrs
@@ -186,7 +171,6 @@ impl Daemon {
                 .zip(&config.proxies)
                 .map(|(addr, p)| (*addr, p.alias.clone()))
                 .collect(),
-            drained_rx,
             secondaries: transfers.secondaries(),
             drain_deadline: config
                 .proxies
@@ -194,9 +178,50 @@ impl Daemon {
                 .map(|p| p.drain_deadline)
                 .max()
                 .unwrap_or(ProxyConfig::DEFAULT_DRAIN_DEADLINE),
-            clock,
-            takeover: None,
-        });
+            docker_tx,
+            docker_endpoint: config.docker.as_ref().map(|d| d.host.to_string()),
+            clock: clock.clone(),
+        };
+        let single = config.cluster.is_none();
+        let (control, snapshots, cluster, cluster_tx) = match &config.cluster {
+            None => {
+                let (writer, control, snapshots) = single_writer(
+                    &config,
+                    base,
+                    setup,
+                    sources_rx,
+                    drained_rx,
+                    &shutdown,
+                )?;
+                critical.spawn("the writer", writer);
+                // A node on its own: the leader of a cluster of one, named after the host.
+                let (cluster_tx, cluster) = watch::channel(ClusterStatus::single(
+                    &crate::cluster::host_name(),
+                    api_addr,
+                    &config_hash,
+                    started_ms,
+                ));
+                (control, snapshots, cluster, cluster_tx)
+            }
+            Some(settings) => {
+                let parts = NodeParts {
+                    settings: settings.clone(),
+                    base,
+                    api: SocketAddr::new(settings.advertise, api_addr.port()),
+                    config_hash: config_hash.clone(),
+                    setup,
+                    sources_rx,
+                    drained_rx,
+                };
+                let Some((node, snapshots, control, cluster)) = Node::start(parts, &shutdown).await
+                else {
+                    return Err(DaemonError::Stopped);
+                };
+                critical.spawn("the cluster node", node.run(shutdown.clone()));
+                let (cluster_tx, _) = watch::channel(cluster.borrow().clone());
+                (control, snapshots, cluster, cluster_tx)
+            }
+        };
 
         let dns = DnsServer::start(&config.dns, &origins, snapshots.clone(), transfers.clone())
             .await
@@ -210,8 +235,6 @@ impl Daemon {
             &shutdown,
             &mut tasks,
         );
-        let (api_listener, api_addr) = bind_api(&config).await?;
-
         proxy::spawn_drain_reports(
             &proxy_stats,
             snapshots.clone(),
@@ -228,23 +251,13 @@ impl Daemon {
             &shutdown,
             &mut critical,
         );
-        let writer = controller.run(shutdown.clone());
-        #[cfg(debug_assertions)]
-        let writer = test_hook::writer(writer).map_err(DaemonError::Bind)?;
-        critical.spawn("the writer", writer);
         let auth = Arc::new(ArcSwap::from_pointee(Auth::new(&config.api.tokens)));
-        // A node on its own: the leader of a cluster of one, named after the host.
-        let (cluster_tx, cluster) = watch::channel(ClusterStatus::single(
-            &crate::cluster::host_name(),
-            api_addr,
-            &config_hash,
-            started_ms,
-        ));
         let reloads = Reloader::spawn(
             restart_key,
             control.clone(),
             auth.clone(),
             cluster_tx,
+            single,
             &shutdown,
             &mut tasks,
         )
@@ -265,7 +278,12 @@ impl Daemon {
             busy: proxy_stats.clone(),
             secondaries: secondaries.clone(),
             cluster,
-            forward_wait: api::forward::DEFAULT_FORWARD_WAIT,
+            // A new leader is elected within the lease's TTL: a change waits that long, and a
+            // second more, for one.
+            forward_wait: config.cluster.as_ref().map_or(
+                api::forward::DEFAULT_FORWARD_WAIT,
+                |c| c.lease_ttl + Duration::from_secs(1),
+            ),
         });
         critical.spawn(
             format!("the API on {api_addr}"),
@@ -331,6 +349,59 @@ impl Daemon {
         info!("stopped");
         ended.map_or(Ok(()), |ended| Err(DaemonError::Ended(ended)))
     }
+}
+
+/// A single node's writer, on the state directory: recovers it and starts the controller.
+fn single_writer(
+    config: &Config,
+    base: Arc<Base>,
+    setup: WriterSetup,
+    sources_rx: mpsc::Receiver<SourceUpdate>,
+    drained_rx: mpsc::UnboundedReceiver<crate::controller::Drained>,
+    shutdown: &CancellationToken,
+) -> Result<
+    (
+        impl std::future::Future<Output = ()> + Send + 'static,
+        ControlHandle,
+        SharedSnapshot,
+    ),
+    DaemonError,
+> {
+    let recovered = recover(&config.state_dir, &base, setup.clock.now_ms())?;
+    info!(dir = %config.state_dir.display(), "state directory opened");
+    for note in &recovered.notes {
+        warn!("{note}");
+    }
+    let (health_tx, health_rx) = mpsc::channel(1024);
+    let checker = Checker::new(
+        setup.board.clone(),
+        health_tx,
+        setup.health_concurrency,
+        shutdown.clone(),
+    );
+    let (controller, control, snapshots) = Controller::start(StartParts {
+        base,
+        store: Box::new(recovered.store),
+        state: recovered.state,
+        topology: recovered.topology,
+        history: recovered.entries,
+        board: setup.board,
+        checker,
+        health_rx,
+        sources_rx,
+        docker_tx: setup.docker_tx,
+        docker_endpoint: setup.docker_endpoint,
+        proxies: setup.proxies,
+        drained_rx,
+        secondaries: setup.secondaries,
+        drain_deadline: setup.drain_deadline,
+        clock: setup.clock,
+        takeover: None,
+    });
+    let writer = controller.run(shutdown.clone());
+    #[cfg(debug_assertions)]
+    let writer = test_hook::writer(writer).map_err(DaemonError::Bind)?;
+    Ok((writer, control, snapshots))
 }
 
 /// See the module's documentation.
@@ -488,6 +559,8 @@ struct Reloader {
     auth: Arc<ArcSwap<Auth>>,
     /// The node's cluster status, whose `config_hash` follows the definitions loaded.
     cluster: watch::Sender<ClusterStatus>,
+    /// False on a cluster's node, which refuses reloads (see `reload`).
+    single: bool,
 }
 
 impl Reloader {
@@ -497,6 +570,7 @@ impl Reloader {
         control: ControlHandle,
         auth: Arc<ArcSwap<Auth>>,
         cluster: watch::Sender<ClusterStatus>,
+        single: bool,
         shutdown: &CancellationToken,
         tasks: &mut JoinSet<()>,
     ) -> io::Result<mpsc::Sender<ReloadRequest>> {
@@ -508,6 +582,7 @@ impl Reloader {
             control,
             auth,
             cluster,
+            single,
         };
         let shutdown = shutdown.clone();
         tasks.spawn(async move {
@@ -534,6 +609,13 @@ impl Reloader {
     }
 
     async fn reload(&mut self, actor: &str) -> Result<ReloadSummary, ControlError> {
+        if !self.single {
+            // Every node renders the same definitions, so a reload would have to reach every
+            // node at once; a node that changed alone would answer differently.
+            return Err(ControlError::Conflict(
+                "a cluster's nodes do not reload their config one by one (they would answer differently): change the files on every node and restart the nodes one at a time".into(),
+            ));
+        }
         let path = self.current.source().to_owned();
         let loaded = tokio::task::spawn_blocking(move || Config::load(&path))
             .await
