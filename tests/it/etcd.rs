@@ -171,6 +171,10 @@ fn issue(dir: &Path, name: &str, subject: &str, ext: &str) {
     );
 }
 
+/// The extensions of a client certificate.
+const CLIENT_EXTENSIONS: &str = "extendedKeyUsage=clientAuth\n\
+     keyUsage=critical,digitalSignature,keyEncipherment\nbasicConstraints=critical,CA:FALSE\n";
+
 /// The certificate files of a TLS cluster, all in its temporary directory.
 struct TlsFiles {
     dir: PathBuf,
@@ -220,13 +224,7 @@ impl TlsFiles {
                 ),
             );
         }
-        issue(
-            &dir,
-            "client",
-            "/CN=aliasd",
-            "extendedKeyUsage=clientAuth\nkeyUsage=critical,digitalSignature,keyEncipherment\n\
-             basicConstraints=critical,CA:FALSE\n",
-        );
+        issue(&dir, "client", "/CN=aliasd", CLIENT_EXTENSIONS);
         Self { dir }
     }
 
@@ -433,9 +431,9 @@ impl EtcdCluster {
         let deadline = Instant::now() + limit;
         let mut ready = [false; MEMBERS];
         loop {
-            for i in 0..MEMBERS {
+            for (i, ready) in ready.iter_mut().enumerate() {
                 let Some(child) = self.members[i].as_mut() else {
-                    ready[i] = true;
+                    *ready = true;
                     continue;
                 };
                 if let Some(status) = child.try_wait().expect("wait") {
@@ -449,8 +447,8 @@ impl EtcdCluster {
                         self.logs()
                     )));
                 }
-                if !ready[i] {
-                    ready[i] = self.serves(i).await;
+                if !*ready {
+                    *ready = self.serves(i).await;
                 }
             }
             if ready.iter().all(|r| *r) {
@@ -1093,9 +1091,13 @@ async fn with_two_members_stopped_a_put_fails_in_bounded_time_and_succeeds_once_
     let took = started.elapsed();
     assert!(took < timeout + Duration::from_secs(2), "{took:?}: {error}");
 
+    let first_pid = cluster.pid(0).expect("member 0 runs");
+    assert_eq!(cluster.pid(1), None);
     cluster.start_member(1);
     cluster.start_member(2);
     cluster.wait_healthy().await;
+    assert_eq!(cluster.pid(0), Some(first_pid));
+    assert!(cluster.pid(1).is_some() && cluster.pid(2).is_some());
     put_eventually(&mut client, "/harness/b", "after", Duration::from_secs(10)).await;
     let mut third = client_of(&cluster.endpoint(2), ConnectOptions::new(), timeout).await;
     assert_eq!(
@@ -1243,6 +1245,28 @@ async fn with_tls_and_auth_the_certificates_cn_or_a_password_authenticates() {
         wrong.to_string().contains("authentication failed"),
         "{wrong}"
     );
+
+    // A certificate of the same CA whose CN is no user: the CN is what authenticates.
+    let dir = &cluster.tls_files().dir;
+    issue(dir, "stranger", "/CN=stranger", CLIENT_EXTENSIONS);
+    let read = |file: &str| std::fs::read(dir.join(file)).expect("stranger's files");
+    let stranger = TlsOptions::new()
+        .ca_certificate(Certificate::from_pem(read("ca.crt")))
+        .identity(Identity::from_pem(
+            read("stranger.crt"),
+            read("stranger.key"),
+        ));
+    let mut stranger = client_of(
+        &cluster.endpoint(1),
+        ConnectOptions::new().with_tls(stranger),
+        timeout,
+    )
+    .await;
+    let error = stranger
+        .put("/harness/e", "stranger", None)
+        .await
+        .expect_err("a certificate whose CN is no user");
+    assert!(error.to_string().contains("permission denied"), "{error}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1291,4 +1315,57 @@ async fn a_stopped_relay_cuts_the_client_off_and_a_started_one_reconnects_it() {
         value(&mut direct, "/harness/f").await.as_deref(),
         Some("again")
     );
+}
+
+/// Whether aliasd at `dns` answers `web.internal.` within a second.
+async fn answers(dns: SocketAddr) -> bool {
+    let query =
+        crate::support::query_message("web.internal.", hickory_proto::rr::RecordType::A, None);
+    let bytes = query.to_vec().expect("encode");
+    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0")
+        .await
+        .expect("udp");
+    socket.send_to(&bytes, dns).await.expect("send");
+    let mut buf = vec![0u8; 4096];
+    tokio::time::timeout(Duration::from_secs(1), socket.recv_from(&mut buf))
+        .await
+        .is_ok_and(|r| r.is_ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_aliasd_node_can_be_frozen_thawed_killed_and_restarted() {
+    let fixture = crate::support::Fixture::new();
+    let mut node = AliasdNode::start(&fixture.config(), &[]);
+    assert!(node.is_running());
+    assert!(answers(node.dns()).await, "{}", node.log());
+    let first = node.pid();
+    assert_eq!(node.ready().pid, first);
+
+    node.sigstop();
+    assert!(!answers(node.dns()).await, "a frozen aliasd answered");
+    node.sigcont();
+    assert!(answers(node.dns()).await, "{}", node.log());
+
+    node.kill9();
+    assert!(!node.is_running());
+    assert!(!answers(node.dns()).await, "a killed aliasd answered");
+    node.restart();
+    assert_ne!(node.pid(), first);
+    assert!(answers(node.dns()).await, "{}", node.log());
+    assert!(node.server_url().starts_with("http://127.0.0.1:"));
+
+    // Frozen when dropped: the drop still ends it.
+    node.sigstop();
+    let pid = node.pid();
+    drop(node);
+    let alive = Command::new("kill")
+        .args(["-0", &pid.to_string()])
+        .stderr(Stdio::null())
+        .status()
+        .expect("kill -0");
+    assert!(!alive.success(), "aliasd {pid} outlived its AliasdNode");
+
+    let mut node = AliasdNode::start(&fixture.config(), &[("RUST_LOG", "debug")]);
+    let status = node.terminate();
+    assert!(status.success(), "{status}: {}", node.log());
 }
