@@ -33,6 +33,8 @@ const READY_LIMIT: Duration = Duration::from_secs(20);
 const STOP_LIMIT: Duration = Duration::from_secs(10);
 /// The third octets the clusters take their addresses from.
 const NETS: std::ops::RangeInclusive<u8> = 200..=254;
+/// Hosts of a cluster's net that its TLS certificates name for relays.
+pub const RELAY_HOSTS: std::ops::RangeInclusive<u8> = 10..=29;
 /// The root user's password once `enable_auth` ran.
 const ROOT_PASSWORD: &str = "root-test-password";
 
@@ -184,7 +186,8 @@ impl TlsFiles {
     /// A CA, a server certificate per member (its IP as subjectAltName, usable for the peer
     /// connections both ways) and a client certificate with CN=aliasd. A member's certificate
     /// also names 127.0.0.1: with `--peer-client-cert-auth`, etcd checks a peer's certificate
-    /// against the address the connection comes from, and on loopback that is 127.0.0.1.
+    /// against the address the connection comes from, and on loopback that is 127.0.0.1. It
+    /// names 127.0.N.10–29 too, so that a relay there (`EtcdCluster::relay`) works over TLS.
     fn make(dir: PathBuf, net: u8) -> Self {
         std::fs::create_dir_all(&dir).expect("tls dir");
         openssl(
@@ -211,13 +214,18 @@ impl TlsFiles {
                 "keyUsage=critical,keyCertSign,cRLSign",
             ],
         );
+        let relays = RELAY_HOSTS
+            .map(|host| format!("IP:127.0.{net}.{host}"))
+            .collect::<Vec<_>>()
+            .join(",");
         for i in 0..MEMBERS {
             issue(
                 &dir,
                 &format!("m{i}"),
                 &format!("/CN=m{i}"),
                 &format!(
-                    "subjectAltName=IP:{},IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\n\
+                    "subjectAltName=IP:{},IP:127.0.0.1,{relays}\n\
+                     extendedKeyUsage=serverAuth,clientAuth\n\
                      keyUsage=critical,digitalSignature,keyEncipherment\n\
                      basicConstraints=critical,CA:FALSE\n",
                     member_ip(net, i)
@@ -591,6 +599,19 @@ impl EtcdCluster {
             .unwrap_or_else(|e| panic!("connect to etcd {:?}: {e}", self.endpoints()))
     }
 
+    /// A relay on 127.0.N.`host` (a port from the OS) to member `i`'s client port; its `url` has
+    /// this cluster's scheme. Over TLS `host` must be one of `RELAY_HOSTS`, which the members'
+    /// certificates name.
+    pub fn relay(&self, host: u8, i: usize) -> Relay {
+        assert!(
+            self.tls.is_none() || RELAY_HOSTS.contains(&host),
+            "a relay to a TLS cluster must be on a host in {RELAY_HOSTS:?}, which its certificates name"
+        );
+        let mut relay = Relay::new(SocketAddr::from((self.ip(host), 0)), self.client_addr(i));
+        relay.scheme = self.scheme();
+        relay
+    }
+
     /// SIGTERM to member `i`, and waits until it exited (killed after 10 s).
     pub fn stop_member(&mut self, i: usize) {
         let mut child = self.members[i]
@@ -707,6 +728,7 @@ impl Drop for EtcdCluster {
 /// sees the far side vanish, new connections are refused); `start` listens again on the same
 /// address. Dropping it stops it.
 pub struct Relay {
+    scheme: &'static str,
     addr: SocketAddr,
     target: SocketAddr,
     running: Option<Running>,
@@ -730,6 +752,7 @@ impl Relay {
         let listener =
             TcpListener::bind(listen).unwrap_or_else(|e| panic!("relay: bind {listen}: {e}"));
         let mut relay = Self {
+            scheme: "http",
             addr: listener.local_addr().expect("local addr"),
             target,
             running: None,
@@ -743,9 +766,9 @@ impl Relay {
         self.addr
     }
 
-    /// `http://<addr>`: an etcd endpoint through the relay.
+    /// `http://<addr>` (https for a relay to a TLS cluster): an etcd endpoint through it.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("{}://{}", self.scheme, self.addr)
     }
 
     pub fn is_running(&self) -> bool {
@@ -1136,6 +1159,15 @@ async fn a_tls_cluster_serves_a_client_with_its_certificate_and_refuses_one_with
     let mut all = cluster.client().await;
     assert_eq!(value(&mut all, "/harness/c").await.as_deref(), Some("tls"));
 
+    // Through a relay: the members' certificates name the relay's address.
+    let relay = cluster.relay(*RELAY_HOSTS.end(), 2);
+    assert!(relay.url().starts_with("https://"), "{}", relay.url());
+    let mut relayed = client_of(&relay.url(), cluster.connect_options(), timeout).await;
+    assert_eq!(
+        value(&mut relayed, "/harness/c").await.as_deref(),
+        Some("tls")
+    );
+
     let without_cert =
         ConnectOptions::new().with_tls(TlsOptions::new().ca_certificate(Certificate::from_pem(ca)));
     let mut refused = client_of(&cluster.endpoint(1), without_cert, timeout).await;
@@ -1186,6 +1218,23 @@ async fn with_auth_a_client_needs_the_users_password() {
     user.put("/harness/d", "user", None)
         .await
         .expect("put as aliasd");
+    // The token one member gave is good on every member.
+    let mut everywhere = Client::connect(
+        cluster.endpoints(),
+        Some(
+            ConnectOptions::new()
+                .with_user("aliasd", "s3cret")
+                .with_timeout(timeout),
+        ),
+    )
+    .await
+    .expect("connect to every member");
+    for n in 0..20 {
+        everywhere
+            .put(format!("/harness/d{n}"), "user", None)
+            .await
+            .expect("put as aliasd through any member");
+    }
     let mut root = cluster.client().await;
     assert_eq!(
         value(&mut root, "/harness/d").await.as_deref(),
@@ -1272,10 +1321,7 @@ async fn with_tls_and_auth_the_certificates_cn_or_a_password_authenticates() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stopped_relay_cuts_the_client_off_and_a_started_one_reconnects_it() {
     let cluster = EtcdCluster::start().await;
-    let mut relay = Relay::new(
-        SocketAddr::from((cluster.ip(10), 0)),
-        cluster.client_addr(0),
-    );
+    let mut relay = cluster.relay(10, 0);
     assert_eq!(relay.addr().ip(), cluster.ip(10));
     let timeout = Duration::from_secs(2);
     let mut client = client_of(&relay.url(), ConnectOptions::new(), timeout).await;
