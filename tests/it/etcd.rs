@@ -91,6 +91,41 @@ fn signal(pid: u32, name: &str) {
     assert!(status.success(), "kill -{name} {pid} failed");
 }
 
+/// Waits (5 s at most) until every thread of `pid` is stopped (`stopped`), or none is: a signal
+/// is delivered after `kill` returned.
+fn wait_stopped(pid: u32, stopped: bool) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let states: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/task"))
+            .map(|tasks| {
+                tasks
+                    .filter_map(|task| {
+                        let stat = std::fs::read_to_string(task.ok()?.path().join("stat")).ok()?;
+                        // The state follows the command name, which is in parentheses.
+                        let state = stat.rsplit_once(") ")?.1.split(' ').next()?;
+                        Some(state.to_owned())
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let is_stopped = |state: &String| state == "T" || state == "t";
+        let done = if stopped {
+            !states.is_empty() && states.iter().all(is_stopped)
+        } else {
+            !states.iter().any(is_stopped)
+        };
+        if done {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "process {pid} not {} within 5 s: thread states {states:?}",
+            if stopped { "stopped" } else { "running again" }
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
 /// Waits up to `limit` for `child` to exit; `None` if it still runs.
 fn wait_exit(child: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {
     let deadline = Instant::now() + limit;
@@ -982,13 +1017,17 @@ impl AliasdNode {
         }
     }
 
-    /// SIGSTOP: frozen, its sockets open but nothing answered, until `sigcont`.
+    /// SIGSTOP, and waits until every thread of it stopped: frozen, its sockets open but
+    /// nothing answered, until `sigcont`.
     pub fn sigstop(&self) {
         signal(self.pid(), "STOP");
+        wait_stopped(self.pid(), true);
     }
 
+    /// SIGCONT, and waits until it runs again.
     pub fn sigcont(&self) {
         signal(self.pid(), "CONT");
+        wait_stopped(self.pid(), false);
     }
 
     /// SIGTERM, and waits (15 s at most) for its exit status.
