@@ -9,6 +9,7 @@ mod compose;
 mod crash;
 mod dns;
 mod docker;
+mod etcd;
 mod files;
 mod fixtures;
 mod lab;
