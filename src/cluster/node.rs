@@ -262,8 +262,18 @@ impl Node {
     /// Says loudly, once at start, when this node's definitions are not the leader's.
     fn warn_if_different(&self) {
         let status = self.status.borrow();
-        for p in &status.problems {
-            error!("{p}");
+        if status.nodes.iter().any(|n| n.name == self.settings.node) {
+            return;
+        }
+        let leader = status.nodes.iter().find(|n| n.leader);
+        if let Some(leader) = leader
+            && leader.config_hash != self.config_hash
+        {
+            error!(
+                node = %self.settings.node,
+                leader = %leader.name,
+                "this node's definitions (zones, services, aliases) differ from the leader's: it would answer differently from the cluster; give every node the same config files"
+            );
         }
     }
 
