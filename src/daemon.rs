@@ -185,14 +185,8 @@ impl Daemon {
         let single = config.cluster.is_none();
         let (control, snapshots, cluster, cluster_tx) = match &config.cluster {
             None => {
-                let (writer, control, snapshots) = single_writer(
-                    &config,
-                    base,
-                    setup,
-                    sources_rx,
-                    drained_rx,
-                    &shutdown,
-                )?;
+                let (writer, control, snapshots) =
+                    single_writer(&config, base, setup, sources_rx, drained_rx, &shutdown)?;
                 critical.spawn("the writer", writer);
                 // A node on its own: the leader of a cluster of one, named after the host.
                 let (cluster_tx, cluster) = watch::channel(ClusterStatus::single(
@@ -280,10 +274,12 @@ impl Daemon {
             cluster,
             // A new leader is elected within the lease's TTL: a change waits that long, and a
             // second more, for one.
-            forward_wait: config.cluster.as_ref().map_or(
-                api::forward::DEFAULT_FORWARD_WAIT,
-                |c| c.lease_ttl + Duration::from_secs(1),
-            ),
+            forward_wait: config
+                .cluster
+                .as_ref()
+                .map_or(api::forward::DEFAULT_FORWARD_WAIT, |c| {
+                    c.lease_ttl + Duration::from_secs(1)
+                }),
         });
         critical.spawn(
             format!("the API on {api_addr}"),

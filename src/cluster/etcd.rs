@@ -28,8 +28,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use etcd_client::{
-    Certificate, Client, Compare, CompareOp, ConnectOptions, GetOptions, Identity, TlsOptions,
-    Txn, TxnOp,
+    Certificate, Client, Compare, CompareOp, ConnectOptions, GetOptions, Identity, TlsOptions, Txn,
+    TxnOp,
 };
 use serde::{Deserialize, Serialize};
 use tokio::runtime::Handle;
@@ -59,7 +59,10 @@ pub fn ttl_secs(s: &Settings) -> i64 {
 pub async fn connect(s: &Settings) -> Result<Client, String> {
     let mut options = ConnectOptions::new()
         .with_connect_timeout(Duration::from_secs(2))
-        .with_timeout(s.lease_ttl.clamp(Duration::from_secs(2), Duration::from_secs(5)))
+        .with_timeout(
+            s.lease_ttl
+                .clamp(Duration::from_secs(2), Duration::from_secs(5)),
+        )
         .with_keep_alive(Duration::from_secs(1), Duration::from_secs(2))
         .with_keep_alive_while_idle(true)
         .with_require_leader(true);
@@ -67,9 +70,8 @@ pub async fn connect(s: &Settings) -> Result<Client, String> {
         options = options.with_user(user.clone(), password.clone());
     }
     if let Some(ca) = &s.ca_file {
-        let read = |p: &PathBuf| {
-            std::fs::read(p).map_err(|e| format!("cannot read {}: {e}", p.display()))
-        };
+        let read =
+            |p: &PathBuf| std::fs::read(p).map_err(|e| format!("cannot read {}: {e}", p.display()));
         let mut tls = TlsOptions::new().ca_certificate(Certificate::from_pem(read(ca)?));
         if let (Some(cert), Some(key)) = (&s.cert_file, &s.key_file) {
             tls = tls.identity(Identity::from_pem(read(cert)?, read(key)?));
@@ -254,7 +256,9 @@ impl Data {
                 self.serials.insert(n.to_owned(), json(raw, value)?);
             }
             Key::Health(n) => {
-                let name = n.parse::<ServiceName>().map_err(|e| format!("{raw}: {e}"))?;
+                let name = n
+                    .parse::<ServiceName>()
+                    .map_err(|e| format!("{raw}: {e}"))?;
                 self.health.insert(name, json(raw, value)?);
             }
             Key::LastGood(n) => {
@@ -597,9 +601,12 @@ impl Store for EtcdStore {
             ops.push(TxnOp::put(
                 self.keys.meta(),
                 serde_json::to_vec(&Meta {
-                    history_seq: self.history.last().copied().unwrap_or(0).max(
-                        kept.iter().map(|e| e.seq).max().unwrap_or(0),
-                    ),
+                    history_seq: self
+                        .history
+                        .last()
+                        .copied()
+                        .unwrap_or(0)
+                        .max(kept.iter().map(|e| e.seq).max().unwrap_or(0)),
                 })
                 .unwrap_or_default(),
                 None,

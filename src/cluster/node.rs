@@ -30,6 +30,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use crate::clock::SharedClock;
+use crate::controller::PeerReport;
 use crate::controller::history::HistoryEntry;
 use crate::controller::machine::{Change, ChangeKind};
 use crate::controller::store::Store;
@@ -38,7 +39,7 @@ use crate::controller::{
     Takeover, changes::entry, initial_state, to_stored,
 };
 use crate::health::{Checker, HealthBoard};
-use crate::model::AliasName;
+use crate::model::{AliasName, Endpoint};
 use crate::registry::{Base, DockerEndpoint, Problem, Sources, Topology};
 use crate::snapshot::SharedSnapshot;
 use crate::state::{Live, State, StoredDelta, StoredState};
@@ -60,7 +61,16 @@ pub struct Announcement {
     pub started_ms: u64,
     /// Per zone (origin), the serial it serves.
     pub serials: BTreeMap<String, u32>,
+    /// Its front proxies (its advertise address and the listener's port) and their aliases.
+    #[serde(default)]
+    pub proxies: Vec<(SocketAddr, String)>,
+    /// Members of draining aliases its proxies have no open work on any more.
+    #[serde(default)]
+    pub drained: Vec<(SocketAddr, String, Endpoint)>,
 }
+
+/// Reports of idle members, as a follower announces them.
+type DrainedSet = BTreeSet<(SocketAddr, String, Endpoint)>;
 
 /// What a node's Docker daemon runs, under `hosts/<node>/docker`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -166,7 +176,12 @@ impl Node {
     pub async fn start(
         parts: NodeParts,
         shutdown: &CancellationToken,
-    ) -> Option<(Self, SharedSnapshot, ControlHandle, watch::Receiver<ClusterStatus>)> {
+    ) -> Option<(
+        Self,
+        SharedSnapshot,
+        ControlHandle,
+        watch::Receiver<ClusterStatus>,
+    )> {
         let NodeParts {
             settings,
             base,
@@ -314,6 +329,17 @@ impl Node {
         let lease_until = Arc::new(Mutex::new(Instant::now()));
         let (applied_tx, applied_rx) = watch::channel(first.meta_revision);
         let (host_tx, host_rx) = watch::channel::<Option<HostView>>(None);
+        let (reported_tx, reported_rx) = watch::channel(DrainedSet::new());
+        let (members_tx, members_rx) = watch::channel(BTreeMap::<String, Announcement>::new());
+        let identity = {
+            let advertise = settings.advertise;
+            move |local: SocketAddr| SocketAddr::new(advertise, local.port())
+        };
+        let proxies: Vec<(SocketAddr, String)> = setup
+            .proxies
+            .iter()
+            .map(|(addr, alias)| (identity(*addr), alias.name().to_ascii()))
+            .collect();
         tasks.spawn(keep_lease(
             client.clone(),
             etcd::ttl_secs(&settings),
@@ -329,6 +355,7 @@ impl Node {
             lease_rx.clone(),
             applied_rx,
             host_rx,
+            reported_rx,
             shared.clone(),
             Announcement {
                 api,
@@ -336,6 +363,8 @@ impl Node {
                 config_hash: config_hash.clone(),
                 started_ms,
                 serials: BTreeMap::new(),
+                proxies,
+                drained: Vec::new(),
             },
             shutdown.clone(),
         ));
@@ -343,6 +372,7 @@ impl Node {
             client.clone(),
             keys.clone(),
             status.clone(),
+            members_tx,
             config_hash.clone(),
             reach.clone(),
             shutdown.clone(),
@@ -353,6 +383,7 @@ impl Node {
             drained_rx,
             slot.clone(),
             host_tx,
+            (reported_tx, Box::new(identity)),
             shutdown.clone(),
         ));
         let ctx = Ctx {
@@ -368,6 +399,7 @@ impl Node {
             lease_until,
             applied: applied_tx,
             slot,
+            members: members_rx,
         };
         let mut first = Some(first);
         loop {
@@ -406,6 +438,8 @@ struct Ctx {
     lease_until: Arc<Mutex<Instant>>,
     applied: watch::Sender<i64>,
     slot: Arc<Mutex<Slot>>,
+    /// Every live node's announcement, by name.
+    members: watch::Receiver<BTreeMap<String, Announcement>>,
 }
 
 /// Keeps this node's lease: grants one, renews it every third of its TTL, and grants a new
@@ -496,6 +530,7 @@ async fn announce(
     mut lease_rx: watch::Receiver<i64>,
     mut applied_rx: watch::Receiver<i64>,
     mut host_rx: watch::Receiver<Option<HostView>>,
+    mut reported_rx: watch::Receiver<DrainedSet>,
     shared: SharedSnapshot,
     mut announcement: Announcement,
     shutdown: CancellationToken,
@@ -512,6 +547,17 @@ async fn announce(
             .iter()
             .zip(&snapshot.zones)
             .map(|(z, v)| (z.origin.name().to_ascii(), v.serial))
+            .collect();
+        // Only what still drains: a report outlives its drain only until the next change.
+        announcement.drained = reported_rx
+            .borrow_and_update()
+            .iter()
+            .filter(|(_, alias, endpoint)| {
+                snapshot.aliases.iter().any(|(name, view)| {
+                    name.name().to_ascii() == *alias && view.draining.contains(endpoint)
+                })
+            })
+            .cloned()
             .collect();
         let mut failed = false;
         if lease != 0 && written.as_ref() != Some(&(lease, announcement.clone())) {
@@ -542,11 +588,16 @@ async fn announce(
                 Err(_) => failed = true,
             }
         }
-        let wait = if failed { RETRY } else { Duration::from_secs(1) };
+        let wait = if failed {
+            RETRY
+        } else {
+            Duration::from_secs(1)
+        };
         tokio::select! {
             _ = lease_rx.changed() => {}
             _ = applied_rx.changed() => {}
             _ = host_rx.changed() => {}
+            _ = reported_rx.changed() => {}
             () = tokio::time::sleep(wait) => {}
             () = shutdown.cancelled() => return,
         }
@@ -619,8 +670,10 @@ fn compose(
         })
         .collect();
     if leader.is_none() {
-        s.problems
-            .push("no leader: no node holds the leadership in etcd; changes are refused until one does".into());
+        s.problems.push(
+            "no leader: no node holds the leadership in etcd; changes are refused until one does"
+                .into(),
+        );
     }
 }
 
@@ -633,22 +686,37 @@ async fn watch_members(
     mut client: Client,
     keys: Keys,
     status: watch::Sender<ClusterStatus>,
+    members_tx: watch::Sender<BTreeMap<String, Announcement>>,
     mine: String,
     reach: Reach,
     shutdown: CancellationToken,
 ) {
+    let publish = |members: &BTreeMap<String, Announcement>, leader: Option<&str>| {
+        status.send_modify(|s| compose(s, members, leader, &mine));
+        members_tx.send_if_modified(|m| {
+            let changed = m != members;
+            if changed {
+                *m = members.clone();
+            }
+            changed
+        });
+    };
     while !shutdown.is_cancelled() {
         match list_members(&mut client, &keys).await {
             Ok((members, leader)) => {
                 reach.ok();
                 let mut members = members;
                 let mut leader = leader;
-                status.send_modify(|s| compose(s, &members, leader.as_deref(), &mine));
+                publish(&members, leader.as_deref());
                 let revision = 0;
                 let watched = client
                     .watch(
                         keys.all(),
-                        Some(WatchOptions::new().with_prefix().with_start_revision(revision)),
+                        Some(
+                            WatchOptions::new()
+                                .with_prefix()
+                                .with_start_revision(revision),
+                        ),
                     )
                     .await;
                 let Ok(mut stream) = watched else {
@@ -661,7 +729,7 @@ async fn watch_members(
                 if let Ok((m, l)) = list_members(&mut client, &keys).await {
                     members = m;
                     leader = l;
-                    status.send_modify(|s| compose(s, &members, leader.as_deref(), &mine));
+                    publish(&members, leader.as_deref());
                 }
                 loop {
                     let message = tokio::select! {
@@ -701,7 +769,7 @@ async fn watch_members(
                         }
                     }
                     if changed {
-                        status.send_modify(|s| compose(s, &members, leader.as_deref(), &mine));
+                        publish(&members, leader.as_deref());
                     }
                 }
             }
@@ -722,6 +790,10 @@ async fn forward_inputs(
     mut drained_rx: mpsc::UnboundedReceiver<Drained>,
     slot: Arc<Mutex<Slot>>,
     host_tx: watch::Sender<Option<HostView>>,
+    (reported, identity): (
+        watch::Sender<DrainedSet>,
+        Box<dyn Fn(SocketAddr) -> SocketAddr + Send>,
+    ),
     shutdown: CancellationToken,
 ) {
     loop {
@@ -741,8 +813,26 @@ async fn forward_inputs(
             }
             Some(report) = drained_rx.recv() => {
                 let tx = slot.lock().unwrap_or_else(|p| p.into_inner()).drained.clone();
-                if let Some(tx) = tx {
-                    let _ = tx.send(report);
+                match tx {
+                    Some(tx) => {
+                        let _ = tx.send(report);
+                    }
+                    // A follower's proxies report to the leader through this node's
+                    // announcement.
+                    None => {
+                        reported.send_modify(|set| {
+                            // Reports of drains long over are dropped from the announcement;
+                            // the set only needs a bound.
+                            if set.len() >= 4096 {
+                                set.clear();
+                            }
+                            set.insert((
+                                identity(report.proxy),
+                                report.alias.name().to_ascii(),
+                                report.endpoint,
+                            ));
+                        });
+                    }
                 }
             }
             () = shutdown.cancelled() => return,
@@ -905,7 +995,8 @@ async fn follow(ctx: &Ctx, first: &mut Option<Listed>) {
                     ctx.applied.send_replace(replica.applied);
                 }
                 Ok(None) | Err(_) => {
-                    ctx.reach.failed("the watch of the cluster's state ended; serving the last state");
+                    ctx.reach
+                        .failed("the watch of the cluster's state ended; serving the last state");
                     tokio::time::sleep(RETRY).await;
                     break;
                 }
@@ -932,15 +1023,14 @@ async fn lead(ctx: &Ctx, fence: i64, shutdown: &CancellationToken) {
             return;
         }
     };
-    let (history, problems) = match etcd::list_history(&mut client, &ctx.keys, listed.revision)
-        .await
-    {
-        Ok(h) => h,
-        Err(e) => {
-            ctx.reach.failed(&describe(&e));
-            return;
-        }
-    };
+    let (history, problems) =
+        match etcd::list_history(&mut client, &ctx.keys, listed.revision).await {
+            Ok(h) => h,
+            Err(e) => {
+                ctx.reach.failed(&describe(&e));
+                return;
+            }
+        };
     for p in problems {
         error!("{p}");
     }
@@ -1045,6 +1135,13 @@ async fn lead(ctx: &Ctx, fence: i64, shutdown: &CancellationToken) {
         }),
     });
     info!(node = %ctx.settings.node, fence, "leading: the writer runs here");
+    let peers = tokio::spawn(feed_peers(
+        ctx.members.clone(),
+        ctx.settings.node.clone(),
+        ctx.base.clone(),
+        sources_tx.clone(),
+        term.clone(),
+    ));
     let hosts = tokio::spawn(merge_hosts(
         ctx.client.clone(),
         ctx.keys.clone(),
@@ -1054,6 +1151,7 @@ async fn lead(ctx: &Ctx, fence: i64, shutdown: &CancellationToken) {
     controller.run(term.clone()).await;
     term.cancel();
     hosts.abort();
+    peers.abort();
     ctx.handle.detach();
     *ctx.slot.lock().unwrap_or_else(|p| p.into_inner()) = Slot::default();
     if shutdown.is_cancelled() {
@@ -1069,6 +1167,60 @@ async fn lead(ctx: &Ctx, fence: i64, shutdown: &CancellationToken) {
         info!("resigned the leadership");
     } else {
         warn!(node = %ctx.settings.node, "no longer the leader: following again");
+    }
+}
+
+/// Tells the leader's writer about the other live nodes whenever their announcements change:
+/// a drain waits for each to serve the answers without the old version, and for its proxies'
+/// open work on it.
+async fn feed_peers(
+    mut members: watch::Receiver<BTreeMap<String, Announcement>>,
+    me: String,
+    base: Arc<Base>,
+    writer: mpsc::Sender<SourceUpdate>,
+    term: CancellationToken,
+) {
+    let root = hickory_proto::rr::Name::root();
+    loop {
+        let peers: BTreeMap<String, PeerReport> = members
+            .borrow_and_update()
+            .iter()
+            .filter(|(name, _)| **name != me)
+            .map(|(name, a)| {
+                let alias = |s: &str| AliasName::resolve(s, &root).ok();
+                let report = PeerReport {
+                    proxies: a
+                        .proxies
+                        .iter()
+                        .filter_map(|(addr, name)| Some((*addr, alias(name)?)))
+                        .collect(),
+                    serials: base
+                        .zones
+                        .iter()
+                        .map(|z| a.serials.get(&z.origin.name().to_ascii()).copied())
+                        .collect(),
+                    drained: a
+                        .drained
+                        .iter()
+                        .filter_map(|(proxy, name, endpoint)| {
+                            Some(Drained {
+                                proxy: *proxy,
+                                alias: alias(name)?,
+                                endpoint: *endpoint,
+                            })
+                        })
+                        .collect(),
+                };
+                (name.clone(), report)
+            })
+            .collect();
+        if writer.send(SourceUpdate::Peers(peers)).await.is_err() {
+            return;
+        }
+        tokio::select! {
+            r = members.changed() => if r.is_err() { return },
+            () = term.cancelled() => return,
+        }
     }
 }
 

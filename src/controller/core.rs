@@ -60,9 +60,21 @@ pub struct Core {
     pub health_touched: BTreeSet<ServiceName>,
     /// Docker's reachability flipped: every alias's warnings may change.
     pub sources_all_dirty: bool,
+    /// A cluster's other live nodes: what a drain waits for besides this node's own proxies
+    /// and the secondaries.
+    pub peers: BTreeMap<String, Peer>,
     /// A cluster's writer: other nodes render from what it stores, so every change of the
     /// answers (health, serials, last good answers) is made durable too, as [`Unit::live`].
     pub replicate: bool,
+}
+
+/// Another node of a cluster, as the writer follows it.
+#[derive(Debug, Clone, Default)]
+pub struct Peer {
+    /// Its front proxies and the alias each fronts.
+    pub proxies: Vec<(SocketAddr, AliasName)>,
+    /// Per zone, the serial it serves and since when (this writer's clock).
+    pub serials: Vec<Option<(u32, u64)>>,
 }
 
 /// One batch of changes to commit together.
@@ -429,14 +441,23 @@ impl Core {
         (alias_entries, others)
     }
 
-    /// Where the secondaries of zone `zone` stand on `serial`: serving it (or a later one)
-    /// since when, or not all of them yet.
+    /// Where the secondaries of zone `zone`, and a cluster's other nodes, stand on `serial`:
+    /// serving it (or a later one) since when, or not all of them yet.
     pub fn caught(&self, zone: usize, serial: u32) -> Caught {
         let mut since = 0;
-        for ((_, _), seen) in self.secondaries.iter().filter(|((z, _), _)| *z == zone) {
+        let peers = self
+            .peers
+            .values()
+            .map(|p| p.serials.get(zone).copied().flatten());
+        let secondaries = self
+            .secondaries
+            .iter()
+            .filter(|((z, _), _)| *z == zone)
+            .map(|(_, seen)| *seen);
+        for seen in secondaries.chain(peers) {
             match seen {
-                Some((have, at)) if *have == serial || serial_gt(*have, serial) => {
-                    since = since.max(*at);
+                Some((have, at)) if have == serial || serial_gt(have, serial) => {
+                    since = since.max(at);
                 }
                 _ => return Caught::Waiting,
             }
@@ -466,6 +487,7 @@ impl Core {
         let proxies: Vec<SocketAddr> = self
             .proxies
             .iter()
+            .chain(self.peers.values().flat_map(|p| &p.proxies))
             .filter(|(_, a)| a == alias)
             .map(|(p, _)| *p)
             .collect();

@@ -155,6 +155,10 @@ pub enum SourceUpdate {
     },
     /// Docker became reachable or unreachable. The endpoints stay as they were.
     DockerStatus(SourceStatus),
+    /// A cluster's other live nodes, by name: what their proxies front, the serials they
+    /// serve and the members their proxies reported idle. Replaces the last set: a node not
+    /// in it is gone (its lease ended) and no drain waits for it.
+    Peers(BTreeMap<String, PeerReport>),
     /// The containers of a retired version were stopped; `report` says which and how.
     Stopped {
         alias: AliasName,
@@ -164,6 +168,17 @@ pub enum SourceUpdate {
 }
 
 pub use crate::proxy::Drained;
+
+/// What one other node of a cluster reports (see [`SourceUpdate::Peers`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerReport {
+    /// Its front proxies (as other nodes name them) and the alias each fronts.
+    pub proxies: Vec<(SocketAddr, AliasName)>,
+    /// Per zone (in the config's order), the serial it serves.
+    pub serials: Vec<Option<u32>>,
+    /// Members of draining aliases its proxies have no open work on any more.
+    pub drained: Vec<Drained>,
+}
 
 /// What the controller asks of Docker discovery.
 #[derive(Debug, Clone)]
@@ -675,6 +690,7 @@ impl Controller {
                 health_touched: BTreeSet::new(),
                 sources_all_dirty: false,
                 replicate,
+                peers: BTreeMap::new(),
             },
             durable: Arc::new(Mutex::new(store)),
             shared: shared.clone(),
@@ -1115,6 +1131,27 @@ impl Controller {
                 let at_ms = self.clock.now_ms();
                 let _ = self.events.send(Event::Secondary { state, at_ms });
                 // A drain may have been waiting for this secondary.
+                self.settle().await;
+            }
+            SourceUpdate::Peers(peers) => {
+                let now = self.clock.now_ms();
+                for (name, report) in &peers {
+                    for d in &report.drained {
+                        self.core.drained(d.clone());
+                    }
+                    let seen = self.core.peers.entry(name.clone()).or_default();
+                    seen.proxies = report.proxies.clone();
+                    seen.serials.resize(report.serials.len(), None);
+                    for (slot, serial) in seen.serials.iter_mut().zip(&report.serials) {
+                        match (serial, &slot) {
+                            (Some(s), Some((had, _))) if had == s => {}
+                            (Some(s), _) => *slot = Some((*s, now)),
+                            (None, _) => *slot = None,
+                        }
+                    }
+                }
+                self.core.peers.retain(|name, _| peers.contains_key(name));
+                // A drain may have been waiting for these nodes.
                 self.settle().await;
             }
             SourceUpdate::Stopped { alias, op, report } => {

@@ -52,6 +52,7 @@ fn core() -> Core {
         health_touched: BTreeSet::new(),
         sources_all_dirty: false,
         replicate: false,
+        peers: BTreeMap::new(),
     }
 }
 
