@@ -894,8 +894,9 @@ impl Drop for Relay {
     }
 }
 
-/// One `aliasd run --config <config> --ready-file <dir>/ready-<n>.json` process, its stderr in
-/// a log file next to the config. Killed and reaped when dropped.
+/// One `aliasd run --config <config> --ready-file <dir>/ready-<n>.json` process; its stderr goes
+/// to `<config's stem>.log` next to the config (over all its starts), so several nodes may share
+/// a directory if their configs have different names. Killed and reaped when dropped.
 pub struct AliasdNode {
     config: PathBuf,
     dir: PathBuf,
@@ -906,16 +907,20 @@ pub struct AliasdNode {
 }
 
 impl AliasdNode {
-    /// Starts aliasd on `config` (its ready file and log go to the config's directory) and
-    /// waits (30 s at most) until it wrote its ready file.
+    /// Starts aliasd on `config` with `env` added to its environment (`RUST_LOG` is `info`
+    /// unless `env` sets it), and waits (30 s at most) until it wrote its ready file.
     pub fn start(config: &Path, env: &[(&str, &str)]) -> Self {
         let dir = config
             .parent()
             .expect("the config is in a directory")
             .to_owned();
+        let stem = config
+            .file_stem()
+            .expect("the config has a file name")
+            .to_string_lossy();
         let mut node = Self {
             config: config.to_owned(),
-            log: dir.join("aliasd.log"),
+            log: dir.join(format!("{stem}.log")),
             dir,
             env: env
                 .iter()
@@ -934,7 +939,9 @@ impl AliasdNode {
             self.child.is_none(),
             "aliasd node still runs: kill9 it first"
         );
-        let ready_path = self.dir.join(format!("ready-{}.json", unique()));
+        let ready_path = self
+            .dir
+            .join(format!("ready-{}-{}.json", std::process::id(), unique()));
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -994,6 +1001,12 @@ impl AliasdNode {
     /// `http://<api>`.
     pub fn server_url(&self) -> String {
         format!("http://{}", self.api())
+    }
+
+    /// An API client of this node that carries the tests' token (`support::TOKEN`).
+    pub fn client(&self) -> aliasd::client::Client {
+        aliasd::client::Client::new(&self.server_url(), Some(crate::support::TOKEN.to_owned()))
+            .expect("client")
     }
 
     pub fn pid(&self) -> u32 {
@@ -1438,6 +1451,12 @@ async fn an_aliasd_node_can_be_frozen_thawed_killed_and_restarted() {
     assert_ne!(node.pid(), first);
     assert!(answers(node.dns()).await, "{}", node.log());
     assert!(node.server_url().starts_with("http://127.0.0.1:"));
+    let aliases = node.client().aliases().await.expect("list the aliases");
+    assert!(
+        aliases.iter().any(|a| a.name == "web.internal"),
+        "{aliases:?}"
+    );
+    assert!(node.log().contains("INFO"), "{}", node.log());
 
     // Frozen when dropped: the drop still ends it.
     node.sigstop();
