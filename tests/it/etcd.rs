@@ -361,16 +361,19 @@ impl EtcdCluster {
             .prefix("aliasd-etcd-")
             .tempdir()
             .expect("tempdir");
-        let tls = tls.then(|| TlsFiles::make(dir.path().join("tls"), net));
+        // Built first, so that a panic from here on still releases the net and the directory.
         let mut cluster = Self {
             net,
             token: format!("aliasd-test-{}-{net}-{}", std::process::id(), unique()),
             dir,
-            tls,
+            tls: None,
             max_txn_ops,
             members: (0..MEMBERS).map(|_| None).collect(),
             root: None,
         };
+        if tls {
+            cluster.tls = Some(TlsFiles::make(cluster.dir.path().join("tls"), net));
+        }
         for i in 0..MEMBERS {
             cluster.spawn_member(i, "new");
         }
@@ -1462,14 +1465,36 @@ async fn an_aliasd_node_can_be_frozen_thawed_killed_and_restarted() {
     node.sigstop();
     let pid = node.pid();
     drop(node);
-    let alive = Command::new("kill")
-        .args(["-0", &pid.to_string()])
-        .stderr(Stdio::null())
-        .status()
-        .expect("kill -0");
-    assert!(!alive.success(), "aliasd {pid} outlived its AliasdNode");
+    assert!(!alive(pid), "aliasd {pid} outlived its AliasdNode");
 
     let mut node = AliasdNode::start(&fixture.config(), &[("RUST_LOG", "debug")]);
     let status = node.terminate();
     assert!(status.success(), "{status}: {}", node.log());
+}
+
+/// Whether a process `pid` exists (`kill -0`).
+fn alive(pid: u32) -> bool {
+    Command::new("kill")
+        .args(["-0", &pid.to_string()])
+        .stderr(Stdio::null())
+        .status()
+        .expect("kill -0")
+        .success()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_cluster_leaves_no_process_or_directory_behind() {
+    let cluster = EtcdCluster::start_tls().await;
+    let pids: Vec<u32> = (0..MEMBERS).filter_map(|i| cluster.pid(i)).collect();
+    assert_eq!(pids.len(), MEMBERS);
+    let dir = cluster.dir.path().to_owned();
+    let net = cluster.net();
+    assert!(dir.join("m0.etcd").is_dir() && cluster.ca_file().starts_with(&dir));
+    assert!(TAKEN.lock().unwrap().contains(&net));
+    drop(cluster);
+    for pid in pids {
+        assert!(!alive(pid), "etcd {pid} outlived its cluster");
+    }
+    assert!(!dir.exists(), "{} outlived its cluster", dir.display());
+    // Whether the net was released is not asserted: another test may have taken it since.
 }
