@@ -630,11 +630,17 @@ impl EtcdCluster {
         options
     }
 
-    /// A client of every member, with `connect_options`.
+    /// A client of every member, with `connect_options`; panics if it cannot connect.
     pub async fn client(&self) -> Client {
-        Client::connect(self.endpoints(), Some(self.connect_options()))
+        self.try_client()
             .await
             .unwrap_or_else(|e| panic!("connect to etcd {:?}: {e}", self.endpoints()))
+    }
+
+    /// `client`, for a test that expects the connection to fail (once auth is on, connecting
+    /// authenticates, which needs a quorum).
+    pub async fn try_client(&self) -> Result<Client, etcd_client::Error> {
+        Client::connect(self.endpoints(), Some(self.connect_options())).await
     }
 
     /// A relay on 127.0.N.`host` (a port from the OS) to member `i`'s client port; its `url` has
