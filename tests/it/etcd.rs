@@ -361,16 +361,19 @@ impl EtcdCluster {
             .prefix("aliasd-etcd-")
             .tempdir()
             .expect("tempdir");
-        let tls = tls.then(|| TlsFiles::make(dir.path().join("tls"), net));
+        // Built first, so that a panic from here on still releases the net and the directory.
         let mut cluster = Self {
             net,
             token: format!("aliasd-test-{}-{net}-{}", std::process::id(), unique()),
             dir,
-            tls,
+            tls: None,
             max_txn_ops,
             members: (0..MEMBERS).map(|_| None).collect(),
             root: None,
         };
+        if tls {
+            cluster.tls = Some(TlsFiles::make(cluster.dir.path().join("tls"), net));
+        }
         for i in 0..MEMBERS {
             cluster.spawn_member(i, "new");
         }
@@ -627,11 +630,17 @@ impl EtcdCluster {
         options
     }
 
-    /// A client of every member, with `connect_options`.
+    /// A client of every member, with `connect_options`; panics if it cannot connect.
     pub async fn client(&self) -> Client {
-        Client::connect(self.endpoints(), Some(self.connect_options()))
+        self.try_client()
             .await
             .unwrap_or_else(|e| panic!("connect to etcd {:?}: {e}", self.endpoints()))
+    }
+
+    /// `client`, for a test that expects the connection to fail (once auth is on, connecting
+    /// authenticates, which needs a quorum).
+    pub async fn try_client(&self) -> Result<Client, etcd_client::Error> {
+        Client::connect(self.endpoints(), Some(self.connect_options())).await
     }
 
     /// A relay on 127.0.N.`host` (a port from the OS) to member `i`'s client port; its `url` has
@@ -894,8 +903,9 @@ impl Drop for Relay {
     }
 }
 
-/// One `aliasd run --config <config> --ready-file <dir>/ready-<n>.json` process, its stderr in
-/// a log file next to the config. Killed and reaped when dropped.
+/// One `aliasd run --config <config> --ready-file <dir>/ready-<n>.json` process; its stderr goes
+/// to `<config's stem>.log` next to the config (over all its starts), so several nodes may share
+/// a directory if their configs have different names. Killed and reaped when dropped.
 pub struct AliasdNode {
     config: PathBuf,
     dir: PathBuf,
@@ -906,16 +916,20 @@ pub struct AliasdNode {
 }
 
 impl AliasdNode {
-    /// Starts aliasd on `config` (its ready file and log go to the config's directory) and
-    /// waits (30 s at most) until it wrote its ready file.
+    /// Starts aliasd on `config` with `env` added to its environment (`RUST_LOG` is `info`
+    /// unless `env` sets it), and waits (30 s at most) until it wrote its ready file.
     pub fn start(config: &Path, env: &[(&str, &str)]) -> Self {
         let dir = config
             .parent()
             .expect("the config is in a directory")
             .to_owned();
+        let stem = config
+            .file_stem()
+            .expect("the config has a file name")
+            .to_string_lossy();
         let mut node = Self {
             config: config.to_owned(),
-            log: dir.join("aliasd.log"),
+            log: dir.join(format!("{stem}.log")),
             dir,
             env: env
                 .iter()
@@ -934,7 +948,9 @@ impl AliasdNode {
             self.child.is_none(),
             "aliasd node still runs: kill9 it first"
         );
-        let ready_path = self.dir.join(format!("ready-{}.json", unique()));
+        let ready_path = self
+            .dir
+            .join(format!("ready-{}-{}.json", std::process::id(), unique()));
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -994,6 +1010,12 @@ impl AliasdNode {
     /// `http://<api>`.
     pub fn server_url(&self) -> String {
         format!("http://{}", self.api())
+    }
+
+    /// An API client of this node that carries the tests' token (`support::TOKEN`).
+    pub fn client(&self) -> aliasd::client::Client {
+        aliasd::client::Client::new(&self.server_url(), Some(crate::support::TOKEN.to_owned()))
+            .expect("client")
     }
 
     pub fn pid(&self) -> u32 {
@@ -1438,19 +1460,47 @@ async fn an_aliasd_node_can_be_frozen_thawed_killed_and_restarted() {
     assert_ne!(node.pid(), first);
     assert!(answers(node.dns()).await, "{}", node.log());
     assert!(node.server_url().starts_with("http://127.0.0.1:"));
+    let aliases = node.client().aliases().await.expect("list the aliases");
+    assert!(
+        aliases.iter().any(|a| a.name == "web.internal"),
+        "{aliases:?}"
+    );
+    assert!(node.log().contains("INFO"), "{}", node.log());
 
     // Frozen when dropped: the drop still ends it.
     node.sigstop();
     let pid = node.pid();
     drop(node);
-    let alive = Command::new("kill")
-        .args(["-0", &pid.to_string()])
-        .stderr(Stdio::null())
-        .status()
-        .expect("kill -0");
-    assert!(!alive.success(), "aliasd {pid} outlived its AliasdNode");
+    assert!(!alive(pid), "aliasd {pid} outlived its AliasdNode");
 
     let mut node = AliasdNode::start(&fixture.config(), &[("RUST_LOG", "debug")]);
     let status = node.terminate();
     assert!(status.success(), "{status}: {}", node.log());
+}
+
+/// Whether a process `pid` exists (`kill -0`).
+fn alive(pid: u32) -> bool {
+    Command::new("kill")
+        .args(["-0", &pid.to_string()])
+        .stderr(Stdio::null())
+        .status()
+        .expect("kill -0")
+        .success()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_cluster_leaves_no_process_or_directory_behind() {
+    let cluster = EtcdCluster::start_tls().await;
+    let pids: Vec<u32> = (0..MEMBERS).filter_map(|i| cluster.pid(i)).collect();
+    assert_eq!(pids.len(), MEMBERS);
+    let dir = cluster.dir.path().to_owned();
+    let net = cluster.net();
+    assert!(dir.join("m0.etcd").is_dir() && cluster.ca_file().starts_with(&dir));
+    assert!(TAKEN.lock().unwrap().contains(&net));
+    drop(cluster);
+    for pid in pids {
+        assert!(!alive(pid), "etcd {pid} outlived its cluster");
+    }
+    assert!(!dir.exists(), "{} outlived its cluster", dir.display());
+    // Whether the net was released is not asserted: another test may have taken it since.
 }
