@@ -437,3 +437,85 @@ fn a_drain_waits_for_every_proxy_of_its_alias_to_report_the_old_members_idle() {
     });
     assert!(core.drained.is_empty());
 }
+
+#[test]
+fn a_clusters_writer_makes_every_change_of_the_answers_durable() {
+    // A single node: health alone moves the serial within the reserve, without a write.
+    let single = plan_of("single node", |core| {
+        unhealthy(core, "web-v1");
+        Batch::default()
+    });
+    assert!(single.durable.is_none(), "a single node stores no health");
+
+    // A cluster's writer stores the health it decided, the serials it publishes and the
+    // last good answers, so every other node renders the same answers.
+    let mut c = core();
+    c.replicate = true;
+    unhealthy(&mut c, "web-v1");
+    let plan = c.plan(Batch::default(), NOW).expect("a plan");
+    let unit = plan.durable.as_ref().expect("health is replicated");
+    let web_v1: ServiceName = "web-v1".parse().unwrap();
+    let health = unit.live.health[&web_v1].as_ref().expect("web-v1's health");
+    assert!(!health.is_empty());
+    assert!(health.iter().all(|(_, h)| *h == Health::Unhealthy));
+    // The serials are stored when they moved (here the answers fell back, so they did not).
+    let moved = plan.state.serials != START_SERIALS;
+    assert_eq!(
+        !unit.live.serials.is_empty(),
+        moved,
+        "{:?}",
+        unit.live.serials
+    );
+    assert!(unit.delta.aliases.is_empty(), "no alias changed");
+
+    // A relink stores the alias and nothing about services whose health did not move.
+    let mut c = core();
+    c.replicate = true;
+    let change = relinked(&c, "web.internal.", &["web-v2"]);
+    let plan = c.plan(Batch::of(vec![change]), NOW).expect("a plan");
+    let unit = plan.durable.expect("durable");
+    assert_eq!(unit.delta.aliases.len(), 1);
+    assert!(unit.live.health.is_empty(), "{:?}", unit.live.health);
+    let stored: Vec<u32> = plan
+        .topology
+        .zones
+        .iter()
+        .map(|z| unit.live.serials[&z.origin.name().to_ascii()])
+        .collect();
+    assert_eq!(
+        stored, plan.state.serials,
+        "the serials published are stored"
+    );
+    assert_ne!(plan.state.serials, START_SERIALS, "the zone's serial moved");
+}
+
+#[test]
+fn a_drain_waits_for_every_other_node_of_a_cluster() {
+    let peer = |serial: Option<(u32, u64)>| Peer {
+        proxies: vec![("127.0.0.2:8080".parse().unwrap(), alias("web.internal."))],
+        serials: vec![serial, None],
+    };
+    let mut c = core();
+    assert_eq!(c.caught(0, 9), Caught::Since(0), "no other node");
+    c.peers.insert("b".into(), peer(Some((9, 5))));
+    assert_eq!(c.caught(0, 9), Caught::Since(5));
+    c.peers.insert("c".into(), peer(Some((8, 7))));
+    assert_eq!(c.caught(0, 9), Caught::Waiting, "c serves an older serial");
+    c.peers.insert("c".into(), peer(Some((10, 7))));
+    assert_eq!(c.caught(0, 9), Caught::Since(7));
+    c.peers.insert("d".into(), peer(None));
+    assert_eq!(c.caught(0, 9), Caught::Waiting, "d reported no serial");
+    // A peer's proxy is waited for like a local one, until it reports the member idle.
+    let web = alias("web.internal.");
+    let mut c = core();
+    c.peers.insert("b".into(), peer(Some((9, 5))));
+    assert_eq!(c.open_work(&web, &services(&["web-v2"])), 1);
+    let old = c.topology.services[&services(&["web-v2"])[0]].endpoints[0].endpoint;
+    c.drained.insert(
+        web.clone(),
+        [("127.0.0.2:8080".parse().unwrap(), old)]
+            .into_iter()
+            .collect(),
+    );
+    assert_eq!(c.open_work(&web, &services(&["web-v2"])), 0);
+}
