@@ -798,7 +798,11 @@ impl Controller {
                 () = shutdown.cancelled() => break,
             }
         }
-        let _ = self.events.send(Event::Closing);
+        // A cluster's node keeps serving events after its term (its replica sends them): only
+        // a single node's writer ends the streams.
+        if !self.core.replicate {
+            let _ = self.events.send(Event::Closing);
+        }
         info!("controller stopped");
     }
 
