@@ -324,6 +324,10 @@ pub struct DrainDto {
     /// for (up to its deadline): each with the serial it serves and how long it has been behind.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub secondaries_behind: Vec<String>,
+    /// A cluster's nodes that do not render the latest revision yet, which the drain waits
+    /// for too (up to its deadline), each with how far behind it is.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub nodes_behind: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
@@ -655,6 +659,7 @@ impl AliasDto {
                     ttl_window_over: now_ms() >= *until_ms,
                     proxy_inflight: busy.inflight(&endpoints_of(&snapshot.topology, &draining)),
                     secondaries_behind: behind(secondaries, &view.zone),
+                    nodes_behind: Vec::new(),
                 }),
                 _ => None,
             },

@@ -489,7 +489,12 @@ impl AppState {
     /// `view` as the API shows it, in the current snapshot.
     fn alias_dto(&self, view: &AliasView) -> AliasDto {
         let snapshot = self.snapshots.load();
-        AliasDto::from_view(view, &snapshot, &self.board, &*self.busy, &self.secondaries)
+        let mut dto =
+            AliasDto::from_view(view, &snapshot, &self.board, &*self.busy, &self.secondaries);
+        if let Some(drain) = &mut dto.drain {
+            drain.nodes_behind = crate::cluster::status::nodes_behind(&self.cluster.borrow());
+        }
+        dto
     }
 
     /// What a promote, rollback, confirm or abort answers, with `status`.

@@ -502,6 +502,9 @@ pub(super) fn alias_detail(a: &AliasDto) -> String {
         for behind in &d.secondaries_behind {
             s.push_str(&format!("            waiting for secondary {behind}\n"));
         }
+        for behind in &d.nodes_behind {
+            s.push_str(&format!("            waiting for {behind}\n"));
+        }
     }
     if let Some(r) = &a.retired {
         s.push_str(&format!(

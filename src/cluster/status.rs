@@ -172,3 +172,18 @@ pub fn host_name() -> String {
         .filter(|name| !name.is_empty())
         .unwrap_or_else(|| "aliasd".to_owned())
 }
+
+/// The nodes that do not render the latest revision yet, as a drain's wait names them.
+pub fn nodes_behind(status: &ClusterStatus) -> Vec<String> {
+    status
+        .nodes
+        .iter()
+        .filter(|n| n.behind > 0)
+        .map(|n| {
+            format!(
+                "node {} ({}): renders revision {}, {} behind",
+                n.name, n.api, n.applied_revision, n.behind
+            )
+        })
+        .collect()
+}

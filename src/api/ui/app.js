@@ -554,6 +554,8 @@ function waitingText(alias) {
       if (drain.proxy_inflight > 0) return `TTL window over; waiting for the proxy's ${counted(drain.proxy_inflight, 'open request', 'open requests')} on ${list(drain.services)}`;
       const behind = drain.secondaries_behind || [];
       if (behind.length > 0) return `TTL window over; waiting for secondary ${behind.join('; ')}`;
+      const nodes = drain.nodes_behind || [];
+      if (nodes.length > 0) return `TTL window over; waiting for ${nodes.join('; ')}`;
       return 'TTL window over: completing';
     }
     default:
