@@ -128,6 +128,8 @@ pub struct NodeParts {
 struct Slot {
     sources: Option<mpsc::Sender<SourceUpdate>>,
     drained: Option<mpsc::UnboundedSender<Drained>>,
+    /// Docker's last status here: a writer starting a term learns it at once.
+    docker_status: Option<SourceUpdate>,
 }
 
 /// etcd as this node last reached it.
@@ -442,9 +444,10 @@ struct Ctx {
     members: watch::Receiver<BTreeMap<String, Announcement>>,
 }
 
-/// Keeps this node's lease: grants one, renews it every third of its TTL, and grants a new
-/// one when it was lost. `until` is how long the lease is known to hold: the time the last
-/// renewal that etcd answered was sent, plus the TTL.
+/// Keeps this node's lease: grants one, renews it every third of its TTL (sooner again after
+/// a failed renewal), and grants a new one only when it is known or feared lost. `until` is
+/// how long the lease is known to hold: when the last renewal etcd answered was sent, plus
+/// the TTL. A slow or failed renewal is tried again until then; a term never outlives it.
 async fn keep_lease(
     mut client: Client,
     ttl: i64,
@@ -455,6 +458,7 @@ async fn keep_lease(
 ) {
     let ttl_d = Duration::from_secs(ttl as u64);
     let every = ttl_d / 3;
+    let held = |until: &Arc<Mutex<Instant>>| *until.lock().unwrap_or_else(|p| p.into_inner());
     while !shutdown.is_cancelled() {
         let sent = Instant::now();
         let granted = match client.lease_grant(ttl, None).await {
@@ -471,27 +475,39 @@ async fn keep_lease(
         let id = granted.id();
         *until.lock().unwrap_or_else(|p| p.into_inner()) = sent + ttl_d;
         lease_tx.send_replace(id);
-        let (mut keeper, mut stream) = match client.lease_keep_alive(id).await {
-            Ok(k) => k,
-            Err(e) => {
-                reach.failed(&describe(&e));
-                continue;
-            }
-        };
+        let mut keeper = None;
+        let mut wait = every;
         loop {
             tokio::select! {
-                () = tokio::time::sleep(every) => {}
+                () = tokio::time::sleep(wait) => {}
                 () = shutdown.cancelled() => return,
             }
-            let sent = Instant::now();
+            let now = Instant::now();
+            if now >= held(&until) {
+                warn!("this node's lease in etcd ran out before it could be renewed; taking a new one");
+                break;
+            }
+            wait = RETRY;
+            let (k, stream) = match &mut keeper {
+                Some(k) => k,
+                None => match client.lease_keep_alive(id).await {
+                    Ok(k) => keeper.insert(k),
+                    Err(e) => {
+                        reach.failed(&describe(&e));
+                        continue;
+                    }
+                },
+            };
             let renewed = async {
-                keeper.keep_alive().await?;
+                k.keep_alive().await?;
                 stream.message().await
             };
-            match tokio::time::timeout(every.max(Duration::from_millis(500)), renewed).await {
+            let left = held(&until).saturating_duration_since(now);
+            match tokio::time::timeout(left.max(Duration::from_millis(100)), renewed).await {
                 Ok(Ok(Some(r))) if r.ttl() > 0 => {
                     reach.ok();
-                    *until.lock().unwrap_or_else(|p| p.into_inner()) = sent + ttl_d;
+                    *until.lock().unwrap_or_else(|p| p.into_inner()) = now + ttl_d;
+                    wait = every;
                 }
                 Ok(Ok(Some(_))) => {
                     warn!("this node's lease in etcd expired; taking a new one");
@@ -499,21 +515,16 @@ async fn keep_lease(
                 }
                 Ok(Ok(None)) => {
                     reach.failed("etcd closed the lease keep-alive stream");
-                    break;
+                    keeper = None;
                 }
                 Ok(Err(e)) => {
                     reach.failed(&describe(&e));
-                    break;
+                    keeper = None;
                 }
                 Err(_) => {
                     reach.failed("etcd did not answer a lease renewal in time");
-                    break;
+                    keeper = None;
                 }
-            }
-            // A renewal that came back after the lease could have ended keeps nothing: the
-            // lease may be gone already, and every key under it.
-            if Instant::now() >= *until.lock().unwrap_or_else(|p| p.into_inner()) {
-                break;
             }
         }
         lease_tx.send_replace(0);
@@ -806,7 +817,13 @@ async fn forward_inputs(
                     }));
                     continue;
                 }
-                let tx = slot.lock().unwrap_or_else(|p| p.into_inner()).sources.clone();
+                let tx = {
+                    let mut slot = slot.lock().unwrap_or_else(|p| p.into_inner());
+                    if matches!(update, SourceUpdate::DockerStatus(_)) {
+                        slot.docker_status = Some(update.clone());
+                    }
+                    slot.sources.clone()
+                };
                 if let Some(tx) = tx {
                     let _ = tx.send(update).await;
                 }
@@ -1104,10 +1121,14 @@ async fn lead(ctx: &Ctx, fence: i64, shutdown: &CancellationToken) {
     );
     let (sources_tx, sources_rx) = mpsc::channel(64);
     let (drained_tx, drained_rx) = mpsc::unbounded_channel();
-    {
+    let docker_status = {
         let mut slot = ctx.slot.lock().unwrap_or_else(|p| p.into_inner());
         slot.sources = Some(sources_tx.clone());
         slot.drained = Some(drained_tx);
+        slot.docker_status.clone()
+    };
+    if let Some(status) = docker_status {
+        let _ = sources_tx.try_send(status);
     }
     let s = &ctx.setup;
     let (controller, _handle, _shared) = Controller::start(StartParts {
@@ -1153,7 +1174,11 @@ async fn lead(ctx: &Ctx, fence: i64, shutdown: &CancellationToken) {
     hosts.abort();
     peers.abort();
     ctx.handle.detach();
-    *ctx.slot.lock().unwrap_or_else(|p| p.into_inner()) = Slot::default();
+    {
+        let mut slot = ctx.slot.lock().unwrap_or_else(|p| p.into_inner());
+        slot.sources = None;
+        slot.drained = None;
+    }
     if shutdown.is_cancelled() {
         // Resign: delete the key this term created, so another node takes over at once.
         let txn = Txn::new()
