@@ -17,8 +17,8 @@ use serde::de::{Error as _, Visitor};
 use toml::de::{DeTable, DeValue};
 
 use super::{
-    RawAlias, RawApi, RawCluster, RawConfig, RawDns, RawDocker, RawHealth, RawHistory, RawPromotion, RawProxy,
-    RawSecondary, RawService, RawState, RawToken, RawTsigKey, RawZone,
+    RawAlias, RawApi, RawCluster, RawConfig, RawDns, RawDocker, RawHealth, RawHistory,
+    RawPromotion, RawProxy, RawSecondary, RawService, RawState, RawToken, RawTsigKey, RawZone,
 };
 
 /// One table of the config as written: the keys it takes and the tables below some of them.

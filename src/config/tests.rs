@@ -1526,7 +1526,8 @@ fn base_with_cluster(lines: &str) -> String {
     base_plus(&format!("[cluster]\n{lines}\n"))
 }
 
-const CLUSTER: &str = "etcd = [\"http://10.0.0.1:2379\", \"http://10.0.0.2:2379/\"]\nadvertise = \"10.0.0.1\"";
+const CLUSTER: &str =
+    "etcd = [\"http://10.0.0.1:2379\", \"http://10.0.0.2:2379/\"]\nadvertise = \"10.0.0.1\"";
 
 /// `CLUSTER` with one more line.
 fn cluster_plus(line: &str) -> String {
@@ -1547,7 +1548,10 @@ fn a_cluster_table_parses_with_the_defaults() {
         .unwrap()
         .cluster
         .unwrap();
-    assert_eq!(cluster.etcd, ["http://10.0.0.1:2379", "http://10.0.0.2:2379"]);
+    assert_eq!(
+        cluster.etcd,
+        ["http://10.0.0.1:2379", "http://10.0.0.2:2379"]
+    );
     assert_eq!(cluster.advertise, "10.0.0.1".parse::<IpAddr>().unwrap());
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
     assert_eq!(cluster.node, host.trim().to_ascii_lowercase());
@@ -1617,7 +1621,10 @@ fn a_cluster_table_without_etcd_or_advertise_is_refused_saying_what_to_add() {
     fx.refused(
         &text,
         Some("[cluster]"),
-        &["cluster.etcd is missing", "etcd = [\"http://10.0.0.1:2379\"]"],
+        &[
+            "cluster.etcd is missing",
+            "etcd = [\"http://10.0.0.1:2379\"]",
+        ],
     );
     let text = base_with_cluster("etcd = [\"http://10.0.0.1:2379\"]");
     fx.refused(
@@ -1686,7 +1693,11 @@ fn a_bad_node_name_is_refused() {
         fx.refused(
             &text,
             Some(&format!("node = |\"{node}\"")),
-            &["cluster.node: ", "lower-case letters, digits", "such as \"host-a\""],
+            &[
+                "cluster.node: ",
+                "lower-case letters, digits",
+                "such as \"host-a\"",
+            ],
         );
     }
     let fx_ok = fx.parse(&cluster_plus("node = \"node_1.rack-2\"")).unwrap();
@@ -1721,7 +1732,11 @@ fn a_bad_prefix_is_refused() {
         fx.refused(
             &text,
             Some(&format!("prefix = |\"{prefix}\"")),
-            &["cluster.prefix", "must start with `/`", "such as \"/aliasd\""],
+            &[
+                "cluster.prefix",
+                "must start with `/`",
+                "such as \"/aliasd\"",
+            ],
         );
     }
 }
@@ -1799,7 +1814,10 @@ fn https_endpoints_need_a_ca_file() {
     fx.refused(
         &text,
         Some("[\"https://"),
-        &["cluster.etcd uses https:// and cluster.ca_file is not set", "set it to the CA certificate"],
+        &[
+            "cluster.etcd uses https:// and cluster.ca_file is not set",
+            "set it to the CA certificate",
+        ],
     );
 }
 
@@ -1811,7 +1829,9 @@ fn tls_files_with_http_endpoints_are_refused() {
         fx.refused(
             &text,
             Some(&format!("{key} = |\"")),
-            &[&format!("cluster.{key} is only for https:// etcd endpoints")],
+            &[&format!(
+                "cluster.{key} is only for https:// etcd endpoints"
+            )],
         );
     }
 }
@@ -1822,7 +1842,8 @@ fn a_client_certificate_needs_its_key_and_the_other_way_round() {
     for name in ["ca.pem", "client.pem"] {
         std::fs::write(fx.dir.root().join(name), "PEM").unwrap();
     }
-    let https = "etcd = [\"https://10.0.0.1:2379\"]\nadvertise = \"10.0.0.1\"\nca_file = \"ca.pem\"";
+    let https =
+        "etcd = [\"https://10.0.0.1:2379\"]\nadvertise = \"10.0.0.1\"\nca_file = \"ca.pem\"";
     let text = base_with_cluster(&format!("{https}\ncert_file = \"client.pem\""));
     fx.refused(
         &text,
@@ -1854,7 +1875,11 @@ fn a_tls_file_that_cannot_be_read_is_refused_naming_the_key_and_the_path() {
         "etcd = [\"https://10.0.0.1:2379\"]\nadvertise = \"10.0.0.1\"\nca_file = \"{}\"",
         fx.dir.root().display()
     ));
-    fx.refused(&text, Some("ca_file = |\""), &["cluster.ca_file: cannot read", "it is not a file"]);
+    fx.refused(
+        &text,
+        Some("ca_file = |\""),
+        &["cluster.ca_file: cannot read", "it is not a file"],
+    );
 }
 
 #[test]
@@ -1870,14 +1895,20 @@ fn changing_the_cluster_table_takes_a_restart() {
     for (from, to) in [(&single, &clustered), (&clustered, &other_ttl)] {
         let why = from.restart_needed(to);
         assert_eq!(why.len(), 1, "{why:#?}");
-        assert!(why[0].contains("[cluster] changed, which takes a restart"), "{}", why[0]);
+        assert!(
+            why[0].contains("[cluster] changed, which takes a restart"),
+            "{}",
+            why[0]
+        );
     }
 }
 
 // ---- [docker] labels and address ----
 
 fn base_with_docker(lines: &str) -> String {
-    base_plus(&format!("[docker]\nenabled = true\nsocket = \"/var/run/docker.sock\"\n{lines}\n"))
+    base_plus(&format!(
+        "[docker]\nenabled = true\nsocket = \"/var/run/docker.sock\"\n{lines}\n"
+    ))
 }
 
 #[test]
@@ -1933,9 +1964,15 @@ fn docker_address_host_needs_a_cluster_advertise_address() {
     fx.refused(
         &text,
         Some("address = |\"host\""),
-        &["there is no [cluster] advertise", "set [cluster] advertise or use address = \"container\""],
+        &[
+            "there is no [cluster] advertise",
+            "set [cluster] advertise or use address = \"container\"",
+        ],
     );
-    let text = format!("{}\n[cluster]\n{CLUSTER}\n", base_with_docker("address = \"host\""));
+    let text = format!(
+        "{}\n[cluster]\n{CLUSTER}\n",
+        base_with_docker("address = \"host\"")
+    );
     let config = fx.parse(&text).unwrap();
     assert_eq!(config.docker.unwrap().address, DockerAddress::Host);
     let text = base_with_docker("address = \"bridge\"");

@@ -442,10 +442,7 @@ impl Discovery {
         let summaries = docker
             .list_containers(Some(ListContainersOptions {
                 all: false,
-                filters: Some(list_filters(
-                    &self.config.label_prefix,
-                    &self.config.labels,
-                )),
+                filters: Some(list_filters(&self.config.label_prefix, &self.config.labels)),
                 ..Default::default()
             }))
             .await

@@ -77,11 +77,13 @@ impl ContainerFacts {
     /// Whether it carries every label of `filter` (`docker.labels`); `(key, None)` matches any
     /// value.
     pub fn carries(&self, filter: &[(String, Option<String>)]) -> bool {
-        filter.iter().all(|(key, value)| match (self.labels.get(key), value) {
-            (None, _) => false,
-            (Some(_), None) => true,
-            (Some(have), Some(want)) => have == want,
-        })
+        filter
+            .iter()
+            .all(|(key, value)| match (self.labels.get(key), value) {
+                (None, _) => false,
+                (Some(_), None) => true,
+                (Some(have), Some(want)) => have == want,
+            })
     }
 
     /// The number of the signal `docker stop` sends it.

@@ -168,7 +168,8 @@ fn another_label_prefix_reads_other_labels() {
         None,
         &CheckConfig::default(),
         Addressing::default(),
-    ).unwrap();
+    )
+    .unwrap();
     assert_eq!((s.as_str(), ep.endpoint.addr().port()), ("web-v2", 81));
 }
 
@@ -259,7 +260,10 @@ fn a_bad_address_label_is_a_problem_of_the_container() {
     let mut labels = WEB.to_vec();
     labels.push(("aliasd.address", "bridge"));
     let e = endpoint(&facts(&labels, NET), None).unwrap_err();
-    assert!(e.contains("label aliasd.address: `bridge` is not one of container, host"), "{e}");
+    assert!(
+        e.contains("label aliasd.address: `bridge` is not one of container, host"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -295,7 +299,9 @@ fn published_port_takes_a_binding_the_advertise_address_reaches() {
     let only_loopback = [published(8080, Some("127.0.0.1"), 40000)];
     let e = published_port(&only_loopback, 8080, advertise).unwrap_err();
     assert!(
-        e.contains("published only on 127.0.0.1:40000, not on this node's advertise address 10.0.0.1"),
+        e.contains(
+            "published only on 127.0.0.1:40000, not on this node's advertise address 10.0.0.1"
+        ),
         "{e}"
     );
     // Bound to the advertise address itself, or to all addresses; the lowest port wins.
