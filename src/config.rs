@@ -2323,7 +2323,7 @@ fn docker_host(text: &str) -> Result<DockerHost, String> {
 }
 
 /// One `docker.labels` entry: `key=value`, or `key` for the label with any value.
-pub fn docker_label_filter(text: &str) -> Result<(String, Option<String>), String> {
+fn docker_label_filter(text: &str) -> Result<(String, Option<String>), String> {
     if text.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err(format!(
             "`{text}` holds whitespace; write key=value or key, such as \"com.example.team=payments\""

@@ -634,3 +634,239 @@ async fn a_container_whose_own_healthcheck_fails_is_never_answered() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// The addresses (`ip:port`) of `service`'s endpoints as aliasd lists them, sorted.
+async fn service_addrs(daemon: &Daemon, service: &str) -> Vec<String> {
+    let (_, s) = http(daemon, "GET", &format!("/v1/services/{service}"), None, "").await;
+    let mut out: Vec<String> = s["endpoints"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e["addr"].as_str().map(str::to_owned))
+        .collect();
+    out.sort();
+    out
+}
+
+/// `docker.labels`: two aliasd on one daemon, with one label prefix but different `labels`,
+/// each discover only the containers carrying theirs, from the first list and from the events
+/// after it; a container with neither is nobody's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_discoveries_with_different_labels_each_see_only_their_own_containers() {
+    let lab = Lab::new();
+    let team = format!("{}-team", lab.name);
+    let backend = |name: &str, team_label: Option<&str>| {
+        let service = format!("{}service=web-v1", lab.prefix);
+        let port = format!("{}port=8080", lab.prefix);
+        let mut args = vec!["--label".to_owned(), service, "--label".to_owned(), port];
+        if let Some(t) = team_label {
+            args.extend(["--label".to_owned(), format!("{team}={t}")]);
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        lab.run(
+            name,
+            &args,
+            &["backend", "--listen", "0.0.0.0:8080", "--name", name],
+        )
+    };
+    // Before the two start: found by their lists.
+    let pay_1 = backend("pay-1", Some("payments"));
+    let bill_1 = backend("bill-1", Some("billing"));
+    let _nobodys = backend("nobody", None);
+    let fixture = |value: &str| {
+        lab.fixture_with(
+            &[("web", &["web-v1"])],
+            None,
+            false,
+            &format!("labels = [\"{team}={value}\"]"),
+            "",
+        )
+    };
+    let (payments, billing) = (fixture("payments"), fixture("billing"));
+    let (payments, billing) = (payments.start(), billing.start());
+    let limit = Duration::from_secs(20);
+    answers(&payments, "web.internal", &ips(&[&pay_1]), limit).await;
+    answers(&billing, "web.internal", &ips(&[&bill_1]), limit).await;
+    // After: found through the events. Each side sees its second container before the test
+    // looks at what the other side sees, so a leak would be there by then.
+    let pay_2 = backend("pay-2", Some("payments"));
+    let bill_2 = backend("bill-2", Some("billing"));
+    answers(&payments, "web.internal", &ips(&[&pay_1, &pay_2]), limit).await;
+    answers(&billing, "web.internal", &ips(&[&bill_1, &bill_2]), limit).await;
+    assert_eq!(
+        service_ips(&payments, "web-v1").await,
+        ips(&[&pay_1, &pay_2])
+    );
+    assert_eq!(
+        service_ips(&billing, "web-v1").await,
+        ips(&[&bill_1, &bill_2])
+    );
+    for daemon in [&payments, &billing] {
+        let (_, services) = http(daemon, "GET", "/v1/services", None, "").await;
+        assert_eq!(services["problems"], serde_json::json!([]), "{services}");
+    }
+}
+
+/// A real etcd on loopback ports of its own, for configs with a `[cluster]` table; killed and
+/// its data removed when dropped.
+struct Etcd {
+    child: std::process::Child,
+    url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Etcd {
+    fn start() -> Self {
+        let free = || {
+            std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .expect("a free port")
+        };
+        let (client, peer) = (free(), free());
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = format!("http://{client}");
+        let peer_url = format!("http://{peer}");
+        let child = std::process::Command::new("etcd")
+            .args([
+                "--name",
+                "it",
+                "--data-dir",
+                &dir.path().join("data").to_string_lossy(),
+                "--listen-client-urls",
+                &url,
+                "--advertise-client-urls",
+                &url,
+                "--listen-peer-urls",
+                &peer_url,
+                "--initial-advertise-peer-urls",
+                &peer_url,
+                "--initial-cluster",
+                &format!("it={peer_url}"),
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join("etcd.log")).expect("etcd log"))
+            .spawn()
+            .expect("the `etcd` binary must be installed for the cluster tests");
+        let etcd = Self {
+            child,
+            url,
+            _dir: dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(client).is_err() {
+            assert!(Instant::now() < deadline, "etcd did not listen within 20s");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        etcd
+    }
+}
+
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The host port Docker published container port 8080 of `container` on.
+fn published_port(container: &Container) -> u16 {
+    let out = docker(&["port", &container.id, "8080/tcp"]);
+    let first = out.lines().next().unwrap_or_default();
+    first
+        .rsplit_once(':')
+        .and_then(|(_, p)| p.parse().ok())
+        .unwrap_or_else(|| panic!("`docker port` printed `{out}`"))
+}
+
+/// `docker.address = "host"`: the endpoint is this node's `[cluster] advertise` address and
+/// the host port the container publishes for its port label, and it answers there; a container
+/// labelled `address=container` keeps its own address, and one that publishes nothing is a
+/// problem saying to publish the port.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn address_host_makes_endpoints_of_the_advertise_address_and_the_published_port() {
+    let lab = Lab::new();
+    let etcd = Etcd::start();
+    let service = format!("{}service=web-v1", lab.prefix);
+    let port = format!("{}port=8080", lab.prefix);
+    let labels = ["--label", service.as_str(), "--label", port.as_str()];
+    let backend = |name: &str, more: &[&str]| {
+        let args: Vec<&str> = labels.iter().chain(more).copied().collect();
+        lab.run(
+            name,
+            &args,
+            &["backend", "--listen", "0.0.0.0:8080", "--name", name],
+        )
+    };
+    let published = backend("published", &["-p", "8080"]);
+    let own_label = format!("{}address=container", lab.prefix);
+    let own = backend("own", &["--label", &own_label]);
+    let unpublished = backend("unpublished", &[]);
+    let host_port = published_port(&published);
+    let fixture = lab.fixture_with(
+        &[("web", &["web-v1"])],
+        None,
+        false,
+        "address = \"host\"",
+        &format!(
+            "[cluster]\netcd = [\"{}\"]\nnode = \"it-node\"\nadvertise = \"127.0.0.1\"\nprefix = \"/{}\"",
+            etcd.url, lab.name
+        ),
+    );
+    let daemon = fixture.start();
+    let on_host = format!("127.0.0.1:{host_port}");
+    let want = {
+        let mut want = vec![on_host.clone(), format!("{}:8080", own.ip)];
+        want.sort();
+        want
+    };
+    eventually(
+        Duration::from_secs(20),
+        "both endpoints listed",
+        async || (service_addrs(&daemon, "web-v1").await == want).then_some(()),
+    )
+    .await;
+    // aliasd's own checks (HTTP /healthz) reach the endpoint on the host port.
+    eventually(
+        Duration::from_secs(20),
+        "the host endpoint healthy",
+        async || {
+            let (_, s) = http(&daemon, "GET", "/v1/services/web-v1", None, "").await;
+            s["endpoints"]
+                .as_array()?
+                .iter()
+                .find(|e| e["addr"] == on_host.as_str() && e["health"] == "healthy")
+                .map(|_| ())
+        },
+    )
+    .await;
+    // And so does a client, at the address DNS answers.
+    let mut both = vec!["127.0.0.1".to_owned(), own.ip.to_string()];
+    both.sort();
+    answers(&daemon, "web.internal", &both, Duration::from_secs(20)).await;
+    let answer = tokio::time::timeout(Duration::from_secs(5), async {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = tokio::net::TcpStream::connect(&on_host).await?;
+        stream
+            .write_all(b"GET /healthz HTTP/1.0\r\nHost: web\r\n\r\n")
+            .await?;
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).await?;
+        std::io::Result::Ok(answer)
+    })
+    .await
+    .expect("an answer within 5s")
+    .expect("the published port answers");
+    assert!(
+        answer.starts_with("HTTP/1.0 200") || answer.starts_with("HTTP/1.1 200"),
+        "{answer}"
+    );
+    let (_, services) = http(&daemon, "GET", "/v1/services", None, "").await;
+    let problems = services["problems"].as_array().unwrap();
+    assert_eq!(problems.len(), 1, "{services}");
+    let text = problems[0].to_string();
+    assert!(
+        text.contains(&unpublished.name)
+            && text.contains("container port 8080 is not published on the host: publish port 8080 (docker run -p 8080) or use address = container"),
+        "{text}"
+    );
+}

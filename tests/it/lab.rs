@@ -265,6 +265,18 @@ impl Lab {
         dns_on_gateway: bool,
         extra: &str,
     ) -> Fixture {
+        self.fixture_with(aliases, socket, dns_on_gateway, "", extra)
+    }
+
+    /// [`Lab::fixture`] with more `[docker]` keys (`docker`: TOML lines).
+    pub fn fixture_with(
+        &self,
+        aliases: &[(&str, &[&str])],
+        socket: Option<&Path>,
+        dns_on_gateway: bool,
+        docker: &str,
+        extra: &str,
+    ) -> Fixture {
         let mut listen = vec!["\"127.0.0.1:0\"".to_owned()];
         if dns_on_gateway {
             listen.push(format!("\"{}:53\"", self.gateway));
@@ -277,7 +289,7 @@ impl Lab {
             )
             .section(FAST_PROMOTION)
             .section(&format!(
-                "[docker]\nenabled = true\n{socket}label_prefix = \"{}\"\nnetwork = \"{}\"",
+                "[docker]\nenabled = true\n{socket}label_prefix = \"{}\"\nnetwork = \"{}\"\n{docker}",
                 self.prefix, self.network
             ))
             .section(extra);
