@@ -166,9 +166,8 @@ impl ClusterStatus {
 /// This machine's host name (`/proc/sys/kernel/hostname`), the default name of a node; `aliasd`
 /// where it cannot be read.
 pub fn host_name() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
+    crate::config::host_name()
         .ok()
-        .map(|name| name.trim().to_owned())
         .filter(|name| !name.is_empty())
         .unwrap_or_else(|| "aliasd".to_owned())
 }
