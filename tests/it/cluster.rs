@@ -45,7 +45,7 @@ const FAILOVER_LIMIT: Duration = Duration::from_secs(LEASE_TTL.as_secs() + 3);
 /// Health checks of the backends: tolerant of a busy machine (a slow answer or two is not a
 /// failure), quick to see a backend turn healthy.
 const HTTP_HEALTH: &str =
-    "kind = \"http\"\npath = \"/healthz\"\ninterval = \"200ms\"\ntimeout = \"1s\"\nrise = 1\nfall = 3";
+    "kind = \"http\"\npath = \"/healthz\"\ninterval = \"300ms\"\ntimeout = \"300ms\"\nrise = 1\nfall = 3";
 const NO_HEALTH: &str = "kind = \"none\"";
 /// How long any one wait of these tests may take.
 const WAIT: Duration = Duration::from_secs(20);
@@ -125,7 +125,7 @@ impl Cluster {
             .iter()
             .enumerate()
             .map(|(i, n)| {
-                let log = n.log();
+                let log = strip_ansi(&n.log());
                 let lines: Vec<&str> = log.lines().collect();
                 let tail = lines[lines.len().saturating_sub(60)..].join("\n");
                 format!(
@@ -235,6 +235,25 @@ impl Cluster {
         .await;
         soa_serial(&answer)
     }
+}
+
+/// `text` without its ANSI colour sequences (the nodes' logs have them).
+fn strip_ansi(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            // ESC [ parameters final-byte
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 fn ip_of(backend: &Backend) -> String {
@@ -588,6 +607,11 @@ async fn leader_killed_in(phase: Phase) {
         .history("web")
         .await
         .unwrap_or_else(|e| panic!("history through n{through}: {e}\n{}", cluster.logs()));
+    assert_eq!(
+        history.first().map(|e| e.revision),
+        Some(1),
+        "the history does not start at revision 1: {history:#?}"
+    );
     for pair in history.windows(2) {
         assert_eq!(
             pair[1].revision,
@@ -595,6 +619,19 @@ async fn leader_killed_in(phase: Phase) {
             "the history skips or repeats a revision: {history:#?}"
         );
     }
+    let last = history.last().expect("entries").revision;
+    for &i in &survivors {
+        let a = cluster.client(i).alias("web").await.expect("alias");
+        assert_eq!(
+            a.revision, last,
+            "node n{i} renders revision {} of web, its history ends at {last}",
+            a.revision
+        );
+    }
+    assert!(
+        stdout.contains("completed"),
+        "`promote --wait` did not report the completion:\n{stdout}"
+    );
     let steps: Vec<Change> = history
         .iter()
         .filter(|e| e.op == Some(op))
