@@ -329,6 +329,39 @@ async fn relink_answered_by_all_three() {
     }
 }
 
+/// How long an idle cluster is watched: etcd closed a connection that pinged it every second
+/// after 4 s (three pings in under its `--grpc-keepalive-min-time`), ending every watch on it.
+const IDLE: Duration = Duration::from_secs(7);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_cluster_keeps_its_watches_on_etcd() {
+    let cluster = Cluster::start(NO_HEALTH, "", true).await;
+    let all = [0, 1, 2];
+    cluster.agreed_leader(&all, &all).await;
+    let until = Instant::now() + IDLE;
+    let mut looks = 0;
+    while Instant::now() < until {
+        for i in all {
+            let status = cluster.status(i).await.expect("cluster status");
+            let etcd = status.etcd.as_ref().expect("etcd status");
+            assert!(
+                etcd.connected,
+                "node n{i} lost etcd while nothing happened: {status:#?}\n{}",
+                cluster.logs()
+            );
+            looks += 1;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for (i, node) in cluster.nodes.iter().enumerate() {
+        assert!(
+            !node.log().contains("etcd lost"),
+            "node n{i} lost etcd while nothing happened ({looks} looks at the status saw none)\n{}",
+            cluster.logs()
+        );
+    }
+}
+
 /// A load loop in a thread of its own: counts what it sent and keeps what failed.
 struct Load {
     stop: Arc<AtomicBool>,
@@ -690,3 +723,4 @@ async fn leader_killed_mid_promotion_in_mixed() {
 async fn leader_killed_mid_promotion_in_draining() {
     leader_killed_in(Phase::Draining).await;
 }
+
