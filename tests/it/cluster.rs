@@ -44,8 +44,7 @@ const FAILOVER_GOAL: Duration = Duration::from_secs(LEASE_TTL.as_secs() + 1);
 const FAILOVER_LIMIT: Duration = Duration::from_secs(LEASE_TTL.as_secs() + 3);
 /// Health checks of the backends: tolerant of a busy machine (a slow answer or two is not a
 /// failure), quick to see a backend turn healthy.
-const HTTP_HEALTH: &str =
-    "kind = \"http\"\npath = \"/healthz\"\ninterval = \"300ms\"\ntimeout = \"300ms\"\nrise = 1\nfall = 3";
+const HTTP_HEALTH: &str = "kind = \"http\"\npath = \"/healthz\"\ninterval = \"300ms\"\ntimeout = \"300ms\"\nrise = 1\nfall = 3";
 const NO_HEALTH: &str = "kind = \"none\"";
 /// How long any one wait of these tests may take.
 const WAIT: Duration = Duration::from_secs(20);
@@ -70,8 +69,12 @@ impl Cluster {
     async fn start(health: &str, promotion: &str, v2_healthy: bool) -> Self {
         let etcd = EtcdCluster::start().await;
         let stop = CancellationToken::new();
-        let v1 = spawn_backends(etcd.net(), 21, 1, "web-v1", &stop).await.remove(0);
-        let v2 = spawn_backends(etcd.net(), 22, 1, "web-v2", &stop).await.remove(0);
+        let v1 = spawn_backends(etcd.net(), 21, 1, "web-v1", &stop)
+            .await
+            .remove(0);
+        let v2 = spawn_backends(etcd.net(), 22, 1, "web-v2", &stop)
+            .await
+            .remove(0);
         v2.set_healthy(v2_healthy);
         let endpoints = etcd
             .endpoints()
@@ -178,12 +181,7 @@ impl Cluster {
     }
 
     /// Polls `GET /v1/aliases/web` on node `i` until `done` holds.
-    async fn wait_alias(
-        &self,
-        i: usize,
-        what: &str,
-        done: impl Fn(&AliasDto) -> bool,
-    ) -> AliasDto {
+    async fn wait_alias(&self, i: usize, what: &str, done: impl Fn(&AliasDto) -> bool) -> AliasDto {
         let deadline = Instant::now() + WAIT;
         loop {
             let last = match self.client(i).alias("web").await {
@@ -321,10 +319,7 @@ async fn relink_answered_by_all_three() {
         assert_eq!(status.node, format!("n{i}"));
         assert_eq!(status.leader, Some(format!("n{leader}")), "{status:#?}");
         assert_eq!(status.nodes.len(), 3, "{status:#?}");
-        assert!(
-            status.nodes.iter().all(|n| n.config_matches),
-            "{status:#?}"
-        );
+        assert!(status.nodes.iter().all(|n| n.config_matches), "{status:#?}");
         assert!(status.problems.is_empty(), "{status:#?}");
     }
 }
@@ -379,7 +374,10 @@ struct Tally {
 const LOAD_BOUND: usize = 100_000;
 
 impl Load {
-    fn spawn(name: &str, mut one: impl FnMut(usize) -> Result<(), String> + Send + 'static) -> Self {
+    fn spawn(
+        name: &str,
+        mut one: impl FnMut(usize) -> Result<(), String> + Send + 'static,
+    ) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         let thread = std::thread::Builder::new()
@@ -596,7 +594,15 @@ async fn leader_killed_in(phase: Phase) {
     let promote = Ctl::start(
         &cluster.nodes[through].server_url(),
         &[
-            "promote", "web", "--to", "web-v2", "--observe", observe, "--wait", "--timeout", "60s",
+            "promote",
+            "web",
+            "--to",
+            "web-v2",
+            "--observe",
+            observe,
+            "--wait",
+            "--timeout",
+            "60s",
         ],
     );
     let at_kill = cluster
@@ -701,7 +707,10 @@ async fn leader_killed_in(phase: Phase) {
         http.sent,
         &http.failures[..http.failures.len().min(10)]
     );
-    assert!(dns.sent >= 100 && http.sent >= 100, "too little load: {dns:?} {http:?}");
+    assert!(
+        dns.sent >= 100 && http.sent >= 100,
+        "too little load: {dns:?} {http:?}"
+    );
     assert!(
         failover <= FAILOVER_LIMIT,
         "the new leader came {failover:?} after the kill, more than {FAILOVER_LIMIT:?}\n{}",
@@ -723,4 +732,3 @@ async fn leader_killed_mid_promotion_in_mixed() {
 async fn leader_killed_mid_promotion_in_draining() {
     leader_killed_in(Phase::Draining).await;
 }
-
