@@ -12,7 +12,7 @@ use std::hash::{BuildHasher, RandomState};
 use std::ops::RangeInclusive;
 use std::sync::Arc;
 
-use arc_swap::ArcSwap;
+use arc_swap::{ArcSwap, ArcSwapOption};
 use bytes::Bytes;
 use http_body_util::Empty;
 use hyper::Request;
@@ -100,13 +100,22 @@ struct Slot {
 
 /// Every endpoint's latest status, readable without a lock. The set of endpoints changes with
 /// the registry: the [`Checker`] swaps in a new map, and each checker writes its own slot.
+///
+/// A cluster's follower runs no checks: what it shows is the health the leader decided, as
+/// its replica renders it ([`HealthBoard::follow`]), in place of its own (stale or absent)
+/// checkers' slots.
 #[derive(Debug, Default)]
 pub struct HealthBoard {
     slots: ArcSwap<HashMap<Key, Arc<Slot>>>,
+    followed: ArcSwapOption<HashMap<Key, Health>>,
 }
 
 impl HealthBoard {
     pub fn get(&self, service: &ServiceName, endpoint: &Endpoint) -> Option<Arc<EndpointStatus>> {
+        if let Some(followed) = &*self.followed.load() {
+            let health = followed.get(&(service.clone(), *endpoint))?;
+            return Some(Arc::new(EndpointStatus::new(*health)));
+        }
         self.slots
             .load()
             .get(&(service.clone(), *endpoint))
@@ -120,11 +129,20 @@ impl HealthBoard {
 
     /// The health of every endpoint.
     pub fn healths(&self) -> HashMap<Key, Health> {
+        if let Some(followed) = &*self.followed.load() {
+            return (**followed).clone();
+        }
         self.slots
             .load()
             .iter()
             .map(|(k, v)| (k.clone(), v.status.load().health))
             .collect()
+    }
+
+    /// On a follower, `Some` of the health the leader decided, which `get` and `healths` then
+    /// answer from; `None` when this node leads and its own checkers decide again.
+    pub fn follow(&self, health: Option<HashMap<Key, Health>>) {
+        self.followed.store(health.map(Arc::new));
     }
 }
 

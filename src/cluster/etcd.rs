@@ -54,6 +54,13 @@ pub fn ttl_secs(s: &Settings) -> i64 {
     s.lease_ttl.as_secs().max(1) as i64
 }
 
+/// How often an HTTP/2 ping checks a connection to etcd, and how long its answer may take.
+/// etcd refuses pings more often than its `--grpc-keepalive-min-time` (5 s by default): after
+/// three such pings with nothing sent meanwhile (an idle watch) it closes the connection with
+/// GOAWAY "too_many_pings", and every watch on it ends. The lease's renewals have their own
+/// timeout, so the fence does not depend on these pings.
+pub const KEEP_ALIVE: (Duration, Duration) = (Duration::from_secs(10), Duration::from_secs(5));
+
 /// Connects to etcd with the settings' credentials and TLS. Requests fail fast when the member
 /// asked has no leader (no quorum), instead of waiting for one.
 pub async fn connect(s: &Settings) -> Result<Client, String> {
@@ -63,7 +70,7 @@ pub async fn connect(s: &Settings) -> Result<Client, String> {
             s.lease_ttl
                 .clamp(Duration::from_secs(2), Duration::from_secs(5)),
         )
-        .with_keep_alive(Duration::from_secs(1), Duration::from_secs(2))
+        .with_keep_alive(KEEP_ALIVE.0, KEEP_ALIVE.1)
         .with_keep_alive_while_idle(true)
         .with_require_leader(true);
     if let (Some(user), Some(password)) = (&s.username, &s.password) {

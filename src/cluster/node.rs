@@ -241,6 +241,7 @@ impl Node {
             shared.clone(),
             handle.clone(),
             Arc::new(Sources::default()),
+            setup.board.clone(),
             started_ms,
         );
         let mut status = ClusterStatus::single(&settings.node, api, &config_hash, started_ms);
@@ -972,6 +973,7 @@ async fn follow(ctx: &Ctx, first: &mut Option<Listed>) {
             ctx.shared.clone(),
             ctx.handle.clone(),
             Arc::new(Sources::default()),
+            ctx.setup.board.clone(),
             clock.now_ms(),
         );
         ctx.applied.send_replace(replica.applied);
@@ -1155,6 +1157,8 @@ async fn lead(ctx: &Ctx, fence: i64, shutdown: &CancellationToken) {
             last_good: listed.data.last_good_map(),
         }),
     });
+    // This node's checkers decide from now on (the writer reconciled them at its start).
+    ctx.setup.board.follow(None);
     info!(node = %ctx.settings.node, fence, "leading: the writer runs here");
     let peers = tokio::spawn(feed_peers(
         ctx.members.clone(),

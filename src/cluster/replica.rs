@@ -3,12 +3,14 @@
 //! A follower never decides anything: it renders the state, health, serials and last good
 //! answers the leader stored, with the same code the leader renders with, so every node gives
 //! the same answers for the same committed revision (SOA serial included). The history
-//! entries it sees committed become this node's `/v1/events`.
+//! entries it sees committed become this node's `/v1/events`, and the health it renders is
+//! what its API shows (the node's [`HealthBoard`] follows it).
 
 use std::sync::Arc;
 
 use crate::controller::history::{HistoryEntry, Subject, WireEntry};
 use crate::controller::{ControlHandle, Event, initial_state};
+use crate::health::HealthBoard;
 use crate::registry::{Base, Sources, Topology};
 use crate::snapshot::{SharedSnapshot, Snapshot};
 use crate::state::State;
@@ -27,16 +29,18 @@ pub struct Replica {
     shared: SharedSnapshot,
     handle: ControlHandle,
     sources: Arc<Sources>,
+    board: Arc<HealthBoard>,
 }
 
 impl Replica {
-    /// Renders `listed` and publishes it.
+    /// Renders `listed` and publishes it; from then on `board` shows the health it renders.
     pub fn new(
         base: Arc<Base>,
         listed: &Listed,
         shared: SharedSnapshot,
         handle: ControlHandle,
         sources: Arc<Sources>,
+        board: Arc<HealthBoard>,
         now_ms: u64,
     ) -> Self {
         let mut replica = Self {
@@ -54,6 +58,7 @@ impl Replica {
             shared,
             handle,
             sources,
+            board,
         };
         replica.render(now_ms);
         replica
@@ -83,14 +88,17 @@ impl Replica {
             self.state.named_services(),
         ));
         let generation = self.shared.load().generation + 1;
+        let health = self.data.health_map();
         let snapshot = Snapshot::render(
             generation,
             topology,
             &self.state,
-            &self.data.health_map(),
+            &health,
             &self.data.last_good_map(),
             self.sources.clone(),
         );
+        // The API's health agrees with the answers: both are the leader's, as of this render.
+        self.board.follow(Some(health));
         self.shared.store(Arc::new(snapshot));
         self.handle.mark_published(generation);
     }

@@ -14,6 +14,8 @@ pub struct ConfigText {
     dns: Vec<(String, String)>,
     /// Lines added to the `[[zone]]` table of `internal.`.
     zone: String,
+    /// `[api] listen`.
+    api_listen: String,
     /// Lines added to the `[api]` table.
     api: String,
     /// The body of `[health]`.
@@ -39,6 +41,7 @@ impl ConfigText {
                 .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
                 .collect(),
             zone: String::new(),
+            api_listen: "127.0.0.1:0".to_owned(),
             api: String::new(),
             health: "kind = \"none\"\n".to_owned(),
             rest: String::new(),
@@ -64,6 +67,13 @@ impl ConfigText {
     /// Adds TOML lines to the zone's table (`secondaries = [...]`, `transfer_allow = [...]`).
     pub fn zone(mut self, lines: &str) -> Self {
         push_lines(&mut self.zone, lines);
+        self
+    }
+
+    /// Sets `[api] listen` (127.0.0.1:0 unless set): a cluster's nodes each listen on their own
+    /// address, which the others reach.
+    pub fn api_listen(mut self, addr: impl Display) -> Self {
+        self.api_listen = addr.to_string();
         self
     }
 
@@ -113,10 +123,11 @@ impl ConfigText {
             .collect();
         format!(
             "[dns]\n{dns}\n[[zone]]\norigin = \"internal.\"\nfile = \"internal.zone\"\n{zone}\n\
-             [api]\nlisten = \"127.0.0.1:0\"\n{api}\n\
+             [api]\nlisten = \"{api_listen}\"\n{api}\n\
              [[api.token]]\nname = \"{TOKEN_NAME}\"\nsecret = \"{TOKEN}\"\n\n\
              [state]\ndir = \"state\"\n\n[health]\n{health}{rest}",
             zone = self.zone,
+            api_listen = self.api_listen,
             api = self.api,
             health = self.health,
             rest = self.rest,
