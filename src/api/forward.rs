@@ -9,10 +9,9 @@
 //! stream.
 //!
 //! With no leader known, the leader's API unreachable, or (for a change) this node leading but
-//! cut off from etcd, the request waits for the cluster's
-//! status to change, up to [`AppState::forward_wait`](super::AppState) (the lease's TTL and a
-//! second, so a failover fits in it), then is answered 503 with the reason; a change is then
-//! not applied. A request already forwarded by another node is never forwarded again (503
+//! cut off from etcd, the request waits for the cluster's status to change, up to
+//! [`AppState::forward_wait`](super::AppState) (the lease's TTL and a second, so a failover
+//! fits in it), then is answered 503 with the reason; a change is then not applied. A request already forwarded by another node is never forwarded again (503
 //! "forward loop"): two nodes that each take the other for the leader cannot bounce it forever.
 
 use std::time::Duration;
