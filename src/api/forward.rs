@@ -8,10 +8,10 @@
 //! other read is answered from the node's own snapshot, and `/v1/events` is each node's own
 //! stream.
 //!
-//! With no leader known, or the leader's API unreachable, the request waits for the cluster's
-//! status to change, up to [`AppState::forward_wait`](super::AppState) (the lease's TTL and a
-//! second, so a failover fits in it), then is answered 503 with the reason; a change is then
-//! not applied. A request already forwarded by another node is never forwarded again (503
+//! With no leader known, the leader's API unreachable, or (for a change) this node leading but
+//! cut off from etcd, the request waits for the cluster's status to change, up to
+//! [`AppState::forward_wait`](super::AppState) (the lease's TTL and a second, so a failover
+//! fits in it), then is answered 503 with the reason; a change is then not applied. A request already forwarded by another node is never forwarded again (503
 //! "forward loop"): two nodes that each take the other for the leader cannot bounce it forever.
 
 use std::time::Duration;
@@ -113,34 +113,41 @@ impl Forwarder {
 /// The middleware: forwards what [`to_leader`] names while another node leads; everything else
 /// goes on to this node's handlers.
 pub async fn forward(State(fwd): State<Forwarder>, request: Request, next: Next) -> Response {
-    if !to_leader(request.method(), request.uri().path()) || fwd.cluster.borrow().is_leader() {
+    let is_change = request.method() != Method::GET && request.method() != Method::HEAD;
+    if !to_leader(request.method(), request.uri().path()) || leads(&fwd.cluster.borrow(), is_change)
+    {
         return next.run(request).await;
     }
     let node = fwd.cluster.borrow().node.clone();
-    if let Some(by) = request.headers().get(&FORWARDED_BY) {
-        let by = String::from_utf8_lossy(by.as_bytes()).into_owned();
-        warn!(%by, node, path = %request.uri().path(), "refused to forward a request that was forwarded already");
-        return ApiError::Unavailable(format!(
-            "forward loop: {by} forwarded this request to {node}, which is not the leader either; \
-             nothing was applied (the nodes disagree on the leader: see `aliasctl cluster`)"
-        ))
-        .into_response();
+    let forwarded_by = request
+        .headers()
+        .get(&FORWARDED_BY)
+        .map(|by| String::from_utf8_lossy(by.as_bytes()).into_owned());
+    // Only a node that takes another for the leader would pass the request on again; one
+    // that knows no leader (or leads but cannot reach etcd) waits below and says why.
+    if let Some(by) = &forwarded_by
+        && fwd.cluster.borrow().leader_api().is_some()
+    {
+        return forward_loop(by, &node, request.uri().path());
     }
     let (parts, body) = request.into_parts();
     let body = match axum::body::to_bytes(body, MAX_BODY).await {
         Ok(body) => body,
         Err(_) => return too_large(),
     };
-    let is_change = parts.method != Method::GET && parts.method != Method::HEAD;
     let deadline = Instant::now() + fwd.wait;
     let mut cluster = fwd.cluster.clone();
     loop {
         let status = cluster.borrow_and_update().clone();
-        if status.is_leader() {
+        if leads(&status, is_change) {
             // This node took the leadership while the request waited: it answers itself.
             return next.run(Request::from_parts(parts, Body::from(body))).await;
         }
         let reason = match (status.leader.as_deref(), status.leader_api()) {
+            (Some(_), Some(_)) if forwarded_by.is_some() => {
+                let by = forwarded_by.as_deref().unwrap_or_default();
+                return forward_loop(by, &node, parts.uri.path());
+            }
             (Some(leader), Some(api)) => {
                 match send(
                     &fwd,
@@ -188,6 +195,25 @@ pub async fn forward(State(fwd): State<Forwarder>, request: Request, next: Next)
             .into_response();
         }
     }
+}
+
+/// Whether this node answers the request itself: it leads and, for a change, etcd answered
+/// its last request. A leader cut off from etcd could not make a change durable (and its term
+/// ends with its lease): the change waits (up to the forward wait) for etcd or a new leader,
+/// and is refused with why, not with the writer's bare "not the leader".
+fn leads(status: &ClusterStatus, change: bool) -> bool {
+    status.is_leader() && (!change || status.etcd.as_ref().is_none_or(|e| e.connected))
+}
+
+/// The 503 for a request another node forwarded here while this node takes a third for the
+/// leader: forwarding it again could bounce it between nodes forever.
+fn forward_loop(by: &str, node: &str, path: &str) -> Response {
+    warn!(%by, node, path, "refused to forward a request that was forwarded already");
+    ApiError::Unavailable(format!(
+        "forward loop: {by} forwarded this request to {node}, which is not the leader either; \
+         nothing was applied (the nodes disagree on the leader: see `aliasctl cluster`)"
+    ))
+    .into_response()
 }
 
 /// Why a forwarded request got no answer.

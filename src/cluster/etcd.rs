@@ -93,7 +93,17 @@ pub async fn connect(s: &Settings) -> Result<Client, String> {
 /// What an etcd failure means for an operator.
 pub fn describe(e: &etcd_client::Error) -> String {
     let text = e.to_string();
-    if text.contains("no leader")
+    // Checked first: etcd's refusal of the credentials must not read as an outage (its
+    // gRPC status text can mention the connection too).
+    if text.contains("authentication failed")
+        || text.contains("invalid auth token")
+        || text.contains("user name is empty")
+        || text.contains("permission denied")
+    {
+        format!(
+            "etcd refused this node's credentials ({text}): check [cluster] username, the password in the variable password_env names, and that the user's role may read and write the prefix"
+        )
+    } else if text.contains("no leader")
         || text.contains("deadline")
         || text.contains("Timeout")
         || text.contains("timed out")

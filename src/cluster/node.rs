@@ -1196,6 +1196,20 @@ async fn lead(ctx: &Ctx, fence: i64, shutdown: &CancellationToken) {
         info!("resigned the leadership");
     } else {
         warn!(node = %ctx.settings.node, "no longer the leader: following again");
+        // Its `leader` key may outlive the term (until its lease expires, or while etcd has no
+        // quorum): the status must not go on naming this node, whose writer is gone. The
+        // members' watch names the next leader when it sees one.
+        let me = ctx.settings.node.as_str();
+        ctx.reach.status.send_if_modified(|s| {
+            let stale = s.leader.as_deref() == Some(me);
+            if stale {
+                s.leader = None;
+                for n in &mut s.nodes {
+                    n.leader = false;
+                }
+            }
+            stale
+        });
     }
 }
 

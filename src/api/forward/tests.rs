@@ -498,3 +498,62 @@ async fn a_follower_elected_while_a_change_waits_applies_it_itself() {
     assert_eq!(alias["changed_by"], "ci");
     follower.stop().await;
 }
+
+/// `b` names itself the leader, but cannot reach etcd (its term may be over already).
+fn leader_cut_off() -> ClusterStatus {
+    let mut status = follower_of(None);
+    status.leader = Some("b".into());
+    status.nodes[0].leader = true;
+    status
+}
+
+#[tokio::test]
+async fn a_leader_cut_off_from_etcd_refuses_a_change_with_why_also_a_forwarded_one() {
+    let wait = Duration::from_millis(400);
+    let node = Follower::start(leader_cut_off(), wait).await;
+    for headers in [&[AUTH][..], &[AUTH, ("x-aliasd-forwarded-by", "c")][..]] {
+        let started = Instant::now();
+        let (status, _, answer) = call(
+            node.server.addr,
+            "PUT",
+            "/v1/aliases/web/targets",
+            headers,
+            r#"{"targets": ["web-v2"]}"#,
+        )
+        .await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{headers:?}");
+        assert!(started.elapsed() >= wait, "{headers:?}");
+        assert_eq!(
+            error_of(&answer),
+            "no leader: etcd cannot be reached: etcdserver: no leader (quorum lost); the change was not applied (waited 400ms)",
+            "{headers:?}"
+        );
+    }
+    // Reads are still its own, and the history its writer's.
+    let (status, _, _) = call(node.server.addr, "GET", "/v1/history", &[], "").await;
+    assert_eq!(status, StatusCode::OK);
+
+    // etcd back while a change waits: the change is applied here.
+    let idle = node.cluster.receiver_count();
+    let at = node.server.addr;
+    let link = tokio::spawn(async move {
+        call(
+            at,
+            "PUT",
+            "/v1/aliases/web/targets",
+            &[AUTH],
+            r#"{"targets": ["web-v2"]}"#,
+        )
+        .await
+    });
+    node.wait_held(idle).await;
+    node.cluster.send_modify(|s| {
+        if let Some(e) = s.etcd.as_mut() {
+            e.connected = true;
+            e.error = None;
+        }
+    });
+    let (status, _, answer) = link.await.unwrap();
+    assert_eq!(status, StatusCode::OK, "{answer:?}");
+    node.stop().await;
+}
