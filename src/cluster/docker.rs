@@ -222,12 +222,7 @@ impl Ask {
 
     /// Writes the request to `node` under its lease. `Some(false)` if the lease is gone (the
     /// node left), `None` if this node no longer leads.
-    async fn request(
-        &self,
-        node: &str,
-        lease: i64,
-        containers: &[ContainerRef],
-    ) -> Option<bool> {
+    async fn request(&self, node: &str, lease: i64, containers: &[ContainerRef]) -> Option<bool> {
         let alias = self.alias_key();
         let value = serde_json::to_vec(&StopRequest {
             alias: alias.clone(),

@@ -1,6 +1,6 @@
 //! Docker on every host of a cluster: two `aliasd run` nodes over a real 3-member etcd share the
 //! machine's one Docker daemon and play two hosts, each discovering only the containers
-//! labelled for it (`[docker] labels = ["<prefix>host=a"]`, `...host=b`).
+//! labelled for it (`[docker] labels = ["<lab>-host=a"]`, `...host=b`).
 //!
 //! - Each node writes its own containers to etcd (`hosts/<node>/docker`), and both nodes' DNS
 //!   answers the endpoints of both hosts.
@@ -28,11 +28,17 @@ const LEASE_TTL: Duration = Duration::from_secs(2);
 /// How long any one wait may take.
 const WAIT: Duration = Duration::from_secs(20);
 
+/// The label that says which "host" a container runs on: the lab's own, and not under its
+/// prefix (aliasd reads every label there and would skip a container with one it does not know).
+fn host_key(lab: &Lab) -> String {
+    format!("{}-host", lab.name)
+}
+
 /// A backend of `service` on "host" `host`: labelled for discovery and with the host label.
 fn backend(lab: &Lab, name: &str, service: &str, host: &str) -> Container {
     let service_label = format!("{}service={service}", lab.prefix);
     let port_label = format!("{}port=8080", lab.prefix);
-    let host_label = format!("{}host={host}", lab.prefix);
+    let host_label = format!("{}={host}", host_key(lab));
     lab.run(
         name,
         &[
@@ -67,9 +73,9 @@ fn node_fixture(lab: &Lab, etcd: &EtcdCluster, host: &str) -> Fixture {
         .join(", ");
     // The first lines go into the lab's `[docker]` table.
     let extra = format!(
-        "labels = [\"{}host={host}\"]\n\n[cluster]\netcd = [{endpoints}]\nnode = \"{host}\"\n\
+        "labels = [\"{}={host}\"]\n\n[cluster]\netcd = [{endpoints}]\nnode = \"{host}\"\n\
          advertise = \"127.0.0.1\"\nlease_ttl = \"{}s\"",
-        lab.prefix,
+        host_key(lab),
         LEASE_TTL.as_secs()
     );
     lab.fixture(&[("web", &["web-v1"])], None, false, &extra)
@@ -99,6 +105,20 @@ async fn answers(nodes: &[&AliasdNode], want: &[String], what: &str) {
     .await;
 }
 
+/// Waits until `service` has `count` endpoints, every one healthy, as `node` sees it.
+async fn healthy(node: &AliasdNode, service: &str, count: usize) {
+    let what = format!("{count} healthy endpoints of {service}");
+    eventually(WAIT, &what, async || {
+        let s = node.client().service(service).await.ok()?;
+        (s.endpoints.len() == count
+            && s.endpoints
+                .iter()
+                .all(|e| e.health == aliasd::api::dto::Health::Healthy))
+        .then_some(())
+    })
+    .await;
+}
+
 /// The ids of the containers `hosts/<node>/docker` lists in etcd (`None` without the key).
 async fn host_view(etcd: &EtcdCluster, node: &str) -> Option<BTreeSet<String>> {
     let mut client = etcd.client().await;
@@ -117,6 +137,26 @@ async fn host_view(etcd: &EtcdCluster, node: &str) -> Option<BTreeSet<String>> {
             .filter_map(|e| e["container"]["id"].as_str().map(str::to_owned))
             .collect(),
     )
+}
+
+/// Everything under `hosts/` in etcd, for a failure message.
+async fn raw_hosts(etcd: &EtcdCluster) -> String {
+    let mut client = etcd.client().await;
+    let got = client
+        .get("/aliasd/hosts/", Some(GetOptions::new().with_prefix()))
+        .await
+        .expect("list hosts/");
+    got.kvs()
+        .iter()
+        .map(|kv| {
+            format!(
+                "{} = {}",
+                String::from_utf8_lossy(kv.key()),
+                String::from_utf8_lossy(kv.value())
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 fn ids(containers: &[&Container]) -> BTreeSet<String> {
@@ -153,14 +193,30 @@ async fn two_hosts_discover_their_own_containers_a_dead_host_leaves_and_stop_old
     let logs = |a: &AliasdNode, b: &AliasdNode| format!("--- a:\n{}\n--- b:\n{}", a.log(), b.log());
 
     // Each node discovers its own host's containers, and only those.
-    eventually(WAIT, "each host's view in etcd", async || {
-        (host_view(&etcd, "a").await == Some(ids(&[&v1a]))
-            && host_view(&etcd, "b").await == Some(ids(&[&v1b1, &v1b2])))
-        .then_some(())
-    })
-    .await;
+    let want = (Some(ids(&[&v1a])), Some(ids(&[&v1b1, &v1b2])));
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let got = (host_view(&etcd, "a").await, host_view(&etcd, "b").await);
+        if got == want {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the hosts' views in etcd are {got:?}, not {want:?}: {}\n{}",
+            raw_hosts(&etcd).await,
+            logs(&a, &b)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Every endpoint healthy first: until one is, an alias answers all of them anyway.
+    healthy(&a, "web-v1", 3).await;
     let all = ips(&[&v1a, &v1b1, &v1b2]);
-    answers(&[&a, &b], &all, "both hosts' endpoints answered by both nodes").await;
+    answers(
+        &[&a, &b],
+        &all,
+        "both hosts' endpoints answered by both nodes",
+    )
+    .await;
 
     // kill -9 of b: its two containers leave a's answers together once its lease ended.
     b.kill9();
@@ -189,24 +245,23 @@ async fn two_hosts_discover_their_own_containers_a_dead_host_leaves_and_stop_old
         BTreeSet::from([all.clone(), only_a.clone()]),
         "the answers went through other sets than before and after"
     );
-    assert_eq!(host_view(&etcd, "b").await, None, "b's view outlived its lease");
+    assert_eq!(
+        host_view(&etcd, "b").await,
+        None,
+        "b's containers left the answers ({seen:?}), but its view is still in etcd: {}\n{}",
+        raw_hosts(&etcd).await,
+        logs(&a, &b)
+    );
 
     // b back: it lists its Docker again and its containers return.
     tokio::task::block_in_place(|| b.restart());
+    healthy(&a, "web-v1", 3).await;
     answers(&[&a, &b], &all, "b's containers back after its restart").await;
 
     // The new version on both hosts, then a promotion that stops the old one.
     let v2a = backend(&lab, "web-v2-a", "web-v2", "a");
     let v2b = backend(&lab, "web-v2-b", "web-v2", "b");
-    eventually(WAIT, "web-v2 discovered on both hosts, healthy", async || {
-        let s = a.client().service("web-v2").await.ok()?;
-        (s.endpoints.len() == 2
-            && s.endpoints
-                .iter()
-                .all(|e| e.health == aliasd::api::dto::Health::Healthy))
-        .then_some(())
-    })
-    .await;
+    healthy(&a, "web-v2", 2).await;
     let server = a.server_url();
     let out = tokio::task::spawn_blocking(move || {
         run_bin_within(
@@ -256,7 +311,10 @@ async fn two_hosts_discover_their_own_containers_a_dead_host_leaves_and_stop_old
         assert!(c.running(), "{} was stopped", c.name);
     }
     // Each container was stopped by the node whose Docker runs it.
-    let (on_a, on_b) = (stop_lines(&a.log()).join("\n"), stop_lines(&b.log()).join("\n"));
+    let (on_a, on_b) = (
+        stop_lines(&a.log()).join("\n"),
+        stop_lines(&b.log()).join("\n"),
+    );
     assert!(
         on_a.contains(&v1a.name) && !on_a.contains(&v1b1.name) && !on_a.contains(&v1b2.name),
         "node a's stops: {on_a}"
@@ -281,6 +339,11 @@ async fn two_hosts_discover_their_own_containers_a_dead_host_leaves_and_stop_old
         vec!["/aliasd/hosts/a/docker", "/aliasd/hosts/b/docker"],
         "stop requests or answers left in etcd"
     );
-    answers(&[&a, &b], &ips(&[&v2a, &v2b]), "web-v2 answered by both nodes").await;
+    answers(
+        &[&a, &b],
+        &ips(&[&v2a, &v2b]),
+        "web-v2 answered by both nodes",
+    )
+    .await;
     println!("the whole test took {:?}", started.elapsed());
 }
