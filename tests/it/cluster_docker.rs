@@ -6,8 +6,9 @@
 //!   answers the endpoints of both hosts.
 //! - kill -9 of node b: its containers leave the answers once its lease ended (within the
 //!   lease's TTL and a few seconds), both in one change.
-//! - b restarted lists its Docker again; a promotion with `--stop-old` whose old version runs
-//!   on both hosts stops every old container, each through the node whose Docker runs it.
+//! - b restarted lists its Docker again; a hands the leadership to b (SIGTERM) and comes back;
+//!   a promotion with `--stop-old` whose old version runs on both hosts stops every old
+//!   container, each through the node whose Docker runs it (the leader b asks a for its own).
 //!
 //! The lab (`lab.rs`) labels and removes every container, the network and the image, also
 //! when the test fails; the nodes and etcd are killed when dropped.
@@ -183,7 +184,7 @@ async fn two_hosts_discover_their_own_containers_a_dead_host_leaves_and_stop_old
     let fixture_b = node_fixture(&lab, &etcd, "b");
 
     // a first, and leading before b starts: the leader is not the node killed below.
-    let a = tokio::task::block_in_place(|| AliasdNode::start(&fixture_a.config(), &[]));
+    let mut a = tokio::task::block_in_place(|| AliasdNode::start(&fixture_a.config(), &[]));
     eventually(WAIT, "node a leading", async || {
         let status = a.client().cluster().await.ok()?;
         (status.leader.as_deref() == Some("a")).then_some(())
@@ -258,11 +259,24 @@ async fn two_hosts_discover_their_own_containers_a_dead_host_leaves_and_stop_old
     healthy(&a, "web-v1", 3).await;
     answers(&[&a, &b], &all, "b's containers back after its restart").await;
 
+    // a hands the leadership over (SIGTERM) and comes back: b leads now, elected long after
+    // its Docker discovery connected.
+    let status = tokio::task::block_in_place(|| a.terminate());
+    assert!(status.success(), "{status}\n{}", logs(&a, &b));
+    eventually(WAIT, "node b leading", async || {
+        let status = b.client().cluster().await.ok()?;
+        (status.leader.as_deref() == Some("b")).then_some(())
+    })
+    .await;
+    tokio::task::block_in_place(|| a.restart());
+    healthy(&b, "web-v1", 3).await;
+    answers(&[&a, &b], &all, "a's containers back after its restart").await;
+
     // The new version on both hosts, then a promotion that stops the old one.
     let v2a = backend(&lab, "web-v2-a", "web-v2", "a");
     let v2b = backend(&lab, "web-v2-b", "web-v2", "b");
-    healthy(&a, "web-v2", 2).await;
-    let server = a.server_url();
+    healthy(&b, "web-v2", 2).await;
+    let server = b.server_url();
     let out = tokio::task::spawn_blocking(move || {
         run_bin_within(
             ALIASCTL,
@@ -293,7 +307,7 @@ async fn two_hosts_discover_their_own_containers_a_dead_host_leaves_and_stop_old
         String::from_utf8_lossy(&out.stderr),
         logs(&a, &b)
     );
-    let history = a.client().history("web").await.expect("web's history");
+    let history = b.client().history("web").await.expect("web's history");
     let stopped = history
         .iter()
         .find(|e| e.change == aliasd::api::dto::Change::Stopped)
