@@ -17,6 +17,8 @@
 //! | `leader` | the leader's name, under its lease | the election |
 //! | `nodes/<node>` | what a node serves and how far it is, under its lease | each node |
 //! | `hosts/<node>/docker` | what the node's Docker daemon runs, under its lease | each node |
+//! | `hosts/<node>/stop/<alias>/<op>` | retired containers the node is to stop, under the node's lease | the leader |
+//! | `hosts/<node>/stopped/<alias>/<op>` | what the node's stop did, under its lease (the stop key deleted in the same transaction) | that node |
 //!
 //! A commit is one transaction: its compares are the fence (the `leader` key was created by
 //! this leader's election) and the revision of `state/meta` this leader last wrote or read;
@@ -138,7 +140,20 @@ pub enum Key<'a> {
     History(u64),
     Leader,
     Node(&'a str),
+    /// `hosts/<node>/docker`.
     Host(&'a str),
+    /// `hosts/<node>/stop/<alias>/<op>`: the leader asks the node to stop containers.
+    Stop {
+        node: &'a str,
+        alias: &'a str,
+        op: u64,
+    },
+    /// `hosts/<node>/stopped/<alias>/<op>`: the node's answer.
+    Stopped {
+        node: &'a str,
+        alias: &'a str,
+        op: u64,
+    },
 }
 
 impl Keys {
@@ -178,6 +193,16 @@ impl Keys {
     pub fn host_docker(&self, node: &str) -> String {
         format!("{}/hosts/{node}/docker", self.prefix)
     }
+    /// `hosts/<node>/stop/`: every stop request to `node`.
+    pub fn host_stops(&self, node: &str) -> String {
+        format!("{}/hosts/{node}/stop/", self.prefix)
+    }
+    pub fn host_stop(&self, node: &str, alias: &str, op: u64) -> String {
+        format!("{}/hosts/{node}/stop/{alias}/{op}", self.prefix)
+    }
+    pub fn host_stopped(&self, node: &str, alias: &str, op: u64) -> String {
+        format!("{}/hosts/{node}/stopped/{alias}/{op}", self.prefix)
+    }
     pub fn history(&self, seq: u64) -> String {
         format!("{}/history/{seq:020}", self.prefix)
     }
@@ -195,7 +220,26 @@ impl Keys {
         Some(match (kind, name) {
             ("leader", "") => Key::Leader,
             ("nodes", n) if !n.is_empty() => Key::Node(n),
-            ("hosts", n) => Key::Host(n.strip_suffix("/docker")?),
+            ("hosts", n) => {
+                let (node, rest) = n.split_once('/')?;
+                if node.is_empty() {
+                    return None;
+                }
+                if rest == "docker" {
+                    return Some(Key::Host(node));
+                }
+                let (kind, rest) = rest.split_once('/')?;
+                let (alias, op) = rest.rsplit_once('/')?;
+                let op = op.parse().ok()?;
+                if alias.is_empty() || alias.contains('/') {
+                    return None;
+                }
+                match kind {
+                    "stop" => Key::Stop { node, alias, op },
+                    "stopped" => Key::Stopped { node, alias, op },
+                    _ => return None,
+                }
+            }
             ("history", n) => Key::History(n.parse().ok()?),
             ("state", "meta") => Key::Meta,
             ("state", n) => {
@@ -650,6 +694,28 @@ mod tests {
         assert_eq!(k.classify(&k.history(42)), Some(Key::History(42)));
         assert_eq!(k.classify(&k.node("a")), Some(Key::Node("a")));
         assert_eq!(k.classify(&k.host_docker("a")), Some(Key::Host("a")));
+        assert_eq!(
+            k.classify(&k.host_stop("a", "web.internal.", 7)),
+            Some(Key::Stop {
+                node: "a",
+                alias: "web.internal.",
+                op: 7
+            })
+        );
+        assert_eq!(
+            k.classify(&k.host_stopped("b-2", "web.internal.", 12)),
+            Some(Key::Stopped {
+                node: "b-2",
+                alias: "web.internal.",
+                op: 12
+            })
+        );
+        assert!(k.host_stop("a", "x.", 1).starts_with(&k.host_stops("a")));
+        assert!(!k.host_stopped("a", "x.", 1).starts_with(&k.host_stops("a")));
+        assert_eq!(k.classify("/aliasd/hosts/a/stop/web.internal./x"), None);
+        assert_eq!(k.classify("/aliasd/hosts/a/other/web.internal./1"), None);
+        assert_eq!(k.classify("/aliasd/hosts//docker"), None);
+        assert_eq!(k.classify("/aliasd/hosts/a"), None);
         assert_eq!(
             k.classify("/aliasd/state/alias/web.internal."),
             Some(Key::Alias("web.internal."))

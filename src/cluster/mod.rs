@@ -1,6 +1,7 @@
 //! aliasd as a cluster on etcd: state and leadership in etcd, every node serving DNS and the
 //! proxy from its own snapshot.
 
+pub mod docker;
 pub mod etcd;
 pub mod hash;
 pub mod node;

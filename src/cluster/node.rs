@@ -128,8 +128,9 @@ pub struct NodeParts {
 struct Slot {
     sources: Option<mpsc::Sender<SourceUpdate>>,
     drained: Option<mpsc::UnboundedSender<Drained>>,
-    /// Docker's last status here: a writer starting a term learns it at once.
-    docker_status: Option<SourceUpdate>,
+    /// The local Docker discovery's last status: a writer that starts after it was sent
+    /// (this node elected later) is told it at once, or it would wait for Docker forever.
+    docker_status: Option<crate::registry::SourceStatus>,
 }
 
 /// etcd as this node last reached it.
@@ -381,12 +382,25 @@ impl Node {
             shutdown.clone(),
         ));
         let slot = Arc::new(Mutex::new(Slot::default()));
+        let (stops_done_tx, stops_done_rx) = mpsc::unbounded_channel();
+        if let Some(docker) = &setup.docker_tx {
+            tasks.spawn(super::docker::serve_stops(
+                client.clone(),
+                keys.clone(),
+                settings.node.clone(),
+                lease_rx.clone(),
+                docker.clone(),
+                stops_done_rx,
+                shutdown.clone(),
+            ));
+        }
         tasks.spawn(forward_inputs(
             sources_rx,
             drained_rx,
             slot.clone(),
             host_tx,
             (reported_tx, Box::new(identity)),
+            stops_done_tx,
             shutdown.clone(),
         ));
         let ctx = Ctx {
@@ -796,7 +810,8 @@ async fn watch_members(
 
 /// Passes discovery's updates and the proxies' reports to the writer of the current term;
 /// Docker's endpoint sets go to etcd under this node's lease instead (the leader merges every
-/// host's).
+/// host's), and the reports of the stops the leader asked for go back through etcd
+/// (`super::docker::serve_stops`).
 async fn forward_inputs(
     mut sources_rx: mpsc::Receiver<SourceUpdate>,
     mut drained_rx: mpsc::UnboundedReceiver<Drained>,
@@ -806,22 +821,30 @@ async fn forward_inputs(
         watch::Sender<DrainedSet>,
         Box<dyn Fn(SocketAddr) -> SocketAddr + Send>,
     ),
+    stops_done: mpsc::UnboundedSender<super::docker::Done>,
     shutdown: CancellationToken,
 ) {
     loop {
         tokio::select! {
             Some(update) = sources_rx.recv() => {
-                if let SourceUpdate::Docker { services, problems } = update {
-                    host_tx.send_replace(Some(HostView {
-                        services: services.into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
-                        problems,
-                    }));
-                    continue;
-                }
+                let update = match update {
+                    SourceUpdate::Docker { services, problems } => {
+                        host_tx.send_replace(Some(HostView {
+                            services: services.into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
+                            problems,
+                        }));
+                        continue;
+                    }
+                    SourceUpdate::Stopped { alias, op, report } => {
+                        let _ = stops_done.send((alias, op, report));
+                        continue;
+                    }
+                    other => other,
+                };
                 let tx = {
                     let mut slot = slot.lock().unwrap_or_else(|p| p.into_inner());
-                    if matches!(update, SourceUpdate::DockerStatus(_)) {
-                        slot.docker_status = Some(update.clone());
+                    if let SourceUpdate::DockerStatus(status) = &update {
+                        slot.docker_status = Some(status.clone());
                     }
                     slot.sources.clone()
                 };
@@ -1123,16 +1146,28 @@ async fn lead(ctx: &Ctx, fence: i64, shutdown: &CancellationToken) {
     );
     let (sources_tx, sources_rx) = mpsc::channel(64);
     let (drained_tx, drained_rx) = mpsc::unbounded_channel();
-    let docker_status = {
+    {
         let mut slot = ctx.slot.lock().unwrap_or_else(|p| p.into_inner());
         slot.sources = Some(sources_tx.clone());
         slot.drained = Some(drained_tx);
-        slot.docker_status.clone()
-    };
-    if let Some(status) = docker_status {
-        let _ = sources_tx.try_send(status);
+        // Under the lock, so a newer status that forward_inputs passes on comes after it.
+        if let Some(status) = slot.docker_status.clone() {
+            let _ = sources_tx.try_send(SourceUpdate::DockerStatus(status));
+        }
     }
     let s = &ctx.setup;
+    // The writer's stops go to the nodes whose Docker runs the containers, through etcd.
+    let (stops_tx, stops_rx) = mpsc::channel(64);
+    let stops = s.docker_tx.is_some().then(|| {
+        tokio::spawn(super::docker::route_stops(
+            ctx.client.clone(),
+            ctx.keys.clone(),
+            fence,
+            stops_rx,
+            sources_tx.clone(),
+            term.clone(),
+        ))
+    });
     let (controller, _handle, _shared) = Controller::start(StartParts {
         base: ctx.base.clone(),
         store: Box::new(store),
@@ -1143,7 +1178,7 @@ async fn lead(ctx: &Ctx, fence: i64, shutdown: &CancellationToken) {
         checker,
         health_rx,
         sources_rx,
-        docker_tx: s.docker_tx.clone(),
+        docker_tx: stops.is_some().then_some(stops_tx),
         docker_endpoint: s.docker_endpoint.clone(),
         proxies: s.proxies.clone(),
         drained_rx,
@@ -1177,6 +1212,9 @@ async fn lead(ctx: &Ctx, fence: i64, shutdown: &CancellationToken) {
     term.cancel();
     hosts.abort();
     peers.abort();
+    if let Some(stops) = stops {
+        stops.abort();
+    }
     ctx.handle.detach();
     {
         let mut slot = ctx.slot.lock().unwrap_or_else(|p| p.into_inner());
