@@ -1392,7 +1392,7 @@ pub fn takeover(
         .collect();
     // Numbered in the order `split` writes the aliases (by name), so that a unit's entries
     // follow the last unit's without a hole.
-    started.sort_by(|a, b| alias_of(a).cmp(&alias_of(b)));
+    started.sort_by_key(alias_of);
     for e in &mut started {
         state.history_seq += 1;
         e.seq = state.history_seq;
