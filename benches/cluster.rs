@@ -465,7 +465,11 @@ fn failovers(runtime: &tokio::runtime::Runtime, nodes: &mut [Node], kills: usize
         loop {
             let via = survivors[attempt % survivors.len()];
             attempt += 1;
-            let to = if next.is_multiple_of(2) { "green" } else { "blue" };
+            let to = if next.is_multiple_of(2) {
+                "green"
+            } else {
+                "blue"
+            };
             let accepted = runtime.block_on(async {
                 tokio::time::timeout(
                     Duration::from_secs(10),
