@@ -1471,6 +1471,9 @@ pub fn takeover(
             )
         })
         .collect();
+    // Numbered in the order `split` writes the aliases (by name), so that a unit's entries
+    // follow the last unit's without a hole.
+    started.sort_by_key(alias_of);
     for e in &mut started {
         state.history_seq += 1;
         e.seq = state.history_seq;
@@ -1540,8 +1543,9 @@ fn diff(before: &StoredState, after: &StoredState) -> StoredDelta {
 }
 
 /// Splits a takeover's delta into units of at most [`TXN_OPS`] writes: the aliases first,
-/// the rest (with the history entries and the serials) last, so the last unit is what
-/// commits the start.
+/// each with its own history entry and `state/meta` counting the entries written so far (a
+/// leader that dies between two units leaves no alias without its entry, nor an entry without
+/// its alias), then the rest (with the serials) last, so the last unit is what commits the start.
 fn split(
     mut delta: StoredDelta,
     entries: Vec<HistoryEntry>,
@@ -1553,28 +1557,53 @@ fn split(
         + delta.docker.len()
         + delta.serials.len()
         + live.serials.len()
-        + entries.len()
         + 1;
-    let mut units = Vec::new();
-    if rest + delta.aliases.len() > TXN_OPS {
-        let aliases = std::mem::take(&mut delta.aliases);
-        let mut chunk = BTreeMap::new();
-        for (k, v) in aliases {
-            chunk.insert(k, v);
-            if chunk.len() == TXN_OPS - 1 {
-                units.push(aliases_only(std::mem::take(&mut chunk), history_seq_before));
+    if rest + delta.aliases.len() + entries.len() <= TXN_OPS {
+        return vec![(delta, entries, live)];
+    }
+    let mut by_alias: HashMap<String, HistoryEntry> = HashMap::new();
+    let mut others = Vec::new();
+    for e in entries {
+        match alias_of(&e) {
+            Some(a) if delta.aliases.contains_key(&a) && !by_alias.contains_key(&a) => {
+                by_alias.insert(a, e);
             }
-        }
-        if !chunk.is_empty() {
-            units.push(aliases_only(chunk, history_seq_before));
+            _ => others.push(e),
         }
     }
-    units.push((delta, entries, live));
+    let mut units = Vec::new();
+    let mut seq = history_seq_before;
+    let (mut chunk, mut chunk_entries) = (BTreeMap::new(), Vec::new());
+    for (k, v) in std::mem::take(&mut delta.aliases) {
+        if let Some(e) = by_alias.remove(&k) {
+            seq = seq.max(e.seq);
+            chunk_entries.push(e);
+        }
+        chunk.insert(k, v);
+        // Two writes per alias at most, and `state/meta`.
+        if chunk.len() + chunk_entries.len() + 3 > TXN_OPS {
+            units.push(aliases_only(
+                std::mem::take(&mut chunk),
+                std::mem::take(&mut chunk_entries),
+                seq,
+            ));
+        }
+    }
+    if !chunk.is_empty() {
+        units.push(aliases_only(chunk, chunk_entries, seq));
+    }
+    units.push((delta, others, live));
     units
+}
+
+/// The alias a history entry is about, as the stored state names it.
+fn alias_of(e: &HistoryEntry) -> Option<String> {
+    e.alias().map(|a| a.alias.clone())
 }
 
 fn aliases_only(
     aliases: BTreeMap<String, Option<crate::state::StoredAlias>>,
+    entries: Vec<HistoryEntry>,
     history_seq: u64,
 ) -> (StoredDelta, Vec<HistoryEntry>, Live) {
     (
@@ -1583,7 +1612,75 @@ fn aliases_only(
             history_seq,
             ..StoredDelta::default()
         },
-        Vec::new(),
+        entries,
         Live::default(),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::controller::history::{AliasChange, Subject};
+
+    fn linked(alias: &str, seq: u64) -> HistoryEntry {
+        HistoryEntry {
+            seq,
+            subject: Subject::Alias(AliasChange {
+                alias: alias.to_owned(),
+                revision: 1,
+                phase: "stable".into(),
+                targets: vec!["blue".into()],
+                answering: vec!["blue".into()],
+                op: None,
+                op_kind: None,
+            }),
+            at_ms: 0,
+            actor: "config".into(),
+            change: ChangeKind::Linked,
+            reason: None,
+        }
+    }
+
+    /// A first start with many aliases in the config: every unit fits one transaction, each
+    /// alias is written with its own entry, and `state/meta` never counts an entry not written.
+    #[test]
+    fn a_takeover_of_many_new_aliases_splits_into_transactions_etcd_takes() {
+        let keys = Keys::new("/aliasd");
+        let names: Vec<String> = (0..1_000).map(|i| format!("a{i:04}.internal.")).collect();
+        let delta = StoredDelta {
+            aliases: names.iter().map(|n| (n.clone(), None)).collect(),
+            history_seq: 7 + names.len() as u64,
+            ..StoredDelta::default()
+        };
+        let entries: Vec<HistoryEntry> = names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| linked(n, 8 + i as u64))
+            .collect();
+        let live = Live {
+            serials: [("internal.".to_owned(), 5)].into(),
+            ..Live::default()
+        };
+        let units = split(delta, entries, live, 7);
+        assert!(units.len() > 1);
+        let mut written = 7;
+        let mut aliases = 0;
+        for (delta, entries, live) in &units {
+            assert!(etcd::ops(&keys, delta, entries, live).len() <= TXN_OPS);
+            for e in entries {
+                let a = e.alias().unwrap();
+                assert!(
+                    delta.aliases.contains_key(&a.alias),
+                    "{a:?} without its alias"
+                );
+                assert_eq!(e.seq, written + 1, "entries in order, without a hole");
+                written = e.seq;
+            }
+            assert_eq!(delta.history_seq, written);
+            aliases += delta.aliases.len();
+        }
+        assert_eq!(aliases, names.len());
+        assert_eq!(written, 7 + names.len() as u64);
+        assert_eq!(units.last().unwrap().2.serials.len(), 1);
+    }
 }

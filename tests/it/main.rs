@@ -6,6 +6,7 @@ mod browser;
 mod cli;
 mod cli_promote;
 mod cluster;
+mod cluster_crash;
 mod cluster_docker;
 mod cluster_faults;
 mod compose;
