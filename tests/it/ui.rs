@@ -2,8 +2,8 @@
 //! has read the state, shows the aliases, asks for the token, plans and starts a promotion,
 //! follows its phases live, and confirms, aborts and rolls back from the page; after a reload or
 //! a restart of aliasd it still shows how the last operation ended, and the recent history. The
-//! Services view lists a container Docker discovery skipped. Also its headers over a real
-//! socket, without a browser.
+//! Services view lists a container Docker discovery skipped; the Cluster view shows a single node
+//! as its own leader. Also its headers over a real socket, without a browser.
 
 use std::time::{Duration, Instant};
 
