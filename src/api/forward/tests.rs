@@ -73,7 +73,7 @@ async fn leader() -> (Server, Arc<Mutex<Vec<Seen>>>) {
         .fallback(
             |State(seen): State<Arc<Mutex<Vec<Seen>>>>, request: Request| async move {
                 let (parts, body) = request.into_parts();
-                let body = axum::body::to_bytes(body, 1 << 20).await.unwrap();
+                let body = axum::body::to_bytes(body, 4 << 20).await.unwrap();
                 seen.lock().unwrap().push(Seen {
                     method: parts.method.clone(),
                     uri: parts.uri.to_string(),
@@ -398,6 +398,27 @@ async fn a_request_forwarded_once_is_never_forwarded_again() {
         "{error}"
     );
     assert!(seen.lock().unwrap().is_empty());
+    follower.stop().await;
+}
+
+#[tokio::test]
+async fn a_body_over_the_apis_limit_is_refused_not_forwarded() {
+    let (leader, seen) = leader().await;
+    let follower = Follower::start(follower_of(Some(leader.addr)), Duration::from_secs(5)).await;
+    let at = follower.server.addr;
+    let just_fits = format!("{{\"pad\": \"{}\"}}", "x".repeat(super::MAX_BODY - 11));
+    assert_eq!(just_fits.len(), super::MAX_BODY);
+    let (status, _, _) = call(at, "PUT", "/v1/services/vm-v1", &[AUTH], &just_fits).await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert_eq!(seen.lock().unwrap()[0].body.len(), super::MAX_BODY);
+    let over = format!("{just_fits} ");
+    let (status, _, answer) = call(at, "PUT", "/v1/services/vm-v1", &[AUTH], &over).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(
+        error_of(&answer).contains("nothing was forwarded"),
+        "{answer:?}"
+    );
+    assert_eq!(seen.lock().unwrap().len(), 1);
     follower.stop().await;
 }
 
