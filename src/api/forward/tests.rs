@@ -464,6 +464,52 @@ async fn with_no_leader_a_change_waits_its_bound_then_is_refused_with_the_reason
     follower.stop().await;
 }
 
+/// A leader that takes the request and closes the connection without an answer may have
+/// applied it: the follower says so at once and never sends it again.
+#[tokio::test]
+async fn a_change_the_leader_took_without_answering_is_not_sent_again() {
+    use tokio::io::AsyncReadExt;
+    let mute = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = mute.local_addr().unwrap();
+    let (took_tx, mut took) = mpsc::unbounded_channel();
+    let leader = tokio::spawn(async move {
+        loop {
+            let (mut conn, _) = mute.accept().await.unwrap();
+            let mut head = vec![0; 4096];
+            let n = conn.read(&mut head).await.unwrap();
+            let _ = took_tx.send(String::from_utf8_lossy(&head[..n]).into_owned());
+        }
+    });
+    let follower = Follower::start(follower_of(Some(addr)), Duration::from_secs(20)).await;
+    let started = Instant::now();
+    let (status, _, answer) = call(
+        follower.server.addr,
+        "POST",
+        "/v1/aliases/web/confirm",
+        &[AUTH],
+        "",
+    )
+    .await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    let error = error_of(&answer);
+    assert!(
+        error.starts_with(&format!(
+            "the leader a at {addr} took the request but did not answer"
+        )) && error
+            .ends_with("the change may or may not have been applied: see `aliasctl history`"),
+        "{error}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(10));
+    let first = took.recv().await.unwrap();
+    assert!(
+        first.starts_with("POST /v1/aliases/web/confirm "),
+        "{first}"
+    );
+    assert!(took.try_recv().is_err(), "the change was sent again");
+    leader.abort();
+    follower.stop().await;
+}
+
 #[tokio::test]
 async fn a_change_that_waits_goes_to_the_leader_elected_meanwhile() {
     let (leader, seen) = leader().await;
