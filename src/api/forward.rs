@@ -170,10 +170,14 @@ pub async fn forward(State(fwd): State<Forwarder>, request: Request, next: Next)
                     }
                     Err(Failed::Answer(error)) => {
                         warn!(leader, %api, %error, "the leader took the request but did not answer");
+                        let outcome = if is_change {
+                            "the change may or may not have been applied: see `aliasctl history`"
+                        } else {
+                            "try again"
+                        };
                         return ApiError::Unavailable(format!(
                             "the leader {leader} at {api} took the request but did not answer \
-                             ({error}); a change may or may not have been applied: see \
-                             `aliasctl history`"
+                             ({error}); {outcome}"
                         ))
                         .into_response();
                     }

@@ -1,8 +1,8 @@
 //! The web dashboard: one page (`GET /ui`), its script and its style sheet, embedded in the
 //! binary so nothing is fetched from anywhere else. The page reads the same open endpoints as
-//! `aliasctl` (`/v1/aliases`, `/v1/services`, the history) and follows `/v1/events`; its actions
-//! are the API's own requests with the token the operator typed, so the page can do nothing the
-//! API would not let a script do.
+//! `aliasctl` (`/v1/aliases`, `/v1/services`, the history, `/v1/cluster`) and follows
+//! `/v1/events`; its actions are the API's own requests with the token the operator typed, so
+//! the page can do nothing the API would not let a script do.
 //!
 //! Every answer carries a strict Content-Security-Policy (scripts and styles only from these
 //! files, requests only to this origin, no framing) and `X-Content-Type-Options: nosniff`.

@@ -2,8 +2,8 @@
 //! has read the state, shows the aliases, asks for the token, plans and starts a promotion,
 //! follows its phases live, and confirms, aborts and rolls back from the page; after a reload or
 //! a restart of aliasd it still shows how the last operation ended, and the recent history. The
-//! Services view lists a container Docker discovery skipped. Also its headers over a real
-//! socket, without a browser.
+//! Services view lists a container Docker discovery skipped; the Cluster view shows a single node
+//! as its own leader. Also its headers over a real socket, without a browser.
 
 use std::time::{Duration, Instant};
 
@@ -28,8 +28,8 @@ const PROMOTION: &str =
     "[promotion]\nobserve = \"2s\"\nwarm_timeout = \"2m\"\ndrain_grace = \"3s\"\n";
 
 /// Where the README's screenshots go: `ALIASD_SCREENSHOTS=docs cargo test --test it ui::`
-/// refreshes `docs/dashboard.png` and `docs/dashboard-narrow.png`; otherwise they go to the
-/// test's temporary directory.
+/// refreshes `docs/dashboard.png`, `docs/dashboard-narrow.png` and `docs/dashboard-cluster.png`;
+/// otherwise they go to the test's temporary directory.
 fn screenshot_path(fixture: &Fixture, name: &str) -> std::path::PathBuf {
     match std::env::var_os("ALIASD_SCREENSHOTS") {
         Some(dir) => std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -758,6 +758,79 @@ async fn the_services_view_lists_the_containers_discovery_skipped() {
     let since = services["docker"]["since"].as_str().unwrap();
     assert!(docker.contains(&format!("since {since}")), "{docker}");
     assert!(times_are_rfc3339(&browser).await > 0);
+}
+
+/// The Cluster view of a single node: one row, this node, as the leader with its definitions
+/// the same, no etcd, no problems; the row says what `aliasctl cluster` prints for it. Its
+/// screenshot is `docs/dashboard-cluster.png` (see [`screenshot_path`]).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cluster_view_shows_a_single_node_as_its_leader() {
+    let fixture = Fixture::new();
+    let daemon = fixture.start();
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .unwrap()
+        .trim()
+        .to_owned();
+    let browser = open_dashboard(&daemon, 1280, 600).await;
+    browser.click("#tab-cluster").await;
+    let row = browser
+        .wait_text("#cluster tbody", "this node in the table", |t| {
+            t.contains(&host)
+        })
+        .await;
+    let cells = browser
+        .script(
+            "return [...document.querySelectorAll('#cluster tbody tr')].map((tr) => [...tr.cells].map((c) => c.textContent))",
+        )
+        .await;
+    let rows = cells.as_array().unwrap();
+    assert_eq!(rows.len(), 1, "{cells}");
+    let api = daemon.api.to_string();
+    assert_eq!(
+        rows[0].as_array().unwrap()[..6],
+        [
+            json!(format!("{host} (this node)")),
+            json!(api),
+            json!("leader"),
+            json!("0"),
+            json!("0"),
+            json!("same")
+        ],
+        "{row}"
+    );
+    let summary = browser.text("#cluster-summary").await.unwrap();
+    assert_eq!(
+        summary,
+        format!(
+            "A single node (no [cluster]: the local journal, no etcd). This page is served by {host}; the leader is {host}."
+        )
+    );
+    assert_eq!(
+        browser.text("#etcd").await.unwrap(),
+        "etcd: not used (a single node)."
+    );
+    assert_eq!(browser.text("#cluster-problems").await.unwrap(), "");
+    assert!(times_are_rfc3339(&browser).await > 0);
+    // The same row as aliasctl prints, started time included.
+    let out = run_bin_within(
+        ALIASCTL,
+        &["--server", &daemon.server_url(), "cluster"],
+        &[],
+        Duration::from_secs(10),
+    );
+    let printed = String::from_utf8_lossy(&out.stdout);
+    let line: Vec<&str> = printed.lines().nth(1).unwrap().split_whitespace().collect();
+    let page: Vec<String> = rows[0]
+        .as_array()
+        .unwrap()
+        .iter()
+        .skip(1)
+        .map(|c| c.as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(line[1..], page[..], "aliasctl printed:\n{printed}");
+    browser
+        .screenshot(&screenshot_path(&fixture, "dashboard-cluster.png"))
+        .await;
 }
 
 /// The page and its assets over a real socket: their types and the security headers.

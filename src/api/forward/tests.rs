@@ -73,7 +73,7 @@ async fn leader() -> (Server, Arc<Mutex<Vec<Seen>>>) {
         .fallback(
             |State(seen): State<Arc<Mutex<Vec<Seen>>>>, request: Request| async move {
                 let (parts, body) = request.into_parts();
-                let body = axum::body::to_bytes(body, 1 << 20).await.unwrap();
+                let body = axum::body::to_bytes(body, 4 << 20).await.unwrap();
                 seen.lock().unwrap().push(Seen {
                     method: parts.method.clone(),
                     uri: parts.uri.to_string(),
@@ -403,6 +403,27 @@ async fn a_request_forwarded_once_is_never_forwarded_again() {
 }
 
 #[tokio::test]
+async fn a_body_over_the_apis_limit_is_refused_not_forwarded() {
+    let (leader, seen) = leader().await;
+    let follower = Follower::start(follower_of(Some(leader.addr)), Duration::from_secs(5)).await;
+    let at = follower.server.addr;
+    let just_fits = format!("{{\"pad\": \"{}\"}}", "x".repeat(super::MAX_BODY - 11));
+    assert_eq!(just_fits.len(), super::MAX_BODY);
+    let (status, _, _) = call(at, "PUT", "/v1/services/vm-v1", &[AUTH], &just_fits).await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert_eq!(seen.lock().unwrap()[0].body.len(), super::MAX_BODY);
+    let over = format!("{just_fits} ");
+    let (status, _, answer) = call(at, "PUT", "/v1/services/vm-v1", &[AUTH], &over).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(
+        error_of(&answer).contains("nothing was forwarded"),
+        "{answer:?}"
+    );
+    assert_eq!(seen.lock().unwrap().len(), 1);
+    follower.stop().await;
+}
+
+#[tokio::test]
 async fn with_no_leader_a_change_waits_its_bound_then_is_refused_with_the_reason() {
     let wait = Duration::from_millis(400);
     let follower = Follower::start(follower_of(None), wait).await;
@@ -441,6 +462,52 @@ async fn with_no_leader_a_change_waits_its_bound_then_is_refused_with_the_reason
         error.ends_with("the leader keeps the history; try again (waited 400ms)"),
         "{error}"
     );
+    follower.stop().await;
+}
+
+/// A leader that takes the request and closes the connection without an answer may have
+/// applied it: the follower says so at once and never sends it again.
+#[tokio::test]
+async fn a_change_the_leader_took_without_answering_is_not_sent_again() {
+    use tokio::io::AsyncReadExt;
+    let mute = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = mute.local_addr().unwrap();
+    let (took_tx, mut took) = mpsc::unbounded_channel();
+    let leader = tokio::spawn(async move {
+        loop {
+            let (mut conn, _) = mute.accept().await.unwrap();
+            let mut head = vec![0; 4096];
+            let n = conn.read(&mut head).await.unwrap();
+            let _ = took_tx.send(String::from_utf8_lossy(&head[..n]).into_owned());
+        }
+    });
+    let follower = Follower::start(follower_of(Some(addr)), Duration::from_secs(20)).await;
+    let started = Instant::now();
+    let (status, _, answer) = call(
+        follower.server.addr,
+        "POST",
+        "/v1/aliases/web/confirm",
+        &[AUTH],
+        "",
+    )
+    .await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    let error = error_of(&answer);
+    assert!(
+        error.starts_with(&format!(
+            "the leader a at {addr} took the request but did not answer"
+        )) && error
+            .ends_with("the change may or may not have been applied: see `aliasctl history`"),
+        "{error}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(10));
+    let first = took.recv().await.unwrap();
+    assert!(
+        first.starts_with("POST /v1/aliases/web/confirm "),
+        "{first}"
+    );
+    assert!(took.try_recv().is_err(), "the change was sent again");
+    leader.abort();
     follower.stop().await;
 }
 

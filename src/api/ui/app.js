@@ -1,7 +1,8 @@
 // The aliasd dashboard. Plain JavaScript, no framework and no build step: it opens /v1/events
 // (server-sent events), then reads the open API (/v1/aliases, /v1/services, the recent history)
-// and re-reads only what an event names; the only timer is the countdown of the current phase's
-// deadline, which reads nothing from the server. Every element is built with createElement and
+// and re-reads only what an event names. The timers are the countdown of the current phase's
+// deadline, which reads nothing from the server, and, while the Cluster view is shown, a re-read
+// of /v1/cluster every few seconds (no event tells of a node's revision or of etcd's health). Every element is built with createElement and
 // textContent: nothing from the API is ever parsed as HTML. Every time is shown as the API and
 // aliasctl write it: RFC 3339 in UTC.
 'use strict';
@@ -9,11 +10,14 @@
 const TOKEN_KEY = 'aliasd.token';
 const PHASES = ['warming', 'mixed', 'draining', 'stable'];
 const MAX_ACTIVITY = 200;
+const CLUSTER_EVERY_MS = 3000;
+const VIEWS = ['aliases', 'services', 'activity', 'cluster'];
 
 const state = {
   aliases: new Map(), // name -> AliasDto
   services: [], // ServiceDto[]
   servicesDoc: null, // ServicesDto
+  cluster: null, // ClusterStatus
   history: new Map(), // alias name -> HistoryDto[] (only for cards whose history is open)
   historyOpen: new Set(),
   activity: new Set(), // the keys of the history entries listed in Activity
@@ -243,6 +247,7 @@ async function loadAll() {
     renderAliases();
     fillActivity(recent);
     await Promise.all([...state.historyOpen].filter((name) => state.aliases.has(name)).map(loadHistory));
+    loadCluster();
     return true;
   } catch (e) {
     showNotice(`cannot read the aliases: ${e.message}`);
@@ -793,6 +798,71 @@ function renderServices() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Cluster: the nodes as the node that serves this page sees them, as `aliasctl cluster` shows it.
+
+let clusterTimer = null;
+
+/** Reads /v1/cluster and shows it; while the Cluster view is shown, again a little later. */
+async function loadCluster() {
+  if (clusterTimer !== null) clearTimeout(clusterTimer);
+  clusterTimer = null;
+  try {
+    state.cluster = await api('GET', '/v1/cluster');
+    renderCluster();
+  } catch (e) {
+    $('cluster-summary').textContent = `cannot read the cluster: ${e.message}`;
+    $('cluster-summary').className = 'error-text';
+  }
+  if (state.view === 'cluster') clusterTimer = setTimeout(loadCluster, CLUSTER_EVERY_MS);
+}
+
+/** A time the API gives in Unix milliseconds, in the page's one form (RFC 3339, UTC). */
+function msTimeEl(ms) {
+  return ms ? timeEl(new Date(ms).toISOString()) : timeEl(null);
+}
+
+function renderCluster() {
+  const c = state.cluster;
+  if (!c) return;
+  const summary = $('cluster-summary');
+  summary.className = 'muted';
+  summary.replaceChildren(
+    c.mode === 'single' ? 'A single node (no [cluster]: the local journal, no etcd). ' : `etcd; latest revision seen ${c.revision}. `,
+    'This page is served by ',
+    el('strong', { text: c.node }),
+    ...(c.leader ? ['; the leader is ', el('strong', { text: c.leader }), '.'] : [el('span', { class: 'error-text', text: '; no leader is known: changes wait for one, then are refused (HTTP 503).' })]),
+  );
+  $('cluster').tBodies[0].replaceChildren(
+    ...c.nodes.map((n) =>
+      el(
+        'tr',
+        { dataset: { node: n.name } },
+        el('td', {}, el('strong', { text: n.name }), n.name === c.node ? el('span', { class: 'muted small', text: ' (this node)' }) : null),
+        el('td', { class: 'mono', text: n.api }),
+        el('td', {}, badge(n.leader ? 'leader' : 'follower')),
+        el('td', { text: String(n.applied_revision) }),
+        el('td', { text: String(n.behind) }),
+        el('td', { title: n.config_hash }, n.config_matches ? badge('same') : badge('differs')),
+        el('td', {}, msTimeEl(n.started_ms)),
+      ),
+    ),
+  );
+  const etcd = c.etcd;
+  $('etcd').replaceChildren(
+    ...(etcd
+      ? [
+          `etcd: ${etcd.connected ? 'connected to' : 'UNREACHABLE at'} ${etcd.endpoints.join(', ')} since `,
+          msTimeEl(etcd.since_ms),
+          etcd.error ? ` (${etcd.error})` : '',
+          etcd.connected ? '' : '; this node serves its last state and takes no changes',
+        ]
+      : ['etcd: not used (a single node).']),
+  );
+  $('etcd').className = etcd && !etcd.connected ? 'error-text' : 'muted';
+  $('cluster-problems').replaceChildren(...c.problems.map((p) => el('li', { class: 'error-text', text: p })));
+}
+
+// ---------------------------------------------------------------------------------------------
 // Activity: the recent history when the page loads, then the events as they come.
 
 // The changes the stream sends as `registry` events; the other history entries come as `change`.
@@ -1126,7 +1196,8 @@ function start() {
     tab.addEventListener('click', () => {
       state.view = tab.dataset.view;
       for (const t of document.querySelectorAll('.tab')) t.setAttribute('aria-pressed', String(t === tab));
-      for (const v of ['aliases', 'services', 'activity']) $(`view-${v}`).hidden = v !== state.view;
+      for (const v of VIEWS) $(`view-${v}`).hidden = v !== state.view;
+      if (state.view === 'cluster') loadCluster();
     });
   }
   $('search').addEventListener('input', applyFilter);
