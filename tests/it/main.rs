@@ -5,6 +5,7 @@ mod api;
 mod browser;
 mod cli;
 mod cli_promote;
+mod cluster_example;
 mod compose;
 mod crash;
 mod dns;
