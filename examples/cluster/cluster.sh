@@ -313,8 +313,9 @@ EOF
 
     echo
     "$aliasctl" --server "http://$(node_ip a):5380" cluster
-    local leader
+    local leader others=()
     leader=$("$aliasctl" --server "http://$(node_ip a):5380" cluster | awk '$3 == "leader" { print $1 }')
+    for n in "${NODES[@]}"; do [[ $n == "$leader" ]] || others+=("$n"); done
     cat <<EOF
 
 The cluster runs (configs, logs and etcd's data in $dir). Try it, from another terminal:
@@ -330,10 +331,11 @@ The cluster runs (configs, logs and etcd's data in $dir). Try it, from another t
   aliasctl --server http://$(node_ip b):5380 link web web-v2
   for ip in $(node_ip a) $(node_ip b) $(node_ip c); do dig @\$ip -p 5353 web.internal +short; done
 
-  # Kill the leader ($leader): another node leads within lease_ttl (2s) and a second.
+  # Kill the leader ($leader): another node leads within lease_ttl (2s) and a second, and
+  # continues what the dead one had begun.
   kill -9 \$(cat $dir/$leader.pid)
-  aliasctl --server http://$(node_ip a):5380 cluster   # ask a node that still runs
-  aliasctl --server http://$(node_ip c):5380 promote web --to web-v1 --wait
+  aliasctl --server http://$(node_ip "${others[0]}"):5380 cluster
+  aliasctl --server http://$(node_ip "${others[1]}"):5380 promote web --to web-v1 --wait
 
   $0 status $dir   # what runs
   $0 down $dir     # stop it all (DIR stays; \`up\` starts the same cluster again)
