@@ -8,6 +8,7 @@ mod cli_promote;
 mod cluster;
 mod cluster_crash;
 mod cluster_docker;
+mod cluster_example;
 mod cluster_faults;
 mod compose;
 mod crash;
