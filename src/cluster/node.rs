@@ -499,7 +499,9 @@ async fn keep_lease(
             }
             let now = Instant::now();
             if now >= held(&until) {
-                warn!("this node's lease in etcd ran out before it could be renewed; taking a new one");
+                warn!(
+                    "this node's lease in etcd ran out before it could be renewed; taking a new one"
+                );
                 break;
             }
             wait = RETRY;

@@ -229,12 +229,14 @@ fn the_example_cluster_relinks_fails_over_and_stops() {
     for &pid in &guard.pids {
         assert!(runs_in(pid, &dir), "PID {pid} recorded but not running");
     }
-    let status = wait_for("node a sees a leader and 3 nodes", Duration::from_secs(5), || {
-        match cluster("a") {
+    let status = wait_for(
+        "node a sees a leader and 3 nodes",
+        Duration::from_secs(5),
+        || match cluster("a") {
             Some(s) if s.leader.is_some() && s.nodes.len() == 3 => Ok(s),
             other => Err(other),
-        }
-    });
+        },
+    );
     println!("up in {:?}; leader {:?}", started.elapsed(), status.leader);
 
     // Every node answers from the config first, then a relink through b on all three.
@@ -321,7 +323,11 @@ fn the_example_cluster_relinks_fails_over_and_stops() {
 
     // `down` stops everything the script started and removes none of the directory's files.
     let down = run_script("down", &dir, Duration::from_secs(45));
-    assert!(down.status.success(), "cluster.sh down failed:\n{}", text(&down));
+    assert!(
+        down.status.success(),
+        "cluster.sh down failed:\n{}",
+        text(&down)
+    );
     guard.down = true;
     let left: Vec<u32> = guard
         .pids
@@ -340,7 +346,14 @@ fn the_example_cluster_relinks_fails_over_and_stops() {
             "{name}.pid left after down"
         );
     }
-    for kept in ["a.toml", "b.toml", "c.toml", "internal.zone", "e1.etcd", "a.log"] {
+    for kept in [
+        "a.toml",
+        "b.toml",
+        "c.toml",
+        "internal.zone",
+        "e1.etcd",
+        "a.log",
+    ] {
         assert!(dir.join(kept).exists(), "down removed {kept}");
     }
     let mut taken = Vec::new();
