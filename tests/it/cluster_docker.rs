@@ -26,6 +26,8 @@ use crate::support::{Fixture, TOKEN, Transport, addresses, query, run_bin_within
 const ALIASCTL: &str = env!("CARGO_BIN_EXE_aliasctl");
 /// Every node's lease: short, so a dead host leaves the answers quickly.
 const LEASE_TTL: Duration = Duration::from_secs(2);
+/// How long the whole scenario may take.
+const LIMIT: Duration = Duration::from_secs(90);
 /// How long any one wait may take.
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -174,6 +176,13 @@ fn stop_lines(log: &str) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_hosts_discover_their_own_containers_a_dead_host_leaves_and_stop_old_stops_on_each() {
+    // Past the limit the scenario is dropped, and with it every node, etcd and container.
+    tokio::time::timeout(LIMIT, two_hosts())
+        .await
+        .unwrap_or_else(|_| panic!("the scenario did not end within {LIMIT:?}"));
+}
+
+async fn two_hosts() {
     let started = Instant::now();
     let etcd = EtcdCluster::start().await;
     let lab = Lab::new();
