@@ -222,6 +222,26 @@ impl Cluster {
         }
     }
 
+    /// Waits until the nodes `among` serve the same SOA serial of `internal.`; returns it.
+    async fn wait_same_serial(&self, among: &[usize]) -> u32 {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let mut serials = Vec::new();
+            for &i in among {
+                serials.push(self.serial(i).await);
+            }
+            if serials.windows(2).all(|w| w[0] == w[1]) {
+                return serials[0];
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the nodes {among:?} still serve the serials {serials:?} after {WAIT:?}\n{}",
+                self.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
     /// The SOA serial of `internal.` that node `i` serves.
     async fn serial(&self, i: usize) -> u32 {
         let answer = query(
@@ -687,6 +707,22 @@ async fn leader_killed_in(phase: Phase) {
         "the promotion's history, each phase once: {history:#?}\n{}",
         cluster.logs()
     );
+
+    // The killed node, started again, follows the new leader and renders what it committed.
+    tokio::task::block_in_place(|| cluster.nodes[leader].restart());
+    assert_eq!(
+        cluster.agreed_leader(&all, &all).await,
+        new_leader,
+        "the restarted n{leader} took the leadership back"
+    );
+    cluster.wait_answers(leader, &[ip_of(&cluster.v2)]).await;
+    let back = cluster
+        .wait_alias(leader, "stable on web-v2 after its restart", |a| {
+            a.phase == Phase::Stable && a.targets == ["web-v2"]
+        })
+        .await;
+    assert_eq!(back.revision, last, "{back:#?}");
+    cluster.wait_same_serial(&all).await;
 
     let (dns, http) = (dns.finish(), http.finish());
     eprintln!(
