@@ -352,3 +352,34 @@ async fn the_checker_follows_the_targets_and_reports_each_run_with_its_epoch() {
     );
     stop.cancel();
 }
+
+#[tokio::test]
+async fn a_followed_health_is_what_the_board_shows_until_the_node_checks_again() {
+    let (mut checker, board, _changes, stop) = checker();
+    let web = key("web-v1", "10.0.0.1:80");
+    let db = key("db", "10.0.0.2:5432");
+    let none = check(CheckKind::None, Duration::from_secs(1));
+    checker.reconcile([(web.clone(), none, Health::Healthy)]);
+    assert_eq!(board.get(&web.0, &web.1).unwrap().health, Health::Healthy);
+
+    // A follower: only what the leader decided, its own (stale) checker's slot aside.
+    board.follow(Some(HashMap::from([
+        (web.clone(), Health::Unhealthy),
+        (db.clone(), Health::Healthy),
+    ])));
+    assert_eq!(board.get(&web.0, &web.1).unwrap().health, Health::Unhealthy);
+    assert_eq!(board.get(&db.0, &db.1).unwrap().health, Health::Healthy);
+    assert_eq!(
+        board.healths(),
+        HashMap::from([
+            (web.clone(), Health::Unhealthy),
+            (db.clone(), Health::Healthy)
+        ])
+    );
+
+    // Leading again: its own checkers decide.
+    board.follow(None);
+    assert_eq!(board.get(&web.0, &web.1).unwrap().health, Health::Healthy);
+    assert!(board.get(&db.0, &db.1).is_none());
+    stop.cancel();
+}
