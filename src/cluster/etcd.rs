@@ -477,6 +477,38 @@ pub async fn list_history(
     Ok((entries, problems))
 }
 
+/// The history entries numbered `from..=to`, at `revision`: what a follower that listed again
+/// missed of its events.
+pub async fn history_between(
+    client: &mut Client,
+    keys: &Keys,
+    from: u64,
+    to: u64,
+    revision: i64,
+) -> Result<Vec<HistoryEntry>, etcd_client::Error> {
+    if from > to {
+        return Ok(Vec::new());
+    }
+    let got = client
+        .get(
+            keys.history(from),
+            Some(
+                GetOptions::new()
+                    .with_range(keys.history(to + 1))
+                    .with_revision(revision),
+            ),
+        )
+        .await?;
+    let mut entries: Vec<HistoryEntry> = got
+        .kvs()
+        .iter()
+        .filter_map(|kv| serde_json::from_slice::<WireEntry>(kv.value()).ok())
+        .map(HistoryEntry::from)
+        .collect();
+    entries.sort_by_key(|e| e.seq);
+    Ok(entries)
+}
+
 /// The puts and deletes of one commit.
 pub fn ops(keys: &Keys, delta: &StoredDelta, entries: &[HistoryEntry], live: &Live) -> Vec<TxnOp> {
     fn set<V: Serialize>(ops: &mut Vec<TxnOp>, key: String, value: Option<&V>) {

@@ -977,38 +977,62 @@ async fn campaign(ctx: &Ctx) -> Option<i64> {
 async fn follow(ctx: &Ctx, first: &mut Option<Listed>) {
     let mut client = ctx.client.clone();
     let clock = ctx.setup.clock.clone();
+    let mut replica: Option<Replica> = None;
+    // A lost watch is watched again from the last revision taken in; only a compaction past
+    // it (or a new term of following) lists everything again.
+    let mut relist = true;
     loop {
-        let listed = match first.take() {
-            Some(l) => l,
-            None => match etcd::list(&mut client, &ctx.keys).await {
-                Ok(l) => {
-                    ctx.reach.ok();
-                    l
+        if relist || replica.is_none() {
+            let listed = match first.take() {
+                Some(l) => l,
+                None => match etcd::list(&mut client, &ctx.keys).await {
+                    Ok(l) => {
+                        ctx.reach.ok();
+                        l
+                    }
+                    Err(e) => {
+                        ctx.reach.failed(&describe(&e));
+                        tokio::time::sleep(RETRY).await;
+                        continue;
+                    }
+                },
+            };
+            let before = replica.as_ref().map(|r| r.data.stored.history_seq);
+            let fresh = Replica::new(
+                ctx.base.clone(),
+                &listed,
+                ctx.shared.clone(),
+                ctx.handle.clone(),
+                Arc::new(Sources::default()),
+                ctx.setup.board.clone(),
+                clock.now_ms(),
+            );
+            // What was committed while this node did not watch reaches its events too.
+            if let Some(before) = before {
+                let to = fresh.data.stored.history_seq;
+                match etcd::history_between(&mut client, &ctx.keys, before + 1, to, listed.revision)
+                    .await
+                {
+                    Ok(missed) => fresh.send_entries(missed),
+                    Err(e) => {
+                        warn!(error = %describe(&e), "could not read the history this node missed; its events skip it")
+                    }
                 }
-                Err(e) => {
-                    ctx.reach.failed(&describe(&e));
-                    tokio::time::sleep(RETRY).await;
-                    continue;
-                }
-            },
+            }
+            ctx.applied.send_replace(fresh.applied);
+            replica = Some(fresh);
+            relist = false;
+        }
+        let Some(replica) = replica.as_mut() else {
+            continue;
         };
-        let mut replica = Replica::new(
-            ctx.base.clone(),
-            &listed,
-            ctx.shared.clone(),
-            ctx.handle.clone(),
-            Arc::new(Sources::default()),
-            ctx.setup.board.clone(),
-            clock.now_ms(),
-        );
-        ctx.applied.send_replace(replica.applied);
         let watched = client
             .watch(
                 ctx.keys.all(),
                 Some(
                     WatchOptions::new()
                         .with_prefix()
-                        .with_start_revision(listed.revision + 1),
+                        .with_start_revision(replica.seen + 1),
                 ),
             )
             .await;
@@ -1028,12 +1052,13 @@ async fn follow(ctx: &Ctx, first: &mut Option<Listed>) {
                             compacted = resp.compact_revision(),
                             "etcd compacted past this node's watch; listing everything again"
                         );
+                        relist = true;
                     }
                     break;
                 }
                 Ok(Some(resp)) => {
-                    let revision = resp.header().map_or(0, |h| h.revision());
-                    for p in replica.apply(&ctx.keys, resp.events(), revision, clock.now_ms()) {
+                    ctx.reach.ok();
+                    for p in replica.apply(&ctx.keys, resp.events(), clock.now_ms()) {
                         error!("{p}");
                     }
                     ctx.applied.send_replace(replica.applied);

@@ -110,7 +110,6 @@ impl Replica {
         &mut self,
         keys: &Keys,
         events: &[etcd_client::Event],
-        revision: i64,
         now_ms: u64,
     ) -> Vec<String> {
         let mut changed = false;
@@ -142,10 +141,25 @@ impl Replica {
                 etcd_client::EventType::Delete => changed |= self.data.delete(&key),
             }
         }
-        self.seen = self.seen.max(revision);
+        // The revision of the last event taken in: a watch catching up may carry a header
+        // revision ahead of its events, so a watch started again after it must not skip them.
+        if let Some(last) = events
+            .iter()
+            .filter_map(|e| e.kv())
+            .map(|kv| kv.mod_revision())
+            .max()
+        {
+            self.seen = self.seen.max(last);
+        }
         if changed {
             self.render(now_ms);
         }
+        self.send_entries(entries);
+        problems
+    }
+
+    /// Sends committed history entries as this node's events, oldest first.
+    pub fn send_entries(&self, mut entries: Vec<HistoryEntry>) {
         entries.sort_by_key(|e| e.seq);
         for entry in entries {
             let event = match &entry.subject {
@@ -163,7 +177,6 @@ impl Replica {
             };
             self.handle.send_event(event);
         }
-        problems
     }
 }
 
