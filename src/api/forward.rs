@@ -33,6 +33,7 @@ use tracing::{debug, warn};
 use super::ApiError;
 use super::dto::ErrorDto;
 use crate::cluster::ClusterStatus;
+use crate::controller::ControlHandle;
 
 /// Set on a request a node forwards, to the forwarding node's name.
 pub const FORWARDED_BY: HeaderName = HeaderName::from_static("x-aliasd-forwarded-by");
@@ -43,6 +44,10 @@ pub const DEFAULT_FORWARD_WAIT: Duration = Duration::from_secs(6);
 /// The largest body the API takes (axum's default limit, set explicitly on the router) and so
 /// the largest a follower forwards.
 pub const MAX_BODY: usize = 2 * 1024 * 1024;
+
+/// How often a waiting request looks again whether it can be answered: a writer that starts
+/// after a takeover changes no status to wake it.
+const RECHECK: Duration = Duration::from_millis(50);
 
 /// How long connecting to the leader's API may take before it counts as unreachable.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -94,10 +99,16 @@ pub struct Forwarder {
     cluster: watch::Receiver<ClusterStatus>,
     wait: Duration,
     http: HyperClient<HttpConnector, Full<Bytes>>,
+    /// This node's writer, which runs only while it leads (from the end of its takeover).
+    control: ControlHandle,
 }
 
 impl Forwarder {
-    pub fn new(cluster: watch::Receiver<ClusterStatus>, wait: Duration) -> Self {
+    pub fn new(
+        cluster: watch::Receiver<ClusterStatus>,
+        wait: Duration,
+        control: ControlHandle,
+    ) -> Self {
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
         connector.set_nodelay(true);
@@ -106,6 +117,7 @@ impl Forwarder {
             cluster,
             wait,
             http,
+            control,
         }
     }
 }
@@ -114,8 +126,7 @@ impl Forwarder {
 /// goes on to this node's handlers.
 pub async fn forward(State(fwd): State<Forwarder>, request: Request, next: Next) -> Response {
     let is_change = request.method() != Method::GET && request.method() != Method::HEAD;
-    if !to_leader(request.method(), request.uri().path()) || leads(&fwd.cluster.borrow(), is_change)
-    {
+    if !to_leader(request.method(), request.uri().path()) || fwd.leads(is_change) {
         return next.run(request).await;
     }
     let node = fwd.cluster.borrow().node.clone();
@@ -128,7 +139,8 @@ pub async fn forward(State(fwd): State<Forwarder>, request: Request, next: Next)
     if let Some(by) = &forwarded_by
         && fwd.cluster.borrow().leader_api().is_some()
     {
-        return forward_loop(by, &node, request.uri().path());
+        let leader = fwd.cluster.borrow().leader.clone().unwrap_or_default();
+        return forward_loop(by, &node, &leader, request.uri().path());
     }
     let (parts, body) = request.into_parts();
     let body = match axum::body::to_bytes(body, MAX_BODY).await {
@@ -139,14 +151,15 @@ pub async fn forward(State(fwd): State<Forwarder>, request: Request, next: Next)
     let mut cluster = fwd.cluster.clone();
     loop {
         let status = cluster.borrow_and_update().clone();
-        if leads(&status, is_change) {
+        if fwd.leads_in(&status, is_change) {
             // This node took the leadership while the request waited: it answers itself.
             return next.run(Request::from_parts(parts, Body::from(body))).await;
         }
         let reason = match (status.leader.as_deref(), status.leader_api()) {
             (Some(_), Some(_)) if forwarded_by.is_some() => {
                 let by = forwarded_by.as_deref().unwrap_or_default();
-                return forward_loop(by, &node, parts.uri.path());
+                let leader = status.leader.as_deref().unwrap_or_default();
+                return forward_loop(by, &node, leader, parts.uri.path());
             }
             (Some(leader), Some(api)) => {
                 match send(
@@ -183,10 +196,22 @@ pub async fn forward(State(fwd): State<Forwarder>, request: Request, next: Next)
                     }
                 }
             }
+            _ if status.is_leader() && status.etcd.as_ref().is_none_or(|e| e.connected) => {
+                "this node was elected the leader but its writer does not run (it is taking \
+                 over the cluster's state, or its term just ended)"
+                    .to_owned()
+            }
             _ => status.no_leader_reason(),
         };
-        let changed = tokio::time::timeout_at(deadline, cluster.changed()).await;
-        if !matches!(changed, Ok(Ok(()))) {
+        // Woken by the status, and every RECHECK: a writer that starts changes no status.
+        let tick = (Instant::now() + RECHECK).min(deadline);
+        let changed = tokio::time::timeout_at(tick, cluster.changed()).await;
+        let waiting = match changed {
+            Ok(Ok(())) => true,
+            Err(_) => Instant::now() < deadline,
+            Ok(Err(_)) => false,
+        };
+        if !waiting {
             let outcome = if is_change {
                 "the change was not applied"
             } else {
@@ -201,21 +226,34 @@ pub async fn forward(State(fwd): State<Forwarder>, request: Request, next: Next)
     }
 }
 
-/// Whether this node answers the request itself: it leads and, for a change, etcd answered
-/// its last request. A leader cut off from etcd could not make a change durable (and its term
-/// ends with its lease): the change waits (up to the forward wait) for etcd or a new leader,
-/// and is refused with why, not with the writer's bare "not the leader".
-fn leads(status: &ClusterStatus, change: bool) -> bool {
-    status.is_leader() && (!change || status.etcd.as_ref().is_none_or(|e| e.connected))
+impl Forwarder {
+    /// Whether this node answers the request itself: it leads, its writer runs (a new
+    /// leader's starts once it took over the state; an old one's is gone when its term
+    /// ended) and, for a change, etcd answered its last request. A leader cut off from etcd
+    /// could not make a change durable (and its term ends with its lease). Otherwise the
+    /// request waits (up to the forward wait) for etcd, the writer or a new leader, and is
+    /// refused with why, not with the writer's bare "not the leader".
+    fn leads(&self, change: bool) -> bool {
+        self.leads_in(&self.cluster.borrow(), change)
+    }
+
+    fn leads_in(&self, status: &ClusterStatus, change: bool) -> bool {
+        status.is_leader()
+            && self.control.has_writer()
+            && (!change || status.etcd.as_ref().is_none_or(|e| e.connected))
+    }
 }
 
 /// The 503 for a request another node forwarded here while this node takes a third for the
-/// leader: forwarding it again could bounce it between nodes forever.
-fn forward_loop(by: &str, node: &str, path: &str) -> Response {
-    warn!(%by, node, path, "refused to forward a request that was forwarded already");
+/// leader: forwarding it again could bounce it between nodes forever. Mostly the forwarding
+/// node's view was stale (a failover it had not seen yet), so asking again works.
+fn forward_loop(by: &str, node: &str, leader: &str, path: &str) -> Response {
+    warn!(%by, node, leader, path, "refused to forward a request that was forwarded already");
     ApiError::Unavailable(format!(
-        "forward loop: {by} forwarded this request to {node}, which is not the leader either; \
-         nothing was applied (the nodes disagree on the leader: see `aliasctl cluster`)"
+        "forward loop: {by} forwarded this request to {node}, which is not the leader either \
+         ({node} takes {leader} for the leader); nothing was applied: ask again (after a \
+         failover {by} may not have seen the new leader yet), and if it goes on, the nodes \
+         disagree on the leader: see `aliasctl cluster`"
     ))
     .into_response()
 }

@@ -257,7 +257,11 @@ async fn openapi_json() -> Response {
 /// The API's routes over `state`; a function so tests can drive it without a socket.
 pub fn router(state: AppState) -> Router {
     let (routes, _) = api_routes().split_for_parts();
-    let forwarder = forward::Forwarder::new(state.cluster.clone(), state.forward_wait);
+    let forwarder = forward::Forwarder::new(
+        state.cluster.clone(),
+        state.forward_wait,
+        state.control.clone(),
+    );
     routes
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

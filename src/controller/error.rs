@@ -30,7 +30,11 @@ pub enum ControlError {
     NotFound(String),
     #[error("the change could not be stored, nothing was changed: {0}")]
     Storage(String),
-    #[error("aliasd is shutting down")]
+    /// The writer stopped before it answered: the daemon is shutting down, or (in a cluster)
+    /// the leader's term ended while the command waited.
+    #[error(
+        "the writer stopped before it answered (aliasd is shutting down, or this node's term as the cluster's leader ended); ask again (`aliasctl history` shows whether it was applied)"
+    )]
     Unavailable,
     /// A cluster node whose writer is not running: it is not the leader.
     #[error(

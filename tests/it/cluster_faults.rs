@@ -351,6 +351,15 @@ async fn frozen_leader_steps_down() {
     // through a follower is taken by it.
     frozen.sigstop();
     let froze = Instant::now();
+    // A change a follower forwarded to the frozen leader before the others noticed: it
+    // waits, and is refused when the old leader wakes up, having changed nothing.
+    let early = {
+        let client = others[0].client();
+        tokio::spawn(async move {
+            let targets = ["web-v1".to_owned(), "web-v2".to_owned()];
+            tokio::time::timeout(Duration::from_secs(20), client.link("web", &targets)).await
+        })
+    };
     let new = loop {
         if let Some(l) = status(others[0]).await.and_then(|s| s.leader)
             && l != old
@@ -405,6 +414,15 @@ async fn frozen_leader_steps_down() {
     )
     .await;
     let serial = wait_converged(&nodes.all(), &[V1], Duration::from_secs(10), logs).await;
+    let refused = early
+        .await
+        .expect("the early change's task")
+        .expect("the early change answered within 20 s")
+        .expect_err("a change forwarded to the frozen leader");
+    assert_eq!(refused.status().map(|s| s.as_u16()), Some(503), "{refused}");
+    // Which of the old leader's parts refuses it depends on the order they wake up in; that
+    // it was not applied shows in every node's answers above.
+    let text = refused.to_string();
 
     // It wrote nothing: no key of the state, the live answers, the history or the leadership
     // changed since it woke up, and the leadership is still the new leader's.
@@ -431,7 +449,8 @@ async fn frozen_leader_steps_down() {
     let next = wait_converged(&nodes.all(), &[V2], Duration::from_secs(10), logs).await;
     assert!(next > serial, "serial {next} after {serial}");
     eprintln!(
-        "frozen_leader_steps_down: new leader {new} (was {old}) {failover:?} after the freeze"
+        "frozen_leader_steps_down: new leader {new} (was {old}) {failover:?} after the freeze; \
+         the change sent to it frozen: {text}"
     );
 }
 
@@ -504,6 +523,24 @@ async fn etcd_without_quorum() {
     etcd.stop_member(1);
     etcd.stop_member(2);
     let lost = Instant::now();
+    // The member left has no quorum once it noticed (until then, as raft's leader, it still
+    // renews leases): from then on no node can reach etcd.
+    let alone = etcd.endpoint(0);
+    poll(
+        Duration::from_secs(10),
+        "the member left saying it has no leader",
+        logs,
+        || async {
+            let options = etcd_client::ConnectOptions::new()
+                .with_timeout(Duration::from_secs(1))
+                .with_require_leader(true);
+            match etcd_client::Client::connect([alone.as_str()], Some(options)).await {
+                Ok(mut c) => c.get("/", None).await.is_err(),
+                Err(_) => true,
+            }
+        },
+    )
+    .await;
     // Every node sees etcd gone; meanwhile and after, each answers DNS and proxies with its
     // last state.
     for node in &nodes.nodes {
