@@ -207,6 +207,35 @@ impl Drop for Guard {
     }
 }
 
+/// The README's walk-through is this script's: its section runs `up`, `status` and `down` on
+/// the addresses this test checks.
+#[test]
+fn the_readme_walks_through_this_script() {
+    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
+        .expect("README.md");
+    let start = readme
+        .find("\n## Running a cluster")
+        .expect("README.md has a section `## Running a cluster`");
+    let section = &readme[start + 1..];
+    let section = &section[..section[1..]
+        .find("\n## ")
+        .map_or(section.len(), |end| end + 1)];
+    for needed in [
+        "examples/cluster/cluster.sh up ",
+        "examples/cluster/cluster.sh status ",
+        "examples/cluster/cluster.sh down ",
+        "dig @127.0.10.11 -p 5353 web.internal",
+        "aliasctl --server http://127.0.10.12:5380 link web web-v2",
+        "### Cluster figures",
+        "cargo bench --bench cluster",
+    ] {
+        assert!(
+            section.contains(needed),
+            "README.md's `Running a cluster` does not show `{needed}`"
+        );
+    }
+}
+
 #[test]
 fn the_example_cluster_relinks_fails_over_and_stops() {
     let started = Instant::now();
@@ -234,7 +263,7 @@ fn the_example_cluster_relinks_fails_over_and_stops() {
         Duration::from_secs(5),
         || match cluster("a") {
             Some(s) if s.leader.is_some() && s.nodes.len() == 3 => Ok(s),
-            other => Err(other),
+            other => Err(other.map(|s| (s.leader, s.nodes.len(), s.problems))),
         },
     );
     println!("up in {:?}; leader {:?}", started.elapsed(), status.leader);
