@@ -112,7 +112,12 @@ impl Forwarder {
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
         connector.set_nodelay(true);
-        let http = HyperClient::builder(TokioExecutor::new()).build(connector);
+        // A connection of its own per request: a pooled one to a leader that died since is
+        // reset only once the request is on it, and then nobody knows whether it arrived.
+        // With a fresh one, a failure to connect means the request was never sent.
+        let http = HyperClient::builder(TokioExecutor::new())
+            .pool_max_idle_per_host(0)
+            .build(connector);
         Self {
             cluster,
             wait,
@@ -295,7 +300,29 @@ async fn send(
     }
     let by = HeaderValue::from_str(node).unwrap_or(HeaderValue::from_static("unnamed"));
     out.insert(FORWARDED_BY, by);
-    let answer = tokio::time::timeout(ANSWER_TIMEOUT, fwd.http.request(request)).await;
+    // A leader that loses its leadership while the request is on it (frozen, or cut off from
+    // etcd) can no longer commit it; waiting out the answer timeout would tell nothing more.
+    let leader = fwd.cluster.borrow().leader.clone();
+    let mut cluster = fwd.cluster.clone();
+    let deposed = async {
+        loop {
+            if cluster.changed().await.is_err() {
+                return std::future::pending().await;
+            }
+            let now = cluster.borrow().leader.clone();
+            if now.is_some() && now != leader {
+                return now.unwrap_or_default();
+            }
+        }
+    };
+    let answer = tokio::select! {
+        answer = tokio::time::timeout(ANSWER_TIMEOUT, fwd.http.request(request)) => answer,
+        new = deposed => {
+            return Err(Failed::Answer(format!(
+                "it lost the leadership to {new} before it answered"
+            )));
+        }
+    };
     let response = match answer {
         Err(_) => {
             return Err(Failed::Answer(format!(

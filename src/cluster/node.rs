@@ -930,10 +930,9 @@ async fn campaign(ctx: &Ctx) -> Option<i64> {
         });
         if let Some(kv) = &holder
             && kv.value() == node.as_bytes()
-            && kv.lease() != lease
         {
-            // This node's own key from a lease it lost (a restart, or a lease that ran out):
-            // nobody else leads under it.
+            // This node's own key, left by a lease it lost (a restart) or a term that ended
+            // without removing it: this node campaigns, so no writer runs under that key.
             let txn = Txn::new()
                 .when(vec![Compare::mod_revision(
                     leader.clone(),
@@ -1077,6 +1076,46 @@ async fn follow(ctx: &Ctx, first: &mut Option<Listed>) {
 /// One term as the leader: takes over from what etcd holds and runs the writer until the
 /// term ends.
 async fn lead(ctx: &Ctx, fence: i64, shutdown: &CancellationToken) {
+    run_term(ctx, fence, shutdown).await;
+    // However the term ended (shutdown, a lease it could not renew, a write etcd refused, a
+    // takeover that failed), its `leader` key goes: left under a lease that still holds, it
+    // would keep every node, this one too, waiting for a leader that runs no writer. The
+    // delete is fenced: a newer leader's key is never touched.
+    let mut client = ctx.client.clone();
+    let txn = Txn::new()
+        .when(vec![Compare::create_revision(
+            ctx.keys.leader(),
+            CompareOp::Equal,
+            fence,
+        )])
+        .and_then(vec![TxnOp::delete(ctx.keys.leader(), None)]);
+    let resigned = tokio::time::timeout(Duration::from_secs(2), client.txn(txn)).await;
+    if shutdown.is_cancelled() {
+        info!("resigned the leadership");
+        return;
+    }
+    if !matches!(resigned, Ok(Ok(_))) {
+        warn!("could not remove this node's leader key; it goes with the lease");
+    }
+    warn!(node = %ctx.settings.node, "no longer the leader: following again");
+    // Its `leader` key may outlive the term (while etcd has no quorum): the status must not go
+    // on naming this node, whose writer is gone. The members' watch names the next leader
+    // when it sees one.
+    let me = ctx.settings.node.as_str();
+    ctx.reach.status.send_if_modified(|s| {
+        let stale = s.leader.as_deref() == Some(me);
+        if stale {
+            s.leader = None;
+            for n in &mut s.nodes {
+                n.leader = false;
+            }
+        }
+        stale
+    });
+}
+
+/// The term itself: takeover, then the writer until the term ends.
+async fn run_term(ctx: &Ctx, fence: i64, shutdown: &CancellationToken) {
     let term = shutdown.child_token();
     let mut client = ctx.client.clone();
     let now = ctx.setup.clock.now_ms();
@@ -1247,34 +1286,6 @@ async fn lead(ctx: &Ctx, fence: i64, shutdown: &CancellationToken) {
         let mut slot = ctx.slot.lock().unwrap_or_else(|p| p.into_inner());
         slot.sources = None;
         slot.drained = None;
-    }
-    if shutdown.is_cancelled() {
-        // Resign: delete the key this term created, so another node takes over at once.
-        let txn = Txn::new()
-            .when(vec![Compare::create_revision(
-                ctx.keys.leader(),
-                CompareOp::Equal,
-                fence,
-            )])
-            .and_then(vec![TxnOp::delete(ctx.keys.leader(), None)]);
-        let _ = tokio::time::timeout(Duration::from_secs(2), client.txn(txn)).await;
-        info!("resigned the leadership");
-    } else {
-        warn!(node = %ctx.settings.node, "no longer the leader: following again");
-        // Its `leader` key may outlive the term (until its lease expires, or while etcd has no
-        // quorum): the status must not go on naming this node, whose writer is gone. The
-        // members' watch names the next leader when it sees one.
-        let me = ctx.settings.node.as_str();
-        ctx.reach.status.send_if_modified(|s| {
-            let stale = s.leader.as_deref() == Some(me);
-            if stale {
-                s.leader = None;
-                for n in &mut s.nodes {
-                    n.leader = false;
-                }
-            }
-            stale
-        });
     }
 }
 
