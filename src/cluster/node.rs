@@ -32,11 +32,10 @@ use tracing::{error, info, warn};
 use crate::clock::SharedClock;
 use crate::controller::PeerReport;
 use crate::controller::history::HistoryEntry;
-use crate::controller::machine::{Change, ChangeKind};
 use crate::controller::store::Store;
 use crate::controller::{
     ControlHandle, Controller, DockerCommand, Drained, SERIAL_RESERVE, SourceUpdate, StartParts,
-    Takeover, changes::entry, initial_state, to_stored,
+    Takeover, initial_state, to_stored,
 };
 use crate::health::{Checker, HealthBoard};
 use crate::model::{AliasName, Endpoint};
@@ -1493,22 +1492,7 @@ pub fn takeover(
         &state.registry,
         state.named_services(),
     ));
-    let mut started: Vec<HistoryEntry> = state
-        .aliases
-        .iter()
-        .filter(|(name, a)| committed.get(&name.name().to_ascii()) != Some(&a.revision))
-        .map(|(name, a)| {
-            entry(
-                name,
-                a,
-                &Change {
-                    kind: ChangeKind::Linked,
-                    actor: a.changed_by.clone(),
-                    reason: Some("at start, from the config".into()),
-                },
-            )
-        })
-        .collect();
+    let mut started = crate::controller::recover::changed_at_start(&state, &committed);
     // Numbered in the order `split` writes the aliases (by name), so that a unit's entries
     // follow the last unit's without a hole.
     started.sort_by_key(alias_of);
@@ -1659,6 +1643,7 @@ fn aliases_only(
 mod tests {
     use super::*;
     use crate::controller::history::{AliasChange, Subject};
+    use crate::controller::machine::ChangeKind;
 
     fn linked(alias: &str, seq: u64) -> HistoryEntry {
         HistoryEntry {

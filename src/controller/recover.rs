@@ -67,22 +67,7 @@ pub fn recover(dir: &Path, base: &Base, now_ms: u64) -> Result<Recovered, StoreE
         })
         .collect();
     // Changes made at start (first start, or the config overruling stored links) are history too.
-    let mut started: Vec<HistoryEntry> = state
-        .aliases
-        .iter()
-        .filter(|(name, a)| committed.get(&name.name().to_ascii()) != Some(&a.revision))
-        .map(|(name, a)| {
-            entry(
-                name,
-                a,
-                &Change {
-                    kind: ChangeKind::Linked,
-                    actor: a.changed_by.clone(),
-                    reason: Some("at start, from the config".into()),
-                },
-            )
-        })
-        .collect();
+    let mut started = changed_at_start(&state, &committed);
     for e in &mut started {
         state.history_seq += 1;
         e.seq = state.history_seq;
@@ -104,6 +89,27 @@ pub fn recover(dir: &Path, base: &Base, now_ms: u64) -> Result<Recovered, StoreE
         entries,
         notes,
     })
+}
+
+/// The history entries of what a start changed (a first start, or the config overruling
+/// stored links): every alias whose revision is not the one `committed` holds. Unnumbered.
+pub fn changed_at_start(state: &State, committed: &HashMap<String, u64>) -> Vec<HistoryEntry> {
+    state
+        .aliases
+        .iter()
+        .filter(|(name, a)| committed.get(&name.name().to_ascii()) != Some(&a.revision))
+        .map(|(name, a)| {
+            entry(
+                name,
+                a,
+                &Change {
+                    kind: ChangeKind::Linked,
+                    actor: a.changed_by.clone(),
+                    reason: Some("at start, from the config".into()),
+                },
+            )
+        })
+        .collect()
 }
 
 #[cfg(test)]
