@@ -460,7 +460,8 @@ struct RawConfig {
     zones: Vec<RawZone>,
     #[serde(default)]
     api: RawApi,
-    state: RawState,
+    /// Required but on a cluster's node, which keeps its state in etcd.
+    state: Option<RawState>,
     #[serde(default, rename = "service")]
     services: Vec<RawService>,
     #[serde(default, rename = "alias")]
@@ -1101,11 +1102,21 @@ impl Validator<'_> {
             .map(|z| self.transfer(z, &tsig_keys))
             .collect();
         let api = self.api(&raw.api, env);
-        let state_dir = if raw.state.dir.get_ref().trim().is_empty() {
-            self.err(&raw.state.dir.span(), "state.dir must not be empty");
-            PathBuf::new()
-        } else {
-            self.path(raw.state.dir.get_ref())
+        let state_dir = match &raw.state {
+            Some(state) if state.dir.get_ref().trim().is_empty() => {
+                self.err(&state.dir.span(), "state.dir must not be empty");
+                PathBuf::new()
+            }
+            Some(state) => self.path(state.dir.get_ref()),
+            // A cluster's node keeps its state in etcd: it has no state directory.
+            None if raw.cluster.is_some() => PathBuf::new(),
+            None => {
+                self.err(
+                    &(0..0),
+                    "the [state] table is missing: add `[state]` with `dir = \"/var/lib/aliasd\"` (where aliasd keeps its state; only a node of a [cluster] needs none)",
+                );
+                PathBuf::new()
+            }
         };
         // The defaults are checked once on their own; services inherit what they do not set.
         let default_check = self.check(&raw.health, "health");

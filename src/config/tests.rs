@@ -1982,3 +1982,25 @@ fn docker_address_host_needs_a_cluster_advertise_address() {
         &["docker.address `bridge` is not one of container, host"],
     );
 }
+
+#[test]
+fn a_cluster_node_needs_no_state_table_and_a_single_node_is_told_to_add_one() {
+    let fx = Fixture::new();
+    let without_state = |text: &str| text.replace("[state]\ndir = \"state\"\n", "");
+    let single = without_state(BASE);
+    assert_ne!(
+        single, BASE,
+        "the base config has a [state] table to take out"
+    );
+    let problems = fx.problems(&single);
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.contains("aliasd.toml: the [state] table is missing")),
+        "{problems:?}"
+    );
+    let cluster = fx
+        .parse(&without_state(&base_with_cluster(CLUSTER)))
+        .unwrap();
+    assert!(cluster.cluster.is_some());
+}
