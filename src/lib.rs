@@ -42,6 +42,7 @@ pub mod secondaries;
 pub mod serial;
 pub mod snapshot;
 pub mod state;
+pub mod steps;
 pub mod supervise;
 #[cfg(test)]
 pub(crate) mod testkit;
