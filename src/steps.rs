@@ -84,8 +84,10 @@ mod hold_text {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
         let text = Option::<String>::deserialize(d)?;
-        text.map(|t| crate::check::parse_duration(&t).map_err(|e| D::Error::custom(format!("hold: {e}"))))
-            .transpose()
+        text.map(|t| {
+            crate::check::parse_duration(&t).map_err(|e| D::Error::custom(format!("hold: {e}")))
+        })
+        .transpose()
     }
 }
 
@@ -205,9 +207,10 @@ fn parse_step(item: &str) -> Result<Step, String> {
         None => {}
         Some("pause") => step.pause = true,
         Some(hold) => {
-            step.hold = Some(parse_duration(hold).map_err(|e| {
-                format!("{e}, or write `pause` to wait for `aliasctl confirm`")
-            })?)
+            step.hold = Some(
+                parse_duration(hold)
+                    .map_err(|e| format!("{e}, or write `pause` to wait for `aliasctl confirm`"))?,
+            )
         }
     }
     Ok(step)

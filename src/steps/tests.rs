@@ -58,11 +58,17 @@ fn the_cli_form_round_trips() {
 #[test]
 fn parse_errors_say_which_step_and_what_to_write() {
     let e = parse_steps("10%:1m,50%:soon,100%").unwrap_err();
-    assert!(e.starts_with("step 2 (`50%:soon`): `soon` is not a duration"), "{e}");
+    assert!(
+        e.starts_with("step 2 (`50%:soon`): `soon` is not a duration"),
+        "{e}"
+    );
     assert!(e.contains("write `pause`"), "{e}");
 
     let e = parse_steps("10%,abc%,100%").unwrap_err();
-    assert!(e.starts_with("step 2 (`abc%`): `abc%` is not a weight"), "{e}");
+    assert!(
+        e.starts_with("step 2 (`abc%`): `abc%` is not a weight"),
+        "{e}"
+    );
     assert!(e.contains("from 1% to 100%"), "{e}");
 
     let e = parse_steps("10%,0%,100%").unwrap_err();
@@ -74,7 +80,10 @@ fn parse_errors_say_which_step_and_what_to_write() {
 
     // The list is checked as a whole too.
     let e = parse_steps("50%,10%,100%").unwrap_err();
-    assert!(e.starts_with("step 2 (10%): the weight must be above"), "{e}");
+    assert!(
+        e.starts_with("step 2 (10%): the weight must be above"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -85,7 +94,11 @@ fn an_unknown_name_lists_the_presets() {
         "`canary` is neither steps nor a preset; write steps like `10%:1m,50%:pause,100%` or \
          name a preset (canary10-5m, linear10-1m)"
     );
-    assert!(parse_steps("").unwrap_err().contains("neither steps nor a preset"));
+    assert!(
+        parse_steps("")
+            .unwrap_err()
+            .contains("neither steps nor a preset")
+    );
 }
 
 // --- Steps: presets ---
@@ -144,17 +157,28 @@ fn weights_are_from_1_to_100() {
         "step 1 (0%): the weight must be from 1% to 100% of the clients"
     );
     let e = err(&[step(10, None, false), step(101, None, false)]);
-    assert!(e.starts_with("step 2 (101%): the weight must be from 1% to 100%"), "{e}");
+    assert!(
+        e.starts_with("step 2 (101%): the weight must be from 1% to 100%"),
+        "{e}"
+    );
 }
 
 #[test]
 fn weights_strictly_increase() {
     assert_eq!(
-        err(&[step(50, None, false), step(50, None, false), step(100, None, false)]),
+        err(&[
+            step(50, None, false),
+            step(50, None, false),
+            step(100, None, false)
+        ]),
         "step 2 (50%): the weight must be above the previous step's 50%; list the weights in \
          increasing order, like `10%:1m,50%:pause,100%`"
     );
-    let e = err(&[step(50, None, false), step(20, None, false), step(100, None, false)]);
+    let e = err(&[
+        step(50, None, false),
+        step(20, None, false),
+        step(100, None, false),
+    ]);
     assert!(e.starts_with("step 2 (20%): the weight must be above the previous step's 50%"));
 }
 
@@ -196,9 +220,15 @@ fn a_hold_is_from_one_second_to_a_day() {
          confirm instead"
     );
     let e = with_hold(Duration::from_secs(24 * 3600 + 1)).unwrap_err();
-    assert!(e.starts_with("step 1 (10%): the hold 1day 1s is out of range"), "{e}");
+    assert!(
+        e.starts_with("step 1 (10%): the hold 1day 1s is out of range"),
+        "{e}"
+    );
     let e = parse_steps("10%:0s,100%").unwrap_err();
-    assert!(e.starts_with("step 1 (10%): the hold 0s is out of range"), "{e}");
+    assert!(
+        e.starts_with("step 1 (10%): the hold 0s is out of range"),
+        "{e}"
+    );
 }
 
 // --- Steps: the API form ---
@@ -211,8 +241,7 @@ fn the_api_form_reads_and_writes_holds_as_text() {
     assert_eq!(serde_json::to_string(&steps).unwrap(), json);
 
     let linear = preset("linear10-1m").unwrap();
-    let back: Vec<Step> =
-        serde_json::from_str(&serde_json::to_string(&linear).unwrap()).unwrap();
+    let back: Vec<Step> = serde_json::from_str(&serde_json::to_string(&linear).unwrap()).unwrap();
     assert_eq!(back, linear);
 
     // `null` and `false` are the same as leaving the field out.
@@ -235,16 +264,13 @@ fn the_api_form_rejects_what_it_cannot_read() {
 }
 
 fn any_step() -> impl Strategy<Value = Step> {
-    (
-        1u8..=100,
-        prop::option::of(1u64..=24 * 3600),
-        any::<bool>(),
-    )
-        .prop_map(|(weight, hold, pause)| Step {
+    (1u8..=100, prop::option::of(1u64..=24 * 3600), any::<bool>()).prop_map(
+        |(weight, hold, pause)| Step {
             weight,
             hold: hold.map(Duration::from_secs),
             pause: pause && hold.is_none(),
-        })
+        },
+    )
 }
 
 proptest! {
@@ -307,23 +333,32 @@ fn share_on_new(salt: &[u8], clients: &[IpAddr], weight: u8) -> f64 {
 /// upgrade, and make nodes of different versions disagree.
 #[test]
 fn buckets_are_pinned() {
-    let pinned: [(&[u8], IpAddr, u16); 6] = [
-        (b"", v4(127, 0, 0, 1), 0),
-        (b"web", v4(127, 0, 0, 1), 0),
-        (b"web", v4(192, 0, 2, 1), 0),
-        (b"api", v4(192, 0, 2, 1), 0),
-        (b"web", "2001:db8::1".parse().unwrap(), 0),
-        (&[0, 1, 2, 3, 4, 5, 6, 7], "::1".parse().unwrap(), 0),
+    // Computed once outside Rust, with Python's hashlib:
+    // int.from_bytes(sha256(tag + len(salt).to_bytes(8, "big") + salt + packed)[:8], "big") % 10000
+    let pinned: [(&[u8], IpAddr, u16); 7] = [
+        (b"", v4(127, 0, 0, 1), 4399),
+        (b"web", v4(127, 0, 0, 1), 2565),
+        (b"web", v4(192, 0, 2, 1), 7592),
+        (b"web", "::ffff:192.0.2.1".parse().unwrap(), 7592),
+        (b"api", v4(192, 0, 2, 1), 131),
+        (b"web", "2001:db8::1".parse().unwrap(), 1299),
+        (&[0, 1, 2, 3, 4, 5, 6, 7], "::1".parse().unwrap(), 9495),
     ];
     for (salt, client, expected) in pinned {
-        assert_eq!(bucket(salt, client), expected, "salt {salt:?}, client {client}");
+        assert_eq!(
+            bucket(salt, client),
+            expected,
+            "salt {salt:?}, client {client}"
+        );
     }
 }
 
 #[test]
 fn an_ipv4_mapped_address_is_its_ipv4_address() {
     for client in addresses(200, 1).into_iter().filter(IpAddr::is_ipv4) {
-        let IpAddr::V4(v4) = client else { unreachable!() };
+        let IpAddr::V4(v4) = client else {
+            unreachable!()
+        };
         let mapped = IpAddr::V6(v4.to_ipv6_mapped());
         assert_eq!(bucket(b"web", mapped), bucket(b"web", client), "{client}");
     }
