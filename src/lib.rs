@@ -15,7 +15,8 @@
 //!
 //! The vocabulary shared by all of them has no IO: [`model`] (names, endpoints), [`check`]
 //! (health-check settings and health), [`clock`] (the one place the wall clock is read), [`text`]
-//! (counted nouns and bounded lists of names, worded once for every message).
+//! (counted nouns and bounded lists of names, worded once for every message), [`steps`] (the
+//! weighted steps of a promotion and which clients a weight puts on the new version).
 
 pub mod api;
 pub mod backend;

@@ -252,16 +252,16 @@ pub fn check_steps(steps: &[Step]) -> Result<(), String> {
                  drop one of them"
             ));
         }
-        if let Some(hold) = step.hold {
-            if !(MIN_HOLD..=MAX_HOLD).contains(&hold) {
-                return Err(format!(
-                    "{at}: the hold {} is out of range; hold from {} to {}, or pause for a \
-                     confirm instead",
-                    humantime::format_duration(hold),
-                    humantime::format_duration(MIN_HOLD),
-                    humantime::format_duration(MAX_HOLD),
-                ));
-            }
+        if let Some(hold) = step.hold
+            && !(MIN_HOLD..=MAX_HOLD).contains(&hold)
+        {
+            return Err(format!(
+                "{at}: the hold {} is out of range; hold from {} to {}, or pause for a \
+                 confirm instead",
+                humantime::format_duration(hold),
+                humantime::format_duration(MIN_HOLD),
+                humantime::format_duration(MAX_HOLD),
+            ));
         }
         previous = Some(step.weight);
     }
