@@ -76,7 +76,11 @@ pub async fn connect(s: &Settings) -> Result<Client, String> {
         .with_keep_alive_while_idle(true)
         .with_require_leader(true);
     if let (Some(user), Some(password)) = (&s.username, &s.password) {
-        options = options.with_user(user.clone(), password.clone());
+        // etcd keeps its auth tokens in memory: a member that restarts (or a token that ran
+        // out) refuses the old one, and the client logs in again instead of failing for good.
+        options = options
+            .with_user(user.clone(), password.clone())
+            .with_auto_token_refresh(true);
     }
     if let Some(ca) = &s.ca_file {
         let read =
