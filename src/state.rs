@@ -16,8 +16,8 @@ mod phase;
 
 pub(crate) use phase::minus;
 pub use phase::{
-    ChangeKind, EndKind, Ended, Ms, OpKind, Operation, Phase, PromoteOptions, Reached, Retired,
-    answering, draining,
+    ChangeKind, EndKind, Ended, MeasuredGates, Ms, OpKind, Operation, Phase, PromoteOptions,
+    Reached, Retired, Split, StepAt, answering, draining, split,
 };
 
 /// The links of one alias, where it is in a promotion, and who changed it last.

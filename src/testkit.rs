@@ -134,11 +134,14 @@ pub fn promotion(id: u64, from: &[&str], to: &[&str], started_at_ms: u64) -> Ope
             .collect()
     };
     Operation {
+        salt: String::new(),
         id,
         kind: OpKind::Promote,
         from: services(from),
         to: services(to),
         options: PromoteOptions {
+            steps: Vec::new(),
+            gates: Default::default(),
             stop_old: false,
             observe_ms: 10_000,
             confirm: false,

@@ -642,6 +642,8 @@ fn gates(
         min_healthy,
         warm_timeout: duration_field("warm_timeout", warm_timeout, bounds::WARM_TIMEOUT)?,
         stop_old: None,
+        steps: Vec::new(),
+        measured: Default::default(),
     })
 }
 

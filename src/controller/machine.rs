@@ -236,6 +236,7 @@ fn start_operation(
     next.phase = Phase::Warming {
         deadline_ms: ctx.now.saturating_add(options.warm_timeout_ms),
         op: Operation {
+            salt: String::new(),
             id: state.revision + 1,
             kind,
             from: state.targets.clone(),
@@ -378,6 +379,7 @@ fn tick(state: &AliasState, ctx: &Ctx<'_>) -> Option<(AliasState, ChangeKind, Op
             if counts.healthy >= need {
                 let mut next = state.clone();
                 next.phase = Phase::Mixed {
+                    step: None,
                     op: op.clone(),
                     since_ms: ctx.now,
                     observe_until_ms: ctx.now.saturating_add(op.options.observe_ms),

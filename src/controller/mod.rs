@@ -75,6 +75,10 @@ pub struct Gates {
     pub min_healthy: Option<u32>,
     pub warm_timeout: Option<Duration>,
     pub stop_old: Option<bool>,
+    /// Weighted steps; empty promotes in one go.
+    pub steps: Vec<crate::steps::Step>,
+    /// Limits on the proxy's figures of the new version over each step.
+    pub measured: crate::state::MeasuredGates,
 }
 
 /// A duration as whole milliseconds, saturating (the bounds keep durations far below that).
@@ -85,6 +89,8 @@ fn whole_ms(d: Duration) -> u64 {
 impl Gates {
     pub fn resolve(&self, defaults: &PromotionDefaults) -> PromoteOptions {
         PromoteOptions {
+            steps: self.steps.clone(),
+            gates: self.measured,
             observe_ms: whole_ms(self.observe.unwrap_or(defaults.observe)),
             confirm: self.confirm.unwrap_or(false),
             min_healthy: self.min_healthy,

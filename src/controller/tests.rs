@@ -101,6 +101,7 @@ fn stable(targets: &[&str], revision: u64, changed_at_ms: u64, changed_by: &str)
 /// A promotion from `from` to `to` in phase Mixed, started at revision `id`.
 fn mixed(from: &[&str], to: &[&str], id: u64) -> Phase {
     Phase::Mixed {
+        step: None,
         op: testkit::promotion(id, from, to, STARTED_AT),
         since_ms: STARTED_AT,
         observe_until_ms: STARTED_AT + 10_000,

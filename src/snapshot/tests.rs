@@ -681,6 +681,7 @@ fn promoting(phase: &str) -> Phase {
     match phase {
         "warming" => Phase::Warming { op, deadline_ms: 2 },
         "mixed" => Phase::Mixed {
+            step: None,
             op,
             since_ms: 1,
             observe_until_ms: 2,

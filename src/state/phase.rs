@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::AliasState;
 use crate::model::ServiceName;
+use crate::steps::Step;
 
 /// Milliseconds since the Unix epoch.
 pub type Ms = u64;
@@ -26,6 +27,60 @@ pub struct PromoteOptions {
     /// Once the old version is safe to stop, stop its Docker containers.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub stop_old: bool,
+    /// Weighted steps (issue 22); empty: both versions answer every client while mixed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub steps: Vec<Step>,
+    /// Limits on the front proxy's figures for the new version, judged over each step's hold.
+    #[serde(default, skip_serializing_if = "MeasuredGates::is_off")]
+    pub gates: MeasuredGates,
+}
+
+/// Limits on what the front proxy measured of the new version against the old over a step's
+/// hold; a breach rolls the promotion back. Integers so the state stays `Eq`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MeasuredGates {
+    /// The most failed requests (5xx answers and failed connections) per request, in parts
+    /// per million (1% is 10,000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_error_rate_ppm: Option<u32>,
+    /// The most the new version's p99 latency may be of the old one's, in thousandths (1.5× is
+    /// 1,500).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_latency_ratio_milli: Option<u32>,
+    /// Requests to the new version needed before the figures are judged.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub min_requests: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+impl MeasuredGates {
+    pub fn is_off(&self) -> bool {
+        self.max_error_rate_ppm.is_none() && self.max_latency_ratio_milli.is_none()
+    }
+}
+
+/// Where a stepped promotion is: its step, the share of clients on the new version, and when
+/// that share took effect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StepAt {
+    /// The step (index into the operation's steps).
+    pub index: u32,
+    /// The percent of clients on the new version.
+    pub weight: u8,
+    /// When the step began (its answers were published).
+    pub since_ms: Ms,
+    /// When its weight took effect: published on every node and secondary, and the answers
+    /// from before it past their TTL. Holds and gates count from here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub effective_ms: Option<Ms>,
+    /// A paused step was confirmed.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub confirmed: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -47,6 +102,10 @@ pub struct Operation {
     pub actor: String,
     pub reason: Option<String>,
     pub started_at_ms: Ms,
+    /// The key of the hash that puts clients on either side of a weighted step
+    /// ([`crate::steps::bucket`]); empty for operations without steps.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub salt: String,
 }
 
 /// Where an alias is in a promotion. `AliasState::targets` stays the old set (A) until the
@@ -59,11 +118,14 @@ pub enum Phase {
     /// Answers: the targets (A). Waiting for B to be healthy until `deadline_ms`.
     Warming { op: Operation, deadline_ms: Ms },
     /// Answers: A and B. Watching B until `observe_until_ms` (and a confirm, if asked for).
+    /// With steps, each client gets one of them: B for `step.weight` percent of the clients.
     Mixed {
         op: Operation,
         since_ms: Ms,
         observe_until_ms: Ms,
         confirmed: bool,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        step: Option<StepAt>,
     },
     /// Answers: B. A is out of the answers but cached by clients until `until_ms`.
     Draining {
@@ -244,6 +306,33 @@ pub fn answering(state: &AliasState) -> Vec<ServiceName> {
         Phase::Stable | Phase::Warming { .. } => state.targets.clone(),
         Phase::Mixed { op, .. } => union(&state.targets, &op.to),
         Phase::Draining { op, .. } => op.to.clone(),
+    }
+}
+
+/// How a weighted step splits the clients of an alias: `weight` percent of them (by
+/// [`crate::steps::on_new`] with `salt`) get `new`, the others `old`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Split<'a> {
+    pub old: &'a [ServiceName],
+    pub new: &'a [ServiceName],
+    pub weight: u8,
+    pub salt: &'a str,
+}
+
+/// The split of the clients in a weighted step, if the alias is in one.
+pub fn split(state: &AliasState) -> Option<Split<'_>> {
+    match &state.phase {
+        Phase::Mixed {
+            op,
+            step: Some(step),
+            ..
+        } => Some(Split {
+            old: &state.targets,
+            new: &op.to,
+            weight: step.weight,
+            salt: &op.salt,
+        }),
+        _ => None,
     }
 }
 

@@ -391,6 +391,7 @@ fn an_alias_in_a_promotion_cannot_be_removed_and_config_aliases_not_at_all() {
     ));
     let mut busy = state.clone();
     busy.aliases.get_mut(&alias("api")).unwrap().phase = Phase::Mixed {
+        step: None,
         op: testkit::promotion(2, &["web-v2"], &["web-v1"], NOW),
         since_ms: NOW,
         observe_until_ms: NOW + 1,

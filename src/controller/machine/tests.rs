@@ -27,6 +27,8 @@ const fn counts(total: u32, healthy: u32, failed: u32) -> Counts {
 
 fn opts() -> PromoteOptions {
     PromoteOptions {
+        steps: Vec::new(),
+        gates: Default::default(),
         stop_old: false,
         observe_ms: OBSERVE,
         confirm: false,
@@ -363,6 +365,7 @@ fn promote_starts_warming_with_a_deadline_and_the_next_revision_as_its_id() {
     let before = stable(&["v1"]);
     let (after, change) = w.change(&before, promote(&["v2"], opts()));
     let expected_op = Operation {
+        salt: String::new(),
         id: START_REVISION + 1,
         kind: OpKind::Promote,
         from: svc(&["v1"]),
@@ -449,6 +452,7 @@ fn warming_moves_to_mixed_once_enough_endpoints_are_healthy() {
         assert_eq!(
             mixed.phase,
             Phase::Mixed {
+                step: None,
                 op: op(&warming).clone(),
                 since_ms: w.now,
                 observe_until_ms: w.now + OBSERVE,
@@ -606,6 +610,7 @@ fn with_a_confirm_gate_mixed_waits_for_the_confirm_after_observing() {
     assert_eq!(
         confirmed.phase,
         Phase::Mixed {
+            step: None,
             op: mixed_op.clone(),
             since_ms,
             observe_until_ms,

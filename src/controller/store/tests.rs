@@ -35,11 +35,14 @@ fn sample() -> StoredState {
             ttl_served_s: 30,
             last_op: Some(Ended {
                 op: Operation {
+                    salt: String::new(),
                     id: 2,
                     kind: OpKind::Promote,
                     from: vec!["web-v1".parse().unwrap()],
                     to: vec!["web-v2".parse().unwrap()],
                     options: PromoteOptions {
+                        steps: Vec::new(),
+                        gates: Default::default(),
                         stop_old: true,
                         observe_ms: 10_000,
                         confirm: false,
@@ -60,11 +63,14 @@ fn sample() -> StoredState {
         },
     );
     let op = Operation {
+        salt: String::new(),
         id: 5,
         kind: OpKind::Rollback,
         from: vec!["api-v2".parse().unwrap()],
         to: vec!["api-v1".parse().unwrap()],
         options: PromoteOptions {
+            steps: Vec::new(),
+            gates: Default::default(),
             stop_old: false,
             observe_ms: 10_000,
             confirm: true,
@@ -83,6 +89,7 @@ fn sample() -> StoredState {
             changed_at_ms: 1_700_000_101_000,
             changed_by: "oncall".into(),
             phase: Phase::Mixed {
+                step: None,
                 op,
                 since_ms: 1_700_000_101_000,
                 observe_until_ms: 1_700_000_111_000,
