@@ -515,6 +515,38 @@ pub struct StepDto {
     /// A paused step was confirmed.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub confirmed: bool,
+    /// What the front proxy measured of each version since the step took effect, against the
+    /// operation's gates (absent before it is in effect and where no proxy fronts the alias).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub figures: Option<StepFiguresDto>,
+}
+
+/// A step's figures: each version's requests, failures and p99 through the front proxy since
+/// the step took effect, and how they stand against the gates.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, ToSchema)]
+pub struct StepFiguresDto {
+    pub new: SideFiguresDto,
+    pub old: SideFiguresDto,
+    /// p99 of the new version over p99 of the old, when both had requests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency_ratio: Option<f64>,
+    /// `within`, `too_few` (fewer requests than `min_requests`: not judged yet) or `breach`.
+    pub verdict: String,
+    /// The judgment in words: `error rate 0.4% <= 1% over 812 requests`.
+    pub summary: String,
+}
+
+/// One version's figures through the front proxy.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, ToSchema)]
+pub struct SideFiguresDto {
+    pub requests: u64,
+    /// 5xx answers and failed connections.
+    pub errors: u64,
+    /// errors / requests (0 without requests).
+    pub error_rate: f64,
+    /// The 99th percentile of the time to the response head, in milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p99_ms: Option<f64>,
 }
 
 impl StepDto {
@@ -540,6 +572,7 @@ impl StepDto {
                 .zip(hold)
                 .map(|(e, h)| rfc3339_ms(e.saturating_add(h.as_millis() as u64))),
             confirmed: at.confirmed,
+            figures: None,
         })
     }
 }
