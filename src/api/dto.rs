@@ -491,7 +491,7 @@ impl GatesDto {
 }
 
 /// Where a promotion with weighted steps is.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, ToSchema)]
 pub struct StepDto {
     /// The step's number, from 1.
     pub number: u32,
