@@ -227,24 +227,51 @@ async fn wait_current(browser: &Browser, phase: &str) {
         .await;
 }
 
+/// `web` on web-v1 with web-v2 to promote to, and `api` on api-v1: each service one real
+/// backend (on 127.0.63.`first`, the next and the one after), checked every 100ms, in a started
+/// daemon that has seen them healthy.
+struct Web {
+    v1: Vec<aliasd::backend::Backend>,
+    v2: Vec<aliasd::backend::Backend>,
+    fixture: Fixture,
+    daemon: Daemon,
+}
+
+impl Web {
+    async fn start(first: u8, stop: &tokio_util::sync::CancellationToken) -> Self {
+        let v1 = spawn_backends(63, first, 1, "web-v1", stop).await;
+        let v2 = spawn_backends(63, first + 1, 1, "web-v2", stop).await;
+        let api = spawn_backends(63, first + 2, 1, "api-v1", stop).await;
+        let fixture = Fixture::for_backends_with(
+            &[
+                ("web-v1", &[v1[0].addr]),
+                ("web-v2", &[v2[0].addr]),
+                ("api-v1", &[api[0].addr]),
+            ],
+            &[("web", &["web-v1"]), ("api", &["api-v1"])],
+            PROMOTION,
+        );
+        let daemon = fixture.start();
+        wait_healthy(&daemon).await;
+        Self {
+            v1,
+            v2,
+            fixture,
+            daemon,
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dashboard_follows_a_promotion_live_and_drives_every_action() {
     let stop = tokio_util::sync::CancellationToken::new();
     let _stop = StopOnDrop(stop.clone());
-    let v1 = spawn_backends(63, 1, 1, "web-v1", &stop).await;
-    let v2 = spawn_backends(63, 2, 1, "web-v2", &stop).await;
-    let api = spawn_backends(63, 3, 1, "api-v1", &stop).await;
-    let fixture = Fixture::for_backends_with(
-        &[
-            ("web-v1", &[v1[0].addr]),
-            ("web-v2", &[v2[0].addr]),
-            ("api-v1", &[api[0].addr]),
-        ],
-        &[("web", &["web-v1"]), ("api", &["api-v1"])],
-        PROMOTION,
-    );
-    let daemon = fixture.start();
-    wait_healthy(&daemon).await;
+    let Web {
+        v1,
+        v2,
+        fixture,
+        daemon,
+    } = Web::start(1, &stop).await;
     let browser = open_dashboard(&daemon, 1280, 1000).await;
 
     // The demo's alias, as it stands, from the open reads.
@@ -647,20 +674,9 @@ async fn figures_as_the_api_gives_them(browser: &Browser, daemon: &Daemon) {
 async fn the_dashboard_shows_a_promotion_in_weighted_steps() {
     let stop = tokio_util::sync::CancellationToken::new();
     let _stop = StopOnDrop(stop.clone());
-    let v1 = spawn_backends(63, 21, 1, "web-v1", &stop).await;
-    let v2 = spawn_backends(63, 22, 1, "web-v2", &stop).await;
-    let api = spawn_backends(63, 23, 1, "api-v1", &stop).await;
-    let fixture = Fixture::for_backends_with(
-        &[
-            ("web-v1", &[v1[0].addr]),
-            ("web-v2", &[v2[0].addr]),
-            ("api-v1", &[api[0].addr]),
-        ],
-        &[("web", &["web-v1"]), ("api", &["api-v1"])],
-        PROMOTION,
-    );
-    let daemon = fixture.start();
-    wait_healthy(&daemon).await;
+    let Web {
+        fixture, daemon, ..
+    } = Web::start(21, &stop).await;
     let browser = open_dashboard(&daemon, 1280, 900).await;
     browser.type_into("#token-input", TOKEN).await;
     browser.click("#token-save").await;
