@@ -1244,7 +1244,38 @@ impl PlanDto {
         } else {
             format!("{} of observation", human(options.observe_ms))
         };
-        let steps = vec![
+        // With weighted steps, one mixed row per step: who gets which version, and what ends it.
+        let ttl_window = topology.ttl_window_s();
+        let mixed: Vec<PlanStepDto> = if options.steps.is_empty() {
+            vec![step(Phase::Mixed, &both, observe)]
+        } else {
+            let of = options.steps.len();
+            options
+                .steps
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| s.weight < 100 || s.hold.is_some() || s.pause)
+                .map(|(i, s)| {
+                    let then = match (s.hold, s.pause) {
+                        (Some(h), _) => format!("then {}", humantime::format_duration(h)),
+                        (None, true) => "then a confirm".to_owned(),
+                        (None, false) => "then on".to_owned(),
+                    };
+                    step(
+                        Phase::Mixed,
+                        &both,
+                        format!(
+                            "step {} of {of}: {}% of clients on {}; in effect once served \
+                             everywhere and {ttl_window}s passed, {then}",
+                            i + 1,
+                            s.weight,
+                            names(to).join("+")
+                        ),
+                    )
+                })
+                .collect()
+        };
+        let mut steps = vec![
             step(
                 Phase::Warming,
                 from,
@@ -1255,7 +1286,6 @@ impl PlanDto {
                     human(options.warm_timeout_ms)
                 ),
             ),
-            step(Phase::Mixed, &both, observe),
             step(
                 Phase::Draining,
                 to,
@@ -1266,6 +1296,7 @@ impl PlanDto {
             ),
             step(Phase::Stable, to, "the old version is safe to stop".into()),
         ];
+        steps.splice(1..1, mixed);
         Self {
             alias: alias.to_string(),
             from: names(from),
