@@ -387,7 +387,14 @@ impl Core {
         let mut zones: BTreeSet<usize> = BTreeSet::new();
         for name in rendered {
             let (before, after) = (current.aliases.get(name), snapshot.aliases.get(name));
-            if before.map(|v| &v.endpoints) != after.map(|v| &v.endpoints) {
+            // In a weighted step a side can change while the union does not (and secondaries
+            // get the old side), so the split counts as answers too.
+            let same = match (before, after) {
+                (Some(b), Some(a)) => b.endpoints == a.endpoints && b.split == a.split,
+                (None, None) => true,
+                _ => false,
+            };
+            if !same {
                 let def = next
                     .topology
                     .aliases
