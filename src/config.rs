@@ -285,9 +285,7 @@ impl ClientHeader {
     /// Whether a request from `peer` may name its client.
     pub fn trusts(&self, peer: std::net::IpAddr) -> bool {
         let peer = match peer {
-            std::net::IpAddr::V6(v6) => v6
-                .to_ipv4_mapped()
-                .map_or(peer, std::net::IpAddr::V4),
+            std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(peer, std::net::IpAddr::V4),
             v4 => v4,
         };
         self.trusted.iter().any(|net| net.contains(&peer))
@@ -2290,7 +2288,9 @@ impl Validator<'_> {
         if hyper::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
             self.err(
                 &header.span(),
-                format!("proxy.client_header: `{name}` is not an HTTP header name (such as X-Real-IP)"),
+                format!(
+                    "proxy.client_header: `{name}` is not an HTTP header name (such as X-Real-IP)"
+                ),
             );
             return None;
         }

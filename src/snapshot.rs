@@ -591,14 +591,13 @@ fn render_alias(
         (passing.clone(), None)
     } else {
         let policy = def.if_none_healthy;
-        (none_healthy(policy, last_good.get(name), &all), Some(policy))
+        (
+            none_healthy(policy, last_good.get(name), &all),
+            Some(policy),
+        )
     };
     let split = split(alias_state).map(|split| {
-        let (old, new) = sides(
-            passing_of(split.old),
-            passing_of(split.new),
-            &endpoints,
-        );
+        let (old, new) = sides(passing_of(split.old), passing_of(split.new), &endpoints);
         ViewSplit {
             weight: split.weight,
             salt: split.salt.to_owned(),
@@ -687,7 +686,11 @@ fn endpoint_infos<'t>(
 }
 
 /// What `policy` answers when no endpoint of the alias passes; `all` are its live endpoints.
-fn none_healthy(policy: IfNoneHealthy, good: Option<&Vec<Endpoint>>, all: &[Endpoint]) -> Vec<Endpoint> {
+fn none_healthy(
+    policy: IfNoneHealthy,
+    good: Option<&Vec<Endpoint>>,
+    all: &[Endpoint],
+) -> Vec<Endpoint> {
     match policy {
         IfNoneHealthy::All => all.to_vec(),
         IfNoneHealthy::None => Vec::new(),

@@ -138,12 +138,7 @@ pub fn answer(snapshot: &Snapshot, packet: &[u8], client: IpAddr, out: &mut Vec<
     }
 }
 
-fn try_answer(
-    snapshot: &Snapshot,
-    packet: &[u8],
-    client: IpAddr,
-    out: &mut Vec<u8>,
-) -> Option<()> {
+fn try_answer(snapshot: &Snapshot, packet: &[u8], client: IpAddr, out: &mut Vec<u8>) -> Option<()> {
     let mut name = [0u8; MAX_NAME];
     let (query, len) = parse(packet, &mut name)?;
     let name = &name[..len];

@@ -200,7 +200,10 @@ trusted = ["10.0.0.0/8", "127.0.0.1", "fd00::/8"]
     assert_eq!(p.client_header, None);
     // Port 0 twice is two free ports, not a clash.
     assert_eq!(config.proxies[1].alias.to_string(), "nothing.internal");
-    let header = config.proxies[1].client_header.as_ref().expect("a client header");
+    let header = config.proxies[1]
+        .client_header
+        .as_ref()
+        .expect("a client header");
     assert_eq!(header.name, "x-real-ip");
     assert_eq!(
         header.trusted,
@@ -279,7 +282,9 @@ fn bad_proxy_sections_are_refused_with_their_positions() {
             "proxy on 127.0.0.1:8000: trusted names the peers whose client_header is believed, but there is no client_header",
         ),
         (
-            format!("{head}mode = \"tcp\"\nclient_header = \"X-Real-IP\"\ntrusted = [\"10.0.0.1\"]\n"),
+            format!(
+                "{head}mode = \"tcp\"\nclient_header = \"X-Real-IP\"\ntrusted = [\"10.0.0.1\"]\n"
+            ),
             "\"X-Real-IP\"",
             "proxy on 127.0.0.1:8000: client_header is for mode http; a TCP proxy reads no headers",
         ),

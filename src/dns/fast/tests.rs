@@ -13,9 +13,9 @@ use proptest::prelude::*;
 use super::*;
 use crate::config::Config;
 use crate::controller::first_render;
-use crate::state::State;
 use crate::dns::agree::Fixture;
 use crate::registry::Base;
+use crate::state::State;
 
 const NAMES: &[&str] = &[
     "web.internal.",
@@ -304,5 +304,8 @@ fn a_split_alias_answers_each_client_its_side_on_both_paths() {
         }
     }
     // Both sides are exercised (a fair split of 400 is nowhere near either end).
-    assert!((100..300).contains(&on_new), "{on_new} of 400 on the new side");
+    assert!(
+        (100..300).contains(&on_new),
+        "{on_new} of 400 on the new side"
+    );
 }

@@ -79,7 +79,14 @@ async fn stepped() -> Stepped {
     let stats = ProxyStats::new(&bound);
     let mut critical = Critical::default();
     let board = Arc::new(HealthBoard::default());
-    spawn(bound, &stats, snapshots.clone(), board, &stop, &mut critical);
+    spawn(
+        bound,
+        &stats,
+        snapshots.clone(),
+        board,
+        &stop,
+        &mut critical,
+    );
     Stepped {
         http,
         tcp,
@@ -94,7 +101,11 @@ impl Stepped {
     /// Whether DNS answers `client` the new side (`v2`).
     fn on_new(&self, client: IpAddr) -> bool {
         let snapshot = self.snapshots.load();
-        let view = snapshot.aliases.values().find(|v| v.split.is_some()).unwrap();
+        let view = snapshot
+            .aliases
+            .values()
+            .find(|v| v.split.is_some())
+            .unwrap();
         view.split.as_ref().unwrap().on_new(client)
     }
 }
@@ -136,7 +147,11 @@ async fn each_client_reaches_its_side_over_http_and_tcp() {
         for proxy in [s.http, s.tcp] {
             // Twice: a client stays where it is.
             for _ in 0..2 {
-                assert_eq!(backend_from(proxy, client, None).await, want, "{client} via {proxy}");
+                assert_eq!(
+                    backend_from(proxy, client, None).await,
+                    want,
+                    "{client} via {proxy}"
+                );
             }
         }
     }

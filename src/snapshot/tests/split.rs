@@ -32,7 +32,14 @@ fn stepped(weight: u8) -> Phase {
 fn render_app(topology: Arc<Topology>, phase: Phase, health: &HealthMap) -> Snapshot {
     let mut state = config_state(&topology);
     state.aliases.get_mut(&alias(APP)).unwrap().phase = phase;
-    Snapshot::render(1, topology, &state, health, &LastGood::new(), Arc::default())
+    Snapshot::render(
+        1,
+        topology,
+        &state,
+        health,
+        &LastGood::new(),
+        Arc::default(),
+    )
 }
 
 /// The addresses `name` answers `client` for A and AAAA, in order.
@@ -80,8 +87,7 @@ fn a_step_answers_each_client_its_side_and_zone_transfers_the_old_one() {
     assert_eq!(shipped, OLD);
     // A new-side client's SRV answer names the new side's ports.
     let lower_srv = lower("_http._tcp.app.example.");
-    let Lookup::Found { answers, .. } =
-        example.lookup(&lower_srv, RecordType::SRV, Some(new))
+    let Lookup::Found { answers, .. } = example.lookup(&lower_srv, RecordType::SRV, Some(new))
     else {
         panic!("no SRV")
     };
@@ -211,7 +217,10 @@ fn raising_the_weight_changes_nothing_a_secondary_transfers() {
         at_50.zone_for(&lower(APP)).unwrap(),
     );
     let (removed, added) = newer.changes_since(older).expect("the same zone file");
-    assert!(removed.is_empty() && added.is_empty(), "{removed:?} {added:?}");
+    assert!(
+        removed.is_empty() && added.is_empty(),
+        "{removed:?} {added:?}"
+    );
     // And no client goes back from the new side to the old one.
     for i in 0..2_000u32 {
         let client = IpAddr::V4(Ipv4Addr::from(0x7f00_0000 | i));
