@@ -3,7 +3,7 @@
 //! at 10% and at 50% the share answered with the new version is the weight's, each client keeps
 //! its answer, raising the weight moves nobody back, and a client's HTTP request through the
 //! front proxy (from the same address) lands on the version its DNS answer named. `dig -b`
-//! shows a real resolver client sees the same.
+//! shows a real resolver client sees the same, and a zone transfer carries the old side.
 
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -20,7 +20,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::support::{
-    Daemon, FAST_PROMOTION, Fixture, StopOnDrop, addresses, dig, post, query_message,
+    ConfigText, Daemon, FAST_PROMOTION, Fixture, StopOnDrop, addresses, dig, post, query_message,
     spawn_backends, wait_for, wait_healthy,
 };
 
@@ -58,11 +58,18 @@ async fn setup() -> Setup {
     let stop = CancellationToken::new();
     let v1 = spawn_backends(70, 1, 1, "web-v1", &stop).await;
     let v2 = spawn_backends(70, 101, 1, "web-v2", &stop).await;
-    let fixture = Fixture::for_backends_with(
-        &[("web-v1", &[v1[0].addr]), ("web-v2", &[v2[0].addr])],
-        &[("web", &["web-v1"])],
-        &format!("{FAST_PROMOTION}\n[[proxy]]\nlisten = \"127.0.0.1:0\"\nalias = \"web\"\n"),
-    );
+    // As `Fixture::for_backends`, with zone transfers allowed to every client.
+    let fixture = ConfigText::new()
+        .zone("transfer_allow = [\"127.0.0.0/8\"]")
+        .health(
+            "kind = \"http\"\npath = \"/healthz\"\ninterval = \"100ms\"\ntimeout = \"80ms\"\nrise = 1\nfall = 2",
+        )
+        .section(FAST_PROMOTION)
+        .service("web-v1", [v1[0].addr])
+        .service("web-v2", [v2[0].addr])
+        .alias("web", ["web-v1"])
+        .section("[[proxy]]\nlisten = \"127.0.0.1:0\"\nalias = \"web\"")
+        .fixture();
     let daemon = fixture.start();
     let bytes = std::fs::read(fixture.dir.path().join("ready.json")).expect("ready");
     let ready: Ready = serde_json::from_slice(&bytes).expect("ready file is JSON");
@@ -248,6 +255,22 @@ async fn clients_split_by_weight_stay_put_and_meet_their_version_at_the_proxy() 
         let want = if *side == Side::New { &s.v2 } else { &s.v1 };
         assert_eq!(out.trim(), want, "dig -b {from}");
     }
+    // A zone transfer carries one answer: the old side's, even to a client on the new side.
+    let (on_new, _) = at_50
+        .iter()
+        .find(|(_, side)| **side == Side::New)
+        .expect("a client");
+    let axfr = dig(
+        s.daemon.dns,
+        &["-b", &on_new.to_string(), "internal.", "AXFR"],
+    );
+    let web: Vec<&str> = axfr
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .filter(|f| f.len() == 5 && f[0] == "web.internal." && f[3] == "A")
+        .map(|f| f[4])
+        .collect();
+    assert_eq!(web, [s.v1.as_str()], "{axfr}");
     // The clients are distinct addresses (the map would have merged repeats).
     assert_eq!(at_50.len(), CLIENTS);
 }
