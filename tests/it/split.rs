@@ -105,6 +105,32 @@ async fn ask(server: SocketAddr, from: Ipv4Addr) -> Vec<String> {
     panic!("no answer for {from} after 5 tries");
 }
 
+/// [`ask`] over TCP, from a socket bound to `from`.
+async fn ask_tcp(server: SocketAddr, from: Ipv4Addr) -> Vec<String> {
+    let socket = TcpSocket::new_v4().expect("a socket");
+    socket.bind(SocketAddr::from((from, 0))).expect("bind");
+    let mut stream = socket
+        .connect(server)
+        .await
+        .expect("connect to DNS over TCP");
+    let message = query_message("web.internal.", RecordType::A, None);
+    let bytes = message.to_vec().expect("encode");
+    let mut framed = (bytes.len() as u16).to_be_bytes().to_vec();
+    framed.extend_from_slice(&bytes);
+    stream.write_all(&framed).await.expect("write");
+    let read = async {
+        let len = stream.read_u16().await?;
+        let mut buf = vec![0u8; usize::from(len)];
+        stream.read_exact(&mut buf).await?;
+        Ok::<_, std::io::Error>(buf)
+    };
+    let buf = tokio::time::timeout(Duration::from_secs(5), read)
+        .await
+        .expect("an answer within 5 s")
+        .expect("read");
+    addresses(&Message::from_vec(&buf).expect("the answer decodes"))
+}
+
 impl Setup {
     fn side(&self, answer: &[String], client: Ipv4Addr) -> Side {
         match answer {
@@ -177,6 +203,69 @@ async fn wait_weight(daemon: &Daemon, weight: u64) {
     assert!(a["step"].is_object(), "no step in {a}");
 }
 
+/// Requests through the proxy, half from clients DNS put on each side, each from its own
+/// address: every one lands on the version its DNS answer named.
+async fn check_proxy(s: &Arc<Setup>, sides: &BTreeMap<Ipv4Addr, Side>) {
+    let pick = |side: Side| {
+        sides
+            .iter()
+            .filter(move |(_, s)| **s == side)
+            .take(HTTP_CLIENTS / 2)
+    };
+    let tasks: Vec<_> = pick(Side::Old)
+        .chain(pick(Side::New))
+        .map(|(from, side)| {
+            let (s, from, side) = (s.clone(), *from, *side);
+            tokio::spawn(async move { (from, side, s.backend_from(from).await) })
+        })
+        .collect();
+    for task in tasks {
+        let (from, side, backend) = task.await.expect("a request task");
+        let want = if side == Side::New {
+            "web-v2"
+        } else {
+            "web-v1"
+        };
+        assert_eq!(backend, want, "{from}, answered {side:?} by DNS");
+    }
+}
+
+/// Over TCP (the full path) and through the real `dig -b`, a client gets the answer it got
+/// over UDP.
+async fn check_tcp_and_dig(s: &Setup, sides: &BTreeMap<Ipv4Addr, Side>) {
+    for (from, side) in sides.iter().step_by(CLIENTS / 20) {
+        let answer = ask_tcp(s.daemon.dns, *from).await;
+        assert_eq!(s.side(&answer, *from), *side, "{from} over TCP");
+    }
+    for (from, side) in sides.iter().step_by(CLIENTS / 6).take(6) {
+        let out = dig(
+            s.daemon.dns,
+            &["-b", &from.to_string(), "web.internal.", "A", "+short"],
+        );
+        let want = if *side == Side::New { &s.v2 } else { &s.v1 };
+        assert_eq!(out.trim(), want, "dig -b {from}");
+    }
+}
+
+/// A zone transfer carries one answer, the old side's, even to a client on the new side.
+fn check_transfer(s: &Setup, sides: &BTreeMap<Ipv4Addr, Side>) {
+    let (on_new, _) = sides
+        .iter()
+        .find(|(_, side)| **side == Side::New)
+        .expect("a client on the new side");
+    let axfr = dig(
+        s.daemon.dns,
+        &["-b", &on_new.to_string(), "internal.", "AXFR"],
+    );
+    let web: Vec<&str> = axfr
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .filter(|f| f.len() == 5 && f[0] == "web.internal." && f[3] == "A")
+        .map(|f| f[4])
+        .collect();
+    assert_eq!(web, [s.v1.as_str()], "{axfr}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn clients_split_by_weight_stay_put_and_meet_their_version_at_the_proxy() {
     let s = setup().await;
@@ -207,6 +296,8 @@ async fn clients_split_by_weight_stay_put_and_meet_their_version_at_the_proxy() 
         "{}% at 50%",
         share(&at_50)
     );
+    // The clients are distinct addresses (the map would have merged repeats).
+    assert_eq!(at_50.len(), CLIENTS);
     for (client, side) in &at_10 {
         if *side == Side::New {
             assert_eq!(
@@ -217,60 +308,8 @@ async fn clients_split_by_weight_stay_put_and_meet_their_version_at_the_proxy() 
         }
     }
 
-    // The proxy sends a client where DNS sends it: half of them from each side.
-    let pick = |side: Side| {
-        at_50
-            .iter()
-            .filter(move |(_, s)| **s == side)
-            .take(HTTP_CLIENTS / 2)
-    };
-    let chosen: Vec<(Ipv4Addr, Side)> = pick(Side::Old)
-        .chain(pick(Side::New))
-        .map(|(c, s)| (*c, *s))
-        .collect();
     let s = Arc::new(s);
-    let tasks: Vec<_> = chosen
-        .into_iter()
-        .map(|(from, side)| {
-            let s = s.clone();
-            tokio::spawn(async move { (from, side, s.backend_from(from).await) })
-        })
-        .collect();
-    for task in tasks {
-        let (from, side, backend) = task.await.expect("a request task");
-        let want = if side == Side::New {
-            "web-v2"
-        } else {
-            "web-v1"
-        };
-        assert_eq!(backend, want, "{from}, answered {side:?} by DNS");
-    }
-
-    // A real resolver client, bound to a client's address, sees that client's answer.
-    for (from, side) in at_50.iter().step_by(CLIENTS / 6).take(6) {
-        let out = dig(
-            s.daemon.dns,
-            &["-b", &from.to_string(), "web.internal.", "A", "+short"],
-        );
-        let want = if *side == Side::New { &s.v2 } else { &s.v1 };
-        assert_eq!(out.trim(), want, "dig -b {from}");
-    }
-    // A zone transfer carries one answer: the old side's, even to a client on the new side.
-    let (on_new, _) = at_50
-        .iter()
-        .find(|(_, side)| **side == Side::New)
-        .expect("a client");
-    let axfr = dig(
-        s.daemon.dns,
-        &["-b", &on_new.to_string(), "internal.", "AXFR"],
-    );
-    let web: Vec<&str> = axfr
-        .lines()
-        .map(|l| l.split_whitespace().collect::<Vec<_>>())
-        .filter(|f| f.len() == 5 && f[0] == "web.internal." && f[3] == "A")
-        .map(|f| f[4])
-        .collect();
-    assert_eq!(web, [s.v1.as_str()], "{axfr}");
-    // The clients are distinct addresses (the map would have merged repeats).
-    assert_eq!(at_50.len(), CLIENTS);
+    check_proxy(&s, &at_50).await;
+    check_tcp_and_dig(&s, &at_50).await;
+    check_transfer(&s, &at_50);
 }
