@@ -27,7 +27,7 @@ use crate::wire::{self, WireName, wire_lower, wire_name};
 use crate::zoneindex::{NameIndex, Node, ZoneStatics};
 
 mod records;
-pub use records::{AliasEntry, AliasRecords, SplitRecords};
+pub use records::{AliasEntry, AliasRecords};
 
 /// The health of every endpoint as aliasd's own checks see it.
 pub type HealthMap = HashMap<(ServiceName, Endpoint), Health>;

@@ -6,7 +6,7 @@
 //!
 //! An alias in a weighted step (issue 22) has two sets of records, one per side of the split:
 //! the old side's are the alias's own (what zone transfers ship), the new side's hang off them
-//! in [`SplitRecords`], and [`AliasRecords::for_client`] picks a client's by
+//! in `SplitRecords`, and [`AliasRecords::for_client`] picks a client's by
 //! [`crate::steps::bucket`]. An alias without a split pays one `None` check per lookup.
 
 use std::net::IpAddr;
@@ -56,24 +56,12 @@ pub struct AliasRecords {
 
 /// The new side of an alias in a weighted step, and which clients get it.
 #[derive(Debug)]
-pub struct SplitRecords {
+struct SplitRecords {
     /// The operation's salt, as the bucket hash takes it.
     salt: Box<[u8]>,
     /// Clients whose bucket is below this get the new side: the weight in percent times 100.
     threshold: u16,
     new: AliasRecords,
-}
-
-impl SplitRecords {
-    /// The new side's records.
-    pub fn new_side(&self) -> &AliasRecords {
-        &self.new
-    }
-
-    /// The share of clients on the new side, in percent.
-    pub fn weight(&self) -> u8 {
-        (self.threshold / 100) as u8
-    }
 }
 
 /// One name of an alias, as a lookup finds it.
@@ -158,11 +146,6 @@ impl AliasRecords {
             new,
         }));
         self
-    }
-
-    /// The new side, when the alias is in a weighted step.
-    pub fn split(&self) -> Option<&SplitRecords> {
-        self.split.as_deref()
     }
 
     /// The records `client` is answered with: the new side's when the alias is in a weighted
