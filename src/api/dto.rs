@@ -294,6 +294,12 @@ pub struct AliasDto {
     /// The current weighted step.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub step: Option<StepDto>,
+    /// In a weighted step: the endpoints each side's clients are answered with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sides: Option<SidesDto>,
+    /// With `?client=IP`: the version that client gets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client: Option<ClientSideDto>,
     /// The SRV owner name that carries the ports.
     pub srv: String,
     /// TTL of the alias's answers, in seconds.
@@ -487,6 +493,52 @@ impl GatesDto {
             max_latency_ratio: g.max_latency_ratio_milli.map(|m| f64::from(m) / 1e3),
             min_requests: g.min_requests,
         })
+    }
+}
+
+/// The answers of each side of a weighted step.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
+pub struct SidesDto {
+    /// What the clients still on the old version get.
+    pub old: Vec<String>,
+    /// What the clients moved to the new version get.
+    pub new: Vec<String>,
+}
+
+/// Which version one client address gets: its bucket (0 to 9,999, from the operation's salt
+/// and the address) against the weight (a client is on the new version when its bucket is
+/// below weight × 100).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
+pub struct ClientSideDto {
+    pub address: String,
+    /// Absent outside a weighted step, where every client gets the same answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bucket: Option<u16>,
+    /// `old`, `new`, or `all` outside a weighted step.
+    pub side: String,
+    /// The endpoints DNS gives this client.
+    pub endpoints: Vec<String>,
+}
+
+impl ClientSideDto {
+    pub fn of(view: &AliasView, ip: std::net::IpAddr) -> Self {
+        let (bucket, side) = match &view.split {
+            Some(split) => (
+                Some(crate::steps::bucket(split.salt.as_bytes(), ip)),
+                if split.on_new(ip) { "new" } else { "old" },
+            ),
+            None => (None, "all"),
+        };
+        Self {
+            address: ip.to_string(),
+            bucket,
+            side: side.to_owned(),
+            endpoints: view
+                .endpoints_for(ip)
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
+        }
     }
 }
 
@@ -825,6 +877,11 @@ impl AliasDto {
             operation: OperationDto::from_phase(&state.phase),
             weight: weight(&state.phase),
             step: StepDto::of(&state.phase),
+            sides: view.split.as_ref().map(|s| SidesDto {
+                old: s.old.iter().map(ToString::to_string).collect(),
+                new: s.new.iter().map(ToString::to_string).collect(),
+            }),
+            client: None,
             last_operation: state.last_op.as_ref().map(LastOperationDto::from_ended),
             retired: state.retired.as_ref().map(RetiredDto::from_retired),
             drain: match &state.phase {
@@ -1244,7 +1301,38 @@ impl PlanDto {
         } else {
             format!("{} of observation", human(options.observe_ms))
         };
-        let steps = vec![
+        // With weighted steps, one mixed row per step: who gets which version, and what ends it.
+        let ttl_window = topology.ttl_window_s();
+        let mixed: Vec<PlanStepDto> = if options.steps.is_empty() {
+            vec![step(Phase::Mixed, &both, observe)]
+        } else {
+            let of = options.steps.len();
+            options
+                .steps
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| s.weight < 100 || s.hold.is_some() || s.pause)
+                .map(|(i, s)| {
+                    let then = match (s.hold, s.pause) {
+                        (Some(h), _) => format!("then {}", humantime::format_duration(h)),
+                        (None, true) => "then a confirm".to_owned(),
+                        (None, false) => "then on".to_owned(),
+                    };
+                    step(
+                        Phase::Mixed,
+                        &both,
+                        format!(
+                            "step {} of {of}: {}% of clients on {}; in effect once served \
+                             everywhere and {ttl_window}s passed, {then}",
+                            i + 1,
+                            s.weight,
+                            names(to).join("+")
+                        ),
+                    )
+                })
+                .collect()
+        };
+        let mut steps = vec![
             step(
                 Phase::Warming,
                 from,
@@ -1255,7 +1343,6 @@ impl PlanDto {
                     human(options.warm_timeout_ms)
                 ),
             ),
-            step(Phase::Mixed, &both, observe),
             step(
                 Phase::Draining,
                 to,
@@ -1266,6 +1353,7 @@ impl PlanDto {
             ),
             step(Phase::Stable, to, "the old version is safe to stop".into()),
         ];
+        steps.splice(1..1, mixed);
         Self {
             alias: alias.to_string(),
             from: names(from),
