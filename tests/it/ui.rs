@@ -702,11 +702,18 @@ async fn the_dashboard_shows_a_promotion_in_weighted_steps() {
     browser.type_into("#f-min-requests", "50").await;
     browser.type_into("#f-reason", "canary in steps").await;
     browser.click("#act-plan").await;
-    browser
+    let plan = browser
         .wait_text("#act-plan-view", "the plan with the steps", |t| {
-            t.contains(&format!("until the weighted steps {steps} have passed"))
+            t.contains("until step 1 of 3: 10% of clients on web-v2")
         })
         .await;
+    for part in [
+        "then a confirm",
+        "step 2 of 3: 50% of clients on web-v2",
+        &format!("weighted steps {steps}"),
+    ] {
+        assert!(plan.contains(part), "the plan lacks `{part}`: {plan}");
+    }
     browser.click("#act-send").await;
     wait_closed(&browser).await;
     let op = alias(&daemon).await["operation"].clone();
@@ -752,6 +759,24 @@ async fn the_dashboard_shows_a_promotion_in_weighted_steps() {
     assert!(
         (old.2 / new.2 - 9.0).abs() < 0.5,
         "the bar is not split 10/90: {bar}"
+    );
+    let now = alias(&daemon).await;
+    let side = |name: &str| -> String {
+        let endpoints: Vec<&str> = now["sides"][name]
+            .as_array()
+            .unwrap_or_else(|| panic!("no {name} side: {now}"))
+            .iter()
+            .map(|e| e.as_str().unwrap())
+            .collect();
+        endpoints.join(", ")
+    };
+    assert_eq!(
+        browser.text(&web(".sides")).await.unwrap(),
+        format!(
+            "DNS answers the clients on web-v2 with {}; the others with {}",
+            side("new"),
+            side("old")
+        )
     );
     assert_eq!(
         chips(&browser).await,

@@ -630,6 +630,9 @@ function weightBar(alias) {
       part('new', weight, op.to),
       part('old', 100 - weight, op.from),
     ),
+    alias.sides
+      ? el('p', { class: 'sides muted small' }, `DNS answers the clients on ${list(op.to)} with ${list(alias.sides.new)}; the others with ${list(alias.sides.old)}`)
+      : null,
   );
 }
 
@@ -1398,9 +1401,8 @@ async function showPlan() {
   }
 }
 
-/** The dry run's plan; with weighted steps (`steps`, as sent), mixed lasts as long as they do. */
+/** The dry run's plan (with weighted steps, `steps` as sent, one mixed row per step). */
 function planView(plan, steps) {
-  const until = (s) => (steps !== undefined && s.phase === 'mixed' ? `the weighted steps ${steps} have passed` : s.until);
   const observe = steps !== undefined ? `weighted steps ${steps}` : `observe ${plan.observe}${plan.confirm ? ' then confirm' : ''}`;
   return el(
     'div',
@@ -1409,7 +1411,7 @@ function planView(plan, steps) {
     el(
       'ol',
       { class: 'plan-steps' },
-      plan.steps.map((s) => el('li', { dataset: { phase: s.phase } }, el('strong', { text: s.phase }), ` answering ${list(s.services)} (${counted(s.endpoints.length, 'endpoint', 'endpoints')}) until ${until(s)}`)),
+      plan.steps.map((s) => el('li', { dataset: { phase: s.phase } }, el('strong', { text: s.phase }), ` answering ${list(s.services)} (${counted(s.endpoints.length, 'endpoint', 'endpoints')}) until ${s.until}`)),
     ),
     el(
       'p',
