@@ -50,6 +50,7 @@ impl Replica {
                 registry: Default::default(),
                 serial_reserve: Vec::new(),
                 history_seq: 0,
+                rollouts: imbl::OrdMap::new(),
             },
             base,
             data: listed.data.clone(),

@@ -20,6 +20,7 @@ pub mod history;
 pub mod index;
 pub mod machine;
 pub mod recover;
+pub mod rollout;
 pub mod store;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -1817,9 +1818,31 @@ pub fn initial_state(
             serials,
             registry,
             history_seq: stored.map_or(0, |s| s.history_seq),
+            rollouts: stored
+                .map(|s| stored_rollouts(s, &mut notes))
+                .unwrap_or_default(),
         },
         notes,
     )
+}
+
+/// The stored rollouts, by id; one whose key is not its id is dropped with a note.
+fn stored_rollouts(
+    stored: &StoredState,
+    notes: &mut Vec<String>,
+) -> imbl::OrdMap<u64, crate::state::Rollout> {
+    let mut out = imbl::OrdMap::new();
+    for (key, rollout) in &stored.rollouts {
+        if key.parse() == Ok(rollout.id) {
+            out.insert(rollout.id, rollout.clone());
+        } else {
+            notes.push(format!(
+                "stored rollout `{key}` has id {}; it is dropped",
+                rollout.id
+            ));
+        }
+    }
+    out
 }
 
 /// The state of alias `name` from its stored links `s`, keeping what still fits: services
@@ -1926,6 +1949,11 @@ pub fn to_stored(topology: &Topology, state: &State) -> StoredState {
             .collect(),
         history_seq: state.history_seq,
         journal_seq: 0,
+        rollouts: state
+            .rollouts
+            .iter()
+            .map(|(id, r)| (id.to_string(), r.clone()))
+            .collect(),
     }
 }
 
@@ -1980,6 +2008,12 @@ fn delta(topology: &Topology, old: &State, new: &State, reserve_moved: bool) -> 
             Clone::clone,
         ),
         history_seq: new.history_seq,
+        rollouts: diff(
+            &old.rollouts,
+            &new.rollouts,
+            ToString::to_string,
+            Clone::clone,
+        ),
     }
 }
 
