@@ -63,6 +63,8 @@ pub struct Snapshot {
     pub topology: Arc<Topology>,
     /// How the sources stand (Docker reachable or not, containers with bad labels).
     pub sources: Arc<Sources>,
+    /// The rollouts of many aliases, by id, as the state holds them.
+    pub rollouts: imbl::OrdMap<u64, crate::state::Rollout>,
 }
 
 /// What an API reader sees of an alias.
@@ -378,6 +380,7 @@ impl Snapshot {
             aliases: imbl::OrdMap::new(),
             topology: topology.clone(),
             sources: sources.clone(),
+            rollouts: imbl::OrdMap::new(),
         };
         empty.update(
             generation,
@@ -462,6 +465,7 @@ impl Snapshot {
             aliases,
             topology,
             sources,
+            rollouts: state.rollouts.clone(),
         }
     }
 

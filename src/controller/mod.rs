@@ -14,6 +14,7 @@
 
 pub mod changes;
 pub mod core;
+mod drive;
 pub mod dry_run;
 mod error;
 pub mod history;
@@ -46,6 +47,7 @@ use crate::serial::serial_gt;
 use crate::snapshot::{AliasView, HealthMap, LastGood, SharedSnapshot, Snapshot, health_of};
 use crate::state::{AliasState, State, StoredAlias, StoredDelta, StoredState, fresh, names};
 use changes::{AliasPut, ReloadSummary, entry};
+pub use drive::RolloutPlan;
 pub use error::{ControlError, check_services};
 use history::{HistoryEntry, Subject};
 use imbl::ordmap::DiffItem;
@@ -142,6 +144,11 @@ pub enum Event {
     /// to answer.
     Secondary {
         state: crate::secondaries::SecondaryState,
+        at_ms: u64,
+    },
+    /// A rollout of many aliases changed (started, a member moved on, paused, ended).
+    Rollout {
+        rollout: Box<crate::state::Rollout>,
         at_ms: u64,
     },
     /// aliasd is stopping: streams of events end here.
@@ -276,6 +283,17 @@ enum Command {
         base: Arc<Base>,
         actor: Actor,
         reply: Reply<ReloadSummary>,
+    },
+    StartRollout {
+        plan: RolloutPlan,
+        actor: Actor,
+        reply: Reply<crate::state::Rollout>,
+    },
+    Rollout {
+        id: u64,
+        command: rollout::Command,
+        actor: Actor,
+        reply: Reply<crate::state::Rollout>,
     },
 }
 
@@ -835,10 +853,12 @@ impl Controller {
     fn next_wake(&self) -> Duration {
         let now = self.clock.now_ms();
         let mut next: Option<u64> = None;
-        for a in self.core.state.aliases.values() {
-            if let Some(d) = a.phase.deadline() {
-                next = Some(next.map_or(d, |n| n.min(d)));
-            }
+        let aliases = self.core.state.aliases.values();
+        for d in aliases
+            .filter_map(|a| a.phase.deadline())
+            .chain(self.rollouts_deadline())
+        {
+            next = Some(next.map_or(d, |n| n.min(d)));
         }
         Duration::from_millis(next.map_or(1000, |d| d.saturating_sub(now).clamp(1, 1000)))
     }
@@ -956,6 +976,17 @@ impl Controller {
             Command::Reload { base, actor, reply } => {
                 let result = self.reload(base, actor).await;
                 let _ = reply.send(result);
+            }
+            Command::StartRollout { plan, actor, reply } => {
+                let _ = reply.send(self.start_rollout(plan, actor).await);
+            }
+            Command::Rollout {
+                id,
+                command,
+                actor,
+                reply,
+            } => {
+                let _ = reply.send(self.rollout_command(id, command, actor).await);
             }
         }
     }
@@ -1408,7 +1439,7 @@ impl Controller {
             self.compact_history().await;
         }
         let changes = self.due_transitions(None);
-        if changes.is_empty() && !self.core.health_dirty {
+        if changes.is_empty() && !self.core.health_dirty && !self.rollouts_due(now) {
             return;
         }
         if let Err(e) = self.commit(Batch::of(changes)).await {
@@ -1494,7 +1525,9 @@ impl Controller {
     /// snapshot, sends the events and runs the effects. A refused unit leaves the core and
     /// the snapshot as they were, and the caller gets the reason. Also republishes when
     /// health alone changed the answers, bumping the zone serial.
-    async fn commit(&mut self, batch: Batch) -> Result<(), ControlError> {
+    async fn commit(&mut self, mut batch: Batch) -> Result<(), ControlError> {
+        // Rollouts move with what the batch changes, in the same unit.
+        self.drive_rollouts(&mut batch);
         let now = self.clock.now_ms();
         let Some(mut plan) = self.core.plan(batch, now) else {
             self.core.nothing_changed();

@@ -174,7 +174,9 @@ pub fn command(
             next.next_batch_at_ms = None;
             stop_members(&mut next, "the rollout was aborted", now)
         }
-        (Command::Rollback, s) if !matches!(s, RolloutState::RollingBack | RolloutState::RolledBack) => {
+        (Command::Rollback, s)
+            if !matches!(s, RolloutState::RollingBack | RolloutState::RolledBack) =>
+        {
             start_rollback(&mut next, now)
         }
         _ => return Err(refuse()),
@@ -261,8 +263,11 @@ fn observe(rollout: &mut Rollout, view: &View<'_>) {
                     };
                 }
             }
-            (MemberState::Completed { at_ms }, _, _) if view.now < at_ms.saturating_add(monitor) => {
-                let still_ours = alias.is_some_and(|a| a.phase.operation().is_none() && a.targets == m.to);
+            (MemberState::Completed { at_ms }, _, _)
+                if view.now < at_ms.saturating_add(monitor) =>
+            {
+                let still_ours =
+                    alias.is_some_and(|a| a.phase.operation().is_none() && a.targets == m.to);
                 if let Some(why) = still_ours.then(|| (view.failing)(&m.to, options)).flatten() {
                     m.state = MemberState::Failed {
                         at_ms: view.now,
@@ -286,7 +291,11 @@ fn observe(rollout: &mut Rollout, view: &View<'_>) {
 
 /// How operation `op` of `alias` ended: `None` while it runs, `Ok(at)` when it completed,
 /// `Err((at, why))` when it ended otherwise or is gone.
-fn outcome(alias: Option<&AliasState>, op: u64, name: &AliasName) -> Option<Result<Ms, (Ms, String)>> {
+fn outcome(
+    alias: Option<&AliasState>,
+    op: u64,
+    name: &AliasName,
+) -> Option<Result<Ms, (Ms, String)>> {
     let Some(a) = alias else {
         return Some(Err((0, format!("alias `{name}` no longer exists"))));
     };
@@ -348,7 +357,10 @@ fn advance(rollout: &mut Rollout, now: Ms) -> Vec<Action> {
         if !members.clone().all(|m| m.state.is_done()) {
             return Vec::new();
         }
-        let ended = members.filter_map(|m| m.state.ended_at()).max().unwrap_or(0);
+        let ended = members
+            .filter_map(|m| m.state.ended_at())
+            .max()
+            .unwrap_or(0);
         let last = rollout.batch >= rollout.batches();
         let delay = if last { 0 } else { rollout.settings.delay_ms };
         let at = ended
@@ -406,7 +418,11 @@ fn stop_members(rollout: &mut Rollout, why: &str, now: Ms) -> Vec<Action> {
                     alias: m.alias.clone(),
                 });
             }
-            MemberState::Pending => m.state = MemberState::Skipped { why: why.to_owned() },
+            MemberState::Pending => {
+                m.state = MemberState::Skipped {
+                    why: why.to_owned(),
+                }
+            }
             _ => {}
         }
     }
