@@ -429,7 +429,8 @@ fn stop_members(rollout: &mut Rollout, why: &str, now: Ms) -> Vec<Action> {
     actions
 }
 
-/// Starts taking back every alias the rollout moved, newest batch first: running members are
+/// Starts taking back every alias the rollout moved, newest first (the last batch first, and
+/// in a batch the last listed first): running members are
 /// aborted, pending ones skipped, and each moved alias promoted back to the targets it had
 /// (a rollback operation, without a confirm gate or steps).
 fn start_rollback(rollout: &mut Rollout, now: Ms) -> Vec<Action> {
@@ -442,7 +443,7 @@ fn start_rollback(rollout: &mut Rollout, now: Ms) -> Vec<Action> {
         .enumerate()
         .filter(|(_, m)| m.state.moved() && m.from.is_some())
         .collect();
-    moved.sort_by_key(|(i, m)| std::cmp::Reverse((m.batch, m.state.ended_at(), *i)));
+    moved.sort_by_key(|(i, m)| std::cmp::Reverse((m.batch, *i)));
     let options = PromoteOptions {
         confirm: false,
         steps: Vec::new(),

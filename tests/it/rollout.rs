@@ -1,0 +1,388 @@
+//! Rollouts of many aliases through the real daemon: batches and their delay, a failing member
+//! with `rollback` and with `pause`, and SIGKILL in the middle of a rollout.
+//!
+//! Every alias `aNN` links `aNN-v1`; `aNN-v2` is its new version. Health checks are off (every
+//! endpoint counts as healthy), except that a failing member's new version has no endpoint at
+//! all, so its promotion ends with a warm timeout. TTLs are 1 s and there is no observation, so
+//! a member's promotion takes about a second (its drain).
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::support::{ConfigText, Daemon, Fixture, http, post};
+
+/// `n` aliases `a00`...; the ones in `failing` get a `-v2` with no endpoints.
+fn fixture(n: usize, failing: &[usize]) -> Fixture {
+    let mut config = ConfigText::new()
+        .section("[promotion]\nobserve = \"0s\"\nwarm_timeout = \"5s\"\ndrain_grace = \"0s\"\n");
+    for i in 0..n {
+        let v1 = [format!("10.7.{i}.1:80")];
+        let v2: Vec<String> = if failing.contains(&i) {
+            Vec::new()
+        } else {
+            vec![format!("10.7.{i}.2:80")]
+        };
+        config = config
+            .service(&format!("a{i:02}-v1"), v1)
+            .service(&format!("a{i:02}-v2"), v2)
+            .alias(&format!("a{i:02}"), [format!("a{i:02}-v1")]);
+    }
+    config.fixture()
+}
+
+/// `a00` of `a00.internal`, as the API shows an alias.
+fn short(alias: &Value) -> &str {
+    let a = alias.as_str().expect("an alias name");
+    a.strip_suffix(".internal").unwrap_or(a)
+}
+
+fn names(n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("a{i:02}")).collect()
+}
+
+async fn rollout(daemon: &Daemon, id: u64) -> Value {
+    let (status, body) = http(daemon, "GET", &format!("/v1/rollouts/{id}"), None, "").await;
+    assert_eq!(status, 200, "{body}");
+    body
+}
+
+/// Polls rollout `id` until `done` holds, or panics after `limit`.
+async fn wait_rollout(
+    daemon: &Daemon,
+    id: u64,
+    limit: Duration,
+    what: &str,
+    done: impl Fn(&Value) -> bool,
+) -> Value {
+    let deadline = Instant::now() + limit;
+    loop {
+        let r = rollout(daemon, id).await;
+        if done(&r) {
+            return r;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "rollout {id} not {what} after {limit:?}: {r:#}\n{}",
+            daemon.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn answering(daemon: &Daemon, alias: &str) -> Value {
+    let (status, body) = http(daemon, "GET", &format!("/v1/aliases/{alias}"), None, "").await;
+    assert_eq!(status, 200, "{body}");
+    body["answering"].clone()
+}
+
+fn ms(rfc3339: &Value) -> u128 {
+    let t = humantime::parse_rfc3339(rfc3339.as_str().expect("a time")).expect("RFC 3339");
+    t.duration_since(std::time::UNIX_EPOCH).unwrap().as_millis()
+}
+
+fn members_of(r: &Value, batch: u64) -> Vec<&Value> {
+    r["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["batch"] == batch)
+        .collect()
+}
+
+async fn start(daemon: &Daemon, body: Value) -> Value {
+    let (status, r) = post(daemon, "/v1/rollouts", body).await;
+    assert_eq!(status, 202, "{r}");
+    r
+}
+
+/// 20 aliases, 5 at a time, 2 s between batches: four batches, each started only after the
+/// one before ended and the delay passed; every alias ends on its v2.
+#[tokio::test]
+async fn a_rollout_moves_twenty_aliases_in_four_batches_with_the_delay_between() {
+    let fixture = fixture(20, &[]);
+    let daemon = fixture.start();
+    let r = start(
+        &daemon,
+        json!({"version": "v2", "aliases": names(20), "parallelism": 5, "delay": "2s"}),
+    )
+    .await;
+    assert_eq!(r["batches"], 4, "{r}");
+    assert_eq!(
+        members_of(&r, 0)
+            .iter()
+            .filter(|m| m["state"] == "running")
+            .count(),
+        5
+    );
+    let id = r["id"].as_u64().unwrap();
+    let r = wait_rollout(&daemon, id, Duration::from_secs(40), "completed", |r| {
+        r["state"] == "completed"
+    })
+    .await;
+    for batch in 1..4 {
+        let ended_before = members_of(&r, batch - 1)
+            .iter()
+            .map(|m| ms(&m["ended_at"]))
+            .max()
+            .unwrap();
+        for m in members_of(&r, batch) {
+            assert_eq!(m["state"], "completed", "{m}");
+            let started = ms(&m["started_at"]);
+            assert!(
+                started >= ended_before + 2000,
+                "batch {batch}: {} started {started}, {}ms after the batch before ended: {r:#}",
+                m["alias"],
+                started as i128 - ended_before as i128
+            );
+        }
+    }
+    for a in names(20) {
+        assert_eq!(answering(&daemon, &a).await, json!([format!("{a}-v2")]));
+    }
+    let (status, list) = http(&daemon, "GET", "/v1/rollouts", None, "").await;
+    assert_eq!((status, list[0]["id"].as_u64()), (200, Some(id)), "{list}");
+}
+
+/// A member of the second batch fails (its v2 never becomes healthy): with `rollback`, the
+/// rollout takes every alias it moved back, newest first, each as a new revision.
+#[tokio::test]
+async fn a_failure_in_the_second_batch_rolls_every_moved_alias_back_newest_first() {
+    let fixture = fixture(10, &[7]);
+    let daemon = fixture.start();
+    let r = start(
+        &daemon,
+        json!({"version": "v2", "aliases": names(10), "parallelism": 5,
+               "failure_action": "rollback", "warm_timeout": "1s"}),
+    )
+    .await;
+    let id = r["id"].as_u64().unwrap();
+    let r = wait_rollout(&daemon, id, Duration::from_secs(30), "rolled back", |r| {
+        r["state"] == "rolled_back"
+    })
+    .await;
+    let failed: Vec<&Value> = r["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["state"] == "failed")
+        .collect();
+    assert_eq!(failed.len(), 1, "{r:#}");
+    assert_eq!(failed[0]["alias"], "a07.internal");
+    assert!(
+        failed[0]["why"].as_str().unwrap().contains("warm_timeout"),
+        "{r:#}"
+    );
+    // Every alias answers with its v1 again.
+    for a in names(10) {
+        assert_eq!(
+            answering(&daemon, &a).await,
+            json!([format!("{a}-v1")]),
+            "{a}"
+        );
+    }
+    // The moved ones went back through a rollback operation each, newest first.
+    let rolled: Vec<String> = r["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["state"] == "rolled_back")
+        .map(|m| short(&m["alias"]).to_owned())
+        .collect();
+    assert!(rolled.len() >= 5, "the first batch moved five: {r:#}");
+    let (status, history) = http(&daemon, "GET", "/v1/history?limit=1000", None, "").await;
+    assert_eq!(status, 200);
+    // The history is newest first: its reverse is the order the rollbacks started in.
+    let mut starts: Vec<(String, u64)> = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["change"] == "started" && e["op_kind"] == "rollback")
+        .map(|e| {
+            (
+                short(&e["alias"]).to_owned(),
+                e["revision"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    starts.reverse();
+    let order: Vec<&str> = starts.iter().map(|(a, _)| a.as_str()).collect();
+    let mut newest_first: Vec<&str> = rolled.iter().map(String::as_str).collect();
+    newest_first.reverse();
+    assert_eq!(order, newest_first, "{history:#}");
+    for (alias, revision) in &starts {
+        let m = r["members"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| short(&m["alias"]) == alias.as_str())
+            .unwrap();
+        assert!(
+            *revision > m["op"].as_u64().unwrap(),
+            "{alias}: the rollback is a new revision"
+        );
+        assert_eq!(m["rollback_op"].as_u64(), Some(*revision), "{m}");
+    }
+}
+
+/// With `pause`, the rollout stops once the batch with the failure ended: the next batch
+/// stays pending until `resume`, which goes on to the end.
+#[tokio::test]
+async fn a_failure_with_pause_stops_after_the_batch_until_resumed() {
+    let fixture = fixture(15, &[7]);
+    let daemon = fixture.start();
+    let r = start(
+        &daemon,
+        json!({"version": "v2", "aliases": names(15), "parallelism": 5,
+               "failure_action": "pause", "warm_timeout": "1s"}),
+    )
+    .await;
+    let id = r["id"].as_u64().unwrap();
+    let r = wait_rollout(
+        &daemon,
+        id,
+        Duration::from_secs(30),
+        "paused with batch 2 ended",
+        |r| {
+            r["state"] == "paused"
+                && members_of(r, 1)
+                    .iter()
+                    .all(|m| m["state"] == "completed" || m["state"] == "failed")
+        },
+    )
+    .await;
+    assert!(r["why"].as_str().unwrap().contains("1 of 15"), "{r:#}");
+    assert_eq!(r["batch"], 2, "{r:#}");
+    assert!(r.get("next_batch_at").is_none(), "{r:#}");
+    for m in members_of(&r, 2) {
+        assert_eq!(m["state"], "pending", "{m}");
+        let a = short(&m["alias"]);
+        assert_eq!(answering(&daemon, a).await, json!([format!("{a}-v1")]));
+    }
+    // Pausing again is refused; resume goes on with the last batch.
+    let (status, body) = post(&daemon, &format!("/v1/rollouts/{id}/pause"), json!({})).await;
+    assert_eq!(status, 409, "{body}");
+    let (status, body) = post(&daemon, &format!("/v1/rollouts/{id}/resume"), json!({})).await;
+    assert_eq!(status, 200, "{body}");
+    let r = wait_rollout(&daemon, id, Duration::from_secs(30), "ended", |r| {
+        r["state"] == "failed"
+    })
+    .await;
+    for m in members_of(&r, 2) {
+        assert_eq!(m["state"], "completed", "{m}");
+    }
+}
+
+/// SIGKILL in the middle of a rollout: after the restart it goes on from where it was and
+/// completes, each alias promoted once.
+#[tokio::test]
+async fn a_rollout_survives_kill_9_and_completes_after_the_restart() {
+    let fixture = fixture(12, &[]);
+    let daemon = fixture.start();
+    let r = start(
+        &daemon,
+        json!({"version": "v2", "aliases": names(12), "parallelism": 3, "delay": "500ms"}),
+    )
+    .await;
+    let id = r["id"].as_u64().unwrap();
+    let before = wait_rollout(
+        &daemon,
+        id,
+        Duration::from_secs(30),
+        "in its second batch",
+        |r| r["batch"].as_u64() >= Some(2),
+    )
+    .await;
+    daemon.kill9();
+    let daemon = fixture.start();
+    let after = rollout(&daemon, id).await;
+    assert!(
+        after["batch"].as_u64() >= before["batch"].as_u64(),
+        "{before:#}\n{after:#}"
+    );
+    for (b, a) in before["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(after["members"].as_array().unwrap())
+    {
+        if b["state"] == "completed" {
+            assert_eq!(a["state"], "completed", "{a}");
+        }
+    }
+    let r = wait_rollout(&daemon, id, Duration::from_secs(40), "completed", |r| {
+        r["state"] == "completed"
+    })
+    .await;
+    for (i, a) in names(12).iter().enumerate() {
+        assert_eq!(answering(&daemon, a).await, json!([format!("{a}-v2")]));
+        let (_, history) = http(
+            &daemon,
+            "GET",
+            &format!("/v1/aliases/{a}/history"),
+            None,
+            "",
+        )
+        .await;
+        let started = history
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["change"] == "started")
+            .count();
+        assert_eq!(started, 1, "{a} promoted once: {history:#}");
+        assert_eq!(r["members"][i]["state"], "completed");
+    }
+}
+
+/// Bad requests are refused with a 400 (or 404) naming the field, and nothing starts.
+#[tokio::test]
+async fn bad_rollout_requests_name_the_field() {
+    let fixture = fixture(2, &[]);
+    let daemon = fixture.start();
+    for (body, status, field) in [
+        (json!({"aliases": ["a00"]}), 400, "aliases"),
+        (
+            json!({"version": "v2", "aliases": ["a00"], "parallelism": 0}),
+            400,
+            "parallelism",
+        ),
+        (
+            json!({"version": "v2", "aliases": ["a00"], "delay": "2days"}),
+            400,
+            "delay",
+        ),
+        (
+            json!({"version": "v2", "aliases": ["a00"], "max_failure_ratio": 2}),
+            400,
+            "max_failure_ratio",
+        ),
+        (
+            json!({"version": "v2", "aliases": ["nope"]}),
+            404,
+            "aliases[0]",
+        ),
+        (
+            json!({"members": [{"alias": "a00", "to": "Bad Name"}]}),
+            400,
+            "members[0].to",
+        ),
+        (
+            json!({"version": "v2", "aliases": ["a00"], "failure_action": "explode"}),
+            400,
+            "failure_action",
+        ),
+        (json!({}), 400, "members"),
+    ] {
+        let (got, reply) = post(&daemon, "/v1/rollouts", body.clone()).await;
+        assert_eq!(got, status, "{body}: {reply}");
+        assert!(
+            reply["error"].as_str().unwrap().contains(field),
+            "{body}: {reply}"
+        );
+    }
+    let (status, body) = http(&daemon, "GET", "/v1/rollouts/7", None, "").await;
+    assert_eq!(status, 404, "{body}");
+    let (status, body) = http(&daemon, "POST", "/v1/rollouts", None, "{}").await;
+    assert_eq!(status, 401, "{body}");
+}
