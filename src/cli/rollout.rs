@@ -18,7 +18,7 @@ use crate::text::plural;
 pub(super) enum RolloutCommand {
     /// Start a rollout: `--version v2 web api worker` promotes each alias A to `A-v2`; or
     /// `--to ALIAS=SERVICE` (repeat) for other names.
-    Start(StartArgs),
+    Start(Box<StartArgs>),
     /// Show every rollout, or one (ID) with each of its aliases.
     Status { id: Option<u64> },
     /// Start no new batch; the running one finishes.
@@ -83,27 +83,25 @@ fn parse_action(text: &str) -> Result<FailureAction, String> {
 }
 
 impl StartArgs {
-    fn request(self) -> Result<RolloutRequest> {
+    fn request(self) -> Result<RolloutRequest, String> {
         let mut members = Vec::new();
         for pair in &self.to {
-            let (alias, service) = pair.split_once('=').ok_or_else(|| {
-                CliError::Usage(format!("--to {pair}: write ALIAS=SERVICE (web=web-green)"))
-            })?;
+            let (alias, service) = pair
+                .split_once('=')
+                .ok_or_else(|| format!("--to {pair}: write ALIAS=SERVICE (web=web-green)"))?;
             members.push(RolloutMemberRequest {
                 alias: alias.to_owned(),
                 to: crate::api::dto::OneOrMany::One(service.to_owned()),
             });
         }
         if self.version.is_none() && !self.aliases.is_empty() {
-            return Err(CliError::Usage(
+            return Err(
                 "aliases need --version (each alias A goes to A-VERSION), or use --to ALIAS=SERVICE"
                     .into(),
-            ));
+            );
         }
         if members.is_empty() && self.aliases.is_empty() {
-            return Err(CliError::Usage(
-                "name the aliases: --version v2 web api, or --to web=web-v2".into(),
-            ));
+            return Err("name the aliases: --version v2 web api, or --to web=web-v2".into());
         }
         Ok(RolloutRequest {
             members,
@@ -126,7 +124,7 @@ impl StartArgs {
 /// Runs `aliasctl rollout ...`; returns the exit status.
 pub(super) async fn run(client: &Client, command: RolloutCommand, json: bool) -> Result<u8> {
     let (id, word) = match command {
-        RolloutCommand::Start(args) => return start(client, args, json).await,
+        RolloutCommand::Start(args) => return start(client, *args, json).await,
         RolloutCommand::Status { id: None } => {
             let all = client.rollouts().await?;
             super::out(&if json {
@@ -161,7 +159,7 @@ pub(super) async fn run(client: &Client, command: RolloutCommand, json: bool) ->
 
 async fn start(client: &Client, args: StartArgs, json: bool) -> Result<u8> {
     let (wait, timeout) = (args.wait, args.timeout);
-    let request = args.request()?;
+    let request = args.request().map_err(CliError::Usage)?;
     // Subscribed before the start, so no change of the rollout is missed.
     let events = if wait {
         Some(client.events().await?)

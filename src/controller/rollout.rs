@@ -228,20 +228,13 @@ pub fn record(rollout: &mut Rollout, action: &Action, done: Done, now: Ms) {
     rollout.changed_at_ms = now;
 }
 
-/// The next time `rollout` moves on its own: its next batch (or its end), or the end of a
-/// member's monitor window.
+/// The next time `rollout` moves on its own: its next batch (or its end). Members move with
+/// their aliases' commits, and a failure within the monitor window with a health change; the
+/// end of a window changes nothing by itself.
 pub fn deadline(rollout: &Rollout) -> Option<Ms> {
-    if rollout.state.is_final() {
-        return None;
-    }
-    let monitors = rollout.members.iter().filter_map(|m| match m.state {
-        MemberState::Completed { at_ms } => Some(at_ms.saturating_add(rollout.settings.monitor_ms)),
-        _ => None,
-    });
-    let batch = matches!(rollout.state, RolloutState::Running)
+    matches!(rollout.state, RolloutState::Running)
         .then_some(rollout.next_batch_at_ms)
-        .flatten();
-    batch.into_iter().chain(monitors).min()
+        .flatten()
 }
 
 /// Takes in every member's outcome from its alias.

@@ -370,7 +370,7 @@ async fn bad_rollout_requests_name_the_field() {
         (
             json!({"version": "v2", "aliases": ["a00"], "failure_action": "explode"}),
             400,
-            "failure_action",
+            "`pause`, `rollback`, `continue`", // serde names the words it takes
         ),
         (json!({}), 400, "members"),
     ] {

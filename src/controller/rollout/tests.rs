@@ -6,7 +6,11 @@ use super::*;
 use crate::state::{EndKind, Ended, OpKind, Operation, Phase, Reached, RolloutSettings, fresh};
 
 fn alias(name: &str) -> AliasName {
-    AliasName::resolve(&format!("{name}.internal."), &hickory_proto::rr::Name::root()).unwrap()
+    AliasName::resolve(
+        &format!("{name}.internal."),
+        &hickory_proto::rr::Name::root(),
+    )
+    .unwrap()
 }
 
 fn svc(name: &str) -> ServiceName {
@@ -166,7 +170,10 @@ fn batches_start_in_turn_after_the_delay() {
     let mut w = World::for_rollout(&r);
     let (r, actions) = w.tick(&r, 10);
     assert_eq!(promoted(&actions), [0, 1]);
-    assert_eq!(states(&r), ["running", "running", "pending", "pending", "pending"]);
+    assert_eq!(
+        states(&r),
+        ["running", "running", "pending", "pending", "pending"]
+    );
     assert_eq!((r.members[0].op, r.batch), (Some(2), 1));
     // Nothing ended: nothing moves.
     assert_eq!(w.step(&r, 20), (None, Vec::new()));
@@ -189,7 +196,11 @@ fn batches_start_in_turn_after_the_delay() {
     w.end(&alias("a4"), EndKind::Completed, 4600);
     let (r, actions) = w.tick(&r, 4600);
     assert!(actions.is_empty());
-    assert_eq!(r.state, RolloutState::Completed, "no delay after the last batch");
+    assert_eq!(
+        r.state,
+        RolloutState::Completed,
+        "no delay after the last batch"
+    );
     assert_eq!(deadline(&r), None);
 }
 
@@ -214,13 +225,20 @@ fn a_failure_pauses_then_resume_accepts_it() {
     assert!(command(&r, Command::Pause, "ci", 10_000).is_err());
     let (r, actions) = command(&r, Command::Resume, "ci", 10_000).unwrap();
     assert!(actions.is_empty());
-    assert_eq!((r.state.clone(), r.accepted_failures), (RolloutState::Running, 1));
+    assert_eq!(
+        (r.state.clone(), r.accepted_failures),
+        (RolloutState::Running, 1)
+    );
     let (r, actions) = w.tick(&r, 10_000);
     assert_eq!(promoted(&actions), [2, 3]);
     w.end(&alias("a2"), EndKind::Completed, 10_100);
     w.end(&alias("a3"), EndKind::Completed, 10_100);
     let (r, _) = w.tick(&r, 10_200);
-    assert!(matches!(r.state, RolloutState::Failed { .. }), "{:?}", r.state);
+    assert!(
+        matches!(r.state, RolloutState::Failed { .. }),
+        "{:?}",
+        r.state
+    );
 }
 
 #[test]
@@ -286,7 +304,14 @@ fn rollback_aborts_the_running_and_takes_the_moved_back_newest_first() {
     );
     assert_eq!(
         states(&r),
-        ["rolling_back", "rolling_back", "rolling_back", "rolling_back", "failed", "aborted"]
+        [
+            "rolling_back",
+            "rolling_back",
+            "rolling_back",
+            "rolling_back",
+            "failed",
+            "aborted"
+        ]
     );
     for a in ["a0", "a1", "a2", "a3"] {
         w.end(&alias(a), EndKind::Completed, 3000);
