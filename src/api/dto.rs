@@ -113,6 +113,10 @@ wire_enum! {
         AutoRollback = "auto_rollback",
         /// The old version's containers were stopped after it became safe to stop.
         Stopped = "stopped",
+        /// A weighted promotion moved to its next step.
+        Step = "step",
+        /// A weighted step's share of clients took effect everywhere; its hold counts from here.
+        InEffect = "in_effect",
         Created = "created",
         Updated = "updated",
         Removed = "removed",
@@ -195,6 +199,8 @@ impl From<machine::ChangeKind> for Change {
             K::WarmTimeout => Self::WarmTimeout,
             K::AutoRollback => Self::AutoRollback,
             K::Stopped => Self::Stopped,
+            K::Step => Self::Step,
+            K::InEffect => Self::InEffect,
             K::Created => Self::Created,
             K::Updated => Self::Updated,
             K::Removed => Self::Removed,
