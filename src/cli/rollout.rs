@@ -12,7 +12,7 @@ use crate::api::dto::{
     RolloutState,
 };
 use crate::client::Client;
-use crate::text::plural;
+use crate::text::counted;
 
 #[derive(Subcommand)]
 pub(super) enum RolloutCommand {
@@ -268,7 +268,7 @@ pub fn rollout_line(r: &RolloutDto) -> String {
         "rollout {} {} ({}): {}{}",
         r.id,
         r.state,
-        plural(r.members.len() as u32, "alias"),
+        counted(r.members.len() as u64, "alias", "aliases"),
         parts.join(", "),
         r.why
             .as_deref()

@@ -386,3 +386,107 @@ async fn bad_rollout_requests_name_the_field() {
     let (status, body) = http(&daemon, "POST", "/v1/rollouts", None, "{}").await;
     assert_eq!(status, 401, "{body}");
 }
+
+/// `aliasctl rollout start --wait` prints each alias's change and exits 0 once the rollout
+/// completed; `rollout status` shows it; a command that does not apply is one line and exit 1;
+/// a failing rollout's `--wait` exits 3.
+#[test]
+fn aliasctl_rollout_starts_follows_and_shows_a_rollout() {
+    use crate::support::{TOKEN, run_bin_within};
+    const ALIASCTL: &str = env!("CARGO_BIN_EXE_aliasctl");
+    let fixture = fixture(4, &[3]);
+    let daemon = fixture.start();
+    let server = daemon.server_url();
+    let env = [
+        ("ALIASCTL_SERVER", server.as_str()),
+        ("ALIASCTL_TOKEN", TOKEN),
+    ];
+    let run = |args: &[&str]| run_bin_within(ALIASCTL, args, &env, Duration::from_secs(60));
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+
+    let start = run(&[
+        "rollout",
+        "start",
+        "--version",
+        "v2",
+        "a00",
+        "a01",
+        "a02",
+        "--parallelism",
+        "2",
+        "--delay",
+        "100ms",
+        "--wait",
+    ]);
+    let out = text(&start.stdout);
+    assert_eq!(start.status.code(), Some(0), "{out}{}", text(&start.stderr));
+    assert!(
+        out.starts_with("rollout 1 running (3 aliases): batch 1/2, 1 pending, 2 running"),
+        "{out}"
+    );
+    for a in ["a00", "a01", "a02"] {
+        assert!(
+            out.contains(&format!("rollout 1: {a}.internal completed")),
+            "{out}"
+        );
+    }
+    assert!(
+        out.lines()
+            .last()
+            .unwrap()
+            .starts_with("rollout 1 completed"),
+        "{out}"
+    );
+
+    let status = run(&["rollout", "status", "1"]);
+    let shown = text(&status.stdout);
+    assert!(status.status.success(), "{}", text(&status.stderr));
+    let row = shown
+        .lines()
+        .find(|l| l.starts_with("a02.internal"))
+        .expect(&shown);
+    assert!(
+        row.contains("a02-v2") && row.contains("completed"),
+        "{shown}"
+    );
+
+    let pause = run(&["rollout", "pause", "1"]);
+    assert_eq!(pause.status.code(), Some(1));
+    assert!(
+        text(&pause.stderr).contains("rollout 1 is completed; pause does not apply"),
+        "{}",
+        text(&pause.stderr)
+    );
+
+    let failing = run(&[
+        "rollout",
+        "start",
+        "--to",
+        "a03=a03-v2",
+        "--warm-timeout",
+        "200ms",
+        "--failure-action",
+        "rollback",
+        "--wait",
+    ]);
+    let out = text(&failing.stdout);
+    assert_eq!(
+        failing.status.code(),
+        Some(3),
+        "{out}{}",
+        text(&failing.stderr)
+    );
+    assert!(
+        out.contains("a03.internal failed (batch 1): warm_timeout"),
+        "{out}"
+    );
+    let list = run(&["rollout", "status"]);
+    assert!(
+        text(&list.stdout).starts_with("rollout 2 rolled_back"),
+        "{}",
+        text(&list.stdout)
+    );
+
+    let usage = run(&["rollout", "start", "a00"]);
+    assert_eq!(usage.status.code(), Some(2), "{}", text(&usage.stderr));
+}

@@ -1086,7 +1086,10 @@ fn a_stepped_promotion_starts_at_its_first_weight_with_a_salt_and_no_effect_yet(
     assert_eq!(at.effective_ms, None);
     assert_eq!(op(&mixed).salt.len(), 16, "{:?}", op(&mixed).salt);
     let split = crate::state::split(&mixed).unwrap();
-    assert_eq!((split.old, split.new, split.weight), (&svc(&["v1"])[..], &svc(&["v2"])[..], 10));
+    assert_eq!(
+        (split.old, split.new, split.weight),
+        (&svc(&["v1"])[..], &svc(&["v2"])[..], 10)
+    );
     // An unstepped promotion has no salt and no split.
     let plain = w.mixed(opts());
     assert!(op(&plain).salt.is_empty() && crate::state::split(&plain).is_none());
@@ -1108,7 +1111,13 @@ fn a_step_takes_effect_once_every_secondary_serves_it_and_the_ttl_expired() {
     w.secondaries = Caught::Since(since + 33_000);
     let (effective, change) = w.tick(&mixed);
     assert_eq!(change.kind, ChangeKind::InEffect);
-    assert!(change.reason.as_deref().unwrap().contains("step 1 of 2 (10%)"));
+    assert!(
+        change
+            .reason
+            .as_deref()
+            .unwrap()
+            .contains("step 1 of 2 (10%)")
+    );
     assert!(change.reason.as_deref().unwrap().contains("holds 1m"));
     // Effective from when the last of the two conditions held, not from the tick.
     assert_eq!(step_at(&effective).effective_ms, Some(since + 33_000));
@@ -1140,7 +1149,12 @@ fn steps_move_on_in_order_and_a_paused_step_waits_for_a_confirm() {
     w.advance(60_000);
     let (second, change) = w.tick(&effective);
     assert_eq!(change.kind, ChangeKind::Step);
-    assert!(change.reason.unwrap().ends_with("step 2 of 3: 50% of clients"));
+    assert!(
+        change
+            .reason
+            .unwrap()
+            .ends_with("step 2 of 3: 50% of clients")
+    );
     let at = step_at(&second);
     assert_eq!((at.index, at.weight, at.effective_ms), (1, 50, None));
     let (paused, _) = w.tick(&second);
@@ -1171,14 +1185,25 @@ fn a_breached_gate_rolls_back_with_the_figures_and_abort_works_at_any_step() {
         change.reason.as_deref(),
         Some("step 1 of 2 (10%): error rate 21.3% > 1% over 812 requests")
     );
-    assert_eq!((back.phase.name(), back.targets.clone()), ("stable", svc(&["v1"])));
+    assert_eq!(
+        (back.phase.name(), back.targets.clone()),
+        ("stable", svc(&["v1"]))
+    );
     let ended = back.last_op.unwrap();
-    assert_eq!((ended.outcome, ended.reached), (EndKind::AutoRollback, Reached::Mixed));
+    assert_eq!(
+        (ended.outcome, ended.reached),
+        (EndKind::AutoRollback, Reached::Mixed)
+    );
     // Within the gates, the summary goes into the history of the step's end.
     w.measured = Measured::Within("error rate 0.0% over 90 requests".into());
     w.advance(60_000);
     let (_, change) = w.tick(&effective);
-    assert!(change.reason.unwrap().contains("passed: error rate 0.0% over 90 requests"));
+    assert!(
+        change
+            .reason
+            .unwrap()
+            .contains("passed: error rate 0.0% over 90 requests")
+    );
     // Abort from a step takes every client back to v1.
     let (aborted, change) = w.change(&effective, abort());
     assert_eq!(change.kind, ChangeKind::Aborted);
@@ -1205,7 +1230,10 @@ fn a_last_step_of_100_percent_with_a_hold_is_held_before_the_drain() {
     let mixed = w.mixed(with_steps("50%,100%:10s"));
     let (effective, _) = w.tick(&mixed);
     let (last, change) = w.tick(&effective);
-    assert_eq!((change.kind, step_at(&last).weight), (ChangeKind::Step, 100));
+    assert_eq!(
+        (change.kind, step_at(&last).weight),
+        (ChangeKind::Step, 100)
+    );
     // Every client on v2, v1 still there to fall back on while the step holds.
     assert_eq!(crate::state::split(&last).unwrap().weight, 100);
     let (held, _) = w.tick(&last);

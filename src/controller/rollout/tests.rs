@@ -395,3 +395,26 @@ fn a_rollout_round_trips_through_json() {
     let back: Rollout = serde_json::from_str(&text).unwrap();
     assert_eq!(back, r);
 }
+
+#[test]
+fn the_journal_stores_and_forgets_rollouts_and_old_files_load_without_them() {
+    use crate::state::{StoredDelta, StoredState};
+    let r = rollout(2, settings(1, FailureAction::Pause, 0));
+    let mut stored = StoredState::default();
+    let mut delta = StoredDelta {
+        rollouts: [("1".to_owned(), Some(r.clone()))].into(),
+        ..StoredDelta::default()
+    };
+    assert!(!delta.is_empty());
+    stored.apply(&delta);
+    assert_eq!(stored.rollouts.get("1"), Some(&r));
+    let text = serde_json::to_string(&stored).unwrap();
+    assert_eq!(serde_json::from_str::<StoredState>(&text).unwrap(), stored);
+    delta.rollouts = [("1".to_owned(), None)].into();
+    stored.apply(&delta);
+    assert!(stored.rollouts.is_empty());
+    // Written before rollouts existed: no key at all.
+    let old = serde_json::to_string(&stored).unwrap();
+    assert!(!old.contains("rollouts"), "{old}");
+    assert!(serde_json::from_str::<StoredState>(&old).is_ok());
+}
