@@ -490,3 +490,114 @@ fn aliasctl_rollout_starts_follows_and_shows_a_rollout() {
     let usage = run(&["rollout", "start", "a00"]);
     assert_eq!(usage.status.code(), Some(2), "{}", text(&usage.stderr));
 }
+
+/// In a cluster: a rollout started through a follower is stored in etcd (`state/rollout/1`),
+/// every node shows it, and after kill -9 of the leader mid-rollout the next leader carries it
+/// on to the end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_a_cluster_the_next_leader_finishes_a_rollout_after_kill_9_of_the_leader() {
+    use crate::etcd::{AliasdNode, EtcdCluster};
+    use aliasd::api::dto::{RolloutRequest, RolloutState};
+    use aliasd::client::Client;
+
+    let etcd = EtcdCluster::start().await;
+    let endpoints = etcd
+        .endpoints()
+        .iter()
+        .map(|e| format!("\"{e}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let dirs: Vec<Fixture> = (0..3u8)
+        .map(|i| {
+            let ip = etcd.ip(11 + i);
+            let mut config = ConfigText::new()
+                .dns("listen", format!("[\"{ip}:0\"]"))
+                .api_listen(format!("{ip}:0"))
+                .section("[promotion]\nobserve = \"0s\"\nwarm_timeout = \"5s\"\ndrain_grace = \"0s\"\n");
+            for a in 0..6 {
+                config = config
+                    .service(&format!("a{a:02}-v1"), [format!("10.7.{a}.1:80")])
+                    .service(&format!("a{a:02}-v2"), [format!("10.7.{a}.2:80")])
+                    .alias(&format!("a{a:02}"), [format!("a{a:02}-v1")]);
+            }
+            config
+                .section(&format!(
+                    "[cluster]\netcd = [{endpoints}]\nnode = \"n{i}\"\nadvertise = \"{ip}\"\nlease_ttl = \"2s\""
+                ))
+                .fixture()
+        })
+        .collect();
+    let mut nodes: Vec<AliasdNode> = tokio::task::block_in_place(|| {
+        dirs.iter()
+            .map(|d| AliasdNode::start(&d.config(), &[]))
+            .collect()
+    });
+    let client = |n: &AliasdNode| {
+        Client::new(&n.server_url(), Some(crate::support::TOKEN.to_owned())).unwrap()
+    };
+    let leader = wait_until(Duration::from_secs(20), "a leader", || async {
+        let status = client(&nodes[0]).cluster().await.ok()?;
+        let name = status.leader?;
+        name.strip_prefix('n')?.parse::<usize>().ok()
+    })
+    .await;
+    let follower = (leader + 1) % 3;
+    let r = client(&nodes[follower])
+        .start_rollout(&RolloutRequest {
+            version: Some("v2".into()),
+            aliases: names(6),
+            parallelism: Some(2),
+            delay: Some("1s".into()),
+            ..RolloutRequest::default()
+        })
+        .await
+        .expect("started through a follower");
+    assert_eq!(r.batches, 3);
+    // Every node shows it; the leader is killed once the second batch ran.
+    for n in &nodes {
+        wait_until(
+            Duration::from_secs(20),
+            "the rollout on every node",
+            || async { client(n).rollout(1).await.ok() },
+        )
+        .await;
+    }
+    wait_until(Duration::from_secs(20), "the second batch", || async {
+        let r = client(&nodes[follower]).rollout(1).await.ok()?;
+        (r.batch >= 2).then_some(())
+    })
+    .await;
+    nodes[leader].kill9();
+    let survivors: Vec<&AliasdNode> = nodes.iter().filter(|n| n.is_running()).collect();
+    for n in &survivors {
+        let r = wait_until(Duration::from_secs(30), "the rollout completed", || async {
+            let r = client(n).rollout(1).await.ok()?;
+            (r.state == RolloutState::Completed).then_some(r)
+        })
+        .await;
+        assert!(
+            r.members.iter().all(|m| m.state.as_str() == "completed"),
+            "{r:#?}"
+        );
+        for a in names(6) {
+            let alias = client(n).alias(&a).await.expect("alias");
+            assert_eq!(alias.answering, [format!("{a}-v2")], "{a}");
+        }
+    }
+}
+
+/// Polls `probe` until it gives a value, or panics after `limit` saying `what` was awaited.
+async fn wait_until<T, F: std::future::Future<Output = Option<T>>>(
+    limit: Duration,
+    what: &str,
+    probe: impl Fn() -> F,
+) -> T {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(v) = probe().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "not {what} after {limit:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
