@@ -172,6 +172,9 @@ impl Core {
         for r in &rollouts {
             next.state.rollouts.insert(r.id, r.clone());
         }
+        if !rollouts.is_empty() {
+            super::rollout::forget_old(&mut next.state.rollouts);
+        }
         let dirty = self.dirty(&changes, &next, base.is_some());
         let current = &self.published;
         let health_now = next.health.as_ref().unwrap_or(&self.health);

@@ -237,6 +237,19 @@ pub fn deadline(rollout: &Rollout) -> Option<Ms> {
         .flatten()
 }
 
+/// Forgets the oldest rollouts that ended beyond [`crate::bounds::ROLLOUTS_KEPT`].
+pub fn forget_old(rollouts: &mut imbl::OrdMap<u64, Rollout>) {
+    let ended: Vec<u64> = rollouts
+        .iter()
+        .filter(|(_, r)| r.state.is_final())
+        .map(|(id, _)| *id)
+        .collect();
+    let extra = ended.len().saturating_sub(crate::bounds::ROLLOUTS_KEPT);
+    for id in &ended[..extra] {
+        rollouts.remove(id);
+    }
+}
+
 /// Takes in every member's outcome from its alias.
 fn observe(rollout: &mut Rollout, view: &View<'_>) {
     let monitor = rollout.settings.monitor_ms;

@@ -418,3 +418,22 @@ fn the_journal_stores_and_forgets_rollouts_and_old_files_load_without_them() {
     assert!(!old.contains("rollouts"), "{old}");
     assert!(serde_json::from_str::<StoredState>(&old).is_ok());
 }
+
+#[test]
+fn only_the_newest_ended_rollouts_are_kept() {
+    let mut all = imbl::OrdMap::new();
+    let kept = crate::bounds::ROLLOUTS_KEPT as u64;
+    for id in 1..=kept + 3 {
+        let mut r = rollout(1, settings(1, FailureAction::Pause, 0));
+        r.id = id;
+        // The second one still runs: it is never forgotten.
+        if id != 2 {
+            r.state = RolloutState::Completed;
+        }
+        all.insert(id, r);
+    }
+    forget_old(&mut all);
+    let ids: Vec<u64> = all.keys().copied().collect();
+    assert_eq!(ids.len() as u64, kept + 1);
+    assert_eq!(ids[..3], [2, 4, 5]);
+}
