@@ -601,3 +601,52 @@ async fn wait_until<T, F: std::future::Future<Output = Option<T>>>(
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// The dashboard's Rollouts tab lists a rollout started after the page loaded and follows
+/// each alias's state live from the events stream, to the end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_shows_a_rollout_and_its_aliases_live() {
+    use crate::browser::Browser;
+    let fixture = fixture(4, &[]);
+    let daemon = fixture.start();
+    let browser = Browser::start(1280, 800).await;
+    browser.goto(&format!("{}/ui", daemon.server_url())).await;
+    browser
+        .wait_text("#stream", "the events stream open", |t| t == "live")
+        .await;
+    browser.click("#tab-rollouts").await;
+    browser
+        .wait_text("#rollouts-summary", "no rollouts yet", |t| {
+            t.starts_with("No rollouts yet")
+        })
+        .await;
+    start(
+        &daemon,
+        json!({"version": "v2", "aliases": names(4), "parallelism": 2, "delay": "200ms"}),
+    )
+    .await;
+    browser
+        .wait_text("#rollouts", "the rollout running", |t| {
+            t.contains("Rollout 1 running")
+        })
+        .await;
+    browser
+        .wait_text("#rollouts", "the rollout completed", |t| {
+            t.contains("Rollout 1 completed")
+        })
+        .await;
+    let states = browser
+        .script(
+            "return [...document.querySelectorAll('#rollouts tbody tr')].map((tr) => [tr.dataset.alias, tr.dataset.state, tr.cells[2].textContent])",
+        )
+        .await;
+    assert_eq!(
+        states,
+        json!([
+            ["a00.internal", "completed", "1"],
+            ["a01.internal", "completed", "1"],
+            ["a02.internal", "completed", "2"],
+            ["a03.internal", "completed", "2"]
+        ])
+    );
+}
