@@ -61,23 +61,20 @@ impl ControlHandle {
 /// the state it starts from.
 struct Pending<'a> {
     base: &'a imbl::OrdMap<AliasName, AliasState>,
-    latest: BTreeMap<AliasName, AliasState>,
+    latest: BTreeMap<&'a AliasName, &'a AliasState>,
 }
 
 impl<'a> Pending<'a> {
     fn new(
         base: &'a imbl::OrdMap<AliasName, AliasState>,
-        changes: &[(AliasName, AliasState, Change)],
+        changes: &'a [(AliasName, AliasState, Change)],
     ) -> Self {
-        let latest = changes
-            .iter()
-            .map(|(n, s, _)| (n.clone(), s.clone()))
-            .collect();
+        let latest = changes.iter().map(|(n, s, _)| (n, s)).collect();
         Self { base, latest }
     }
 
-    fn get(&self, alias: &AliasName) -> Option<&AliasState> {
-        self.latest.get(alias).or_else(|| self.base.get(alias))
+    fn get(&self, alias: &AliasName) -> Option<&'a AliasState> {
+        self.latest.get(alias).copied().or_else(|| self.base.get(alias))
     }
 }
 
