@@ -29,6 +29,7 @@ mod registry;
 mod rollout;
 mod secondaries;
 mod secondary_servers;
+mod steps;
 mod supervision;
 mod support;
 mod ui;
