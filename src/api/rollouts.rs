@@ -160,6 +160,19 @@ fn plan(snapshot: &Snapshot, request: RolloutRequest) -> Result<RolloutPlan, Api
         request.warm_timeout.as_ref(),
     )?;
     gates.stop_old = request.stop_old;
+    // Steps and measured gates are checked as a promote checks them.
+    super::progressive(
+        &mut gates,
+        &super::dto::PromoteRequest {
+            observe: request.observe.clone(),
+            confirm: request.confirm,
+            steps: request.steps.clone(),
+            max_error_rate: request.max_error_rate,
+            max_latency_ratio: request.max_latency_ratio,
+            min_requests: request.min_requests,
+            ..Default::default()
+        },
+    )?;
     let wait = |field, value: Option<&String>| {
         duration_field(field, value, bounds::ROLLOUT_WAIT).map(Option::unwrap_or_default)
     };

@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use clap::{Args, Subcommand};
 
-use super::{CliError, EXIT_FAILED, EXIT_OK, EXIT_TIMEOUT, GateArgs, Result, say, to_json};
+use super::{
+    CliError, EXIT_FAILED, EXIT_OK, EXIT_TIMEOUT, GateArgs, Result, StepArgs, say, to_json,
+};
 use crate::api::dto::{
     EventDto, FailureAction, MemberStateDto, RolloutDto, RolloutMemberRequest, RolloutRequest,
     RolloutState,
@@ -58,6 +60,8 @@ pub(super) struct StartArgs {
     max_failure_ratio: Option<f64>,
     #[command(flatten)]
     gates: GateArgs,
+    #[command(flatten)]
+    steps: StepArgs,
     /// Once each old version is safe to stop, stop its Docker containers.
     #[arg(long)]
     stop_old: bool,
@@ -117,6 +121,10 @@ impl StartArgs {
             min_healthy: self.gates.min_healthy,
             warm_timeout: self.gates.warm_timeout,
             stop_old: self.stop_old.then_some(true),
+            steps: self.steps.steps.map(serde_json::Value::String),
+            max_error_rate: self.steps.max_error_rate,
+            max_latency_ratio: self.steps.max_latency_ratio,
+            min_requests: self.steps.min_requests,
         })
     }
 }

@@ -74,7 +74,10 @@ impl<'a> Pending<'a> {
     }
 
     fn get(&self, alias: &AliasName) -> Option<&'a AliasState> {
-        self.latest.get(alias).copied().or_else(|| self.base.get(alias))
+        self.latest
+            .get(alias)
+            .copied()
+            .or_else(|| self.base.get(alias))
     }
 }
 

@@ -373,6 +373,16 @@ async fn bad_rollout_requests_name_the_field() {
             "`pause`, `rollback`, `continue`", // serde names the words it takes
         ),
         (json!({}), 400, "members"),
+        (
+            json!({"version": "v2", "aliases": ["a00"], "steps": "bogus"}),
+            400,
+            "steps",
+        ),
+        (
+            json!({"version": "v2", "aliases": ["a00"], "max_error_rate": 0.1}),
+            400,
+            "give `steps`",
+        ),
     ] {
         let (got, reply) = post(&daemon, "/v1/rollouts", body.clone()).await;
         assert_eq!(got, status, "{body}: {reply}");
@@ -385,6 +395,23 @@ async fn bad_rollout_requests_name_the_field() {
     assert_eq!(status, 404, "{body}");
     let (status, body) = http(&daemon, "POST", "/v1/rollouts", None, "{}").await;
     assert_eq!(status, 401, "{body}");
+    // Weighted steps go to every member's promotion.
+    let r = start(
+        &daemon,
+        json!({"version": "v2", "aliases": names(2), "parallelism": 2, "steps": "50%:1s,100%"}),
+    )
+    .await;
+    let alias = http(&daemon, "GET", "/v1/aliases/a00", None, "").await.1;
+    assert_eq!(
+        alias["operation"]["steps"].as_array().map(Vec::len),
+        Some(2),
+        "{alias:#}"
+    );
+    let id = r["id"].as_u64().unwrap();
+    wait_rollout(&daemon, id, Duration::from_secs(20), "completed", |r| {
+        r["state"] == "completed"
+    })
+    .await;
 }
 
 /// `aliasctl rollout start --wait` prints each alias's change and exits 0 once the rollout

@@ -132,6 +132,26 @@ pub struct RolloutRequest {
     /// Stop each old version's Docker containers once it is safe to stop.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stop_old: Option<bool>,
+    /// Weighted steps of every promotion, as `POST /v1/aliases/{alias}/promote` takes them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = fields::steps)]
+    pub steps: Option<serde_json::Value>,
+    /// With steps: as in a promote.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 0.0, maximum = 1.0)]
+    pub max_error_rate: Option<f64>,
+    /// With steps: as in a promote.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1.0, maximum = 1000.0)]
+    pub max_latency_ratio: Option<f64>,
+    /// With gates: as in a promote.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "whole_number"
+    )]
+    #[schema(minimum = 0, maximum = 1000000000)]
+    pub min_requests: Option<u64>,
 }
 
 /// One alias of a rollout.
