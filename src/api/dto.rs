@@ -294,6 +294,12 @@ pub struct AliasDto {
     /// The current weighted step.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub step: Option<StepDto>,
+    /// In a weighted step: the endpoints each side's clients are answered with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sides: Option<SidesDto>,
+    /// With `?client=IP`: the version that client gets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client: Option<ClientSideDto>,
     /// The SRV owner name that carries the ports.
     pub srv: String,
     /// TTL of the alias's answers, in seconds.
@@ -487,6 +493,52 @@ impl GatesDto {
             max_latency_ratio: g.max_latency_ratio_milli.map(|m| f64::from(m) / 1e3),
             min_requests: g.min_requests,
         })
+    }
+}
+
+/// The answers of each side of a weighted step.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
+pub struct SidesDto {
+    /// What the clients still on the old version get.
+    pub old: Vec<String>,
+    /// What the clients moved to the new version get.
+    pub new: Vec<String>,
+}
+
+/// Which version one client address gets: its bucket (0 to 9,999, from the operation's salt
+/// and the address) against the weight (a client is on the new version when its bucket is
+/// below weight × 100).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
+pub struct ClientSideDto {
+    pub address: String,
+    /// Absent outside a weighted step, where every client gets the same answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bucket: Option<u16>,
+    /// `old`, `new`, or `all` outside a weighted step.
+    pub side: String,
+    /// The endpoints DNS gives this client.
+    pub endpoints: Vec<String>,
+}
+
+impl ClientSideDto {
+    pub fn of(view: &AliasView, ip: std::net::IpAddr) -> Self {
+        let (bucket, side) = match &view.split {
+            Some(split) => (
+                Some(crate::steps::bucket(split.salt.as_bytes(), ip)),
+                if split.on_new(ip) { "new" } else { "old" },
+            ),
+            None => (None, "all"),
+        };
+        Self {
+            address: ip.to_string(),
+            bucket,
+            side: side.to_owned(),
+            endpoints: view
+                .endpoints_for(ip)
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
+        }
     }
 }
 
@@ -825,6 +877,11 @@ impl AliasDto {
             operation: OperationDto::from_phase(&state.phase),
             weight: weight(&state.phase),
             step: StepDto::of(&state.phase),
+            sides: view.split.as_ref().map(|s| SidesDto {
+                old: s.old.iter().map(ToString::to_string).collect(),
+                new: s.new.iter().map(ToString::to_string).collect(),
+            }),
+            client: None,
             last_operation: state.last_op.as_ref().map(LastOperationDto::from_ended),
             retired: state.retired.as_ref().map(RetiredDto::from_retired),
             drain: match &state.phase {

@@ -553,19 +553,41 @@ async fn list_aliases(State(state): State<AppState>) -> Json<Vec<AliasDto>> {
     path = "/v1/aliases/{alias}",
     tag = "aliases",
     summary = "One alias: phase, answers, members and their health",
-    params(AliasParam),
+    params(
+        AliasParam,
+        ("client" = Option<String>, Query, description = "An IP address: which version a weighted step gives this client (a resolver's address, for everyone behind it)")
+    ),
     responses((status = 200, description = "The alias", body = AliasDto), ReadErrors)
 )]
 async fn get_alias(
     State(state): State<AppState>,
     AliasPath(name): AliasPath,
+    Query(query): Query<ClientQuery>,
 ) -> Result<Json<AliasDto>, ApiError> {
+    let client = query
+        .client
+        .map(|c| {
+            c.trim().parse::<std::net::IpAddr>().map_err(|_| {
+                ApiError::BadRequest(format!(
+                    "query parameter `client`: `{c}` is not an IP address"
+                ))
+            })
+        })
+        .transpose()?;
     let snapshot = state.snapshots.load();
     let view = snapshot
         .aliases
         .get(&name)
         .ok_or_else(|| ApiError::NotFound(format!("unknown alias `{name}`")))?;
-    Ok(Json(state.alias_dto(view)))
+    let mut dto = state.alias_dto(view);
+    dto.client = client.map(|ip| dto::ClientSideDto::of(view, ip));
+    Ok(Json(dto))
+}
+
+#[derive(serde::Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct ClientQuery {
+    client: Option<String>,
 }
 
 #[utoipa::path(

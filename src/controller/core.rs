@@ -405,14 +405,16 @@ impl Core {
         let mut zones: BTreeSet<usize> = BTreeSet::new();
         for name in rendered {
             let (before, after) = (current.aliases.get(name), snapshot.aliases.get(name));
-            // A weighted step changes who gets which answer without changing the endpoints:
-            // it moves the serial too, so a secondary or node still on the old serial is
-            // known to serve the old split.
+            // A weighted step changes who gets which answer without changing the endpoints,
+            // and a side can change while the union does not (secondaries get the old side):
+            // the split (its weight and both sides) moves the serial too, so a secondary or
+            // node still on the old serial is known to serve the old split.
             let weight = |v: &Arc<crate::snapshot::AliasView>| {
                 crate::state::split(&v.state).map(|s| s.weight)
             };
             if before.map(|v| &v.endpoints) != after.map(|v| &v.endpoints)
                 || before.map(weight) != after.map(weight)
+                || before.map(|v| &v.split) != after.map(|v| &v.split)
             {
                 let def = next
                     .topology

@@ -878,7 +878,7 @@ async fn address_host_makes_endpoints_of_the_advertise_address_and_the_published
 async fn a_stepped_promotion_and_its_rollback_cost_no_request_through_glibc_or_the_proxy() {
     let lab = Lab::new();
     let v1 = lab.backend("web-v1-s", "web-v1", "1s");
-    let v2 = lab.backend("web-v2-s", "web-v2", "1s");
+    let _v2 = lab.backend("web-v2-s", "web-v2", "1s");
     let fixture = lab.fixture(
         &[("web", &["web-v1"])],
         None,

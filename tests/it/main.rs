@@ -29,6 +29,7 @@ mod registry;
 mod rollout;
 mod secondaries;
 mod secondary_servers;
+mod split;
 mod steps;
 mod supervision;
 mod support;
