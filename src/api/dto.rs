@@ -1468,6 +1468,11 @@ pub enum EventDto {
         secondary: SecondaryDto,
         at: String,
     },
+    /// A rollout of many aliases changed: started, a member moved on, paused, ended.
+    Rollout {
+        rollout: Box<RolloutDto>,
+        at: String,
+    },
     /// The stream fell behind and skipped this many events; re-read state with GET.
     Lagged { skipped: u64 },
 }
@@ -1560,3 +1565,6 @@ impl SecondaryDto {
 pub struct SecondariesDto {
     pub secondaries: Vec<SecondaryDto>,
 }
+
+mod rollouts;
+pub use rollouts::*;

@@ -26,6 +26,7 @@ mod proxy;
 mod readme;
 mod readme_text;
 mod registry;
+mod rollout;
 mod secondaries;
 mod secondary_servers;
 mod split;

@@ -11,13 +11,14 @@ const TOKEN_KEY = 'aliasd.token';
 const PHASES = ['warming', 'mixed', 'draining', 'stable'];
 const MAX_ACTIVITY = 200;
 const CLUSTER_EVERY_MS = 3000;
-const VIEWS = ['aliases', 'services', 'activity', 'cluster'];
+const VIEWS = ['aliases', 'services', 'rollouts', 'activity', 'cluster'];
 
 const state = {
   aliases: new Map(), // name -> AliasDto
   services: [], // ServiceDto[]
   servicesDoc: null, // ServicesDto
   cluster: null, // ClusterStatus
+  rollouts: new Map(), // id -> RolloutDto
   history: new Map(), // alias name -> HistoryDto[] (only for cards whose history is open)
   historyOpen: new Set(),
   activity: new Set(), // the keys of the history entries listed in Activity
@@ -248,6 +249,7 @@ async function loadAll() {
     fillActivity(recent);
     await Promise.all([...state.historyOpen].filter((name) => state.aliases.has(name)).map(loadHistory));
     loadCluster();
+    loadRollouts();
     return true;
   } catch (e) {
     showNotice(`cannot read the aliases: ${e.message}`);
@@ -311,6 +313,10 @@ function onEvent(event) {
       break;
     case 'docker':
       wantServices();
+      break;
+    case 'rollout':
+      state.rollouts.set(event.rollout.id, event.rollout);
+      renderRollouts();
       break;
     case 'secondary':
       // A drain may wait for it: the draining aliases of its zone say so.
@@ -1086,6 +1092,78 @@ function renderCluster() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Rollouts: every rollout of many aliases (/v1/rollouts), kept up to date by `rollout` events.
+
+async function loadRollouts() {
+  try {
+    const all = await api('GET', '/v1/rollouts');
+    state.rollouts = new Map(all.map((r) => [r.id, r]));
+    renderRollouts();
+  } catch (e) {
+    $('rollouts-summary').textContent = `cannot read the rollouts: ${e.message}`;
+    $('rollouts-summary').className = 'error-text';
+  }
+}
+
+function renderRollouts() {
+  const all = [...state.rollouts.values()].sort((a, b) => b.id - a.id);
+  const summary = $('rollouts-summary');
+  summary.className = 'muted';
+  summary.textContent = all.length
+    ? `${counted(all.length, 'rollout', 'rollouts')}, newest first (aliasctl rollout status ID shows the same).`
+    : 'No rollouts yet (aliasctl rollout start --version v2 web api).';
+  $('rollouts').replaceChildren(...all.map(rolloutCard));
+}
+
+function rolloutCard(r) {
+  const counts = new Map();
+  for (const m of r.members) counts.set(m.state, (counts.get(m.state) || 0) + 1);
+  return el(
+    'article',
+    { class: 'card', dataset: { rollout: String(r.id), state: r.state } },
+    el(
+      'h2',
+      {},
+      `Rollout ${r.id} `,
+      badge(r.state),
+      el('span', { class: 'muted small', text: ` batch ${r.batch}/${r.batches}, by ${r.actor}` }),
+    ),
+    el('p', {
+      class: 'muted small',
+      text:
+        `parallelism ${r.parallelism}, delay ${r.delay}, monitor ${r.monitor}, on failure ${r.failure_action} over ${r.max_failure_ratio}; ` +
+        [...counts].map(([s, n]) => `${n} ${s}`).join(', ') +
+        (r.why ? ` — ${r.why}` : ''),
+    }),
+    el(
+      'div',
+      { class: 'scroll' },
+      el(
+        'table',
+        { class: 'table' },
+        el('thead', {}, el('tr', {}, ...['Alias', 'To', 'Batch', 'State', 'Started', 'Why'].map((h) => el('th', { text: h })))),
+        el(
+          'tbody',
+          {},
+          ...r.members.map((m) =>
+            el(
+              'tr',
+              { dataset: { alias: m.alias, state: m.state } },
+              el('td', { text: m.alias }),
+              el('td', { class: 'mono', text: list(m.to) }),
+              el('td', { text: String(m.batch + 1) }),
+              el('td', {}, badge(m.state)),
+              el('td', {}, m.started_at ? timeEl(m.started_at) : ''),
+              el('td', { text: m.why || '' }),
+            ),
+          ),
+        ),
+      ),
+    ),
+  );
+}
+
+// ---------------------------------------------------------------------------------------------
 // Activity: the recent history when the page loads, then the events as they come.
 
 // The changes the stream sends as `registry` events; the other history entries come as `change`.
@@ -1108,6 +1186,8 @@ function activityText(event) {
       return `Docker ${event.connected ? 'connected' : 'lost'}${event.error ? `: ${event.error}` : ''}`;
     case 'registry':
       return `${event.alias || event.service || 'config'}: ${event.change} by ${event.actor}`;
+    case 'rollout':
+      return `rollout ${event.rollout.id} ${event.rollout.state}: batch ${event.rollout.batch}/${event.rollout.batches}, ${counted(event.rollout.failed, 'failed alias', 'failed aliases')}`;
     case 'lagged':
       return `the stream skipped ${event.skipped} events; everything was read again`;
     case 'secondary':
