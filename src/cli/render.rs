@@ -302,6 +302,26 @@ pub(super) fn weight_text(a: &AliasDto) -> Option<String> {
     ))
 }
 
+/// The measured gates in words: `error rate <= 1%, p99 <= 2x the old version's, judged from
+/// 50 requests`.
+pub(super) fn measured_gates_text(gates: Option<&crate::api::dto::GatesDto>) -> String {
+    let Some(g) = gates else {
+        return "no gates on the proxy's figures".to_owned();
+    };
+    let mut parts = Vec::new();
+    if let Some(rate) = g.max_error_rate {
+        parts.push(format!("error rate <= {}%", rate * 100.0));
+    }
+    if let Some(ratio) = g.max_latency_ratio {
+        parts.push(format!("p99 <= {ratio}x the old version's"));
+    }
+    parts.push(format!(
+        "judged from {}",
+        plural(g.min_requests, "request")
+    ));
+    parts.join(", ")
+}
+
 /// The steps of an operation as a timeline: done, current in brackets, to come.
 pub(super) fn steps_timeline(a: &AliasDto) -> Option<String> {
     let op = a.operation.as_ref()?;
@@ -485,17 +505,25 @@ pub(super) fn alias_detail(a: &AliasDto) -> String {
                 .map(|r| format!(" ({r})"))
                 .unwrap_or_default()
         ));
-        s.push_str(&format!(
-            "  gates:    observe {}, min healthy {}, warm timeout {}, confirm {}\n",
-            op.observe,
-            op.min_healthy.map_or("all".to_owned(), |n| n.to_string()),
-            op.warm_timeout,
-            match (op.confirm, op.confirmed) {
-                (false, _) => "not needed",
-                (true, false) => "needed, not given yet",
-                (true, true) => "given",
-            }
-        ));
+        let min_healthy = op.min_healthy.map_or("all".to_owned(), |n| n.to_string());
+        if op.steps.is_empty() {
+            s.push_str(&format!(
+                "  gates:    observe {}, min healthy {min_healthy}, warm timeout {}, confirm {}\n",
+                op.observe,
+                op.warm_timeout,
+                match (op.confirm, op.confirmed) {
+                    (false, _) => "not needed",
+                    (true, false) => "needed, not given yet",
+                    (true, true) => "given",
+                }
+            ));
+        } else {
+            s.push_str(&format!(
+                "  gates:    min healthy {min_healthy}, warm timeout {}, {}\n",
+                op.warm_timeout,
+                measured_gates_text(op.gates.as_ref())
+            ));
+        }
         if let Some(timeline) = steps_timeline(a) {
             s.push_str(&format!("  steps:    {timeline}\n"));
         }
@@ -504,7 +532,7 @@ pub(super) fn alias_detail(a: &AliasDto) -> String {
         }
         if let Some(until) = &op.drain_until {
             s.push_str(&format!("  drain until:    {until}\n"));
-        } else if let Some(deadline) = &op.phase_deadline {
+        } else if let Some(deadline) = op.phase_deadline.as_ref().filter(|_| a.step.is_none()) {
             let what = match a.phase {
                 Phase::Warming => "warm deadline:  ",
                 Phase::Mixed => "observe until:  ",
