@@ -45,8 +45,9 @@ impl Default for ServiceCounters {
 }
 
 impl ServiceCounters {
-    /// One attempt ended: an error or not, and answered after `head` if it was.
-    pub(super) fn finished(&self, error: bool, head: Option<Duration>) {
+    /// One attempt ended: an error or not, and answered after `head` if it was (public for
+    /// the `measure` benchmark).
+    pub fn finished(&self, error: bool, head: Option<Duration>) {
         if let Some(took) = head {
             self.latency[gates::bucket_of(took)].fetch_add(1, Ordering::Relaxed);
         }
@@ -119,6 +120,12 @@ impl Measurements {
     ) -> Arc<ServiceCounters> {
         let key = (alias.clone(), service.clone());
         self.counters.get_or_insert(&key, Arc::default)
+    }
+
+    /// Forgets the counters of the services `keep` says no to (gone from the registry), so
+    /// versions that come and go do not grow the map without end.
+    pub(super) fn retain(&self, keep: impl Fn(&ServiceName) -> bool) {
+        self.counters.retain(|(_, service), _| keep(service));
     }
 
     /// Appends the counters in the Prometheus text format; services never sent anything are

@@ -16,6 +16,9 @@
 //! [`ProxyStats::render_prometheus`]. The writer is told, never asks: a member out of its
 //! alias's answers reports to it ([`spawn_drain_reports`]) once its open work has ended, which
 //! is what a drain waits for.
+//!
+//! [`Measurements`] ([`measure`]) adds every attempt up per alias and service (requests, errors,
+//! latency to the answer's head): the figures a stepped promotion's gates are judged on.
 
 pub mod balance;
 mod http;
@@ -825,6 +828,8 @@ impl Proxy {
             let idle = |stats: &MemberStats| stats.inflight.load(Ordering::Relaxed) == 0;
             self.members.retain(|e, m| listed(e) || !idle(&m.stats));
             self.entry.members.retain(|e, s| listed(e) || !idle(s));
+            self.measurements
+                .retain(|s| snapshot.topology.services.contains_key(s));
         }
     }
 
