@@ -182,8 +182,9 @@ pub fn judge(gates: &MeasuredGates, new: &Window, old: &Window) -> Verdict {
     let mut breaches = Vec::new();
     if let Some(limit) = gates.max_error_rate_ppm {
         let rate = new.error_ppm().unwrap_or(0);
-        let words = format!("error rate {}%", figure(new.error_percent()));
-        let limit_words = format!("{}%", figure(f64::from(limit) / 10_000.0));
+        let limit_pct = f64::from(limit) / 10_000.0;
+        let words = format!("error rate {}%", apart(new.error_percent(), limit_pct));
+        let limit_words = format!("{}%", figure(limit_pct));
         if rate > u64::from(limit) {
             breaches.push(format!("{words} > {limit_words}"));
         } else {
@@ -191,9 +192,10 @@ pub fn judge(gates: &MeasuredGates, new: &Window, old: &Window) -> Verdict {
         }
     }
     if let Some(limit) = gates.max_latency_ratio_milli {
-        match latency_ratio(new, old) {
+        let limit_ratio = f64::from(limit) / 1000.0;
+        match latency_ratio(new, old, limit_ratio) {
             Ok((ratio, words)) => {
-                let limit_words = format!("{}×", figure(f64::from(limit) / 1000.0));
+                let limit_words = format!("{}×", figure(limit_ratio));
                 if ratio * 1000.0 > f64::from(limit) {
                     breaches.push(format!("{words} > {limit_words}"));
                 } else {
@@ -214,7 +216,7 @@ pub fn judge(gates: &MeasuredGates, new: &Window, old: &Window) -> Verdict {
 
 /// The new version's p99 over the old one's, and the words that say so
 /// (`p99 latency 340ms is 4.2× the old version's 81ms`); or why they cannot be compared.
-fn latency_ratio(new: &Window, old: &Window) -> Result<(f64, String), &'static str> {
+fn latency_ratio(new: &Window, old: &Window, limit: f64) -> Result<(f64, String), &'static str> {
     if old.requests == 0 {
         return Err("the old version had no requests");
     }
@@ -231,7 +233,7 @@ fn latency_ratio(new: &Window, old: &Window) -> Result<(f64, String), &'static s
     let words = format!(
         "p99 latency {} is {}× the old version's {}",
         duration(new_p99),
-        figure(ratio),
+        apart(ratio, limit),
         duration(old_p99)
     );
     Ok((ratio, words))
@@ -260,10 +262,24 @@ fn side(w: &Window) -> String {
 
 /// A number with three significant digits at most and no trailing zeros: `21.3`, `1`, `0.05`.
 fn figure(x: f64) -> String {
+    significant(x, 3)
+}
+
+/// `x` as [`figure`] writes it, or with more digits where that would read the same as `limit`
+/// though the two differ (`1.001%` against `1%`, not `1%` against `1%`).
+fn apart(x: f64, limit: f64) -> String {
+    (3..=7)
+        .map(|digits| significant(x, digits))
+        .find(|text| x == limit || *text != significant(limit, 7))
+        .unwrap_or_else(|| significant(x, 7))
+}
+
+/// `x` with at most `digits` significant digits and no trailing zeros.
+fn significant(x: f64, digits: i32) -> String {
     if !x.is_finite() || x <= 0.0 {
         return "0".to_owned();
     }
-    let decimals = (2 - x.log10().floor() as i32).clamp(0, 6) as usize;
+    let decimals = (digits - 1 - x.log10().floor() as i32).clamp(0, 9) as usize;
     let text = format!("{x:.decimals$}");
     if text.contains('.') {
         text.trim_end_matches('0').trim_end_matches('.').to_owned()

@@ -192,6 +192,20 @@ fn a_new_version_that_answered_nothing_is_judged_on_its_errors() {
 }
 
 #[test]
+fn a_figure_just_past_its_limit_is_written_with_the_digits_that_show_it() {
+    let new = window(10_000, 101, ms(1));
+    assert_eq!(
+        judge(&gates(Some(10_000), None, 0), &new, &Window::default()),
+        Verdict::Breach("error rate 1.01% > 1% over 10000 requests".into())
+    );
+    let new = window(100_000, 1_001, ms(1));
+    assert_eq!(
+        judge(&gates(Some(10_000), None, 0), &new, &Window::default()),
+        Verdict::Breach("error rate 1.001% > 1% over 100000 requests".into())
+    );
+}
+
+#[test]
 fn the_summary_shows_both_versions() {
     assert_eq!(
         summary(&window(812, 4, ms(90)), &Window::default()),
