@@ -59,7 +59,7 @@ impl ClientError {
 }
 
 /// What `promote` answered.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Promotion {
     /// A dry run: what would happen. Nothing was changed.
     Planned(PlanDto),

@@ -113,6 +113,10 @@ wire_enum! {
         AutoRollback = "auto_rollback",
         /// The old version's containers were stopped after it became safe to stop.
         Stopped = "stopped",
+        /// A weighted promotion moved to its next step.
+        Step = "step",
+        /// A weighted step's share of clients took effect everywhere; its hold counts from here.
+        InEffect = "in_effect",
         Created = "created",
         Updated = "updated",
         Removed = "removed",
@@ -195,6 +199,8 @@ impl From<machine::ChangeKind> for Change {
             K::WarmTimeout => Self::WarmTimeout,
             K::AutoRollback => Self::AutoRollback,
             K::Stopped => Self::Stopped,
+            K::Step => Self::Step,
+            K::InEffect => Self::InEffect,
             K::Created => Self::Created,
             K::Updated => Self::Updated,
             K::Removed => Self::Removed,
@@ -249,7 +255,7 @@ mod phase_or_empty {
 }
 
 /// An alias as `GET /v1/aliases/{alias}` shows it.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, ToSchema)]
 pub struct AliasDto {
     /// Fully qualified, without the trailing dot: `web.internal`.
     pub name: String,
@@ -280,6 +286,14 @@ pub struct AliasDto {
     /// While draining: the TTL window and the proxy's open work on the old version.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub drain: Option<DrainDto>,
+    /// During a promotion with weighted steps: the percent of clients on the new version (0
+    /// while warming, 100 while draining).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 0, maximum = 100)]
+    pub weight: Option<u8>,
+    /// The current weighted step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<StepDto>,
     /// The SRV owner name that carries the ports.
     pub srv: String,
     /// TTL of the alias's answers, in seconds.
@@ -394,7 +408,7 @@ impl EndpointDto {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, ToSchema)]
 pub struct OperationDto {
     pub id: u64,
     pub kind: OpKind,
@@ -420,6 +434,130 @@ pub struct OperationDto {
     pub phase_deadline: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub drain_until: Option<String>,
+    /// The weighted steps, in order; empty for a promotion in one go.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub steps: Vec<StepSpecDto>,
+    /// The limits on the proxy's figures of the new version, judged over each step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gates: Option<GatesDto>,
+}
+
+/// One weighted step as a promotion was asked for it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StepSpecDto {
+    /// The percent of clients on the new version, 1 to 100.
+    #[schema(minimum = 1, maximum = 100)]
+    pub weight: u8,
+    /// How long the step lasts once in effect (1s to 24h).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hold: Option<String>,
+    /// Wait for `POST /v1/aliases/{alias}/confirm` before the next step.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub pause: bool,
+}
+
+impl From<&crate::steps::Step> for StepSpecDto {
+    fn from(s: &crate::steps::Step) -> Self {
+        Self {
+            weight: s.weight,
+            hold: s.hold.map(|h| humantime::format_duration(h).to_string()),
+            pause: s.pause,
+        }
+    }
+}
+
+/// Limits on what the front proxy measured of the new version against the old over a step.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, ToSchema)]
+pub struct GatesDto {
+    /// The most failed requests (5xx answers, failed connections) per request: 0.01 is 1%.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_error_rate: Option<f64>,
+    /// The most the new version's p99 latency may be of the old one's (2 is twice).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_latency_ratio: Option<f64>,
+    /// Requests to the new version needed before the figures are judged.
+    pub min_requests: u64,
+}
+
+impl GatesDto {
+    pub fn of(g: &crate::state::MeasuredGates) -> Option<Self> {
+        (!g.is_off()).then(|| Self {
+            max_error_rate: g.max_error_rate_ppm.map(|p| f64::from(p) / 1e6),
+            max_latency_ratio: g.max_latency_ratio_milli.map(|m| f64::from(m) / 1e3),
+            min_requests: g.min_requests,
+        })
+    }
+}
+
+/// Where a promotion with weighted steps is.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
+pub struct StepDto {
+    /// The step's number, from 1.
+    pub number: u32,
+    /// How many steps there are.
+    pub of: u32,
+    /// The percent of clients on the new version in this step.
+    pub weight: u8,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hold: Option<String>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub pause: bool,
+    /// When the step began.
+    pub since: String,
+    /// When its weight took effect: served by every node and secondary, and the answers from
+    /// before it past their TTL. Absent until then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub effective_at: Option<String>,
+    /// When its hold ends (once in effect).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hold_until: Option<String>,
+    /// A paused step was confirmed.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub confirmed: bool,
+}
+
+impl StepDto {
+    pub fn of(phase: &machine::Phase) -> Option<Self> {
+        let machine::Phase::Mixed {
+            op, step: Some(at), ..
+        } = phase
+        else {
+            return None;
+        };
+        let spec = op.options.steps.get(at.index as usize);
+        let hold = spec.and_then(|s| s.hold);
+        Some(Self {
+            number: at.index + 1,
+            of: op.options.steps.len() as u32,
+            weight: at.weight,
+            hold: hold.map(|h| humantime::format_duration(h).to_string()),
+            pause: spec.is_some_and(|s| s.pause),
+            since: rfc3339_ms(at.since_ms),
+            effective_at: at.effective_ms.map(rfc3339_ms),
+            hold_until: at
+                .effective_ms
+                .zip(hold)
+                .map(|(e, h)| rfc3339_ms(e.saturating_add(h.as_millis() as u64))),
+            confirmed: at.confirmed,
+        })
+    }
+}
+
+/// The percent of clients on the new version during a promotion with steps: 0 while warming,
+/// the step's weight while mixed, 100 while draining; `None` without steps.
+pub fn weight(phase: &machine::Phase) -> Option<u8> {
+    let op = phase
+        .operation()
+        .filter(|op| !op.options.steps.is_empty())?;
+    Some(match phase {
+        machine::Phase::Mixed { step, .. } => step.map_or(0, |s| s.weight),
+        machine::Phase::Draining { .. } => 100,
+        _ => {
+            let _ = op;
+            0
+        }
+    })
 }
 
 /// A promotion or rollback that ended, and how.
@@ -540,6 +678,8 @@ impl OperationDto {
             stop_old: op.options.stop_old,
             phase_deadline: phase.deadline().map(rfc3339_ms),
             drain_until,
+            steps: op.options.steps.iter().map(StepSpecDto::from).collect(),
+            gates: GatesDto::of(&op.options.gates),
         })
     }
 }
@@ -650,6 +790,8 @@ impl AliasDto {
             }),
             members,
             operation: OperationDto::from_phase(&state.phase),
+            weight: weight(&state.phase),
+            step: StepDto::of(&state.phase),
             last_operation: state.last_op.as_ref().map(LastOperationDto::from_ended),
             retired: state.retired.as_ref().map(RetiredDto::from_retired),
             drain: match &state.phase {
@@ -935,6 +1077,31 @@ pub struct PromoteRequest {
     /// Stop the old version's Docker containers once it is safe to stop.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stop_old: Option<bool>,
+    /// Weighted steps: a list such as `[{"weight": 10, "hold": "1m"}, {"weight": 50, "pause":
+    /// true}, {"weight": 100}]`, the same in the CLI form (`"10%:1m,50%:pause,100%"`), or a
+    /// preset's name (`canary10-5m`, `linear10-1m`). Without steps, both versions answer every
+    /// client while mixed, as before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = fields::steps)]
+    pub steps: Option<serde_json::Value>,
+    /// With steps: the most failed requests (5xx answers, failed connections) per request the
+    /// proxy may see of the new version over a step, 0 to 1 (0.01 is 1%); more rolls back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 0.0, maximum = 1.0)]
+    pub max_error_rate: Option<f64>,
+    /// With steps: the most the new version's p99 latency may be of the old one's, 1 to 1000.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1.0, maximum = 1000.0)]
+    pub max_latency_ratio: Option<f64>,
+    /// With gates: requests to the new version needed before a step's figures are judged
+    /// (default 1), at most 1,000,000,000.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "whole_number"
+    )]
+    #[schema(minimum = 0, maximum = 1000000000)]
+    pub min_requests: Option<u64>,
 }
 
 /// The body of `POST /v1/aliases/{alias}/rollback`: the same gates as a promote.
@@ -979,7 +1146,7 @@ pub struct ReasonRequest {
 }
 
 /// What a promote, rollback, confirm or abort answers.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, ToSchema)]
 pub struct OperationReply {
     /// Whether the request changed anything: false for a promote or rollback to the services
     /// that already answer.

@@ -647,6 +647,85 @@ fn gates(
     })
 }
 
+/// The weighted steps and measured gates of a promote request, checked: steps as a list, their
+/// CLI form or a preset; gates only with steps, within their bounds.
+fn progressive(gates: &mut Gates, request: &PromoteRequest) -> Result<(), ApiError> {
+    let steps = match &request.steps {
+        None | Some(serde_json::Value::Null) => Vec::new(),
+        Some(serde_json::Value::String(text)) => {
+            crate::steps::parse_steps(text).map_err(|e| bad_field("steps", format!(": {e}")))?
+        }
+        Some(list @ serde_json::Value::Array(_)) => {
+            let steps: Vec<crate::steps::Step> = serde_json::from_value(list.clone())
+                .map_err(|e| bad_field("steps", format!(": {e}")))?;
+            crate::steps::check_steps(&steps).map_err(|e| bad_field("steps", format!(": {e}")))?;
+            steps
+        }
+        Some(_) => {
+            return Err(bad_field(
+                "steps",
+                " must be a list of steps, their CLI form (`10%:1m,50%:pause,100%`) or a \
+                 preset's name"
+                    .into(),
+            ));
+        }
+    };
+    let any_gate = request.max_error_rate.is_some()
+        || request.max_latency_ratio.is_some()
+        || request.min_requests.is_some();
+    if steps.is_empty() {
+        if any_gate {
+            return Err(ApiError::BadRequest(
+                "max_error_rate, max_latency_ratio and min_requests judge weighted steps; \
+                 give `steps` too (a preset such as `canary10-5m` will do)"
+                    .into(),
+            ));
+        }
+        return Ok(());
+    }
+    if request.confirm == Some(true) || request.observe.is_some() {
+        return Err(ApiError::BadRequest(
+            "`observe` and `confirm` apply to promotions without steps; with steps, each step \
+             holds or pauses (`50%:pause` waits for a confirm)"
+                .into(),
+        ));
+    }
+    let ratio = |field: &str, value: Option<f64>, lo: f64, hi: f64, scale: f64| {
+        value
+            .map(|v| {
+                if v.is_finite() && (lo..=hi).contains(&v) {
+                    Ok((v * scale).round() as u32)
+                } else {
+                    Err(bad_field(
+                        field,
+                        format!(" must be from {lo} to {hi} (got {v})"),
+                    ))
+                }
+            })
+            .transpose()
+    };
+    let min_requests = request.min_requests.unwrap_or(1);
+    if min_requests > 1_000_000_000 {
+        return Err(bad_field(
+            "min_requests",
+            format!(" must be at most 1000000000 (got {min_requests})"),
+        ));
+    }
+    gates.measured = crate::state::MeasuredGates {
+        max_error_rate_ppm: ratio("max_error_rate", request.max_error_rate, 0.0, 1.0, 1e6)?,
+        max_latency_ratio_milli: ratio(
+            "max_latency_ratio",
+            request.max_latency_ratio,
+            1.0,
+            1000.0,
+            1e3,
+        )?,
+        min_requests,
+    };
+    gates.steps = steps;
+    Ok(())
+}
+
 #[derive(serde::Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct DryRunQuery {
@@ -686,6 +765,7 @@ async fn promote(
         request.warm_timeout.as_ref(),
     )?;
     gates.stop_old = request.stop_old;
+    progressive(&mut gates, &request)?;
     reason_field(request.reason.as_ref())?;
     // Well-formed, but this config cannot do it: a conflict with how aliasd runs, not a bad
     // request (the spec cannot say what the config enables).

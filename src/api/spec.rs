@@ -114,6 +114,43 @@ pub mod fields {
         }))
     }
 
+    /// `steps` of a promotion: a list of steps, their CLI form, or a preset's name.
+    pub fn steps() -> RefOr<Schema> {
+        let presets: Vec<&str> = crate::steps::PRESETS.iter().map(|(n, _)| *n).collect();
+        let described: Vec<String> = crate::steps::PRESETS
+            .iter()
+            .map(|(n, what)| format!("`{n}`: {what}"))
+            .collect();
+        schema(json!({
+            "oneOf": [
+                {
+                    "type": "array",
+                    "minItems": 1,
+                    "maxItems": crate::steps::MAX_STEPS,
+                    "items": {
+                        "type": "object",
+                        "additionalProperties": false,
+                        "required": ["weight"],
+                        "properties": {
+                            "weight": {"type": "integer", "minimum": 1, "maximum": 100},
+                            "hold": {"type": "string", "pattern": "^([1-9][0-9]{0,4})(s|m|h)$"},
+                            "pause": {"type": "boolean"},
+                        },
+                    },
+                },
+                {"type": "string", "enum": presets},
+                {"type": "string", "pattern": "^[0-9]{1,3}%(:[0-9a-z]+)?(,[0-9]{1,3}%(:[0-9a-z]+)?)*$"},
+            ],
+            "description": format!(
+                "Weighted steps, weights increasing and the last 100, each holding (1s to 24h) \
+                 or pausing for a confirm or neither: a list, the CLI form \
+                 (`10%:1m,50%:pause,100%`), or a preset: {}",
+                described.join("; ")
+            ),
+            "example": [{"weight": 10, "hold": "1m"}, {"weight": 50, "pause": true}, {"weight": 100}],
+        }))
+    }
+
     pub fn observe() -> RefOr<Schema> {
         schema(duration(
             bounds::OBSERVE,

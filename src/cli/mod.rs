@@ -112,6 +112,8 @@ enum Command {
         /// them; endpoints not from Docker are left alone).
         #[arg(long)]
         stop_old: bool,
+        #[command(flatten)]
+        steps: StepArgs,
         /// Show the plan and change nothing.
         #[arg(long, conflicts_with_all = ["wait", "timeout"])]
         dry_run: bool,
@@ -233,6 +235,69 @@ struct GateArgs {
     /// How long the new services have to become healthy ("2m").
     #[arg(long, value_name = "DURATION", value_parser = parse_warm_timeout)]
     warm_timeout: Option<String>,
+}
+
+/// Weighted steps and the gates on the proxy's figures that judge them.
+#[derive(Args)]
+struct StepArgs {
+    /// Move clients to the new version in steps: `10%:1m,50%:pause,100%` (a percent of the
+    /// clients, then a hold once in effect, or `pause` for `aliasctl confirm`), or a preset:
+    /// canary10-5m (10% of clients for 5 minutes, then everybody), linear10-1m (10%, 20%, ...
+    /// 90%, one minute each, then everybody).
+    #[arg(long, value_name = "STEPS", value_parser = parse_steps, conflicts_with_all = ["observe", "confirm_gate"])]
+    steps: Option<String>,
+    /// With --steps: roll back when more than this share of the new version's requests fail
+    /// through the proxy (5xx or no answer) over a step: `1%` or `0.01`.
+    #[arg(long, value_name = "RATE", value_parser = parse_error_rate, requires = "steps")]
+    max_error_rate: Option<f64>,
+    /// With --steps: roll back when the new version's p99 latency through the proxy is more
+    /// than this many times the old one's over a step (`2` or `2x`).
+    #[arg(long, value_name = "RATIO", value_parser = parse_latency_ratio, requires = "steps")]
+    max_latency_ratio: Option<f64>,
+    /// With gates: requests to the new version needed before a step's figures are judged.
+    #[arg(long, value_name = "N", requires = "steps")]
+    min_requests: Option<u64>,
+}
+
+/// `--steps`: steps in the CLI form or a preset, checked as the server does.
+fn parse_steps(text: &str) -> Result<String, String> {
+    crate::steps::parse_steps(text)?;
+    Ok(text.to_owned())
+}
+
+/// `--max-error-rate`: `1%` or `0.01`, from 0 to 1.
+fn parse_error_rate(text: &str) -> Result<f64, String> {
+    let t = text.trim();
+    let rate = match t.strip_suffix('%') {
+        Some(p) => p.trim().parse::<f64>().map(|p| p / 100.0),
+        None => t.parse::<f64>(),
+    }
+    .map_err(|_| {
+        format!("`{text}` is not a rate; write a percent like `1%` or a fraction like `0.01`")
+    })?;
+    if !(0.0..=1.0).contains(&rate) {
+        return Err(format!(
+            "`{text}` is out of range; an error rate is from 0% to 100%"
+        ));
+    }
+    Ok(rate)
+}
+
+/// `--max-latency-ratio`: `2` or `2x`, from 1 to 1000.
+fn parse_latency_ratio(text: &str) -> Result<f64, String> {
+    let t = text.trim();
+    let ratio = t
+        .strip_suffix(['x', '×'])
+        .unwrap_or(t)
+        .trim()
+        .parse::<f64>()
+        .map_err(|_| format!("`{text}` is not a ratio; write a number like `2` or `1.5x`"))?;
+    if !(1.0..=1000.0).contains(&ratio) {
+        return Err(format!(
+            "`{text}` is out of range; a latency ratio is from 1 to 1000"
+        ));
+    }
+    Ok(ratio)
 }
 
 #[derive(Args)]
@@ -517,6 +582,7 @@ async fn command(client: &Client, cli: Cli) -> Result<u8> {
             gates,
             reason,
             stop_old,
+            steps,
             dry_run,
             wait,
         } => {
@@ -528,6 +594,10 @@ async fn command(client: &Client, cli: Cli) -> Result<u8> {
                 warm_timeout: gates.warm_timeout,
                 reason,
                 stop_old: stop_old.then_some(true),
+                steps: steps.steps.map(serde_json::Value::String),
+                max_error_rate: steps.max_error_rate,
+                max_latency_ratio: steps.max_latency_ratio,
+                min_requests: steps.min_requests,
             };
             if dry_run {
                 match client.promote(&alias, &request, true).await? {

@@ -76,6 +76,9 @@ pub(super) fn where_is(a: &AliasDto) -> String {
     let mut s = format!("phase {}, answering {}", a.phase, plus(&a.answering));
     if let Some(op) = &a.operation {
         s.push_str(&format!(" ({} {})", op_name(op), op_move(op)));
+        if let Some(weight) = weight_text(a) {
+            s.push_str(&format!(", {weight}"));
+        }
         if let Some(until) = &op.drain_until {
             s.push_str(&format!(", draining until {until}"));
         } else if a.phase == Phase::Mixed && op.confirm && !op.confirmed {
@@ -279,11 +282,63 @@ pub(super) fn event_text(event: &EventDto) -> String {
     }
 }
 
+/// Where a promotion with steps is: `weight 10% (step 1 of 3, holds 1m until ...)`.
+pub(super) fn weight_text(a: &AliasDto) -> Option<String> {
+    let weight = a.weight?;
+    let Some(step) = &a.step else {
+        return Some(format!("weight {weight}%"));
+    };
+    let state = match (&step.effective_at, &step.hold_until, step.pause) {
+        (None, _, _) => "taking effect".to_owned(),
+        (Some(_), Some(until), _) => format!("holding until {until}"),
+        (Some(_), None, true) if step.confirmed => "confirmed".to_owned(),
+        (Some(_), None, true) => "paused: needs a confirm".to_owned(),
+        (Some(_), None, false) => "in effect".to_owned(),
+    };
+    Some(format!(
+        "weight {weight}% (step {} of {}, {state})",
+        step.number, step.of
+    ))
+}
+
+/// The steps of an operation as a timeline: done, current in brackets, to come.
+pub(super) fn steps_timeline(a: &AliasDto) -> Option<String> {
+    let op = a.operation.as_ref()?;
+    if op.steps.is_empty() {
+        return None;
+    }
+    let current = a.step.as_ref().map(|s| s.number as usize);
+    let items: Vec<String> = op
+        .steps
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let mut text = format!("{}%", s.weight);
+            if let Some(hold) = &s.hold {
+                text.push_str(&format!(":{hold}"));
+            }
+            if s.pause {
+                text.push_str(":pause");
+            }
+            match current {
+                Some(c) if i + 1 == c => format!("[{text}]"),
+                Some(c) if i + 1 < c => format!("{text} done"),
+                None if a.phase == Phase::Draining => format!("{text} done"),
+                _ => text,
+            }
+        })
+        .collect();
+    Some(items.join(" -> "))
+}
+
 /// One line: phase, operation, answers and each member's health.
 pub(super) fn status_line(a: &AliasDto) -> String {
     let mut s = format!("{} {}", a.name, a.phase);
     if let Some(op) = &a.operation {
         s.push_str(&format!(" ({} {}", op_name(op), op_move(op)));
+        if let Some(weight) = weight_text(a) {
+            s.push_str(&format!(", {weight}"));
+        }
         if let Some(until) = &op.drain_until {
             s.push_str(&format!(", drain until {until}"));
         } else if let Some(deadline) = &op.phase_deadline {
@@ -440,6 +495,12 @@ pub(super) fn alias_detail(a: &AliasDto) -> String {
                 (true, true) => "given",
             }
         ));
+        if let Some(timeline) = steps_timeline(a) {
+            s.push_str(&format!("  steps:    {timeline}\n"));
+        }
+        if let Some(weight) = weight_text(a) {
+            s.push_str(&format!("  {weight}\n"));
+        }
         if let Some(until) = &op.drain_until {
             s.push_str(&format!("  drain until:    {until}\n"));
         } else if let Some(deadline) = &op.phase_deadline {

@@ -49,6 +49,8 @@ fn stable_alias() -> AliasDto {
         last_operation: None,
         retired: None,
         drain: None,
+        weight: None,
+        step: None,
         srv: "_http._tcp.web.internal.".into(),
         ttl: 30,
         revision: 3,
@@ -92,6 +94,8 @@ fn mixed_alias() -> AliasDto {
         warm_timeout: "2m".into(),
         phase_deadline: Some("2025-01-02T03:05:40.000Z".into()),
         drain_until: None,
+        steps: Vec::new(),
+        gates: None,
     });
     a.revision = 5;
     a

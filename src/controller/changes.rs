@@ -249,6 +249,7 @@ pub fn put_alias(
                         busy: &|_| 0,
                         drain_deadline_ms: 0,
                         secondaries: &|| machine::Caught::Since(0),
+                        measured: &|| machine::Measured::Nothing,
                     };
                     let input = Input::Link {
                         targets,

@@ -47,6 +47,10 @@ pub struct Core {
     /// Per draining alias, its zone and the serial its drain began with: the serial every
     /// secondary must serve before the old version can be safe to stop.
     pub drain_serials: HashMap<AliasName, (usize, u32)>,
+    /// Per alias in a weighted step, the step (operation id, step index), its zone and the
+    /// serial of the first generation that served it: what every secondary and node must
+    /// serve before the step's weight is in effect.
+    pub step_serials: HashMap<AliasName, ((u64, u32), usize, u32)>,
     /// Every zone's secondaries (zone index, address), and the serial each reported it serves
     /// with when it began serving it; `None` until it reports one.
     pub secondaries: BTreeMap<(usize, SocketAddr), Option<(u32, u64)>>,
@@ -387,7 +391,15 @@ impl Core {
         let mut zones: BTreeSet<usize> = BTreeSet::new();
         for name in rendered {
             let (before, after) = (current.aliases.get(name), snapshot.aliases.get(name));
-            if before.map(|v| &v.endpoints) != after.map(|v| &v.endpoints) {
+            // A weighted step changes who gets which answer without changing the endpoints:
+            // it moves the serial too, so a secondary or node still on the old serial is
+            // known to serve the old split.
+            let weight = |v: &Arc<crate::snapshot::AliasView>| {
+                crate::state::split(&v.state).map(|s| s.weight)
+            };
+            if before.map(|v| &v.endpoints) != after.map(|v| &v.endpoints)
+                || before.map(weight) != after.map(weight)
+            {
                 let def = next
                     .topology
                     .aliases
@@ -585,6 +597,46 @@ impl Core {
         };
         self.drain_serials.retain(|name, _| draining(name));
         self.drained.retain(|name, _| draining(name));
+        self.step_serials
+            .retain(|name, _| aliases.get(name).and_then(step_key).is_some());
+        for (name, alias) in aliases {
+            if let Some(key) = step_key(alias) {
+                let zone = self.topology.aliases.get(name).map_or(0, |d| d.zone);
+                let serial = snapshot.zones.get(zone).map_or(0, |z| z.serial);
+                match self.step_serials.get(name) {
+                    Some((seen, ..)) if *seen == key => {}
+                    _ => {
+                        self.step_serials.insert(name.clone(), (key, zone, serial));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Where the secondaries and a cluster's other nodes stand on what `alias` (in `state`)
+    /// waits for: a drain on the serial it began with, a weighted step on the serial that
+    /// first served it (not all of them yet when no generation served the step so far).
+    pub fn caught_up(&self, alias: &AliasName, state: &AliasState) -> Caught {
+        if let Some(key) = step_key(state) {
+            return match self.step_serials.get(alias) {
+                Some(&(seen, zone, serial)) if seen == key => self.caught(zone, serial),
+                _ => Caught::Waiting,
+            };
+        }
+        match self.drain_serials.get(alias) {
+            Some(&(zone, serial)) => self.caught(zone, serial),
+            None => Caught::Since(0),
+        }
+    }
+}
+
+/// A weighted step's identity: its operation and index.
+fn step_key(state: &AliasState) -> Option<(u64, u32)> {
+    match &state.phase {
+        Phase::Mixed {
+            op, step: Some(at), ..
+        } => Some((op.id, at.index)),
+        _ => None,
     }
 }
 

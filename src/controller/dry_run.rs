@@ -51,6 +51,7 @@ pub fn promote(
         busy: &|_| 0,
         drain_deadline_ms: 0,
         secondaries: &|| machine::Caught::Since(0),
+        measured: &|| machine::Measured::Nothing,
     };
     let input = Input::Promote {
         to: to.clone(),

@@ -78,7 +78,8 @@ impl From<MachineError> for ControlError {
             | MachineError::Busy { .. }
             | MachineError::NothingRunning
             | MachineError::NotMixed { .. }
-            | MachineError::NoConfirmGate => Self::Conflict(e.to_string()),
+            | MachineError::NoConfirmGate
+            | MachineError::StepNotPaused { .. } => Self::Conflict(e.to_string()),
         }
     }
 }

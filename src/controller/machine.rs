@@ -18,7 +18,7 @@ use crate::state::minus;
 pub use crate::secondaries::Caught;
 pub use crate::state::{
     AliasState, ChangeKind, EndKind, Ended, Ms, OpKind, Operation, Phase, PromoteOptions, Reached,
-    Retired, answering, draining,
+    Retired, StepAt, answering, draining,
 };
 use crate::text::plural;
 
@@ -46,8 +46,25 @@ pub struct Ctx<'a> {
     pub busy: &'a dyn Fn(&[ServiceName]) -> u64,
     /// How long after the TTL window a drain waits for that work before it ends anyway.
     pub drain_deadline_ms: u64,
-    /// Where the alias's zone's secondaries stand on its drain (the alias being stepped).
+    /// Where the alias's zone's secondaries (and a cluster's other nodes) stand on its drain,
+    /// or on its current weighted step: serving it since when, or not all of them yet.
     pub secondaries: &'a dyn Fn() -> Caught,
+    /// What the front proxy measured of the new version against the old since the current
+    /// step took effect, judged against the operation's gates.
+    pub measured: &'a dyn Fn() -> Measured,
+}
+
+/// The proxy's figures of a weighted step, judged against its gates by the shell (which holds
+/// the counters): a breach ends the promotion; otherwise a summary for the history.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Measured {
+    /// No gates, or nothing to judge.
+    #[default]
+    Nothing,
+    /// Within the gates (or too few requests to judge): what was seen.
+    Within(String),
+    /// A gate was breached: the figure, the limit and the sample.
+    Breach(String),
 }
 
 /// What someone asked for.
@@ -108,6 +125,12 @@ pub enum MachineError {
     NothingRunning,
     #[error("the running promotion is in phase {phase}; confirm applies in phase mixed")]
     NotMixed { phase: &'static str },
+    #[error("step {step} ({weight}%) does not pause; it moves on by itself{}", hold.map(|h| format!(" after its hold of {}", humantime::format_duration(h))).unwrap_or_default())]
+    StepNotPaused {
+        step: u32,
+        weight: u8,
+        hold: Option<std::time::Duration>,
+    },
     #[error("the running promotion was started without a confirm gate")]
     NoConfirmGate,
     #[error("targets must name at least one service")]
@@ -233,10 +256,15 @@ fn start_operation(
         });
     }
     let mut next = state.clone();
+    let salt = if options.steps.is_empty() {
+        String::new()
+    } else {
+        salt(state.revision + 1, ctx.now, &to)
+    };
     next.phase = Phase::Warming {
         deadline_ms: ctx.now.saturating_add(options.warm_timeout_ms),
         op: Operation {
-            salt: String::new(),
+            salt,
             id: state.revision + 1,
             kind,
             from: state.targets.clone(),
@@ -248,6 +276,25 @@ fn start_operation(
         },
     };
     changed(state, ctx, next, ChangeKind::Started, actor, reason)
+}
+
+/// The key of a stepped operation's client split: a digest of what starts it (its id, time
+/// and targets), so every promotion puts a different tenth of the clients first, and the
+/// same one on every node and after every restart (it is stored with the operation).
+fn salt(id: u64, now: Ms, to: &[ServiceName]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut hash = Sha256::new();
+    hash.update(b"aliasd steps salt v1\0");
+    hash.update(id.to_be_bytes());
+    hash.update(now.to_be_bytes());
+    for service in to {
+        hash.update(service.as_str().as_bytes());
+        hash.update([0]);
+    }
+    hash.finalize()[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// Applies `input` to `state`.
@@ -294,6 +341,26 @@ pub fn step(state: &AliasState, input: Input, ctx: &Ctx<'_>) -> Result<Outcome, 
         }
 
         Input::Confirm { actor, reason } => match &state.phase {
+            Phase::Mixed {
+                op, step: Some(at), ..
+            } => {
+                let step = op.options.steps.get(at.index as usize).copied();
+                if !step.is_some_and(|s| s.pause) {
+                    return Err(MachineError::StepNotPaused {
+                        step: at.index + 1,
+                        weight: at.weight,
+                        hold: step.and_then(|s| s.hold),
+                    });
+                }
+                if at.confirmed {
+                    return Ok(Outcome::Unchanged);
+                }
+                let mut next = state.clone();
+                if let Phase::Mixed { step: Some(at), .. } = &mut next.phase {
+                    at.confirmed = true;
+                }
+                changed(next, ChangeKind::Confirmed, &actor, reason)
+            }
             Phase::Mixed { op, confirmed, .. } => {
                 if !op.options.confirm {
                     return Err(MachineError::NoConfirmGate);
@@ -379,11 +446,17 @@ fn tick(state: &AliasState, ctx: &Ctx<'_>) -> Option<(AliasState, ChangeKind, Op
             if counts.healthy >= need {
                 let mut next = state.clone();
                 next.phase = Phase::Mixed {
-                    step: None,
                     op: op.clone(),
                     since_ms: ctx.now,
                     observe_until_ms: ctx.now.saturating_add(op.options.observe_ms),
                     confirmed: false,
+                    step: op.options.steps.first().map(|s| StepAt {
+                        index: 0,
+                        weight: s.weight,
+                        since_ms: ctx.now,
+                        effective_ms: None,
+                        confirmed: false,
+                    }),
                 };
                 Some((
                     next,
@@ -412,6 +485,7 @@ fn tick(state: &AliasState, ctx: &Ctx<'_>) -> Option<(AliasState, ChangeKind, Op
             op,
             observe_until_ms,
             confirmed,
+            step,
             ..
         } => {
             if let Some(why) = failing(op, ctx) {
@@ -421,18 +495,12 @@ fn tick(state: &AliasState, ctx: &Ctx<'_>) -> Option<(AliasState, ChangeKind, Op
                     Some(why),
                 ));
             }
-            let observed = ctx.now >= *observe_until_ms;
-            if observed && (!op.options.confirm || *confirmed) {
-                let mut next = state.clone();
-                next.phase = Phase::Draining {
-                    op: op.clone(),
-                    since_ms: ctx.now,
-                    until_ms: ctx.now.saturating_add(drain_window_ms(state, ctx)),
-                };
-                Some((next, ChangeKind::Draining, None))
-            } else {
-                None
+            if let Some(at) = step {
+                return stepped(state, op, at, ctx);
             }
+            let observed = ctx.now >= *observe_until_ms;
+            (observed && (!op.options.confirm || *confirmed))
+                .then(|| (to_draining(state, op, ctx), ChangeKind::Draining, None))
         }
         Phase::Draining { op, until_ms, .. } => {
             if let Some(why) = failing(op, ctx) {
@@ -478,6 +546,124 @@ fn tick(state: &AliasState, ctx: &Ctx<'_>) -> Option<(AliasState, ChangeKind, Op
             Some((next, ChangeKind::Completed, None))
         }
     }
+}
+
+/// The old version out of every answer: the drain begins.
+fn to_draining(state: &AliasState, op: &Operation, ctx: &Ctx<'_>) -> AliasState {
+    let mut next = state.clone();
+    next.phase = Phase::Draining {
+        op: op.clone(),
+        since_ms: ctx.now,
+        until_ms: ctx.now.saturating_add(drain_window_ms(state, ctx)),
+    };
+    next
+}
+
+/// What moves a weighted step on: its weight taking effect (published everywhere, and the
+/// answers from before it past their TTL), a breached gate (back to A), and its end (a hold
+/// over, a confirm, or at once for a step with neither): the next step, or the drain after
+/// the last.
+fn stepped(
+    state: &AliasState,
+    op: &Operation,
+    at: &StepAt,
+    ctx: &Ctx<'_>,
+) -> Option<(AliasState, ChangeKind, Option<String>)> {
+    let steps = &op.options.steps;
+    let step = steps.get(at.index as usize)?;
+    let of = format!("step {} of {} ({}%)", at.index + 1, steps.len(), at.weight);
+    let Some(effective) = at.effective_ms else {
+        return in_effect(state, at, step, &of, ctx);
+    };
+    let measured = (ctx.measured)();
+    if let Measured::Breach(why) = measured {
+        return Some((
+            back_to_a(state, op, true, ctx),
+            ChangeKind::AutoRollback,
+            Some(format!("{of}: {why}")),
+        ));
+    }
+    let over = match (step.hold, step.pause) {
+        (Some(hold), _) => ctx.now >= effective.saturating_add(whole_ms(hold)),
+        (None, true) => at.confirmed,
+        (None, false) => true,
+    };
+    if !over {
+        return None;
+    }
+    let figures = match measured {
+        Measured::Within(summary) => format!(": {summary}"),
+        _ => String::new(),
+    };
+    // After the last step, or before a last 100% with nothing to wait for, the old version
+    // leaves the answers: the drain waits out its TTL window as after any promotion.
+    let following = steps
+        .get(at.index as usize + 1)
+        .filter(|s| s.weight < 100 || s.hold.is_some() || s.pause);
+    let Some(following) = following else {
+        return Some((
+            to_draining(state, op, ctx),
+            ChangeKind::Draining,
+            Some(format!("{of} passed{figures}")),
+        ));
+    };
+    let mut next = state.clone();
+    if let Phase::Mixed { step: Some(s), .. } = &mut next.phase {
+        *s = StepAt {
+            index: at.index + 1,
+            weight: following.weight,
+            since_ms: ctx.now,
+            effective_ms: None,
+            confirmed: false,
+        };
+    }
+    let then = format!(
+        "step {} of {}: {}% of clients",
+        at.index + 2,
+        steps.len(),
+        following.weight
+    );
+    Some((
+        next,
+        ChangeKind::Step,
+        Some(format!("{of} passed{figures}; {then}")),
+    ))
+}
+
+/// A step's weight in effect once every node and secondary serves it and the answers from
+/// before it have expired: from then on its hold counts and its gates judge.
+fn in_effect(
+    state: &AliasState,
+    at: &StepAt,
+    step: &crate::steps::Step,
+    of: &str,
+    ctx: &Ctx<'_>,
+) -> Option<(AliasState, ChangeKind, Option<String>)> {
+    let caught = match (ctx.secondaries)() {
+        Caught::Waiting => return None,
+        Caught::Since(since) => since,
+    };
+    let ttl_ms = u64::from(state.ttl_served_s.max(ctx.ttl_window_s)) * 1000;
+    let expired = at.since_ms.saturating_add(ttl_ms);
+    if ctx.now < expired {
+        return None;
+    }
+    let mut next = state.clone();
+    if let Phase::Mixed { step: Some(s), .. } = &mut next.phase {
+        s.effective_ms = Some(expired.max(caught).min(ctx.now));
+    }
+    let then = match (step.hold, step.pause) {
+        (Some(hold), _) => format!("holds {}", humantime::format_duration(hold)),
+        (None, true) => "waits for a confirm".to_owned(),
+        (None, false) => "moves on".to_owned(),
+    };
+    let why = format!("{of} in effect on every node and secondary; {then}");
+    Some((next, ChangeKind::InEffect, Some(why)))
+}
+
+/// A duration as whole milliseconds, saturating.
+fn whole_ms(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// Why B no longer meets its gate, if it does not: too many endpoints past their `fall`.

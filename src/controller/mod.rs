@@ -693,6 +693,7 @@ impl Controller {
                 published: snapshot.clone(),
                 history,
                 drain_serials: HashMap::new(),
+                step_serials: Default::default(),
                 secondaries: secondaries.into_iter().map(|s| (s, None)).collect(),
                 proxies,
                 drained: HashMap::new(),
@@ -1452,18 +1453,17 @@ impl Controller {
                 continue;
             }
             let mut current = alias.clone();
-            let caught = || match self.core.drain_serials.get(name) {
-                Some(&(zone, serial)) => self.core.caught(zone, serial),
-                None => machine::Caught::Since(0),
-            };
             let busy = |services: &[ServiceName]| self.core.open_work(name, services);
-            let ctx = &Ctx {
-                secondaries: &caught,
-                busy: &busy,
-                ..*ctx
-            };
             // Each tick makes at most one transition; a handful covers any chain.
             for _ in 0..8 {
+                let caught = || self.core.caught_up(name, &current);
+                let measured = || self.measured(name, &current);
+                let ctx = &Ctx {
+                    secondaries: &caught,
+                    busy: &busy,
+                    measured: &measured,
+                    ..*ctx
+                };
                 match machine::step(&current, Input::Tick, ctx) {
                     Ok(Outcome::Changed(next, change)) => {
                         current = *next;
@@ -1474,6 +1474,12 @@ impl Controller {
             }
         }
         out
+    }
+
+    /// What the front proxies measured of `state`'s current weighted step, judged against its
+    /// gates.
+    fn measured(&self, _alias: &AliasName, _state: &AliasState) -> machine::Measured {
+        machine::Measured::Nothing
     }
 
     /// Runs `f` with the machine's view of now: the clock, the TTL window and health counts.
@@ -1489,6 +1495,7 @@ impl Controller {
             busy: &|_| 0,
             drain_deadline_ms: self.drain_deadline.as_millis() as u64,
             secondaries: &|| machine::Caught::Since(0),
+            measured: &|| machine::Measured::Nothing,
         };
         f(&ctx)
     }
@@ -1715,6 +1722,7 @@ pub fn relink(
         busy: &|_| 0,
         drain_deadline_ms: 0,
         secondaries: &|| machine::Caught::Since(0),
+        measured: &|| machine::Measured::Nothing,
     };
     match machine::step(
         current,

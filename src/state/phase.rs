@@ -279,6 +279,10 @@ pub enum ChangeKind {
     AutoRollback,
     /// The old version's containers were stopped after it became safe to stop.
     Stopped,
+    /// A weighted promotion moved to its next step (a larger share of clients).
+    Step,
+    /// A weighted step's share took effect everywhere; its hold counts from here.
+    InEffect,
     /// The alias was created (through the API, or a config reload added it).
     Created,
     /// The alias's settings (port name, `if_none_healthy`) changed.

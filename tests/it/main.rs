@@ -28,6 +28,7 @@ mod readme_text;
 mod registry;
 mod secondaries;
 mod secondary_servers;
+mod steps;
 mod supervision;
 mod support;
 mod ui;

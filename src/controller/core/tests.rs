@@ -45,6 +45,7 @@ fn core() -> Core {
         published,
         history: HistoryIndex::default(),
         drain_serials: HashMap::new(),
+        step_serials: Default::default(),
         secondaries: BTreeMap::new(),
         proxies: Vec::new(),
         drained: HashMap::new(),

@@ -127,6 +127,8 @@ struct World {
     busy: BTreeMap<ServiceName, u64>,
     /// Where the zone's secondaries stand on the drain.
     secondaries: Caught,
+    /// What the proxy measured of the current step, as judged.
+    measured: Measured,
 }
 
 /// How long a drain waits for proxy work after the TTL window.
@@ -141,6 +143,7 @@ impl World {
             health: BTreeMap::new(),
             busy: BTreeMap::new(),
             secondaries: Caught::Since(0),
+            measured: Measured::Nothing,
         };
         w.set("v1", counts(2, 2, 0));
         w.set("v2", counts(2, 0, 0));
@@ -182,6 +185,7 @@ impl World {
             busy: &|services| services.iter().filter_map(|s| self.busy.get(s)).sum(),
             drain_deadline_ms: DRAIN_DEADLINE,
             secondaries: &|| self.secondaries,
+            measured: &|| self.measured.clone(),
         };
         step(state, input, &ctx)
     }
@@ -1055,4 +1059,186 @@ fn an_aborted_promotion_never_stops_anything() {
     let r = aborted.retired.unwrap();
     assert_eq!(r.services, svc(&["v2"]));
     assert!(!r.stop_old && !r.stop_pending());
+}
+
+// ---- Weighted steps ----
+
+fn with_steps(text: &str) -> PromoteOptions {
+    PromoteOptions {
+        steps: crate::steps::parse_steps(text).unwrap(),
+        ..opts()
+    }
+}
+
+fn step_at(state: &AliasState) -> StepAt {
+    match &state.phase {
+        Phase::Mixed { step: Some(at), .. } => *at,
+        other => panic!("expected a weighted step, got {}", other.name()),
+    }
+}
+
+#[test]
+fn a_stepped_promotion_starts_at_its_first_weight_with_a_salt_and_no_effect_yet() {
+    let mut w = World::new();
+    let mixed = w.mixed(with_steps("10%:1m,50%:pause,100%"));
+    let at = step_at(&mixed);
+    assert_eq!((at.index, at.weight, at.since_ms), (0, 10, w.now));
+    assert_eq!(at.effective_ms, None);
+    assert_eq!(op(&mixed).salt.len(), 16, "{:?}", op(&mixed).salt);
+    let split = crate::state::split(&mixed).unwrap();
+    assert_eq!(
+        (split.old, split.new, split.weight),
+        (&svc(&["v1"])[..], &svc(&["v2"])[..], 10)
+    );
+    // An unstepped promotion has no salt and no split.
+    let plain = w.mixed(opts());
+    assert!(op(&plain).salt.is_empty() && crate::state::split(&plain).is_none());
+}
+
+#[test]
+fn a_step_takes_effect_once_every_secondary_serves_it_and_the_ttl_expired() {
+    let mut w = World::new();
+    let mixed = w.mixed(with_steps("10%:1m,100%"));
+    let since = step_at(&mixed).since_ms;
+    // The old answers are still cached: not in effect.
+    w.advance(u64::from(TTL_WINDOW) * 1000 - 1);
+    w.assert_unchanged(&mixed, Input::Tick);
+    // A secondary has not caught up: still not in effect, however long.
+    w.advance(1);
+    w.secondaries = Caught::Waiting;
+    w.assert_unchanged(&mixed, Input::Tick);
+    w.advance(5_000);
+    w.secondaries = Caught::Since(since + 33_000);
+    let (effective, change) = w.tick(&mixed);
+    assert_eq!(change.kind, ChangeKind::InEffect);
+    assert!(
+        change
+            .reason
+            .as_deref()
+            .unwrap()
+            .contains("step 1 of 2 (10%)")
+    );
+    assert!(change.reason.as_deref().unwrap().contains("holds 1m"));
+    // Effective from when the last of the two conditions held, not from the tick.
+    assert_eq!(step_at(&effective).effective_ms, Some(since + 33_000));
+    // The hold counts from there.
+    w.now = since + 33_000 + 60_000 - 1;
+    w.assert_unchanged(&effective, Input::Tick);
+    w.advance(1);
+    let (draining, change) = w.tick(&effective);
+    assert_eq!(change.kind, ChangeKind::Draining);
+    assert_eq!(draining.phase.name(), "draining");
+    assert!(change.reason.unwrap().contains("step 1 of 2 (10%) passed"));
+}
+
+#[test]
+fn steps_move_on_in_order_and_a_paused_step_waits_for_a_confirm() {
+    let mut w = World::new();
+    w.ttl_window_s = 0;
+    let mixed = w.mixed(with_steps("10%:1m,50%:pause,100%"));
+    let (effective, _) = w.tick(&mixed);
+    // A hold step cannot be confirmed.
+    assert_eq!(
+        w.refused(&effective, confirm()),
+        MachineError::StepNotPaused {
+            step: 1,
+            weight: 10,
+            hold: Some(std::time::Duration::from_secs(60))
+        }
+    );
+    w.advance(60_000);
+    let (second, change) = w.tick(&effective);
+    assert_eq!(change.kind, ChangeKind::Step);
+    assert!(
+        change
+            .reason
+            .unwrap()
+            .ends_with("step 2 of 3: 50% of clients")
+    );
+    let at = step_at(&second);
+    assert_eq!((at.index, at.weight, at.effective_ms), (1, 50, None));
+    let (paused, _) = w.tick(&second);
+    assert!(step_at(&paused).effective_ms.is_some());
+    w.advance(3_600_000);
+    w.assert_unchanged(&paused, Input::Tick);
+    let (confirmed, change) = w.change(&paused, confirm());
+    assert_eq!(change.kind, ChangeKind::Confirmed);
+    w.assert_unchanged(&confirmed, confirm());
+    // The last step, 100%, neither holds nor pauses: the drain begins at once.
+    let (draining, change) = w.tick(&confirmed);
+    assert_eq!(change.kind, ChangeKind::Draining);
+    assert_eq!(answering(&draining), svc(&["v2"]));
+}
+
+#[test]
+fn a_breached_gate_rolls_back_with_the_figures_and_abort_works_at_any_step() {
+    let mut w = World::new();
+    w.ttl_window_s = 0;
+    let mixed = w.mixed(with_steps("10%:1m,100%"));
+    // Before the step is in effect, the figures are not judged.
+    w.measured = Measured::Breach("error rate 21.3% > 1% over 812 requests".into());
+    let (effective, change) = w.tick(&mixed);
+    assert_eq!(change.kind, ChangeKind::InEffect);
+    let (back, change) = w.tick(&effective);
+    assert_eq!(change.kind, ChangeKind::AutoRollback);
+    assert_eq!(
+        change.reason.as_deref(),
+        Some("step 1 of 2 (10%): error rate 21.3% > 1% over 812 requests")
+    );
+    assert_eq!(
+        (back.phase.name(), back.targets.clone()),
+        ("stable", svc(&["v1"]))
+    );
+    let ended = back.last_op.unwrap();
+    assert_eq!(
+        (ended.outcome, ended.reached),
+        (EndKind::AutoRollback, Reached::Mixed)
+    );
+    // Within the gates, the summary goes into the history of the step's end.
+    w.measured = Measured::Within("error rate 0.0% over 90 requests".into());
+    w.advance(60_000);
+    let (_, change) = w.tick(&effective);
+    assert!(
+        change
+            .reason
+            .unwrap()
+            .contains("passed: error rate 0.0% over 90 requests")
+    );
+    // Abort from a step takes every client back to v1.
+    let (aborted, change) = w.change(&effective, abort());
+    assert_eq!(change.kind, ChangeKind::Aborted);
+    assert_eq!(answering(&aborted), svc(&["v1"]));
+    assert!(crate::state::split(&aborted).is_none());
+}
+
+#[test]
+fn the_salt_differs_between_promotions_and_is_kept_through_the_steps() {
+    let mut w = World::new();
+    let first = w.mixed(with_steps("10%:1m,100%"));
+    w.advance(1);
+    w.ttl_window_s = 0;
+    let second = w.mixed(with_steps("10%:1m,100%"));
+    assert_ne!(op(&first).salt, op(&second).salt);
+    let (effective, _) = w.tick(&second);
+    assert_eq!(op(&effective).salt, op(&second).salt);
+}
+
+#[test]
+fn a_last_step_of_100_percent_with_a_hold_is_held_before_the_drain() {
+    let mut w = World::new();
+    w.ttl_window_s = 0;
+    let mixed = w.mixed(with_steps("50%,100%:10s"));
+    let (effective, _) = w.tick(&mixed);
+    let (last, change) = w.tick(&effective);
+    assert_eq!(
+        (change.kind, step_at(&last).weight),
+        (ChangeKind::Step, 100)
+    );
+    // Every client on v2, v1 still there to fall back on while the step holds.
+    assert_eq!(crate::state::split(&last).unwrap().weight, 100);
+    let (held, _) = w.tick(&last);
+    w.advance(9_999);
+    w.assert_unchanged(&held, Input::Tick);
+    w.advance(1);
+    assert_eq!(w.tick(&held).1.kind, ChangeKind::Draining);
 }
