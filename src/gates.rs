@@ -180,6 +180,7 @@ pub fn judge(gates: &MeasuredGates, new: &Window, old: &Window) -> Verdict {
     let over = format!("over {}", plural(new.requests, "request"));
     let mut passed = Vec::new();
     let mut breaches = Vec::new();
+    let mut notes = String::new();
     if let Some(limit) = gates.max_error_rate_ppm {
         let rate = new.error_ppm().unwrap_or(0);
         let limit_pct = f64::from(limit) / 10_000.0;
@@ -202,16 +203,21 @@ pub fn judge(gates: &MeasuredGates, new: &Window, old: &Window) -> Verdict {
                     passed.push(format!("{words} ≤ {limit_words}"));
                 }
             }
-            Err(why) => passed.push(format!("latency not compared: {why}")),
+            Err(why) => notes = format!("; latency not compared: {why}"),
         }
     }
     if !breaches.is_empty() {
         return Verdict::Breach(format!("{} {over}", breaches.join(" and ")));
     }
     if passed.is_empty() {
-        return Verdict::Pass(format!("no limits {over}"));
+        let none = if notes.is_empty() {
+            "no limits"
+        } else {
+            "nothing judged"
+        };
+        passed.push(none.to_owned());
     }
-    Verdict::Pass(format!("{} {over}", passed.join(", ")))
+    Verdict::Pass(format!("{} {over}{notes}", passed.join(", ")))
 }
 
 /// The new version's p99 over the old one's, and the words that say so

@@ -145,7 +145,7 @@ fn judgments_name_the_figure_the_limit_and_the_sample() {
             window(10, 0, ms(500)),
             Window::default(),
             Pass(
-                "error rate 0% ≤ 1%, latency not compared: the old version had no requests over 10 requests"
+                "error rate 0% ≤ 1% over 10 requests; latency not compared: the old version had no requests"
                     .into(),
             ),
         ),
@@ -182,7 +182,8 @@ fn a_new_version_that_answered_nothing_is_judged_on_its_errors() {
     assert_eq!(
         judge(&gates(None, Some(2_000), 0), &new, &old),
         Verdict::Pass(
-            "latency not compared: the new version answered no request over 20 requests".into()
+            "nothing judged over 20 requests; latency not compared: the new version answered no request"
+                .into()
         )
     );
     assert!(matches!(
