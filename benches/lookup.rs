@@ -92,7 +92,7 @@ fn main() {
         for (slot, snap) in [&small, &large].into_iter().enumerate() {
             let zone = &snap.zones[0];
             per[slot] = time_per_op(iterations, || {
-                black_box(zone.lookup(black_box(&lower), rtype));
+                black_box(zone.lookup(black_box(&lower), rtype, None));
             });
         }
         println!(

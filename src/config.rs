@@ -266,6 +266,30 @@ pub struct ProxyConfig {
     /// HTTP/1: a request head must arrive within this of the connection being ready for it
     /// (also bounds how long a keep-alive connection waits for its next request).
     pub header_timeout: Duration,
+    /// HTTP: where a proxy behind another balancer reads the client's address, which puts the
+    /// client on a side of a weighted step; `None`: the peer's address.
+    pub client_header: Option<ClientHeader>,
+}
+
+/// A request header that names the client (`client_header`), believed only from `trusted`
+/// peers. Its value must be one IP address; otherwise the peer's address counts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientHeader {
+    /// The header's name, lowercase (a valid HTTP field name).
+    pub name: String,
+    /// The peers (the balancers in front) whose header is believed.
+    pub trusted: Vec<ipnet::IpNet>,
+}
+
+impl ClientHeader {
+    /// Whether a request from `peer` may name its client.
+    pub fn trusts(&self, peer: std::net::IpAddr) -> bool {
+        let peer = match peer {
+            std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(peer, std::net::IpAddr::V4),
+            v4 => v4,
+        };
+        self.trusted.iter().any(|net| net.contains(&peer))
+    }
 }
 
 impl ProxyConfig {
@@ -545,6 +569,10 @@ struct RawProxy {
     max_connections: Option<Spanned<u64>>,
     #[serde(default)]
     header_timeout: Option<Spanned<RawDuration>>,
+    #[serde(default)]
+    client_header: Option<Spanned<String>>,
+    #[serde(default)]
+    trusted: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
 /// Health-check settings: the defaults in `[health]`, overrides in `[service.health]`.
@@ -2195,6 +2223,7 @@ impl Validator<'_> {
                 ProxyConfig::DEFAULT_HEADER_TIMEOUT,
                 bounds::HEADER_TIMEOUT,
             );
+            let client_header = self.client_header(p, listen, mode);
             proxies.push(ProxyConfig {
                 listen,
                 alias,
@@ -2206,9 +2235,91 @@ impl Validator<'_> {
                 drain_deadline,
                 max_connections,
                 header_timeout,
+                client_header,
             });
         }
         proxies
+    }
+
+    /// A proxy's `client_header` and `trusted`: both or neither, HTTP mode only.
+    fn client_header(
+        &mut self,
+        p: &RawProxy,
+        listen: SocketAddr,
+        mode: ProxyMode,
+    ) -> Option<ClientHeader> {
+        let (header, trusted) = match (&p.client_header, &p.trusted) {
+            (None, None) => return None,
+            (Some(header), None) => {
+                self.err(
+                    &header.span(),
+                    format!(
+                        "proxy on {listen}: client_header needs `trusted`, the networks of the \
+                         balancers allowed to name the client (such as trusted = [\"10.0.0.0/8\"]); \
+                         anyone else could pick their side of a weighted step"
+                    ),
+                );
+                return None;
+            }
+            (None, Some(trusted)) => {
+                self.err(
+                    &trusted.span(),
+                    format!(
+                        "proxy on {listen}: trusted names the peers whose client_header is \
+                         believed, but there is no client_header; add one (such as \
+                         client_header = \"X-Real-IP\") or remove trusted"
+                    ),
+                );
+                return None;
+            }
+            (Some(header), Some(trusted)) => (header, trusted),
+        };
+        if mode == ProxyMode::Tcp {
+            self.err(
+                &header.span(),
+                format!(
+                    "proxy on {listen}: client_header is for mode http; a TCP proxy reads no \
+                     headers and puts a client on a side by its address"
+                ),
+            );
+            return None;
+        }
+        let name = header.get_ref().trim();
+        if hyper::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
+            self.err(
+                &header.span(),
+                format!(
+                    "proxy.client_header: `{name}` is not an HTTP header name (such as X-Real-IP)"
+                ),
+            );
+            return None;
+        }
+        let mut nets = Vec::new();
+        for t in trusted.get_ref() {
+            let text = t.get_ref().trim();
+            let net = text
+                .parse::<ipnet::IpNet>()
+                .or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from));
+            match net {
+                Ok(n) => nets.push(n),
+                Err(_) => self.err(
+                    &t.span(),
+                    format!(
+                        "proxy.trusted: `{text}` is not an address or a network (such as 10.0.0.5 or 10.0.0.0/8)"
+                    ),
+                ),
+            }
+        }
+        if trusted.get_ref().is_empty() {
+            self.err(
+                &trusted.span(),
+                format!("proxy on {listen}: trusted is empty; list the balancers' networks"),
+            );
+        }
+        Some(ClientHeader {
+            name: name.to_ascii_lowercase(),
+            trusted: nets,
+        })
     }
 
     fn aliases(

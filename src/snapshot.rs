@@ -22,7 +22,7 @@ use crate::check::Health;
 use crate::config::IfNoneHealthy;
 use crate::model::{AliasName, Endpoint, ServiceName};
 use crate::registry::{EndpointInfo, Sources, Topology};
-use crate::state::{AliasState, State, answering, draining};
+use crate::state::{AliasState, State, answering, draining, split};
 use crate::wire::{self, WireName, wire_lower, wire_name};
 use crate::zoneindex::{NameIndex, Node, ZoneStatics};
 
@@ -63,6 +63,8 @@ pub struct Snapshot {
     pub topology: Arc<Topology>,
     /// How the sources stand (Docker reachable or not, containers with bad labels).
     pub sources: Arc<Sources>,
+    /// The rollouts of many aliases, by id, as the state holds them.
+    pub rollouts: imbl::OrdMap<u64, crate::state::Rollout>,
 }
 
 /// What an API reader sees of an alias.
@@ -86,6 +88,42 @@ pub struct AliasView {
     pub srv_name: Name,
     /// What an operator should know: an answering service with no endpoints, Docker away.
     pub warnings: Vec<String>,
+    /// In a weighted step, what each side of the split answers (`endpoints` is then both).
+    pub split: Option<ViewSplit>,
+}
+
+/// The two sides of an alias in a weighted step, as the proxy and the API read them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ViewSplit {
+    /// The percent of clients on the new side.
+    pub weight: u8,
+    /// The key of the hash that puts a client on a side ([`crate::steps::bucket`]).
+    pub salt: String,
+    /// The old side's passing endpoints (the new side's when it has none, the policy's when
+    /// neither has any).
+    pub old: Vec<Endpoint>,
+    /// The new side's, likewise.
+    pub new: Vec<Endpoint>,
+}
+
+impl ViewSplit {
+    /// Whether `client` is on the new side: the rule DNS answers by
+    /// ([`AliasRecords::for_client`]).
+    pub fn on_new(&self, client: IpAddr) -> bool {
+        crate::steps::on_new(self.salt.as_bytes(), client, self.weight)
+    }
+}
+
+impl AliasView {
+    /// The endpoints `client` is answered with: its side's in a weighted step, else all of
+    /// `endpoints`.
+    pub fn endpoints_for(&self, client: IpAddr) -> &[Endpoint] {
+        match &self.split {
+            Some(split) if split.on_new(client) => &split.new,
+            Some(split) => &split.old,
+            None => &self.endpoints,
+        }
+    }
 }
 
 /// One zone as DNS serves it in this generation.
@@ -163,8 +201,10 @@ const MAX_CNAME_HOPS: usize = 8;
 const ALIAS_DEPTH: usize = 2;
 
 impl ZoneView {
-    /// The node of `name` (lowercase wire form) and whether the name exists at all.
-    pub(crate) fn find(&self, name: &[u8]) -> Found<'_> {
+    /// The node of `name` (lowercase wire form) and whether the name exists at all, as
+    /// `client` is answered (in a weighted step, an alias's names are its side's; with no
+    /// client, the old side's, as zone transfers ship them).
+    pub(crate) fn find(&self, name: &[u8], client: Option<IpAddr>) -> Found<'_> {
         let mut at = Some(name);
         for _ in 0..=ALIAS_DEPTH {
             let Some(candidate) = at else { break };
@@ -172,6 +212,10 @@ impl ZoneView {
                 break;
             }
             if let Some(records) = self.aliases.get(candidate) {
+                let records = match client {
+                    Some(ip) => records.for_client(ip),
+                    None => records,
+                };
                 return match records.find(name) {
                     Some(entry) if entry.is_empty() => Found::Empty,
                     Some(entry) => Found::Alias(entry),
@@ -207,7 +251,8 @@ impl ZoneView {
     }
 
     /// Every record of the zone in this generation but the SOA, as a zone transfer ships them:
-    /// the zone file's, then each alias's as DNS answers it (health filter included).
+    /// the zone file's, then each alias's as DNS answers it (health filter included; in a
+    /// weighted step, the old side's: see [`AliasRecords::records`]).
     pub fn records(&self) -> Vec<Record> {
         let mut out: Vec<Record> = self
             .statics
@@ -260,8 +305,8 @@ impl ZoneView {
         Some((removed, added))
     }
 
-    /// Looks `name` up for `rtype`.
-    pub fn lookup(&self, name: &LowerName, rtype: RecordType) -> Lookup {
+    /// Looks `name` up for `rtype`, as `client` is answered (see [`ZoneView::find`]).
+    pub fn lookup(&self, name: &LowerName, rtype: RecordType, client: Option<IpAddr>) -> Lookup {
         if name == &self.origin && rtype == RecordType::SOA {
             return Lookup::Found {
                 answers: vec![self.soa.clone()],
@@ -272,7 +317,7 @@ impl ZoneView {
         let mut additionals = Vec::new();
         let mut current = wire_lower(name);
         for _ in 0..MAX_CNAME_HOPS {
-            let node = self.find(&current);
+            let node = self.find(&current, client);
             if matches!(node, Found::Empty | Found::NxDomain) {
                 if !answers.is_empty() {
                     break;
@@ -378,6 +423,7 @@ impl Snapshot {
             aliases: imbl::OrdMap::new(),
             topology: topology.clone(),
             sources: sources.clone(),
+            rollouts: imbl::OrdMap::new(),
         };
         empty.update(
             generation,
@@ -462,6 +508,7 @@ impl Snapshot {
             aliases,
             topology,
             sources,
+            rollouts: state.rollouts.clone(),
         }
     }
 
@@ -527,8 +574,89 @@ fn render_alias(
     last_good: &LastGood,
     sources: &Sources,
 ) -> (AliasView, AliasRecords) {
-    let docker_away = sources.docker.as_ref().is_some_and(|d| !d.status.connected);
     let services = answering(alias_state);
+    let (infos, warnings) = endpoint_infos(topology, &services, sources);
+    let all = unique(
+        infos
+            .iter()
+            .filter(|(_, e)| !e.is_dead())
+            .map(|(_, e)| e.endpoint),
+    );
+    let passing_of = |side: &[ServiceName]| {
+        unique(
+            infos
+                .iter()
+                .filter(|(s, e)| side.contains(s) && health_of(health, s, e).passes())
+                .map(|(_, e)| e.endpoint),
+        )
+    };
+    let passing = passing_of(&services);
+    let (endpoints, fallback) = if !passing.is_empty() || all.is_empty() {
+        (passing.clone(), None)
+    } else {
+        let policy = def.if_none_healthy;
+        (
+            none_healthy(policy, last_good.get(name), &all),
+            Some(policy),
+        )
+    };
+    let split = split(alias_state).map(|split| {
+        let (old, new) = sides(passing_of(split.old), passing_of(split.new), &endpoints);
+        ViewSplit {
+            weight: split.weight,
+            salt: split.salt.to_owned(),
+            old,
+            new,
+        }
+    });
+    let srv_name = srv_owner(name.name(), &def.port_name);
+    let records_of = |answered: &[Endpoint]| {
+        AliasRecords::new(
+            name.name(),
+            &srv_name,
+            answered,
+            &named_ports(name, def, &infos, answered),
+            topology.alias_ttl,
+        )
+    };
+    let records = match &split {
+        None => records_of(&endpoints),
+        Some(s) => records_of(&s.old).with_split(&s.salt, s.weight, records_of(&s.new)),
+    };
+    let old = draining(alias_state);
+    let draining = if old.is_empty() {
+        Vec::new()
+    } else {
+        let answering = endpoints_of(topology, &services);
+        endpoints_of(topology, &old)
+            .into_iter()
+            .filter(|e| !answering.contains(e))
+            .collect()
+    };
+    let view = AliasView {
+        name: name.clone(),
+        zone: topology.zones[def.zone].origin.name().clone(),
+        state: alias_state.clone(),
+        answering: services,
+        endpoints,
+        passing,
+        draining,
+        fallback,
+        srv_name,
+        warnings,
+        split,
+    };
+    (view, records)
+}
+
+/// The endpoints of `services` with the service each comes from, and what an operator should
+/// know about them (a service with no endpoints or not defined, Docker away).
+fn endpoint_infos<'t>(
+    topology: &'t Topology,
+    services: &'t [ServiceName],
+    sources: &Sources,
+) -> (Vec<(&'t ServiceName, &'t EndpointInfo)>, Vec<String>) {
+    let docker_away = sources.docker.as_ref().is_some_and(|d| !d.status.connected);
     let mut warnings = Vec::new();
     let infos: Vec<(&ServiceName, &EndpointInfo)> = services
         .iter()
@@ -558,44 +686,58 @@ fn render_alias(
     if docker_away && infos.iter().any(|(_, e)| e.container.is_some()) {
         warnings.push("Docker is unreachable: the answers keep the containers last seen".into());
     }
-    let all = unique(
-        infos
-            .iter()
-            .filter(|(_, e)| !e.is_dead())
-            .map(|(_, e)| e.endpoint),
-    );
-    let passing = unique(
-        infos
-            .iter()
-            .filter(|(s, e)| health_of(health, s, e).passes())
-            .map(|(_, e)| e.endpoint),
-    );
-    let (endpoints, fallback) = if !passing.is_empty() || all.is_empty() {
-        (passing.clone(), None)
-    } else {
-        let policy = def.if_none_healthy;
-        let chosen = match policy {
-            IfNoneHealthy::All => all.clone(),
-            IfNoneHealthy::None => Vec::new(),
-            // Only endpoints of the services answering now: a last good set from before a
-            // switch must not bring back a version that left the answers.
-            IfNoneHealthy::LastKnownGood => {
-                let kept: Vec<Endpoint> = last_good
-                    .get(name)
-                    .map(|good| good.iter().filter(|e| all.contains(e)).copied().collect())
-                    .unwrap_or_default();
-                if kept.is_empty() { all.clone() } else { kept }
-            }
-        };
-        (chosen, Some(policy))
-    };
-    let srv_name = srv_owner(name.name(), &def.port_name);
-    // Endpoints whose container names its port get an SRV owner of that name too.
+    (infos, warnings)
+}
+
+/// What `policy` answers when no endpoint of the alias passes; `all` are its live endpoints.
+fn none_healthy(
+    policy: IfNoneHealthy,
+    good: Option<&Vec<Endpoint>>,
+    all: &[Endpoint],
+) -> Vec<Endpoint> {
+    match policy {
+        IfNoneHealthy::All => all.to_vec(),
+        IfNoneHealthy::None => Vec::new(),
+        // Only endpoints of the services answering now: a last good set from before a
+        // switch must not bring back a version that left the answers.
+        IfNoneHealthy::LastKnownGood => {
+            let kept: Vec<Endpoint> = good
+                .map(|good| good.iter().filter(|e| all.contains(e)).copied().collect())
+                .unwrap_or_default();
+            if kept.is_empty() { all.to_vec() } else { kept }
+        }
+    }
+}
+
+/// The answers of the two sides of a split from their passing endpoints: a side with none
+/// answers the other's, and with none on either side both answer what the alias's policy
+/// chose over the union (`union`).
+fn sides(
+    old: Vec<Endpoint>,
+    new: Vec<Endpoint>,
+    union: &[Endpoint],
+) -> (Vec<Endpoint>, Vec<Endpoint>) {
+    match (old.is_empty(), new.is_empty()) {
+        (false, false) => (old, new),
+        (true, false) => (new.clone(), new),
+        (false, true) => (old.clone(), old),
+        (true, true) => (union.to_vec(), union.to_vec()),
+    }
+}
+
+/// The SRV owners named by the endpoints' own port names (a container's label) besides the
+/// alias's, each with the answered endpoints that name it.
+fn named_ports(
+    name: &AliasName,
+    def: &crate::registry::AliasDef,
+    infos: &[(&ServiceName, &EndpointInfo)],
+    answered: &[Endpoint],
+) -> Vec<(Name, Vec<Endpoint>)> {
     let mut named: BTreeMap<&str, Vec<Endpoint>> = BTreeMap::new();
-    for (_, info) in &infos {
+    for (_, info) in infos {
         if let Some(port) = info.port_name.as_deref()
             && port != def.port_name
-            && endpoints.contains(&info.endpoint)
+            && answered.contains(&info.endpoint)
         {
             let list = named.entry(port).or_default();
             if !list.contains(&info.endpoint) {
@@ -603,40 +745,10 @@ fn render_alias(
             }
         }
     }
-    let named: Vec<(Name, Vec<Endpoint>)> = named
+    named
         .into_iter()
         .map(|(port, eps)| (srv_owner(name.name(), port), eps))
-        .collect();
-    let records = AliasRecords::new(
-        name.name(),
-        &srv_name,
-        &endpoints,
-        &named,
-        topology.alias_ttl,
-    );
-    let old = draining(alias_state);
-    let draining = if old.is_empty() {
-        Vec::new()
-    } else {
-        let answering = endpoints_of(topology, &services);
-        endpoints_of(topology, &old)
-            .into_iter()
-            .filter(|e| !answering.contains(e))
-            .collect()
-    };
-    let view = AliasView {
-        name: name.clone(),
-        zone: topology.zones[def.zone].origin.name().clone(),
-        state: alias_state.clone(),
-        answering: services,
-        endpoints,
-        passing,
-        draining,
-        fallback,
-        srv_name,
-        warnings,
-    };
-    (view, records)
+        .collect()
 }
 
 /// `items` in order, without repeats.

@@ -35,7 +35,7 @@ pub fn scratch() -> tempfile::TempDir {
 
 /// The DNS fixture (`aliasd::dns::agree`), its first snapshot rendered as aliasd does at start.
 pub fn fixture() -> Fixture {
-    Fixture::new(|config| first_render(&Base::from_config(config), None, 1).1)
+    Fixture::new(|config| first_render(&Base::from_config(config), None, 1))
 }
 
 /// The zone file the targets' configs name.

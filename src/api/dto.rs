@@ -294,6 +294,12 @@ pub struct AliasDto {
     /// The current weighted step.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub step: Option<StepDto>,
+    /// In a weighted step: the endpoints each side's clients are answered with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sides: Option<SidesDto>,
+    /// With `?client=IP`: the version that client gets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client: Option<ClientSideDto>,
     /// The SRV owner name that carries the ports.
     pub srv: String,
     /// TTL of the alias's answers, in seconds.
@@ -490,8 +496,54 @@ impl GatesDto {
     }
 }
 
-/// Where a promotion with weighted steps is.
+/// The answers of each side of a weighted step.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
+pub struct SidesDto {
+    /// What the clients still on the old version get.
+    pub old: Vec<String>,
+    /// What the clients moved to the new version get.
+    pub new: Vec<String>,
+}
+
+/// Which version one client address gets: its bucket (0 to 9,999, from the operation's salt
+/// and the address) against the weight (a client is on the new version when its bucket is
+/// below weight × 100).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
+pub struct ClientSideDto {
+    pub address: String,
+    /// Absent outside a weighted step, where every client gets the same answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bucket: Option<u16>,
+    /// `old`, `new`, or `all` outside a weighted step.
+    pub side: String,
+    /// The endpoints DNS gives this client.
+    pub endpoints: Vec<String>,
+}
+
+impl ClientSideDto {
+    pub fn of(view: &AliasView, ip: std::net::IpAddr) -> Self {
+        let (bucket, side) = match &view.split {
+            Some(split) => (
+                Some(crate::steps::bucket(split.salt.as_bytes(), ip)),
+                if split.on_new(ip) { "new" } else { "old" },
+            ),
+            None => (None, "all"),
+        };
+        Self {
+            address: ip.to_string(),
+            bucket,
+            side: side.to_owned(),
+            endpoints: view
+                .endpoints_for(ip)
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
+        }
+    }
+}
+
+/// Where a promotion with weighted steps is.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, ToSchema)]
 pub struct StepDto {
     /// The step's number, from 1.
     pub number: u32,
@@ -515,6 +567,38 @@ pub struct StepDto {
     /// A paused step was confirmed.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub confirmed: bool,
+    /// What the front proxy measured of each version since the step took effect, against the
+    /// operation's gates (absent before it is in effect and where no proxy fronts the alias).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub figures: Option<StepFiguresDto>,
+}
+
+/// A step's figures: each version's requests, failures and p99 through the front proxy since
+/// the step took effect, and how they stand against the gates.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, ToSchema)]
+pub struct StepFiguresDto {
+    pub new: SideFiguresDto,
+    pub old: SideFiguresDto,
+    /// p99 of the new version over p99 of the old, when both had requests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency_ratio: Option<f64>,
+    /// `within`, `too_few` (fewer requests than `min_requests`: not judged yet) or `breach`.
+    pub verdict: String,
+    /// The judgment in words: `error rate 0.4% <= 1% over 812 requests`.
+    pub summary: String,
+}
+
+/// One version's figures through the front proxy.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, ToSchema)]
+pub struct SideFiguresDto {
+    pub requests: u64,
+    /// 5xx answers and failed connections.
+    pub errors: u64,
+    /// errors / requests (0 without requests).
+    pub error_rate: f64,
+    /// The 99th percentile of the time to the response head, in milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p99_ms: Option<f64>,
 }
 
 impl StepDto {
@@ -540,6 +624,7 @@ impl StepDto {
                 .zip(hold)
                 .map(|(e, h)| rfc3339_ms(e.saturating_add(h.as_millis() as u64))),
             confirmed: at.confirmed,
+            figures: None,
         })
     }
 }
@@ -792,6 +877,11 @@ impl AliasDto {
             operation: OperationDto::from_phase(&state.phase),
             weight: weight(&state.phase),
             step: StepDto::of(&state.phase),
+            sides: view.split.as_ref().map(|s| SidesDto {
+                old: s.old.iter().map(ToString::to_string).collect(),
+                new: s.new.iter().map(ToString::to_string).collect(),
+            }),
+            client: None,
             last_operation: state.last_op.as_ref().map(LastOperationDto::from_ended),
             retired: state.retired.as_ref().map(RetiredDto::from_retired),
             drain: match &state.phase {
@@ -1211,7 +1301,38 @@ impl PlanDto {
         } else {
             format!("{} of observation", human(options.observe_ms))
         };
-        let steps = vec![
+        // With weighted steps, one mixed row per step: who gets which version, and what ends it.
+        let ttl_window = topology.ttl_window_s();
+        let mixed: Vec<PlanStepDto> = if options.steps.is_empty() {
+            vec![step(Phase::Mixed, &both, observe)]
+        } else {
+            let of = options.steps.len();
+            options
+                .steps
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| s.weight < 100 || s.hold.is_some() || s.pause)
+                .map(|(i, s)| {
+                    let then = match (s.hold, s.pause) {
+                        (Some(h), _) => format!("then {}", humantime::format_duration(h)),
+                        (None, true) => "then a confirm".to_owned(),
+                        (None, false) => "then on".to_owned(),
+                    };
+                    step(
+                        Phase::Mixed,
+                        &both,
+                        format!(
+                            "step {} of {of}: {}% of clients on {}; in effect once served \
+                             everywhere and {ttl_window}s passed, {then}",
+                            i + 1,
+                            s.weight,
+                            names(to).join("+")
+                        ),
+                    )
+                })
+                .collect()
+        };
+        let mut steps = vec![
             step(
                 Phase::Warming,
                 from,
@@ -1222,7 +1343,6 @@ impl PlanDto {
                     human(options.warm_timeout_ms)
                 ),
             ),
-            step(Phase::Mixed, &both, observe),
             step(
                 Phase::Draining,
                 to,
@@ -1233,6 +1353,7 @@ impl PlanDto {
             ),
             step(Phase::Stable, to, "the old version is safe to stop".into()),
         ];
+        steps.splice(1..1, mixed);
         Self {
             alias: alias.to_string(),
             from: names(from),
@@ -1347,6 +1468,11 @@ pub enum EventDto {
         secondary: SecondaryDto,
         at: String,
     },
+    /// A rollout of many aliases changed: started, a member moved on, paused, ended.
+    Rollout {
+        rollout: Box<RolloutDto>,
+        at: String,
+    },
     /// The stream fell behind and skipped this many events; re-read state with GET.
     Lagged { skipped: u64 },
 }
@@ -1439,3 +1565,6 @@ impl SecondaryDto {
 pub struct SecondariesDto {
     pub secondaries: Vec<SecondaryDto>,
 }
+
+mod rollouts;
+pub use rollouts::*;

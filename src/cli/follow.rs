@@ -211,6 +211,7 @@ impl<'a> Follow<'a> {
                         EventDto::Registry { .. }
                         | EventDto::Endpoints { .. }
                         | EventDto::Docker { .. }
+                        | EventDto::Rollout { .. }
                         | EventDto::Secondary { .. },
                     )) => {}
                     // One message that is not an event; the next ones may be fine.
@@ -500,6 +501,7 @@ pub(super) fn concerns(a: &AliasDto, event: &EventDto) -> bool {
             (None, alias) => alias == a.name,
         },
         EventDto::Docker { .. } | EventDto::Lagged { .. } => true,
+        EventDto::Rollout { rollout, .. } => rollout.members.iter().any(|m| m.alias == a.name),
         EventDto::Secondary { secondary, .. } => {
             a.phase == Phase::Draining
                 && format!("{}.", a.zone.trim_end_matches('.')) == secondary.zone

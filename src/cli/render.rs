@@ -186,6 +186,7 @@ pub(super) fn plan_text(plan: &PlanDto) -> String {
 
 pub(super) fn event_text(event: &EventDto) -> String {
     match event {
+        EventDto::Rollout { rollout, .. } => super::rollout::rollout_line(rollout),
         EventDto::Change { entry, .. } => format!(
             "{}: {} ({}revision {} by {}){}",
             entry.alias,

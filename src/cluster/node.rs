@@ -240,6 +240,7 @@ impl Node {
                 registry: Default::default(),
                 serial_reserve: Vec::new(),
                 history_seq: 0,
+                rollouts: imbl::OrdMap::new(),
             },
             &Default::default(),
             &Default::default(),

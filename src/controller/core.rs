@@ -97,6 +97,8 @@ pub struct Batch {
     pub serials_set: bool,
     /// The sources' status changed: publish even if nothing else did.
     pub sources_changed: bool,
+    /// Rollouts that changed, stored with the alias changes they asked for.
+    pub rollouts: Vec<crate::state::Rollout>,
 }
 
 impl Batch {
@@ -163,9 +165,16 @@ impl Core {
             entries,
             serials_set,
             sources_changed,
+            rollouts,
         } = batch;
         let registry_changed = state.is_some();
         let mut next = self.next(state, base.as_ref(), &changes);
+        for r in &rollouts {
+            next.state.rollouts.insert(r.id, r.clone());
+        }
+        if !rollouts.is_empty() {
+            super::rollout::forget_old(&mut next.state.rollouts);
+        }
         let dirty = self.dirty(&changes, &next, base.is_some());
         let current = &self.published;
         let health_now = next.health.as_ref().unwrap_or(&self.health);
@@ -189,6 +198,7 @@ impl Core {
             Live::default()
         };
         let durable_change = !changes.is_empty()
+            || !rollouts.is_empty()
             || !entries.is_empty()
             || reserve_moved
             || registry_changed
@@ -211,7 +221,11 @@ impl Core {
             entries: entries.iter().chain(&alias_entries).cloned().collect(),
             live,
         });
-        let events = events(next.changed_services, entries, changes, alias_entries, now);
+        let mut events = events(next.changed_services, entries, changes, alias_entries, now);
+        events.extend(rollouts.into_iter().map(|r| Event::Rollout {
+            rollout: Box::new(r),
+            at_ms: now,
+        }));
         Some(Plan {
             state: next.state,
             topology: next.topology,
@@ -391,14 +405,16 @@ impl Core {
         let mut zones: BTreeSet<usize> = BTreeSet::new();
         for name in rendered {
             let (before, after) = (current.aliases.get(name), snapshot.aliases.get(name));
-            // A weighted step changes who gets which answer without changing the endpoints:
-            // it moves the serial too, so a secondary or node still on the old serial is
-            // known to serve the old split.
+            // A weighted step changes who gets which answer without changing the endpoints,
+            // and a side can change while the union does not (secondaries get the old side):
+            // the split (its weight and both sides) moves the serial too, so a secondary or
+            // node still on the old serial is known to serve the old split.
             let weight = |v: &Arc<crate::snapshot::AliasView>| {
                 crate::state::split(&v.state).map(|s| s.weight)
             };
             if before.map(|v| &v.endpoints) != after.map(|v| &v.endpoints)
                 || before.map(weight) != after.map(weight)
+                || before.map(|v| &v.split) != after.map(|v| &v.split)
             {
                 let def = next
                     .topology

@@ -14,12 +14,14 @@
 
 pub mod changes;
 pub mod core;
+mod drive;
 pub mod dry_run;
 mod error;
 pub mod history;
 pub mod index;
 pub mod machine;
 pub mod recover;
+pub mod rollout;
 pub mod store;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -45,6 +47,7 @@ use crate::serial::serial_gt;
 use crate::snapshot::{AliasView, HealthMap, LastGood, SharedSnapshot, Snapshot, health_of};
 use crate::state::{AliasState, State, StoredAlias, StoredDelta, StoredState, fresh, names};
 use changes::{AliasPut, ReloadSummary, entry};
+pub use drive::RolloutPlan;
 pub use error::{ControlError, check_services};
 use history::{HistoryEntry, Subject};
 use imbl::ordmap::DiffItem;
@@ -141,6 +144,11 @@ pub enum Event {
     /// to answer.
     Secondary {
         state: crate::secondaries::SecondaryState,
+        at_ms: u64,
+    },
+    /// A rollout of many aliases changed (started, a member moved on, paused, ended).
+    Rollout {
+        rollout: Box<crate::state::Rollout>,
         at_ms: u64,
     },
     /// aliasd is stopping: streams of events end here.
@@ -275,6 +283,17 @@ enum Command {
         base: Arc<Base>,
         actor: Actor,
         reply: Reply<ReloadSummary>,
+    },
+    StartRollout {
+        plan: RolloutPlan,
+        actor: Actor,
+        reply: Reply<crate::state::Rollout>,
+    },
+    Rollout {
+        id: u64,
+        command: rollout::Command,
+        actor: Actor,
+        reply: Reply<crate::state::Rollout>,
     },
 }
 
@@ -839,10 +858,12 @@ impl Controller {
     fn next_wake(&self) -> Duration {
         let now = self.clock.now_ms();
         let mut next: Option<u64> = None;
-        for a in self.core.state.aliases.values() {
-            if let Some(d) = a.phase.deadline() {
-                next = Some(next.map_or(d, |n| n.min(d)));
-            }
+        let aliases = self.core.state.aliases.values();
+        for d in aliases
+            .filter_map(|a| a.phase.deadline())
+            .chain(self.rollouts_deadline())
+        {
+            next = Some(next.map_or(d, |n| n.min(d)));
         }
         Duration::from_millis(next.map_or(1000, |d| d.saturating_sub(now).clamp(1, 1000)))
     }
@@ -960,6 +981,17 @@ impl Controller {
             Command::Reload { base, actor, reply } => {
                 let result = self.reload(base, actor).await;
                 let _ = reply.send(result);
+            }
+            Command::StartRollout { plan, actor, reply } => {
+                let _ = reply.send(self.start_rollout(plan, actor).await);
+            }
+            Command::Rollout {
+                id,
+                command,
+                actor,
+                reply,
+            } => {
+                let _ = reply.send(self.rollout_command(id, command, actor).await);
             }
         }
     }
@@ -1412,7 +1444,7 @@ impl Controller {
             self.compact_history().await;
         }
         let changes = self.due_transitions(None);
-        if changes.is_empty() && !self.core.health_dirty {
+        if changes.is_empty() && !self.core.health_dirty && !self.rollouts_due(now) {
             return;
         }
         if let Err(e) = self.commit(Batch::of(changes)).await {
@@ -1504,7 +1536,9 @@ impl Controller {
     /// snapshot, sends the events and runs the effects. A refused unit leaves the core and
     /// the snapshot as they were, and the caller gets the reason. Also republishes when
     /// health alone changed the answers, bumping the zone serial.
-    async fn commit(&mut self, batch: Batch) -> Result<(), ControlError> {
+    async fn commit(&mut self, mut batch: Batch) -> Result<(), ControlError> {
+        // Rollouts move with what the batch changes, in the same unit.
+        self.drive_rollouts(&mut batch);
         let now = self.clock.now_ms();
         let Some(mut plan) = self.core.plan(batch, now) else {
             self.core.nothing_changed();
@@ -1829,9 +1863,31 @@ pub fn initial_state(
             serials,
             registry,
             history_seq: stored.map_or(0, |s| s.history_seq),
+            rollouts: stored
+                .map(|s| stored_rollouts(s, &mut notes))
+                .unwrap_or_default(),
         },
         notes,
     )
+}
+
+/// The stored rollouts, by id; one whose key is not its id is dropped with a note.
+fn stored_rollouts(
+    stored: &StoredState,
+    notes: &mut Vec<String>,
+) -> imbl::OrdMap<u64, crate::state::Rollout> {
+    let mut out = imbl::OrdMap::new();
+    for (key, rollout) in &stored.rollouts {
+        if key.parse() == Ok(rollout.id) {
+            out.insert(rollout.id, rollout.clone());
+        } else {
+            notes.push(format!(
+                "stored rollout `{key}` has id {}; it is dropped",
+                rollout.id
+            ));
+        }
+    }
+    out
 }
 
 /// The state of alias `name` from its stored links `s`, keeping what still fits: services
@@ -1938,6 +1994,11 @@ pub fn to_stored(topology: &Topology, state: &State) -> StoredState {
             .collect(),
         history_seq: state.history_seq,
         journal_seq: 0,
+        rollouts: state
+            .rollouts
+            .iter()
+            .map(|(id, r)| (id.to_string(), r.clone()))
+            .collect(),
     }
 }
 
@@ -1992,6 +2053,12 @@ fn delta(topology: &Topology, old: &State, new: &State, reserve_moved: bool) -> 
             Clone::clone,
         ),
         history_seq: new.history_seq,
+        rollouts: diff(
+            &old.rollouts,
+            &new.rollouts,
+            ToString::to_string,
+            Clone::clone,
+        ),
     }
 }
 

@@ -9,6 +9,13 @@
 //! a version other than 0 or the DNSSEC OK bit, trailing bytes, names outside our zones, names
 //! with a CNAME, and answers too big for the client's buffer (hickory truncates those and sets
 //! TC). The property test in `tests.rs` checks, packet by packet, that both paths agree.
+//!
+//! An alias in a weighted step answers each client its side ([`crate::snapshot::AliasRecords::for_client`]),
+//! by the query's source address; EDNS Client Subnet is not read (a query with an option goes
+//! to the full path, which does not read it either), so behind a shared resolver the
+//! resolver's address decides.
+
+use std::net::IpAddr;
 
 use hickory_proto::rr::RecordType;
 
@@ -123,22 +130,22 @@ fn parse<'q>(packet: &'q [u8], name: &mut [u8; MAX_NAME]) -> Option<(Query<'q>, 
     ))
 }
 
-/// Answers `packet` from `snapshot` into `out`, or declines it.
-pub fn answer(snapshot: &Snapshot, packet: &[u8], out: &mut Vec<u8>) -> Fast {
-    match try_answer(snapshot, packet, out) {
+/// Answers `packet` from `client` from `snapshot` into `out`, or declines it.
+pub fn answer(snapshot: &Snapshot, packet: &[u8], client: IpAddr, out: &mut Vec<u8>) -> Fast {
+    match try_answer(snapshot, packet, client, out) {
         Some(()) => Fast::Answered,
         None => Fast::Declined,
     }
 }
 
-fn try_answer(snapshot: &Snapshot, packet: &[u8], out: &mut Vec<u8>) -> Option<()> {
+fn try_answer(snapshot: &Snapshot, packet: &[u8], client: IpAddr, out: &mut Vec<u8>) -> Option<()> {
     let mut name = [0u8; MAX_NAME];
     let (query, len) = parse(packet, &mut name)?;
     let name = &name[..len];
     let zone = snapshot.zone_for_wire(name)?;
     // (response code, answer body, answer count, authority, additional count)
     let (rcode, body, answers, authority, additionals): (u8, &[u8], u16, &[u8], u16) =
-        match zone.find(name) {
+        match zone.find(name, Some(client)) {
             Found::Static(node) => {
                 if node.has_cname() {
                     return None;

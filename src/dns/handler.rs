@@ -4,6 +4,12 @@
 //! The catalog refuses names outside every zone, handles EDNS and adds the SOA to negative
 //! answers (by calling `lookup` for the apex SOA, which reads the snapshot again; a relink in
 //! between can only make that serial newer, which resolvers accept).
+//!
+//! A client is answered by its source address (UDP or TCP peer): in a weighted step an alias
+//! answers each client its side. Lookups with no request (the catalog's own, for the apex SOA
+//! and NS) see the old side, as zone transfers do.
+
+use std::net::IpAddr;
 
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::{LowerName, RecordType, TSigResponseContext};
@@ -43,13 +49,14 @@ impl SnapshotZone {
         &self,
         name: &LowerName,
         rtype: RecordType,
+        client: Option<IpAddr>,
         options: LookupOptions,
     ) -> LookupControlFlow<AuthLookup> {
         let snapshot = self.snapshots.load();
         let Some(zone) = snapshot.zones.get(self.index) else {
             return LookupControlFlow::Break(Err(LookupError::from(ResponseCode::ServFail)));
         };
-        let result = match zone.lookup(name, rtype) {
+        let result = match zone.lookup(name, rtype, client) {
             Lookup::Found {
                 answers,
                 additionals,
@@ -86,10 +93,11 @@ impl ZoneHandler for SnapshotZone {
         &self,
         name: &LowerName,
         rtype: RecordType,
-        _request_info: Option<&RequestInfo<'_>>,
+        request_info: Option<&RequestInfo<'_>>,
         options: LookupOptions,
     ) -> LookupControlFlow<AuthLookup> {
-        self.answer(name, rtype, options)
+        let client = request_info.map(|info| info.src.ip());
+        self.answer(name, rtype, client, options)
     }
 
     async fn search(
@@ -106,7 +114,7 @@ impl ZoneHandler for SnapshotZone {
         if self.log_queries {
             info!(src = %info.src, name = %name, rtype = %rtype, protocol = %info.protocol, "query");
         }
-        (self.answer(name, rtype, options), None)
+        (self.answer(name, rtype, Some(info.src.ip()), options), None)
     }
 
     async fn nsec_records(

@@ -292,7 +292,7 @@ fn udp_loop(
             let fast = if log_queries {
                 Fast::Declined
             } else {
-                fast::answer(&snapshot, packet, out)
+                fast::answer(&snapshot, packet, src.ip(), out)
             };
             match fast {
                 Fast::Answered => batch.dests.push(SocketAddrAny::from(src)),

@@ -22,7 +22,7 @@
 //! keeps its place under `max_connections`. CONNECT is answered 501.
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -163,7 +163,8 @@ async fn forward(
     peer: &Peer,
     upgraded: &Mutex<Option<Tunnel>>,
 ) -> Response<ProxyBody> {
-    let choice = proxy.choice();
+    let client = proxy.client_of(peer.addr, req.headers());
+    let choice = proxy.choice_for(client);
     if choice.active.is_empty() {
         proxy
             .entry
@@ -473,6 +474,8 @@ impl Head {
 /// Who is on the other end of a client connection, in the forms the forwarding headers take,
 /// made once per connection.
 struct Peer {
+    /// The peer's address.
+    addr: IpAddr,
     /// The address as `X-Forwarded-For` lists it.
     ip: HeaderValue,
     /// The start of this proxy's `Forwarded` element: `for=...;proto=http`.
@@ -491,6 +494,7 @@ impl Peer {
             ip.to_string()
         };
         Self {
+            addr: ip,
             ip: HeaderValue::from_str(&ip.to_string()).expect("an IP address is a header value"),
             forwarded: format!("for={node};proto=http"),
             last: Mutex::new(None),

@@ -11,6 +11,12 @@
 //! Connect failures are retried on other members and counted per member: three in a row eject it
 //! from the proxy's choice until its active health check passes again ([`balance::Passive`]).
 //!
+//! While the alias is in a weighted step, a request (HTTP) or connection (TCP) goes to the
+//! members of its client's side ([`crate::snapshot::AliasView::endpoints_for`]), by the same
+//! hash DNS answers with, so a client meets the version its DNS answer named. The client is the
+//! peer's address, or in HTTP mode the address a trusted balancer in front names in
+//! `client_header` ([`Proxy::client_of`]).
+//!
 //! [`ProxyStats`] holds every counter (atomics only), shared with the rest of the daemon: the
 //! API shows how much work members have ([`ProxyStats::inflight`]) and an HTTP route can serve
 //! [`ProxyStats::render_prometheus`]. The writer is told, never asks: a member out of its
@@ -32,7 +38,7 @@ use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
 use std::hash::Hash;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -558,7 +564,13 @@ pub fn spawn(
     critical: &mut Critical,
 ) {
     for (bound, entry) in bound.into_iter().zip(&stats.proxies) {
+        let client_name = bound
+            .config
+            .client_header
+            .as_ref()
+            .and_then(|h| hyper::header::HeaderName::from_bytes(h.name.as_bytes()).ok());
         let proxy = Arc::new(Proxy {
+            client_name,
             alias_host: bound.config.alias.to_string(),
             config: bound.config,
             addr: bound.addr,
@@ -660,6 +672,8 @@ struct Proxy {
     alias_host: String,
     snapshots: SharedSnapshot,
     board: Arc<HealthBoard>,
+    /// The config's `client_header`, as a header name.
+    client_name: Option<hyper::header::HeaderName>,
     /// Members are made on their first request and dropped once gone from every service.
     members: Grow<Endpoint, Arc<Member>>,
     entry: Arc<ProxyEntry>,
@@ -855,7 +869,8 @@ impl Proxy {
         }
     }
 
-    /// The member set now, from the current snapshot. The snapshot is not held any longer.
+    /// The member set now, from the current snapshot: both sides of a weighted step (what
+    /// must not be drained). The snapshot is not held any longer.
     fn choice(&self) -> Choice {
         let snapshot = self.snapshots.load();
         let Some(view) = snapshot.aliases.get(&self.config.alias) else {
@@ -889,6 +904,37 @@ impl Proxy {
         if let Some(counters) = choice.services.of(endpoint) {
             counters.finished(true, None);
         }
+    }
+
+    /// The members for `client` now: in a weighted step, its side's (the other side's when
+    /// its own has none passing), as DNS answers it; else every active member.
+    fn choice_for(&self, client: IpAddr) -> Choice {
+        let snapshot = self.snapshots.load();
+        let Some(view) = snapshot.aliases.get(&self.config.alias) else {
+            return Choice::default();
+        };
+        Choice {
+            active: view.endpoints_for(client).to_vec(),
+            draining: view.draining.clone(),
+            services: self.service_map(&snapshot),
+        }
+    }
+
+    /// The client a request from `peer` comes from: the address in the `client_header` when
+    /// the config names one and `peer` is trusted to set it, else `peer`. A header that is
+    /// missing or not one IP address counts as absent.
+    fn client_of(&self, peer: IpAddr, headers: &hyper::HeaderMap) -> IpAddr {
+        let (Some(name), Some(header)) = (&self.client_name, &self.config.client_header) else {
+            return peer;
+        };
+        if !header.trusts(peer) {
+            return peer;
+        }
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<IpAddr>().ok())
+            .unwrap_or(peer)
     }
 
     /// Picks an active member not in `exclude` (see [`balance::pick`]).

@@ -25,7 +25,7 @@ pub(super) async fn serve_connection(
     peer: SocketAddr,
     activity: Arc<Activity>,
 ) {
-    let choice = proxy.choice();
+    let choice = proxy.choice_for(peer.ip());
     if choice.active.is_empty() {
         proxy
             .entry

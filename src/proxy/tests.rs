@@ -158,6 +158,7 @@ fn a_proxy_section_parses_with_its_defaults() {
             drain_deadline: Duration::from_secs(30),
             max_connections: 10_000,
             header_timeout: Duration::from_secs(30),
+            client_header: None,
         }]
     );
 }
@@ -183,6 +184,8 @@ max_connections = 7
 [[proxy]]
 listen = "127.0.0.1:0"
 alias = "nothing"
+client_header = "X-Real-IP"
+trusted = ["10.0.0.0/8", "127.0.0.1", "fd00::/8"]
 "#,
         ))
         .unwrap();
@@ -195,8 +198,28 @@ alias = "nothing"
     assert_eq!(p.backend_idle_timeout, Duration::from_secs(1));
     assert_eq!(p.drain_deadline, Duration::ZERO);
     assert_eq!(p.max_connections, 7);
+    assert_eq!(p.client_header, None);
     // Port 0 twice is two free ports, not a clash.
     assert_eq!(config.proxies[1].alias.to_string(), "nothing.internal");
+    let header = config.proxies[1]
+        .client_header
+        .as_ref()
+        .expect("a client header");
+    assert_eq!(header.name, "x-real-ip");
+    assert_eq!(
+        header.trusted,
+        ["10.0.0.0/8", "127.0.0.1/32", "fd00::/8"].map(|n| n.parse::<ipnet::IpNet>().unwrap())
+    );
+    for (peer, trusted) in [
+        ("10.1.2.3", true),
+        ("127.0.0.1", true),
+        ("::ffff:127.0.0.1", true),
+        ("127.0.0.2", false),
+        ("fd00::1", true),
+        ("192.168.0.1", false),
+    ] {
+        assert_eq!(header.trusts(peer.parse().unwrap()), trusted, "{peer}");
+    }
 }
 
 /// `line:column` of the last occurrence of `needle` in `text`.
@@ -248,6 +271,33 @@ fn bad_proxy_sections_are_refused_with_their_positions() {
             format!("{head}\n{head}"),
             "\"127.0.0.1:8000\"",
             "proxy.listen: `127.0.0.1:8000` is listed twice",
+        ),
+        (
+            format!("{head}client_header = \"X-Real-IP\"\n"),
+            "\"X-Real-IP\"",
+            "proxy on 127.0.0.1:8000: client_header needs `trusted`, the networks of the balancers allowed to name the client",
+        ),
+        (
+            format!("{head}trusted = [\"10.0.0.0/8\"]\n"),
+            "[\"10.0.0.0/8\"]",
+            "proxy on 127.0.0.1:8000: trusted names the peers whose client_header is believed, but there is no client_header",
+        ),
+        (
+            format!(
+                "{head}mode = \"tcp\"\nclient_header = \"X-Real-IP\"\ntrusted = [\"10.0.0.1\"]\n"
+            ),
+            "\"X-Real-IP\"",
+            "proxy on 127.0.0.1:8000: client_header is for mode http; a TCP proxy reads no headers",
+        ),
+        (
+            format!("{head}client_header = \"X-Real-IP\"\ntrusted = [\"10.0.0.0/33\"]\n"),
+            "\"10.0.0.0/33\"",
+            "proxy.trusted: `10.0.0.0/33` is not an address or a network",
+        ),
+        (
+            format!("{head}client_header = \"X Real IP\"\ntrusted = [\"10.0.0.1\"]\n"),
+            "\"X Real IP\"",
+            "proxy.client_header: `X Real IP` is not an HTTP header name",
         ),
         (
             format!("{head}retries = 3\n"),
@@ -679,3 +729,5 @@ async fn a_failed_connect_is_an_error_of_its_service_in_http_and_tcp_mode() {
     );
     stop.cancel();
 }
+
+mod split;

@@ -3,6 +3,11 @@
 //! wire form. The fast path copies those answers; the full path (hickory) gets record sets
 //! built from the endpoints when it asks, which is rare, so a snapshot of 10,000 aliases does
 //! not hold 10,000 aliases' worth of hickory records.
+//!
+//! An alias in a weighted step (issue 22) has two sets of records, one per side of the split:
+//! the old side's are the alias's own (what zone transfers ship), the new side's hang off them
+//! in `SplitRecords`, and [`AliasRecords::for_client`] picks a client's by
+//! [`crate::steps::bucket`]. An alias without a split pays one `None` check per lookup.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -45,6 +50,18 @@ pub struct AliasRecords {
     /// The host name of each endpoint (by index) and its wire form.
     hosts: Vec<(Name, Vec<u8>)>,
     nodes: Vec<(WireName, AliasNode)>,
+    /// In a weighted step, the new side; these records are then the old side's.
+    split: Option<Box<SplitRecords>>,
+}
+
+/// The new side of an alias in a weighted step, and which clients get it.
+#[derive(Debug)]
+struct SplitRecords {
+    /// The operation's salt, as the bucket hash takes it.
+    salt: Box<[u8]>,
+    /// Clients whose bucket is below this get the new side: the weight in percent times 100.
+    threshold: u16,
+    new: AliasRecords,
 }
 
 /// One name of an alias, as a lookup finds it.
@@ -78,6 +95,7 @@ impl AliasRecords {
             endpoints: endpoints.to_vec(),
             hosts,
             nodes: Vec::new(),
+            split: None,
         };
         let all: Vec<usize> = (0..endpoints.len()).collect();
         records.push(alias, Kind::Alias);
@@ -119,7 +137,34 @@ impl AliasRecords {
         records
     }
 
-    /// Every record of the alias, as a zone transfer ships them.
+    /// These records (the old side) for the clients not on `new`: `weight` percent of the
+    /// clients, by [`crate::steps::bucket`] with `salt`, get `new` instead.
+    pub fn with_split(mut self, salt: &str, weight: u8, new: AliasRecords) -> Self {
+        self.split = Some(Box::new(SplitRecords {
+            salt: salt.as_bytes().into(),
+            threshold: u16::from(weight.min(100)) * 100,
+            new,
+        }));
+        self
+    }
+
+    /// The records `client` is answered with: the new side's when the alias is in a weighted
+    /// step and the client's bucket is below the weight, else these. The same rule as
+    /// [`crate::steps::on_new`], so DNS and the proxy put a client on the same side.
+    #[inline]
+    pub fn for_client(&self, client: IpAddr) -> &AliasRecords {
+        match &self.split {
+            None => self,
+            Some(split) if crate::steps::bucket(&split.salt, client) < split.threshold => {
+                &split.new
+            }
+            Some(_) => self,
+        }
+    }
+
+    /// Every record of the alias, as a zone transfer ships them: in a weighted step, the old
+    /// side's (the clients that move last), so a secondary or a shared resolver never moves
+    /// anyone early.
     pub fn records(&self) -> Vec<Record> {
         self.nodes
             .iter()

@@ -120,7 +120,7 @@ fn lookup(snapshot: &Snapshot, name: &str, rtype: RecordType) -> Lookup {
     let zone = snapshot
         .zone_for(&name)
         .unwrap_or_else(|| panic!("no zone for {name}"));
-    zone.lookup(&name, rtype)
+    zone.lookup(&name, rtype, None)
 }
 
 /// Every record of `sets` in presentation form (`name ttl class type rdata`), in order.
@@ -503,7 +503,7 @@ fn an_alias_in_the_second_zone_is_served_there_only() {
     let internal = &snap.zones[0];
     let name = lower("app.example.");
     assert!(matches!(
-        internal.lookup(&name, RecordType::A),
+        internal.lookup(&name, RecordType::A, None),
         Lookup::NxDomain
     ));
 }
@@ -907,3 +907,5 @@ fn a_draining_alias_names_the_old_members_that_no_answering_service_has() {
     assert_eq!(view.draining, endpoints(&["10.0.0.1:8080"]));
     assert_eq!(view.answering, [service("web-v2")]);
 }
+
+mod split;

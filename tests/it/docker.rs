@@ -870,3 +870,123 @@ async fn address_host_makes_endpoints_of_the_advertise_address_and_the_published
         "{text}"
     );
 }
+
+/// The zero-failure promise through weighted steps: an app container resolving `web.internal`
+/// through glibc before every request, and a loop through the front proxy, see no failed request
+/// across a promotion in steps (30%, then 60%, then everybody) and the rollback after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stepped_promotion_and_its_rollback_cost_no_request_through_glibc_or_the_proxy() {
+    let lab = Lab::new();
+    let v1 = lab.backend("web-v1-s", "web-v1", "1s");
+    let _v2 = lab.backend("web-v2-s", "web-v2", "1s");
+    let fixture = lab.fixture(
+        &[("web", &["web-v1"])],
+        None,
+        true,
+        "\n[[proxy]]\nlisten = \"127.0.0.1:0\"\nalias = \"web\"\n",
+    );
+    let daemon = fixture.start();
+    let proxy = proxies(&fixture)[0];
+    answers(
+        &daemon,
+        "web.internal",
+        &ips(&[&v1]),
+        Duration::from_secs(20),
+    )
+    .await;
+    eventually(
+        Duration::from_secs(20),
+        "both versions healthy",
+        async || {
+            let (_, s) = http(&daemon, "GET", "/v1/services/web-v2", None, "").await;
+            let (_, a) = http(&daemon, "GET", "/v1/aliases/web", None, "").await;
+            let healthy = |e: &serde_json::Value| {
+                e["endpoints"]
+                    .as_array()
+                    .is_some_and(|e| !e.is_empty() && e.iter().all(|e| e["health"] == "healthy"))
+            };
+            (healthy(&s) && healthy(&a["members"][0])).then_some(())
+        },
+    )
+    .await;
+
+    let probe = lab.probe("web.internal:8080");
+    let through_proxy = Loop::start(proxy);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let server = daemon.server_url();
+    let run = |args: &'static [&'static str]| {
+        let server = server.clone();
+        tokio::task::spawn_blocking(move || {
+            let envs = [
+                ("ALIASCTL_SERVER", server.as_str()),
+                ("ALIASCTL_TOKEN", TOKEN),
+            ];
+            run_bin_within(ALIASCTL, args, &envs, Duration::from_secs(120))
+        })
+    };
+    for args in [
+        &[
+            "promote",
+            "web",
+            "--to",
+            "web-v2",
+            "--steps",
+            "30%:2s,60%:2s,100%",
+            "--wait",
+            "--timeout",
+            "90s",
+        ][..],
+        &["rollback", "web", "--wait", "--timeout", "90s"][..],
+    ] {
+        let out = run(args).await.unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{args:?}\n{}\n{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            daemon.log()
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (proxied, proxy_failures, proxy_backends) = through_proxy.finish().await;
+    let report = lab.probe_report(&probe);
+    assert_eq!(
+        report.failures, 0,
+        "requests resolved through glibc failed: {report:?}"
+    );
+    assert!(report.requests > 50, "{report:?}");
+    assert!(
+        proxy_failures.is_empty(),
+        "{} of {proxied} proxied requests failed: {proxy_failures:?}",
+        proxy_failures.len()
+    );
+    assert!(
+        proxy_backends.contains("web-v1") && proxy_backends.contains("web-v2"),
+        "{proxy_backends:?}"
+    );
+    let (_, history) = http(&daemon, "GET", "/v1/aliases/web/history", None, "").await;
+    let kinds: Vec<&str> = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["change"].as_str())
+        .collect();
+    assert_eq!(
+        kinds.iter().filter(|k| **k == "in_effect").count(),
+        2,
+        "{kinds:?}"
+    );
+    assert_eq!(
+        kinds.iter().filter(|k| **k == "completed").count(),
+        2,
+        "{kinds:?}"
+    );
+    answers(
+        &daemon,
+        "web.internal",
+        &ips(&[&v1]),
+        Duration::from_secs(5),
+    )
+    .await;
+}

@@ -4,6 +4,8 @@
 //! section, the same EDNS. Packets are generated (proptest) around the names and types that
 //! matter, with random case, flags, EDNS and damage.
 
+use std::net::SocketAddr;
+
 use hickory_proto::op::{Edns, Message, Query};
 use hickory_proto::rr::{Name, RecordType};
 use proptest::prelude::*;
@@ -13,6 +15,7 @@ use crate::config::Config;
 use crate::controller::first_render;
 use crate::dns::agree::Fixture;
 use crate::registry::Base;
+use crate::state::State;
 
 const NAMES: &[&str] = &[
     "web.internal.",
@@ -38,7 +41,15 @@ const NAMES: &[&str] = &[
     "missing.internal.",
     "a.b.missing.internal.",
     "example.com.",
+    "canary.internal.",
+    "_http._tcp.canary.internal.",
+    "10-0-0-1.canary.internal.",
+    "10-0-0-3.canary.internal.",
+    "fd00--3.canary.internal.",
 ];
+
+/// A client address for the tests that are not about the split.
+const LOCAL: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
 
 const TYPES: &[u16] = &[1, 28, 33, 16, 15, 5, 2, 6, 255, 12, 99, 999, 252];
 
@@ -136,17 +147,30 @@ fn check(fixture: &Fixture, bytes: &[u8]) -> Result<bool, TestCaseError> {
     fixture.check(bytes).map_err(TestCaseError::fail)
 }
 
+/// A client's address: IPv4 (on either side of the `canary` split), IPv6, or IPv4 as a
+/// dual-stack socket reports it (mapped into IPv6).
+fn client() -> impl Strategy<Value = SocketAddr> {
+    prop_oneof![
+        (any::<[u8; 4]>(), any::<u16>()).prop_map(|(ip, port)| SocketAddr::from((ip, port))),
+        (any::<u128>(), any::<u16>())
+            .prop_map(|(ip, port)| SocketAddr::from((std::net::Ipv6Addr::from(ip), port))),
+        (any::<[u8; 4]>(), any::<u16>()).prop_map(|(ip, port)| {
+            SocketAddr::from((std::net::Ipv4Addr::from(ip).to_ipv6_mapped(), port))
+        }),
+    ]
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 3000, ..ProptestConfig::default() })]
 
     #[test]
-    fn the_fast_path_answers_as_the_full_path_does(packets in prop::collection::vec(packet(), 1..4)) {
+    fn the_fast_path_answers_as_the_full_path_does(packets in prop::collection::vec((packet(), client()), 1..4)) {
         thread_local! {
             static SETUP: Fixture = Fixture::new(first);
         }
         SETUP.with(|fixture| {
-            for p in &packets {
-                check(fixture, &encode(p))?;
+            for (p, src) in &packets {
+                fixture.check_from(&encode(p), *src).map_err(TestCaseError::fail)?;
             }
             Ok::<(), TestCaseError>(())
         })?;
@@ -208,7 +232,7 @@ fn plain_queries_take_the_fast_path() {
         ));
         let mut out = Vec::new();
         assert_eq!(
-            answer(&snapshots.load(), &m.to_vec().unwrap(), &mut out),
+            answer(&snapshots.load(), &m.to_vec().unwrap(), LOCAL, &mut out),
             Fast::Answered,
             "{name} {qtype}"
         );
@@ -226,21 +250,62 @@ fn an_answer_too_big_for_the_buffer_is_declined() {
     ));
     let mut out = Vec::new();
     assert_eq!(
-        answer(&snapshots.load(), &m.to_vec().unwrap(), &mut out),
+        answer(&snapshots.load(), &m.to_vec().unwrap(), LOCAL, &mut out),
         Fast::Declined
     );
     let mut e = Edns::new();
     e.set_max_payload(4096);
     m.set_edns(e);
     assert_eq!(
-        answer(&snapshots.load(), &m.to_vec().unwrap(), &mut out),
+        answer(&snapshots.load(), &m.to_vec().unwrap(), LOCAL, &mut out),
         Fast::Answered
     );
     let response = Message::from_vec(&out).unwrap();
     assert_eq!(response.answers.len(), 60);
 }
 
-/// The fixture's first snapshot, as the writer renders it at start.
-fn first(config: &Config) -> Snapshot {
-    first_render(&Base::from_config(config), None, 1).1
+/// The fixture's first state and snapshot, as the writer renders them at start.
+fn first(config: &Config) -> (State, Snapshot) {
+    first_render(&Base::from_config(config), None, 1)
+}
+
+/// The alias in a weighted step answers each client its side, by the bucket of its address,
+/// on both paths (UDP's fast path and hickory's, which TCP uses too); a client mapped into
+/// IPv6 gets the side of its IPv4 address.
+#[test]
+fn a_split_alias_answers_each_client_its_side_on_both_paths() {
+    let fixture = Fixture::new(first);
+    let mut m = Message::query();
+    m.add_query(Query::query(
+        Name::from_ascii("canary.internal.").unwrap(),
+        RecordType::A,
+    ));
+    let packet = m.to_vec().unwrap();
+    let old = ["10.0.0.1", "10.0.0.2"];
+    let new = ["10.0.0.3", "10.0.0.4"];
+    let mut on_new = 0;
+    for i in 0..400u32 {
+        let v4 = std::net::Ipv4Addr::from(0x7f00_0000 | (i * 7919));
+        for ip in [IpAddr::V4(v4), IpAddr::V6(v4.to_ipv6_mapped())] {
+            let src = SocketAddr::new(ip, 40_000);
+            assert_eq!(fixture.check_from(&packet, src), Ok(true), "{src}");
+            let mut out = Vec::new();
+            answer(&fixture.snapshots.load(), &packet, ip, &mut out);
+            let got: Vec<String> = Message::from_vec(&out)
+                .unwrap()
+                .answers
+                .iter()
+                .map(|r| r.data.to_string())
+                .collect();
+            let expect_new = crate::steps::on_new(b"agree", IpAddr::V4(v4), 50);
+            let want = if expect_new { new } else { old };
+            assert_eq!(got, want, "{src}");
+            on_new += usize::from(expect_new && ip.is_ipv4());
+        }
+    }
+    // Both sides are exercised (a fair split of 400 is nowhere near either end).
+    assert!(
+        (100..300).contains(&on_new),
+        "{on_new} of 400 on the new side"
+    );
 }
