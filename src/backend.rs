@@ -11,7 +11,8 @@
 //! the connection without answering (a member dying under a request, which must not be
 //! replayed); `GET /stats` shows how many requests of each method it answered, as JSON
 //! `{"GET": n, "POST": n}`, health checks and `/stats` itself not counted; `/bytes?n=N` answers
-//! N bytes (at most 1 MiB; the proxy benchmark's large-body case).
+//! N bytes (at most 1 MiB; the proxy benchmark's large-body case); `/status?code=N` answers
+//! with status N (200 to 599; a version that fails some requests, for the measured gates).
 //!
 //! On shutdown (SIGTERM, what `docker stop` sends) it behaves like a careful app: it keeps
 //! serving for its stop delay (the time its deregistration takes to reach clients), then stops
@@ -201,7 +202,16 @@ impl Backend {
                 .body(Full::new(Bytes::from(body)))
                 .expect("static response"));
         }
-        Ok(self.answer(&req))
+        let mut response = self.answer(&req);
+        if path == "/status"
+            && let Some(code) = query_number(&req, "code")
+                .and_then(|c| u16::try_from(c).ok())
+                .filter(|c| (200..=599).contains(c))
+                .and_then(|c| StatusCode::from_u16(c).ok())
+        {
+            *response.status_mut() = code;
+        }
+        Ok(response)
     }
 
     fn answer(&self, req: &Request<hyper::body::Incoming>) -> Response<Full<Bytes>> {

@@ -590,6 +590,9 @@ pub struct StartParts {
     pub proxies: Vec<(SocketAddr, AliasName)>,
     pub drained_rx: mpsc::UnboundedReceiver<Drained>,
     pub drain_deadline: Duration,
+    /// What this process's front proxies measured per alias and service, for the measured
+    /// gates of a promotion's steps; `None` where no proxy runs beside the writer (tests).
+    pub measurements: Option<Arc<crate::proxy::Measurements>>,
     /// Every zone's secondaries (zone index, address): a drain waits for each of them to
     /// report the serial it began with.
     pub secondaries: Vec<(usize, SocketAddr)>,
@@ -628,6 +631,7 @@ impl Controller {
             proxies,
             drained_rx,
             drain_deadline,
+            measurements: _measurements,
             secondaries,
             clock,
             takeover,
