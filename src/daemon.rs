@@ -661,4 +661,8 @@ impl Busy for ProxyStats {
     fn inflight(&self, endpoints: &[Endpoint]) -> u64 {
         ProxyStats::inflight(self, endpoints)
     }
+
+    fn measurements(&self) -> Option<&crate::proxy::Measurements> {
+        Some(self.measurements_ref())
+    }
 }

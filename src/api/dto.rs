@@ -588,6 +588,52 @@ pub struct StepFiguresDto {
     pub summary: String,
 }
 
+impl StepFiguresDto {
+    /// The figures of `state`'s weighted step in effect, judged against its gates; `None`
+    /// before it took effect or where no proxy fronts the alias.
+    pub fn of(
+        busy: &dyn Busy,
+        alias: &AliasName,
+        state: &crate::state::AliasState,
+    ) -> Option<Self> {
+        let measurements = busy.measurements()?;
+        let (new, old) = crate::controller::step_figures(measurements, alias, state)?;
+        let gates = state.phase.operation()?.options.gates;
+        let (verdict, summary) = match crate::gates::judge(&gates, &new, &old) {
+            crate::gates::Verdict::Pass(s) => ("within", s),
+            crate::gates::Verdict::TooFew { requests, needed } => (
+                "too_few",
+                format!(
+                    "{} of the {needed} needed to judge",
+                    crate::text::plural(requests, "request")
+                ),
+            ),
+            crate::gates::Verdict::Breach(s) => ("breach", s),
+        };
+        let p99 = |w: &crate::gates::Window| w.latency.p99().map(|d| d.as_secs_f64() * 1000.0);
+        let side = |w: &crate::gates::Window| SideFiguresDto {
+            requests: w.requests,
+            errors: w.errors,
+            error_rate: if w.requests == 0 {
+                0.0
+            } else {
+                w.errors as f64 / w.requests as f64
+            },
+            p99_ms: p99(w),
+        };
+        Some(Self {
+            latency_ratio: p99(&new)
+                .zip(p99(&old))
+                .filter(|(_, o)| *o > 0.0)
+                .map(|(n, o)| n / o),
+            new: side(&new),
+            old: side(&old),
+            verdict: verdict.to_owned(),
+            summary,
+        })
+    }
+}
+
 /// One version's figures through the front proxy.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, ToSchema)]
 pub struct SideFiguresDto {
@@ -876,7 +922,10 @@ impl AliasDto {
             members,
             operation: OperationDto::from_phase(&state.phase),
             weight: weight(&state.phase),
-            step: StepDto::of(&state.phase),
+            step: StepDto::of(&state.phase).map(|mut step| {
+                step.figures = StepFiguresDto::of(busy, &view.name, state);
+                step
+            }),
             sides: view.split.as_ref().map(|s| SidesDto {
                 old: s.old.iter().map(ToString::to_string).collect(),
                 new: s.new.iter().map(ToString::to_string).collect(),

@@ -315,10 +315,7 @@ pub(super) fn measured_gates_text(gates: Option<&crate::api::dto::GatesDto>) -> 
     if let Some(ratio) = g.max_latency_ratio {
         parts.push(format!("p99 <= {ratio}x the old version's"));
     }
-    parts.push(format!(
-        "judged from {}",
-        plural(g.min_requests, "request")
-    ));
+    parts.push(format!("judged from {}", plural(g.min_requests, "request")));
     parts.join(", ")
 }
 

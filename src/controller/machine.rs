@@ -131,7 +131,9 @@ pub enum MachineError {
         weight: u8,
         hold: Option<std::time::Duration>,
     },
-    #[error("step {step} ({weight}%) is still taking effect (every node and secondary serving it, the old answers expired); confirm it once it is in effect")]
+    #[error(
+        "step {step} ({weight}%) is still taking effect (every node and secondary serving it, the old answers expired); confirm it once it is in effect"
+    )]
     StepNotInEffect { step: u32, weight: u8 },
     #[error("the running promotion was started without a confirm gate")]
     NoConfirmGate,

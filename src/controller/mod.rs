@@ -68,6 +68,31 @@ pub type Actor = String;
 /// reports.
 pub trait Busy: Send + Sync {
     fn inflight(&self, endpoints: &[Endpoint]) -> u64;
+
+    /// What the front proxies measure per alias and service, if any proxy runs.
+    fn measurements(&self) -> Option<&crate::proxy::Measurements> {
+        None
+    }
+}
+
+/// The figures of a weighted step in effect: the new version's and the old one's, through the
+/// front proxies, since the step took effect. `None` outside such a step, or when no proxy
+/// fronts the alias.
+pub fn step_figures(
+    measurements: &crate::proxy::Measurements,
+    alias: &AliasName,
+    state: &AliasState,
+) -> Option<(crate::gates::Window, crate::gates::Window)> {
+    let machine::Phase::Mixed {
+        op, step: Some(at), ..
+    } = &state.phase
+    else {
+        return None;
+    };
+    at.effective_ms?;
+    let new = crate::state::minus(&op.to, &state.targets);
+    let old = crate::state::minus(&state.targets, &op.to);
+    measurements.since_step(alias, (op.id, at.index), &new, &old)
 }
 
 /// The gates a promote or rollback asks for; unset ones come from the config's defaults.
@@ -556,6 +581,8 @@ pub struct Controller {
     docker_tx: Option<mpsc::Sender<DockerCommand>>,
     /// Stops asked of Docker and not answered yet, per alias and operation.
     stops_asked: HashSet<(AliasName, u64)>,
+    /// What the front proxies measure, for the gates of weighted steps.
+    measurements: Option<Arc<crate::proxy::Measurements>>,
     events: broadcast::Sender<Event>,
     published: Arc<watch::Sender<u64>>,
     board: Arc<HealthBoard>,
@@ -631,7 +658,7 @@ impl Controller {
             proxies,
             drained_rx,
             drain_deadline,
-            measurements: _measurements,
+            measurements,
             secondaries,
             clock,
             takeover,
@@ -729,6 +756,7 @@ impl Controller {
             sources_rx,
             docker_tx,
             stops_asked: HashSet::new(),
+            measurements,
             events: events.clone(),
             published: published.clone(),
             board,
@@ -1509,9 +1537,32 @@ impl Controller {
     }
 
     /// What the front proxies measured of `state`'s current weighted step, judged against its
-    /// gates.
-    fn measured(&self, _alias: &AliasName, _state: &AliasState) -> machine::Measured {
-        machine::Measured::Nothing
+    /// gates: a breach, or the figures within them (too few requests to judge is within: a step
+    /// with no traffic is not held forever).
+    fn measured(&self, alias: &AliasName, state: &AliasState) -> machine::Measured {
+        let Some(measurements) = &self.measurements else {
+            return machine::Measured::Nothing;
+        };
+        let Some(op) = state
+            .phase
+            .operation()
+            .filter(|op| !op.options.gates.is_off())
+        else {
+            return machine::Measured::Nothing;
+        };
+        let Some((new, old)) = step_figures(measurements, alias, state) else {
+            return machine::Measured::Nothing;
+        };
+        match crate::gates::judge(&op.options.gates, &new, &old) {
+            crate::gates::Verdict::Breach(why) => machine::Measured::Breach(why),
+            crate::gates::Verdict::Pass(summary) => machine::Measured::Within(summary),
+            crate::gates::Verdict::TooFew { requests, needed } => {
+                machine::Measured::Within(format!(
+                    "not judged: {} of the {needed} needed",
+                    crate::text::plural(requests, "request")
+                ))
+            }
+        }
     }
 
     /// Runs `f` with the machine's view of now: the clock, the TTL window and health counts.

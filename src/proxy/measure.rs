@@ -80,6 +80,12 @@ pub struct Measurements {
     /// The aliases some proxy fronts, sorted.
     fronted: Vec<AliasName>,
     counters: Grow<(AliasName, ServiceName), Arc<ServiceCounters>>,
+    /// Per alias in a weighted step, the step (operation id, index) and both versions'
+    /// cumulative windows when it was first asked for after it took effect: what a step's
+    /// figures count from. Kept here so the writer (which judges) and the API (which shows)
+    /// count from the same moment. Counters start at zero with the process, and so does a step
+    /// judged across a restart.
+    baselines: std::sync::Mutex<HashMap<AliasName, ((u64, u32), Window, Window)>>,
 }
 
 impl Measurements {
@@ -91,6 +97,37 @@ impl Measurements {
         Self {
             fronted,
             counters: Grow::default(),
+            baselines: std::sync::Mutex::default(),
+        }
+    }
+
+    /// The figures of `new` and `old` behind the proxies of `alias` since step `step` (an
+    /// operation id and a step index) was first asked for; `None` when no proxy fronts the
+    /// alias. The first call for a step takes its baseline (and forgets the alias's earlier
+    /// step), so call it only once the step is in effect.
+    pub fn since_step(
+        &self,
+        alias: &AliasName,
+        step: (u64, u32),
+        new: &[ServiceName],
+        old: &[ServiceName],
+    ) -> Option<(Window, Window)> {
+        if !self.fronts(alias) {
+            return None;
+        }
+        let (new_now, old_now) = (self.window(alias, new), self.window(alias, old));
+        let mut baselines = self
+            .baselines
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match baselines.get(alias) {
+            Some((seen, new_base, old_base)) if *seen == step => {
+                Some((new_now.minus(new_base), old_now.minus(old_base)))
+            }
+            _ => {
+                baselines.insert(alias.clone(), (step, new_now, old_now));
+                Some((Window::default(), Window::default()))
+            }
         }
     }
 

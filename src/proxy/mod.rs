@@ -307,6 +307,11 @@ impl ProxyStats {
         self.measurements.clone()
     }
 
+    /// The same, borrowed.
+    pub fn measurements_ref(&self) -> &Measurements {
+        &self.measurements
+    }
+
     /// Work still open on `endpoints`, over every proxy: HTTP requests in flight and TCP
     /// connections open. A drain that waits for this lets old members finish their work.
     pub fn inflight(&self, endpoints: &[Endpoint]) -> u64 {

@@ -17,6 +17,7 @@ mod docker;
 mod etcd;
 mod files;
 mod fixtures;
+mod gates;
 mod lab;
 mod layers;
 mod limits;
