@@ -85,8 +85,11 @@ pub struct Measurements {
     /// figures count from. Kept here so the writer (which judges) and the API (which shows)
     /// count from the same moment. Counters start at zero with the process, and so does a step
     /// judged across a restart.
-    baselines: std::sync::Mutex<HashMap<AliasName, ((u64, u32), Window, Window)>>,
+    baselines: std::sync::Mutex<HashMap<AliasName, StepBaseline>>,
 }
+
+/// A step (operation id, index) and the new and old versions' windows when it was first asked for.
+type StepBaseline = ((u64, u32), Window, Window);
 
 impl Measurements {
     /// Measurements for proxies fronting `aliases`.
