@@ -308,10 +308,9 @@ impl<'a> Follow<'a> {
                 self.steps[0].weight,
                 plus(&self.to)
             ),
-            Change::Step | Change::InEffect => format!(
-                "{name}: {}",
-                entry.reason.as_deref().unwrap_or("next step")
-            ),
+            Change::Step | Change::InEffect => {
+                format!("{name}: {}", entry.reason.as_deref().unwrap_or("next step"))
+            }
             Change::Mixed => format!(
                 "{name}: mixed: answering {}{why}; observing for {}{}",
                 plus(&entry.answering),

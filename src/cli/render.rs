@@ -548,7 +548,11 @@ pub(super) fn alias_detail(a: &AliasDto) -> String {
             s.push_str(&format!("  {weight}\n"));
         }
         if let Some(f) = a.step.as_ref().and_then(|s| s.figures.as_ref()) {
-            s.push_str(&format!("  figures:  {} ({})\n", figures_text(f), f.summary));
+            s.push_str(&format!(
+                "  figures:  {} ({})\n",
+                figures_text(f),
+                f.summary
+            ));
         }
         if let Some(until) = &op.drain_until {
             s.push_str(&format!("  drain until:    {until}\n"));
