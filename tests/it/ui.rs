@@ -832,6 +832,9 @@ async fn the_dashboard_shows_a_promotion_in_weighted_steps() {
     })
     .await;
     let seen = traffic.finish().await;
+    // The page reads the figures with the alias (no event of the stream carries them), so it
+    // is loaded again once they hold still.
+    load_dashboard(&browser, &daemon).await;
     assert_eq!(
         figures["step"]["figures"]["verdict"], "within",
         "{figures}\nseen: {seen:?}"
