@@ -19,30 +19,32 @@ use crate::support::{
     FAST_PROMOTION, Fixture, StopOnDrop, http, post, spawn_backends, wait_for, wait_healthy,
 };
 
+/// An HTTP front proxy for `web` that believes `X-Real-IP` from loopback.
+pub(crate) const PROXY: &str = "\n[[proxy]]\nlisten = \"127.0.0.1:0\"\nalias = \"web\"\nclient_header = \"X-Real-IP\"\ntrusted = [\"127.0.0.0/8\"]\n";
+
 /// web-v1 and web-v2 (one in-process backend each, on 127.0.`net`.x), and aliasd with an HTTP
 /// proxy for `web` that believes `X-Real-IP` from loopback.
 async fn setup(net: u8) -> (Fixture, Vec<aliasd::backend::Backend>, StopOnDrop) {
     let stop = CancellationToken::new();
     let v1 = spawn_backends(net, 1, 1, "web-v1", &stop).await;
     let v2 = spawn_backends(net, 101, 1, "web-v2", &stop).await;
-    let proxy = "\n[[proxy]]\nlisten = \"127.0.0.1:0\"\nalias = \"web\"\nclient_header = \"X-Real-IP\"\ntrusted = [\"127.0.0.0/8\"]\n";
     let fixture = Fixture::for_backends_with(
         &[("web-v1", &[v1[0].addr]), ("web-v2", &[v2[0].addr])],
         &[("web", &["web-v1"])],
-        &format!("{FAST_PROMOTION}{proxy}"),
+        &format!("{FAST_PROMOTION}{PROXY}"),
     );
     (fixture, v2, StopOnDrop(stop))
 }
 
 /// Requests through the proxy, each naming one of a thousand clients in turn, until stopped
-/// (at most 60 s or 200,000 requests). Counts the answers by backend and status.
-struct Traffic {
+/// (at most 60 s or `limit` requests). Counts the answers by backend and status.
+pub(crate) struct Traffic {
     stop: Arc<AtomicBool>,
     task: tokio::task::JoinHandle<std::collections::BTreeMap<String, u64>>,
 }
 
 impl Traffic {
-    fn start(proxy: std::net::SocketAddr) -> Self {
+    pub(crate) fn start(proxy: std::net::SocketAddr, limit: u32) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let s = stop.clone();
         let task = tokio::spawn(async move {
@@ -50,7 +52,7 @@ impl Traffic {
             let deadline = Instant::now() + Duration::from_secs(60);
             let mut seen = std::collections::BTreeMap::new();
             let mut i: u32 = 0;
-            while !s.load(Ordering::SeqCst) && Instant::now() < deadline && i < 200_000 {
+            while !s.load(Ordering::SeqCst) && Instant::now() < deadline && i < limit {
                 let ip = Ipv4Addr::new(10, 9, (i % 1000 / 250) as u8, (i % 250) as u8 + 1);
                 i += 1;
                 let request = hyper::Request::get(format!("http://{proxy}/"))
@@ -78,13 +80,13 @@ impl Traffic {
         Self { stop, task }
     }
 
-    async fn finish(self) -> std::collections::BTreeMap<String, u64> {
+    pub(crate) async fn finish(self) -> std::collections::BTreeMap<String, u64> {
         self.stop.store(true, Ordering::SeqCst);
         self.task.await.unwrap()
     }
 }
 
-fn proxy_of(fixture: &Fixture) -> std::net::SocketAddr {
+pub(crate) fn proxy_of(fixture: &Fixture) -> std::net::SocketAddr {
     let bytes = std::fs::read(fixture.dir.path().join("ready.json")).unwrap();
     let ready: aliasd::daemon::Ready = serde_json::from_slice(&bytes).unwrap();
     ready.proxies[0]
@@ -101,7 +103,7 @@ async fn a_new_version_failing_a_fifth_of_its_requests_is_rolled_back_at_its_fir
     v2[0].set_failing(20);
     let daemon = fixture.start();
     wait_healthy(&daemon).await;
-    let traffic = Traffic::start(proxy_of(&fixture));
+    let traffic = Traffic::start(proxy_of(&fixture), 200_000);
     let (status, reply) = post(
         &daemon,
         "/v1/aliases/web/promote",
@@ -149,7 +151,7 @@ async fn a_healthy_new_version_passes_every_step_with_its_figures_in_the_history
     let (fixture, _v2, _stop) = setup(82).await;
     let daemon = fixture.start();
     wait_healthy(&daemon).await;
-    let traffic = Traffic::start(proxy_of(&fixture));
+    let traffic = Traffic::start(proxy_of(&fixture), 200_000);
     let (status, reply) = post(
         &daemon,
         "/v1/aliases/web/promote",

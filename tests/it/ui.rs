@@ -15,6 +15,7 @@ use hyper_util::rt::TokioExecutor;
 use serde_json::json;
 
 use crate::browser::Browser;
+use crate::gates::{PROXY, Traffic, proxy_of};
 use crate::lab::Lab;
 use crate::support::{
     Daemon, Fixture, StopOnDrop, TOKEN, TOKEN_NAME, alias, http, post, run_bin_within,
@@ -239,6 +240,15 @@ struct Web {
 
 impl Web {
     async fn start(first: u8, stop: &tokio_util::sync::CancellationToken) -> Self {
+        Self::start_with(first, stop, "").await
+    }
+
+    /// As [`Web::start`], with `extra` appended to the config (a `[[proxy]]`, say).
+    async fn start_with(
+        first: u8,
+        stop: &tokio_util::sync::CancellationToken,
+        extra: &str,
+    ) -> Self {
         let v1 = spawn_backends(63, first, 1, "web-v1", stop).await;
         let v2 = spawn_backends(63, first + 1, 1, "web-v2", stop).await;
         let api = spawn_backends(63, first + 2, 1, "api-v1", stop).await;
@@ -249,7 +259,7 @@ impl Web {
                 ("api-v1", &[api[0].addr]),
             ],
             &[("web", &["web-v1"]), ("api", &["api-v1"])],
-            PROMOTION,
+            &format!("{PROMOTION}{extra}"),
         );
         let daemon = fixture.start();
         wait_healthy(&daemon).await;
@@ -646,22 +656,36 @@ async fn enabled(browser: &Browser, action: &str) -> serde_json::Value {
 /// The page shows the step's figures exactly when the API gives them: the proxy's requests of
 /// the new version in the table, or else that there are none yet.
 async fn figures_as_the_api_gives_them(browser: &Browser, daemon: &Daemon) {
-    let figures = alias(daemon).await["step"]["figures"].clone();
-    if figures.is_null() {
-        browser
-            .wait_text(&web(".figures-none"), "no figures yet", |t| {
-                t.starts_with("No figures yet")
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let figures = alias(daemon).await["step"]["figures"].clone();
+        let shown = browser
+            .script(&format!(
+                "return [...document.querySelectorAll('{}')].map((r) => [r.dataset.side, ...[...r.cells].map((c) => c.textContent)])",
+                web(".figures-table tbody tr")
+            ))
+            .await;
+        let expected: Vec<_> = ["new", "old"]
+            .iter()
+            .map(|side| {
+                let f = &figures[side];
+                json!([side, f["requests"].to_string(), f["errors"].to_string()])
             })
-            .await;
-    } else {
-        let requests = figures["new"]["requests"].to_string();
-        browser
-            .wait_text(
-                &web(r#".figures-table tr[data-side="new"]"#),
-                "the new version's figures",
-                |t| t.contains(&requests),
-            )
-            .await;
+            .collect();
+        let got: Vec<_> = shown
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|row| json!([row[0], row[2], row[3]]))
+            .collect();
+        if !figures.is_null() && got == expected {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the figures table {shown} does not show the API's figures {figures}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
@@ -676,7 +700,9 @@ async fn the_dashboard_shows_a_promotion_in_weighted_steps() {
     let _stop = StopOnDrop(stop.clone());
     let Web {
         fixture, daemon, ..
-    } = Web::start(21, &stop).await;
+    } = Web::start_with(21, &stop, PROXY).await;
+    // A thousand clients through the front proxy, so that the steps have figures to show.
+    let traffic = Traffic::start(proxy_of(&fixture), 100_000);
     let browser = open_dashboard(&daemon, 1280, 900).await;
     browser.type_into("#token-input", TOKEN).await;
     browser.click("#token-save").await;
@@ -698,7 +724,7 @@ async fn the_dashboard_shows_a_promotion_in_weighted_steps() {
     browser.type_into("#f-to", "web-v2").await;
     browser.type_into("#f-steps", steps).await;
     browser.type_into("#f-max-error-rate", "0.01").await;
-    browser.type_into("#f-max-latency-ratio", "2").await;
+    browser.type_into("#f-max-latency-ratio", "50").await;
     browser.type_into("#f-min-requests", "50").await;
     browser.type_into("#f-reason", "canary in steps").await;
     browser.click("#act-plan").await;
@@ -719,7 +745,7 @@ async fn the_dashboard_shows_a_promotion_in_weighted_steps() {
     let op = alias(&daemon).await["operation"].clone();
     assert_eq!(
         op["gates"],
-        json!({"max_error_rate": 0.01, "max_latency_ratio": 2.0, "min_requests": 50}),
+        json!({"max_error_rate": 0.01, "max_latency_ratio": 50.0, "min_requests": 50}),
         "{op}"
     );
 
@@ -788,7 +814,7 @@ async fn the_dashboard_shows_a_promotion_in_weighted_steps() {
     );
     let gates = browser.text(&web(".gates")).await.unwrap();
     assert!(
-        gates.contains("error rate ≤ 1% · p99 ≤ 2× the old · judged from 50 requests")
+        gates.contains("error rate ≤ 1% · p99 ≤ 50× the old · judged from 50 requests")
             && !gates.contains("observe"),
         "{gates}"
     );
@@ -797,7 +823,33 @@ async fn the_dashboard_shows_a_promotion_in_weighted_steps() {
             t == "in effect; paused until someone confirms, then step 2, 50% of clients"
         })
         .await;
+    // The proxy's figures of the step: requests on both versions, judged within the limits.
+    // The traffic stops there, so that the table holds still for the comparison and the
+    // screenshot.
+    let figures = wait_for(&daemon, Duration::from_secs(30), "figures on both", |a| {
+        let f = &a["step"]["figures"];
+        f["new"]["requests"].as_u64() >= Some(50) && f["old"]["requests"].as_u64() >= Some(50)
+    })
+    .await;
+    let seen = traffic.finish().await;
+    // The page reads the figures with the alias (no event of the stream carries them), so it
+    // is loaded again once they hold still.
+    load_dashboard(&browser, &daemon).await;
+    assert_eq!(
+        figures["step"]["figures"]["verdict"], "within",
+        "{figures}\nseen: {seen:?}"
+    );
     figures_as_the_api_gives_them(&browser, &daemon).await;
+    let limits = browser.text(&web(".figures .limits")).await.unwrap();
+    assert!(
+        limits.contains("(≤ 50×) · 50 of 50 requests needed"),
+        "{limits}"
+    );
+    let verdict = browser.text(&web(".figures .verdict")).await.unwrap();
+    assert!(
+        verdict.starts_with("within error rate ") && verdict.contains("≤ 1%"),
+        "{verdict}"
+    );
     assert_eq!(enabled(&browser, "confirm").await, json!(true));
     browser
         .screenshot(&screenshot_path(&fixture, "dashboard-steps.png"))
