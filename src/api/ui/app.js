@@ -806,11 +806,22 @@ function updateCountdowns(root) {
   }
 }
 
+/** How often the figures of a weighted step in effect are read again: they follow the traffic
+ * through the proxy, which sends no events. */
+const FIGURES_EVERY_MS = 3000;
+let figuresReadAt = 0;
+
 function tick() {
   updateCountdowns();
   for (const node of document.querySelectorAll('.op:not(.op-ended) .waiting[data-alias]')) {
     const alias = state.aliases.get(node.dataset.alias);
     if (alias) node.textContent = waitingText(alias);
+  }
+  if (Date.now() - figuresReadAt >= FIGURES_EVERY_MS) {
+    figuresReadAt = Date.now();
+    for (const [name, alias] of state.aliases) {
+      if (alias.step && alias.step.effective_at) wantAlias(name);
+    }
   }
 }
 
