@@ -528,7 +528,7 @@ for file in $FILES; do
   awk -v f="$file" -v wc="$(median "$file" aliasd-w 10)" -v sc="$(median "$file" aliasd 10)" -v wq="$(median "$file" aliasd-w 4)" \
     -v sq="$(median "$file" aliasd 4)" -v wu="$(median "$file" aliasd-w 16)" -v su="$(median "$file" aliasd 16)" 'BEGIN {
     printf "aliasd weighted/stable (%s): cpu µs/q %.3f (user %s), qps(sat) %.3f\n", f, wc / sc,
-      su > 0 ? sprintf("%.2f", wu / su) : "-", wq / sq }'
+      (su > 0 ? sprintf("%.2f", wu / su) : "-"), wq / sq }'
   if [ "$ROUNDS" -gt 1 ]; then
     echo "  per round: cpu $(per_round "$file" aliasd 10 aliasd-w 3), qps $(per_round "$file" aliasd 4 aliasd-w 3)"
   fi
