@@ -11,7 +11,10 @@
 //! the connection without answering (a member dying under a request, which must not be
 //! replayed); `GET /stats` shows how many requests of each method it answered, as JSON
 //! `{"GET": n, "POST": n}`, health checks and `/stats` itself not counted; `/bytes?n=N` answers
-//! N bytes (at most 1 MiB; the proxy benchmark's large-body case).
+//! N bytes (at most 1 MiB; the proxy benchmark's large-body case); `/status?code=N` answers
+//! with status N (200 to 599; a version that fails some requests, for the measured gates);
+//! `POST /fail?percent=N` makes N of every 100 ordinary requests that follow answer 500 (a
+//! version that fails a share of its requests; `percent=0` heals it).
 //!
 //! On shutdown (SIGTERM, what `docker stop` sends) it behaves like a careful app: it keeps
 //! serving for its stop delay (the time its deregistration takes to reach clients), then stops
@@ -41,6 +44,8 @@ pub struct Backend {
     pub name: Arc<str>,
     healthy: Arc<AtomicBool>,
     counts: Arc<MethodCounts>,
+    /// The percent of ordinary requests answered 500, and how many were answered so far.
+    failing: Arc<(AtomicU64, AtomicU64)>,
     /// The accept loop and every connection.
     tasks: TaskTracker,
 }
@@ -87,6 +92,21 @@ impl Backend {
     pub fn set_healthy(&self, healthy: bool) {
         self.healthy.store(healthy, Ordering::SeqCst);
     }
+
+    /// Makes `percent` of every 100 ordinary requests answer 500 (0 heals it).
+    pub fn set_failing(&self, percent: u8) {
+        self.failing
+            .0
+            .store(u64::from(percent.min(100)), Ordering::SeqCst);
+    }
+
+    /// Whether this ordinary request is one of the share that fails: exactly `percent` of
+    /// every 100 in a row, spread out.
+    fn fails_now(&self) -> bool {
+        let percent = self.failing.0.load(Ordering::Relaxed);
+        let n = self.failing.1.fetch_add(1, Ordering::Relaxed);
+        percent > 0 && (n % 100) * percent % 100 < percent
+    }
 }
 
 /// Binds `addr` and serves until `shutdown`. Returns the backend with its bound address.
@@ -112,6 +132,7 @@ pub async fn spawn_with(
         name: Arc::from(name),
         healthy: Arc::new(AtomicBool::new(true)),
         counts: Arc::default(),
+        failing: Arc::default(),
         tasks: TaskTracker::new(),
     };
     let served = backend.clone();
@@ -201,7 +222,26 @@ impl Backend {
                 .body(Full::new(Bytes::from(body)))
                 .expect("static response"));
         }
-        Ok(self.answer(&req))
+        if path == "/fail" && req.method() == hyper::Method::POST {
+            let percent = query_number(&req, "percent").unwrap_or(0).min(100);
+            self.set_failing(percent as u8);
+        } else if !path.starts_with("/healthz") && self.fails_now() {
+            return Ok(Response::builder()
+                .status(StatusCode::INTERNAL_SERVER_ERROR)
+                .header("x-backend", &*self.name)
+                .body(Full::new(Bytes::from_static(b"failing on purpose\n")))
+                .expect("static response"));
+        }
+        let mut response = self.answer(&req);
+        if path == "/status"
+            && let Some(code) = query_number(&req, "code")
+                .and_then(|c| u16::try_from(c).ok())
+                .filter(|c| (200..=599).contains(c))
+                .and_then(|c| StatusCode::from_u16(c).ok())
+        {
+            *response.status_mut() = code;
+        }
+        Ok(response)
     }
 
     fn answer(&self, req: &Request<hyper::body::Incoming>) -> Response<Full<Bytes>> {

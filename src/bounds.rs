@@ -107,6 +107,12 @@ const DAY: u64 = 24 * HOUR;
 pub const OBSERVE: DurationRange = DurationRange::new(Duration::ZERO, secs(7 * DAY));
 /// `warm_timeout`: how long a promotion waits for the new version to become healthy.
 pub const WARM_TIMEOUT: DurationRange = DurationRange::new(ms(100), secs(DAY));
+/// A rollout's `delay` between batches and its `monitor` window.
+pub const ROLLOUT_WAIT: DurationRange = DurationRange::new(Duration::ZERO, secs(DAY));
+/// The aliases of one rollout, and its `parallelism`.
+pub const MAX_ROLLOUT_MEMBERS: usize = 1000;
+/// Rollouts that ended kept in the state (and shown); older ones are forgotten.
+pub const ROLLOUTS_KEPT: usize = 100;
 /// `promotion.drain_grace`: added to the TTL window of a drain.
 pub const DRAIN_GRACE: DurationRange = DurationRange::new(Duration::ZERO, secs(HOUR));
 /// `aliasctl ... --timeout`: how long `--wait` follows an operation.

@@ -242,6 +242,35 @@ impl Client {
             .await
     }
 
+    /// Starts a rollout of many aliases.
+    pub async fn start_rollout(
+        &self,
+        request: &crate::api::dto::RolloutRequest,
+    ) -> Result<crate::api::dto::RolloutDto, ClientError> {
+        let body = self.encode(request)?;
+        self.call(Method::POST, "/v1/rollouts", Some(body)).await
+    }
+
+    /// Every rollout, newest first.
+    pub async fn rollouts(&self) -> Result<Vec<crate::api::dto::RolloutDto>, ClientError> {
+        self.call(Method::GET, "/v1/rollouts", None).await
+    }
+
+    pub async fn rollout(&self, id: u64) -> Result<crate::api::dto::RolloutDto, ClientError> {
+        self.call(Method::GET, &format!("/v1/rollouts/{id}"), None)
+            .await
+    }
+
+    /// `pause`, `resume`, `abort` or `rollback` of rollout `id`.
+    pub async fn rollout_command(
+        &self,
+        id: u64,
+        command: &str,
+    ) -> Result<crate::api::dto::RolloutDto, ClientError> {
+        let path = format!("/v1/rollouts/{id}/{command}");
+        self.call(Method::POST, &path, Some(b"{}".to_vec())).await
+    }
+
     /// Every recorded change of `alias`, oldest first.
     pub async fn history(&self, alias: &str) -> Result<Vec<HistoryDto>, ClientError> {
         self.call(Method::GET, &alias_path(alias, "/history"), None)

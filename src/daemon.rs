@@ -181,6 +181,7 @@ impl Daemon {
             docker_tx,
             docker_endpoint: config.docker.as_ref().map(|d| d.host.to_string()),
             clock: clock.clone(),
+            measurements: proxy_stats.measurements(),
         };
         let single = config.cluster.is_none();
         let (control, snapshots, cluster, cluster_tx) = match &config.cluster {
@@ -391,6 +392,7 @@ fn single_writer(
         drained_rx,
         secondaries: setup.secondaries,
         drain_deadline: setup.drain_deadline,
+        measurements: Some(setup.measurements),
         clock: setup.clock,
         takeover: None,
     });
@@ -658,5 +660,9 @@ pub fn shutdown_on_signals() -> io::Result<CancellationToken> {
 impl Busy for ProxyStats {
     fn inflight(&self, endpoints: &[Endpoint]) -> u64 {
         ProxyStats::inflight(self, endpoints)
+    }
+
+    fn measurements(&self) -> Option<&crate::proxy::Measurements> {
+        Some(self.measurements_ref())
     }
 }

@@ -16,7 +16,8 @@
 //! The vocabulary shared by all of them has no IO: [`model`] (names, endpoints), [`check`]
 //! (health-check settings and health), [`clock`] (the one place the wall clock is read), [`text`]
 //! (counted nouns and bounded lists of names, worded once for every message), [`steps`] (the
-//! weighted steps of a promotion and which clients a weight puts on the new version).
+//! weighted steps of a promotion and which clients a weight puts on the new version). [`gates`]
+//! judges a step on what the front proxy measured of the new version against the old.
 
 pub mod api;
 pub mod backend;
@@ -33,6 +34,7 @@ pub mod daemon;
 pub mod demo;
 pub mod discovery;
 pub mod dns;
+pub mod gates;
 pub mod health;
 pub mod metrics;
 pub mod model;

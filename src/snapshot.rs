@@ -63,6 +63,8 @@ pub struct Snapshot {
     pub topology: Arc<Topology>,
     /// How the sources stand (Docker reachable or not, containers with bad labels).
     pub sources: Arc<Sources>,
+    /// The rollouts of many aliases, by id, as the state holds them.
+    pub rollouts: imbl::OrdMap<u64, crate::state::Rollout>,
 }
 
 /// What an API reader sees of an alias.
@@ -421,6 +423,7 @@ impl Snapshot {
             aliases: imbl::OrdMap::new(),
             topology: topology.clone(),
             sources: sources.clone(),
+            rollouts: imbl::OrdMap::new(),
         };
         empty.update(
             generation,
@@ -505,6 +508,7 @@ impl Snapshot {
             aliases,
             topology,
             sources,
+            rollouts: state.rollouts.clone(),
         }
     }
 

@@ -13,12 +13,14 @@ use crate::model::{AliasName, Endpoint, ServiceName};
 use crate::registry::{AliasSpec, ApiService, DockerEndpoint, Registry};
 
 mod phase;
+mod rollout;
 
 pub(crate) use phase::minus;
 pub use phase::{
     ChangeKind, EndKind, Ended, MeasuredGates, Ms, OpKind, Operation, Phase, PromoteOptions,
     Reached, Retired, Split, StepAt, answering, draining, split,
 };
+pub use rollout::{FailureAction, Member, MemberState, Rollout, RolloutSettings, RolloutState};
 
 /// The links of one alias, where it is in a promotion, and who changed it last.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,6 +57,8 @@ pub struct State {
     pub serial_reserve: Vec<u32>,
     /// The sequence number of the last history entry this state commits.
     pub history_seq: u64,
+    /// Rollouts of many aliases, by id (kept when they end, until a rollout is forgotten).
+    pub rollouts: imbl::OrdMap<u64, Rollout>,
 }
 
 impl State {
@@ -96,6 +100,9 @@ pub struct StoredState {
     /// The last journal record this checkpoint includes (see `store`).
     #[serde(default)]
     pub journal_seq: u64,
+    /// Rollouts by id (in decimal).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub rollouts: BTreeMap<String, Rollout>,
 }
 
 /// One change of the stored state, as the journal records it: what was set or removed (`None`)
@@ -116,6 +123,8 @@ pub struct StoredDelta {
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub docker: BTreeMap<String, Option<Vec<DockerEndpoint>>>,
     pub history_seq: u64,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub rollouts: BTreeMap<String, Option<Rollout>>,
 }
 
 impl StoredDelta {
@@ -126,6 +135,7 @@ impl StoredDelta {
             && self.services.is_empty()
             && self.alias_specs.is_empty()
             && self.docker.is_empty()
+            && self.rollouts.is_empty()
     }
 }
 
@@ -151,6 +161,7 @@ impl StoredState {
         apply_map(&mut self.services, &delta.services);
         apply_map(&mut self.alias_specs, &delta.alias_specs);
         apply_map(&mut self.docker, &delta.docker);
+        apply_map(&mut self.rollouts, &delta.rollouts);
         for (zone, serial) in &delta.serials {
             self.serials.insert(zone.clone(), *serial);
         }

@@ -294,6 +294,12 @@ pub struct AliasDto {
     /// The current weighted step.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub step: Option<StepDto>,
+    /// In a weighted step: the endpoints each side's clients are answered with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sides: Option<SidesDto>,
+    /// With `?client=IP`: the version that client gets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client: Option<ClientSideDto>,
     /// The SRV owner name that carries the ports.
     pub srv: String,
     /// TTL of the alias's answers, in seconds.
@@ -490,6 +496,52 @@ impl GatesDto {
     }
 }
 
+/// The answers of each side of a weighted step.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
+pub struct SidesDto {
+    /// What the clients still on the old version get.
+    pub old: Vec<String>,
+    /// What the clients moved to the new version get.
+    pub new: Vec<String>,
+}
+
+/// Which version one client address gets: its bucket (0 to 9,999, from the operation's salt
+/// and the address) against the weight (a client is on the new version when its bucket is
+/// below weight × 100).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
+pub struct ClientSideDto {
+    pub address: String,
+    /// Absent outside a weighted step, where every client gets the same answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bucket: Option<u16>,
+    /// `old`, `new`, or `all` outside a weighted step.
+    pub side: String,
+    /// The endpoints DNS gives this client.
+    pub endpoints: Vec<String>,
+}
+
+impl ClientSideDto {
+    pub fn of(view: &AliasView, ip: std::net::IpAddr) -> Self {
+        let (bucket, side) = match &view.split {
+            Some(split) => (
+                Some(crate::steps::bucket(split.salt.as_bytes(), ip)),
+                if split.on_new(ip) { "new" } else { "old" },
+            ),
+            None => (None, "all"),
+        };
+        Self {
+            address: ip.to_string(),
+            bucket,
+            side: side.to_owned(),
+            endpoints: view
+                .endpoints_for(ip)
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
+        }
+    }
+}
+
 /// Where a promotion with weighted steps is.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, ToSchema)]
 pub struct StepDto {
@@ -534,6 +586,52 @@ pub struct StepFiguresDto {
     pub verdict: String,
     /// The judgment in words: `error rate 0.4% <= 1% over 812 requests`.
     pub summary: String,
+}
+
+impl StepFiguresDto {
+    /// The figures of `state`'s weighted step in effect, judged against its gates; `None`
+    /// before it took effect or where no proxy fronts the alias.
+    pub fn of(
+        busy: &dyn Busy,
+        alias: &AliasName,
+        state: &crate::state::AliasState,
+    ) -> Option<Self> {
+        let measurements = busy.measurements()?;
+        let (new, old) = crate::controller::step_figures(measurements, alias, state)?;
+        let gates = state.phase.operation()?.options.gates;
+        let (verdict, summary) = match crate::gates::judge(&gates, &new, &old) {
+            crate::gates::Verdict::Pass(s) => ("within", s),
+            crate::gates::Verdict::TooFew { requests, needed } => (
+                "too_few",
+                format!(
+                    "{} of the {needed} needed to judge",
+                    crate::text::plural(requests, "request")
+                ),
+            ),
+            crate::gates::Verdict::Breach(s) => ("breach", s),
+        };
+        let p99 = |w: &crate::gates::Window| w.latency.p99().map(|d| d.as_secs_f64() * 1000.0);
+        let side = |w: &crate::gates::Window| SideFiguresDto {
+            requests: w.requests,
+            errors: w.errors,
+            error_rate: if w.requests == 0 {
+                0.0
+            } else {
+                w.errors as f64 / w.requests as f64
+            },
+            p99_ms: p99(w),
+        };
+        Some(Self {
+            latency_ratio: p99(&new)
+                .zip(p99(&old))
+                .filter(|(_, o)| *o > 0.0)
+                .map(|(n, o)| n / o),
+            new: side(&new),
+            old: side(&old),
+            verdict: verdict.to_owned(),
+            summary,
+        })
+    }
 }
 
 /// One version's figures through the front proxy.
@@ -824,7 +922,15 @@ impl AliasDto {
             members,
             operation: OperationDto::from_phase(&state.phase),
             weight: weight(&state.phase),
-            step: StepDto::of(&state.phase),
+            step: StepDto::of(&state.phase).map(|mut step| {
+                step.figures = StepFiguresDto::of(busy, &view.name, state);
+                step
+            }),
+            sides: view.split.as_ref().map(|s| SidesDto {
+                old: s.old.iter().map(ToString::to_string).collect(),
+                new: s.new.iter().map(ToString::to_string).collect(),
+            }),
+            client: None,
             last_operation: state.last_op.as_ref().map(LastOperationDto::from_ended),
             retired: state.retired.as_ref().map(RetiredDto::from_retired),
             drain: match &state.phase {
@@ -1411,6 +1517,11 @@ pub enum EventDto {
         secondary: SecondaryDto,
         at: String,
     },
+    /// A rollout of many aliases changed: started, a member moved on, paused, ended.
+    Rollout {
+        rollout: Box<RolloutDto>,
+        at: String,
+    },
     /// The stream fell behind and skipped this many events; re-read state with GET.
     Lagged { skipped: u64 },
 }
@@ -1503,3 +1614,6 @@ impl SecondaryDto {
 pub struct SecondariesDto {
     pub secondaries: Vec<SecondaryDto>,
 }
+
+mod rollouts;
+pub use rollouts::*;

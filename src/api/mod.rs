@@ -9,6 +9,7 @@ mod cluster;
 pub mod dto;
 mod extract;
 pub mod forward;
+mod rollouts;
 pub mod serve;
 pub mod spec;
 pub mod ui;
@@ -221,6 +222,12 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(list_secondaries))
         .routes(routes!(cluster::cluster))
         .routes(routes!(reload))
+        .routes(routes!(rollouts::list_rollouts, rollouts::start_rollout))
+        .routes(routes!(rollouts::get_rollout))
+        .routes(routes!(rollouts::pause_rollout))
+        .routes(routes!(rollouts::resume_rollout))
+        .routes(routes!(rollouts::abort_rollout))
+        .routes(routes!(rollouts::rollback_rollout))
         .routes(routes!(events))
         .routes(routes!(metrics))
         .routes(routes!(openapi_json))
@@ -546,19 +553,41 @@ async fn list_aliases(State(state): State<AppState>) -> Json<Vec<AliasDto>> {
     path = "/v1/aliases/{alias}",
     tag = "aliases",
     summary = "One alias: phase, answers, members and their health",
-    params(AliasParam),
+    params(
+        AliasParam,
+        ("client" = Option<String>, Query, description = "An IP address: which version a weighted step gives this client (a resolver's address, for everyone behind it)")
+    ),
     responses((status = 200, description = "The alias", body = AliasDto), ReadErrors)
 )]
 async fn get_alias(
     State(state): State<AppState>,
     AliasPath(name): AliasPath,
+    Query(query): Query<ClientQuery>,
 ) -> Result<Json<AliasDto>, ApiError> {
+    let client = query
+        .client
+        .map(|c| {
+            c.trim().parse::<std::net::IpAddr>().map_err(|_| {
+                ApiError::BadRequest(format!(
+                    "query parameter `client`: `{c}` is not an IP address"
+                ))
+            })
+        })
+        .transpose()?;
     let snapshot = state.snapshots.load();
     let view = snapshot
         .aliases
         .get(&name)
         .ok_or_else(|| ApiError::NotFound(format!("unknown alias `{name}`")))?;
-    Ok(Json(state.alias_dto(view)))
+    let mut dto = state.alias_dto(view);
+    dto.client = client.map(|ip| dto::ClientSideDto::of(view, ip));
+    Ok(Json(dto))
+}
+
+#[derive(serde::Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct ClientQuery {
+    client: Option<String>,
 }
 
 #[utoipa::path(
@@ -1004,6 +1033,10 @@ fn event_dto(event: Event) -> Option<EventDto> {
                 _ => None,
             },
         },
+        Event::Rollout { rollout, at_ms } => EventDto::Rollout {
+            rollout: Box::new(dto::RolloutDto::from_rollout(&rollout)),
+            at: dto::rfc3339_ms(at_ms),
+        },
         Event::Health { change, at_ms } => EventDto::Health {
             service: change.service.to_string(),
             endpoint: change.endpoint.to_string(),
@@ -1365,6 +1398,9 @@ mod tests {
         words_agree("OpKind", dto::OpKind::ALL);
         words_agree("OpOutcome", dto::OpOutcome::ALL);
         words_agree("Change", dto::Change::ALL);
+        words_agree("FailureAction", dto::FailureAction::ALL);
+        words_agree("RolloutState", dto::RolloutState::ALL);
+        words_agree("MemberStateDto", dto::MemberStateDto::ALL);
         assert_eq!(dto::Change::WarmTimeout.to_string(), "warm_timeout");
     }
 

@@ -17,6 +17,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
     tags(
         (name = "aliases", description = "Aliases and relinks"),
         (name = "operations", description = "Promotions, confirm, abort, rollback"),
+        (name = "rollouts", description = "Rollouts of many aliases in batches"),
         (name = "services", description = "Versioned services and their endpoints"),
         (name = "meta", description = "Health, reload, events, metrics, this spec"),
         (name = "ui", description = "The web dashboard and its assets")

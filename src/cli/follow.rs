@@ -119,6 +119,8 @@ struct Follow<'a> {
     /// The old version's containers are stopped after it completes: wait for that too.
     stop_old: bool,
     observe: String,
+    /// The weighted steps, if the operation has them (each step's change is printed as it comes).
+    steps: Vec<crate::api::dto::StepSpecDto>,
     warm_timeout: String,
     /// The highest revision handled, so the history and the events never print a change twice.
     seen: u64,
@@ -152,6 +154,7 @@ impl<'a> Follow<'a> {
             confirm: operation.is_some_and(|o| o.confirm),
             stop_old: operation.is_some_and(|o| o.stop_old),
             observe: operation.map(|o| o.observe.clone()).unwrap_or_default(),
+            steps: operation.map(|o| o.steps.clone()).unwrap_or_default(),
             warm_timeout: operation
                 .map(|o| o.warm_timeout.clone())
                 .unwrap_or_default(),
@@ -211,6 +214,7 @@ impl<'a> Follow<'a> {
                         EventDto::Registry { .. }
                         | EventDto::Endpoints { .. }
                         | EventDto::Docker { .. }
+                        | EventDto::Rollout { .. }
                         | EventDto::Secondary { .. },
                     )) => {}
                     // One message that is not an event; the next ones may be fine.
@@ -297,6 +301,16 @@ impl<'a> Follow<'a> {
                 } else {
                     format!(", at most {}", self.warm_timeout)
                 }
+            ),
+            Change::Mixed if !self.steps.is_empty() => format!(
+                "{name}: mixed{why}: step 1 of {}: {}% of clients on {}",
+                self.steps.len(),
+                self.steps[0].weight,
+                plus(&self.to)
+            ),
+            Change::Step | Change::InEffect => format!(
+                "{name}: {}",
+                entry.reason.as_deref().unwrap_or("next step")
             ),
             Change::Mixed => format!(
                 "{name}: mixed: answering {}{why}; observing for {}{}",
@@ -500,6 +514,7 @@ pub(super) fn concerns(a: &AliasDto, event: &EventDto) -> bool {
             (None, alias) => alias == a.name,
         },
         EventDto::Docker { .. } | EventDto::Lagged { .. } => true,
+        EventDto::Rollout { rollout, .. } => rollout.members.iter().any(|m| m.alias == a.name),
         EventDto::Secondary { secondary, .. } => {
             a.phase == Phase::Draining
                 && format!("{}.", a.zone.trim_end_matches('.')) == secondary.zone

@@ -24,6 +24,7 @@ use crate::client::{Client, ClientError, Promotion};
 
 mod follow;
 mod render;
+mod rollout;
 #[cfg(test)]
 mod tests;
 
@@ -151,6 +152,9 @@ enum Command {
     },
     /// Every change of ALIAS, oldest first.
     History { alias: String },
+    /// Rollouts of many aliases in batches: start, status, pause, resume, abort, rollback.
+    #[command(subcommand)]
+    Rollout(rollout::RolloutCommand),
     /// Follow ALIAS live: its phase and the health of its members, until Ctrl-C.
     Watch {
         alias: String,
@@ -666,6 +670,7 @@ async fn command(client: &Client, cli: Cli) -> Result<u8> {
             until_stable,
             timeout,
         } => return watch(client, &alias, until_stable, timeout, json).await,
+        Command::Rollout(command) => return rollout::run(client, command, json).await,
     };
     out(&text);
     Ok(EXIT_OK)

@@ -186,6 +186,7 @@ pub(super) fn plan_text(plan: &PlanDto) -> String {
 
 pub(super) fn event_text(event: &EventDto) -> String {
     match event {
+        EventDto::Rollout { rollout, .. } => super::rollout::rollout_line(rollout),
         EventDto::Change { entry, .. } => format!(
             "{}: {} ({}revision {} by {}){}",
             entry.alias,
@@ -301,6 +302,40 @@ pub(super) fn weight_text(a: &AliasDto) -> Option<String> {
     ))
 }
 
+/// The measured gates in words: `error rate <= 1%, p99 <= 2x the old version's, judged from
+/// 50 requests`.
+pub(super) fn measured_gates_text(gates: Option<&crate::api::dto::GatesDto>) -> String {
+    let Some(g) = gates else {
+        return "no gates on the proxy's figures".to_owned();
+    };
+    let mut parts = Vec::new();
+    if let Some(rate) = g.max_error_rate {
+        parts.push(format!("error rate <= {}%", rate * 100.0));
+    }
+    if let Some(ratio) = g.max_latency_ratio {
+        parts.push(format!("p99 <= {ratio}x the old version's"));
+    }
+    parts.push(format!("judged from {}", plural(g.min_requests, "request")));
+    parts.join(", ")
+}
+
+/// Both versions' figures through the proxy since the step took effect:
+/// `new 812 requests, 0.5% errors, p99 90ms; old 3400 requests, 0.1% errors, p99 81ms`.
+pub(super) fn figures_text(f: &crate::api::dto::StepFiguresDto) -> String {
+    let side = |s: &crate::api::dto::SideFiguresDto| {
+        let p99 = s
+            .p99_ms
+            .map(|p| format!(", p99 {p:.1}ms"))
+            .unwrap_or_default();
+        format!(
+            "{}, {:.1}% errors{p99}",
+            plural(s.requests, "request"),
+            s.error_rate * 100.0
+        )
+    };
+    format!("new {}; old {}", side(&f.new), side(&f.old))
+}
+
 /// The steps of an operation as a timeline: done, current in brackets, to come.
 pub(super) fn steps_timeline(a: &AliasDto) -> Option<String> {
     let op = a.operation.as_ref()?;
@@ -341,11 +376,14 @@ pub(super) fn status_line(a: &AliasDto) -> String {
         }
         if let Some(until) = &op.drain_until {
             s.push_str(&format!(", drain until {until}"));
-        } else if let Some(deadline) = &op.phase_deadline {
+        } else if let Some(deadline) = op.phase_deadline.as_ref().filter(|_| a.step.is_none()) {
             s.push_str(&format!(", until {deadline}"));
         }
         if a.phase == Phase::Mixed && op.confirm && !op.confirmed {
             s.push_str(", needs a confirm");
+        }
+        if let Some(f) = a.step.as_ref().and_then(|s| s.figures.as_ref()) {
+            s.push_str(&format!(", {}: {}", f.verdict, f.summary));
         }
         s.push(')');
     }
@@ -484,26 +522,37 @@ pub(super) fn alias_detail(a: &AliasDto) -> String {
                 .map(|r| format!(" ({r})"))
                 .unwrap_or_default()
         ));
-        s.push_str(&format!(
-            "  gates:    observe {}, min healthy {}, warm timeout {}, confirm {}\n",
-            op.observe,
-            op.min_healthy.map_or("all".to_owned(), |n| n.to_string()),
-            op.warm_timeout,
-            match (op.confirm, op.confirmed) {
-                (false, _) => "not needed",
-                (true, false) => "needed, not given yet",
-                (true, true) => "given",
-            }
-        ));
+        let min_healthy = op.min_healthy.map_or("all".to_owned(), |n| n.to_string());
+        if op.steps.is_empty() {
+            s.push_str(&format!(
+                "  gates:    observe {}, min healthy {min_healthy}, warm timeout {}, confirm {}\n",
+                op.observe,
+                op.warm_timeout,
+                match (op.confirm, op.confirmed) {
+                    (false, _) => "not needed",
+                    (true, false) => "needed, not given yet",
+                    (true, true) => "given",
+                }
+            ));
+        } else {
+            s.push_str(&format!(
+                "  gates:    min healthy {min_healthy}, warm timeout {}, {}\n",
+                op.warm_timeout,
+                measured_gates_text(op.gates.as_ref())
+            ));
+        }
         if let Some(timeline) = steps_timeline(a) {
             s.push_str(&format!("  steps:    {timeline}\n"));
         }
         if let Some(weight) = weight_text(a) {
             s.push_str(&format!("  {weight}\n"));
         }
+        if let Some(f) = a.step.as_ref().and_then(|s| s.figures.as_ref()) {
+            s.push_str(&format!("  figures:  {} ({})\n", figures_text(f), f.summary));
+        }
         if let Some(until) = &op.drain_until {
             s.push_str(&format!("  drain until:    {until}\n"));
-        } else if let Some(deadline) = &op.phase_deadline {
+        } else if let Some(deadline) = op.phase_deadline.as_ref().filter(|_| a.step.is_none()) {
             let what = match a.phase {
                 Phase::Warming => "warm deadline:  ",
                 Phase::Mixed => "observe until:  ",

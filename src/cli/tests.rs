@@ -51,6 +51,8 @@ fn stable_alias() -> AliasDto {
         drain: None,
         weight: None,
         step: None,
+        sides: None,
+        client: None,
         srv: "_http._tcp.web.internal.".into(),
         ttl: 30,
         revision: 3,

@@ -9,6 +9,7 @@
 //! | `state/service/<name>`, `state/spec/<name>` | services and aliases defined through the API | the leader |
 //! | `state/docker/<service>` | Docker's endpoints of a service | the leader |
 //! | `state/reserve/<zone>` | the serial reserve of a zone | the leader |
+//! | `state/rollout/<id>` | one rollout of many aliases (`Rollout`) | the leader |
 //! | `state/meta` | the last history number committed; every commit writes it | the leader |
 //! | `live/serial/<zone>` | the serial a zone is published with | the leader |
 //! | `live/health/<service>` | its endpoints' health, as the leader decided | the leader |
@@ -137,6 +138,7 @@ pub enum Key<'a> {
     Spec(&'a str),
     Docker(&'a str),
     Reserve(&'a str),
+    Rollout(&'a str),
     Meta,
     Serial(&'a str),
     Health(&'a str),
@@ -254,6 +256,7 @@ impl Keys {
                     "spec" => Key::Spec(n),
                     "docker" => Key::Docker(n),
                     "reserve" => Key::Reserve(n),
+                    "rollout" => Key::Rollout(n),
                     _ => return None,
                 }
             }
@@ -312,6 +315,9 @@ impl Data {
             Key::Reserve(n) => {
                 s.serials.insert(n.to_owned(), json(raw, value)?);
             }
+            Key::Rollout(n) => {
+                s.rollouts.insert(n.to_owned(), json(raw, value)?);
+            }
             Key::Meta => {
                 let meta: Meta = json(raw, value)?;
                 s.history_seq = meta.history_seq;
@@ -345,6 +351,7 @@ impl Data {
             Key::Spec(n) => s.alias_specs.remove(n).is_some(),
             Key::Docker(n) => s.docker.remove(n).is_some(),
             Key::Reserve(n) => s.serials.remove(n).is_some(),
+            Key::Rollout(n) => s.rollouts.remove(n).is_some(),
             Key::Serial(n) => self.serials.remove(n).is_some(),
             Key::Health(n) => n
                 .parse::<ServiceName>()
@@ -536,6 +543,9 @@ pub fn ops(keys: &Keys, delta: &StoredDelta, entries: &[HistoryEntry], live: &Li
     }
     for (k, v) in &delta.serials {
         set(&mut ops, keys.of("state/reserve", k), Some(v));
+    }
+    for (k, v) in &delta.rollouts {
+        set(&mut ops, keys.of("state/rollout", k), v.as_ref());
     }
     for (k, v) in &live.serials {
         set(&mut ops, keys.of("live/serial", k), Some(v));
@@ -755,6 +765,10 @@ mod tests {
         assert_eq!(
             k.classify("/aliasd/state/alias/web.internal."),
             Some(Key::Alias("web.internal."))
+        );
+        assert_eq!(
+            k.classify("/aliasd/state/rollout/3"),
+            Some(Key::Rollout("3"))
         );
         assert_eq!(
             k.classify("/aliasd/live/health/web-v1"),

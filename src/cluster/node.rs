@@ -99,6 +99,8 @@ pub struct WriterSetup {
     pub docker_tx: Option<mpsc::Sender<DockerCommand>>,
     pub docker_endpoint: Option<String>,
     pub clock: SharedClock,
+    /// What this node's proxies measure, for the writer's measured gates when it leads.
+    pub measurements: Arc<crate::proxy::Measurements>,
 }
 
 /// A node, started: connected, with its first snapshot rendered from etcd.
@@ -238,6 +240,7 @@ impl Node {
                 registry: Default::default(),
                 serial_reserve: Vec::new(),
                 history_seq: 0,
+                rollouts: imbl::OrdMap::new(),
             },
             &Default::default(),
             &Default::default(),

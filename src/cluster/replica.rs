@@ -50,6 +50,7 @@ impl Replica {
                 registry: Default::default(),
                 serial_reserve: Vec::new(),
                 history_seq: 0,
+                rollouts: imbl::OrdMap::new(),
             },
             base,
             data: listed.data.clone(),
@@ -115,6 +116,8 @@ impl Replica {
         let mut changed = false;
         let mut problems = Vec::new();
         let mut entries: Vec<HistoryEntry> = Vec::new();
+        // Rollouts written: each is a `rollout` event once rendered, as on the leader.
+        let mut rollouts: Vec<u64> = Vec::new();
         for event in events {
             let Some(kv) = event.kv() else { continue };
             let Ok(raw) = kv.key_str() else { continue };
@@ -132,6 +135,9 @@ impl Replica {
                     }
                     if key == Key::Meta {
                         self.applied = self.applied.max(kv.mod_revision());
+                    }
+                    if let Key::Rollout(id) = key {
+                        rollouts.extend(id.parse::<u64>().ok());
                     }
                     match self.data.put(&key, raw, kv.value()) {
                         Ok(c) => changed |= c,
@@ -155,6 +161,12 @@ impl Replica {
             self.render(now_ms);
         }
         self.send_entries(entries);
+        for r in rollouts.iter().filter_map(|id| self.state.rollouts.get(id)) {
+            self.handle.send_event(Event::Rollout {
+                rollout: Box::new(r.clone()),
+                at_ms: now_ms,
+            });
+        }
         problems
     }
 

@@ -97,6 +97,8 @@ pub struct Batch {
     pub serials_set: bool,
     /// The sources' status changed: publish even if nothing else did.
     pub sources_changed: bool,
+    /// Rollouts that changed, stored with the alias changes they asked for.
+    pub rollouts: Vec<crate::state::Rollout>,
 }
 
 impl Batch {
@@ -163,9 +165,16 @@ impl Core {
             entries,
             serials_set,
             sources_changed,
+            rollouts,
         } = batch;
         let registry_changed = state.is_some();
         let mut next = self.next(state, base.as_ref(), &changes);
+        for r in &rollouts {
+            next.state.rollouts.insert(r.id, r.clone());
+        }
+        if !rollouts.is_empty() {
+            super::rollout::forget_old(&mut next.state.rollouts);
+        }
         let dirty = self.dirty(&changes, &next, base.is_some());
         let current = &self.published;
         let health_now = next.health.as_ref().unwrap_or(&self.health);
@@ -189,6 +198,7 @@ impl Core {
             Live::default()
         };
         let durable_change = !changes.is_empty()
+            || !rollouts.is_empty()
             || !entries.is_empty()
             || reserve_moved
             || registry_changed
@@ -211,7 +221,11 @@ impl Core {
             entries: entries.iter().chain(&alias_entries).cloned().collect(),
             live,
         });
-        let events = events(next.changed_services, entries, changes, alias_entries, now);
+        let mut events = events(next.changed_services, entries, changes, alias_entries, now);
+        events.extend(rollouts.into_iter().map(|r| Event::Rollout {
+            rollout: Box::new(r),
+            at_ms: now,
+        }));
         Some(Plan {
             state: next.state,
             topology: next.topology,

@@ -79,7 +79,8 @@ impl From<MachineError> for ControlError {
             | MachineError::NothingRunning
             | MachineError::NotMixed { .. }
             | MachineError::NoConfirmGate
-            | MachineError::StepNotPaused { .. } => Self::Conflict(e.to_string()),
+            | MachineError::StepNotPaused { .. }
+            | MachineError::StepNotInEffect { .. } => Self::Conflict(e.to_string()),
         }
     }
 }

@@ -131,6 +131,10 @@ pub enum MachineError {
         weight: u8,
         hold: Option<std::time::Duration>,
     },
+    #[error(
+        "step {step} ({weight}%) is still taking effect (every node and secondary serving it, the old answers expired); confirm it once it is in effect"
+    )]
+    StepNotInEffect { step: u32, weight: u8 },
     #[error("the running promotion was started without a confirm gate")]
     NoConfirmGate,
     #[error("targets must name at least one service")]
@@ -354,6 +358,13 @@ pub fn step(state: &AliasState, input: Input, ctx: &Ctx<'_>) -> Result<Outcome, 
                 }
                 if at.confirmed {
                     return Ok(Outcome::Unchanged);
+                }
+                // A confirm says "seen enough at this weight": not before anyone saw it.
+                if at.effective_ms.is_none() {
+                    return Err(MachineError::StepNotInEffect {
+                        step: at.index + 1,
+                        weight: at.weight,
+                    });
                 }
                 let mut next = state.clone();
                 if let Phase::Mixed { step: Some(at), .. } = &mut next.phase {

@@ -14,12 +14,14 @@
 
 pub mod changes;
 pub mod core;
+mod drive;
 pub mod dry_run;
 mod error;
 pub mod history;
 pub mod index;
 pub mod machine;
 pub mod recover;
+pub mod rollout;
 pub mod store;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -45,6 +47,7 @@ use crate::serial::serial_gt;
 use crate::snapshot::{AliasView, HealthMap, LastGood, SharedSnapshot, Snapshot, health_of};
 use crate::state::{AliasState, State, StoredAlias, StoredDelta, StoredState, fresh, names};
 use changes::{AliasPut, ReloadSummary, entry};
+pub use drive::RolloutPlan;
 pub use error::{ControlError, check_services};
 use history::{HistoryEntry, Subject};
 use imbl::ordmap::DiffItem;
@@ -65,6 +68,31 @@ pub type Actor = String;
 /// reports.
 pub trait Busy: Send + Sync {
     fn inflight(&self, endpoints: &[Endpoint]) -> u64;
+
+    /// What the front proxies measure per alias and service, if any proxy runs.
+    fn measurements(&self) -> Option<&crate::proxy::Measurements> {
+        None
+    }
+}
+
+/// The figures of a weighted step in effect: the new version's and the old one's, through the
+/// front proxies, since the step took effect. `None` outside such a step, or when no proxy
+/// fronts the alias.
+pub fn step_figures(
+    measurements: &crate::proxy::Measurements,
+    alias: &AliasName,
+    state: &AliasState,
+) -> Option<(crate::gates::Window, crate::gates::Window)> {
+    let machine::Phase::Mixed {
+        op, step: Some(at), ..
+    } = &state.phase
+    else {
+        return None;
+    };
+    at.effective_ms?;
+    let new = crate::state::minus(&op.to, &state.targets);
+    let old = crate::state::minus(&state.targets, &op.to);
+    measurements.since_step(alias, (op.id, at.index), &new, &old)
 }
 
 /// The gates a promote or rollback asks for; unset ones come from the config's defaults.
@@ -141,6 +169,11 @@ pub enum Event {
     /// to answer.
     Secondary {
         state: crate::secondaries::SecondaryState,
+        at_ms: u64,
+    },
+    /// A rollout of many aliases changed (started, a member moved on, paused, ended).
+    Rollout {
+        rollout: Box<crate::state::Rollout>,
         at_ms: u64,
     },
     /// aliasd is stopping: streams of events end here.
@@ -275,6 +308,17 @@ enum Command {
         base: Arc<Base>,
         actor: Actor,
         reply: Reply<ReloadSummary>,
+    },
+    StartRollout {
+        plan: RolloutPlan,
+        actor: Actor,
+        reply: Reply<crate::state::Rollout>,
+    },
+    Rollout {
+        id: u64,
+        command: rollout::Command,
+        actor: Actor,
+        reply: Reply<crate::state::Rollout>,
     },
 }
 
@@ -537,6 +581,8 @@ pub struct Controller {
     docker_tx: Option<mpsc::Sender<DockerCommand>>,
     /// Stops asked of Docker and not answered yet, per alias and operation.
     stops_asked: HashSet<(AliasName, u64)>,
+    /// What the front proxies measure, for the gates of weighted steps.
+    measurements: Option<Arc<crate::proxy::Measurements>>,
     events: broadcast::Sender<Event>,
     published: Arc<watch::Sender<u64>>,
     board: Arc<HealthBoard>,
@@ -571,6 +617,9 @@ pub struct StartParts {
     pub proxies: Vec<(SocketAddr, AliasName)>,
     pub drained_rx: mpsc::UnboundedReceiver<Drained>,
     pub drain_deadline: Duration,
+    /// What this process's front proxies measured per alias and service, for the measured
+    /// gates of a promotion's steps; `None` where no proxy runs beside the writer (tests).
+    pub measurements: Option<Arc<crate::proxy::Measurements>>,
     /// Every zone's secondaries (zone index, address): a drain waits for each of them to
     /// report the serial it began with.
     pub secondaries: Vec<(usize, SocketAddr)>,
@@ -609,6 +658,7 @@ impl Controller {
             proxies,
             drained_rx,
             drain_deadline,
+            measurements,
             secondaries,
             clock,
             takeover,
@@ -706,6 +756,7 @@ impl Controller {
             sources_rx,
             docker_tx,
             stops_asked: HashSet::new(),
+            measurements,
             events: events.clone(),
             published: published.clone(),
             board,
@@ -835,10 +886,12 @@ impl Controller {
     fn next_wake(&self) -> Duration {
         let now = self.clock.now_ms();
         let mut next: Option<u64> = None;
-        for a in self.core.state.aliases.values() {
-            if let Some(d) = a.phase.deadline() {
-                next = Some(next.map_or(d, |n| n.min(d)));
-            }
+        let aliases = self.core.state.aliases.values();
+        for d in aliases
+            .filter_map(|a| a.phase.deadline())
+            .chain(self.rollouts_deadline())
+        {
+            next = Some(next.map_or(d, |n| n.min(d)));
         }
         Duration::from_millis(next.map_or(1000, |d| d.saturating_sub(now).clamp(1, 1000)))
     }
@@ -956,6 +1009,17 @@ impl Controller {
             Command::Reload { base, actor, reply } => {
                 let result = self.reload(base, actor).await;
                 let _ = reply.send(result);
+            }
+            Command::StartRollout { plan, actor, reply } => {
+                let _ = reply.send(self.start_rollout(plan, actor).await);
+            }
+            Command::Rollout {
+                id,
+                command,
+                actor,
+                reply,
+            } => {
+                let _ = reply.send(self.rollout_command(id, command, actor).await);
             }
         }
     }
@@ -1408,7 +1472,7 @@ impl Controller {
             self.compact_history().await;
         }
         let changes = self.due_transitions(None);
-        if changes.is_empty() && !self.core.health_dirty {
+        if changes.is_empty() && !self.core.health_dirty && !self.rollouts_due(now) {
             return;
         }
         if let Err(e) = self.commit(Batch::of(changes)).await {
@@ -1473,9 +1537,32 @@ impl Controller {
     }
 
     /// What the front proxies measured of `state`'s current weighted step, judged against its
-    /// gates.
-    fn measured(&self, _alias: &AliasName, _state: &AliasState) -> machine::Measured {
-        machine::Measured::Nothing
+    /// gates: a breach, or the figures within them (too few requests to judge is within: a step
+    /// with no traffic is not held forever).
+    fn measured(&self, alias: &AliasName, state: &AliasState) -> machine::Measured {
+        let Some(measurements) = &self.measurements else {
+            return machine::Measured::Nothing;
+        };
+        let Some(op) = state
+            .phase
+            .operation()
+            .filter(|op| !op.options.gates.is_off())
+        else {
+            return machine::Measured::Nothing;
+        };
+        let Some((new, old)) = step_figures(measurements, alias, state) else {
+            return machine::Measured::Nothing;
+        };
+        match crate::gates::judge(&op.options.gates, &new, &old) {
+            crate::gates::Verdict::Breach(why) => machine::Measured::Breach(why),
+            crate::gates::Verdict::Pass(summary) => machine::Measured::Within(summary),
+            crate::gates::Verdict::TooFew { requests, needed } => {
+                machine::Measured::Within(format!(
+                    "not judged: {} of the {needed} needed",
+                    crate::text::plural(requests, "request")
+                ))
+            }
+        }
     }
 
     /// Runs `f` with the machine's view of now: the clock, the TTL window and health counts.
@@ -1500,7 +1587,9 @@ impl Controller {
     /// snapshot, sends the events and runs the effects. A refused unit leaves the core and
     /// the snapshot as they were, and the caller gets the reason. Also republishes when
     /// health alone changed the answers, bumping the zone serial.
-    async fn commit(&mut self, batch: Batch) -> Result<(), ControlError> {
+    async fn commit(&mut self, mut batch: Batch) -> Result<(), ControlError> {
+        // Rollouts move with what the batch changes, in the same unit.
+        self.drive_rollouts(&mut batch);
         let now = self.clock.now_ms();
         let Some(mut plan) = self.core.plan(batch, now) else {
             self.core.nothing_changed();
@@ -1825,9 +1914,31 @@ pub fn initial_state(
             serials,
             registry,
             history_seq: stored.map_or(0, |s| s.history_seq),
+            rollouts: stored
+                .map(|s| stored_rollouts(s, &mut notes))
+                .unwrap_or_default(),
         },
         notes,
     )
+}
+
+/// The stored rollouts, by id; one whose key is not its id is dropped with a note.
+fn stored_rollouts(
+    stored: &StoredState,
+    notes: &mut Vec<String>,
+) -> imbl::OrdMap<u64, crate::state::Rollout> {
+    let mut out = imbl::OrdMap::new();
+    for (key, rollout) in &stored.rollouts {
+        if key.parse() == Ok(rollout.id) {
+            out.insert(rollout.id, rollout.clone());
+        } else {
+            notes.push(format!(
+                "stored rollout `{key}` has id {}; it is dropped",
+                rollout.id
+            ));
+        }
+    }
+    out
 }
 
 /// The state of alias `name` from its stored links `s`, keeping what still fits: services
@@ -1934,6 +2045,11 @@ pub fn to_stored(topology: &Topology, state: &State) -> StoredState {
             .collect(),
         history_seq: state.history_seq,
         journal_seq: 0,
+        rollouts: state
+            .rollouts
+            .iter()
+            .map(|(id, r)| (id.to_string(), r.clone()))
+            .collect(),
     }
 }
 
@@ -1988,6 +2104,12 @@ fn delta(topology: &Topology, old: &State, new: &State, reserve_moved: bool) -> 
             Clone::clone,
         ),
         history_seq: new.history_seq,
+        rollouts: diff(
+            &old.rollouts,
+            &new.rollouts,
+            ToString::to_string,
+            Clone::clone,
+        ),
     }
 }
 

@@ -210,10 +210,10 @@ async fn forward(
             }
         };
         let saved = (replayable && replay_left).then(|| Head::of(&pending));
-        let mut flight = Flight::request(member.clone());
+        let mut flight = Flight::request(member.clone(), &choice);
         match sender.try_send_request(pending).await {
             Ok(mut response) => {
-                flight.answered();
+                flight.answered(response.status());
                 if response.status() == StatusCode::SWITCHING_PROTOCOLS {
                     let Some(client_side) = client_side.take() else {
                         // hyper does not hand a 101 to a request that did not ask for it.

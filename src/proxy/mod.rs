@@ -22,13 +22,21 @@
 //! [`ProxyStats::render_prometheus`]. The writer is told, never asks: a member out of its
 //! alias's answers reports to it ([`spawn_drain_reports`]) once its open work has ended, which
 //! is what a drain waits for.
+//!
+//! [`Measurements`] ([`measure`]) adds every attempt up per alias and service (requests, errors,
+//! latency to the answer's head): the figures a stepped promotion's gates are judged on.
 
 pub mod balance;
 mod http;
+mod measure;
 mod tcp;
+
+use measure::ServiceMap;
+pub use measure::{Measurements, ServiceCounters};
 
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
+use std::hash::Hash;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -189,7 +197,7 @@ struct ProxyEntry {
     /// The counters of every member that has had work. Endpoints come and go with the
     /// registry: a member's counters are made on its first request and dropped once it is
     /// gone from every service with nothing left in flight.
-    members: Grow<Arc<MemberStats>>,
+    members: Grow<Endpoint, Arc<MemberStats>>,
     local: LocalCounts,
 }
 
@@ -200,17 +208,17 @@ impl ProxyEntry {
 }
 
 /// One loaded generation of a [`Grow`] map.
-type Members<T> = Arc<HashMap<Endpoint, T>>;
+type Members<T, K = Endpoint> = Arc<HashMap<K, T>>;
 
-/// A map from endpoint to `T` that readers load without a lock and that grows on demand: the
-/// rare insert copies the map under a mutex and swaps it in.
+/// A map from a key (an endpoint) to `T` that readers load without a lock and that grows on
+/// demand: the rare insert copies the map under a mutex and swaps it in.
 #[derive(Debug)]
-struct Grow<T> {
-    map: ArcSwap<HashMap<Endpoint, T>>,
+struct Grow<K, T> {
+    map: ArcSwap<HashMap<K, T>>,
     writer: Mutex<()>,
 }
 
-impl<T> Default for Grow<T> {
+impl<K, T> Default for Grow<K, T> {
     fn default() -> Self {
         Self {
             map: ArcSwap::from_pointee(HashMap::new()),
@@ -219,44 +227,44 @@ impl<T> Default for Grow<T> {
     }
 }
 
-impl<T: Clone> Grow<T> {
-    fn get(&self, endpoint: &Endpoint) -> Option<T> {
-        self.map.load().get(endpoint).cloned()
+impl<K: Eq + Hash + Clone, T: Clone> Grow<K, T> {
+    fn get(&self, key: &K) -> Option<T> {
+        self.map.load().get(key).cloned()
     }
 
-    fn get_or_insert(&self, endpoint: &Endpoint, make: impl FnOnce() -> T) -> T {
-        if let Some(found) = self.get(endpoint) {
+    fn get_or_insert(&self, key: &K, make: impl FnOnce() -> T) -> T {
+        if let Some(found) = self.get(key) {
             return found;
         }
         let _writer = lock(&self.writer);
         let current = self.map.load_full();
-        if let Some(found) = current.get(endpoint) {
+        if let Some(found) = current.get(key) {
             return found.clone();
         }
         let value = make();
         let mut next = (*current).clone();
-        next.insert(*endpoint, value.clone());
+        next.insert(key.clone(), value.clone());
         self.map.store(Arc::new(next));
         value
     }
 
     /// Drops the entries `keep` says no to.
-    fn retain(&self, keep: impl Fn(&Endpoint, &T) -> bool) {
+    fn retain(&self, keep: impl Fn(&K, &T) -> bool) {
         let current = self.map.load_full();
         if current.iter().all(|(e, v)| keep(e, v)) {
             return;
         }
         let _writer = lock(&self.writer);
         let current = self.map.load_full();
-        let next: HashMap<Endpoint, T> = current
+        let next: HashMap<K, T> = current
             .iter()
             .filter(|(e, v)| keep(e, v))
-            .map(|(e, v)| (*e, v.clone()))
+            .map(|(e, v)| (e.clone(), v.clone()))
             .collect();
         self.map.store(Arc::new(next));
     }
 
-    fn snapshot(&self) -> Members<T> {
+    fn snapshot(&self) -> Members<T, K> {
         self.map.load_full()
     }
 }
@@ -265,12 +273,14 @@ impl<T: Clone> Grow<T> {
 #[derive(Debug, Default)]
 pub struct ProxyStats {
     proxies: Vec<Arc<ProxyEntry>>,
+    /// What every proxy measures per alias and service, for the writer's gates.
+    measurements: Arc<Measurements>,
 }
 
 impl ProxyStats {
     /// Counters for `proxies`.
     pub fn new(proxies: &[BoundProxy]) -> Self {
-        let proxies = proxies
+        let proxies: Vec<Arc<ProxyEntry>> = proxies
             .iter()
             .map(|p| {
                 Arc::new(ProxyEntry {
@@ -283,7 +293,23 @@ impl ProxyStats {
                 })
             })
             .collect();
-        Self { proxies }
+        let measurements = Arc::new(Measurements::new(
+            proxies.iter().map(|p| p.alias_name.clone()),
+        ));
+        Self {
+            proxies,
+            measurements,
+        }
+    }
+
+    /// The figures per alias and service that the proxies made from this list add to.
+    pub fn measurements(&self) -> Arc<Measurements> {
+        self.measurements.clone()
+    }
+
+    /// The same, borrowed.
+    pub fn measurements_ref(&self) -> &Measurements {
+        &self.measurements
     }
 
     /// Work still open on `endpoints`, over every proxy: HTTP requests in flight and TCP
@@ -407,6 +433,7 @@ impl ProxyStats {
                 );
             }
         }
+        self.measurements.render_prometheus(out);
     }
 }
 
@@ -556,6 +583,8 @@ pub fn spawn(
             board: board.clone(),
             members: Grow::default(),
             entry: entry.clone(),
+            measurements: stats.measurements.clone(),
+            services: ArcSwap::from_pointee(ServiceMap::default()),
         });
         let name = format!("the proxy on {} (alias {})", proxy.addr, proxy.alias_host);
         critical.spawn(name, proxy.run(bound.listener, shutdown.clone()));
@@ -637,6 +666,8 @@ struct Choice {
     active: Vec<Endpoint>,
     /// Endpoints of services that are draining (and of no answering service).
     draining: Vec<Endpoint>,
+    /// Where the attempts on each endpoint are counted.
+    services: Arc<ServiceMap>,
 }
 
 struct Proxy {
@@ -649,8 +680,11 @@ struct Proxy {
     /// The config's `client_header`, as a header name.
     client_name: Option<hyper::header::HeaderName>,
     /// Members are made on their first request and dropped once gone from every service.
-    members: Grow<Arc<Member>>,
+    members: Grow<Endpoint, Arc<Member>>,
     entry: Arc<ProxyEntry>,
+    measurements: Arc<Measurements>,
+    /// Which service's counters each endpoint's attempts go to, as of one snapshot.
+    services: ArcSwap<ServiceMap>,
 }
 
 impl Proxy {
@@ -813,6 +847,8 @@ impl Proxy {
             let idle = |stats: &MemberStats| stats.inflight.load(Ordering::Relaxed) == 0;
             self.members.retain(|e, m| listed(e) || !idle(&m.stats));
             self.entry.members.retain(|e, s| listed(e) || !idle(s));
+            self.measurements
+                .retain(|s| snapshot.topology.services.contains_key(s));
         }
     }
 
@@ -848,6 +884,30 @@ impl Proxy {
         Choice {
             active: view.endpoints.clone(),
             draining: view.draining.clone(),
+            services: self.service_map(&snapshot),
+        }
+    }
+
+    /// The endpoints' service counters for `snapshot`, made again only when a new one was
+    /// published (two threads that both see it new make the same map; one of them stays).
+    fn service_map(&self, snapshot: &crate::snapshot::Snapshot) -> Arc<ServiceMap> {
+        let current = self.services.load_full();
+        if current.generation() == snapshot.generation {
+            return current;
+        }
+        let fresh = Arc::new(ServiceMap::build(
+            &self.measurements,
+            &self.config.alias,
+            snapshot,
+        ));
+        self.services.store(fresh.clone());
+        fresh
+    }
+
+    /// Counts an attempt on `endpoint` that failed before any answer for its service.
+    fn attempt_failed(&self, choice: &Choice, endpoint: &Endpoint) {
+        if let Some(counters) = choice.services.of(endpoint) {
+            counters.finished(true, None);
         }
     }
 
@@ -861,6 +921,7 @@ impl Proxy {
         Choice {
             active: view.endpoints_for(client).to_vec(),
             draining: view.draining.clone(),
+            services: self.service_map(&snapshot),
         }
     }
 
@@ -960,6 +1021,7 @@ impl Proxy {
     /// last usable one.
     fn connect_failed(&self, member: &Member, choice: &Choice, error: &str) {
         member.stats.error();
+        self.attempt_failed(choice, &member.endpoint);
         let now = now_ms();
         let others_usable = choice.active.iter().any(|e| {
             *e != member.endpoint
@@ -1012,20 +1074,27 @@ struct Flight {
     failed: bool,
     /// Whether its duration goes into the latency histogram.
     timed: bool,
+    /// HTTP: where the attempt is counted for its service when it ends ([`measure`]).
+    service: Option<Arc<ServiceCounters>>,
+    /// HTTP: how long the answer's head took, and whether it was a 5xx.
+    head: Option<Duration>,
+    server_error: bool,
 }
 
 impl Flight {
-    /// An HTTP request: timed, and an error unless the member answers ([`Flight::answered`]).
-    fn request(member: Arc<Member>) -> Self {
-        Self::start(member, true)
+    /// An HTTP request: timed, and an error unless the member answers ([`Flight::answered`]);
+    /// counted for its service in `choice`.
+    fn request(member: Arc<Member>, choice: &Choice) -> Self {
+        let service = choice.services.of(&member.endpoint);
+        Self::start(member, true, service)
     }
 
     /// A TCP connection: open until it closes; its connect time was recorded already.
     fn connection(member: Arc<Member>) -> Self {
-        Self::start(member, false)
+        Self::start(member, false, None)
     }
 
-    fn start(member: Arc<Member>, timed: bool) -> Self {
+    fn start(member: Arc<Member>, timed: bool, service: Option<Arc<ServiceCounters>>) -> Self {
         member.stats.requests.fetch_add(1, Ordering::Relaxed);
         member.stats.inflight.fetch_add(1, Ordering::Relaxed);
         Self {
@@ -1033,12 +1102,17 @@ impl Flight {
             started: Instant::now(),
             failed: timed,
             timed,
+            service,
+            head: None,
+            server_error: false,
         }
     }
 
-    /// The member answered (the response head came).
-    fn answered(&mut self) {
+    /// The member answered (the response head came) with `status`.
+    fn answered(&mut self, status: hyper::StatusCode) {
         self.failed = false;
+        self.head = Some(self.started.elapsed());
+        self.server_error = status.is_server_error();
     }
 
     /// The answer broke off.
@@ -1051,6 +1125,7 @@ impl Flight {
         self.member.stats.requests.fetch_sub(1, Ordering::Relaxed);
         self.failed = false;
         self.timed = false;
+        self.service = None;
     }
 }
 
@@ -1064,6 +1139,9 @@ impl Drop for Flight {
         }
         if self.failed {
             self.member.stats.error();
+        }
+        if let Some(service) = &self.service {
+            service.finished(self.failed || self.server_error, self.head);
         }
         if self.timed {
             self.member.stats.observe(self.started.elapsed());

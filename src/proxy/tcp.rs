@@ -49,7 +49,11 @@ pub(super) async fn serve_connection(
         let started = Instant::now();
         match proxy.connect(&member).await {
             Ok(stream) => {
-                member.stats.observe(started.elapsed());
+                let took = started.elapsed();
+                member.stats.observe(took);
+                if let Some(service) = choice.services.of(&member.endpoint) {
+                    service.finished(false, Some(took));
+                }
                 break (member, stream);
             }
             Err(error) => {

@@ -14,6 +14,7 @@ use super::*;
 use crate::backend::{self, Backend};
 use crate::config::Config;
 use crate::daemon::Daemon;
+use crate::gates::Window;
 use crate::testkit::{self, ConfigDir};
 
 /// A config with `web` linked to `web-v1` at `v1`, and `extra` appended.
@@ -580,6 +581,151 @@ max_connections = 1
     assert!(
         String::from_utf8_lossy(&answer).contains("web-v1"),
         "the busy request was answered before its connection made room"
+    );
+    stop.cancel();
+}
+
+// ---- measurements per alias and service ----
+
+fn web() -> AliasName {
+    AliasName::resolve("web.internal.", &hickory_proto::rr::Name::root()).unwrap()
+}
+
+fn service(name: &str) -> ServiceName {
+    name.parse().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_attempt_is_counted_for_its_service_with_5xx_answers_as_errors() {
+    let stop = CancellationToken::new();
+    let v1 = backends(95, 1, "web-v1", &stop).await;
+    let running = Running::start(
+        &[v1[0].addr],
+        "[[proxy]]\nlisten = \"127.0.0.1:0\"\nalias = \"web\"\n",
+    )
+    .await;
+    let proxy = running.proxy(0);
+    let measurements = running.daemon.proxy_stats.measurements();
+    assert!(measurements.fronts(&web()));
+    let before = measurements.window(&web(), &[service("web-v1")]);
+    assert_eq!(before, Window::default());
+
+    // 6 good answers, a 404 (the client's fault), 3 answers 500 and 503 (the version's).
+    for path in [
+        "/",
+        "/",
+        "/",
+        "/",
+        "/",
+        "/status?code=404",
+        "/status?code=200",
+    ] {
+        let expected = if path.contains("404") { 404 } else { 200 };
+        assert_eq!(get(proxy, path).await.0, expected, "{path}");
+    }
+    for code in [500, 500, 503] {
+        assert_eq!(get(proxy, &format!("/status?code={code}")).await.0, code);
+    }
+    let window = measurements.window(&web(), &[service("web-v1")]);
+    assert_eq!((window.requests, window.errors), (10, 3), "{window:?}");
+    assert_eq!(window.latency.count(), 10);
+    assert!(window.latency.p99().is_some());
+    // Another service of no alias here has nothing, and the window is a sum.
+    assert_eq!(
+        measurements.window(&web(), &[service("empty")]),
+        Window::default()
+    );
+    assert_eq!(
+        measurements.window(&web(), &[service("web-v1"), service("empty")]),
+        window
+    );
+    assert_eq!(
+        crate::gates::judge(
+            &crate::state::MeasuredGates {
+                max_error_rate_ppm: Some(10_000),
+                max_latency_ratio_milli: None,
+                min_requests: 10,
+            },
+            &window.minus(&before),
+            &Window::default()
+        ),
+        crate::gates::Verdict::Breach("error rate 30% > 1% over 10 requests".into())
+    );
+
+    let mut text = String::new();
+    running.daemon.proxy_stats.render_prometheus(&mut text);
+    let labels = "alias=\"web.internal\",service=\"web-v1\"";
+    for line in [
+        "# TYPE aliasd_proxy_service_requests_total counter".to_owned(),
+        format!("aliasd_proxy_service_requests_total{{{labels}}} 10"),
+        format!("aliasd_proxy_service_errors_total{{{labels}}} 3"),
+        "# TYPE aliasd_proxy_service_latency_seconds histogram".to_owned(),
+        format!("aliasd_proxy_service_latency_seconds_bucket{{{labels},le=\"60\"}} 10"),
+        format!("aliasd_proxy_service_latency_seconds_bucket{{{labels},le=\"+Inf\"}} 10"),
+        format!("aliasd_proxy_service_latency_seconds_count{{{labels}}} 10"),
+    ] {
+        assert!(
+            text.lines().any(|l| l == line),
+            "missing `{line}` in:\n{text}"
+        );
+    }
+    assert_eq!(
+        text.matches("aliasd_proxy_service_requests_total{").count(),
+        1
+    );
+    stop.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_connect_is_an_error_of_its_service_in_http_and_tcp_mode() {
+    let stop = CancellationToken::new();
+    let live = backends(96, 1, "web-v1", &stop).await;
+    let dead = dead_addr(Ipv4Addr::new(127, 0, 96, 2)).await;
+    let running = Running::start(
+        &[live[0].addr, dead],
+        "[[proxy]]\nlisten = \"127.0.0.1:0\"\nalias = \"web\"\n\n[[proxy]]\nlisten = \"127.0.0.1:0\"\nalias = \"web\"\nmode = \"tcp\"\n",
+    )
+    .await;
+    let measurements = running.daemon.proxy_stats.measurements();
+    let v1 = [service("web-v1")];
+
+    // HTTP: a request that picks the dead member is retried on the live one; the failed
+    // attempt counts against the service, the client still gets its answer.
+    let mut sent = 0;
+    while running.counts(0, dead).errors == 0 {
+        assert!(sent < 200, "the dead member was never picked");
+        assert_eq!(get(running.proxy(0), "/").await.0, 200);
+        sent += 1;
+    }
+    let failed = running.counts(0, dead).errors;
+    let window = measurements.window(&web(), &v1);
+    assert_eq!(
+        (window.requests, window.errors, window.latency.count()),
+        (sent + failed, failed, sent),
+        "{window:?}"
+    );
+
+    // TCP: a connection is an attempt, timed to its connect; a failed connect is an error.
+    let before = window;
+    let mut opened = 0;
+    while running.counts(1, dead).errors == 0 {
+        assert!(opened < 200, "the dead member was never picked");
+        let mut stream = TcpStream::connect(running.proxy(1)).await.unwrap();
+        stream
+            .write_all(b"GET / HTTP/1.1\r\nHost: web\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut answer = Vec::new();
+        stream.read_to_end(&mut answer).await.unwrap();
+        assert!(String::from_utf8_lossy(&answer).contains("web-v1"));
+        opened += 1;
+    }
+    let failed = running.counts(1, dead).errors;
+    let window = measurements.window(&web(), &v1).minus(&before);
+    assert_eq!(
+        (window.requests, window.errors, window.latency.count()),
+        (opened + failed, failed, opened),
+        "{window:?}"
     );
     stop.cancel();
 }

@@ -159,6 +159,14 @@ impl Phase {
         match self {
             Self::Stable => None,
             Self::Warming { deadline_ms, .. } => Some(*deadline_ms),
+            // A weighted step ends with its hold, counted from when it took effect.
+            Self::Mixed {
+                op, step: Some(at), ..
+            } => {
+                let hold = op.options.steps.get(at.index as usize)?.hold?;
+                let hold_ms = u64::try_from(hold.as_millis()).unwrap_or(u64::MAX);
+                at.effective_ms.map(|e| e.saturating_add(hold_ms))
+            }
             Self::Mixed {
                 observe_until_ms, ..
             } => Some(*observe_until_ms),

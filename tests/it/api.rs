@@ -562,7 +562,8 @@ async fn the_openapi_spec_is_served_and_every_route_in_it_is_answered() {
             let concrete = path
                 .replace("{alias}", "web")
                 .replace("{service}", "web-v1")
-                .replace("{file}", "app.js");
+                .replace("{file}", "app.js")
+                .replace("{id}", "1");
             if path == "/v1/events" {
                 continue; // an endless stream, checked in its own tests
             }
@@ -573,7 +574,9 @@ async fn the_openapi_spec_is_served_and_every_route_in_it_is_answered() {
                 assert_eq!(status, 401, "{method} {concrete} without a token: {body}");
             } else {
                 assert!(
-                    status == 200 || (path.contains("/services/") && status == 404),
+                    status == 200
+                        || ((path.contains("/services/") || path.contains("/rollouts/"))
+                            && status == 404),
                     "{method} {concrete}: {status} {body}"
                 );
             }
@@ -608,6 +611,13 @@ async fn the_openapi_spec_is_served_and_every_route_in_it_is_answered() {
         "DELETE /v1/services/{service}",
         "GET /v1/services/{service}/history",
         "POST /v1/reload",
+        "GET /v1/rollouts",
+        "POST /v1/rollouts",
+        "GET /v1/rollouts/{id}",
+        "POST /v1/rollouts/{id}/pause",
+        "POST /v1/rollouts/{id}/resume",
+        "POST /v1/rollouts/{id}/abort",
+        "POST /v1/rollouts/{id}/rollback",
         "GET /v1/events",
         "GET /v1/openapi.json",
         "GET /ui",

@@ -66,6 +66,37 @@ async fn a_paused_step_waits_for_a_confirm_across_kill_9_and_the_promotion_compl
         "{text}"
     );
 
+    // Which version a client (or a resolver, for everyone behind it) gets, and what.
+    let mut sides = std::collections::BTreeMap::new();
+    for last in 1..=60u8 {
+        let path = format!("/v1/aliases/web?client=127.0.3.{last}");
+        let (status, a) = crate::support::http(&daemon, "GET", &path, None, "").await;
+        assert_eq!(status, 200, "{a}");
+        let client = &a["client"];
+        let bucket = client["bucket"].as_u64().unwrap();
+        let side = client["side"].as_str().unwrap().to_owned();
+        assert_eq!(side == "new", bucket < 1000, "{client}");
+        let want = if side == "new" {
+            "127.0.0.21:8081"
+        } else {
+            "127.0.0.11:8080"
+        };
+        assert!(client["endpoints"][0].as_str().unwrap() == want, "{client}");
+        *sides.entry(side).or_insert(0) += 1;
+    }
+    assert!(sides.get("old").copied().unwrap_or(0) > 30, "{sides:?}");
+    assert_eq!(paused["sides"]["new"], json!(["127.0.0.21:8081"]));
+    let (status, a) =
+        crate::support::http(&daemon, "GET", "/v1/aliases/web?client=x", None, "").await;
+    assert_eq!(status, 400, "{a}");
+    assert!(
+        a["error"]
+            .as_str()
+            .unwrap()
+            .contains("`x` is not an IP address"),
+        "{a}"
+    );
+
     // A paused step stays paused across kill -9, where it was.
     daemon.kill9();
     let daemon = fixture.start();

@@ -1,7 +1,8 @@
 //! The dashboard (`GET /ui`) in a real browser against a real daemon: it says `loading` until it
 //! has read the state, shows the aliases, asks for the token, plans and starts a promotion,
 //! follows its phases live, and confirms, aborts and rolls back from the page; after a reload or
-//! a restart of aliasd it still shows how the last operation ended, and the recent history. The
+//! a restart of aliasd it still shows how the last operation ended, and the recent history. A
+//! promotion in weighted steps shows its weight, its steps and a paused step's Confirm. The
 //! Services view lists a container Docker discovery skipped; the Cluster view shows a single node
 //! as its own leader. Also its headers over a real socket, without a browser.
 
@@ -28,7 +29,8 @@ const PROMOTION: &str =
     "[promotion]\nobserve = \"2s\"\nwarm_timeout = \"2m\"\ndrain_grace = \"3s\"\n";
 
 /// Where the README's screenshots go: `ALIASD_SCREENSHOTS=docs cargo test --test it ui::`
-/// refreshes `docs/dashboard.png`, `docs/dashboard-narrow.png` and `docs/dashboard-cluster.png`;
+/// refreshes `docs/dashboard.png`, `docs/dashboard-narrow.png`, `docs/dashboard-cluster.png` and
+/// `docs/dashboard-steps.png`;
 /// otherwise they go to the test's temporary directory.
 fn screenshot_path(fixture: &Fixture, name: &str) -> std::path::PathBuf {
     match std::env::var_os("ALIASD_SCREENSHOTS") {
@@ -225,24 +227,51 @@ async fn wait_current(browser: &Browser, phase: &str) {
         .await;
 }
 
+/// `web` on web-v1 with web-v2 to promote to, and `api` on api-v1: each service one real
+/// backend (on 127.0.63.`first`, the next and the one after), checked every 100ms, in a started
+/// daemon that has seen them healthy.
+struct Web {
+    v1: Vec<aliasd::backend::Backend>,
+    v2: Vec<aliasd::backend::Backend>,
+    fixture: Fixture,
+    daemon: Daemon,
+}
+
+impl Web {
+    async fn start(first: u8, stop: &tokio_util::sync::CancellationToken) -> Self {
+        let v1 = spawn_backends(63, first, 1, "web-v1", stop).await;
+        let v2 = spawn_backends(63, first + 1, 1, "web-v2", stop).await;
+        let api = spawn_backends(63, first + 2, 1, "api-v1", stop).await;
+        let fixture = Fixture::for_backends_with(
+            &[
+                ("web-v1", &[v1[0].addr]),
+                ("web-v2", &[v2[0].addr]),
+                ("api-v1", &[api[0].addr]),
+            ],
+            &[("web", &["web-v1"]), ("api", &["api-v1"])],
+            PROMOTION,
+        );
+        let daemon = fixture.start();
+        wait_healthy(&daemon).await;
+        Self {
+            v1,
+            v2,
+            fixture,
+            daemon,
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dashboard_follows_a_promotion_live_and_drives_every_action() {
     let stop = tokio_util::sync::CancellationToken::new();
     let _stop = StopOnDrop(stop.clone());
-    let v1 = spawn_backends(63, 1, 1, "web-v1", &stop).await;
-    let v2 = spawn_backends(63, 2, 1, "web-v2", &stop).await;
-    let api = spawn_backends(63, 3, 1, "api-v1", &stop).await;
-    let fixture = Fixture::for_backends_with(
-        &[
-            ("web-v1", &[v1[0].addr]),
-            ("web-v2", &[v2[0].addr]),
-            ("api-v1", &[api[0].addr]),
-        ],
-        &[("web", &["web-v1"]), ("api", &["api-v1"])],
-        PROMOTION,
-    );
-    let daemon = fixture.start();
-    wait_healthy(&daemon).await;
+    let Web {
+        v1,
+        v2,
+        fixture,
+        daemon,
+    } = Web::start(1, &stop).await;
     let browser = open_dashboard(&daemon, 1280, 1000).await;
 
     // The demo's alias, as it stands, from the open reads.
@@ -589,6 +618,280 @@ async fn the_dashboard_follows_a_promotion_live_and_drives_every_action() {
         .into_iter()
         // The refused requests above are logged as failed loads (source `network`): expected.
         .filter(|entry| entry["level"] == "SEVERE" && entry["source"] != "network")
+        .collect();
+    assert!(errors.is_empty(), "console errors: {errors:?}");
+}
+
+/// The text of each step's chip on `web`'s card, with its class: `["current state-paused",
+/// "10%paused"]`.
+async fn chips(browser: &Browser) -> serde_json::Value {
+    browser
+        .script(&format!(
+            "return [...document.querySelectorAll('{}')].map((li) => [li.className, li.textContent])",
+            web(".steps li")
+        ))
+        .await
+}
+
+/// Whether `web`'s card action `action` is enabled.
+async fn enabled(browser: &Browser, action: &str) -> serde_json::Value {
+    browser
+        .script(&format!(
+            r#"return !document.querySelector('{}').disabled"#,
+            web(&format!("button[data-action=\"{action}\"]"))
+        ))
+        .await
+}
+
+/// The page shows the step's figures exactly when the API gives them: the proxy's requests of
+/// the new version in the table, or else that there are none yet.
+async fn figures_as_the_api_gives_them(browser: &Browser, daemon: &Daemon) {
+    let figures = alias(daemon).await["step"]["figures"].clone();
+    if figures.is_null() {
+        browser
+            .wait_text(&web(".figures-none"), "no figures yet", |t| {
+                t.starts_with("No figures yet")
+            })
+            .await;
+    } else {
+        let requests = figures["new"]["requests"].to_string();
+        browser
+            .wait_text(
+                &web(r#".figures-table tr[data-side="new"]"#),
+                "the new version's figures",
+                |t| t.contains(&requests),
+            )
+            .await;
+    }
+}
+
+/// A promotion in weighted steps started from the page (the steps as text, with the presets
+/// offered, and limits on the proxy's figures): the share of clients on each version as a bar,
+/// the steps as chips (done, current with its state, to come), a paused step confirmed from
+/// its own Confirm button, the next step holding with a countdown, and the end. Also on a
+/// phone's width. Its screenshot is `docs/dashboard-steps.png` (see [`screenshot_path`]).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_shows_a_promotion_in_weighted_steps() {
+    let stop = tokio_util::sync::CancellationToken::new();
+    let _stop = StopOnDrop(stop.clone());
+    let Web {
+        fixture, daemon, ..
+    } = Web::start(21, &stop).await;
+    let browser = open_dashboard(&daemon, 1280, 900).await;
+    browser.type_into("#token-input", TOKEN).await;
+    browser.click("#token-save").await;
+
+    // The promote dialog takes steps as text and offers the presets.
+    browser
+        .click(&web(r#"button[data-action="promote"]"#))
+        .await;
+    browser
+        .wait_text("#act-title", "the promote dialog", |t| {
+            t == "Promote web.internal"
+        })
+        .await;
+    let presets = browser
+        .script("return [...document.querySelectorAll('#step-presets option')].map((o) => o.value)")
+        .await;
+    assert_eq!(presets, json!(["canary10-5m", "linear10-1m"]));
+    let steps = "10%:pause,50%:5s,100%";
+    browser.type_into("#f-to", "web-v2").await;
+    browser.type_into("#f-steps", steps).await;
+    browser.type_into("#f-max-error-rate", "0.01").await;
+    browser.type_into("#f-max-latency-ratio", "2").await;
+    browser.type_into("#f-min-requests", "50").await;
+    browser.type_into("#f-reason", "canary in steps").await;
+    browser.click("#act-plan").await;
+    let plan = browser
+        .wait_text("#act-plan-view", "the plan with the steps", |t| {
+            t.contains("until step 1 of 3: 10% of clients on web-v2")
+        })
+        .await;
+    for part in [
+        "then a confirm",
+        "step 2 of 3: 50% of clients on web-v2",
+        &format!("weighted steps {steps}"),
+    ] {
+        assert!(plan.contains(part), "the plan lacks `{part}`: {plan}");
+    }
+    browser.click("#act-send").await;
+    wait_closed(&browser).await;
+    let op = alias(&daemon).await["operation"].clone();
+    assert_eq!(
+        op["gates"],
+        json!({"max_error_rate": 0.01, "max_latency_ratio": 2.0, "min_requests": 50}),
+        "{op}"
+    );
+
+    // Step 1 in effect and paused: 10% of the clients on web-v2, shown as a bar, the steps as
+    // chips, the limits, and a Confirm button on the step and among the card's actions.
+    browser
+        .wait_text(&web(".step-state"), "step 1 paused", |t| {
+            t.starts_with("Step 1 of 3 · 10% of clients · paused since ") && t.ends_with("Confirm")
+        })
+        .await;
+    let label = browser.text(&web(".weight-label")).await.unwrap();
+    assert!(
+        label.starts_with("10% on web-v2") && label.ends_with("90% on web-v1"),
+        "{label}"
+    );
+    let bar = browser
+        .script(&format!(
+            "return [...document.querySelectorAll('{}')].map((s) => [s.className, s.textContent, s.getBoundingClientRect().width])",
+            web(".split > span")
+        ))
+        .await;
+    let part = |i: usize| {
+        let p = &bar[i];
+        (p[0].clone(), p[1].clone(), p[2].as_f64().unwrap())
+    };
+    let (new, old) = (part(0), part(1));
+    assert_eq!(
+        (&new.0, &new.1),
+        (&json!("split-new"), &json!("10%")),
+        "{bar}"
+    );
+    assert_eq!(
+        (&old.0, &old.1),
+        (&json!("split-old"), &json!("90%")),
+        "{bar}"
+    );
+    assert!(
+        (old.2 / new.2 - 9.0).abs() < 0.5,
+        "the bar is not split 10/90: {bar}"
+    );
+    let now = alias(&daemon).await;
+    let side = |name: &str| -> String {
+        let endpoints: Vec<&str> = now["sides"][name]
+            .as_array()
+            .unwrap_or_else(|| panic!("no {name} side: {now}"))
+            .iter()
+            .map(|e| e.as_str().unwrap())
+            .collect();
+        endpoints.join(", ")
+    };
+    assert_eq!(
+        browser.text(&web(".sides")).await.unwrap(),
+        format!(
+            "DNS answers the clients on web-v2 with {}; the others with {}",
+            side("new"),
+            side("old")
+        )
+    );
+    assert_eq!(
+        chips(&browser).await,
+        json!([
+            ["current state-paused", "10%paused"],
+            ["todo", "50%5s"],
+            ["todo", "100%no hold"]
+        ])
+    );
+    let gates = browser.text(&web(".gates")).await.unwrap();
+    assert!(
+        gates.contains("error rate ≤ 1% · p99 ≤ 2× the old · judged from 50 requests")
+            && !gates.contains("observe"),
+        "{gates}"
+    );
+    browser
+        .wait_text(&web(".waiting"), "why it waits", |t| {
+            t == "in effect; paused until someone confirms, then step 2, 50% of clients"
+        })
+        .await;
+    figures_as_the_api_gives_them(&browser, &daemon).await;
+    assert_eq!(enabled(&browser, "confirm").await, json!(true));
+    browser
+        .screenshot(&screenshot_path(&fixture, "dashboard-steps.png"))
+        .await;
+
+    // On a phone's width nothing runs off the side.
+    browser.resize(390, 844).await;
+    let fits = browser
+        .script("return document.documentElement.scrollWidth <= window.innerWidth + 1")
+        .await;
+    assert_eq!(fits, json!(true), "the page is wider than a phone");
+    browser.resize(1280, 900).await;
+
+    // Confirmed from the step's own button, through the same dialog and endpoint: step 2 takes
+    // effect, then holds with a countdown; no confirm is wanted there.
+    browser
+        .click(&web(r#".step-state button[data-action="confirm-step"]"#))
+        .await;
+    let help = browser
+        .wait_text("#act-help", "the confirm dialog for the step", |t| {
+            t.starts_with("Ends the paused step")
+        })
+        .await;
+    assert_eq!(
+        help,
+        "Ends the paused step 1 of 3 (10% of clients on web-v2); next: step 2, 50% of clients."
+    );
+    assert_eq!(
+        browser.text("#act-title").await.as_deref(),
+        Some("Confirm the promotion of web.internal")
+    );
+    browser.click("#act-send").await;
+    wait_closed(&browser).await;
+    browser
+        .wait_text(&web(".weight-label"), "50% on web-v2", |t| {
+            t.starts_with("50% on web-v2") && t.ends_with("50% on web-v1")
+        })
+        .await;
+    browser
+        .wait_text(
+            &web(".step-state .countdown"),
+            "the hold counting down",
+            |t| t.starts_with("in "),
+        )
+        .await;
+    let state = browser.text(&web(".step-state")).await.unwrap();
+    assert!(
+        state.starts_with("Step 2 of 3 · 50% of clients · holding until "),
+        "{state}"
+    );
+    assert_eq!(
+        chips(&browser).await,
+        json!([
+            ["done", "10%✓ pause"],
+            ["current state-holding", "50%holding"],
+            ["todo", "100%no hold"]
+        ])
+    );
+    assert_eq!(enabled(&browser, "confirm").await, json!(false));
+
+    // After the hold the old version drains (every step done, every client on web-v2), then
+    // the promotion completes and the bar leaves the card.
+    browser
+        .wait_text(&web(".weight-label"), "100% on web-v2", |t| {
+            t.starts_with("100% on web-v2")
+        })
+        .await;
+    wait_current(&browser, "stable").await;
+    browser
+        .wait_text(&web(".op-ended .outcome"), "completed", |t| {
+            t.starts_with("completed")
+        })
+        .await;
+    let gone = browser
+        .script(&format!(
+            "return [document.querySelector('{}'), document.querySelector('{}')]",
+            web(".weight"),
+            web(".steps")
+        ))
+        .await;
+    assert_eq!(gone, json!([null, null]));
+    browser.click("#tab-activity").await;
+    browser
+        .wait_text("#activity", "the steps in Activity", |t| {
+            t.contains("web.internal: in_effect (mixed)")
+                && t.contains("web.internal: step (mixed)")
+                && t.contains("web.internal: confirmed (mixed)")
+        })
+        .await;
+    let errors: Vec<_> = browser
+        .console()
+        .await
+        .into_iter()
+        .filter(|entry| entry["level"] == "SEVERE")
         .collect();
     assert!(errors.is_empty(), "console errors: {errors:?}");
 }

@@ -144,6 +144,7 @@ impl Follower {
             proxies: Vec::new(),
             drained_rx,
             drain_deadline: Duration::from_secs(1),
+            measurements: None,
             secondaries: Vec::new(),
             clock: Arc::new(crate::clock::Wall),
             takeover: None,

@@ -1,7 +1,7 @@
 // The aliasd dashboard. Plain JavaScript, no framework and no build step: it opens /v1/events
 // (server-sent events), then reads the open API (/v1/aliases, /v1/services, the recent history)
-// and re-reads only what an event names. The timers are the countdown of the current phase's
-// deadline, which reads nothing from the server, and, while the Cluster view is shown, a re-read
+// and re-reads only what an event names. The timers are the countdowns of the current phase's
+// deadline and of a weighted step's hold, which read nothing from the server, and, while the Cluster view is shown, a re-read
 // of /v1/cluster every few seconds (no event tells of a node's revision or of etcd's health). Every element is built with createElement and
 // textContent: nothing from the API is ever parsed as HTML. Every time is shown as the API and
 // aliasctl write it: RFC 3339 in UTC.
@@ -11,13 +11,14 @@ const TOKEN_KEY = 'aliasd.token';
 const PHASES = ['warming', 'mixed', 'draining', 'stable'];
 const MAX_ACTIVITY = 200;
 const CLUSTER_EVERY_MS = 3000;
-const VIEWS = ['aliases', 'services', 'activity', 'cluster'];
+const VIEWS = ['aliases', 'services', 'rollouts', 'activity', 'cluster'];
 
 const state = {
   aliases: new Map(), // name -> AliasDto
   services: [], // ServiceDto[]
   servicesDoc: null, // ServicesDto
   cluster: null, // ClusterStatus
+  rollouts: new Map(), // id -> RolloutDto
   history: new Map(), // alias name -> HistoryDto[] (only for cards whose history is open)
   historyOpen: new Set(),
   activity: new Set(), // the keys of the history entries listed in Activity
@@ -248,6 +249,7 @@ async function loadAll() {
     fillActivity(recent);
     await Promise.all([...state.historyOpen].filter((name) => state.aliases.has(name)).map(loadHistory));
     loadCluster();
+    loadRollouts();
     return true;
   } catch (e) {
     showNotice(`cannot read the aliases: ${e.message}`);
@@ -311,6 +313,10 @@ function onEvent(event) {
       break;
     case 'docker':
       wantServices();
+      break;
+    case 'rollout':
+      state.rollouts.set(event.rollout.id, event.rollout);
+      renderRollouts();
       break;
     case 'secondary':
       // A drain may wait for it: the draining aliases of its zone say so.
@@ -450,6 +456,7 @@ function card(alias) {
       el('span', { class: 'muted', text: ` · ${counted(alias.endpoints.length, 'endpoint', 'endpoints')} in DNS · ${alias.srv}` }),
     ),
     el('p', { class: 'muted small' }, 'changed ', timeEl(alias.changed_at), ` by ${alias.changed_by}`),
+    weightBar(alias),
     alias.warnings && alias.warnings.length ? el('ul', { class: 'warnings' }, alias.warnings.map((w) => el('li', { text: w }))) : null,
     timeline(alias),
     retired(alias),
@@ -480,12 +487,11 @@ function timeline(alias) {
       'aria-current': i === at ? 'step' : null,
     }),
   );
-  const gates = [
-    `min healthy ${op.min_healthy === null || op.min_healthy === undefined ? 'all' : op.min_healthy}`,
-    `observe ${op.observe}`,
-    op.confirm ? (op.confirmed ? 'confirm: given' : 'confirm: required') : 'confirm: not required',
-    `warm timeout ${op.warm_timeout}`,
-  ];
+  const gates = [`min healthy ${op.min_healthy === null || op.min_healthy === undefined ? 'all' : op.min_healthy}`];
+  // With weighted steps, the steps replace the observation and the confirm gate.
+  if (!stepped(op)) gates.push(`observe ${op.observe}`, op.confirm ? (op.confirmed ? 'confirm: given' : 'confirm: required') : 'confirm: not required');
+  gates.push(`warm timeout ${op.warm_timeout}`);
+  if (stepped(op) && op.gates) gates.push(...gateLimits(op.gates));
   if (op.stop_old) gates.push('stops the old containers');
   const box = el(
     'section',
@@ -498,7 +504,9 @@ function timeline(alias) {
       op.reason ? el('span', { class: 'reason', text: ` — “${op.reason}”` }) : null,
     ),
     el('ol', { class: 'timeline' }, steps),
+    ended ? null : stepsView(alias),
     el('p', { class: 'gates small' }, gates.join(' · ')),
+    ended ? null : figuresView(alias),
   );
   if (ended) {
     box.append(
@@ -513,7 +521,8 @@ function timeline(alias) {
       ),
     );
   } else {
-    if (op.phase_deadline) {
+    // While stepping, the mixed phase ends with the steps, not at a deadline of its own.
+    if (op.phase_deadline && !(alias.phase === 'mixed' && stepped(op))) {
       box.append(
         el(
           'p',
@@ -546,6 +555,7 @@ function waitingText(alias) {
       return `waiting for ${counted(need, 'healthy endpoint', 'healthy endpoints')} of ${list(op.to)}: ${healthy} of ${endpoints.length} healthy now; gives up at the deadline`;
     }
     case 'mixed':
+      if (alias.step) return stepWaiting(alias, now);
       if (deadline !== null && now < deadline) {
         return `both versions answer; observing ${list(op.to)} (${healthy} of ${endpoints.length} healthy)${op.confirm && !op.confirmed ? ', then waiting for a confirm' : ''}`;
       }
@@ -566,6 +576,225 @@ function waitingText(alias) {
     default:
       return '';
   }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Weighted steps: the share of clients on the new version, the steps as a timeline, and what
+// the front proxy measured of each version against the operation's gates.
+
+/** Whether the API gave a value (it leaves out what it does not know). */
+function given(value) {
+  return value !== undefined && value !== null;
+}
+
+/** Whether an operation moves clients over in weighted steps. */
+function stepped(op) {
+  return !!(op && op.steps && op.steps.length);
+}
+
+/** A fraction as a percent with at most two decimals: 0.0037 → "0.37%", 0.01 → "1%". */
+function percent(fraction) {
+  return `${Number((fraction * 100).toFixed(2))}%`;
+}
+
+function ratioText(r) {
+  return `${Number(r.toFixed(2))}×`;
+}
+
+/** The operation's gates on the proxy's figures, in words. */
+function gateLimits(gates) {
+  const out = [];
+  if (given(gates.max_error_rate)) out.push(`error rate ≤ ${percent(gates.max_error_rate)}`);
+  if (given(gates.max_latency_ratio)) out.push(`p99 ≤ ${ratioText(gates.max_latency_ratio)} the old`);
+  out.push(`judged from ${counted(gates.min_requests, 'request', 'requests')}`);
+  return out;
+}
+
+/** During a promotion with weighted steps: how many clients each version gets, as a bar. */
+function weightBar(alias) {
+  const op = alias.operation;
+  if (!op || alias.weight === undefined || alias.weight === null) return null;
+  const weight = alias.weight;
+  const part = (side, share, names) => {
+    const node = el('span', { class: `split-${side}`, title: `${share}% of clients on ${list(names)}` }, share >= 8 ? `${share}%` : '');
+    // Through the CSSOM, which the page's CSP (style-src 'self') allows, unlike a style attribute.
+    node.style.flexGrow = String(share);
+    return node;
+  };
+  return el(
+    'section',
+    { class: 'weight', dataset: { weight } },
+    el(
+      'p',
+      { class: 'weight-label' },
+      el('strong', { class: 'weight-new', text: `${weight}% on ${list(op.to)}` }),
+      el('span', { class: 'weight-old', text: `${100 - weight}% on ${list(op.from)}` }),
+    ),
+    el(
+      'div',
+      { class: 'split', role: 'img', 'aria-label': `${weight}% of clients on ${list(op.to)}, ${100 - weight}% on ${list(op.from)}` },
+      part('new', weight, op.to),
+      part('old', 100 - weight, op.from),
+    ),
+    alias.sides
+      ? el('p', { class: 'sides muted small' }, `DNS answers the clients on ${list(op.to)} with ${list(alias.sides.new)}; the others with ${list(alias.sides.old)}`)
+      : null,
+  );
+}
+
+/** What the current step does now: `taking`, `holding`, `paused`, `confirmed` or `moving`. */
+function stepState(step) {
+  if (!step.effective_at) return 'taking';
+  if (step.hold_until) return 'holding';
+  if (step.pause) return step.confirmed ? 'confirmed' : 'paused';
+  return 'moving';
+}
+
+const STEP_STATES = {
+  taking: 'taking effect',
+  holding: 'holding',
+  paused: 'paused',
+  confirmed: 'confirmed',
+  moving: 'in effect',
+};
+
+/** A paused step in effect that waits for a confirm. */
+function stepPaused(alias) {
+  return alias.phase === 'mixed' && !!alias.step && stepState(alias.step) === 'paused';
+}
+
+/** Whether the Confirm button does something now: the confirm gate, or a paused step. */
+function canConfirm(alias) {
+  const op = alias.operation;
+  if (!op || alias.phase !== 'mixed') return false;
+  return stepPaused(alias) || (!stepped(op) && op.confirm && !op.confirmed);
+}
+
+/** What follows the current step: the next one, or the drain (a last 100% with nothing to wait
+ *  for is not a step of its own: the old version leaves the answers then). */
+function afterStep(alias) {
+  const next = alias.operation.steps[alias.step.number];
+  if (next && (next.weight < 100 || next.hold || next.pause)) return `step ${alias.step.number + 1}, ${next.weight}% of clients`;
+  return 'the drain: the old version leaves the answers';
+}
+
+/** The steps as chips: done, the current one (with its state), to come. */
+function stepsView(alias) {
+  const op = alias.operation;
+  if (!stepped(op)) return null;
+  const step = alias.phase === 'mixed' ? alias.step : null;
+  const now = step ? step.number : alias.phase === 'draining' ? op.steps.length + 1 : 0;
+  const state = step ? stepState(step) : null;
+  const chips = op.steps.map((s, i) => {
+    const n = i + 1;
+    const rule = s.pause ? 'pause' : s.hold ? s.hold : 'no hold';
+    return el(
+      'li',
+      {
+        class: n < now ? 'done' : n === now ? `current state-${state}` : 'todo',
+        dataset: { step: n },
+        'aria-current': n === now ? 'step' : null,
+        title: `step ${n} of ${op.steps.length}: ${s.weight}% of clients, ${s.pause ? 'waits for a confirm' : s.hold ? `holds ${s.hold}` : 'moves on once in effect'}`,
+      },
+      el('span', { class: 'chip-weight', text: `${s.weight}%` }),
+      el('span', { class: 'chip-rule', text: n === now ? STEP_STATES[state] : n < now ? `✓ ${rule}` : rule }),
+    );
+  });
+  return el('div', { class: 'stepping' }, el('ol', { class: 'steps', 'aria-label': 'Weighted steps' }, chips), step ? stepLine(alias, state) : null);
+}
+
+/** The current step in one line: its state, its times, and a Confirm button when paused. */
+function stepLine(alias, state) {
+  const step = alias.step;
+  const parts = [el('strong', { text: `Step ${step.number} of ${step.of}` }), ` · ${step.weight}% of clients · `, badge(STEP_STATES[state], `step-${state}`), ' '];
+  if (state === 'taking') parts.push('since ', timeEl(step.since));
+  else if (state === 'holding') parts.push('until ', timeEl(step.hold_until), ' ', el('span', { class: 'countdown', dataset: { deadline: step.hold_until } }));
+  else parts.push('since ', timeEl(step.effective_at));
+  const confirm = state === 'paused' ? el('button', { type: 'button', class: 'step-confirm', dataset: { action: 'confirm-step' }, onclick: () => openAction('confirm', alias.name) }, 'Confirm') : null;
+  return el('div', { class: 'step-state', dataset: { state } }, el('span', {}, parts), confirm);
+}
+
+/** Why a weighted step has not moved on yet, in words. */
+function stepWaiting(alias, now) {
+  const step = alias.step;
+  const then = afterStep(alias);
+  switch (stepState(step)) {
+    case 'taking':
+      return `${step.weight}% of clients on ${list(alias.operation.to)} once every node and secondary serves it and the answers from before it expire (TTL ${alias.ttl}s)`;
+    case 'holding':
+      return Date.parse(step.hold_until) > now ? `in effect; holds ${step.hold}, then ${then}` : `hold over: moving on to ${then}`;
+    case 'paused':
+      return `in effect; paused until someone confirms, then ${then}`;
+    case 'confirmed':
+      return `confirmed: moving on to ${then}`;
+    default:
+      return `in effect: moving on to ${then}`;
+  }
+}
+
+/** The proxy's figures of the current step, new against old, and against the gates' limits. */
+function figuresView(alias) {
+  const op = alias.operation;
+  const step = alias.phase === 'mixed' ? alias.step : null;
+  if (!stepped(op) || !step) return null;
+  const gates = op.gates || {};
+  const figures = step.figures;
+  if (!figures) {
+    if (!op.gates) return null;
+    const when = step.effective_at ? 'the front proxy has not measured this step' : 'the front proxy measures from when the step takes effect';
+    return el('p', { class: 'figures figures-none muted small', text: `No figures yet: ${when}.` });
+  }
+  const judged = (value, limit) => (given(limit) ? (value > limit ? 'over' : 'within') : '');
+  const row = (side, names, f) =>
+    el(
+      'tr',
+      { dataset: { side } },
+      el('th', { scope: 'row' }, list(names), el('span', { class: 'muted small', text: ` ${side}` })),
+      el('td', { text: String(f.requests) }),
+      el('td', { text: String(f.errors) }),
+      el('td', { class: side === 'new' ? judged(f.error_rate, gates.max_error_rate) : '', text: percent(f.error_rate) }),
+      el('td', { text: given(f.p99_ms) ? `${Number(f.p99_ms.toFixed(1))} ms` : '–' }),
+    );
+  // Each limit with where the new version stands against it.
+  const limits = [];
+  if (given(figures.latency_ratio)) {
+    const ratio = el('span', { class: judged(figures.latency_ratio, gates.max_latency_ratio), text: `p99 ratio ${ratioText(figures.latency_ratio)}` });
+    limits.push([ratio, given(gates.max_latency_ratio) ? ` (≤ ${ratioText(gates.max_latency_ratio)})` : '']);
+  } else if (given(gates.max_latency_ratio)) {
+    limits.push([`p99 ≤ ${ratioText(gates.max_latency_ratio)} the old (no ratio yet)`]);
+  }
+  if (gates.min_requests) {
+    const seen = Math.min(figures.new.requests, gates.min_requests);
+    limits.push([`${seen} of ${counted(gates.min_requests, 'request', 'requests')} needed `, el('progress', { max: gates.min_requests, value: seen })]);
+  }
+  return el(
+    'section',
+    { class: 'figures', dataset: { verdict: figures.verdict } },
+    el(
+      'div',
+      { class: 'scroll' },
+      el(
+        'table',
+        { class: 'table figures-table' },
+        el(
+          'thead',
+          {},
+          el(
+            'tr',
+            {},
+            el('th', { title: 'what the front proxy measured of each version since the step took effect', text: 'Measured' }),
+            el('th', { text: 'Requests' }),
+            el('th', { text: 'Errors' }),
+            el('th', {}, 'Error rate', given(gates.max_error_rate) ? el('span', { class: 'limit', text: ` ≤ ${percent(gates.max_error_rate)}` }) : null),
+            el('th', { text: 'p99' }),
+          ),
+        ),
+        el('tbody', {}, row('new', op.to, figures.new), row('old', op.from, figures.old)),
+      ),
+    ),
+    el('p', { class: 'verdict small' }, badge(figures.verdict.replace('_', ' '), `verdict-${figures.verdict}`), ' ', el('span', { class: 'summary', text: figures.summary })),
+    limits.length ? el('p', { class: 'limits small' }, ...limits.flatMap((parts, i) => (i ? [' · ', ...parts] : parts))) : null,
+  );
 }
 
 function updateCountdowns(root) {
@@ -657,7 +886,7 @@ function actions(alias) {
     'div',
     { class: 'actions' },
     button('promote', 'Promote…', !op),
-    button('confirm', 'Confirm', op && alias.phase === 'mixed' && op.confirm && !op.confirmed),
+    button('confirm', 'Confirm', canConfirm(alias)),
     button('abort', 'Abort', !!op),
     button('rollback', 'Roll back…', !op),
     button('link', 'Link…', !op),
@@ -863,6 +1092,78 @@ function renderCluster() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Rollouts: every rollout of many aliases (/v1/rollouts), kept up to date by `rollout` events.
+
+async function loadRollouts() {
+  try {
+    const all = await api('GET', '/v1/rollouts');
+    state.rollouts = new Map(all.map((r) => [r.id, r]));
+    renderRollouts();
+  } catch (e) {
+    $('rollouts-summary').textContent = `cannot read the rollouts: ${e.message}`;
+    $('rollouts-summary').className = 'error-text';
+  }
+}
+
+function renderRollouts() {
+  const all = [...state.rollouts.values()].sort((a, b) => b.id - a.id);
+  const summary = $('rollouts-summary');
+  summary.className = 'muted';
+  summary.textContent = all.length
+    ? `${counted(all.length, 'rollout', 'rollouts')}, newest first (aliasctl rollout status ID shows the same).`
+    : 'No rollouts yet (aliasctl rollout start --version v2 web api).';
+  $('rollouts').replaceChildren(...all.map(rolloutCard));
+}
+
+function rolloutCard(r) {
+  const counts = new Map();
+  for (const m of r.members) counts.set(m.state, (counts.get(m.state) || 0) + 1);
+  return el(
+    'article',
+    { class: 'card', dataset: { rollout: String(r.id), state: r.state } },
+    el(
+      'h2',
+      {},
+      `Rollout ${r.id} `,
+      badge(r.state),
+      el('span', { class: 'muted small', text: ` batch ${r.batch}/${r.batches}, by ${r.actor}` }),
+    ),
+    el('p', {
+      class: 'muted small',
+      text:
+        `parallelism ${r.parallelism}, delay ${r.delay}, monitor ${r.monitor}, on failure ${r.failure_action} over ${r.max_failure_ratio}; ` +
+        [...counts].map(([s, n]) => `${n} ${s}`).join(', ') +
+        (r.why ? ` — ${r.why}` : ''),
+    }),
+    el(
+      'div',
+      { class: 'scroll' },
+      el(
+        'table',
+        { class: 'table' },
+        el('thead', {}, el('tr', {}, ...['Alias', 'To', 'Batch', 'State', 'Started', 'Why'].map((h) => el('th', { text: h })))),
+        el(
+          'tbody',
+          {},
+          ...r.members.map((m) =>
+            el(
+              'tr',
+              { dataset: { alias: m.alias, state: m.state } },
+              el('td', { text: m.alias }),
+              el('td', { class: 'mono', text: list(m.to) }),
+              el('td', { text: String(m.batch + 1) }),
+              el('td', {}, badge(m.state)),
+              el('td', {}, m.started_at ? timeEl(m.started_at) : ''),
+              el('td', { text: m.why || '' }),
+            ),
+          ),
+        ),
+      ),
+    ),
+  );
+}
+
+// ---------------------------------------------------------------------------------------------
 // Activity: the recent history when the page loads, then the events as they come.
 
 // The changes the stream sends as `registry` events; the other history entries come as `change`.
@@ -885,6 +1186,8 @@ function activityText(event) {
       return `Docker ${event.connected ? 'connected' : 'lost'}${event.error ? `: ${event.error}` : ''}`;
     case 'registry':
       return `${event.alias || event.service || 'config'}: ${event.change} by ${event.actor}`;
+    case 'rollout':
+      return `rollout ${event.rollout.id} ${event.rollout.state}: batch ${event.rollout.batch}/${event.rollout.batches}, ${counted(event.rollout.failed, 'failed alias', 'failed aliases')}`;
     case 'lagged':
       return `the stream skipped ${event.skipped} events; everything was read again`;
     case 'secondary':
@@ -962,11 +1265,13 @@ function namesOf(text) {
     .filter(Boolean);
 }
 
-const GATE_FIELDS = () => [
-  field('f-observe', 'Observe (both answer)', { type: 'text', placeholder: 'the default, e.g. 30s' }),
+/** The health gates; `steps` when the form has weighted steps too, which replace observe and
+ *  the confirm gate. */
+const GATE_FIELDS = (steps) => [
+  field('f-observe', `Observe (both answer)${steps ? ', without steps' : ''}`, { type: 'text', placeholder: 'the default, e.g. 30s' }),
   field('f-min-healthy', 'Min healthy endpoints', { type: 'number', min: 1, placeholder: 'all' }),
   field('f-warm-timeout', 'Warm timeout', { type: 'text', placeholder: 'the default, e.g. 2m' }),
-  field('f-confirm', 'Wait for an explicit confirm after observing', { type: 'checkbox' }),
+  field('f-confirm', `Wait for an explicit confirm after observing${steps ? ' (without steps: a step pauses instead)' : ''}`, { type: 'checkbox' }),
 ];
 
 function gateBody() {
@@ -978,6 +1283,47 @@ function gateBody() {
   const warm = value('f-warm-timeout');
   if (warm !== undefined) body.warm_timeout = warm;
   if (value('f-confirm')) body.confirm = true;
+  return body;
+}
+
+// The step presets aliasd knows (`aliasctl promote --help` lists them too).
+const STEP_PRESETS = [
+  ['canary10-5m', '10% of clients for 5 minutes, then everybody'],
+  ['linear10-1m', '10%, 20%, ... 90% of clients, one minute each, then everybody'],
+];
+
+/** Weighted steps as the API takes them in text (a preset, or the CLI form), and the limits on
+ *  the front proxy's figures of the new version over each step. */
+const STEP_FIELDS = () => [
+  el(
+    'label',
+    {},
+    'Weighted steps (optional): a preset, or weight%[:hold|:pause] separated by commas',
+    el('input', { id: 'f-steps', name: 'f-steps', type: 'text', list: 'step-presets', spellcheck: 'false', placeholder: 'canary10-5m, or 10%:pause,50%:5m,100%' }),
+    el('datalist', { id: 'step-presets' }, STEP_PRESETS.map(([name, what]) => el('option', { value: name, label: what }))),
+    el('span', { class: 'muted small', text: `Presets: ${STEP_PRESETS.map(([name, what]) => `${name} (${what})`).join('; ')}.` }),
+  ),
+  el(
+    'div',
+    { class: 'field-row' },
+    field('f-max-error-rate', 'Max error rate (0.01 is 1%)', { type: 'number', min: 0, max: 1, step: 'any', placeholder: 'none' }),
+    field('f-max-latency-ratio', 'Max p99 ratio, new/old', { type: 'number', min: 1, step: 'any', placeholder: 'none' }),
+    field('f-min-requests', 'Min requests to judge', { type: 'number', min: 0, step: 1, placeholder: '1' }),
+  ),
+];
+
+function stepBody() {
+  const body = {};
+  const steps = value('f-steps');
+  if (steps !== undefined) body.steps = steps;
+  for (const [id, key] of [
+    ['f-max-error-rate', 'max_error_rate'],
+    ['f-max-latency-ratio', 'max_latency_ratio'],
+    ['f-min-requests', 'min_requests'],
+  ]) {
+    const v = value(id);
+    if (v !== undefined) body[key] = Number(v);
+  }
   return body;
 }
 
@@ -1004,24 +1350,33 @@ function reasonOnly(path, title, help, send) {
 const ACTIONS = {
   promote: {
     title: (name) => `Promote ${name}`,
-    help: 'A health-gated promotion: warming (the new version must be healthy), mixed (both answer), draining (the old one leaves the answers), stable. The plan is shown before anything is sent.',
+    help: 'A health-gated promotion: warming (the new version must be healthy), mixed (both answer), draining (the old one leaves the answers), stable. With weighted steps, a share of the clients moves to the new version at each step while mixed. The plan is shown before anything is sent.',
     send: 'Start promotion',
     plan: true,
     fields: (alias) => [
       field('f-to', 'To (service, or several separated by commas)', { type: 'text', list: 'service-names', required: true, value: suggestTarget(alias) }),
-      ...GATE_FIELDS(),
+      ...STEP_FIELDS(),
+      ...GATE_FIELDS(true),
       field('f-stop-old', 'Stop the old version\u2019s containers once safe (Docker)', { type: 'checkbox' }),
       REASON(),
     ],
     body: () => {
-      const body = withReason(Object.assign({ to: namesOf(value('f-to')) }, gateBody()));
+      const body = withReason(Object.assign({ to: namesOf(value('f-to')) }, gateBody(), stepBody()));
       if (value('f-stop-old')) body.stop_old = true;
       return body;
     },
     request: (name, body) => ['POST', aliasPath(name, '/promote'), body],
     dryRun: (name, body) => ['POST', aliasPath(name, '/promote?dry_run=true'), body],
   },
-  confirm: reasonOnly('/confirm', 'Confirm the promotion of', 'Passes the confirm gate: the old version leaves the answers and drains.', 'Confirm'),
+  confirm: reasonOnly(
+    '/confirm',
+    'Confirm the promotion of',
+    (alias) =>
+      stepPaused(alias)
+        ? `Ends the paused step ${alias.step.number} of ${alias.step.of} (${alias.step.weight}% of clients on ${list(alias.operation.to)}); next: ${afterStep(alias)}.`
+        : 'Passes the confirm gate: the old version leaves the answers and drains.',
+    'Confirm',
+  ),
   abort: reasonOnly('/abort', 'Abort the promotion of', 'Back to the old version at once: the new one leaves the answers.', 'Abort promotion'),
   rollback: {
     title: (name) => `Roll back ${name}`,
@@ -1082,7 +1437,7 @@ function openAction(action, name, revision) {
   if (!spec || !alias) return;
   current = { action, name, planned: false };
   $('act-title').textContent = spec.title(name);
-  $('act-help').textContent = spec.help;
+  $('act-help').textContent = typeof spec.help === 'function' ? spec.help(alias) : spec.help;
   $('act-fields').replaceChildren(...spec.fields(alias, revision));
   $('act-plan-view').hidden = true;
   $('act-plan-view').replaceChildren();
@@ -1115,8 +1470,9 @@ async function showPlan() {
   const spec = ACTIONS[current.action];
   $('act-error').hidden = true;
   try {
-    const plan = await api(...spec.dryRun(current.name, spec.body()));
-    $('act-plan-view').replaceChildren(planView(plan));
+    const body = spec.body();
+    const plan = await api(...spec.dryRun(current.name, body));
+    $('act-plan-view').replaceChildren(planView(plan, body.steps));
     $('act-plan-view').hidden = false;
     current.planned = true;
     $('act-send').disabled = plan.noop;
@@ -1125,7 +1481,9 @@ async function showPlan() {
   }
 }
 
-function planView(plan) {
+/** The dry run's plan (with weighted steps, `steps` as sent, one mixed row per step). */
+function planView(plan, steps) {
+  const observe = steps !== undefined ? `weighted steps ${steps}` : `observe ${plan.observe}${plan.confirm ? ' then confirm' : ''}`;
   return el(
     'div',
     {},
@@ -1138,7 +1496,7 @@ function planView(plan) {
     el(
       'p',
       { class: 'small' },
-      `${list(plan.to)}: ${plan.healthy_now} of ${counted(plan.total, 'endpoint', 'endpoints')} healthy now, ${plan.min_healthy} needed · observe ${plan.observe}${plan.confirm ? ' then confirm' : ''} · warm timeout ${plan.warm_timeout} · drain window ${plan.drain_window} (TTL ${plan.ttl}s, negative TTL ${plan.negative_ttl}s)`,
+      `${list(plan.to)}: ${plan.healthy_now} of ${counted(plan.total, 'endpoint', 'endpoints')} healthy now, ${plan.min_healthy} needed · ${observe} · warm timeout ${plan.warm_timeout} · drain window ${plan.drain_window} (TTL ${plan.ttl}s, negative TTL ${plan.negative_ttl}s)`,
     ),
   );
 }

@@ -116,6 +116,7 @@ pub(super) fn diff(before: &StoredState, after: &StoredState) -> StoredDelta {
         alias_specs: map(&before.alias_specs, &after.alias_specs),
         docker: map(&before.docker, &after.docker),
         history_seq: after.history_seq,
+        rollouts: map(&before.rollouts, &after.rollouts),
     }
 }
 
@@ -132,6 +133,7 @@ pub(super) fn split(
     let rest = delta.services.len()
         + delta.alias_specs.len()
         + delta.docker.len()
+        + delta.rollouts.len()
         + delta.serials.len()
         + live.serials.len()
         + 1;

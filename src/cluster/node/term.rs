@@ -265,6 +265,7 @@ pub(super) async fn run_term(ctx: &Ctx, fence: i64, shutdown: &CancellationToken
         proxies: s.proxies.clone(),
         drained_rx,
         drain_deadline: s.drain_deadline,
+        measurements: Some(s.measurements.clone()),
         secondaries: s.secondaries.clone(),
         clock: s.clock.clone(),
         takeover: Some(Takeover {

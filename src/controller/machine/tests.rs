@@ -1157,6 +1157,13 @@ fn steps_move_on_in_order_and_a_paused_step_waits_for_a_confirm() {
     );
     let at = step_at(&second);
     assert_eq!((at.index, at.weight, at.effective_ms), (1, 50, None));
+    assert_eq!(
+        w.refused(&second, confirm()),
+        MachineError::StepNotInEffect {
+            step: 2,
+            weight: 50
+        }
+    );
     let (paused, _) = w.tick(&second);
     assert!(step_at(&paused).effective_ms.is_some());
     w.advance(3_600_000);

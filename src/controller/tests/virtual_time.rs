@@ -112,6 +112,7 @@ impl Writer {
             proxies: vec![(PROXY.parse().unwrap(), web())],
             drained_rx,
             drain_deadline: DRAIN_DEADLINE,
+            measurements: None,
             secondaries: Vec::new(),
             clock: clock.clone(),
             takeover: None,
