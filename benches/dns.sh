@@ -10,6 +10,12 @@
 #   (ii) a fixed offered rate (dnsperf -Q, default 50,000/s): the server's CPU time (utime+stime of
 #        all its processes and threads) per answered query.
 # Prints the medians over the rounds and the ratios aliasd/Knot and aliasd/NSD.
+# A fourth server, aliasd-w, is a second aliasd with the same zone and a web-v2 of as many
+# endpoints, where `web` was promoted to web-v2 with steps `50%:pause,100%` and sits in its 50%
+# step: every query for the alias's names pays for the per-client choice (the bucket hash of the
+# source address). It runs in the same rounds, and `aliasd weighted/stable` is printed near the end.
+# dnsperf sends from one address (127.0.0.1), so all its queries get one side; that measures the
+# cost all the same, since the hash is computed for every query whichever side it picks.
 # Each server runs alone on CPU 1 (one UDP socket/worker each), dnsperf on CPU 0.
 #
 # Then, unless SCALE=0 (or --quick), `cargo bench --bench dns_scale`: switch latency under load
@@ -18,9 +24,9 @@
 # Usage: bash benches/dns.sh [--quick] [seconds per run, default 5] [rounds, default 3]
 #   also as environment: SECS, ROUNDS, RATE (offered rate, default 50000),
 #   SAT_ARGS (dnsperf load options at saturation, default "-c 1 -q 100"), PORT_BASE (default 15300:
-#   aliasd +1, knot +2, nsd +3, aliasd's API +91), RETRIES (default 4: measurements taken again
+#   aliasd +1, knot +2, nsd +3, aliasd-w +4, aliasd's API +91, aliasd-w's +92), RETRIES (default 4: measurements taken again
 #   because other processes or the hypervisor took CPU time). --quick: 1 second, 1 round (a smoke run).
-# Needs knot, nsd, dnsperf and dig (Debian packages; installed here if missing and we are root).
+# Needs knot, nsd, dnsperf, dig and jq (Debian packages; installed here if missing and we are root).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -34,13 +40,13 @@ SERVER_CPU=1
 CLIENT_CPU=0
 
 source benches/common.sh
-need_commands knotd:knot nsd:nsd dnsperf:dnsperf dig:bind9-dnsutils
+need_commands knotd:knot nsd:nsd dnsperf:dnsperf dig:bind9-dnsutils jq:jq
 if [ "$(nproc)" -lt 2 ]; then
   echo "needs 2 cores (server on CPU $SERVER_CPU, dnsperf on CPU $CLIENT_CPU); this machine has $(nproc)" >&2
   exit 1
 fi
 
-cargo build --release -q --bin aliasd
+cargo build --release -q --bin aliasd --bin aliasctl
 BIN=target/release
 WORK=$(mktemp -d)
 PIDS=()
@@ -64,9 +70,11 @@ trap 'exit 143' TERM
 ALIASD_PORT=$((PORT_BASE + 1))
 KNOT_PORT=$((PORT_BASE + 2))
 NSD_PORT=$((PORT_BASE + 3))
+WEIGHTED_PORT=$((PORT_BASE + 4))
 API_PORT=$((PORT_BASE + 91))
-SERVERS="aliasd knot nsd"
-port_of() { case $1 in aliasd) echo "$ALIASD_PORT" ;; knot) echo "$KNOT_PORT" ;; nsd) echo "$NSD_PORT" ;; esac; }
+WEIGHTED_API_PORT=$((PORT_BASE + 92))
+SERVERS="aliasd aliasd-w knot nsd"
+port_of() { case $1 in aliasd) echo "$ALIASD_PORT" ;; aliasd-w) echo "$WEIGHTED_PORT" ;; knot) echo "$KNOT_PORT" ;; nsd) echo "$NSD_PORT" ;; esac; }
 declare -A PID_OF TREE_OF LOG_OF
 
 fail() {
@@ -81,7 +89,7 @@ fail() {
 }
 
 if command -v ss >/dev/null 2>&1; then
-  for p in $ALIASD_PORT $KNOT_PORT $NSD_PORT $API_PORT; do
+  for p in $ALIASD_PORT $KNOT_PORT $NSD_PORT $WEIGHTED_PORT $API_PORT $WEIGHTED_API_PORT; do
     if ss -Hlnu | awk '{print $4}' | grep -q ":$p\$" || ss -Hlnt | awk '{print $4}' | grep -q ":$p\$"; then
       fail "port $p is in use by another process; pick other ports with PORT_BASE=..."
     fi
@@ -101,9 +109,12 @@ static_zone() {
 }
 static_zone 1 > "$WORK/aliasd.zone"
 
-cat > "$WORK/aliasd.toml" <<EOF
+# aliasd_config DNS_PORT API_PORT STATE_DIR [SERVICES]: the stable aliasd's config, and with the
+# extra service the weighted one's.
+aliasd_config() {
+  cat <<EOF
 [dns]
-listen = ["127.0.0.1:$ALIASD_PORT"]
+listen = ["127.0.0.1:$1"]
 udp_sockets = 1
 alias_ttl = 5
 negative_ttl = 5
@@ -111,25 +122,35 @@ negative_ttl = 5
 origin = "internal."
 file = "aliasd.zone"
 [api]
-listen = "127.0.0.1:$API_PORT"
+listen = "127.0.0.1:$2"
 [[api.token]]
 name = "bench"
-secret = "bench-token-0123456789"
+secret = "$TOKEN"
 [state]
-dir = "state"
+dir = "$3"
 [health]
 kind = "none"
 [[service]]
 name = "web-v1"
 endpoints = ["10.0.0.1:8080", "10.0.0.2:8080", "10.0.0.3:8080"]
+${4:-}
 [[alias]]
 name = "web"
 targets = ["web-v1"]
 EOF
-LOG_OF[aliasd]=$WORK/aliasd.log
-RUST_LOG=warn taskset -c $SERVER_CPU "$BIN/aliasd" run --config "$WORK/aliasd.toml" --ready-file "$WORK/ready.json" \
-  2>"${LOG_OF[aliasd]}" & PIDS+=($!)
-PID_OF[aliasd]=$!
+}
+TOKEN=bench-token-0123456789
+aliasd_config "$ALIASD_PORT" "$API_PORT" state > "$WORK/aliasd.toml"
+# web-v2's addresses are as long as web-v1's, so both sides' answers have the same size.
+aliasd_config "$WEIGHTED_PORT" "$WEIGHTED_API_PORT" state-w '[[service]]
+name = "web-v2"
+endpoints = ["10.0.0.4:8080", "10.0.0.5:8080", "10.0.0.6:8080"]' > "$WORK/aliasd-w.toml"
+for s in aliasd aliasd-w; do
+  LOG_OF[$s]=$WORK/$s.log
+  RUST_LOG=warn taskset -c $SERVER_CPU "$BIN/aliasd" run --config "$WORK/$s.toml" --ready-file "$WORK/$s.ready.json" \
+    2>"${LOG_OF[$s]}" & PIDS+=($!)
+  PID_OF[$s]=$!
+done
 
 dig_at() { local port=$1; shift; dig @127.0.0.1 -p "$port" +norec +noedns +time=2 +tries=1 "$@" </dev/null; }
 # Waits until SERVER answers the zone's SOA (and is still the process we started).
@@ -142,9 +163,23 @@ wait_serving() {
   done
   fail "$s does not answer internal. SOA on 127.0.0.1:$(port_of "$s") after 10 s"
 }
-for _ in $(seq 100); do [ -f "$WORK/ready.json" ] && break; sleep 0.1; done
-[ -f "$WORK/ready.json" ] || fail "aliasd wrote no ready file in 10 s"
-wait_serving aliasd
+for s in aliasd aliasd-w; do
+  for _ in $(seq 100); do [ -f "$WORK/$s.ready.json" ] && break; sleep 0.1; done
+  [ -f "$WORK/$s.ready.json" ] || fail "$s wrote no ready file in 10 s"
+  wait_serving "$s"
+done
+
+# aliasd-w: web into its 50% step, which holds until confirmed; waits until the step is in effect.
+weighted_ctl() { ALIASCTL_SERVER="http://127.0.0.1:$WEIGHTED_API_PORT" ALIASCTL_TOKEN=$TOKEN "$BIN/aliasctl" "$@"; }
+weighted_ctl promote web --to web-v2 --steps 50%:pause,100% --reason "dns.sh: a weighted step" >/dev/null 2>"$WORK/promote.err" ||
+  fail "aliasd-w: the promotion with steps failed: $(cat "$WORK/promote.err")"
+STEP=""
+for _ in $(seq 100); do
+  STEP=$(weighted_ctl status web --json | jq -r 'select(.weight == 50 and .step.effective_at != null) | .step.effective_at') || true
+  [ -n "$STEP" ] && break
+  sleep 0.1
+done
+[ -n "$STEP" ] || fail "aliasd-w: web is not in a 50% step in effect 10 s after the promotion: $(weighted_ctl status web --json)"
 
 # aliasd bumps the serial at every start; Knot and NSD serve the one it serves, so that negative
 # answers (which carry the SOA) are equal too.
@@ -268,14 +303,28 @@ describe() {
 # Correctness: each server answers the alias with its 3 addresses and a missing name with
 # NXDOMAIN; then every distinct query of both files gets the same status, answer and authority
 # from all three (sorted: servers may order records differently).
-for s in $SERVERS; do
+for s in aliasd knot nsd; do
   got=$(dig_at "$(port_of "$s")" +short web.internal A | sort | tr '\n' ' ')
   [ "$got" = "10.0.0.1 10.0.0.2 10.0.0.3 " ] || fail "$s answers web.internal A with '$got', not 10.0.0.1 10.0.0.2 10.0.0.3"
   dig_at "$(port_of "$s")" not-there.internal A | grep -q 'status: NXDOMAIN' ||
     fail "$s does not answer NXDOMAIN for not-there.internal A"
 done
+# aliasd-w splits the clients: over 40 source addresses both sides show up (all on one side would
+# happen once in 2^39), and dnsperf's 127.0.0.1 gets one of them.
+sides=$(for i in $(seq 40); do dig_at "$WEIGHTED_PORT" -b "127.0.0.$i" +short web.internal A | sort | tr '\n' ' '; echo; done | sort | uniq -c)
+[ "$(wc -l <<<"$sides")" -eq 2 ] && grep -q ' 10.0.0.1 10.0.0.2 10.0.0.3 $' <<<"$sides" && grep -q ' 10.0.0.4 10.0.0.5 10.0.0.6 $' <<<"$sides" ||
+  fail "aliasd-w does not split web between web-v1 and web-v2 over 40 clients: $sides"
+case $(dig_at "$WEIGHTED_PORT" +short web.internal A | sort | head -n 1) in
+  10.0.0.1) DNSPERF_SIDE="the old side (web-v1)" ;;
+  10.0.0.4) DNSPERF_SIDE="the new side (web-v2)" ;;
+  *) fail "aliasd-w answers 127.0.0.1 with neither side" ;;
+esac
+# canon SERVER NAME TYPE: the answer, one record a line, sorted; for aliasd-w with web-v2's
+# addresses written as web-v1's and without the serial (the promotion changed it).
 canon() {
-  dig_at "$(port_of "$1")" "$2" "$3" | awk '
+  dig_at "$(port_of "$1")" "$2" "$3" | awk -v w="$([ "$1" = aliasd-w ] && echo 1)" '
+    w && $4 == "SOA" { $7 = "(serial)" }
+    w { for (i = 4; i <= 6; i++) { gsub("10\\.0\\.0\\." i "$", "10.0.0." i - 3); gsub("10-0-0-" i "\\.", "10-0-0-" i - 3 ".") } }
     /status:/ { s = $0; sub(/.*status: /, "", s); sub(/,.*/, "", s); print "status " s; next }
     /^;; ANSWER SECTION:/ { sec = "answer"; next }
     /^;; AUTHORITY SECTION:/ { sec = "authority"; next }
@@ -290,6 +339,12 @@ notes=()
 while read -r name type; do
   nq=$((nq + 1))
   ref=$(canon aliasd "$name" "$type")
+  [ "$(awk '$5 == "SOA" { $8 = "(serial)" } 1' <<<"$ref")" = "$(canon aliasd-w "$name" "$type")" ] ||
+    fail "aliasd-w (in a 50% step) and aliasd answer $name $type differently:
+aliasd:
+$ref
+aliasd-w:
+$(canon aliasd-w "$name" "$type")"
   for s in knot nsd; do
     other=$(canon "$s" "$name" "$type")
     if [ "$(grep -v '^additional ' <<<"$ref")" != "$(grep -v '^additional ' <<<"$other")" ]; then
@@ -355,18 +410,21 @@ run_dnsperf() {
   rm -f "$out"
 }
 
-echo "DNS benchmark on loopback: aliasd, Knot DNS and NSD, the same zone, one core each"
+echo "DNS benchmark on loopback: aliasd, Knot DNS and NSD, the same zone, one core each; and aliasd-w, web in a 50% step"
 echo "machine: $(nproc) cores, $(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo), kernel $(uname -r), load $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "aliasd:  $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- src Cargo.toml Cargo.lock || echo ' (modified)') (target/release, udp_sockets = 1)"
+echo "aliasd-w: the same with a web-v2 of 3 endpoints and web promoted with --steps 50%:pause,100%: in its 50% step since $STEP;"
+echo "          dnsperf sends from 127.0.0.1 only, which is on $DNSPERF_SIDE: one side, but the bucket is hashed for every query"
 echo "knot:    $(knotd -V 2>&1 | head -n 1) (udp-workers 1, tcp-workers 1, background-workers 1)"
 echo "nsd:     $(nsd -v 2>&1 | head -n 1) (server-count 1, rrl off, minimal-responses)"
 echo "dnsperf: $(dnsperf -h 2>&1 | awk '/^Version/ {print $2}'), on CPU $CLIENT_CPU; every server on CPU $SERVER_CPU"
-echo "answers: the three agree on status, answer and authority for all $nq distinct queries of both files (dig, sorted)"
+echo "answers: the three agree on status, answer and authority for all $nq distinct queries of both files (dig, sorted);"
+echo "         aliasd-w answers as aliasd does, web-v2's addresses for web-v1's and the serial aside"
 for n in "${notes[@]}"; do echo "  note: $n"; done
 echo "runs: ${SECS}s each; saturation dnsperf $SAT_ARGS; fixed rate dnsperf -Q $RATE $SAT_ARGS; $ROUNDS rounds, servers in turn"
 echo
 
-printf "%-5s %-5s %-7s %9s %7s %7s %5s %6s | %9s %7s %7s %7s %6s | %s\n" round file server "qps(sat)" "avg ms" "p99 ms" "srv%" lost \
+printf "%-5s %-5s %-8s %9s %7s %7s %5s %6s | %9s %7s %7s %7s %6s | %s\n" round file server "qps(sat)" "avg ms" "p99 ms" "srv%" lost \
   "qps@rate" "µs/q" "usr µs" "p99 ms" lost "noise% sat/rate"
 # Waits (at most 10 s) for a second in which the servers' core is almost idle and nothing is stolen:
 # the machine is shared, and a build running beside a run makes it worthless.
@@ -399,7 +457,7 @@ measure() {
     o = (bt - st) / (rt * hz) * 100; if (o < 0) o = 0
     ro = (rbt - rst) / (rrt * hz) * 100; if (ro < 0) ro = 0
     printf "%.0f %.2f %.2f %.0f %.0f\n", st / (rt * hz) * 100, rst * 1e6 / hz / d, rut * 1e6 / hz / d, o, ro }')
-  printf "%-5s %-5s %-7s %9.0f %7.3f %7.3f %5s %6s | %9.0f %7.2f %7.2f %7.3f %6s | %7s\n" "$round" "$file" "$s" \
+  printf "%-5s %-5s %-8s %9.0f %7.3f %7.3f %5s %6s | %9.0f %7.2f %7.2f %7.3f %6s | %7s\n" "$round" "$file" "$s" \
     "$qps" "$avg" "$p99" "$pct" "$lost" "$rqps" "$us" "$uus" "$rp99" "$rlost" "$other/$rother"
   echo "$file $s $round $qps $avg $p99 $pct $lost $rqps $us $rp99 $rlost $other $resp $rother $uus" >> "$WORK/rounds.txt"
   [ "$other" -le 10 ] && [ "$rother" -le 10 ]
@@ -427,9 +485,9 @@ done
 # Medians over the rounds (column c of the rounds file), and sums for the lost queries.
 median() { awk -v f="$1" -v s="$2" -v c="$3" '$1 == f && $2 == s {print $c}' "$WORK/rounds.txt" | sort -g | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
 total() { awk -v f="$1" -v s="$2" -v c="$3" '$1 == f && $2 == s {t += $c} END {print t + 0}' "$WORK/rounds.txt"; }
-per_round() { # ratio aliasd/OTHER of column c, round by round
-  awk -v f="$1" -v o="$2" -v c="$3" '$1 == f && $2 == "aliasd" {a[$3] = $c} $1 == f && $2 == o {b[$3] = $c}
-    END {for (r = 1; r in a; r++) printf "%s%.2f", (r > 1 ? " " : ""), a[r] / b[r]}' "$WORK/rounds.txt"
+per_round() { # FILE OTHER C [NUM] [DIGITS]: ratio aliasd/OTHER (or NUM/OTHER) of column c, round by round
+  awk -v f="$1" -v o="$2" -v c="$3" -v num="${4:-aliasd}" -v d="${5:-2}" '$1 == f && $2 == num {a[$3] = $c} $1 == f && $2 == o {b[$3] = $c}
+    END {for (r = 1; r in a; r++) printf "%s%.*f", (r > 1 ? " " : ""), d, a[r] / b[r]}' "$WORK/rounds.txt"
 }
 echo
 echo "medians of $ROUNDS rounds (lost: summed over all runs; resp: dnsperf's average response size)"
@@ -465,6 +523,16 @@ for file in $FILES; do
 done
 noisy=$(awk '$13 > 10 || $15 > 10' "$WORK/rounds.txt" | wc -l)
 echo
+# The per-client choice's cost: the same aliasd, web stable against web in a 50% step.
+for file in $FILES; do
+  awk -v f="$file" -v wc="$(median "$file" aliasd-w 10)" -v sc="$(median "$file" aliasd 10)" -v wq="$(median "$file" aliasd-w 4)" \
+    -v sq="$(median "$file" aliasd 4)" -v wu="$(median "$file" aliasd-w 16)" -v su="$(median "$file" aliasd 16)" 'BEGIN {
+    printf "aliasd weighted/stable (%s): cpu µs/q %.3f (user %s), qps(sat) %.3f\n", f, wc / sc,
+      (su > 0 ? sprintf("%.2f", wu / su) : "-"), wq / sq }'
+  if [ "$ROUNDS" -gt 1 ]; then
+    echo "  per round: cpu $(per_round "$file" aliasd 10 aliasd-w 3), qps $(per_round "$file" aliasd 4 aliasd-w 3)"
+  fi
+done
 echo "disturbed measurements taken again: $retried (at most $RETRIES); kept although disturbed: $noisy of $(wc -l < "$WORK/rounds.txt")"
 if [ "$noisy" -gt 0 ]; then
   echo "warning: noise above 10% (other processes on CPU $SERVER_CPU, or steal) in $noisy kept measurements: expect noise"

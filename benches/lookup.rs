@@ -1,19 +1,25 @@
 //! Lookup cost against zone size: prints ns per lookup for an alias, a static name, NXDOMAIN and
 //! NODATA in a small and a large zone, side by side, with the large/small ratio. A ratio near 1
-//! shows that no answer, negative ones included, depends on the zone's size.
+//! shows that no answer, negative ones included, depends on the zone's size. Then the fast
+//! path's whole answer (query bytes in, response bytes out) for an alias in a weighted step
+//! against a stable one: what the per-client choice costs a UDP answer.
 //!
 //! `cargo bench --bench lookup` measures; under `cargo test` it runs a few iterations only, so
 //! the benchmark itself is kept working.
 
 use std::hint::black_box;
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use std::time::Instant;
 
 use aliasd::config::Config;
 use aliasd::controller::first_render;
+use aliasd::dns::agree::{CANARY_WEIGHT, Fixture};
+use aliasd::dns::fast::{self, Fast};
 use aliasd::registry::Base;
 use aliasd::snapshot::{HealthMap, LastGood, Snapshot};
 use aliasd::state::State;
+use hickory_proto::op::{Message, Query};
 use hickory_proto::rr::{LowerName, Name, RecordType};
 
 fn snapshot(static_names: usize, aliases: usize) -> (Snapshot, State, tempfile::TempDir) {
@@ -122,4 +128,68 @@ fn main() {
         per_render / 1e6,
         build_large.as_secs_f64() * 1e3
     );
+
+    split_answers(iterations);
+}
+
+/// The fast path's answer to `A` for a stable alias and for one in a weighted step, from a
+/// client on either side. The agreement fixture has both: `web` stable, `canary` in a 50% step
+/// between two services of the same shape, so all three answers hold two A records (the names
+/// differ in length by three bytes). The step hashes the client's address for every query.
+fn split_answers(iterations: u32) {
+    let fixture = Fixture::new(|config| first_render(&Base::from_config(config), None, 1));
+    let snapshot = fixture.snapshots.load();
+    let query = |name: &str| {
+        let mut m = Message::query();
+        m.add_query(Query::query(
+            Name::from_ascii(name).expect("name"),
+            RecordType::A,
+        ));
+        m.to_vec().expect("query")
+    };
+    // The fixture's operation salt is "agree" (`aliasd::dns::agree::step_canary`).
+    let client_on = |new: bool| {
+        (1..)
+            .map(|i: u32| IpAddr::V4(Ipv4Addr::from(0x7f00_0000 | i)))
+            .find(|&ip| aliasd::steps::on_new(b"agree", ip, CANARY_WEIGHT) == new)
+            .expect("a client on each side")
+    };
+    let cases = [
+        ("stable", query("web.internal."), client_on(false)),
+        (
+            "50% step, old side",
+            query("canary.internal."),
+            client_on(false),
+        ),
+        (
+            "50% step, new side",
+            query("canary.internal."),
+            client_on(true),
+        ),
+    ];
+    println!(
+        "\nfast path, a whole UDP answer to alias A, {iterations} answers each (ns per answer)"
+    );
+    println!("{:<20} {:>12} {:>8}", "alias", "ns", "/stable");
+    let mut out = Vec::with_capacity(512);
+    let mut stable = 0.0;
+    for (label, packet, client) in cases {
+        assert_eq!(
+            fast::answer(&snapshot, &packet, client, &mut out),
+            Fast::Answered,
+            "{label}"
+        );
+        let per = time_per_op(iterations, || {
+            black_box(fast::answer(
+                &snapshot,
+                black_box(&packet),
+                black_box(client),
+                &mut out,
+            ));
+        });
+        if stable == 0.0 {
+            stable = per;
+        }
+        println!("{label:<20} {per:>12.1} {:>8.2}", per / stable);
+    }
 }

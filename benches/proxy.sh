@@ -7,6 +7,11 @@
 #   times, counting failed requests. The keep-alive case also runs the floor: aliasd's and
 #   HAProxy's TCP modes, which copy the same bytes without any HTTP work, so the run shows how
 #   far above HAProxy's HTTP throughput a proxy can get on this machine at all.
+#   The keep-alive case also runs aliasd-w: a second aliasd whose alias is in a weighted step
+#   (promoted to web-v2 with steps `50%:pause,100%`, held at 50%), so that every request pays for
+#   the per-client choice; `aliasd weighted/stable` compares it with aliasd, web stable. wrk
+#   connects from one address, so all its requests go to one side; the choice (the hash of the
+#   client's address) is made for every request whichever side it picks, which is the cost.
 # Prints requests/s, p50/p99 latency and the CPU time of the proxy process per request (utime +
 # stime from /proc; for "direct", the backend's) for each, in interleaved rounds, then medians and
 # the ratios aliasd/HAProxy. On 2 cores wrk, the backend and the proxy share the CPU, so the CPU
@@ -14,8 +19,9 @@
 #
 # Usage: bash benches/proxy.sh [seconds per run, default 10] [connections, default 64]
 #   also as environment: ROUNDS (default 3), CASES (default "keepalive close 64k"),
-#   PROMOTIONS (default 20; 0 skips the zero-downtime run)
-# Needs wrk and haproxy (Debian packages; installed here if missing and we are root).
+#   TARGETS (only these of a case's targets, e.g. "aliasd aliasd-w" for the weighted step's cost
+#   alone), PROMOTIONS (default 20; 0 skips the zero-downtime run)
+# Needs wrk, haproxy, curl and jq (Debian packages; installed here if missing and we are root).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,7 +30,7 @@ CONNS=${2:-64}
 PROMOTIONS=${PROMOTIONS:-20}
 
 source benches/common.sh
-need_commands wrk:wrk haproxy:haproxy
+need_commands wrk:wrk haproxy:haproxy curl:curl jq:jq
 
 cargo build --release -q --bin aliasd --bin aliasctl
 BIN=target/release
@@ -41,9 +47,12 @@ V1=127.0.0.61:18181
 V2=127.0.0.62:18181
 PROXY=127.0.0.1:18280
 PROXY_TCP=127.0.0.1:18281
+PROXY_W=127.0.0.1:18282
+PROXY_W_TCP=127.0.0.1:18283
 HAPROXY=127.0.0.1:18380
 HAPROXY_TCP=127.0.0.1:18381
 API=127.0.0.1:18390
+API_W=127.0.0.1:18391
 TOKEN=bench-token-0123456789
 
 "$BIN/aliasd" backend --listen "$V1" --name web-v1 >/dev/null 2>&1 & PIDS+=($!)
@@ -56,7 +65,9 @@ cat > "$WORK/internal.zone" <<EOF
   IN NS ns1.internal.
 ns1 IN A 127.0.0.1
 EOF
-cat > "$WORK/aliasd.toml" <<EOF
+# aliasd_config HTTP_PROXY TCP_PROXY API STATE_DIR
+aliasd_config() {
+  cat <<EOF
 [dns]
 listen = ["127.0.0.1:0"]
 alias_ttl = 1
@@ -65,12 +76,12 @@ negative_ttl = 1
 origin = "internal."
 file = "internal.zone"
 [api]
-listen = "$API"
+listen = "$3"
 [[api.token]]
 name = "bench"
 secret = "$TOKEN"
 [state]
-dir = "state"
+dir = "$4"
 [health]
 kind = "http"
 path = "/healthz"
@@ -91,16 +102,21 @@ endpoints = ["$V2"]
 name = "web"
 targets = ["web-v1"]
 [[proxy]]
-listen = "$PROXY"
+listen = "$1"
 alias = "web"
 mode = "http"
 [[proxy]]
-listen = "$PROXY_TCP"
+listen = "$2"
 alias = "web"
 mode = "tcp"
 EOF
+}
+aliasd_config "$PROXY" "$PROXY_TCP" "$API" state > "$WORK/aliasd.toml"
 RUST_LOG=warn "$BIN/aliasd" run --config "$WORK/aliasd.toml" --ready-file "$WORK/ready.json" 2>"$WORK/aliasd.log" & PIDS+=($!)
 ALIASD_PID=$!
+aliasd_config "$PROXY_W" "$PROXY_W_TCP" "$API_W" state-w > "$WORK/aliasd-w.toml"
+RUST_LOG=warn "$BIN/aliasd" run --config "$WORK/aliasd-w.toml" --ready-file "$WORK/ready-w.json" 2>"$WORK/aliasd-w.log" & PIDS+=($!)
+ALIASD_W_PID=$!
 
 haproxy_config "$HAPROXY" "$V1" > "$WORK/haproxy.cfg"
 haproxy -f "$WORK/haproxy.cfg" -db 2>"$WORK/haproxy.log" & PIDS+=($!)
@@ -109,9 +125,27 @@ haproxy_config "$HAPROXY_TCP" "$V1" tcp > "$WORK/haproxy-tcp.cfg"
 haproxy -f "$WORK/haproxy-tcp.cfg" -db 2>"$WORK/haproxy-tcp.log" & PIDS+=($!)
 HAPROXY_TCP_PID=$!
 
-for _ in $(seq 100); do [ -f "$WORK/ready.json" ] && break; sleep 0.1; done
+for _ in $(seq 100); do [ -f "$WORK/ready.json" ] && [ -f "$WORK/ready-w.json" ] && break; sleep 0.1; done
 [ -f "$WORK/ready.json" ] || { echo "aliasd did not start:"; cat "$WORK/aliasd.log"; exit 1; }
+[ -f "$WORK/ready-w.json" ] || { echo "aliasd-w did not start:"; cat "$WORK/aliasd-w.log"; exit 1; }
 sleep 1
+
+# aliasd-w: web into its 50% step, held until confirmed; then over 40 client addresses its proxy
+# sends some to each version (all to one would happen once in 2^39).
+weighted_ctl() { ALIASCTL_SERVER="http://$API_W" ALIASCTL_TOKEN=$TOKEN "$BIN/aliasctl" "$@"; }
+weighted_ctl promote web --to web-v2 --steps 50%:pause,100% --reason "proxy.sh: a weighted step" >/dev/null
+STEP=""
+for _ in $(seq 100); do
+  STEP=$(weighted_ctl status web --json | jq -r 'select(.weight == 50 and .step.effective_at != null) | .step.effective_at') || true
+  [ -n "$STEP" ] && break
+  sleep 0.1
+done
+[ -n "$STEP" ] || { echo "aliasd-w: web is not in a 50% step 10 s after the promotion: $(weighted_ctl status web --json)"; exit 1; }
+sides=$(for i in $(seq 40); do curl -s --interface "127.0.0.$i" "http://$PROXY_W/"; done | sort | uniq -c)
+if ! grep -q ' web-v1$' <<<"$sides" || ! grep -q ' web-v2$' <<<"$sides"; then
+  echo "aliasd-w's proxy does not split 40 clients between web-v1 and web-v2: $sides"; exit 1
+fi
+WRK_SIDE=$(curl -s "http://$PROXY_W/")
 
 # CPU ticks (utime + stime, all threads) of a process.
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
@@ -155,12 +189,17 @@ describe() {
     64k) echo "keep-alive, a 64 KiB body" ;;
   esac
 }
-# The targets of a case: the floor (TCP mode on both sides) only for keep-alive.
+# The targets of a case: the floor (TCP mode on both sides) and the weighted step only for
+# keep-alive; only those in TARGETS, when set.
 targets() {
-  if [ "$1" = keepalive ]; then echo direct aliasd haproxy aliasd-tcp haproxy-tcp; else echo direct aliasd haproxy; fi
+  local t
+  if [ "$1" = keepalive ]; then t="direct aliasd aliasd-w haproxy aliasd-tcp haproxy-tcp"; else t="direct aliasd haproxy"; fi
+  if [ -n "${TARGETS:-}" ]; then t=$(tr ' ' '\n' <<<"$t" | grep -Fxf <(tr ' ' '\n' <<<"$TARGETS") | tr '\n' ' '); fi
+  echo $t
 }
 echo "wrk -t2 -c$CONNS -d${SECS}s, one backend, all on loopback ($(nproc) cores); $ROUNDS rounds, cases and targets in turn"
 echo "aliasd $(git rev-parse --short HEAD 2>/dev/null || echo '?') (target/release); $(haproxy -v | head -1); $(wrk -v 2>&1 | head -1 | awk '{print $1, $2}')"
+echo "aliasd-w: web in its 50% step since $STEP; wrk's 127.0.0.1 is sent to $WRK_SIDE (one side, but the choice is made for every request)"
 printf "%-6s %-10s %-12s %12s %10s %10s %12s\n" round case target "req/s" "p50 ms" "p99 ms" "cpu µs/req"
 : > "$WORK/rounds.txt"
 for round in $(seq "$ROUNDS"); do
@@ -169,6 +208,7 @@ for round in $(seq "$ROUNDS"); do
       case $target in
         direct) addr=$V1 pid=$BACKEND_PID ;;
         aliasd) addr=$PROXY pid=$ALIASD_PID ;;
+        aliasd-w) addr=$PROXY_W pid=$ALIASD_W_PID ;;
         haproxy) addr=$HAPROXY pid=$HAPROXY_PID ;;
         aliasd-tcp) addr=$PROXY_TCP pid=$ALIASD_PID ;;
         haproxy-tcp) addr=$HAPROXY_TCP pid=$HAPROXY_TCP_PID ;;
@@ -181,6 +221,7 @@ for round in $(seq "$ROUNDS"); do
 done
 # Medians over the rounds, and the ratios of the medians.
 median() { awk -v c="$1" -v t="$2" -v k="$3" '$2 == c && $3 == t {print $k}' "$WORK/rounds.txt" | sort -g | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
+ran() { grep -q "^[0-9]* $1 $2 " "$WORK/rounds.txt"; } # whether CASE TARGET ran
 echo
 echo "medians of $ROUNDS rounds (cpu µs/req: the proxy process; for direct, the backend)"
 for case in $CASES; do
@@ -190,12 +231,21 @@ for case in $CASES; do
     printf "  %-12s %12.0f %10.3f %10.3f %12.2f\n" "$target" "$(median "$case" "$target" 4)" \
       "$(median "$case" "$target" 5)" "$(median "$case" "$target" 6)" "$(median "$case" "$target" 7)"
   done
+  ran "$case" aliasd && ran "$case" haproxy && ran "$case" direct &&
   awk -v a="$(median "$case" aliasd 4)" -v h="$(median "$case" haproxy 4)" -v d="$(median "$case" direct 4)" \
     -v ap="$(median "$case" aliasd 6)" -v hp="$(median "$case" haproxy 6)" \
     -v ac="$(median "$case" aliasd 7)" -v hc="$(median "$case" haproxy 7)" 'BEGIN {
     printf "  aliasd/haproxy: throughput %.2f, p99 %.2f, cpu per request %.2f   aliasd/direct throughput %.2f\n",
       a / h, ap / hp, ac / hc, a / d }'
-  if [ "$case" = keepalive ]; then
+  if ran "$case" aliasd && ran "$case" aliasd-w; then
+    awk -v w="$(median "$case" aliasd-w 7)" -v s="$(median "$case" aliasd 7)" -v wr="$(median "$case" aliasd-w 4)" -v sr="$(median "$case" aliasd 4)" 'BEGIN {
+      printf "  aliasd weighted/stable (web in a 50%% step against stable): cpu per request %.3f, throughput %.3f\n", w / s, wr / sr }'
+    if [ "$ROUNDS" -gt 1 ]; then
+      echo "    per round, cpu per request: $(awk -v c="$case" '$2 == c && $3 == "aliasd" {s[$1] = $7} $2 == c && $3 == "aliasd-w" {w[$1] = $7}
+        END {for (r = 1; r in s; r++) printf "%s%.3f", (r > 1 ? " " : ""), w[r] / s[r]}' "$WORK/rounds.txt")"
+    fi
+  fi
+  if [ "$case" = keepalive ] && ran "$case" haproxy && ran "$case" haproxy-tcp && ran "$case" aliasd-tcp; then
     awk -v h="$(median "$case" haproxy 4)" -v ht="$(median "$case" haproxy-tcp 4)" -v at="$(median "$case" aliasd-tcp 4)" 'BEGIN {
       printf "  floor, bytes copied with no HTTP work: haproxy-tcp/haproxy throughput %.2f, aliasd-tcp/haproxy %.2f\n", ht / h, at / h }'
   fi
