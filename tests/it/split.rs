@@ -197,9 +197,12 @@ fn share(sides: &BTreeMap<Ipv4Addr, Side>) -> f64 {
 
 async fn wait_weight(daemon: &Daemon, weight: u64) {
     // In effect: a paused step takes a confirm only from then on.
-    let a = wait_for(daemon, Duration::from_secs(15), "at the step, in effect", |a| {
-        a["weight"] == weight && a["step"]["effective_at"].is_string()
-    })
+    let a = wait_for(
+        daemon,
+        Duration::from_secs(15),
+        "at the step, in effect",
+        |a| a["weight"] == weight && a["step"]["effective_at"].is_string(),
+    )
     .await;
     assert!(a["step"].is_object(), "no step in {a}");
 }
