@@ -144,11 +144,12 @@ pub mod fields {
             ],
             "description": format!(
                 "Weighted steps, weights increasing and the last 100, each holding (1s to 24h) \
-                 or pausing for a confirm or neither: a list, the CLI form \
-                 (`10%:1m,50%:pause,100%`), or a preset: {}",
+                 or pausing for a confirm or neither: a list (`[{{\"weight\": 10, \"hold\": \
+                 \"1m\"}}, {{\"weight\": 50, \"pause\": true}}, {{\"weight\": 100}}]`), the \
+                 CLI form (`10%:1m,50%:pause,100%`), or a preset: {}. Not with `observe` or \
+                 `confirm`, which are for promotions without steps",
                 described.join("; ")
             ),
-            "example": [{"weight": 10, "hold": "1m"}, {"weight": 50, "pause": true}, {"weight": 100}],
         }))
     }
 
