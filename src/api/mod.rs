@@ -712,10 +712,11 @@ fn progressive(gates: &mut Gates, request: &PromoteRequest) -> Result<(), ApiErr
         }
         return Ok(());
     }
-    if request.confirm == Some(true) || request.observe.is_some() {
+    // `observe` is the mixed phase's length without steps; with steps, each step's hold is.
+    if request.confirm == Some(true) {
         return Err(ApiError::BadRequest(
-            "`observe` and `confirm` apply to promotions without steps; with steps, each step \
-             holds or pauses (`50%:pause` waits for a confirm)"
+            "`confirm` applies to promotions without steps; with steps, a step pauses for a \
+             confirm (`50%:pause`)"
                 .into(),
         ));
     }

@@ -146,10 +146,11 @@ pub mod fields {
                 "Weighted steps, weights increasing and the last 100, each holding (1s to 24h) \
                  or pausing for a confirm or neither: a list (`[{{\"weight\": 10, \"hold\": \
                  \"1m\"}}, {{\"weight\": 50, \"pause\": true}}, {{\"weight\": 100}}]`), the \
-                 CLI form (`10%:1m,50%:pause,100%`), or a preset: {}. Not with `observe` or \
-                 `confirm`, which are for promotions without steps",
+                 CLI form (`10%:1m,50%:pause,100%`), or a preset: {}. Not with `confirm: true` \
+                 (a `pause` step waits for a confirm); `observe` does not apply to steps",
                 described.join("; ")
             ),
+            "example": [{"weight": 10, "hold": "1m"}, {"weight": 50, "pause": true}, {"weight": 100}],
         }))
     }
 

@@ -172,7 +172,7 @@ async fn bad_steps_and_gates_are_refused_naming_the_field_and_a_preset_can_be_ab
         ),
         (
             json!({"to": "web-v2", "steps": "canary10-5m", "confirm": true}),
-            "with steps, each step",
+            "with steps, a step pauses for a confirm",
         ),
         (
             json!({"to": "web-v2", "steps": "canary10-5m", "max_error_rate": 2}),
