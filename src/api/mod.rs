@@ -555,7 +555,7 @@ async fn list_aliases(State(state): State<AppState>) -> Json<Vec<AliasDto>> {
     summary = "One alias: phase, answers, members and their health",
     params(
         AliasParam,
-        ("client" = Option<String>, Query, description = "An IP address: which version a weighted step gives this client (a resolver's address, for everyone behind it)")
+        ("client" = Option<String>, Query, pattern = r"^((25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])(\.(25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])){3}|::1|[0-9a-f]{1,4}(:[0-9a-f]{1,4}){7})$", description = "An IP address (IPv4 dotted, `::1`, or IPv6 in full lower-case form): which version a weighted step gives this client (a resolver's address, for everyone behind it)")
     ),
     responses((status = 200, description = "The alias", body = AliasDto), ReadErrors)
 )]
@@ -567,9 +567,10 @@ async fn get_alias(
     let client = query
         .client
         .map(|c| {
-            c.trim().parse::<std::net::IpAddr>().map_err(|_| {
+            client_address(&c).ok_or_else(|| {
                 ApiError::BadRequest(format!(
-                    "query parameter `client`: `{c}` is not an IP address"
+                    "query parameter `client`: `{c}` is not an IP address (IPv4 dotted, `::1`, \
+                     or IPv6 in full lower-case form)"
                 ))
             })
         })
@@ -582,6 +583,22 @@ async fn get_alias(
     let mut dto = state.alias_dto(view);
     dto.client = client.map(|ip| dto::ClientSideDto::of(view, ip));
     Ok(Json(dto))
+}
+
+/// `?client=`: an address as the spec's pattern writes it (IPv4 dotted without leading zeros,
+/// `::1`, or IPv6 as eight lower-case groups), so what the spec allows and what is accepted are
+/// the same set.
+fn client_address(text: &str) -> Option<std::net::IpAddr> {
+    let ip: std::net::IpAddr = text.parse().ok()?;
+    let written_out = text.matches(':').count() == 7
+        && !text.contains("::")
+        && !text.contains('.')
+        && !text.chars().any(|c| c.is_ascii_uppercase());
+    match ip {
+        std::net::IpAddr::V4(_) => Some(ip),
+        std::net::IpAddr::V6(_) if text == "::1" || written_out => Some(ip),
+        std::net::IpAddr::V6(_) => None,
+    }
 }
 
 #[derive(serde::Deserialize, Default)]
