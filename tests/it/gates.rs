@@ -49,7 +49,7 @@ impl Traffic {
         let s = stop.clone();
         let task = tokio::spawn(async move {
             let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
-            let deadline = Instant::now() + Duration::from_secs(60);
+            let deadline = Instant::now() + Duration::from_secs(150);
             let mut seen = std::collections::BTreeMap::new();
             let mut i: u32 = 0;
             while !s.load(Ordering::SeqCst) && Instant::now() < deadline && i < limit {
@@ -107,16 +107,16 @@ async fn a_new_version_failing_a_fifth_of_its_requests_is_rolled_back_at_its_fir
     let (status, reply) = post(
         &daemon,
         "/v1/aliases/web/promote",
-        json!({"to": "web-v2", "steps": "10%:20s,100%", "max_error_rate": 0.01, "min_requests": 50}),
+        json!({"to": "web-v2", "steps": "10%:3m,100%", "max_error_rate": 0.01, "min_requests": 50}),
     )
     .await;
     assert_eq!(status, 202, "{reply}");
     // While the step is in effect the API shows the figures against the gates.
-    let shown = wait_for(&daemon, Duration::from_secs(20), "figures", |a| {
+    let shown = wait_for(&daemon, Duration::from_secs(60), "figures", |a| {
         a["step"]["figures"]["new"]["requests"].as_u64() > Some(0) || a["phase"] == "stable"
     })
     .await;
-    let back = wait_for(&daemon, Duration::from_secs(30), "rolled back", |a| {
+    let back = wait_for(&daemon, Duration::from_secs(120), "rolled back", |a| {
         a["phase"] == "stable"
     })
     .await;
