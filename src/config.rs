@@ -269,6 +269,9 @@ pub struct ProxyConfig {
     /// HTTP: where a proxy behind another balancer reads the client's address, which puts the
     /// client on a side of a weighted step; `None`: the peer's address.
     pub client_header: Option<ClientHeader>,
+    /// HTTP: plain HTTP/1.1 requests take aliasd's own path (`true`, the default); `false`
+    /// sends every request through the general path (hyper), as before that path existed.
+    pub fast_path: bool,
 }
 
 /// A request header that names the client (`client_header`), believed only from `trusted`
@@ -573,6 +576,8 @@ struct RawProxy {
     client_header: Option<Spanned<String>>,
     #[serde(default)]
     trusted: Option<Spanned<Vec<Spanned<String>>>>,
+    #[serde(default)]
+    fast_path: Option<bool>,
 }
 
 /// Health-check settings: the defaults in `[health]`, overrides in `[service.health]`.
@@ -2236,6 +2241,7 @@ impl Validator<'_> {
                 max_connections,
                 header_timeout,
                 client_header,
+                fast_path: p.fast_path.unwrap_or(true),
             });
         }
         proxies

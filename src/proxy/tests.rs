@@ -159,6 +159,7 @@ fn a_proxy_section_parses_with_its_defaults() {
             max_connections: 10_000,
             header_timeout: Duration::from_secs(30),
             client_header: None,
+            fast_path: true,
         }]
     );
 }
@@ -186,6 +187,7 @@ listen = "127.0.0.1:0"
 alias = "nothing"
 client_header = "X-Real-IP"
 trusted = ["10.0.0.0/8", "127.0.0.1", "fd00::/8"]
+fast_path = false
 "#,
         ))
         .unwrap();
@@ -199,6 +201,8 @@ trusted = ["10.0.0.0/8", "127.0.0.1", "fd00::/8"]
     assert_eq!(p.drain_deadline, Duration::ZERO);
     assert_eq!(p.max_connections, 7);
     assert_eq!(p.client_header, None);
+    assert!(p.fast_path);
+    assert!(!config.proxies[1].fast_path);
     // Port 0 twice is two free ports, not a clash.
     assert_eq!(config.proxies[1].alias.to_string(), "nothing.internal");
     let header = config.proxies[1]
