@@ -21,7 +21,7 @@ PIDS=()
 cleanup() {
   for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
-  rm -rf "$WORK"
+  [ -n "${KEEP_CG:-}" ] && cp "$WORK"/*.cg.* "$KEEP_CG"/ 2>/dev/null; rm -rf "$WORK"
 }
 trap cleanup EXIT
 

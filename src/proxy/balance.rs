@@ -32,26 +32,51 @@ pub fn pick(
     ejected: impl Fn(&Endpoint) -> bool,
     rand: &mut dyn FnMut(usize) -> usize,
 ) -> Option<Endpoint> {
-    let eligible: Vec<Endpoint> = active
-        .iter()
-        .filter(|e| !draining.contains(e) && !exclude.contains(e))
-        .copied()
-        .collect();
-    let healthy: Vec<Endpoint> = eligible.iter().filter(|e| !ejected(e)).copied().collect();
-    let pool = if healthy.is_empty() {
-        &eligible
+    let index = pick_index(
+        active.len(),
+        |i| !draining.contains(&active[i]) && !exclude.contains(&active[i]),
+        |i| load(&active[i]),
+        |i| ejected(&active[i]),
+        rand,
+    )?;
+    Some(active[index])
+}
+
+/// [`pick`] over `n` candidates known by index, without allocating: `eligible(i)` says whether
+/// candidate `i` may be picked at all, `ejected(i)` whether it is passed over while another
+/// eligible one is not.
+pub fn pick_index(
+    n: usize,
+    eligible: impl Fn(usize) -> bool,
+    load: impl Fn(usize) -> u64,
+    ejected: impl Fn(usize) -> bool,
+    rand: &mut dyn FnMut(usize) -> usize,
+) -> Option<usize> {
+    let (mut eligible_count, mut healthy_count) = (0, 0);
+    for i in (0..n).filter(|&i| eligible(i)) {
+        eligible_count += 1;
+        if !ejected(i) {
+            healthy_count += 1;
+        }
+    }
+    let only_healthy = healthy_count > 0;
+    let in_pool = |i: usize| eligible(i) && (!only_healthy || !ejected(i));
+    let size = if only_healthy {
+        healthy_count
     } else {
-        &healthy
+        eligible_count
     };
-    match pool.len() {
+    // The `k`th candidate of the pool.
+    let nth = |k: usize| (0..n).filter(|&i| in_pool(i)).nth(k);
+    match size {
         0 => None,
-        1 => Some(pool[0]),
-        n => {
-            let a = rand(n) % n;
+        1 => nth(0),
+        size => {
+            let a = rand(size) % size;
             // The second draw skips the first, so the two choices always differ.
-            let b = (a + 1 + rand(n - 1) % (n - 1)) % n;
-            let (a, b) = (pool[a], pool[b]);
-            Some(if load(&b) < load(&a) { b } else { a })
+            let b = (a + 1 + rand(size - 1) % (size - 1)) % size;
+            let (a, b) = (nth(a)?, nth(b)?);
+            Some(if load(b) < load(a) { b } else { a })
         }
     }
 }

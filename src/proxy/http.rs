@@ -77,6 +77,21 @@ pub(super) async fn serve_connection(
     slot: Slot,
 ) {
     let _ = stream.set_nodelay(true);
+    serve_io(proxy, stream, peer, shutdown, activity, slot).await;
+}
+
+/// [`serve_connection`] over any client stream (the fast path hands over a socket with the
+/// bytes it read first).
+pub(super) async fn serve_io<S>(
+    proxy: Arc<Proxy>,
+    stream: S,
+    peer: SocketAddr,
+    shutdown: CancellationToken,
+    activity: Arc<Activity>,
+    slot: Slot,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let io = TokioIo::new(Metered {
         inner: stream,
         activity: activity.clone(),
@@ -165,7 +180,7 @@ async fn forward(
 ) -> Response<ProxyBody> {
     let client = proxy.client_of(peer.addr, req.headers());
     let choice = proxy.choice_for(client);
-    if choice.active.is_empty() {
+    if choice.active().is_empty() {
         proxy
             .entry
             .local

@@ -231,7 +231,6 @@ type Counter = (&'static str, &'static str, fn(&Window) -> u64);
 /// snapshot.
 #[derive(Debug, Default)]
 pub(super) struct ServiceMap {
-    generation: u64,
     by_endpoint: HashMap<Endpoint, Arc<ServiceCounters>>,
 }
 
@@ -258,14 +257,7 @@ impl ServiceMap {
                 }
             }
         }
-        Self {
-            generation: snapshot.generation,
-            by_endpoint,
-        }
-    }
-
-    pub(super) fn generation(&self) -> u64 {
-        self.generation
+        Self { by_endpoint }
     }
 
     /// The counters of the service `endpoint` belongs to.

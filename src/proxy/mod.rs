@@ -27,9 +27,11 @@
 //! latency to the answer's head): the figures a stepped promotion's gates are judged on.
 
 pub mod balance;
+mod fast;
 mod http;
 mod measure;
 mod tcp;
+pub mod wire;
 
 use measure::ServiceMap;
 pub use measure::{Measurements, ServiceCounters};
@@ -57,7 +59,7 @@ use crate::config::{ProxyConfig, ProxyMode};
 use crate::conns::{Accepted, Slots, accept_all};
 use crate::health::HealthBoard;
 use crate::model::{AliasName, Endpoint, ServiceName};
-use crate::snapshot::SharedSnapshot;
+use crate::snapshot::{AliasView, SharedSnapshot};
 use crate::supervise::Critical;
 
 /// A front proxy's report to the writer: a member of `alias` out of its answers has no open
@@ -584,7 +586,11 @@ pub fn spawn(
             members: Grow::default(),
             entry: entry.clone(),
             measurements: stats.measurements.clone(),
-            services: ArcSwap::from_pointee(ServiceMap::default()),
+            // No generation yet: the first request makes the route.
+            route: ArcSwap::from_pointee(Route {
+                generation: u64::MAX,
+                ..Route::default()
+            }),
         });
         let name = format!("the proxy on {} (alias {})", proxy.addr, proxy.alias_host);
         critical.spawn(name, proxy.run(bound.listener, shutdown.clone()));
@@ -602,6 +608,8 @@ struct Member {
     /// One pool per worker thread: a connection is driven by the thread that opened it, so a
     /// request never has to wake another thread to use it.
     idle: Vec<Mutex<Vec<http::Idle>>>,
+    /// The same for the HTTP/1.1 fast path's connections ([`fast`]).
+    raw_idle: Vec<Mutex<Vec<fast::Idle>>>,
     /// What closes this member's TCP and upgraded HTTP connections once it has been out of the
     /// answers too long.
     drain: Mutex<Drain>,
@@ -647,6 +655,11 @@ impl Member {
         &self.idle[WORKER.get() % self.idle.len()]
     }
 
+    /// The fast path's idle pool of the worker thread this runs on.
+    fn raw_idle(&self) -> &Mutex<Vec<fast::Idle>> {
+        &self.raw_idle[WORKER.get() % self.raw_idle.len()]
+    }
+
     /// For a connection that lives as long as its client wants (TCP, an upgraded HTTP one):
     /// resolves when the member has been out of the answers for `drain_deadline`.
     fn watch_drain(self: &Arc<Self>) -> DrainWatch {
@@ -659,15 +672,81 @@ impl Member {
     }
 }
 
-/// The members to choose from at one moment.
-#[derive(Debug, Default)]
+/// What the proxy uses of one published snapshot, made once per generation and shared by every
+/// request until the next: the alias's view, its members already looked up, and where each
+/// endpoint's attempts are counted. So a request reads its choice without a map lookup, a hash
+/// or a copy.
+#[derive(Default)]
+struct Route {
+    generation: u64,
+    view: Option<Arc<AliasView>>,
+    services: ServiceMap,
+    /// The members that may get new work (answered, not draining), each with its service's
+    /// counters: for every client, and in a weighted step for each side.
+    all: Vec<Candidate>,
+    old: Vec<Candidate>,
+    new: Vec<Candidate>,
+}
+
+/// A member a request may go to, and where its attempts are counted.
+#[derive(Clone)]
+struct Candidate {
+    member: Arc<Member>,
+    service: Option<Arc<ServiceCounters>>,
+}
+
+/// Which of a route's member sets a client uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Side {
+    All,
+    Old,
+    New,
+}
+
+/// The members to choose from at one moment: a route and a side of it.
 struct Choice {
-    /// The alias's answered endpoints in the current snapshot (health-filtered, as DNS).
-    active: Vec<Endpoint>,
+    route: Arc<Route>,
+    side: Side,
+}
+
+impl Choice {
+    /// The answered endpoints on this side (health-filtered, as DNS answers them).
+    fn active(&self) -> &[Endpoint] {
+        let Some(view) = &self.route.view else {
+            return &[];
+        };
+        match (self.side, &view.split) {
+            (Side::New, Some(split)) => &split.new,
+            (Side::Old, Some(split)) => &split.old,
+            _ => &view.endpoints,
+        }
+    }
+
     /// Endpoints of services that are draining (and of no answering service).
-    draining: Vec<Endpoint>,
-    /// Where the attempts on each endpoint are counted.
-    services: Arc<ServiceMap>,
+    fn draining(&self) -> &[Endpoint] {
+        self.route.view.as_ref().map_or(&[], |v| &v.draining)
+    }
+
+    /// The members of this side that may get new work.
+    fn candidates(&self) -> &[Candidate] {
+        match self.side {
+            Side::All => &self.route.all,
+            Side::Old => &self.route.old,
+            Side::New => &self.route.new,
+        }
+    }
+
+    /// The counters of the service `endpoint` belongs to.
+    fn service_of(&self, endpoint: &Endpoint) -> Option<Arc<ServiceCounters>> {
+        match self
+            .candidates()
+            .iter()
+            .find(|c| c.member.endpoint == *endpoint)
+        {
+            Some(c) => c.service.clone(),
+            None => self.route.services.of(endpoint),
+        }
+    }
 }
 
 struct Proxy {
@@ -683,8 +762,8 @@ struct Proxy {
     members: Grow<Endpoint, Arc<Member>>,
     entry: Arc<ProxyEntry>,
     measurements: Arc<Measurements>,
-    /// Which service's counters each endpoint's attempts go to, as of one snapshot.
-    services: ArcSwap<ServiceMap>,
+    /// What the last snapshot seen says ([`Route`]).
+    route: ArcSwap<Route>,
 }
 
 impl Proxy {
@@ -771,6 +850,11 @@ impl Proxy {
             let (proxy, shutdown) = (self.clone(), shutdown.clone());
             async move {
                 match proxy.config.mode {
+                    ProxyMode::Http if proxy.config.fast_path => {
+                        let (stream, peer) = (a.stream, a.peer);
+                        fast::serve_connection(proxy, stream, peer, shutdown, a.activity, a.slot)
+                            .await;
+                    }
                     ProxyMode::Http => {
                         let (stream, peer) = (a.stream, a.peer);
                         http::serve_connection(proxy, stream, peer, shutdown, a.activity, a.slot)
@@ -814,18 +898,26 @@ impl Proxy {
             }
             let choice = self.choice();
             let active: HashSet<&Endpoint> = choice
-                .active
+                .active()
                 .iter()
-                .filter(|e| !choice.draining.contains(e))
+                .filter(|e| !choice.draining().contains(e))
                 .collect();
             let now = Instant::now();
             let members = self.members.snapshot();
             for (endpoint, member) in members.iter() {
                 let active = active.contains(endpoint);
+                let limit = self.config.backend_idle_timeout;
                 for pool in &member.idle {
                     let mut idle = lock(pool);
                     if active {
-                        let limit = self.config.backend_idle_timeout;
+                        idle.retain(|i| now.duration_since(i.since) < limit && !i.is_closed());
+                    } else {
+                        idle.clear();
+                    }
+                }
+                for pool in &member.raw_idle {
+                    let mut idle = lock(pool);
+                    if active {
                         idle.retain(|i| now.duration_since(i.since) < limit && !i.is_closed());
                     } else {
                         idle.clear();
@@ -875,38 +967,58 @@ impl Proxy {
     }
 
     /// The member set now, from the current snapshot: both sides of a weighted step (what
-    /// must not be drained). The snapshot is not held any longer.
+    /// must not be drained).
     fn choice(&self) -> Choice {
-        let snapshot = self.snapshots.load();
-        let Some(view) = snapshot.aliases.get(&self.config.alias) else {
-            return Choice::default();
-        };
         Choice {
-            active: view.endpoints.clone(),
-            draining: view.draining.clone(),
-            services: self.service_map(&snapshot),
+            route: self.route(),
+            side: Side::All,
         }
     }
 
-    /// The endpoints' service counters for `snapshot`, made again only when a new one was
-    /// published (two threads that both see it new make the same map; one of them stays).
-    fn service_map(&self, snapshot: &crate::snapshot::Snapshot) -> Arc<ServiceMap> {
-        let current = self.services.load_full();
-        if current.generation() == snapshot.generation {
+    /// The route of the current snapshot, made again only when a new one was published (two
+    /// threads that both see it new make the same route; one of them stays).
+    fn route(&self) -> Arc<Route> {
+        let snapshot = self.snapshots.load();
+        let current = self.route.load_full();
+        if current.generation == snapshot.generation {
             return current;
         }
-        let fresh = Arc::new(ServiceMap::build(
-            &self.measurements,
-            &self.config.alias,
-            snapshot,
-        ));
-        self.services.store(fresh.clone());
+        let services = ServiceMap::build(&self.measurements, &self.config.alias, &snapshot);
+        let view = snapshot.aliases.get(&self.config.alias).cloned();
+        let candidates = |endpoints: &[Endpoint]| -> Vec<Candidate> {
+            let draining = view.as_ref().map_or(&[][..], |v| &v.draining[..]);
+            endpoints
+                .iter()
+                .filter(|e| !draining.contains(e))
+                .map(|e| Candidate {
+                    member: self.member(e),
+                    service: services.of(e),
+                })
+                .collect()
+        };
+        let (all, old, new) = match &view {
+            None => Default::default(),
+            Some(v) => (
+                candidates(&v.endpoints),
+                v.split.as_ref().map_or_else(Vec::new, |s| candidates(&s.old)),
+                v.split.as_ref().map_or_else(Vec::new, |s| candidates(&s.new)),
+            ),
+        };
+        let fresh = Arc::new(Route {
+            generation: snapshot.generation,
+            view,
+            services,
+            all,
+            old,
+            new,
+        });
+        self.route.store(fresh.clone());
         fresh
     }
 
     /// Counts an attempt on `endpoint` that failed before any answer for its service.
     fn attempt_failed(&self, choice: &Choice, endpoint: &Endpoint) {
-        if let Some(counters) = choice.services.of(endpoint) {
+        if let Some(counters) = choice.service_of(endpoint) {
             counters.finished(true, None);
         }
     }
@@ -914,15 +1026,13 @@ impl Proxy {
     /// The members for `client` now: in a weighted step, its side's (the other side's when
     /// its own has none passing), as DNS answers it; else every active member.
     fn choice_for(&self, client: IpAddr) -> Choice {
-        let snapshot = self.snapshots.load();
-        let Some(view) = snapshot.aliases.get(&self.config.alias) else {
-            return Choice::default();
+        let route = self.route();
+        let side = match route.view.as_ref().and_then(|v| v.split.as_ref()) {
+            Some(split) if split.on_new(client) => Side::New,
+            Some(_) => Side::Old,
+            None => Side::All,
         };
-        Choice {
-            active: view.endpoints_for(client).to_vec(),
-            draining: view.draining.clone(),
-            services: self.service_map(&snapshot),
-        }
+        Choice { route, side }
     }
 
     /// The client a request from `peer` comes from: the address in the `client_header` when
@@ -942,27 +1052,20 @@ impl Proxy {
             .unwrap_or(peer)
     }
 
-    /// Picks an active member not in `exclude` (see [`balance::pick`]).
+    /// Picks an active member not in `exclude` (see [`balance::pick_index`]).
     fn pick(&self, choice: &Choice, exclude: &[Endpoint]) -> Option<Arc<Member>> {
-        let now = now_ms();
-        let picked = balance::pick(
-            &choice.active,
-            &choice.draining,
-            exclude,
-            // A member not made yet has had no work: nothing in flight, never ejected.
-            |e| {
-                self.members
-                    .get(e)
-                    .map_or(0, |m| m.stats.inflight.load(Ordering::Relaxed))
-            },
-            |e| {
-                self.members
-                    .get(e)
-                    .is_some_and(|m| self.is_ejected(&m, now))
+        let candidates = choice.candidates();
+        let index = balance::pick_index(
+            candidates.len(),
+            |i| !exclude.contains(&candidates[i].member.endpoint),
+            |i| candidates[i].member.stats.inflight.load(Ordering::Relaxed),
+            |i| {
+                let member = &candidates[i].member;
+                member.passive.ejected_since().is_some() && self.is_ejected(member, now_ms())
             },
             &mut balance::random_below,
         )?;
-        Some(self.member(&picked))
+        Some(candidates[index].member.clone())
     }
 
     /// The member for `endpoint`, made on its first use.
@@ -976,6 +1079,7 @@ impl Proxy {
                     .get_or_insert(endpoint, || Arc::new(MemberStats::default())),
                 passive: balance::Passive::default(),
                 idle: (0..workers()).map(|_| Mutex::new(Vec::new())).collect(),
+                raw_idle: (0..workers()).map(|_| Mutex::new(Vec::new())).collect(),
                 drain: Mutex::new(Drain::default()),
             })
         })
@@ -1023,9 +1127,9 @@ impl Proxy {
         member.stats.error();
         self.attempt_failed(choice, &member.endpoint);
         let now = now_ms();
-        let others_usable = choice.active.iter().any(|e| {
+        let others_usable = choice.active().iter().any(|e| {
             *e != member.endpoint
-                && !choice.draining.contains(e)
+                && !choice.draining().contains(e)
                 && self
                     .members
                     .get(e)
@@ -1085,7 +1189,7 @@ impl Flight {
     /// An HTTP request: timed, and an error unless the member answers ([`Flight::answered`]);
     /// counted for its service in `choice`.
     fn request(member: Arc<Member>, choice: &Choice) -> Self {
-        let service = choice.services.of(&member.endpoint);
+        let service = choice.service_of(&member.endpoint);
         Self::start(member, true, service)
     }
 
@@ -1110,9 +1214,14 @@ impl Flight {
 
     /// The member answered (the response head came) with `status`.
     fn answered(&mut self, status: hyper::StatusCode) {
+        self.answered_code(status.as_u16());
+    }
+
+    /// [`Flight::answered`] with the status as a number.
+    fn answered_code(&mut self, status: u16) {
         self.failed = false;
         self.head = Some(self.started.elapsed());
-        self.server_error = status.is_server_error();
+        self.server_error = (500..600).contains(&status);
     }
 
     /// The answer broke off.

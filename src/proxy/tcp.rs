@@ -26,7 +26,7 @@ pub(super) async fn serve_connection(
     activity: Arc<Activity>,
 ) {
     let choice = proxy.choice_for(peer.ip());
-    if choice.active.is_empty() {
+    if choice.active().is_empty() {
         proxy
             .entry
             .local
@@ -51,7 +51,7 @@ pub(super) async fn serve_connection(
             Ok(stream) => {
                 let took = started.elapsed();
                 member.stats.observe(took);
-                if let Some(service) = choice.services.of(&member.endpoint) {
+                if let Some(service) = choice.service_of(&member.endpoint) {
                     service.finished(false, Some(took));
                 }
                 break (member, stream);
