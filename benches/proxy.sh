@@ -251,7 +251,15 @@ for case in $CASES; do
   fi
 done
 
-if [ "$PROMOTIONS" -eq 0 ]; then exit 0; fi
+# The figures the proxy is held to, last: keep-alive CPU per request and p99 against HAProxy's.
+summary() {
+  if ran keepalive aliasd && ran keepalive haproxy; then
+    awk -v ac="$(median keepalive aliasd 7)" -v hc="$(median keepalive haproxy 7)" \
+      -v ap="$(median keepalive aliasd 6)" -v hp="$(median keepalive haproxy 6)" 'BEGIN {
+      printf "keep-alive aliasd/haproxy: cpu per request %.2f (target <= 0.80), p99 %.2f (target <= 1.00)\n", ac / hc, ap / hp }'
+  fi
+}
+if [ "$PROMOTIONS" -eq 0 ]; then summary; exit 0; fi
 
 # Zero downtime: constant load through the proxy while the alias moves back and forth:
 # promotions, aborts in the middle of a promotion, and rollbacks, in turn.
@@ -293,3 +301,4 @@ sockerr=$(awk '/Socket errors/ { for (i = 1; i <= NF; i++) { v = $i; sub(/,$/, "
 echo "operations: $promotes promotions, $aborts aborts, $rollbacks rollbacks; $ok/$PROMOTIONS ended as asked"
 echo "requests: ${total:-0}, non-2xx: ${non2xx:-0}, socket errors: ${sockerr:-0}"
 echo "failed requests: $(( ${non2xx:-0} + ${sockerr:-0} ))"
+summary

@@ -15,7 +15,7 @@ seconds=${FUZZ_SECONDS:-20}
 mode=(--dev)
 [ "${FUZZ_BUILD:-dev}" = release ] && mode=(-O)
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(dns_udp dns_server zonefile config state docker)
+[ ${#targets[@]} -gt 0 ] || targets=(dns_udp dns_server zonefile config state docker http1)
 cargo fuzz build "${mode[@]}"
 for t in "${targets[@]}"; do
   mkdir -p "corpus/$t"

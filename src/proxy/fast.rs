@@ -94,7 +94,13 @@ pub(super) async fn serve_connection(
         tokio::pin!(stopped, evicted, timer);
         loop {
             let waited = conn
-                .next_request(&proxy, &activity, stopped.as_mut(), evicted.as_mut(), timer.as_mut())
+                .next_request(
+                    &proxy,
+                    &activity,
+                    stopped.as_mut(),
+                    evicted.as_mut(),
+                    timer.as_mut(),
+                )
                 .await;
             let plain = match waited {
                 Next::Plain(plain) => plain,
@@ -165,8 +171,12 @@ impl Conn {
         loop {
             if !self.buf.is_empty() {
                 let header = self.client_header.as_deref();
-                match wire::prepare_request(&self.buf, &mut self.who, header, &mut self.request_head)
-                {
+                match wire::prepare_request(
+                    &self.buf,
+                    &mut self.who,
+                    header,
+                    &mut self.request_head,
+                ) {
                     wire::Request::Partial => {}
                     wire::Request::General => return Next::General,
                     wire::Request::Plain(plain) => return Next::Plain(plain),
@@ -309,7 +319,7 @@ impl Conn {
     async fn forward_request(&mut self, stream: &mut TcpStream, plain: &Plain) -> io::Result<()> {
         self.buf.advance(plain.head_len);
         let in_hand = (self.buf.len() as u64).min(plain.body_len) as usize;
-        write_both(stream, &self.request_head, &self.buf[..in_hand]).await?;
+        send(stream, &mut self.request_head, &self.buf[..in_hand]).await?;
         self.buf.advance(in_hand);
         let mut left = plain.body_len - in_hand as u64;
         while left > 0 {
@@ -389,7 +399,7 @@ impl Conn {
             Framing::Length(n) => n,
             _ => 0,
         };
-        let mut head: &[u8] = &self.answer_head;
+        let mut first = true;
         let mut member_open = true;
         loop {
             // How much of what is in hand belongs to the body, and whether the body ended.
@@ -404,7 +414,9 @@ impl Conn {
                     Ok(step) => step,
                     Err(wire::BadChunk) => {
                         debug!(proxy = %proxy.addr, member = %member.endpoint, "member sent invalid chunked coding");
-                        flight.as_mut().map(Flight::fail);
+                        if let Some(f) = flight.as_mut() {
+                            f.fail();
+                        }
                         // What was passed on so far stays; the client learns by the close.
                         return false;
                     }
@@ -423,12 +435,17 @@ impl Conn {
                 // The member's part is over: counted before the client can see the end.
                 flight.take();
             }
-            let written = write_both(&mut self.client, head, &self.member_buf[..take]).await;
+            let body = &self.member_buf[..take];
+            let written = if first {
+                send(&mut self.client, &mut self.answer_head, body).await
+            } else {
+                self.client.write_all(body).await
+            };
             if let Err(error) = written {
                 debug!(proxy = %proxy.addr, peer = %self.peer, %error, "client went away during an answer");
                 return false;
             }
-            head = &[];
+            first = false;
             if ended {
                 self.member_buf.clear();
                 return plain.keep_alive && !answer.close_client;
@@ -442,7 +459,9 @@ impl Conn {
                 Ok(0) if answer.framing == Framing::Close => member_open = false,
                 Ok(0) | Err(_) => {
                     debug!(proxy = %proxy.addr, member = %member.endpoint, "member connection broke off during an answer");
-                    flight.as_mut().map(Flight::fail);
+                    if let Some(f) = flight.as_mut() {
+                        f.fail();
+                    }
                     return false;
                 }
                 Ok(_) => {}
@@ -461,8 +480,8 @@ impl Conn {
         let body_unread = self.buf.len() < plain.head_len + plain.body_len as usize;
         let keep = plain.keep_alive && !body_unread;
         let body = format!("{status} {reason}: {text}\n");
-        let head = format!(
-            "HTTP/1.1 {status} {reason}\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: {}\r\n{}\r\n",
+        let whole = format!(
+            "HTTP/1.1 {status} {reason}\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: {}\r\n{}\r\n{body}",
             body.len(),
             if keep { "" } else { "connection: close\r\n" }
         );
@@ -471,10 +490,7 @@ impl Conn {
             let consumed = plain.head_len + plain.body_len as usize;
             self.buf.advance(consumed.min(self.buf.len()));
         }
-        write_both(&mut self.client, head.as_bytes(), body.as_bytes())
-            .await
-            .is_ok()
-            && keep
+        self.client.write_all(whole.as_bytes()).await.is_ok() && keep
     }
 }
 
@@ -501,9 +517,21 @@ fn reserve(buf: &mut BytesMut) {
     }
 }
 
-/// Writes `head` then `body`, in one system call when the socket takes them.
-async fn write_both(stream: &mut TcpStream, head: &[u8], body: &[u8]) -> io::Result<()> {
-    let (mut head, mut body) = (head, body);
+/// Bodies up to this size are copied behind their head and sent with it in one plain `send`;
+/// larger ones go with it in one `writev`.
+const JOIN_UP_TO: usize = 16 * 1024;
+
+/// Writes `head` then `body`, in one system call when the socket takes them (`head` is left as
+/// it was).
+async fn send(stream: &mut TcpStream, head: &mut Vec<u8>, body: &[u8]) -> io::Result<()> {
+    if body.len() <= JOIN_UP_TO {
+        let len = head.len();
+        head.extend_from_slice(body);
+        let sent = stream.write_all(head).await;
+        head.truncate(len);
+        return sent;
+    }
+    let (mut head, mut body) = (&head[..], body);
     while !head.is_empty() {
         let n = stream
             .write_vectored(&[IoSlice::new(head), IoSlice::new(body)])

@@ -1000,8 +1000,12 @@ impl Proxy {
             None => Default::default(),
             Some(v) => (
                 candidates(&v.endpoints),
-                v.split.as_ref().map_or_else(Vec::new, |s| candidates(&s.old)),
-                v.split.as_ref().map_or_else(Vec::new, |s| candidates(&s.new)),
+                v.split
+                    .as_ref()
+                    .map_or_else(Vec::new, |s| candidates(&s.old)),
+                v.split
+                    .as_ref()
+                    .map_or_else(Vec::new, |s| candidates(&s.new)),
             ),
         };
         let fresh = Arc::new(Route {

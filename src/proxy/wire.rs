@@ -168,11 +168,7 @@ fn content_length(value: &[u8]) -> Option<u64> {
     if value.is_empty() || value.len() > 18 || !value.iter().all(u8::is_ascii_digit) {
         return None;
     }
-    Some(
-        value
-            .iter()
-            .fold(0u64, |n, d| n * 10 + u64::from(d - b'0')),
-    )
+    Some(value.iter().fold(0u64, |n, d| n * 10 + u64::from(d - b'0')))
 }
 
 /// The comma-separated options of a `Connection` value, trimmed, empty ones left out.
@@ -324,8 +320,20 @@ pub fn quote_into(out: &mut Vec<u8>, value: &str) {
         b.is_ascii_alphanumeric()
             || matches!(
                 b,
-                b'!' | b'#' | b'$' | b'%' | b'&' | b'\'' | b'*' | b'+' | b'-' | b'.' | b'^' | b'_'
-                    | b'`' | b'|' | b'~'
+                b'!' | b'#'
+                    | b'$'
+                    | b'%'
+                    | b'&'
+                    | b'\''
+                    | b'*'
+                    | b'+'
+                    | b'-'
+                    | b'.'
+                    | b'^'
+                    | b'_'
+                    | b'`'
+                    | b'|'
+                    | b'~'
             )
     };
     if !value.is_empty() && value.bytes().all(tchar) {
@@ -453,7 +461,11 @@ pub fn read_response(
     let framing = if head_method || status == 204 || status == 304 {
         Framing::Empty
     } else if coded {
-        if chunked { Framing::Chunked } else { Framing::Close }
+        if chunked {
+            Framing::Chunked
+        } else {
+            Framing::Close
+        }
     } else if let Some(n) = length {
         Framing::Length(n)
     } else {
