@@ -86,6 +86,8 @@ pub(super) async fn serve_connection(
         client_header: trusted
             .then(|| proxy.config.client_header.as_ref().map(|h| h.name.clone()))
             .flatten(),
+        head_taken: false,
+        read_through: false,
     };
     {
         let stopped = shutdown.clone().cancelled_owned();
@@ -144,6 +146,10 @@ struct Conn {
     peer: IpAddr,
     /// The configured client header when this peer is trusted to set it.
     client_header: Option<String>,
+    /// The current request's head is out of `buf` (being forwarded).
+    head_taken: bool,
+    /// ... and so is all of its body: the connection is in step for the next request.
+    read_through: bool,
 }
 
 /// How an exchange with a member went before the answer reached the client.
@@ -210,6 +216,8 @@ impl Conn {
     /// Forwards one plain request and passes its answer back; whether the client connection
     /// can carry another request.
     async fn exchange(&mut self, proxy: &Proxy, plain: Plain) -> bool {
+        self.head_taken = false;
+        self.read_through = false;
         let client = plain.client.unwrap_or(self.peer);
         let choice = proxy.choice_for(client);
         let limit = proxy.config.request_timeout;
@@ -318,6 +326,7 @@ impl Conn {
     /// same write as the head; the rest is copied from the client as it comes.
     async fn forward_request(&mut self, stream: &mut TcpStream, plain: &Plain) -> io::Result<()> {
         self.buf.advance(plain.head_len);
+        self.head_taken = true;
         let in_hand = (self.buf.len() as u64).min(plain.body_len) as usize;
         send(stream, &mut self.request_head, &self.buf[..in_hand]).await?;
         self.buf.advance(in_hand);
@@ -335,6 +344,7 @@ impl Conn {
             self.buf.advance(take);
             left -= take as u64;
         }
+        self.read_through = true;
         Ok(())
     }
 
@@ -435,11 +445,32 @@ impl Conn {
                 // The member's part is over: counted before the client can see the end.
                 flight.take();
             }
-            let body = &self.member_buf[..take];
-            let written = if first {
-                send(&mut self.client, &mut self.answer_head, body).await
+            let written = if answer.rechunk {
+                let mut framed = std::mem::take(&mut self.answer_head);
+                if !first {
+                    framed.clear();
+                }
+                let data = &self.member_buf[..take];
+                if !data.is_empty() {
+                    framed.extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
+                    framed.extend_from_slice(data);
+                    framed.extend_from_slice(b"\r\n");
+                }
+                if ended {
+                    framed.extend_from_slice(b"0\r\n\r\n");
+                }
+                let sent = self.client.write_all(&framed).await;
+                self.answer_head = framed;
+                sent
+            } else if first {
+                send(
+                    &mut self.client,
+                    &mut self.answer_head,
+                    &self.member_buf[..take],
+                )
+                .await
             } else {
-                self.client.write_all(body).await
+                self.client.write_all(&self.member_buf[..take]).await
             };
             if let Err(error) = written {
                 debug!(proxy = %proxy.addr, peer = %self.peer, %error, "client went away during an answer");
@@ -469,28 +500,30 @@ impl Conn {
         }
     }
 
-    /// The proxy's own answer; the connection goes on only when the request's body was not
-    /// left half-read.
+    /// The proxy's own answer; the connection goes on only when the request was read through
+    /// (or still is whole in the buffer), so its body cannot be taken for the next request.
     async fn answer_locally(&mut self, plain: &Plain, status: u16, text: &str) -> bool {
         let reason = hyper::StatusCode::from_u16(status)
             .ok()
             .and_then(|s| s.canonical_reason())
             .unwrap_or("");
-        // A body the request still has on the wire would be read as the next request.
-        let body_unread = self.buf.len() < plain.head_len + plain.body_len as usize;
-        let keep = plain.keep_alive && !body_unread;
+        let whole = plain.head_len as u64 + plain.body_len;
+        let in_step = if self.read_through {
+            true
+        } else if !self.head_taken && self.buf.len() as u64 >= whole {
+            self.buf.advance(whole as usize);
+            true
+        } else {
+            false
+        };
+        let keep = plain.keep_alive && in_step;
         let body = format!("{status} {reason}: {text}\n");
-        let whole = format!(
+        let answer = format!(
             "HTTP/1.1 {status} {reason}\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: {}\r\n{}\r\n{body}",
             body.len(),
             if keep { "" } else { "connection: close\r\n" }
         );
-        if keep {
-            // The body (all in hand) is dropped with the head.
-            let consumed = plain.head_len + plain.body_len as usize;
-            self.buf.advance(consumed.min(self.buf.len()));
-        }
-        self.client.write_all(whole.as_bytes()).await.is_ok() && keep
+        self.client.write_all(answer.as_bytes()).await.is_ok() && keep
     }
 }
 

@@ -385,15 +385,18 @@ pub struct Answer {
     pub framing: Framing,
     /// The member connection may carry another request after this answer.
     pub reusable: bool,
-    /// The client connection must close after this answer (asked for, or the body ends by
-    /// close).
+    /// The client connection must close after this answer (asked for by the client).
     pub close_client: bool,
+    /// The body ends by close, and the client connection goes on: the proxy sends it chunked
+    /// (RFC 9112 section 6.1), as hyper does.
+    pub rechunk: bool,
 }
 
 /// Reads the answer at the start of `buf` to a request that was a HEAD or not (`head_method`)
 /// and, when final, writes the head for the client into `out` (cleared first): the status line
 /// as HTTP/1.1, the end-to-end fields, the framing, and `connection: close` when the client
-/// connection ends after it (`close_client`, or a body that ends by close).
+/// asked for it (`close_client`). A body that ends by close is sent on chunked
+/// ([`Answer::rechunk`]) unless the client connection closes after it anyway.
 pub fn read_response(
     buf: &[u8],
     head_method: bool,
@@ -471,7 +474,7 @@ pub fn read_response(
     } else {
         Framing::Close
     };
-    let close_client = close_client || framing == Framing::Close;
+    let rechunk = framing == Framing::Close && !close_client;
 
     out.clear();
     out.extend_from_slice(b"HTTP/1.1 ");
@@ -493,6 +496,11 @@ pub fn read_response(
     }
     if framing == Framing::Chunked {
         out.extend_from_slice(b"transfer-encoding: chunked\r\n");
+    } else if rechunk {
+        // The member's codings (a body that is, say, gzip-coded stays so), then chunked.
+        out.extend_from_slice(b"transfer-encoding: ");
+        list_of(out, res.headers, "transfer-encoding");
+        out.extend_from_slice(b"chunked\r\n");
     }
     if close_client {
         out.extend_from_slice(b"connection: close\r\n");
@@ -504,6 +512,7 @@ pub fn read_response(
         framing,
         reusable: !member_close && framing != Framing::Close,
         close_client,
+        rechunk,
     })
 }
 
