@@ -252,6 +252,12 @@ async fn forward(
                     return Response::from_parts(parts, ProxyBody::empty());
                 }
                 let (mut parts, body) = response.into_parts();
+                // RFC 9112 section 6.3: with both, Transfer-Encoding framed the body (hyper
+                // read it so), and the Content-Length must go before the message is passed on;
+                // left in, it would frame the client's copy and cut the body short.
+                if parts.headers.contains_key(header::TRANSFER_ENCODING) {
+                    parts.headers.remove(header::CONTENT_LENGTH);
+                }
                 strip_hop_by_hop(&mut parts.headers);
                 let lease = Lease {
                     flight,
