@@ -178,6 +178,15 @@ async fn forward(
     peer: &Peer,
     upgraded: &Mutex<Option<Tunnel>>,
 ) -> Response<ProxyBody> {
+    if req.headers().get_all(header::HOST).iter().nth(1).is_some() {
+        // RFC 9112 section 3.2: 400 for more than one Host. Passed on, the member and the
+        // `Forwarded` element (which names the first) could each believe a different one.
+        let mut response = local(StatusCode::BAD_REQUEST, "a request names one Host at most");
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        return response;
+    }
     let client = proxy.client_of(peer.addr, req.headers());
     let choice = proxy.choice_for(client);
     if choice.active().is_empty() {
