@@ -171,6 +171,13 @@ fn answer_to(seen: &Seen) -> (Vec<u8>, bool) {
                 .to_vec(),
             false,
         ),
+        // More bytes than the length: a second answer nobody asked for. Read as the answer to
+        // the next request sent on this connection, it would go to the wrong client.
+        "/raw/extra" => (
+            b"HTTP/1.1 200 OK\r\nx-member: raw\r\nContent-Length: 3\r\n\r\nok\nHTTP/1.1 200 OK\r\nx-member: poison\r\nContent-Length: 9\r\n\r\npoisoned\n"
+                .to_vec(),
+            false,
+        ),
         _ => {
             let echo = echo_of(seen);
             let body = format!("{echo}\n");
@@ -920,6 +927,171 @@ async fn invalid_chunk_sizes_never_reach_a_member_as_a_valid_request() {
     }
 }
 
+/// The edges of the request line and of `Content-Length` (RFC 9112 sections 2.2, 3 and 6.3):
+/// what is valid passes, what is not is refused before a member reads it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_lines_and_lengths_at_the_edges_of_the_grammar_are_judged_alike() {
+    let rig = Rig::start(168).await;
+    let long_target = format!("GET /{} HTTP/1.1\r\nHost: m\r\n\r\n", "a".repeat(70_000));
+    // What hyper does is the reference; every outcome is one RFC 9112 allows, except where a
+    // comment says otherwise.
+    use Edge::{Passed, Refused};
+    let cases: Vec<(&str, Vec<u8>, Edge)> = vec![
+        (
+            "an empty line first",
+            b"\r\nGET /first HTTP/1.1\r\nHost: m\r\n\r\n".to_vec(),
+            Passed("GET /first HTTP/1.1", 0),
+        ),
+        (
+            "two spaces in the line",
+            b"GET  /two HTTP/1.1\r\nHost: m\r\n\r\n".to_vec(),
+            Refused(400),
+        ),
+        (
+            "a space after the version",
+            b"GET /trail HTTP/1.1 \r\nHost: m\r\n\r\n".to_vec(),
+            Refused(400),
+        ),
+        (
+            "a lowercase method",
+            b"get /lower HTTP/1.1\r\nHost: m\r\n\r\n".to_vec(),
+            Passed("get /lower HTTP/1.1", 0),
+        ),
+        (
+            "an extension method",
+            b"PURGE /purge HTTP/1.1\r\nHost: m\r\n\r\n".to_vec(),
+            Passed("PURGE /purge HTTP/1.1", 0),
+        ),
+        (
+            "a method with a bracket",
+            b"G(T /bad HTTP/1.1\r\nHost: m\r\n\r\n".to_vec(),
+            Refused(400),
+        ),
+        (
+            "HTTP/1.2",
+            b"GET /v12 HTTP/1.2\r\nHost: m\r\n\r\n".to_vec(),
+            Refused(400),
+        ),
+        (
+            "HTTP/2.0 in HTTP/1 syntax",
+            b"GET /v2 HTTP/2.0\r\nHost: m\r\n\r\n".to_vec(),
+            Refused(400),
+        ),
+        (
+            "no version",
+            b"GET /nine\r\nHost: m\r\n\r\n".to_vec(),
+            Refused(400),
+        ),
+        (
+            "a space in the target",
+            b"GET /a b HTTP/1.1\r\nHost: m\r\n\r\n".to_vec(),
+            Refused(400),
+        ),
+        (
+            "a 70 kB target",
+            long_target.into_bytes(),
+            Refused(414),
+        ),
+        (
+            "a length with leading zeros",
+            b"POST /zeros HTTP/1.1\r\nHost: m\r\nContent-Length: 005\r\n\r\nhello".to_vec(),
+            Passed("POST /zeros HTTP/1.1", 5),
+        ),
+        (
+            "a length past u64",
+            b"POST /huge HTTP/1.1\r\nHost: m\r\nContent-Length: 99999999999999999999\r\n\r\nhello".to_vec(),
+            Refused(400),
+        ),
+        (
+            "a negative length",
+            b"POST /neg HTTP/1.1\r\nHost: m\r\nContent-Length: -1\r\n\r\nhello".to_vec(),
+            Refused(400),
+        ),
+        (
+            "an empty length",
+            b"POST /empty HTTP/1.1\r\nHost: m\r\nContent-Length:\r\n\r\n".to_vec(),
+            Refused(400),
+        ),
+        (
+            "chunked twice",
+            b"POST /twice HTTP/1.1\r\nHost: m\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n".to_vec(),
+            Passed("POST /twice HTTP/1.1", 5),
+        ),
+        (
+            "chunk extensions and a trailer",
+            b"POST /ext HTTP/1.1\r\nHost: m\r\nTransfer-Encoding: chunked\r\n\r\n5;name=value\r\nhello\r\n0\r\nX-Trailer: t\r\n\r\n".to_vec(),
+            Passed("POST /ext HTTP/1.1", 5),
+        ),
+        (
+            "a chunk longer than its size",
+            b"POST /long HTTP/1.1\r\nHost: m\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nhello\r\n0\r\n\r\n".to_vec(),
+            Refused(502),
+        ),
+        (
+            "bare LF in the chunks",
+            b"POST /lfchunks HTTP/1.1\r\nHost: m\r\nTransfer-Encoding: chunked\r\n\r\n5\nhello\n0\n\n".to_vec(),
+            Refused(502),
+        ),
+        (
+            "a body on a GET",
+            b"GET /getbody HTTP/1.1\r\nHost: m\r\nContent-Length: 5\r\n\r\nhello".to_vec(),
+            Passed("GET /getbody HTTP/1.1", 5),
+        ),
+        (
+            "obs-text in a value",
+            b"GET /obs HTTP/1.1\r\nHost: m\r\nX-A: caf\xe9\r\n\r\n".to_vec(),
+            Passed("GET /obs HTTP/1.1", 0),
+        ),
+    ];
+    for (case, bytes, edge) in &cases {
+        let c = rig.both(case, bytes, 1).await;
+        assert_nothing_smuggled(case, &c);
+        match *edge {
+            Edge::Passed(line, body) => {
+                assert_eq!(c.statuses(), [200], "{case}: {c:#?}");
+                assert_eq!(c.lines(), [line], "{case}");
+                assert_eq!(c.seen[0].body.as_ref().map(Vec::len), Some(body), "{case}");
+                assert_eq!(c.after, After::Open, "{case}: {c:#?}");
+            }
+            Edge::Refused(status) => {
+                assert_eq!(c.statuses(), [status], "{case}: {c:#?}");
+                assert_eq!(c.after, After::Closed, "{case}: {c:#?}");
+                assert!(
+                    c.seen.iter().all(|s| s.body.is_none()),
+                    "{case}: the member read a complete request: {c:#?}"
+                );
+            }
+        }
+    }
+
+    // A coding other than chunked before it: RFC 9112 section 6.1 lets a proxy decode chunked
+    // and frame the body anew, but the gzip coding belongs to the message. The hyper path drops
+    // it (Transfer-Encoding is hop-by-hop and goes whole), so the member gets gzip bytes it is
+    // not told about: recorded here as it is, with one framing, the same on both paths.
+    let c = rig
+        .both(
+            "gzip then chunked",
+            b"POST /gz HTTP/1.1\r\nHost: m\r\nTransfer-Encoding: gzip, chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+            1,
+        )
+        .await;
+    assert_nothing_smuggled("gzip then chunked", &c);
+    assert_eq!(c.statuses(), [200], "{c:#?}");
+    assert_eq!(c.seen[0].header("transfer-encoding"), Some("chunked"));
+    assert_eq!(c.seen[0].body.as_deref(), Some(&b"hello"[..]));
+}
+
+/// What a request at the edge of the grammar must come to.
+#[derive(Debug, Clone, Copy)]
+enum Edge {
+    /// Answered 200 by the member, which read this request line and a body this long; the
+    /// connection stays open.
+    Passed(&'static str, usize),
+    /// Answered with this status by the proxy, the connection closed, no complete request read
+    /// by the member.
+    Refused(u16),
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pipelined_requests_are_answered_in_order_on_one_connection() {
     let rig = Rig::start(163).await;
@@ -1067,6 +1239,35 @@ async fn member_answers_without_a_length_arrive_whole_and_conflicting_lengths_ar
         .await;
     assert_eq!(c.statuses(), [502], "{c:#?}");
     assert!(!c.answers[0].is_the_members(), "{c:#?}");
+
+    // Bytes past the end of an answer never become the answer to the next request: on the
+    // same client connection, nor on another one that gets the member connection from a pool.
+    let c = rig
+        .both(
+            "extra bytes after an answer",
+            b"GET /raw/extra HTTP/1.1\r\nHost: m\r\n\r\nGET /next HTTP/1.1\r\nHost: m\r\n\r\n",
+            2,
+        )
+        .await;
+    assert_eq!(c.statuses(), [200, 200], "{c:#?}");
+    assert_eq!(c.answers[0].text(), "ok\n");
+    assert!(
+        c.answers[1].text().starts_with("GET /next HTTP/1.1"),
+        "the next request got the stray bytes: {c:#?}"
+    );
+    assert_eq!(c.lines(), ["GET /raw/extra HTTP/1.1", "GET /next HTTP/1.1"]);
+    let c = rig
+        .both(
+            "the request after extra bytes",
+            b"GET /later HTTP/1.1\r\nHost: m\r\n\r\n",
+            1,
+        )
+        .await;
+    assert_eq!(c.statuses(), [200], "{c:#?}");
+    assert!(
+        c.answers[0].text().starts_with("GET /later HTTP/1.1"),
+        "a pooled member connection gave the stray bytes: {c:#?}"
+    );
 }
 
 // ---- differential: both paths alike on generated requests ----
