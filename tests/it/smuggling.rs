@@ -139,8 +139,14 @@ async fn member_connection(stream: TcpStream, log: Arc<Mutex<Vec<Seen>>>) {
         let complete = body.is_ok();
         seen.body = body.ok();
         let answer = answer_to(&seen);
+        let seen_target_is_silent = seen.target() == "/raw/silent";
         log.lock().unwrap().push(seen);
         if !complete {
+            return;
+        }
+        if seen_target_is_silent {
+            // Never answers: holds the connection until the proxy gives up on it.
+            let _ = conn.read_to_end().await;
             return;
         }
         let (bytes, close) = answer;
@@ -176,6 +182,43 @@ fn answer_to(seen: &Seen) -> (Vec<u8>, bool) {
         "/raw/extra" => (
             b"HTTP/1.1 200 OK\r\nx-member: raw\r\nContent-Length: 3\r\n\r\nok\nHTTP/1.1 200 OK\r\nx-member: poison\r\nContent-Length: 9\r\n\r\npoisoned\n"
                 .to_vec(),
+            false,
+        ),
+        "/raw/obs-fold" => (
+            b"HTTP/1.1 200 OK\r\nx-member: raw\r\nX-Fold: a\r\n b\r\nContent-Length: 3\r\n\r\nok\n"
+                .to_vec(),
+            false,
+        ),
+        "/raw/bad-status" => (
+            b"HTTP/1.1 2000 OK\r\nx-member: raw\r\nContent-Length: 3\r\n\r\nok\n".to_vec(),
+            false,
+        ),
+        "/raw/early-hints" => (
+            b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\nHTTP/1.1 200 OK\r\nx-member: raw\r\nContent-Length: 3\r\n\r\nok\n"
+                .to_vec(),
+            false,
+        ),
+        "/raw/te-gzip" => (
+            b"HTTP/1.1 200 OK\r\nx-member: raw\r\nTransfer-Encoding: gzip\r\n\r\nnot really gzip\n"
+                .to_vec(),
+            true,
+        ),
+        "/raw/bad-chunk" => (
+            b"HTTP/1.1 200 OK\r\nx-member: raw\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n"
+                .to_vec(),
+            false,
+        ),
+        "/raw/204-body" => (
+            b"HTTP/1.1 204 No Content\r\nx-member: raw\r\nContent-Length: 5\r\n\r\nhello"
+                .to_vec(),
+            false,
+        ),
+        "/raw/head-body" => (
+            b"HTTP/1.1 200 OK\r\nx-member: raw\r\nContent-Length: 5\r\n\r\nhello".to_vec(),
+            false,
+        ),
+        "/raw/bare-lf" => (
+            b"HTTP/1.1 200 OK\nx-member: raw\nContent-Length: 3\n\nok\n".to_vec(),
             false,
         ),
         _ => {
@@ -331,6 +374,8 @@ struct Answer {
     status: u16,
     headers: Vec<(String, String)>,
     body: Vec<u8>,
+    /// The head came, but the body broke off or its framing was invalid: what went wrong.
+    broken: Option<String>,
 }
 
 impl Answer {
@@ -404,7 +449,9 @@ impl Conversation {
                     })
                     .collect();
                 headers.sort();
-                let body = if a.is_the_members() {
+                let body = if a.broken.is_some() {
+                    "(broken off)".to_owned()
+                } else if a.is_the_members() {
                     a.text()
                 } else {
                     "(the proxy's own)".to_owned()
@@ -437,20 +484,27 @@ async fn read_answer(conn: &mut Reader, method: &str) -> Result<Answer, String> 
         status,
         headers,
         body: Vec::new(),
+        broken: None,
     };
     if method == "HEAD" || status < 200 || status == 204 || status == 304 {
         return Ok(answer);
     }
     let chunked = answer.header("transfer-encoding").is_some();
     let length = answer.header("content-length").map(str::to_owned);
-    answer.body = if chunked {
-        conn.read_chunked().await?
+    let body = if chunked {
+        conn.read_chunked().await
     } else if let Some(length) = length {
-        let n = length.parse().map_err(|_| format!("length {length:?}"))?;
-        conn.read_exact(n).await?
+        match length.parse() {
+            Ok(n) => conn.read_exact(n).await,
+            Err(_) => Err(format!("length {length:?}")),
+        }
     } else {
-        conn.read_to_end().await
+        Ok(conn.read_to_end().await)
     };
+    match body {
+        Ok(body) => answer.body = body,
+        Err(e) => answer.broken = Some(e),
+    }
     Ok(answer)
 }
 
@@ -463,10 +517,17 @@ async fn after(conn: &mut Reader, write: &mut OwnedWriteHalf) -> After {
     if write.write_all(probe.as_bytes()).await.is_err() {
         return After::Closed;
     }
-    match read_answer(conn, "GET").await {
-        Ok(_) => After::Open,
-        Err(e) if e == "timeout" => After::Hung,
-        Err(_) => After::Closed,
+    let failure = match read_answer(conn, "GET").await {
+        Ok(Answer { broken: None, .. }) => return After::Open,
+        Ok(Answer {
+            broken: Some(e), ..
+        })
+        | Err(e) => e,
+    };
+    if failure == "timeout" {
+        After::Hung
+    } else {
+        After::Closed
     }
 }
 
@@ -488,13 +549,20 @@ struct Rig {
 
 impl Rig {
     async fn start(net: u8) -> Self {
+        Self::start_with(net, "").await
+    }
+
+    /// [`Rig::start`] with `keys` (TOML lines) added to both proxies.
+    async fn start_with(net: u8, keys: &str) -> Self {
         let member = Member::spawn(Ipv4Addr::new(127, 0, net, 1)).await;
-        let proxies = "[[proxy]]\nlisten = \"127.0.0.1:0\"\nalias = \"m\"\n\n\
-             [[proxy]]\nlisten = \"127.0.0.1:0\"\nalias = \"m\"\nfast_path = false\n";
+        let proxies = format!(
+            "[[proxy]]\nlisten = \"127.0.0.1:0\"\nalias = \"m\"\n{keys}\n\
+             [[proxy]]\nlisten = \"127.0.0.1:0\"\nalias = \"m\"\nfast_path = false\n{keys}\n"
+        );
         let fixture = ConfigText::new()
             .service("m", [member.addr])
             .alias("m", ["m"])
-            .section(proxies)
+            .section(&proxies)
             .fixture();
         let daemon = fixture.start();
         let bytes = std::fs::read(fixture.dir.path().join("ready.json")).expect("ready");
@@ -582,7 +650,11 @@ impl Rig {
                             if a.status >= 200 {
                                 finals += 1;
                             }
+                            let broken = a.broken.is_some();
                             got.push(a);
+                            if broken {
+                                break;
+                            }
                         }
                         Err(_) => break,
                     }
@@ -925,6 +997,128 @@ async fn invalid_chunk_sizes_never_reach_a_member_as_a_valid_request() {
         );
         assert_eq!(c.after, After::Closed, "{case}: {c:#?}");
     }
+}
+
+/// A member's answer at the edges of RFC 9112: what can be read for sure is passed on, what
+/// cannot is a 502, and nothing left over on the member connection answers a later request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn member_answers_at_the_edges_are_passed_on_or_refused_and_leave_nothing_behind() {
+    let rig = Rig::start(169).await;
+    type Check = fn(&Conversation);
+    let cases: [(&str, &str, Check); 8] = [
+        // RFC 9112 section 5.2: a proxy discards it (502) or unfolds it.
+        (
+            "obs-fold",
+            "GET /raw/obs-fold",
+            |c| match c.statuses()[..] {
+                [502] => assert!(!c.answers[0].is_the_members(), "{c:#?}"),
+                [200] => assert_eq!(c.answers[0].header("x-fold"), Some("a b"), "{c:#?}"),
+                _ => panic!("{c:#?}"),
+            },
+        ),
+        ("a four-digit status", "GET /raw/bad-status", |c| {
+            assert_eq!(c.statuses(), [502], "{c:#?}");
+            assert!(!c.answers[0].is_the_members(), "{c:#?}");
+        }),
+        // RFC 9110 section 15.2 asks a proxy to pass 1xx answers on; the hyper path drops
+        // them (hyper's client skips them), which leaves the final answer intact.
+        ("103 before the answer", "GET /raw/early-hints", |c| {
+            assert!(matches!(c.statuses()[..], [200] | [103, 200]), "{c:#?}");
+            assert_eq!(c.answers.last().unwrap().text(), "ok\n");
+        }),
+        // A coding other than chunked, delimited by the close (RFC 9112 section 6.3, 3): the
+        // body arrives whole. The hyper path drops `gzip` with the rest of Transfer-Encoding,
+        // so the client is not told of the coding: recorded, not endorsed.
+        ("gzip alone", "GET /raw/te-gzip", |c| {
+            assert_eq!(c.statuses(), [200], "{c:#?}");
+            assert_eq!(c.answers[0].text(), "not really gzip\n");
+        }),
+        // The head went out before the body broke: the client must see the break (no clean end
+        // of the chunked body) and the connection end, never a complete answer.
+        ("a bad chunk size", "GET /raw/bad-chunk", |c| {
+            assert!(
+                c.answers
+                    .iter()
+                    .all(|a| a.broken.is_some() || a.status == 502),
+                "{c:#?}"
+            );
+            assert_eq!(c.after, After::Closed, "{c:#?}");
+        }),
+        ("a body on a 204", "GET /raw/204-body", |c| {
+            assert_eq!(c.statuses(), [204], "{c:#?}");
+            assert_eq!(
+                c.after,
+                After::Open,
+                "the body leaked to the client: {c:#?}"
+            );
+        }),
+        ("a body on a HEAD answer", "HEAD /raw/head-body", |c| {
+            assert_eq!(c.statuses(), [200], "{c:#?}");
+            assert_eq!(
+                c.after,
+                After::Open,
+                "the body leaked to the client: {c:#?}"
+            );
+        }),
+        // RFC 9112 section 2.2: a recipient may take a bare LF as a line end.
+        ("bare LF", "GET /raw/bare-lf", |c| {
+            assert_eq!(c.statuses(), [200], "{c:#?}");
+            assert_eq!(c.answers[0].text(), "ok\n");
+        }),
+    ];
+    for (case, request, check) in cases {
+        let bytes = format!("{request} HTTP/1.1\r\nHost: m\r\n\r\n");
+        let c = rig.both(case, bytes.as_bytes(), 1).await;
+        check(&c);
+        let after = rig
+            .both(
+                &format!("after {case}"),
+                b"GET /clean HTTP/1.1\r\nHost: m\r\n\r\n",
+                1,
+            )
+            .await;
+        assert_eq!(after.statuses(), [200], "after {case}: {after:#?}");
+        assert!(
+            after.answers[0].text().starts_with("GET /clean HTTP/1.1"),
+            "after {case}, a leftover answered the next request: {after:#?}"
+        );
+    }
+}
+
+/// A head that never ends is cut off after `header_timeout`, a member that never answers gets
+/// a 504 after `request_timeout`: on both paths.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heads_that_never_end_and_members_that_never_answer_are_cut_off_in_time() {
+    let rig = Rig::start_with(
+        170,
+        "header_timeout = \"400ms\"\nrequest_timeout = \"400ms\"",
+    )
+    .await;
+    let started = std::time::Instant::now();
+    let c = rig
+        .both(
+            "a head without its end",
+            b"GET /slow HTTP/1.1\r\nHost: m\r\n",
+            1,
+        )
+        .await;
+    // hyper closes without an answer; a 408 before the close would do as well.
+    assert!(matches!(c.statuses()[..], [] | [408]), "{c:#?}");
+    assert_eq!(c.after, After::Closed, "{c:#?}");
+    assert!(c.seen.is_empty(), "{c:#?}");
+    // Both conversations ended by the timeout, not by the test's own read limit.
+    assert!(started.elapsed() < READ_LIMIT, "{:?}", started.elapsed());
+    let c = rig
+        .both(
+            "a member that never answers",
+            b"GET /raw/silent HTTP/1.1\r\nHost: m\r\n\r\n",
+            1,
+        )
+        .await;
+    assert_eq!(c.statuses(), [504], "{c:#?}");
+    assert!(!c.answers[0].is_the_members(), "{c:#?}");
+    assert_eq!(c.after, After::Open, "{c:#?}");
+    assert_eq!(c.lines(), ["GET /raw/silent HTTP/1.1"]);
 }
 
 /// The edges of the request line and of `Content-Length` (RFC 9112 sections 2.2, 3 and 6.3):
