@@ -178,6 +178,15 @@ async fn forward(
     peer: &Peer,
     upgraded: &Mutex<Option<Tunnel>>,
 ) -> Response<ProxyBody> {
+    if req.headers().get_all(header::HOST).iter().nth(1).is_some() {
+        // RFC 9112 section 3.2: 400 for more than one Host. Passed on, the member and the
+        // `Forwarded` element (which names the first) could each believe a different one.
+        let mut response = local(StatusCode::BAD_REQUEST, "a request names one Host at most");
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        return response;
+    }
     let client = proxy.client_of(peer.addr, req.headers());
     let choice = proxy.choice_for(client);
     if choice.active().is_empty() {
@@ -252,6 +261,12 @@ async fn forward(
                     return Response::from_parts(parts, ProxyBody::empty());
                 }
                 let (mut parts, body) = response.into_parts();
+                // RFC 9112 section 6.3: with both, Transfer-Encoding framed the body (hyper
+                // read it so), and the Content-Length must go before the message is passed on;
+                // left in, it would frame the client's copy and cut the body short.
+                if parts.headers.contains_key(header::TRANSFER_ENCODING) {
+                    parts.headers.remove(header::CONTENT_LENGTH);
+                }
                 strip_hop_by_hop(&mut parts.headers);
                 let lease = Lease {
                     flight,

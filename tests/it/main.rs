@@ -30,6 +30,7 @@ mod registry;
 mod rollout;
 mod secondaries;
 mod secondary_servers;
+mod smuggling;
 mod split;
 mod steps;
 mod supervision;
