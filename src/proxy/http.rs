@@ -284,7 +284,9 @@ async fn forward(
                     pending = back;
                     fresh_only = true;
                 }
-                (_, Some(head)) => {
+                // An answer that came but could not be read is an answer all the same: the
+                // member acted on the request, so it is not sent again.
+                (_, Some(head)) if !error.error().is_parse() => {
                     // The connection closed under an idempotent request without a body before
                     // any answer: the keep-alive race on a pooled connection, or a member that
                     // died. Asking another member once is safe.
