@@ -110,6 +110,9 @@ pub(super) async fn serve_connection(
                 Next::General => break,
             };
             let busy = activity.begin();
+            let mut plain = plain;
+            // Stopping: this answer is the connection's last, and says so.
+            plain.keep_alive &= !shutdown.is_cancelled();
             let keep = conn.exchange(&proxy, plain).await;
             drop(busy);
             if !keep || shutdown.is_cancelled() {
