@@ -485,7 +485,15 @@ impl Conn {
                 return plain.keep_alive && !answer.close_client;
             }
             self.member_buf.clear();
-            reserve(&mut self.member_buf);
+            // Room for what is left of a large body (up to 256 KiB a read), kept for the
+            // connection's next answers.
+            let want = match answer.framing {
+                Framing::Length(_) => (left as usize).clamp(READ_CHUNK, 256 * 1024),
+                _ => 64 * 1024,
+            };
+            if self.member_buf.capacity() < want {
+                self.member_buf.reserve(want);
+            }
             let Some(open) = stream.as_mut() else {
                 return false;
             };
