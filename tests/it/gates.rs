@@ -125,10 +125,14 @@ async fn a_new_version_failing_a_fifth_of_its_requests_is_rolled_back_at_its_fir
     assert_eq!(last["outcome"], "auto_rollback", "{back}\nseen: {seen:?}");
     assert_eq!(last["reached"], "mixed");
     let why = last["ended_reason"].as_str().unwrap();
-    assert!(
-        why.starts_with("step 1 of 2 (10%): error rate 2") && why.contains("% > 1% over "),
-        "{why}"
-    );
+    // A fifth of v2's answers fail; the window starts when the step took effect, so it may
+    // begin anywhere in the backend's run of five: the rate is near 20%, not exactly it.
+    let rate: f64 = why
+        .strip_prefix("step 1 of 2 (10%): error rate ")
+        .and_then(|rest| rest.split_once("% > 1% over "))
+        .and_then(|(rate, _)| rate.parse().ok())
+        .unwrap_or_else(|| panic!("{why}"));
+    assert!((15.0..=25.0).contains(&rate), "{why}");
     assert_eq!(back["answering"], json!(["web-v1"]));
     let entry = history(&daemon)
         .await
