@@ -219,6 +219,11 @@ impl Conn {
     /// Forwards one plain request and passes its answer back; whether the client connection
     /// can carry another request.
     async fn exchange(&mut self, proxy: &Proxy, plain: Plain) -> bool {
+        proxy
+            .entry
+            .local
+            .fast_requests
+            .fetch_add(1, Ordering::Relaxed);
         self.head_taken = false;
         self.read_through = false;
         let client = plain.client.unwrap_or(self.peer);

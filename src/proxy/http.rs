@@ -92,6 +92,11 @@ pub(super) async fn serve_io<S>(
 ) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
+    proxy
+        .entry
+        .local
+        .general_connections
+        .fetch_add(1, Ordering::Relaxed);
     let io = TokioIo::new(Metered {
         inner: stream,
         activity: activity.clone(),

@@ -187,6 +187,11 @@ struct LocalCounts {
     unavailable: AtomicU64,
     /// 504: no answer within the request timeout.
     timeout: AtomicU64,
+    /// HTTP: requests served on the proxy's own HTTP/1.1 path ([`fast`]).
+    fast_requests: AtomicU64,
+    /// HTTP: client connections handed to the general path (hyper) from their first request
+    /// that was not plain, or from the start with `fast_path = false`.
+    general_connections: AtomicU64,
 }
 
 /// One proxy's counters.
@@ -432,6 +437,31 @@ impl ProxyStats {
                     out,
                     "{name}{{proxy=\"{proxy}\",alias=\"{alias}\",mode=\"{mode}\",code=\"{code}\"}} {}",
                     counter.load(Ordering::Relaxed)
+                );
+            }
+        }
+        for (name, help, read) in [
+            (
+                "aliasd_proxy_fast_requests_total",
+                "HTTP requests served on the proxy's own HTTP/1.1 path.",
+                (|l: &LocalCounts| l.fast_requests.load(Ordering::Relaxed))
+                    as fn(&LocalCounts) -> u64,
+            ),
+            (
+                "aliasd_proxy_general_connections_total",
+                "HTTP client connections served by the general path (hyper): HTTP/2, upgrades, chunked or Expect bodies, HTTP/1.0, anything malformed, or fast_path = false.",
+                |l: &LocalCounts| l.general_connections.load(Ordering::Relaxed),
+            ),
+        ] {
+            let _ = writeln!(out, "# HELP {name} {help}");
+            let _ = writeln!(out, "# TYPE {name} counter");
+            for p in self.proxies.iter().filter(|p| p.mode == ProxyMode::Http) {
+                let _ = writeln!(
+                    out,
+                    "{name}{{proxy=\"{}\",alias=\"{}\"}} {}",
+                    escape(&p.listen.to_string()),
+                    escape(&p.alias),
+                    read(&p.local)
                 );
             }
         }

@@ -543,11 +543,34 @@ struct Rig {
     member: Member,
     fast: SocketAddr,
     hyper: SocketAddr,
-    _daemon: Daemon,
+    daemon: Daemon,
     _fixture: Fixture,
 }
 
 impl Rig {
+    /// The default proxy's requests on its own path and connections handed to hyper, from
+    /// `/metrics`.
+    async fn paths(&self) -> (u64, u64) {
+        let mut api = TcpStream::connect(self.daemon.api).await.expect("the API");
+        api.write_all(b"GET /metrics HTTP/1.1\r\nHost: aliasd\r\nConnection: close\r\n\r\n")
+            .await
+            .expect("ask for the metrics");
+        let mut text = String::new();
+        api.read_to_string(&mut text).await.expect("the metrics");
+        let read = |name: &str| -> u64 {
+            let prefix = format!("{name}{{proxy=\"{}\",", self.fast);
+            text.lines()
+                .find(|l| l.starts_with(&prefix))
+                .and_then(|l| l.rsplit(' ').next())
+                .and_then(|v| v.parse().ok())
+                .unwrap_or_else(|| panic!("no {prefix} in the metrics:\n{text}"))
+        };
+        (
+            read("aliasd_proxy_fast_requests_total"),
+            read("aliasd_proxy_general_connections_total"),
+        )
+    }
+
     async fn start(net: u8) -> Self {
         Self::start_with(net, "").await
     }
@@ -571,7 +594,7 @@ impl Rig {
             member,
             fast: ready.proxies[0],
             hyper: ready.proxies[1],
-            _daemon: daemon,
+            daemon,
             _fixture: fixture,
         };
         // Both proxies reach the member before any case runs (health "none": at once).
@@ -1314,6 +1337,37 @@ async fn pipelined_requests_are_answered_in_order_on_one_connection() {
         ["GET /q1 HTTP/1.1", "POST /q2 HTTP/1.1", "GET /q3 HTTP/1.1"]
     );
     assert_eq!(c.seen[1].body.as_deref(), Some(body.as_bytes()));
+}
+
+/// The default proxy really serves plain requests on its own path, and hands a connection to
+/// hyper at its first request that is not plain (the agreement above would hold as well if
+/// everything went to hyper).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_requests_take_the_own_path_and_the_first_unusual_one_hands_the_connection_to_hyper()
+{
+    let rig = Rig::start(171).await;
+    let (fast, general) = rig.paths().await;
+    let three = b"GET /p1 HTTP/1.1\r\nHost: m\r\n\r\nPOST /p2 HTTP/1.1\r\nHost: m\r\nContent-Length: 2\r\n\r\nhiGET /p3 HTTP/1.1\r\nHost: m\r\nConnection: close\r\n\r\n";
+    let c = rig.talk(rig.fast, three, 3).await;
+    assert_eq!(c.statuses(), [200, 200, 200], "{c:#?}");
+    assert_eq!(
+        rig.paths().await,
+        (fast + 3, general),
+        "three plain requests"
+    );
+
+    // A plain request, then a chunked one on the same connection: the first on the own path,
+    // the connection (and the second request) to hyper, with the bytes already read.
+    let mixed = b"GET /q1 HTTP/1.1\r\nHost: m\r\n\r\nPOST /q2 HTTP/1.1\r\nHost: m\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\n\r\nGET /q3 HTTP/1.1\r\nHost: m\r\n\r\n";
+    let c = rig.talk(rig.fast, mixed, 3).await;
+    assert_eq!(c.statuses(), [200, 200, 200], "{c:#?}");
+    assert_eq!(c.seen[1].body.as_deref(), Some(&b"hi"[..]), "{c:#?}");
+    assert_eq!(c.after, After::Open, "{c:#?}");
+    assert_eq!(
+        rig.paths().await,
+        (fast + 4, general + 1),
+        "plain, then chunked"
+    );
 }
 
 /// RFC 9110 section 10.1.1: the client waits for `100 Continue` before its body.
