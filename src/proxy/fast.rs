@@ -70,11 +70,6 @@ pub(super) async fn serve_connection(
 ) {
     let _ = stream.set_nodelay(true);
     let peer_ip = peer.ip().to_canonical();
-    let trusted = proxy
-        .config
-        .client_header
-        .as_ref()
-        .is_some_and(|h| h.trusts(peer_ip));
     let mut conn = Conn {
         client: stream,
         buf: BytesMut::with_capacity(READ_CHUNK),
@@ -83,9 +78,9 @@ pub(super) async fn serve_connection(
         answer_head: Vec::with_capacity(1024),
         who: Forwarding::new(peer_ip),
         peer: peer_ip,
-        client_header: trusted
-            .then(|| proxy.config.client_header.as_ref().map(|h| h.name.clone()))
-            .flatten(),
+        client_header: (proxy.config.client_header.as_ref())
+            .filter(|h| h.trusts(peer_ip))
+            .map(|h| h.name.clone()),
         head_taken: false,
         read_through: false,
     };
@@ -104,13 +99,12 @@ pub(super) async fn serve_connection(
                     timer.as_mut(),
                 )
                 .await;
-            let plain = match waited {
+            let mut plain = match waited {
                 Next::Plain(plain) => plain,
                 Next::Closed => return,
                 Next::General => break,
             };
             let busy = activity.begin();
-            let mut plain = plain;
             // Stopping: this answer is the connection's last, and says so.
             plain.keep_alive &= !shutdown.is_cancelled();
             let keep = conn.exchange(&proxy, plain).await;
