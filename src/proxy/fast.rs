@@ -34,7 +34,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
 use super::wire::{self, Answer, Chunks, Forwarding, Framing, Plain};
-use super::{Choice, Flight, Member, Proxy, lock};
+use super::{Choice, Flight, Member, Proxy, SideMemo, lock};
 use crate::conns::{Activity, Slot};
 use crate::model::Endpoint;
 
@@ -83,6 +83,7 @@ pub(super) async fn serve_connection(
             .map(|h| h.name.clone()),
         head_taken: false,
         read_through: false,
+        side: SideMemo::default(),
     };
     {
         let stopped = shutdown.clone().cancelled_owned();
@@ -147,6 +148,8 @@ struct Conn {
     head_taken: bool,
     /// ... and so is all of its body: the connection is in step for the next request.
     read_through: bool,
+    /// The side of a weighted step its client was put on (hashed once per client and route).
+    side: SideMemo,
 }
 
 /// How an exchange with a member went before the answer reached the client.
@@ -221,7 +224,7 @@ impl Conn {
         self.head_taken = false;
         self.read_through = false;
         let client = plain.client.unwrap_or(self.peer);
-        let choice = proxy.choice_for(client);
+        let choice = proxy.choice_remembered(client, &mut self.side);
         let limit = proxy.config.request_timeout;
         let sent = match tokio::time::timeout(limit, self.send(proxy, &choice, &plain)).await {
             Ok(sent) => sent,

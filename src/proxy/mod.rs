@@ -733,6 +733,11 @@ enum Side {
     New,
 }
 
+/// A client connection's last choice of side in a weighted step: the route's generation, the
+/// client, and its side.
+#[derive(Debug, Default)]
+struct SideMemo(Option<(u64, IpAddr, Side)>);
+
 /// The members to choose from at one moment: a route and a side of it.
 struct Choice {
     route: Arc<Route>,
@@ -1060,11 +1065,31 @@ impl Proxy {
     /// The members for `client` now: in a weighted step, its side's (the other side's when
     /// its own has none passing), as DNS answers it; else every active member.
     fn choice_for(&self, client: IpAddr) -> Choice {
+        self.choice_remembered(client, &mut SideMemo::default())
+    }
+
+    /// [`Proxy::choice_for`] for a connection that remembers its last client's side: the hash
+    /// is worked out again only for another client or another route.
+    fn choice_remembered(&self, client: IpAddr, memo: &mut SideMemo) -> Choice {
         let route = self.route();
         let side = match route.view.as_ref().and_then(|v| v.split.as_ref()) {
-            Some(split) if split.on_new(client) => Side::New,
-            Some(_) => Side::Old,
             None => Side::All,
+            Some(split) => match memo.0 {
+                Some((generation, last, side))
+                    if generation == route.generation && last == client =>
+                {
+                    side
+                }
+                _ => {
+                    let side = if split.on_new(client) {
+                        Side::New
+                    } else {
+                        Side::Old
+                    };
+                    memo.0 = Some((route.generation, client, side));
+                    side
+                }
+            },
         };
         Choice { route, side }
     }

@@ -191,3 +191,71 @@ async fn a_trusted_balancer_names_the_client_and_anyone_else_is_ignored() {
         );
     }
 }
+
+/// One kept-alive connection from a trusted balancer carries clients of both sides in turn:
+/// each request meets its own client's side (the connection remembers the last client's side,
+/// never past a change of client).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_of_both_sides_in_turn_on_one_connection_each_reach_their_own() {
+    let s = stepped().await;
+    let pick = |new: bool| {
+        (1..=255u8)
+            .map(|i| Ipv4Addr::new(127, 0, 5, i))
+            .find(|ip| s.on_new((*ip).into()) == new)
+            .unwrap()
+    };
+    let (old, new) = (pick(false), pick(true));
+    let socket = TcpSocket::new_v4().unwrap();
+    socket
+        .bind(SocketAddr::from((Ipv4Addr::new(127, 0, 0, 2), 0)))
+        .unwrap();
+    let mut stream = socket.connect(s.http).await.unwrap();
+    for (client, want) in [
+        (old, "v1"),
+        (new, "v2"),
+        (new, "v2"),
+        (old, "v1"),
+        (new, "v2"),
+    ] {
+        let request = format!("GET / HTTP/1.1\r\nHost: web\r\nX-Real-IP: {client}\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let answer = tokio::time::timeout(Duration::from_secs(10), read_answer(&mut stream))
+            .await
+            .expect("an answer within 10 s");
+        let backend = answer
+            .lines()
+            .find_map(|l| l.strip_prefix("x-backend: "))
+            .unwrap_or_else(|| panic!("no x-backend in {answer:?}"));
+        assert_eq!(backend, want, "{client} on the kept-alive connection");
+    }
+}
+
+/// One answer with a `content-length` body from a kept-alive connection, as text.
+async fn read_answer(stream: &mut tokio::net::TcpStream) -> String {
+    let mut bytes = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        if let Some(end) = text.find("\r\n\r\n") {
+            let length: usize = text[..end]
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length: ")
+                        .map(str::to_owned)
+                })
+                .and_then(|v| v.trim().parse().ok())
+                .expect("a content-length");
+            if bytes.len() >= end + 4 + length {
+                return text;
+            }
+        }
+        let n = stream.read(&mut chunk).await.unwrap();
+        assert!(
+            n > 0,
+            "the proxy closed the connection: {:?}",
+            String::from_utf8_lossy(&bytes)
+        );
+        bytes.extend_from_slice(&chunk[..n]);
+    }
+}
