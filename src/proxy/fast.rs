@@ -107,10 +107,10 @@ pub(super) async fn serve_connection(
             };
             let busy = activity.begin();
             // Stopping: this answer is the connection's last, and says so.
-            plain.keep_alive &= !shutdown.is_cancelled();
+            plain.keep_alive &= !proxy.stopping.load(Ordering::Acquire);
             let keep = conn.exchange(&proxy, plain).await;
             drop(busy);
-            if !keep || shutdown.is_cancelled() {
+            if !keep || proxy.stopping.load(Ordering::Acquire) {
                 return;
             }
         }
@@ -216,11 +216,7 @@ impl Conn {
     /// Forwards one plain request and passes its answer back; whether the client connection
     /// can carry another request.
     async fn exchange(&mut self, proxy: &Proxy, plain: Plain) -> bool {
-        proxy
-            .entry
-            .local
-            .fast_requests
-            .fetch_add(1, Ordering::Relaxed);
+        proxy.entry.local.fast_requests.add_one();
         self.head_taken = false;
         self.read_through = false;
         let client = plain.client.unwrap_or(self.peer);

@@ -187,11 +187,38 @@ struct LocalCounts {
     unavailable: AtomicU64,
     /// 504: no answer within the request timeout.
     timeout: AtomicU64,
-    /// HTTP: requests served on the proxy's own HTTP/1.1 path ([`fast`]).
-    fast_requests: AtomicU64,
+    /// HTTP: requests served on the proxy's own HTTP/1.1 path ([`fast`]), one counter per
+    /// worker thread so the threads never contend for it.
+    fast_requests: PerWorker,
     /// HTTP: client connections handed to the general path (hyper) from their first request
     /// that was not plain, or from the start with `fast_path = false`.
     general_connections: AtomicU64,
+}
+
+/// A counter with a cache line of its own for each worker thread, summed when read.
+#[derive(Debug)]
+struct PerWorker(Vec<Padded>);
+
+#[derive(Debug, Default)]
+#[repr(align(64))]
+struct Padded(AtomicU64);
+
+impl Default for PerWorker {
+    fn default() -> Self {
+        Self((0..workers()).map(|_| Padded::default()).collect())
+    }
+}
+
+impl PerWorker {
+    fn add_one(&self) {
+        self.0[WORKER.get() % self.0.len()]
+            .0
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn sum(&self) -> u64 {
+        self.0.iter().map(|c| c.0.load(Ordering::Relaxed)).sum()
+    }
 }
 
 /// One proxy's counters.
@@ -444,8 +471,7 @@ impl ProxyStats {
             (
                 "aliasd_proxy_fast_requests_total",
                 "HTTP requests served on the proxy's own HTTP/1.1 path.",
-                (|l: &LocalCounts| l.fast_requests.load(Ordering::Relaxed))
-                    as fn(&LocalCounts) -> u64,
+                (|l: &LocalCounts| l.fast_requests.sum()) as fn(&LocalCounts) -> u64,
             ),
             (
                 "aliasd_proxy_general_connections_total",
@@ -621,6 +647,7 @@ pub fn spawn(
                 generation: u64::MAX,
                 ..Route::default()
             }),
+            stopping: AtomicBool::new(false),
         });
         let name = format!("the proxy on {} (alias {})", proxy.addr, proxy.alias_host);
         critical.spawn(name, proxy.run(bound.listener, shutdown.clone()));
@@ -799,6 +826,9 @@ struct Proxy {
     measurements: Arc<Measurements>,
     /// What the last snapshot seen says ([`Route`]).
     route: ArcSwap<Route>,
+    /// Set once shutdown began (by [`Proxy::watch`]): read per request without touching the
+    /// cancellation token's lock, which every worker thread would share.
+    stopping: AtomicBool,
 }
 
 impl Proxy {
@@ -929,7 +959,10 @@ impl Proxy {
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
-                () = shutdown.cancelled() => return,
+                () = shutdown.cancelled() => {
+                    self.stopping.store(true, Ordering::Release);
+                    return;
+                }
             }
             let choice = self.choice();
             let active: HashSet<&Endpoint> = choice
