@@ -38,8 +38,6 @@ use super::{Choice, Flight, Member, Proxy, SideMemo, lock};
 use crate::conns::{Activity, Slot};
 use crate::model::Endpoint;
 
-/// Idle member connections kept per member and worker; more are closed when they come back.
-const MAX_IDLE_PER_MEMBER: usize = 64;
 /// What a read asks for at least: room for a head and a small body.
 const READ_CHUNK: usize = 16 * 1024;
 
@@ -640,7 +638,7 @@ fn take_idle(proxy: &Proxy, member: &Member) -> Option<TcpStream> {
 
 fn put_idle(member: &Member, stream: TcpStream) {
     let mut idle = lock(member.raw_idle());
-    if idle.len() >= MAX_IDLE_PER_MEMBER {
+    if idle.len() >= super::MAX_IDLE_PER_MEMBER {
         idle.remove(0);
     }
     idle.push(Idle {

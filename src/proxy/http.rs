@@ -50,8 +50,6 @@ use crate::model::Endpoint;
 pub(super) type ReqBody = Either<Incoming, Empty<Bytes>>;
 type Sender = SendRequest<ReqBody>;
 
-/// Idle connections kept per member; more are closed when they come back.
-const MAX_IDLE_PER_MEMBER: usize = 64;
 /// A request hyper hands back unsent is sent again at most this often.
 const MAX_UNSENT_RESENDS: usize = 2;
 
@@ -389,7 +387,7 @@ async fn connect(proxy: &Proxy, member: &Member) -> Result<Sender, String> {
 
 fn put_idle(member: &Member, sender: Sender) {
     let mut idle = lock(member.idle());
-    if idle.len() >= MAX_IDLE_PER_MEMBER {
+    if idle.len() >= super::MAX_IDLE_PER_MEMBER {
         idle.remove(0);
     }
     idle.push(Idle {

@@ -74,6 +74,9 @@ pub struct Drained {
 
 /// Connect attempts per request or connection, each on another member.
 const MAX_CONNECT_TRIES: usize = 3;
+/// Idle member connections kept per member and worker thread, on either HTTP path; more are
+/// closed when they come back.
+const MAX_IDLE_PER_MEMBER: usize = 64;
 
 thread_local! {
     /// Which proxy worker thread this is (0 elsewhere), to pick its member pool.
